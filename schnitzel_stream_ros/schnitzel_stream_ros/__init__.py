@@ -1,0 +1,1 @@
+"""schnitzel_stream_ros: StreamPacket graphs of composable plugin nodes on ROS 2."""

@@ -1,0 +1,196 @@
+"""StreamPacket: the one record every node, topic, queue and backend shares (contract v1).
+
+Immutable, cheap to derive, and the same fields as schnitzel-stream-platform's packet so graphs and
+backends written for it keep working. Transport encodings live in `schnitzel_stream_ros.codec`;
+this module knows nothing about ROS.
+"""
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+
+class Kind:
+    """Well-known packet kinds (any other non-empty string is allowed too)."""
+
+    FRAME = 'frame'
+    DETECTION = 'detection'
+    EVENT = 'event'
+    SENSOR = 'sensor'
+    METRICS = 'metrics'
+    CONTROL = 'control'
+    BYTES = 'bytes'
+    BYTES_REF = 'bytes_ref'
+    RAW = 'raw'
+
+
+class MetaKey:
+    """Well-known meta keys of the upstream contract."""
+
+    IDEMPOTENCY_KEY = 'idempotency_key'
+    FRAME_IDX = 'frame_idx'
+    POS_MSEC = 'pos_msec'
+    EPOCH = 'epoch'
+    SOURCE_PACKET_ID = 'source_packet_id'
+    DURABLE = 'durable'
+
+
+class PayloadProfile(str, Enum):
+    """How far a payload can travel.
+
+    inproc_any: process-local objects (numpy frames, handles) — never leaves its process as is.
+    json_portable: payload and meta are JSON values — can go anywhere.
+    ref_portable: the payload is a reference (blob ref), not the bytes — can go anywhere.
+    """
+
+    INPROC_ANY = 'inproc_any'
+    JSON_PORTABLE = 'json_portable'
+    REF_PORTABLE = 'ref_portable'
+
+
+# source profile -> destination profiles it may feed (upstream matrix)
+_PROFILE_ACCEPTED_BY: dict[PayloadProfile, frozenset[PayloadProfile]] = {
+    PayloadProfile.INPROC_ANY: frozenset({PayloadProfile.INPROC_ANY}),
+    PayloadProfile.JSON_PORTABLE: frozenset({PayloadProfile.INPROC_ANY, PayloadProfile.JSON_PORTABLE}),
+    PayloadProfile.REF_PORTABLE: frozenset(PayloadProfile),
+}
+
+#: Kinds whose payload is not portable unless encoded (raw frames, raw bytes).
+NON_PORTABLE_KINDS = frozenset({Kind.FRAME, Kind.BYTES})
+
+
+def profile_compatible(source: PayloadProfile | str, dest: PayloadProfile | str) -> bool:
+    """True when packets of profile `source` may be delivered to an input of profile `dest`."""
+    return PayloadProfile(dest) in _PROFILE_ACCEPTED_BY[PayloadProfile(source)]
+
+
+class FrozenMeta(dict):
+    """A dict that refuses mutation: packet meta stays what it was when the packet was made.
+
+    A dict subclass (not a MappingProxyType) so `json.dumps` takes it as is, at C speed.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *_args: Any, **_kwargs: Any) -> None:
+        raise TypeError('StreamPacket.meta is immutable: derive a packet with with_meta(...)')
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+    __ior__ = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenMeta, (dict(self),))
+
+
+_EMPTY_META = FrozenMeta()
+
+
+def _freeze(meta: Mapping[str, Any] | None) -> FrozenMeta:
+    if not meta:
+        return _EMPTY_META
+    if isinstance(meta, FrozenMeta):
+        return meta
+    if not isinstance(meta, Mapping):
+        raise TypeError(f'meta must be a mapping, got {type(meta).__name__}')
+    return FrozenMeta(meta)
+
+
+def new_packet_id() -> str:
+    return str(uuid.uuid4())
+
+
+def format_ts(dt: datetime) -> str:
+    """Canonical packet time text: UTC, 'Z' suffix, microseconds only when non-zero."""
+    dt = dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    text = dt.strftime('%Y-%m-%dT%H:%M:%S')
+    if dt.microsecond:
+        text += f'.{dt.microsecond:06d}'
+    return text + 'Z'
+
+
+def parse_ts(ts: str) -> datetime:
+    """ISO-8601 text -> aware UTC datetime. Text without an offset is taken as UTC."""
+    if not isinstance(ts, str) or not ts:
+        raise ValueError(f'ts: expected an ISO-8601 string, got {ts!r}')
+    text = ts[:-1] + '+00:00' if ts.endswith(('Z', 'z')) else ts
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f'ts: not an ISO-8601 time: {ts!r}') from exc
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def now_ts() -> str:
+    return format_ts(datetime.now(timezone.utc))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StreamPacket:
+    """One record in a stream. Immutable: derive new packets instead of changing one.
+
+    `derive()` keeps packet_id (pass-through, enrichment); `child()` makes a new packet_id and
+    records the parent in meta.source_packet_id (sources, detectors, event builders).
+    """
+
+    packet_id: str
+    ts: str
+    kind: str
+    source_id: str
+    payload: Any = None
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=lambda: _EMPTY_META)
+
+    def __post_init__(self) -> None:
+        for name in ('packet_id', 'ts', 'kind', 'source_id'):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise TypeError(f'{name}: expected str, got {type(value).__name__}')
+        if not self.kind:
+            raise ValueError('kind: must not be empty')
+        if type(self.meta) is not FrozenMeta:
+            object.__setattr__(self, 'meta', _freeze(self.meta))
+
+    @classmethod
+    def new(
+        cls,
+        kind: str,
+        source_id: str,
+        payload: Any = None,
+        meta: Mapping[str, Any] | None = None,
+        ts: str | None = None,
+    ) -> StreamPacket:
+        """A fresh packet: new UUID4 id, `ts` now (UTC) unless given."""
+        return cls(new_packet_id(), ts or now_ts(), kind, source_id, payload, _freeze(meta))
+
+    def derive(self, **changes: Any) -> StreamPacket:
+        """Same packet_id, some fields replaced (e.g. payload=..., kind=...)."""
+        if 'packet_id' in changes:
+            raise ValueError('derive() keeps packet_id; use child() for a new packet')
+        return dataclasses.replace(self, **changes)
+
+    def child(
+        self,
+        kind: str | None = None,
+        payload: Any = None,
+        meta: Mapping[str, Any] | None = None,
+        ts: str | None = None,
+    ) -> StreamPacket:
+        """A new packet made from this one (new packet_id; meta.source_packet_id = this id)."""
+        merged = dict(meta or {})
+        merged.setdefault(MetaKey.SOURCE_PACKET_ID, self.packet_id)
+        return StreamPacket(
+            new_packet_id(), ts or self.ts, kind or self.kind, self.source_id, payload, FrozenMeta(merged)
+        )
+
+    def with_meta(self, **entries: Any) -> StreamPacket:
+        """Same packet with meta entries added or replaced."""
+        return dataclasses.replace(self, meta=FrozenMeta({**self.meta, **entries}))
+
+    @property
+    def idempotency_key(self) -> str:
+        """Deduplication key: meta.idempotency_key when set, else packet_id (upstream rule)."""
+        key = self.meta.get(MetaKey.IDEMPOTENCY_KEY)
+        return key if isinstance(key, str) and key else self.packet_id
