@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 
@@ -37,9 +37,12 @@ class MetaKey:
     EPOCH = 'epoch'
     SOURCE_PACKET_ID = 'source_packet_id'
     DURABLE = 'durable'
+    # contract v1 extensions: how a receiver reads a bytes or frame payload
+    CONTENT_TYPE = 'content_type'  # MIME type of a bytes payload
+    IMAGE_ENCODING = 'image_encoding'  # sensor_msgs/Image encoding of a frame (default by dtype/channels)
 
 
-class PayloadProfile(str, Enum):
+class PayloadProfile(StrEnum):
     """How far a payload can travel.
 
     inproc_any: process-local objects (numpy frames, handles) — never leaves its process as is.
@@ -104,16 +107,23 @@ def new_packet_id() -> str:
 
 
 def format_ts(dt: datetime) -> str:
-    """Canonical packet time text: UTC, 'Z' suffix, microseconds only when non-zero."""
-    dt = dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-    text = dt.strftime('%Y-%m-%dT%H:%M:%S')
+    """Canonical packet time text: UTC, 'Z' suffix, microseconds only when non-zero.
+
+    One spelling per instant, so time text can be compared and used in keys. Formatted by hand
+    rather than with strftime, which does not zero-pad years below 1000 on every libc.
+    """
+    dt = dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
+    text = f'{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}'
     if dt.microsecond:
         text += f'.{dt.microsecond:06d}'
     return text + 'Z'
 
 
 def parse_ts(ts: str) -> datetime:
-    """ISO-8601 text -> aware UTC datetime. Text without an offset is taken as UTC."""
+    """ISO-8601 text -> aware UTC datetime. Text without an offset is taken as UTC.
+
+    Digits below the microsecond are dropped (datetime's resolution, and the contract's).
+    """
     if not isinstance(ts, str) or not ts:
         raise ValueError(f'ts: expected an ISO-8601 string, got {ts!r}')
     text = ts[:-1] + '+00:00' if ts.endswith(('Z', 'z')) else ts
@@ -121,11 +131,11 @@ def parse_ts(ts: str) -> datetime:
         dt = datetime.fromisoformat(text)
     except ValueError as exc:
         raise ValueError(f'ts: not an ISO-8601 time: {ts!r}') from exc
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def now_ts() -> str:
-    return format_ts(datetime.now(timezone.utc))
+    return format_ts(datetime.now(UTC))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
