@@ -161,6 +161,9 @@ class Plugin:
     PARAMS: ClassVar[tuple[Param, ...]] = ()
     #: One line for `schnitzel-stream plugins`; defaults to the first docstring line.
     DESCRIPTION: ClassVar[str] = ''
+    #: Outputs carry what came in (Identity, samplers, forwarding sinks): the validator propagates
+    #: the kinds and profile of the input instead of the declared wildcard.
+    PASSTHROUGH: ClassVar[bool] = False
 
     def __init__(self, ctx: PluginContext) -> None:
         self.ctx = ctx
@@ -208,6 +211,18 @@ class Plugin:
             return cls.DESCRIPTION
         doc = (cls.__doc__ or '').strip()
         return doc.splitlines()[0] if doc else ''
+
+    @classmethod
+    def ports_for(cls, params: Mapping[str, Any]) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
+        """(inputs, outputs) for these parameters. Override when ports depend on parameters
+        (a router's output per route, a source declaring exactly the kinds it is configured with)."""
+        return cls.INPUTS, cls.OUTPUTS
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> list[str]:
+        """Checks beyond type and range, on already typed parameters; each string is one error
+        ("parameter 'x': ...") that the validator reports at the node's line."""
+        return []
 
     @classmethod
     def param_schema(cls) -> dict[str, Param]:

@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Cost of the StreamPacket codecs next to their floor, measured in the same run.
+
+- frame: a 640x480x3 uint8 frame packet -> schnitzel_stream_msgs/StreamPacket -> packet, against
+  a plain numpy copy of the same 921,600 bytes (the floor: the codec has to move those bytes once).
+  Goal: codec <= 2x the copy. Also the same frame held in an array.array-backed buffer
+  (`codec.image.new_frame`, and every decoded frame), which the encoder hands over without a copy.
+- event: a ~1 KB event protocol v0.2 dict as StreamPacket(kind=event) -> message -> packet, and as
+  schnitzel_stream_msgs/Event -> dict, against a numpy copy of its JSON bytes and against a
+  stdlib json.dumps + json.loads round trip (a more telling floor for JSON work).
+- For information: rclpy's CDR serialisation of the same messages (what publishing adds; not part
+  of the codec).
+
+Baseline and codec run interleaved, round after round, so a busy machine slows both alike; each
+figure is the median (and min) of the per-round means. Prints one JSON object.
+
+Usage: python bench/codec_bench.py [--rounds N] [--iterations N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+from rclpy.serialization import deserialize_message, serialize_message
+
+from schnitzel_stream_msgs.msg import Event as EventMsg
+from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
+from schnitzel_stream_ros.codec.event_protocol import build_event, event_to_msg, event_to_packet, msg_to_event
+from schnitzel_stream_ros.codec.image import default_converter, new_frame
+from schnitzel_stream_ros.codec.packet_codec import decode_packet, encode_packet
+from schnitzel_stream_ros.packet import StreamPacket
+
+
+def _round_mean_us(fn: Callable[[], object], iterations: int) -> float:
+    start = time.perf_counter()
+    for _ in range(iterations):
+        fn()
+    return (time.perf_counter() - start) / iterations * 1e6
+
+
+def measure(
+    cases: dict[str, Callable[[], object]], rounds: int, iterations: int
+) -> dict[str, dict[str, float]]:
+    """Interleaved rounds of every case; per case the median and min of the round means (µs)."""
+    for fn in cases.values():  # warm-up: imports, allocator, caches
+        for _ in range(max(3, iterations // 10)):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            samples[name].append(_round_mean_us(fn, iterations))
+    return {
+        name: {'median_us': round(statistics.median(v), 2), 'min_us': round(min(v), 2)}
+        for name, v in samples.items()
+    }
+
+
+def _ratio(result: dict[str, dict[str, float]], case: str, floor: str) -> dict[str, float]:
+    return {
+        'median': round(result[case]['median_us'] / result[floor]['median_us'], 2),
+        'min': round(result[case]['min_us'] / result[floor]['min_us'], 2),
+    }
+
+
+def one_kb_event() -> dict:
+    """A realistic event whose JSON is about 1 KB (sensor reading and metrics attached)."""
+    event = build_event(
+        site_id='S001',
+        camera_id='cam01',
+        ts='2026-02-14T00:00:00.250000Z',
+        object_type='PERSON',
+        bbox={'x1': 120, 'y1': 64, 'x2': 212, 'y2': 388},
+        confidence=0.8734,
+        track_id=17,
+        zone={'zone_id': 'loading-dock-north', 'inside': True},
+        snapshot_path='snapshots/S001/cam01/2026-02-14T00-00-00.250000Z.jpg',
+        sensor={
+            'source_id': 'range01',
+            'ts': '2026-02-14T00:00:00.180000Z',
+            'kind': 'sensor',
+            'payload': {'range_m': 3.42, 'min_range_m': 0.2, 'max_range_m': 12.0, 'field_of_view_rad': 0.26},
+            'delta_ms': 70.0,
+        },
+        extra={
+            'model': {'name': 'ssdlite-pedestrian', 'version': '1.0.0', 'input': [320, 320]},
+            'pipeline': {'graph': 'site.yaml', 'node_id': 'events', 'frame_idx': 123456, 'epoch': 2},
+            'labels': {'shift': 'night', 'operator': 'Zoë Müller', 'area': 'Halle 3 – Rampe'},
+            'history': [{'ts': f'2026-02-13T23:59:5{i}Z', 'x': 100 + i, 'y': 60 + i} for i in range(6)],
+        },
+    )
+    return event
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--rounds', type=int, default=15)
+    parser.add_argument('--iterations', type=int, default=200)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    frame_packet = StreamPacket.new('frame', 'cam01', frame, {'frame_idx': 1, 'pos_msec': 33.3})
+    # the same pixels in an array.array-backed frame (new_frame: what a source can fill in place,
+    # and what every decoded frame is): the encoder hands the buffer over instead of copying
+    backed = new_frame(frame.shape)
+    backed[:] = frame
+    backed_packet = frame_packet.derive(payload=backed)
+    frame_msg = encode_packet(frame_packet)
+    assert np.array_equal(decode_packet(frame_msg).payload, frame)
+
+    event = one_kb_event()
+    event_json = json.dumps(event, ensure_ascii=False).encode('utf-8')
+    event_bytes = np.frombuffer(event_json, dtype=np.uint8)
+    event_packet = event_to_packet(event)
+    event_packet_msg = encode_packet(event_packet)
+    event_msg = event_to_msg(event)
+    assert decode_packet(event_packet_msg).payload == event
+    assert msg_to_event(event_msg) == event
+
+    frame_wire = serialize_message(frame_msg)
+    event_wire = serialize_message(event_packet_msg)
+
+    frame_result = measure(
+        {
+            'numpy_copy_floor': frame.copy,
+            'packet_codec_encode_decode': lambda: decode_packet(encode_packet(frame_packet)),
+            'packet_codec_encode': lambda: encode_packet(frame_packet),
+            'packet_codec_decode': lambda: decode_packet(frame_msg),
+            'packet_codec_array_backed_frame': lambda: decode_packet(encode_packet(backed_packet)),
+        },
+        args.rounds,
+        args.iterations,
+    )
+    event_result = measure(
+        {
+            'numpy_copy_floor': event_bytes.copy,
+            'json_dumps_loads': lambda: json.loads(json.dumps(event)),
+            'packet_codec_encode_decode': lambda: decode_packet(encode_packet(event_packet)),
+            'event_msg_encode_decode': lambda: msg_to_event(event_to_msg(event)),
+        },
+        args.rounds,
+        args.iterations * 5,
+    )
+    wire_result = measure(
+        {
+            'frame_serialize': lambda: serialize_message(frame_msg),
+            'frame_deserialize': lambda: deserialize_message(frame_wire, StreamPacketMsg),
+            'event_packet_serialize': lambda: serialize_message(event_packet_msg),
+            'event_packet_deserialize': lambda: deserialize_message(event_wire, StreamPacketMsg),
+            'event_msg_serialize': lambda: serialize_message(event_msg),
+        },
+        max(3, args.rounds // 3),
+        max(10, args.iterations // 4),
+    )
+    _ = EventMsg  # imported so the message class load is not part of any measured case
+
+    frame_ratio = _ratio(frame_result, 'packet_codec_encode_decode', 'numpy_copy_floor')
+    report = {
+        'bench': 'codec',
+        'python': platform.python_version(),
+        'numpy': np.__version__,
+        'image_converter': default_converter().name,
+        'rounds': args.rounds,
+        'iterations': args.iterations,
+        'frame': {
+            'shape': list(frame.shape),
+            'bytes': frame.nbytes,
+            'results': frame_result,
+            'ratio_codec_to_copy': frame_ratio,
+            'ratio_array_backed_codec_to_copy': _ratio(
+                frame_result, 'packet_codec_array_backed_frame', 'numpy_copy_floor'
+            ),
+            'goal_ratio_max': 2.0,
+            'goal_met': frame_ratio['median'] <= 2.0,
+        },
+        'event': {
+            'json_bytes': len(event_json),
+            'results': event_result,
+            'ratio_packet_codec_to_copy': _ratio(
+                event_result, 'packet_codec_encode_decode', 'numpy_copy_floor'
+            ),
+            'ratio_packet_codec_to_json': _ratio(
+                event_result, 'packet_codec_encode_decode', 'json_dumps_loads'
+            ),
+            'ratio_event_msg_to_json': _ratio(event_result, 'event_msg_encode_decode', 'json_dumps_loads'),
+        },
+        'wire_serialization_info': {
+            'frame_wire_bytes': len(frame_wire),
+            'event_packet_wire_bytes': len(event_wire),
+            'results': wire_result,
+        },
+    }
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,139 @@
+"""JPEG/PNG compression (opt-in): PNG exact, JPEG close, ROS format strings, channel order, refusals."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from sensor_msgs.msg import CompressedImage
+
+from schnitzel_stream_ros.codec.compressed_image import (
+    CompressedFrame,
+    compress_frame,
+    compressed_msg_to_frame,
+    decompress,
+)
+
+
+def _smooth_frame(height=48, width=64, channels=3, dtype=np.uint8):
+    """A gradient with some texture: what JPEG is made for (noise would be its worst case)."""
+    y, x = np.mgrid[0:height, 0:width]
+    top = np.iinfo(dtype).max
+    planes = [(x * top // width), (y * top // height), ((x + y) * top // (width + height))][:channels]
+    planes += [np.full_like(x, top // 2)] * (channels - len(planes))
+    frame = np.stack(planes, axis=-1).astype(dtype)
+    return frame[..., 0] if channels == 1 else frame
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float('inf') if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.mark.parametrize(
+    ('channels', 'dtype', 'encoding'),
+    [
+        (1, np.uint8, 'mono8'),
+        (3, np.uint8, 'bgr8'),
+        (4, np.uint8, 'bgra8'),
+        (1, np.uint16, 'mono16'),
+        (3, np.uint16, '16UC3'),
+        (3, np.uint8, 'rgb8'),
+        (4, np.uint16, 'rgba16'),
+    ],
+)
+def test_png_is_exact(channels, dtype, encoding):
+    frame = _smooth_frame(channels=channels, dtype=dtype)
+    rng = np.random.default_rng(1)
+    frame = (frame ^ rng.integers(0, 4, frame.shape).astype(dtype)).astype(dtype)  # some noise too
+    msg = compress_frame(frame, 'png', encoding=encoding)
+    back = compressed_msg_to_frame(msg)
+    assert back.dtype == frame.dtype and back.shape == frame.shape
+    assert np.array_equal(back, frame)
+    assert not back.flags.writeable
+
+
+def test_jpeg_is_close_and_much_smaller():
+    frame = _smooth_frame(480, 640)
+    msg = compress_frame(frame, 'jpeg', jpeg_quality=90)
+    assert msg.format == 'bgr8; jpeg compressed bgr8'
+    assert len(msg.data) < frame.nbytes / 10
+    back = compressed_msg_to_frame(msg)
+    assert back.shape == frame.shape
+    assert _psnr(back, frame) > 35
+
+
+def test_rgb_frames_are_stored_bgr_like_ros_tools_expect_and_come_back_rgb():
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red in RGB order
+    msg = compress_frame(rgb, 'png', encoding='rgb8')
+    assert msg.format == 'rgb8; png compressed bgr8'
+    stored = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert stored[0, 0].tolist() == [0, 0, 255]  # BGR order inside the PNG: red is last
+    assert np.array_equal(compressed_msg_to_frame(msg), rgb)
+
+
+def test_plain_format_names_from_cameras_are_read():
+    frame = _smooth_frame(channels=3)
+    ok, png = cv2.imencode('.png', frame)
+    assert ok
+    for name in ('png', 'PNG', 'jpeg', 'jpg'):  # the container is detected from the bytes
+        assert np.array_equal(decompress(name, png.tobytes(), 'compressed_image'), frame)
+
+
+def test_compressed_frame_passes_bytes_through_untouched():
+    frame = _smooth_frame()
+    msg = compress_frame(frame, 'jpeg')
+    passthrough = CompressedFrame.from_msg(msg)
+    again = passthrough.to_msg()
+    assert (again.format, bytes(again.data)) == (msg.format, bytes(msg.data))
+    assert np.array_equal(passthrough.to_frame(), compressed_msg_to_frame(msg))
+
+
+@pytest.mark.parametrize(
+    ('frame', 'kwargs', 'message'),
+    [
+        (np.zeros((4, 4, 3), np.uint8), {'fmt': 'webp'}, "image_compression: 'webp' is not one of jpeg, png"),
+        (np.zeros((4, 4), np.uint16), {'fmt': 'jpeg'}, "payload: jpeg cannot hold encoding 'mono16'"),
+        (np.zeros((4, 4, 4), np.uint8), {'fmt': 'jpeg'}, "payload: jpeg cannot hold encoding 'bgra8'"),
+        (np.zeros((4, 4), np.float32), {'fmt': 'png'}, "payload: png cannot hold encoding '32FC1'"),
+        (np.zeros((0, 4, 3), np.uint8), {'fmt': 'png'}, 'payload: 0-size frame'),
+        (np.zeros((4, 4, 3), np.uint8), {'fmt': 'jpeg', 'jpeg_quality': 101}, 'jpeg_quality: 101'),
+        (np.zeros((4, 4, 3), np.uint8), {'fmt': 'png', 'png_level': 10}, 'png_level: 10'),
+    ],
+)
+def test_uncompressible_frames_are_refused_by_name(frame, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        compress_frame(frame, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ('fmt', 'data', 'message'),
+    [
+        ('jpeg', b'', 'compressed_image.data: empty compressed image'),
+        (
+            'jpeg',
+            b'not an image at all',
+            r'compressed_image.data: not a decodable JPEG/PNG image \(19 bytes\)',
+        ),
+        ('16UC1; compressedDepth png', b'x', "compressed_image.format: '16UC1; compressedDepth png' is not"),
+        ('tiff', b'x', "compressed_image.format: 'tiff' is not"),
+    ],
+)
+def test_undecodable_messages_are_refused_by_name(fmt, data, message):
+    with pytest.raises(ValueError, match=message):
+        compressed_msg_to_frame(CompressedImage(format=fmt, data=data))
+
+
+def test_format_that_contradicts_the_image_is_refused():
+    _, png = cv2.imencode('.png', np.zeros((4, 4), np.uint8))
+    msg = CompressedImage(format='bgr8; png compressed bgr8', data=png.tobytes())
+    with pytest.raises(ValueError, match=r"compressed_image.format: says 'bgr8' \(uint8 with 3 channels\)"):
+        compressed_msg_to_frame(msg)
+
+
+def test_compressed_frame_checks_its_fields():
+    with pytest.raises(ValueError, match=r'payload.format'):
+        CompressedFrame('', b'x')
+    with pytest.raises(TypeError, match=r'payload.data: expected bytes'):
+        CompressedFrame('jpeg', bytearray(b'x'))  # type: ignore[arg-type]
