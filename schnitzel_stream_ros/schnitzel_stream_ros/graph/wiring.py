@@ -1,0 +1,152 @@
+"""Validated graph -> load requests for our component container (docs/wiring.md, contract v1).
+
+This is the one path both the launch generator and the embedded runner use to decide what a node
+gets at load time: plugin reference, node name, namespace, remap rules and ROS parameters
+(plugin parameters + reserved wiring parameters). Keeping it in one function means a graph
+started by `ros2 launch` and by `schnitzel-stream run` is wired identically.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from schnitzel_stream_ros.graph.model import ResolvedNode, ValidatedGraph
+
+#: `package_name` of every load request: all our plugins are hosted by this package's container.
+PACKAGE_NAME = 'schnitzel_stream_ros'
+WIRING_VERSION = 1
+
+# reserved parameter names (docs/wiring.md)
+CONTAINER_GROUP_PARAM = 'container.group'
+
+
+def inputs_param(port: str) -> str:
+    return f'inputs.{port}'
+
+
+def qos_reliability_param(port: str) -> str:
+    return f'qos.{port}.reliability'
+
+
+def qos_depth_param(port: str) -> str:
+    return f'qos.{port}.depth'
+
+
+def inbox_max_param(port: str) -> str:
+    return f'inbox.{port}.max'
+
+
+def inbox_overflow_param(port: str) -> str:
+    return f'inbox.{port}.overflow'
+
+
+def is_reserved_param(name: str) -> bool:
+    """True for wiring parameters (never plugin parameters: those are identifiers without dots)."""
+    return name == CONTAINER_GROUP_PARAM or name.split('.', 1)[0] in ('inputs', 'qos', 'inbox')
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """The fields of a `composition_interfaces/srv/LoadNode` request for one graph node."""
+
+    package_name: str
+    plugin_name: str
+    node_name: str
+    node_namespace: str
+    remap_rules: tuple[str, ...]
+    parameters: Mapping[str, Any]  # ordered: plugin parameters, then wiring parameters
+    container_group: str
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, bool | int | float | str)
+
+
+def ros_param_value(value: Any) -> Any:
+    """A plugin parameter value as a ROS parameter value.
+
+    Scalars and non-empty homogeneous scalar arrays map to ROS types directly; dicts, empty lists
+    and mixed lists travel as JSON text (ROS cannot type them), which the runtime decodes with the
+    plugin's parameter schema. Ints inside a float array are widened so the array stays homogeneous.
+    """
+    if _is_scalar(value):
+        return value
+    if isinstance(value, list | tuple) and value and all(_is_scalar(v) for v in value):
+        types = {bool if isinstance(v, bool) else type(v) for v in value}
+        if types == {int, float}:
+            return [float(v) for v in value]
+        if len(types) == 1:
+            return list(value)
+    return json.dumps(value, sort_keys=True, separators=(',', ':'))
+
+
+def decode_param_value(value: Any, declared_type: type) -> Any:
+    """Inverse of ros_param_value for the runtime: JSON text back to a dict/list parameter."""
+    if declared_type in (dict, list) and isinstance(value, str):
+        return json.loads(value)
+    if declared_type is list and isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _plugin_parameters(node: ResolvedNode) -> dict[str, Any]:
+    """Parameters the graph sets, in schema order, checked values (int widened to float etc.)."""
+    given = node.spec.params
+    out: dict[str, Any] = {}
+    for name in node.plugin_cls.param_schema():
+        if name in given and given[name] is not None:
+            out[name] = ros_param_value(node.params[name])
+    return out
+
+
+def node_load_request(graph: ValidatedGraph, node: ResolvedNode) -> LoadRequest:
+    """The load request of one node (see docs/wiring.md for every field)."""
+    params = _plugin_parameters(node)
+    inputs = {spec.port: spec for spec in graph.inputs_of(node.id)}
+    for port in node.inputs:
+        spec = inputs.get(port.name)
+        if spec is None:
+            continue
+        params[inputs_param(port.name)] = list(spec.topics)
+        params[qos_reliability_param(port.name)] = str(spec.reliability)
+        params[qos_depth_param(port.name)] = spec.depth
+        params[inbox_max_param(port.name)] = spec.inbox_max
+        params[inbox_overflow_param(port.name)] = str(spec.overflow)
+    for port in node.outputs:
+        qos = node.output_qos[port.name]
+        params[qos_reliability_param(port.name)] = str(qos.reliability)
+        params[qos_depth_param(port.name)] = qos.depth
+    params[CONTAINER_GROUP_PARAM] = node.container
+    remaps = tuple(
+        f'~/{port}:={node.output_topics[port]}'
+        for port in (p.name for p in node.outputs)
+        if port in node.spec.topics
+    )
+    return LoadRequest(
+        package_name=PACKAGE_NAME,
+        plugin_name=node.plugin_ref,
+        node_name=node.id,
+        node_namespace=node.namespace,
+        remap_rules=remaps,
+        parameters=params,
+        container_group=node.container,
+    )
+
+
+def load_requests(graph: ValidatedGraph) -> tuple[LoadRequest, ...]:
+    """Load requests of the whole graph, grouped by container (group order, then declaration)."""
+    requests = []
+    for group in graph.containers:
+        for node_id in group.node_ids:
+            requests.append(node_load_request(graph, graph.node(node_id)))
+    return tuple(requests)
+
+
+def load_requests_by_container(graph: ValidatedGraph) -> dict[str, tuple[LoadRequest, ...]]:
+    """Container group name -> its load requests (what one container process must load)."""
+    out: dict[str, list[LoadRequest]] = {}
+    for request in load_requests(graph):
+        out.setdefault(request.container_group, []).append(request)
+    return {name: tuple(reqs) for name, reqs in out.items()}
