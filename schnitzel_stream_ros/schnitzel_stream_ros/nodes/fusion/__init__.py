@@ -1,0 +1,1 @@
+"""Multi-sensor fusion: sensor readings attached to events by time (nearest or interpolated)."""

@@ -1,0 +1,1 @@
+"""Event policy plugins: zones, dedup, the event builder (protocol v0.2) and the event router."""
