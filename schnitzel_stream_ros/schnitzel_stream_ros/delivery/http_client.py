@@ -1,0 +1,180 @@
+"""POST one JSON event to the backend and say what the answer means for delivery.
+
+Upstream semantics (HttpJsonSink): POST, `Content-Type: application/json`, `Idempotency-Key`
+header, timeout 3 s, retry on 408/409/425/429/500/502/503/504 and on connection errors, other
+answers are final. Here the verdict is returned instead of acted on: the forwarder decides about
+backoff, breaker and dead letters, so one client stays a small, testable thing.
+
+One keep-alive connection per client (per forwarder worker), on the small stdlib-socket HTTP/1.1
+client in `http_wire` (see there why not http.client); no dependency on the edge box. Secrets: the
+auth token comes from an environment variable named in the config (never from the graph file), URL
+credentials become a Basic auth header, and every text this module produces masks the URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import re
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from urllib.parse import unquote, urlsplit
+
+from schnitzel_stream_ros.delivery.http_wire import ClosedBeforeResponse, Response, WireConnection
+from schnitzel_stream_ros.delivery.redact import mask_url
+
+_LOG = logging.getLogger('schnitzel_stream.delivery.http')
+
+#: Upstream's retry statuses.
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+#: Longest Retry-After we honour (a misconfigured backend must not park events for hours).
+RETRY_AFTER_CAP_SEC = 60.0
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+class Verdict(StrEnum):
+    DELIVERED = 'delivered'  # 2xx: ack
+    RETRY = 'retry'  # retry status or connection error: back off, try again
+    REJECTED = 'rejected'  # any other answer: retrying cannot help -> dead letter
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    verdict: Verdict
+    status: int | None  # None when no HTTP answer arrived
+    error: str = ''  # one line, URL masked; '' when delivered
+    retry_after_sec: float | None = None
+    elapsed_sec: float = 0.0
+
+
+@dataclass(frozen=True)
+class HttpTarget:
+    """Where and how to POST. Field names follow upstream HttpJsonSink's config keys."""
+
+    url: str
+    method: str = 'POST'
+    timeout_sec: float = 3.0
+    headers: Mapping[str, str] = field(default_factory=dict)
+    idempotency_header: str = 'Idempotency-Key'
+    retry_on_status: frozenset[int] = RETRY_STATUSES
+    auth_token_env: str | None = None
+    auth_header: str = 'Authorization'
+    auth_scheme: str = 'Bearer'
+    verify_tls: bool = True
+    ca_file: str | None = None
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ('http', 'https') or not parts.hostname:
+            raise ValueError(f'url: expected http(s)://host[:port]/path, got {mask_url(self.url)!r}')
+        if self.timeout_sec <= 0:
+            raise ValueError(f'timeout_sec: must be > 0, got {self.timeout_sec}')
+        object.__setattr__(self, 'retry_on_status', frozenset(int(s) for s in self.retry_on_status))
+        for name, value in self.headers.items():
+            if not _TOKEN.fullmatch(str(name)) or any(c in str(value) for c in '\r\n\0'):
+                raise ValueError(f'headers: invalid header {name!r} (names are tokens, values one line)')
+            if str(name).lower() in ('host', 'content-length', 'transfer-encoding', 'connection'):
+                raise ValueError(f'headers: {name!r} is set by the client itself')
+
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.url)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return min(RETRY_AFTER_CAP_SEC, max(0.0, float(value.strip())))
+    except ValueError:
+        return None  # HTTP-date form: rare for APIs; the backoff applies instead
+
+
+class HttpJsonClient:
+    """One keep-alive connection to the target. Not thread-safe: one client per worker thread."""
+
+    def __init__(self, target: HttpTarget, environ: Mapping[str, str] | None = None) -> None:
+        self.target = target
+        parts = urlsplit(target.url)
+        self._https = parts.scheme == 'https'
+        self._host = parts.hostname or ''
+        self._port = parts.port or (443 if self._https else 80)
+        self._path = (parts.path or '/') + (f'?{parts.query}' if parts.query else '')
+        self._base_headers: dict[str, str] = {'Content-Type': 'application/json', 'Accept': '*/*'}
+        self._base_headers.update({str(k): str(v) for k, v in target.headers.items()})
+        if parts.username is not None:
+            user = unquote(parts.username)
+            password = unquote(parts.password or '')
+            basic = base64.b64encode(f'{user}:{password}'.encode()).decode('ascii')
+            self._base_headers['Authorization'] = f'Basic {basic}'
+        if target.auth_token_env:
+            env = os.environ if environ is None else environ
+            token = env.get(target.auth_token_env, '')
+            if not token:
+                raise ValueError(
+                    f'auth_token_env: environment variable {target.auth_token_env!r} is not set or empty'
+                )
+            self._base_headers[target.auth_header] = f'{target.auth_scheme} {token}'.strip()
+        self._ssl_context: ssl.SSLContext | None = None
+        if self._https:
+            context = ssl.create_default_context(cafile=target.ca_file)
+            if not target.verify_tls:
+                _LOG.warning('TLS verification is OFF for %s (verify_tls: false)', target.masked_url)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            self._ssl_context = context
+        self._wire = WireConnection(self._host, self._port, target.timeout_sec, self._ssl_context)
+
+    @property
+    def connects_total(self) -> int:
+        return self._wire.connects_total
+
+    def close(self) -> None:
+        self._wire.close()
+
+    def post(self, body: bytes, idempotency_key: str | None) -> PostResult:
+        """Send one event. Never raises for network or HTTP trouble: the verdict says what to do."""
+        headers = self._base_headers
+        if idempotency_key and self.target.idempotency_header:
+            headers = {**headers, self.target.idempotency_header: idempotency_key}
+        started = time.monotonic()
+        for second_try in (False, True):
+            reused = self._wire.reused
+            try:
+                response = self._wire.request(self.target.method, self._path, headers, body)
+            except (ClosedBeforeResponse, ConnectionResetError, BrokenPipeError) as exc:
+                # A kept-alive connection the server had already closed: repeat once on a fresh
+                # one at once (if the request did arrive, the Idempotency-Key dedups it).
+                if reused and not second_try:
+                    continue
+                return self._failed(exc, started)
+            except OSError as exc:  # refused, timeout, TLS failure, garbage answer
+                return self._failed(exc, started)
+            return self._judge(response, started)
+        raise AssertionError('unreachable')
+
+    def _judge(self, response: Response, started: float) -> PostResult:
+        status = response.status
+        elapsed = time.monotonic() - started
+        if 200 <= status < 300:
+            return PostResult(Verdict.DELIVERED, status, '', None, elapsed)
+        snippet = response.body[:200].decode('utf-8', 'replace').replace('\n', ' ').strip()
+        error = f'HTTP {status} from {self.target.masked_url}' + (f': {snippet}' if snippet else '')
+        if status in self.target.retry_on_status:
+            retry_after = _retry_after(response.header('Retry-After'))
+            return PostResult(Verdict.RETRY, status, error, retry_after, elapsed)
+        return PostResult(Verdict.REJECTED, status, error, None, elapsed)
+
+    def _failed(self, exc: BaseException, started: float) -> PostResult:
+        kind = 'timeout' if isinstance(exc, TimeoutError) else type(exc).__name__
+        return PostResult(
+            Verdict.RETRY,
+            None,
+            f'{kind} talking to {self.target.masked_url}: {exc}'[:300],
+            None,
+            time.monotonic() - started,
+        )

@@ -1,0 +1,130 @@
+"""DurableForwarderSink: accept an event durably, deliver it to the backend in the background.
+
+The node the issue asks for: process() returns only after the event's row is committed (the
+event is *accepted*), and forwarder threads in the same process drain the queue to the HTTP
+backend with retries, backoff, circuit breaker and dead letters. Placed in the same container as
+the node that produces the events, the hand-off into it is a synchronous function call, so no
+accepted event can be in flight on a topic when a process dies. A backlog left by a crash or an
+outage is delivered automatically when the node starts again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from schnitzel_stream_ros.delivery.errors import NotJsonError, QueueFullError
+from schnitzel_stream_ros.delivery.forwarder import Forwarder, ForwarderConfig
+from schnitzel_stream_ros.delivery.queue import DurableQueue
+from schnitzel_stream_ros.delivery.shared import release_shared
+from schnitzel_stream_ros.nodes.delivery.gauge_reporter import GaugeReporter
+from schnitzel_stream_ros.nodes.delivery.params import (
+    BACKOFF_PARAMS,
+    HTTP_PARAMS,
+    QUEUE_PARAMS,
+    backoff_from_params,
+    check_http_params,
+    durable_meta,
+    open_queue,
+    target_from_params,
+)
+from schnitzel_stream_ros.packet import PayloadProfile, StreamPacket
+from schnitzel_stream_ros.plugin import Param, Plugin, Port, Role
+
+
+class DurableForwarderSink(Plugin):
+    """Commit each event to a SQLite queue, then deliver it to an HTTP backend at least once."""
+
+    ROLE = Role.SINK
+    PASSTHROUGH = True
+    INPUTS = (Port('in', profile=PayloadProfile.JSON_PORTABLE),)
+    OUTPUTS = (
+        Port('out', profile=PayloadProfile.JSON_PORTABLE, description='accepted packets (with forward)'),
+    )
+    PARAMS = (
+        *QUEUE_PARAMS,
+        *HTTP_PARAMS,
+        *BACKOFF_PARAMS,
+        Param('concurrency', int, 4, 'parallel connections to the backend', min=1, max=64),
+        Param('batch_size', int, 128, 'rows claimed (and settled in one transaction) at a time', min=1),
+        Param('lease_sec', float, 60.0, 'a claimed row not settled within this is sent again', min=1.0),
+        Param(
+            'max_attempts', int, 0, 'failed attempts before an event becomes a dead letter (0 = never)', min=0
+        ),
+        Param(
+            'max_age_sec',
+            float,
+            0.0,
+            'a failing event older than this becomes a dead letter (0 = never)',
+            min=0.0,
+        ),
+        Param('breaker_failure_threshold', int, 5, 'consecutive failures that open the circuit', min=1),
+        Param('breaker_open_sec', float, 1.0, 'how long the circuit stays open before a probe', min=0.01),
+        Param('forward', bool, False, 'emit accepted packets with meta[meta_key] = {queue, path, seq}'),
+        Param(
+            'drain_on_close_sec',
+            float,
+            0.0,
+            'at the end of a run, wait up to this long for the queue to empty (undelivered rows stay)',
+            min=0.0,
+        ),
+    )
+
+    queue: DurableQueue | None = None
+    forwarder: Forwarder | None = None
+    _gauges: GaugeReporter | None = None
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> list[str]:
+        return check_http_params(params)
+
+    def setup(self) -> None:
+        p = self.params
+        target = target_from_params(p)
+        config = ForwarderConfig(
+            concurrency=p['concurrency'],
+            batch_size=p['batch_size'],
+            lease_sec=p['lease_sec'],
+            body=p['body'],
+            max_attempts=p['max_attempts'] or None,
+            max_age_sec=p['max_age_sec'] or None,
+            backoff=backoff_from_params(p),
+            breaker_failure_threshold=p['breaker_failure_threshold'],
+            breaker_open_sec=p['breaker_open_sec'],
+        )
+        self.queue = open_queue(self.node_id, p, max_retry_delay_sec=max(60.0, p['retry_backoff_max_sec']))
+        try:
+            self.forwarder = Forwarder(self.queue, target, config).start()
+        except BaseException:
+            release_shared(self.queue)
+            self.queue = None
+            raise
+        backlog = self.queue.depth()
+        if backlog:
+            self.log.info(f'node {self.node_id}: {backlog} events from before the start are being delivered')
+        self._gauges = GaugeReporter(self.node_id, self.forwarder.metrics, self.gauge).start()
+
+    def process(self, packet: StreamPacket, port: str = 'in') -> StreamPacket | None:
+        assert self.queue is not None, 'setup() was not called'
+        try:
+            seq = self.queue.enqueue(packet)  # returns after the commit: accepted
+        except (QueueFullError, NotJsonError):
+            self.count('refused_total')
+            raise
+        self.count('accepted_total')
+        if not self.params['forward']:
+            return None
+        return durable_meta(packet, self.queue, seq, self.node_id, self.params['meta_key'])
+
+    def close(self) -> None:
+        if self.forwarder is not None:
+            if self.params['drain_on_close_sec'] > 0:
+                self.forwarder.wait_idle(self.params['drain_on_close_sec'])
+            self.forwarder.stop()  # in-flight POSTs finish and are settled; the rest stays queued
+        if self._gauges is not None:
+            self._gauges.stop()
+            self._gauges = None
+        self.forwarder = None
+        if self.queue is not None:
+            release_shared(self.queue)
+            self.queue = None
