@@ -34,8 +34,6 @@ VERBS: dict[str, tuple[str, str]] = {
                 'schnitzel_stream_ros.graph.commands:COMPILE'),
     'plugins': ('list installed plugins with their ports and parameters',
                 'schnitzel_stream_ros.graph.commands:PLUGINS'),
-    'run': ('run a graph with the embedded runner (options: schnitzel-stream run --help)',
-            'schnitzel_stream_ros.cli:RUN'),
 }
 
 
@@ -55,24 +53,25 @@ def load_verb(name: str) -> Verb:
     return verb
 
 
-# -- run: the embedded runner is its own program; hand it the remaining arguments --------------
-RUNNER_MODULE = 'schnitzel_stream_ros.runtime.runner'
+#: Verbs that are programs of their own (their own options and --help): everything after the
+#: verb goes to `module.main(argv)`. name -> (help, module).
+PROGRAMS: dict[str, tuple[str, str]] = {
+    'run': ('run a graph with the embedded runner (options: schnitzel-stream run --help)',
+            'schnitzel_stream_ros.runtime.runner'),
+    'backend': ('the reference event backend: idempotent store, /stats (options: backend --help)',
+                'schnitzel_stream_ros.delivery.backend'),
+    'deadletter': ('inspect, re-drive or purge the dead letters of a durable queue (deadletter --help)',
+                   'schnitzel_stream_ros.delivery.deadletter_cli'),
+}
 
 
-def _configure_run(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('args', nargs=argparse.REMAINDER, help='GRAPH and runner options')
-
-
-def _run_runner(args: argparse.Namespace) -> int:
-    if importlib.util.find_spec(RUNNER_MODULE) is None:
-        print(f'schnitzel-stream run: the embedded runner is not available in this version '
-              f'({RUNNER_MODULE} is not installed)', file=sys.stderr)
+def run_program(name: str, argv: list[str]) -> int:
+    module_name = PROGRAMS[name][1]
+    if importlib.util.find_spec(module_name) is None:
+        print(f'schnitzel-stream {name}: not available in this version ({module_name} is not installed)',
+              file=sys.stderr)
         return EXIT_ERROR
-    runner = importlib.import_module(RUNNER_MODULE)
-    return int(runner.main(list(args.args)) or 0)
-
-
-RUN = Verb(_configure_run, _run_runner)
+    return int(importlib.import_module(module_name).main(argv) or 0)
 
 
 def build_parser(verb_name: str | None = None) -> argparse.ArgumentParser:
@@ -83,14 +82,16 @@ def build_parser(verb_name: str | None = None) -> argparse.ArgumentParser:
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         if name == verb_name:
             load_verb(name).configure(sub)
+    for name, (help_text, _module) in PROGRAMS.items():
+        subparsers.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith('-')), None)
-    if chosen == 'run':  # everything after `run` belongs to the runner, including --help
-        return _run_runner(argparse.Namespace(args=argv[argv.index('run') + 1:]))
+    if chosen in PROGRAMS:  # everything after the verb belongs to the program, including --help
+        return run_program(chosen, argv[argv.index(chosen) + 1:])
     try:
         parser = build_parser(chosen if chosen in VERBS else None)
         args = parser.parse_args(argv)
@@ -106,4 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    raise SystemExit(main())
+    # `python -m schnitzel_stream_ros.cli`: run the imported module, not __main__, so verbs see
+    # one `Verb` class (python -m schnitzel_stream_ros is the documented form)
+    from schnitzel_stream_ros.cli import main as package_main
+
+    raise SystemExit(package_main())

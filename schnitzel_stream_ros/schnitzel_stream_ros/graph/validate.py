@@ -202,9 +202,15 @@ class _Validator:
         self.check_outputs_extensions(node, info, namespace)
 
     def check_kind(self, node: NodeSpec, info: PluginInfo) -> bool:
-        """The node's kind (written, else the plugin's role); False when they contradict."""
+        """The node's kind (written, else the plugin's role); False when they contradict.
+
+        Without a written kind, a sink plugin with outgoing edges forwards (upstream's default kind
+        was `node`, so upstream graphs chain `HttpJsonSink(forward) -> SqliteQueueAckSink` as is).
+        """
         role = Role(info.cls.ROLE)
         kind = node.kind or NodeKind(role.value)
+        if node.kind is None and role is Role.SINK and any(e.src == node.id for e in self.spec.edges):
+            kind = NodeKind.NODE
         self.kinds[node.id] = kind
         if kind is NodeKind.SOURCE and role is not Role.SOURCE:
             self.node_error(node, f"kind 'source' but plugin {info.display_name} is not a source "

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from schnitzel_stream_ros import cli
 
 PACKAGE = Path(__file__).resolve().parents[2]
@@ -92,25 +94,27 @@ def test_usage_errors_and_missing_files():
     assert missing.returncode == 2 and 'cannot read graph file' in missing.stderr
 
 
-def test_run_dispatches_to_the_runner_or_says_it_is_missing(monkeypatch, capsys):
-    received = []
+def test_program_verbs_get_every_argument_including_help(capsys):
+    """run/backend/deadletter are programs of their own: their --help, not ours."""
+    with pytest.raises(SystemExit) as done:
+        cli.main(['run', '--help'])
+    assert done.value.code == 0
+    assert 'usage: schnitzel-stream run' in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(['deadletter', '--help'])
+    assert 'list,redrive,purge,stats' in capsys.readouterr().out
 
-    class FakeRunner:  # the real runner is another package's; this checks the hand-over only
-        @staticmethod
-        def main(args):
-            received.append(args)
-            return 3
 
-    monkeypatch.setattr(cli.importlib.util, 'find_spec', lambda name: object())
-    monkeypatch.setitem(sys.modules, cli.RUNNER_MODULE, FakeRunner)
-    assert cli.main(['run', 'g.yaml', '--max-events', '2', '--help']) == 3
-    assert received == [['g.yaml', '--max-events', '2', '--help']]
-    monkeypatch.setattr(cli.importlib.util, 'find_spec', lambda name: None)
-    assert cli.main(['run', 'g.yaml']) == 1
-    assert 'embedded runner is not available' in capsys.readouterr().err
+def test_a_program_that_is_not_installed_is_one_clear_line(monkeypatch, capsys):
+    monkeypatch.setitem(cli.PROGRAMS, 'fleet', ('not shipped', 'schnitzel_stream_ros.no_such_module'))
+    assert cli.main(['fleet', 'x']) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['schnitzel-stream fleet: not available in this version '
+                   '(schnitzel_stream_ros.no_such_module is not installed)']
 
 
 def test_verbs_are_registered_by_one_line_each():
-    assert set(cli.VERBS) >= {'validate', 'compile', 'plugins', 'run'}
+    assert set(cli.VERBS) >= {'validate', 'compile', 'plugins'}
+    assert set(cli.PROGRAMS) >= {'run', 'backend', 'deadletter'}
     for name in cli.VERBS:
         assert isinstance(cli.load_verb(name), cli.Verb)

@@ -78,19 +78,14 @@ def test_plugin_outside_the_allowlist_is_refused_before_import():
 
 
 # -- upstream graphs: files written for schnitzel-stream-platform, unchanged ------------------------
-NEEDS_DELIVERY = ('needs the durable SQLite queue plugins (SqliteQueueSink/Source/AckSink), '
-                  'built in the delivery issue')
-NEEDS_VISION = ('needs the vision plugins (MockDetectorNode, ProtocolV02EventBuilderNode, ZonePolicyNode, '
-                'DedupPolicyNode)')
-DELIVERY = pytest.mark.xfail(reason=NEEDS_DELIVERY, strict=False)
-VISION = pytest.mark.xfail(reason=NEEDS_VISION, strict=False)
 UPSTREAM = [
     pytest.param('dev_inproc_demo_v2.yaml'),
     pytest.param('static_identity_print_v2.yaml'),
     pytest.param('dev_jsonl_sink_v2.json'),
-    pytest.param('dev_durable_enqueue_v2.yaml', marks=DELIVERY),
-    pytest.param('dev_durable_drain_ack_v2.yaml', marks=DELIVERY),
-    pytest.param('dev_vision_e2e_mock_v2.yaml', marks=VISION),
+    pytest.param('dev_durable_enqueue_v2.yaml'),
+    pytest.param('dev_durable_drain_ack_v2.yaml'),
+    pytest.param('dev_vision_e2e_mock_v2.yaml'),
+    pytest.param('dev_http_forward_ack_v2.yaml'),
 ]
 
 

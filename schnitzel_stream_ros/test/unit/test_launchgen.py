@@ -170,10 +170,12 @@ def test_site_launch_compiles_the_default_site_graph_at_launch_time(monkeypatch)
     assert default.resolve() == (PACKAGE / 'config' / 'site.yaml').resolve()
     context = SimpleNamespace(launch_configurations={'graph': argument.default_value})
     log, description = opaque.function(context)
-    assert 'is valid: 4 nodes in 1 container(s)' in log.msg
-    (container,) = description.entities
-    assert container.namespace == '/site'
-    assert [n.name for n in container.nodes] == ['heartbeat', 'relay', 'console', 'archive']
+    assert 'is valid: 16 nodes in 2 container(s)' in log.msg
+    vision, events = description.entities  # one container per group, in order of first appearance
+    assert vision.namespace == events.namespace == '/site'
+    assert [n.name for n in vision.nodes] == ['cam0', 'cam1', 'det0', 'det1', 'trk0', 'trk1', 'annotated0']
+    assert [n.name for n in events.nodes][:3] == ['events0', 'events1', 'zones']
+    assert len(events.nodes) == 9
 
 
 def test_site_launch_refuses_an_invalid_graph_with_the_validator_messages(monkeypatch):
