@@ -1,6 +1,6 @@
 """ament_python package of schnitzel_stream_ros.
 
-launch/ and config/ go to share/schnitzel_stream_ros so `ros2 launch` finds them; console
+launch/, config/ and models/ go to share/schnitzel_stream_ros so `ros2 launch` finds them; console
 scripts go to lib/schnitzel_stream_ros (setup.cfg) so `ros2 run` and launch_ros find them.
 """
 from glob import glob
@@ -18,6 +18,8 @@ setup(
         (f'share/{PACKAGE}', ['package.xml']),
         (f'share/{PACKAGE}/launch', sorted(glob('launch/*.py'))),
         (f'share/{PACKAGE}/config', sorted(glob('config/*.yaml'))),
+        # the bundled person detector and its provenance note (nodes/compute/models.py finds them here)
+        (f'share/{PACKAGE}/models', [*sorted(glob('models/*.onnx')), 'models/README.md']),
     ],
     install_requires=['setuptools'],
     extras_require={'test': ['pytest']},
@@ -29,7 +31,54 @@ setup(
     entry_points={
         'console_scripts': [
             'schnitzel-stream = schnitzel_stream_ros.cli:main',
+            # the component container (launch_ros ComposableNodeContainer, `ros2 run`, the runner)
+            'component_container = schnitzel_stream_ros.runtime.container_main:main',
             'pingpong = schnitzel_stream_ros.demo.pingpong:main',
+        ],
+        # Graph plugins by name (graph files, the upstream alias table and `schnitzel-stream plugins`).
+        'schnitzel_stream_ros.plugins': [
+            'StaticSource = schnitzel_stream_ros.nodes.core.static_source:StaticSource',
+            'Identity = schnitzel_stream_ros.nodes.core.identity:Identity',
+            'BurstNode = schnitzel_stream_ros.nodes.core.burst:BurstNode',
+            'PrintSink = schnitzel_stream_ros.nodes.core.print_sink:PrintSink',
+            'JsonlSink = schnitzel_stream_ros.nodes.core.jsonl_sink:JsonlSink',
+            'JsonFileSink = schnitzel_stream_ros.nodes.core.json_file_sink:JsonFileSink',
+            'BytesToFileRefNode = schnitzel_stream_ros.nodes.core.blob_ref:BytesToFileRefNode',
+            'FileRefToBytesNode = schnitzel_stream_ros.nodes.core.blob_ref:FileRefToBytesNode',
+            'EveryNthFrameSamplerNode = '
+            'schnitzel_stream_ros.nodes.core.every_nth_sampler:EveryNthFrameSamplerNode',
+            'SyntheticSource = schnitzel_stream_ros.nodes.core.synthetic_source:SyntheticSource',
+            # vision sources and models
+            'OpenCvVideoFileSource = schnitzel_stream_ros.nodes.vision.video_file:OpenCvVideoFileSource',
+            'OpenCvRtspSource = schnitzel_stream_ros.nodes.vision.rtsp:OpenCvRtspSource',
+            'OpenCvWebcamSource = schnitzel_stream_ros.nodes.vision.webcam:OpenCvWebcamSource',
+            'MockDetectorNode = schnitzel_stream_ros.nodes.compute.mock_detector:MockDetectorNode',
+            'YoloV8DetectorNode = schnitzel_stream_ros.nodes.compute.onnx_detector:YoloV8DetectorNode',
+            'OnnxDetectorNode = schnitzel_stream_ros.nodes.compute.onnx_detector:OnnxDetectorNode',
+            'IouTrackerNode = schnitzel_stream_ros.nodes.compute.iou_tracker:IouTrackerNode',
+            # policy, events, fusion
+            'ZonePolicyNode = schnitzel_stream_ros.nodes.policy.zone_policy:ZonePolicyNode',
+            'DedupPolicyNode = schnitzel_stream_ros.nodes.policy.dedup:DedupPolicyNode',
+            'ProtocolV02EventBuilderNode = '
+            'schnitzel_stream_ros.nodes.policy.event_builder:ProtocolV02EventBuilderNode',
+            'EventRouterNode = schnitzel_stream_ros.nodes.policy.event_router:EventRouterNode',
+            'SensorFusionNode = schnitzel_stream_ros.nodes.fusion.sensor_fusion:SensorFusionNode',
+            # sensors
+            'SerialLineSensorSource = schnitzel_stream_ros.nodes.sensors.serial_line:SerialLineSensorSource',
+            'SimulatedSensorSource = schnitzel_stream_ros.nodes.sensors.simulated:SimulatedSensorSource',
+            'RosSensorTopicSource = schnitzel_stream_ros.nodes.sensors.ros_topic:RosSensorTopicSource',
+            'RosImageTopicSource = schnitzel_stream_ros.nodes.sensors.ros_image:RosImageTopicSource',
+            # sinks to ROS topics
+            'RobotEventSink = schnitzel_stream_ros.nodes.sinks.robot_event:RobotEventSink',
+            'AnnotatedImageSink = schnitzel_stream_ros.nodes.sinks.annotated_image:AnnotatedImageSink',
+            # delivery (issue 6): durable queue nodes, HTTP sinks
+            'SqliteQueueSink = schnitzel_stream_ros.nodes.delivery.sqlite_queue_sink:SqliteQueueSink',
+            'SqliteQueueSource = schnitzel_stream_ros.nodes.delivery.sqlite_queue_source:SqliteQueueSource',
+            'SqliteQueueAckSink = '
+            'schnitzel_stream_ros.nodes.delivery.sqlite_queue_ack_sink:SqliteQueueAckSink',
+            'HttpJsonSink = schnitzel_stream_ros.nodes.delivery.http_json_sink:HttpJsonSink',
+            'DurableForwarderSink = '
+            'schnitzel_stream_ros.nodes.delivery.durable_forwarder_sink:DurableForwarderSink',
         ],
     },
 )

@@ -142,3 +142,23 @@ def test_ssd_decoding_is_exact_on_planted_outputs():
     assert decode_ssd(outputs, roles, 200, 100, conf=0.7)[0].score == pytest.approx(0.9)
     with pytest.raises(ValueError, match=r"decoder 'ssd': model outputs .* lack \['boxes'\]"):
         ssd_outputs(['scores', 'classes'])
+
+
+def test_two_detectors_of_one_model_share_one_session_and_free_it():
+    """Two cameras, one model in memory; the session goes with its last detector."""
+    import gc
+
+    from schnitzel_stream_ros.nodes.compute import detector as detector_module
+    from schnitzel_stream_ros.nodes.compute.models import resolve_model
+
+    model = resolve_model(None, 'test')
+    first = detector_module.shared_session(model, 1, ('CPUExecutionProvider',))
+    second = detector_module.shared_session(model, 1, ('CPUExecutionProvider',))
+    other_threads = detector_module.shared_session(model, 2, ('CPUExecutionProvider',))
+    assert first is second
+    assert other_threads is not first
+    key = (str(model.resolve()), 1, ('CPUExecutionProvider',))
+    assert key in detector_module._SESSIONS
+    del first, second
+    gc.collect()
+    assert key not in detector_module._SESSIONS

@@ -7,6 +7,8 @@ object_type, event_type, severity}` — the tracker later adds `track_id`.
 """
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +61,25 @@ def choose_providers(wanted: Sequence[str], where: str) -> tuple[list[str], list
     return chosen, missing
 
 
+#: Sessions in use, by (model file, threads, providers). Two cameras running the same model share
+#: one session — onnxruntime allows concurrent run() on one session — which saves the model's
+#: weights and arena once per extra detector (~35 MB each for the bundled model). Weak: a session
+#: goes away with its last detector (node unloaded).
+_SESSIONS: weakref.WeakValueDictionary[tuple[str, int, tuple[str, ...]], Any] = weakref.WeakValueDictionary()
+_SESSIONS_LOCK = threading.Lock()
+
+
+def shared_session(model_path: Path, intra_op_threads: int, providers: Sequence[str]) -> Any:
+    key = (str(model_path.resolve()), intra_op_threads, tuple(providers))
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.get(key)
+        if session is None:
+            options = session_options(intra_op_threads)
+            session = ort.InferenceSession(key[0], options, providers=list(providers))
+            _SESSIONS[key] = session
+        return session
+
+
 @dataclass
 class OnnxDetector:
     model_path: Path
@@ -87,8 +108,7 @@ class OnnxDetector:
                              f'is not an .onnx model{hint}')
         providers, self.missing_providers = choose_providers(self.providers, self.where)
         try:
-            options = session_options(self.intra_op_threads)
-            self.session = ort.InferenceSession(str(self.model_path), options, providers=providers)
+            self.session = shared_session(self.model_path, self.intra_op_threads, providers)
         except Exception as exc:  # onnxruntime raises its own exception types; one line names the file
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ValueError(f"{self.where}: parameter 'model_path': onnxruntime cannot load "

@@ -152,6 +152,7 @@ class OnnxDetectorNode(Plugin):
         self.count('frames_total')
         if detections:
             self.count('detected_total', len(detections))
+            self.count('frames_with_detections_total')
         if self.detector.unmapped_total != self._unmapped_seen:
             self.count('unmapped_total', self.detector.unmapped_total - self._unmapped_seen)
             self._unmapped_seen = self.detector.unmapped_total

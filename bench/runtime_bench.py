@@ -1,0 +1,455 @@
+#!/usr/bin/env python3
+"""Throughput of the runtime next to plain rclpy, measured in the same run. Prints one JSON object.
+
+- P1: small packets through a 5-node chain (source -> 3 x Identity -> Identity) in one container.
+  `ours` uses a bench source that makes a new small packet per emission at little cost, so the figure
+  is the runtime's (hand-off, inboxes, threads, metrics); `ours_synthetic_source` uses the core
+  SyntheticSource (uuid4 id and ISO timestamp per packet: the source's cost included). Goal: >= 50,000/s.
+- P2: 640x480x3 uint8 frames through the same 5-node chain. Goal: >= 2,000 frames/s.
+- P1/P2 baseline: the same 5 nodes as plain rclpy nodes in one process, chained by topics carrying
+  schnitzel_stream_msgs/StreamPacket (what composition without our in-process hand-off gives),
+  spun by the same executor; relays forward the received message object (no decode/encode), and the
+  source keeps at most 10 messages in flight (no wasted publishes), like our `block` inboxes.
+- P3: one StreamPacket hop between two processes, ours (a container publishing for a container) vs
+  plain rclpy publishing the equivalent message (a new packet per publish, encoded) to a plain rclpy
+  subscriber that decodes it back into the StreamPacket (the equivalent of what our receiving node
+  gets), both sides spun by the same executor, per executor kind (events, single, multi). Goal: ours
+  >= 0.9x. For information also a subscriber that only counts (the floor of rclpy itself).
+
+All DDS traffic stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, a leased domain).
+
+Usage: python bench/runtime_bench.py [--seconds S] [--p1-count N] [--p2-count N] [--rounds N]
+                                     [--executors events,single,multi] [--only P1,P2,P3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from schnitzel_stream_ros.packet import Kind, PayloadProfile, StreamPacket, now_ts
+from schnitzel_stream_ros.plugin import Param, Plugin, Port, Role
+
+BENCH_MODULE = 'runtime_bench'
+IDENTITY = 'schnitzel_stream_ros.nodes.core.identity:Identity'
+SYNTHETIC = 'schnitzel_stream_ros.nodes.core.synthetic_source:SyntheticSource'
+FRAME_SHAPE = (480, 640, 3)
+P3_TOPIC = '/bench/src/out'
+
+
+# -- bench plugins (imported by the container as runtime_bench:<Class>) ---------------------------
+class BenchSource(Plugin):
+    """New small packet per emission; id and time precomputed so the runtime, not uuid4, is measured."""
+
+    ROLE = Role.SOURCE
+    INPUTS = ()
+    OUTPUTS = (Port('out', frozenset({Kind.RAW})),)
+    PARAMS = (Param('count', int, 1000, '0 = until stopped', min=0),)
+
+    def produce(self) -> Iterator[StreamPacket]:
+        prefix = str(uuid.uuid4())[:24]
+        ts = now_ts()
+        count = self.params['count']
+        seq = 0
+        while (count == 0 or seq < count) and not self.stopping:
+            yield StreamPacket(f'{prefix}{seq:012x}', ts, Kind.RAW, self.node_id, {'seq': seq})
+            seq += 1
+
+
+class FrameSource(Plugin):
+    """640x480x3 uint8 frames from a pool of 8 (a camera driver reuses its buffers too)."""
+
+    ROLE = Role.SOURCE
+    INPUTS = ()
+    OUTPUTS = (Port('out', frozenset({Kind.FRAME}), PayloadProfile.INPROC_ANY),)
+    PARAMS = (Param('count', int, 1000, '0 = until stopped', min=0),)
+
+    def produce(self) -> Iterator[StreamPacket]:
+        pool = [np.full(FRAME_SHAPE, i, dtype=np.uint8) for i in range(8)]
+        ts = now_ts()
+        count = self.params['count']
+        seq = 0
+        while (count == 0 or seq < count) and not self.stopping:
+            yield StreamPacket(str(seq), ts, Kind.FRAME, self.node_id, pool[seq % 8], {'frame_idx': seq})
+            seq += 1
+
+
+# -- ours: a container in this process ------------------------------------------------------------
+def _request(
+    name: str, plugin: str, params: dict[str, Any], upstream: str | None = None, depth: int = 10
+) -> Any:
+    from schnitzel_stream_ros.graph.wiring import LoadRequest
+
+    p = dict(params)
+    if upstream:
+        p.update(
+            {'inputs.in': [upstream], 'inbox.in.max': 64, 'inbox.in.overflow': 'block', 'qos.in.depth': depth}
+        )
+    return LoadRequest('schnitzel_stream_ros', plugin, name, '/bench', (), p, 'bench')
+
+
+def _container(executor: str) -> Any:
+    from schnitzel_stream_ros.runtime.container_handles import LocalContainerHandle
+
+    return LocalContainerHandle('bench_container', '/bench', executor=executor, max_events=None)
+
+
+def run_chain_ours(
+    source_plugin: str, source_params: dict[str, Any], count: int, executor: str
+) -> dict[str, Any]:
+    handle = _container(executor)
+    try:
+        names = ['src', 'n1', 'n2', 'n3', 'sink']
+        requests = [_request('src', source_plugin, source_params)]
+        requests += [_request(n, IDENTITY, {}, f'/bench/{prev}/out') for prev, n in itertools.pairwise(names)]
+        for request in requests:
+            result = handle.load(request)
+            assert result.success, result.error_message
+        sink = handle.container._nodes[max(handle.container._nodes)].host.metrics
+        t0 = time.perf_counter()
+        handle.start()
+        while sink.consumed < count:
+            time.sleep(0.001)
+        elapsed = time.perf_counter() - t0
+        snap = handle.shutdown(2.0)
+    finally:
+        handle.close()
+    return {
+        'packets': count,
+        'seconds': round(elapsed, 3),
+        'per_second': round(count / elapsed),
+        'serialisations': snap['transport']['dds_published_total'],
+        'executor': executor,
+    }
+
+
+def run_chain_deterministic(count: int) -> dict[str, Any]:
+    """For information: the same chain, upstream semantics, one thread, no threads or locks."""
+    import tempfile
+
+    from schnitzel_stream_ros.graph.allowlist import Allowlist
+    from schnitzel_stream_ros.graph.registry import PluginRegistry
+    from schnitzel_stream_ros.graph.validate import compile_graph
+    from schnitzel_stream_ros.runtime.deterministic import DeterministicEngine
+
+    text = (
+        'version: 2\nnodes:\n'
+        f'  - {{id: src, plugin: "{BENCH_MODULE}:BenchSource", config: {{count: {count}}}}}\n'
+        + ''.join(f'  - {{id: {n}, plugin: Identity}}\n' for n in ('n1', 'n2', 'n3', 'sink'))
+        + 'edges:\n'
+        + ''.join(
+            f'  - {{from: {a}, to: {b}}}\n'
+            for a, b in (('src', 'n1'), ('n1', 'n2'), ('n2', 'n3'), ('n3', 'sink'))
+        )
+    )
+    with tempfile.NamedTemporaryFile('w', suffix='.yaml', delete=False) as f:
+        f.write(text)
+    try:
+        graph = compile_graph(f.name, PluginRegistry(Allowlist(('schnitzel_stream_ros', BENCH_MODULE))))
+    finally:
+        os.unlink(f.name)
+    t0 = time.perf_counter()
+    DeterministicEngine(graph).run()
+    elapsed = time.perf_counter() - t0
+    return {'packets': count, 'seconds': round(elapsed, 3), 'per_second': round(count / elapsed)}
+
+
+# -- baseline: plain rclpy nodes in one process ----------------------------------------------------
+def run_chain_rclpy(make_msg: Any, seconds: float, executor: str, window: int = 10) -> dict[str, Any]:
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile
+
+    from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
+    from schnitzel_stream_ros.runtime.container_handles import init_context
+    from schnitzel_stream_ros.runtime.executors import Spinner, make_executor
+
+    context = init_context()
+    qos = QoSProfile(depth=10)
+    nodes = [Node(f'plain_{i}', context=context) for i in range(5)]
+    pubs = [nodes[i].create_publisher(StreamPacketMsg, f'/plain/n{i}', qos) for i in range(4)]
+    received = [0]
+    cond = threading.Condition()
+
+    def relay(pub: Any) -> Any:
+        return lambda msg: pub.publish(msg)
+
+    def count(_msg: Any) -> None:
+        with cond:
+            received[0] += 1
+            cond.notify()
+
+    for i in range(1, 4):
+        nodes[i].create_subscription(StreamPacketMsg, f'/plain/n{i - 1}', relay(pubs[i]), qos)
+    nodes[4].create_subscription(StreamPacketMsg, '/plain/n3', count, qos)
+    ex = make_executor(executor, context)
+    for node in nodes:
+        ex.add_node(node)
+    spinner = Spinner(ex, context).start()
+    while any(p.get_subscription_count() == 0 for p in pubs):
+        time.sleep(0.05)
+    stop = threading.Event()
+    sent = [0]
+
+    def source() -> None:
+        while not stop.is_set():
+            with cond:
+                while sent[0] - received[0] >= window and not stop.is_set():
+                    if not cond.wait(0.05):
+                        sent[0] = received[0]  # a lost message must not stall the window forever
+            pubs[0].publish(make_msg(sent[0]))
+            sent[0] += 1
+
+    thread = threading.Thread(target=source, daemon=True)
+    thread.start()
+    time.sleep(min(1.0, seconds / 3))  # warm-up
+    r0, t0 = received[0], time.perf_counter()
+    time.sleep(seconds)
+    r1, t1 = received[0], time.perf_counter()
+    stop.set()
+    thread.join(5)
+    spinner.stop()
+    with contextlib.suppress(Exception):
+        ex.shutdown()
+    for node in nodes:
+        node.destroy_node()
+    rclpy.shutdown(context=context)
+    return {'seconds': round(t1 - t0, 3), 'per_second': round((r1 - r0) / (t1 - t0)), 'executor': executor}
+
+
+# -- P3 children -------------------------------------------------------------------------------------
+def child_main(role: str, executor: str, seconds: float) -> None:
+    """One side of the cross-process hop; prints {'per_second': ...} for subscribers."""
+    if role == 'ours-pub':
+        handle = _container(executor)
+        result = handle.load(_request('src', f'{BENCH_MODULE}:BenchSource', {'count': 0}))
+        assert result.success, result.error_message
+        node = next(iter(handle.container._nodes.values()))
+        while node.outputs[0].refresh() == 0:
+            time.sleep(0.02)
+        handle.start()
+        _wait_for_stdin_close()
+        handle.shutdown(1.0)
+        handle.close()
+    elif role == 'ours-sub':
+        handle = _container(executor)
+        result = handle.load(_request('sink', IDENTITY, {}, P3_TOPIC))
+        assert result.success, result.error_message
+        handle.start()
+        metrics = next(iter(handle.container._nodes.values())).host.metrics
+        print(json.dumps(_measure(lambda: metrics.consumed, seconds)), flush=True)
+        handle.shutdown(1.0)
+        handle.close()
+    elif role == 'plain-pub':
+        _plain_publisher(executor)
+    elif role in ('plain-sub', 'floor-sub'):
+        _plain_subscriber(executor, seconds, decode=role == 'plain-sub')
+    elif role == 'floor-pub':
+        _plain_publisher(executor)
+    else:
+        raise SystemExit(f'unknown child role {role!r}')
+
+
+def _wait_for_stdin_close() -> None:
+    sys.stdin.read()
+
+
+def _measure(read: Any, seconds: float) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while read() == 0:
+        if time.monotonic() > deadline:
+            return {'per_second': 0, 'error': 'nothing received'}
+        time.sleep(0.01)
+    time.sleep(min(1.0, seconds / 3))  # warm-up
+    c0, t0 = read(), time.perf_counter()
+    time.sleep(seconds)
+    c1, t1 = read(), time.perf_counter()
+    return {'per_second': round((c1 - c0) / (t1 - t0)), 'seconds': round(t1 - t0, 3)}
+
+
+def _plain_publisher(executor: str) -> None:
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile
+
+    from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
+    from schnitzel_stream_ros.codec.packet_codec import encode_packet
+    from schnitzel_stream_ros.runtime.container_handles import init_context
+    from schnitzel_stream_ros.runtime.executors import Spinner, make_executor
+
+    context = init_context()
+    node = Node('plain_pub', context=context)
+    pub = node.create_publisher(StreamPacketMsg, P3_TOPIC, QoSProfile(depth=10))
+    ex = make_executor(executor, context)
+    ex.add_node(node)
+    spinner = Spinner(ex, context).start()
+    stop = threading.Event()
+    threading.Thread(target=lambda: (_wait_for_stdin_close(), stop.set()), daemon=True).start()
+    while pub.get_subscription_count() == 0 and not stop.is_set():
+        time.sleep(0.02)
+    prefix, ts, seq = str(uuid.uuid4())[:24], now_ts(), 0
+    while not stop.is_set():  # the equivalent message: a new packet per publish, encoded, published
+        pub.publish(encode_packet(StreamPacket(f'{prefix}{seq:012x}', ts, Kind.RAW, 'src', {'seq': seq})))
+        seq += 1
+    spinner.stop()
+    node.destroy_node()
+    rclpy.shutdown(context=context)
+
+
+def _plain_subscriber(executor: str, seconds: float, decode: bool) -> None:
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile
+
+    from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
+    from schnitzel_stream_ros.codec.packet_codec import decode_packet
+    from schnitzel_stream_ros.runtime.container_handles import init_context
+    from schnitzel_stream_ros.runtime.executors import Spinner, make_executor
+
+    context = init_context()
+    node = Node('plain_sub', context=context)
+    count = [0]
+
+    def on_message(msg: Any) -> None:
+        if decode:  # the equivalent of our hop: the subscriber ends up with the StreamPacket
+            decode_packet(msg)
+        count[0] += 1
+
+    node.create_subscription(StreamPacketMsg, P3_TOPIC, on_message, QoSProfile(depth=10))
+    ex = make_executor(executor, context)
+    ex.add_node(node)
+    spinner = Spinner(ex, context).start()
+    print(json.dumps(_measure(lambda: count[0], seconds)), flush=True)
+    spinner.stop()
+    node.destroy_node()
+    rclpy.shutdown(context=context)
+
+
+def run_hop(kind: str, executor: str, seconds: float, env: dict[str, str]) -> dict[str, Any]:
+    me = [sys.executable, str(Path(__file__).resolve()), '--child']
+    common = ['--executor', executor, '--seconds', str(seconds)]
+    pub = subprocess.Popen(
+        [*me, f'{kind}-pub', *common], env=env, stdin=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        sub = subprocess.run(
+            [*me, f'{kind}-sub', *common], env=env, capture_output=True, text=True, timeout=seconds + 60
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            pub.stdin.close()
+        try:
+            pub.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pub.kill()
+            pub.wait()
+    lines = [line for line in sub.stdout.splitlines() if line.startswith('{')]
+    if sub.returncode != 0 or not lines:
+        return {'per_second': 0, 'error': sub.stderr[-500:]}
+    return {**json.loads(lines[-1]), 'executor': executor}
+
+
+# -- main -----------------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--seconds', type=float, default=3.0, help='measuring window of time-boxed runs')
+    parser.add_argument('--p1-count', type=int, default=100_000)
+    parser.add_argument('--p2-count', type=int, default=20_000)
+    parser.add_argument('--executors', default='events,single,multi')
+    parser.add_argument('--only', default='P1,P2,P3')
+    parser.add_argument('--rounds', type=int, default=3, help='interleaved rounds of each P3 case (median)')
+    parser.add_argument('--child', default=None, help=argparse.SUPPRESS)
+    parser.add_argument('--executor', default='events', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    os.environ['SCHNITZEL_STREAM_PLUGIN_ALLOWLIST'] = BENCH_MODULE  # our own bench plugins
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if args.child:
+        child_main(args.child, args.executor, args.seconds)
+        return
+
+    from schnitzel_stream_ros.codec.packet_codec import encode_packet
+    from schnitzel_stream_ros.testing.dds import lease_domain, localhost_env
+
+    lease = lease_domain()
+    env = localhost_env(lease.domain_id)
+    env['PYTHONPATH'] = os.pathsep.join([str(Path(__file__).resolve().parent), env.get('PYTHONPATH', '')])
+    os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE')})
+    executors = [e for e in args.executors.split(',') if e]
+    only = {p.strip().upper() for p in args.only.split(',')}
+    report: dict[str, Any] = {
+        'machine': {
+            'python': platform.python_version(),
+            'cpus': os.cpu_count(),
+            'platform': platform.platform(),
+        },
+        'ros_domain_id': lease.domain_id,
+    }
+    small = StreamPacket.new(Kind.RAW, 'src', {'seq': 0})
+    frame = StreamPacket.new(Kind.FRAME, 'src', np.zeros(FRAME_SHAPE, dtype=np.uint8))
+    small_msg, frame_msg = encode_packet(small), encode_packet(frame)
+    if 'P1' in only:
+        ours = run_chain_ours(
+            f'{BENCH_MODULE}:BenchSource', {'count': args.p1_count}, args.p1_count, 'events'
+        )
+        synthetic = run_chain_ours(
+            SYNTHETIC, {'rate_hz': 0.0, 'count': args.p1_count, 'payload_bytes': 16}, args.p1_count, 'events'
+        )
+        baseline = run_chain_rclpy(lambda _i: small_msg, args.seconds, 'events')
+        report['P1_small_packets_5_node_chain'] = {
+            'goal_per_second': 50_000,
+            'ours': ours,
+            'ours_synthetic_source': synthetic,
+            'baseline_plain_rclpy_topics_same_process': baseline,
+            'ours_vs_baseline': round(ours['per_second'] / max(1, baseline['per_second']), 1),
+            'info_deterministic_engine_one_thread': run_chain_deterministic(args.p1_count),
+        }
+    if 'P2' in only:
+        ours = run_chain_ours(
+            f'{BENCH_MODULE}:FrameSource', {'count': args.p2_count}, args.p2_count, 'events'
+        )
+        baseline = run_chain_rclpy(lambda _i: frame_msg, args.seconds, 'events')
+        report['P2_frames_640x480x3_5_node_chain'] = {
+            'goal_per_second': 2_000,
+            'ours': ours,
+            'baseline_plain_rclpy_topics_same_process': baseline,
+            'ours_vs_baseline': round(ours['per_second'] / max(1, baseline['per_second']), 1),
+        }
+    if 'P3' in only:
+        hops: dict[str, Any] = {'goal_ratio': 0.9, 'rounds': args.rounds}
+        for executor in executors:
+            samples: dict[str, list[int]] = {'ours': [], 'plain': [], 'floor': []}
+            for _ in range(args.rounds):  # interleaved, so a busy machine slows all alike
+                for kind, runs in samples.items():
+                    runs.append(run_hop(kind, executor, args.seconds, env)['per_second'])
+            median = {kind: round(statistics.median(runs)) for kind, runs in samples.items()}
+            hops[executor] = {
+                'ours_per_second': median['ours'],
+                'baseline_plain_rclpy_per_second': median['plain'],
+                'ratio': round(median['ours'] / max(1, median['plain']), 2),
+                'info_plain_rclpy_count_only_per_second': median['floor'],
+                'ratio_to_count_only': round(median['ours'] / max(1, median['floor']), 2),
+                'samples_per_second': samples,
+            }
+        report['P3_one_hop_across_processes'] = hops
+    lease.release()
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,160 @@
+"""CPU and memory of the idle site graph, per container process, next to an idle plain-rclpy node.
+
+"Idle" is the site as it stands when nothing arrives: every container up with all 16 nodes loaded,
+models in memory, both cameras unreachable (reconnecting with backoff), no sensor on the serial
+line, the backend lane waiting. The graph is config/site.yaml with only the two camera nodes
+pointed at a closed loopback port. Goal: <= 5 % of one core and <= 150 MB RSS per container.
+
+    python bench/site_idle_bench.py [--seconds 20]        # prints one JSON object
+
+CPU is read from /proc/<pid>/stat (utime+stime) over the measuring window after a warm-up; RSS
+from /proc/<pid>/status. The baseline is a plain rclpy node spinning on the same executor kind with
+one subscription, measured the same way in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'schnitzel_stream_ros'))
+
+from schnitzel_stream_ros.testing import processes  # noqa: E402
+from schnitzel_stream_ros.testing.dds import lease_domain, localhost_env  # noqa: E402
+
+CLK_TCK = os.sysconf('SC_CLK_TCK')
+BASELINE = '''
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from std_msgs.msg import String
+rclpy.init()
+node = rclpy.create_node('idle_baseline')
+node.create_subscription(String, 'nothing', lambda m: None, 10)
+executor = SingleThreadedExecutor()
+executor.add_node(node)
+try:
+    executor.spin()
+except BaseException:
+    pass  # stopped by the bench
+'''
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]  # closed again when this returns: connections are refused
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path('/proc').iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / 'stat').read_text().rsplit(')', 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cmdline(pid: int) -> str:
+    return Path(f'/proc/{pid}/cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace').strip()
+
+
+def measure(pids: list[int], seconds: float) -> dict[int, dict[str, float]]:
+    before = {pid: cpu_seconds(pid) for pid in pids}
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - t0
+    return {
+        pid: {'cpu_percent_of_core': round(100 * (cpu_seconds(pid) - before[pid]) / elapsed, 2),
+              'rss_mb': round(rss_mb(pid), 1)}
+        for pid in pids
+    }
+
+
+def idle_site_graph(folder: Path) -> Path:
+    graph = yaml.safe_load((REPO / 'schnitzel_stream_ros' / 'config' / 'site.yaml').read_text())
+    for node in graph['nodes']:
+        if node['id'] in ('cam0', 'cam1'):
+            node['plugin'] = 'OpenCvRtspSource'
+            node['config'] = {'url': f'rtsp://127.0.0.1:{closed_port()}/{node["id"]}',
+                              'source_id': node['id'], 'transport': 'tcp'}
+    path = folder / 'site_idle.yaml'
+    path.write_text(yaml.safe_dump(graph, sort_keys=False))
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--seconds', type=float, default=20.0, help='measuring window')
+    parser.add_argument('--warmup', type=float, default=12.0, help='seconds before measuring')
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, lease_domain() as lease:
+        folder = Path(tmp)
+        env = localhost_env(lease.domain_id)
+        env.update({'SITE_SERIAL_PORT': str(folder / 'no-sensor'), 'SITE_OUT': str(folder),
+                    'SITE_BACKEND_URL': f'http://127.0.0.1:{closed_port()}/events'})
+        graph = idle_site_graph(folder)
+        duration = str(args.warmup + args.seconds + 30)
+        run = processes.start(
+            processes.python_cmd('-m', 'schnitzel_stream_ros', 'run', str(graph), '--quiet',
+                                 '--duration', duration), env)
+        baseline = processes.start(processes.python_cmd('-c', BASELINE), env)
+        try:
+            time.sleep(args.warmup)
+            if run.poll() is not None:
+                print(json.dumps({'error': f'the site run ended early (exit {run.returncode})'}))
+                return 1
+            names = {p: cmdline(p) for p in descendants(run.pid)}
+            site_pids = [p for p, name in names.items() if 'python' in name]
+            sample = measure([*site_pids, baseline.pid], args.seconds)
+        finally:
+            processes.stop(run)
+            processes.stop(baseline)
+    # several container groups: the runner coordinates, each group runs in a component_container
+    containers = [
+        {'pid': pid, 'process': 'runner' if pid == run.pid else names[pid][-60:], **sample[pid]}
+        for pid in site_pids
+    ]
+    result = {
+        'bench': 'site_idle',
+        'window_sec': args.seconds,
+        'graph': 'config/site.yaml, cameras unreachable, no sensor, backend down',
+        'executor': 'runner default',
+        'containers': containers,
+        'baseline_plain_rclpy_idle_node': sample[baseline.pid],
+        'goal': {'cpu_percent_of_core_max': 5.0, 'rss_mb_max': 150.0},
+        'goal_met': all(c['cpu_percent_of_core'] <= 5.0 and c['rss_mb'] <= 150.0 for c in containers),
+    }
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

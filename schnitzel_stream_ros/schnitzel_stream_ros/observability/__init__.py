@@ -1,0 +1,1 @@
+"""Observability: run metrics (per node, per edge, latency) and the run report."""

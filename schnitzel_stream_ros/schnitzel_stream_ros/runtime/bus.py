@@ -1,0 +1,226 @@
+"""In-container topics: the zero-copy hand-off, and DDS only for listeners outside the container.
+
+Every output port is a real rclpy publisher on its topic (so `ros2 topic list/echo` and other
+processes see it), but the packets of an in-container edge never go through it: the output port
+hands the Python `StreamPacket` object straight to the mailboxes of the in-container subscribers.
+The DDS publish — and with it the only serialisation — happens only while a subscription outside
+the container is matched.
+
+How "outside" is known exactly: an in-container input never holds a DDS subscription to a topic
+that has a publisher in the same container (the bus tells it to drop its DDS "bridge" subscription
+the moment a local publisher appears, and to take it back when that publisher goes). So every
+subscription matched to our publisher is someone else's, and `publisher.get_subscription_count()`
+is the number of outside listeners. It is polled at most every `EXTERNAL_CHECK_NS` per port (the
+call is ~1 µs; packets may come at 100 kHz), so a new listener gets packets within 50 ms of matching —
+like any late-joining volatile subscriber.
+
+Limitation (documented in docs/runtime.md): a topic has one publishing node per graph. If a process
+outside the container also published on a topic that has a publisher inside, in-container
+subscribers would only see the local one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from schnitzel_stream_ros.observability.metrics import EdgeMetrics
+from schnitzel_stream_ros.packet import StreamPacket
+from schnitzel_stream_ros.runtime.inbox import Inbox, Item
+from schnitzel_stream_ros.runtime.mailbox import Mailbox, Token
+
+#: How often an output port asks DDS how many outside subscriptions it has.
+EXTERNAL_CHECK_NS = 50_000_000
+
+
+class TransportCounters:
+    """What crossed the container boundary (the evidence for "no serialisation in-container")."""
+
+    __slots__ = (
+        'dds_published_total',
+        'dds_received_total',
+        'decode_failed_total',
+        'encode_failed_total',
+        'local_deliveries_total',
+    )
+
+    def __init__(self) -> None:
+        self.local_deliveries_total = 0  # packets handed over as objects to in-container inputs
+        self.dds_published_total = 0  # packets serialised and published for outside listeners
+        self.dds_received_total = 0  # packets that came in over DDS (from other processes)
+        self.encode_failed_total = 0
+        self.decode_failed_total = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class LocalSubscriber:
+    """One input port of one node listening to one topic inside the container."""
+
+    __slots__ = ('bridge', 'edge', 'inbox', 'mailbox', 'offer', 'port', 'rewrap_kind', 'token', 'topic')
+
+    def __init__(
+        self,
+        topic: str,
+        mailbox: Mailbox,
+        port: str,
+        inbox: Inbox,
+        edge: EdgeMetrics,
+        rewrap_kind: str | None = None,
+    ) -> None:
+        self.topic = topic
+        self.mailbox = mailbox
+        self.port = port
+        self.inbox = inbox
+        self.edge = edge
+        self.token: Token = (port, inbox)
+        # ports of other ROS types get StreamPacket(kind, source_id=topic, payload=msg) (docs/wiring.md)
+        self.rewrap_kind = rewrap_kind
+        #: what the output port calls per packet: the mailbox itself, or a re-wrapping step first
+        self.offer: Callable[[Token, Item], None] = mailbox.offer if rewrap_kind is None else self._rewrap
+        # set by the node: switches its DDS subscription for this topic on (True) or off (False)
+        self.bridge: Callable[[bool], None] | None = None
+
+    def _rewrap(self, token: Token, item: Item) -> None:
+        packet = StreamPacket.new(self.rewrap_kind or 'raw', self.topic, item[0].payload)
+        self.mailbox.offer(token, (packet, item[1], item[2]))
+
+
+#: (offer, token, edge) of one local subscriber, as the output port's loop wants it
+Target = tuple[Callable[[Token, Item], None], Token, EdgeMetrics]
+
+
+class Topic:
+    """A topic as the container sees it: its local publishers and local subscribers."""
+
+    __slots__ = ('name', 'publishers', 'subscribers', 'targets')
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.publishers: tuple[OutputPort, ...] = ()
+        # replaced, never mutated: output ports read them without a lock
+        self.subscribers: tuple[LocalSubscriber, ...] = ()
+        self.targets: tuple[Target, ...] = ()
+
+    def set_subscribers(self, subscribers: tuple[LocalSubscriber, ...]) -> None:
+        self.subscribers = subscribers
+        self.targets = tuple((s.offer, s.token, s.edge) for s in subscribers)
+
+
+class OutputPort:
+    """The route of one output port: local hand-off, plus DDS while outside listeners exist."""
+
+    def __init__(
+        self,
+        node_id: str,
+        port: str,
+        topic: Topic,
+        publisher: Any,
+        encode: Callable[[StreamPacket], Any],
+        transport: TransportCounters,
+        on_encode_error: Callable[[str], None],
+    ) -> None:
+        self.node_id = node_id
+        self.port = port
+        self.topic = topic
+        self.publisher = publisher
+        self.encode = encode
+        self.transport = transport
+        self.on_encode_error = on_encode_error
+        self.dds_published = 0
+        self.external_subscribers = 0
+        self._next_check_ns = 0
+        self._encode_errors = 0
+
+    def refresh(self) -> int:
+        """Ask DDS now how many subscriptions outside the container are matched."""
+        self.external_subscribers = self.publisher.get_subscription_count()
+        self._next_check_ns = time.perf_counter_ns() + EXTERNAL_CHECK_NS
+        return self.external_subscribers
+
+    def __call__(self, packet: StreamPacket) -> None:
+        t = time.perf_counter_ns()
+        targets = self.topic.targets
+        for offer, token, edge in targets:
+            offer(token, (packet, t, edge))
+        if targets:
+            self.transport.local_deliveries_total += len(targets)
+        if t >= self._next_check_ns:
+            self.external_subscribers = self.publisher.get_subscription_count()
+            self._next_check_ns = t + EXTERNAL_CHECK_NS
+        if self.external_subscribers:
+            self._publish(packet)
+
+    def _publish(self, packet: StreamPacket) -> None:
+        try:
+            msg = self.encode(packet)
+        except (TypeError, ValueError) as exc:
+            self.transport.encode_failed_total += 1
+            self._encode_errors += 1
+            if self._encode_errors == 1:
+                self.on_encode_error(
+                    f"node '{self.node_id}': port '{self.port}': packet {packet.packet_id} "
+                    f'(kind {packet.kind}) cannot be published on {self.topic.name} '
+                    f'for outside listeners: {exc}'
+                )
+            return
+        self.publisher.publish(msg)
+        self.dds_published += 1
+        self.transport.dds_published_total += 1
+
+
+class Bus:
+    """Topic name -> Topic for one container; keeps DDS bridges off for topics published locally."""
+
+    def __init__(self) -> None:
+        self._topics: dict[str, Topic] = {}
+        self._lock = threading.Lock()
+        self.transport = TransportCounters()
+
+    def topic(self, name: str) -> Topic:
+        with self._lock:
+            topic = self._topics.get(name)
+            if topic is None:
+                topic = self._topics[name] = Topic(name)
+            return topic
+
+    def topics(self) -> list[Topic]:
+        with self._lock:
+            return list(self._topics.values())
+
+    def attach_publisher(self, port: OutputPort) -> None:
+        topic = port.topic
+        with self._lock:
+            first = not topic.publishers
+            topic.publishers = (*topic.publishers, port)
+            subscribers = topic.subscribers
+        if first:
+            for sub in subscribers:
+                if sub.bridge is not None:
+                    sub.bridge(False)  # now served locally: no DDS subscription, no double delivery
+
+    def detach_publisher(self, port: OutputPort) -> None:
+        topic = port.topic
+        with self._lock:
+            topic.publishers = tuple(p for p in topic.publishers if p is not port)
+            last = not topic.publishers
+            subscribers = topic.subscribers
+        if last:
+            for sub in subscribers:
+                if sub.bridge is not None:
+                    sub.bridge(True)  # served from outside again
+
+    def subscribe(self, sub: LocalSubscriber) -> bool:
+        """Add a local subscriber; True when the topic is published in this container (no bridge)."""
+        topic = self.topic(sub.topic)
+        with self._lock:
+            topic.set_subscribers((*topic.subscribers, sub))
+            return bool(topic.publishers)
+
+    def unsubscribe(self, sub: LocalSubscriber) -> None:
+        topic = self.topic(sub.topic)
+        with self._lock:
+            topic.set_subscribers(tuple(s for s in topic.subscribers if s is not sub))

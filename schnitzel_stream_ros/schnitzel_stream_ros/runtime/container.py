@@ -1,0 +1,379 @@
+"""Our component container: hosts many plugin nodes in one process, loads and unloads them at run time.
+
+rclpy has no component container; this is ours. It serves the standard composition services, so
+launch_ros' `ComposableNodeContainer`/`LoadComposableNodes` and `ros2 component load|list|unload`
+work against it unchanged:
+    ~/_container/load_node    composition_interfaces/srv/LoadNode
+    ~/_container/unload_node  composition_interfaces/srv/UnloadNode
+    ~/_container/list_nodes   composition_interfaces/srv/ListNodes
+The types come from the real `composition_interfaces` package of a ROS install, or — only where it
+is missing (pip-wheel ROS) — from the identical stand-in that scripts/bootstrap builds from
+fallback/. The import is the same either way.
+
+A failing load (bad plugin, bad parameters, setup() raising) answers success=false with a one-line
+error and changes nothing; the container keeps serving. The allowlist is checked again here, before
+any import, whatever the caller validated.
+
+Run control for `schnitzel-stream run` (not part of the composition standard; std_srvs/Trigger,
+answers in `message`): `~/_schnitzel/start` starts loaded nodes of a container started with
+`--paused`, `~/_schnitzel/stop_sources`, `~/_schnitzel/stop` (drain, close every plugin; answers the
+final snapshot as JSON) and `~/_schnitzel/report` (snapshot as JSON, observability/snapshot.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.parameter import Parameter, parameter_value_to_python
+from std_srvs.srv import Trigger
+
+from schnitzel_stream_ros.graph.allowlist import Allowlist
+from schnitzel_stream_ros.graph.registry import PluginRegistry
+from schnitzel_stream_ros.graph.wiring import LoadRequest
+from schnitzel_stream_ros.observability.snapshot import runtime_snapshot
+from schnitzel_stream_ros.runtime.bus import Bus
+from schnitzel_stream_ros.runtime.executors import supports_message_info
+from schnitzel_stream_ros.runtime.load_spec import LoadError, parse_load_request
+from schnitzel_stream_ros.runtime.plugin_host import PluginError
+from schnitzel_stream_ros.runtime.ros_node import PluginNode
+from schnitzel_stream_ros.runtime.workers import EmissionBudget
+
+#: extra_arguments of LoadNode that this container understands (others are ignored, as rclcpp does).
+KNOWN_EXTRA_ARGUMENTS = frozenset({'use_intra_process_comms'})  # always on here: objects are handed over
+SERVICE_PREFIX = '~/_container/'
+CONTROL_PREFIX = '~/_schnitzel/'
+DEFAULT_DRAIN_TIMEOUT_SEC = 2.0
+_MAX_WARNINGS = 100
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """The answer of a load (the LoadNode response fields)."""
+
+    success: bool
+    error_message: str = ''
+    full_node_name: str = ''
+    unique_id: int = 0
+
+
+class Container:
+    """Plugin nodes of one process, the bus between them, and the services that manage them."""
+
+    def __init__(
+        self,
+        node: Node,
+        executor: Any,
+        *,
+        registry: PluginRegistry | None = None,
+        autostart: bool = True,
+        max_events: int | None = None,
+    ) -> None:
+        self.node = node
+        self.executor = executor
+        self.name = node.get_name()
+        extra_prefixes = (
+            node.declare_parameter(
+                'plugin_allowlist',
+                Parameter.Type.STRING_ARRAY,
+                ParameterDescriptor(
+                    description='module prefixes allowed as plugins besides the defaults and '
+                    '$SCHNITZEL_STREAM_PLUGIN_ALLOWLIST',
+                    read_only=True,
+                ),
+            ).value
+            or []
+        )
+        self.registry = registry or PluginRegistry(Allowlist.from_env(extra=[p for p in extra_prefixes if p]))
+        self.bus = Bus()
+        self.budget = EmissionBudget(max_events)
+        self.started = autostart
+        self.stopped = False
+        self.fatal: list[str] = []
+        self.warnings: list[str] = []
+        self._nodes: dict[int, PluginNode] = {}
+        self._next_id = 1
+        self._lock = threading.RLock()
+        self.log = node.get_logger()
+
+    # -- services -------------------------------------------------------------------------------
+    def serve(self) -> None:
+        """Create the composition and run-control services on the container node."""
+        n = self.node
+        n.create_service(LoadNode, SERVICE_PREFIX + 'load_node', self._srv_load)
+        n.create_service(UnloadNode, SERVICE_PREFIX + 'unload_node', self._srv_unload)
+        n.create_service(ListNodes, SERVICE_PREFIX + 'list_nodes', self._srv_list)
+        n.create_service(Trigger, CONTROL_PREFIX + 'start', self._srv_start)
+        n.create_service(Trigger, CONTROL_PREFIX + 'stop_sources', self._srv_stop_sources)
+        n.create_service(Trigger, CONTROL_PREFIX + 'stop', self._srv_stop)
+        n.create_service(Trigger, CONTROL_PREFIX + 'report', self._srv_report)
+
+    def _srv_load(self, request: Any, response: Any) -> Any:
+        try:
+            params = {p.name: parameter_value_to_python(p.value) for p in request.parameters}
+            extra = {p.name: parameter_value_to_python(p.value) for p in request.extra_arguments}
+        except Exception as exc:  # a malformed Parameter message
+            result = LoadResult(False, f"node '{request.node_name}': unreadable parameters: {exc}")
+        else:
+            result = self.load(
+                package_name=request.package_name,
+                plugin_name=request.plugin_name,
+                node_name=request.node_name,
+                node_namespace=request.node_namespace,
+                remap_rules=list(request.remap_rules),
+                parameters=params,
+                log_level=request.log_level,
+                extra=extra,
+            )
+        response.success = result.success
+        response.error_message = result.error_message
+        response.full_node_name = result.full_node_name
+        response.unique_id = result.unique_id
+        return response
+
+    def _srv_unload(self, request: Any, response: Any) -> Any:
+        response.success, response.error_message = self.unload(request.unique_id)
+        return response
+
+    def _srv_list(self, _request: Any, response: Any) -> Any:
+        listed = self.list_nodes()
+        response.full_node_names = [name for name, _ in listed]
+        response.unique_ids = [uid for _, uid in listed]
+        return response
+
+    def _srv_start(self, _request: Any, response: Any) -> Any:
+        self.start()
+        response.success, response.message = True, f'{len(self._nodes)} nodes started'
+        return response
+
+    def _srv_stop_sources(self, _request: Any, response: Any) -> Any:
+        self.stop_sources()
+        response.success, response.message = True, 'sources stopping'
+        return response
+
+    def _srv_stop(self, _request: Any, response: Any) -> Any:
+        self.shutdown()
+        response.success, response.message = True, json.dumps(self.snapshot())
+        return response
+
+    def _srv_report(self, _request: Any, response: Any) -> Any:
+        response.success, response.message = True, json.dumps(self.snapshot())
+        return response
+
+    # -- load / unload / list -----------------------------------------------------------------
+    def load_request(self, request: LoadRequest) -> LoadResult:
+        """Load from the graph package's LoadRequest (the embedded runner's path)."""
+        return self.load(
+            package_name=request.package_name,
+            plugin_name=request.plugin_name,
+            node_name=request.node_name,
+            node_namespace=request.node_namespace,
+            remap_rules=list(request.remap_rules),
+            parameters=dict(request.parameters),
+        )
+
+    def load(
+        self,
+        *,
+        package_name: str,
+        plugin_name: str,
+        node_name: str,
+        node_namespace: str,
+        remap_rules: list[str],
+        parameters: Mapping[str, Any],
+        log_level: int = 0,
+        extra: Mapping[str, Any] | None = None,
+    ) -> LoadResult:
+        """Create, set up and (when the container runs) start one plugin node."""
+        with self._lock:
+            if self.stopped:
+                return LoadResult(False, f"node '{node_name}': container {self.name!r} is shutting down")
+            try:
+                spec = parse_load_request(
+                    package_name=package_name,
+                    plugin_name=plugin_name,
+                    node_name=node_name,
+                    node_namespace=node_namespace,
+                    remap_rules=tuple(remap_rules),
+                    parameters=parameters,
+                    registry=self.registry,
+                    log_level=log_level,
+                    extra=extra,
+                )
+                for uid, existing in self._nodes.items():
+                    if existing.get_fully_qualified_name() == spec.full_name:
+                        raise LoadError(
+                            f"node '{node_name}': a node named {spec.full_name} is already loaded "
+                            f'(unique_id {uid})'
+                        )
+                node = PluginNode(
+                    spec,
+                    context=self.node.context,
+                    bus=self.bus,
+                    budget=self.budget,
+                    on_fatal=self._on_fatal,
+                    on_warning=self._on_warning,
+                    message_info=supports_message_info(self.executor),
+                )
+            except LoadError as exc:
+                self.log.error(f'load refused: {exc}')
+                return LoadResult(False, str(exc))
+            except Exception as exc:  # a bug must not take the container down
+                self.log.error(f"load of node '{node_name}' failed: {type(exc).__name__}: {exc}")
+                return LoadResult(
+                    False, f"node '{node_name}': internal error while loading: {type(exc).__name__}: {exc}"
+                )
+            uid = self._next_id
+            self._next_id += 1
+            self._nodes[uid] = node
+            self.executor.add_node(node)
+            if self.started:
+                node.start()
+                node.refresh_outputs()
+            full_name = node.get_fully_qualified_name()
+            self.log.info(f'loaded {full_name} ({spec.plugin_ref}), unique_id {uid}')
+            return LoadResult(True, '', full_name, uid)
+
+    def unload(self, unique_id: int) -> tuple[bool, str]:
+        """Stop, drain, close and destroy one node."""
+        with self._lock:
+            node = self._nodes.pop(unique_id, None)
+        if node is None:
+            return False, f'no node with unique_id {unique_id} in container {self.name!r}'
+        name = node.get_fully_qualified_name()
+        node.stop_sources()
+        node.close_inputs()
+        problem = '' if node.join(DEFAULT_DRAIN_TIMEOUT_SEC) else f'{name}: threads did not stop in time; '
+        try:
+            node.close()
+        except PluginError as exc:
+            problem += str(exc)
+            self._on_warning(str(exc))
+        self.executor.remove_node(node)
+        node.destroy()
+        self.log.info(f'unloaded {name} (unique_id {unique_id})')
+        return True, problem
+
+    def list_nodes(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return [(node.get_fully_qualified_name(), uid) for uid, node in self._nodes.items()]
+
+    # -- run control ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start every loaded node (sources begin to pull); later loads start at once."""
+        with self._lock:
+            self.started = True
+            for node in self._nodes.values():
+                node.refresh_outputs()
+            for node in self._nodes.values():
+                node.start()
+
+    def stop_sources(self) -> None:
+        with self._lock:
+            for node in self._nodes.values():
+                node.stop_sources()
+
+    @property
+    def sources_done(self) -> bool:
+        return all(node.source_done for node in list(self._nodes.values()))
+
+    @property
+    def idle(self) -> bool:
+        return all(node.idle for node in list(self._nodes.values()))
+
+    def shutdown(self, drain_timeout: float = DEFAULT_DRAIN_TIMEOUT_SEC) -> None:
+        """Stop sources, let in-flight packets drain, then close every plugin (close() always runs).
+
+        What still waits after `drain_timeout` is discarded and counted; plugin nodes stay ROS nodes
+        until destroy_nodes() (after the executor stopped), so no callback races their destruction.
+        """
+        with self._lock:
+            if self.stopped:
+                return
+            self.stopped = True
+            nodes = list(self._nodes.values())
+        deadline = time.monotonic() + drain_timeout
+        for node in nodes:
+            node.stop_sources()
+        for node in nodes:
+            if node.source_worker is not None:
+                node.source_worker.thread.join(max(0.0, deadline - time.monotonic()))
+        while not all(n.idle for n in nodes) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        for node in nodes:
+            if node.close_inputs(discard=True):
+                self._on_warning(
+                    f"node '{node.get_name()}': packets still waiting after {drain_timeout:.1f} s "
+                    'of drain were dropped'
+                )
+        for node in nodes:
+            if not node.join(max(0.2, deadline - time.monotonic())):
+                self._on_warning(f"node '{node.get_name()}': its thread did not stop (stuck in plugin code)")
+        for node in nodes:
+            try:
+                node.close()
+            except PluginError as exc:
+                self._on_warning(str(exc))
+
+    def destroy_nodes(self) -> None:
+        """Destroy every plugin node (call after the executor stopped spinning)."""
+        with self._lock:
+            nodes = list(self._nodes.values())
+            self._nodes.clear()
+        for node in nodes:
+            with contextlib.suppress(Exception):  # the executor may already be shut down
+                self.executor.remove_node(node)
+            node.destroy()
+
+    # -- reporting ------------------------------------------------------------------------------
+    def _on_fatal(self, message: str) -> None:
+        if message not in self.fatal:
+            self.fatal.append(message)
+            self.log.error(message)
+
+    def _on_warning(self, message: str) -> None:
+        if len(self.warnings) < _MAX_WARNINGS and message not in self.warnings:
+            self.warnings.append(message)
+            self.log.warning(message)
+
+    def snapshot(self) -> dict[str, Any]:
+        nodes = list(self._nodes.values())
+        for node in nodes:
+            node.refresh_outputs()  # external subscriber counts as DDS sees them now
+        topics = {
+            port.topic.name: {
+                'published': port.dds_published,
+                'external_subscribers': port.external_subscribers,
+            }
+            for node in nodes
+            for port in node.outputs
+        }
+        return runtime_snapshot(
+            self.name,
+            ((node.host.metrics, node.inbox_dropped()) for node in nodes),
+            (row for node in nodes for row in node.edge_rows()),
+            transport=self.bus.transport.as_dict(),
+            topics=topics,
+            state={
+                'started': self.started,
+                'stopped': self.stopped,
+                'sources_done': all(n.source_done for n in nodes),
+                'idle': all(n.idle for n in nodes),
+                'source_end': {
+                    n.get_name(): n.source_worker.end_reason
+                    for n in nodes
+                    if n.source_worker is not None and n.source_worker.done.is_set()
+                },
+                'budget_used': self.budget.used,
+                'fatal': list(self.fatal),
+                'warnings': list(self.warnings),
+            },
+        )

@@ -1,0 +1,238 @@
+"""How the runner drives a container: in its own process, or in a child process over ROS services.
+
+Both handles offer the same few operations (load, start, stop_sources, snapshot, shutdown), so the
+live run (runtime/live_run.py) has one code path. A graph with one container group runs in the
+runner's process (no second process to start or lose); with several groups each group is one
+`component_container` process — the same executable launch_ros starts — driven through the standard
+composition services and our run-control services (runtime/container.py). Both handles load
+through `Container.load`, so a node loads the same way under the runner and under `ros2 launch`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import rclpy
+from rclpy.context import Context
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
+
+from schnitzel_stream_ros.graph.wiring import PACKAGE_NAME, LoadRequest
+from schnitzel_stream_ros.runtime.container import Container, LoadResult
+from schnitzel_stream_ros.runtime.executors import ContainerExecutors
+
+CONTAINER_EXECUTABLE = 'component_container'
+SERVICE_TIMEOUT_SEC = 20.0
+
+
+class ContainerHandle(Protocol):
+    name: str
+
+    def load(self, request: LoadRequest) -> LoadResult: ...
+    def start(self) -> None: ...
+    def stop_sources(self) -> None: ...
+    def snapshot(self) -> dict[str, Any]: ...
+    def shutdown(self, drain_timeout: float) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+    def failure(self) -> str | None: ...
+
+
+def init_context() -> Context:
+    """A private rclpy context whose signals stay ours (the runner handles SIGINT/SIGTERM)."""
+    context = Context()
+    rclpy.init(args=[], context=context, signal_handler_options=SignalHandlerOptions.NO)
+    return context
+
+
+class LocalContainerHandle:
+    """The container lives in this process (one container group)."""
+
+    def __init__(self, name: str, namespace: str, *, executor: str, max_events: int | None) -> None:
+        self.name = name
+        self.context = init_context()
+        self.node = Node(name, namespace=namespace, context=self.context)
+        self.executors = ContainerExecutors(executor, self.context)
+        self.container = Container(self.node, self.executors.data, autostart=False, max_events=max_events)
+        self.container.serve()
+        self.executors.control.add_node(self.node)
+        self.executors.start()
+        self._final: dict[str, Any] | None = None
+
+    def load(self, request: LoadRequest) -> LoadResult:
+        return self.container.load_request(request)
+
+    def start(self) -> None:
+        self.container.start()
+
+    def stop_sources(self) -> None:
+        self.container.stop_sources()
+
+    def snapshot(self) -> dict[str, Any]:
+        return self._final if self._final is not None else self.container.snapshot()
+
+    def shutdown(self, drain_timeout: float) -> dict[str, Any]:
+        if self._final is None:
+            self.container.shutdown(drain_timeout)
+            self._final = self.container.snapshot()
+        return self._final
+
+    def failure(self) -> str | None:
+        if self.executors.error is not None:
+            return f'container {self.name!r}: executor failed: {self.executors.error!r}'
+        return None
+
+    def close(self) -> None:
+        self.executors.stop()
+        self.container.destroy_nodes()
+        self.executors.shutdown()
+        self.node.destroy_node()
+        with contextlib.suppress(Exception):
+            rclpy.shutdown(context=self.context)
+
+
+def container_command(group: str, namespace: str, *, executor: str, max_events: int | None) -> list[str]:
+    """The installed `component_container` (lib/schnitzel_stream_ros), else the same module via -m."""
+    args = ['--paused', '--executor', executor]
+    if max_events is not None:
+        args += ['--max-events', str(max_events)]
+    ros_args = ['--ros-args', '-r', f'__node:={group}', '-r', f'__ns:={namespace}']
+    try:
+        from ament_index_python.packages import get_package_prefix
+
+        exe = Path(get_package_prefix(PACKAGE_NAME)) / 'lib' / PACKAGE_NAME / CONTAINER_EXECUTABLE
+        if os.access(exe, os.X_OK):
+            return [str(exe), *args, *ros_args]
+    except Exception:  # not installed through colcon: run the module itself
+        pass
+    return [sys.executable, '-m', 'schnitzel_stream_ros.runtime.container_main', *args, *ros_args]
+
+
+def _die_with_parent() -> None:
+    """Child side: get SIGTERM if the runner dies (even by SIGKILL), so no container is orphaned."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class RemoteContainerHandle:
+    """A `component_container` child process, driven through its services from the runner's node."""
+
+    def __init__(
+        self, name: str, namespace: str, client_node: Node, *, executor: str, max_events: int | None
+    ) -> None:
+        from composition_interfaces.srv import LoadNode
+        from std_srvs.srv import Trigger
+
+        self.name = name
+        self.node = client_node
+        base = ('' if namespace == '/' else namespace) + '/' + name
+        self.proc = subprocess.Popen(
+            container_command(name, namespace, executor=executor, max_events=max_events),
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        self._load = client_node.create_client(LoadNode, f'{base}/_container/load_node')
+        self._trigger = {
+            verb: client_node.create_client(Trigger, f'{base}/_schnitzel/{verb}')
+            for verb in ('start', 'stop_sources', 'stop', 'report')
+        }
+        self._final: dict[str, Any] | None = None
+
+    def wait_ready(self, timeout: float = SERVICE_TIMEOUT_SEC) -> None:
+        deadline = time.monotonic() + timeout
+        for client in (self._load, *self._trigger.values()):
+            while not client.wait_for_service(timeout_sec=0.2):
+                if self.proc.poll() is not None:
+                    raise RuntimeError(
+                        f'container {self.name!r} exited with code {self.proc.returncode} '
+                        'before its services came up'
+                    )
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f'container {self.name!r}: service {client.srv_name} not available '
+                        f'after {timeout:.0f} s'
+                    )
+
+    def _call(self, client: Any, request: Any, timeout: float = SERVICE_TIMEOUT_SEC) -> Any:
+        done = threading.Event()
+        future = client.call_async(request)
+        future.add_done_callback(lambda _f: done.set())
+        deadline = time.monotonic() + timeout
+        while not done.wait(0.1):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f'container {self.name!r} exited with code {self.proc.returncode}')
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f'container {self.name!r}: {client.srv_name} did not answer in {timeout:.0f} s'
+                )
+        return future.result()
+
+    def _trigger_call(self, verb: str, timeout: float = SERVICE_TIMEOUT_SEC) -> str:
+        from std_srvs.srv import Trigger
+
+        return self._call(self._trigger[verb], Trigger.Request(), timeout).message
+
+    def load(self, request: LoadRequest) -> LoadResult:
+        from composition_interfaces.srv import LoadNode
+
+        msg = LoadNode.Request()
+        msg.package_name = request.package_name
+        msg.plugin_name = request.plugin_name
+        msg.node_name = request.node_name
+        msg.node_namespace = request.node_namespace
+        msg.remap_rules = list(request.remap_rules)
+        msg.parameters = [
+            Parameter(name, value=value).to_parameter_msg() for name, value in request.parameters.items()
+        ]
+        response = self._call(self._load, msg)
+        return LoadResult(
+            response.success, response.error_message, response.full_node_name, response.unique_id
+        )
+
+    def start(self) -> None:
+        self._trigger_call('start')
+
+    def stop_sources(self) -> None:
+        self._trigger_call('stop_sources')
+
+    def snapshot(self) -> dict[str, Any]:
+        if self._final is not None:
+            return self._final
+        return json.loads(self._trigger_call('report', timeout=5.0))
+
+    def shutdown(self, drain_timeout: float) -> dict[str, Any]:
+        if self._final is None:
+            self._final = json.loads(self._trigger_call('stop', timeout=drain_timeout + SERVICE_TIMEOUT_SEC))
+        return self._final
+
+    def failure(self) -> str | None:
+        code = self.proc.poll()
+        if code is not None and self._final is None:
+            return f'container {self.name!r} exited unexpectedly with code {code}'
+        return None
+
+    def close(self) -> None:
+        """End the process group: SIGTERM, then SIGKILL after a grace period."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        for client in (self._load, *self._trigger.values()):
+            self.node.destroy_client(client)

@@ -1,0 +1,254 @@
+"""Live run mode: the graph's container groups run concurrently, as on a site.
+
+Steps: start the containers paused (one in this process, or one process per group when the graph has
+several) -> load every node with its load request (graph.wiring: the same request launch sends) ->
+wait until every cross-container topic is matched over DDS (so the first packets are not lost) ->
+start -> watch (progress line, fatal errors, dead containers, duration, signals) -> at the end of the
+finite sources or on a stop: stop sources, let in-flight packets drain, close every plugin, collect
+the final snapshots.
+
+End of a run: every source has ended (exhausted, budget spent) and every container is idle, and the
+counters have not moved for a few polls — the last condition covers packets in flight between
+processes, which no single container can see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from schnitzel_stream_ros.graph.model import NodeKind, ValidatedGraph
+from schnitzel_stream_ros.graph.wiring import load_requests_by_container
+from schnitzel_stream_ros.runtime.container import DEFAULT_DRAIN_TIMEOUT_SEC
+from schnitzel_stream_ros.runtime.container_handles import (
+    ContainerHandle,
+    LocalContainerHandle,
+    RemoteContainerHandle,
+    init_context,
+)
+from schnitzel_stream_ros.runtime.deterministic import RunOutcome
+from schnitzel_stream_ros.runtime.executors import DEFAULT_EXECUTOR, Spinner, make_executor
+
+ENGINE_NAME = 'live'
+POLL_SEC = 0.2
+MATCH_TIMEOUT_SEC = 15.0
+
+
+def budget_shares(graph: ValidatedGraph, max_events: int | None) -> dict[str, int | None]:
+    """--max-events split over container groups: each source gets its round-robin share.
+
+    With one process the budget is simply shared by all its sources; across processes a shared
+    counter would need a round trip per packet, so each group gets the sum of its sources' shares
+    (source i of S in declaration order: N // S, plus one for the first N % S).
+    """
+    groups = [g.name for g in graph.containers]
+    if max_events is None:
+        return dict.fromkeys(groups)
+    if len(groups) == 1:
+        return {groups[0]: max_events}
+    sources = [n for n in graph.nodes if n.kind is NodeKind.SOURCE]
+    shares = dict.fromkeys(groups, 0)
+    for index, node in enumerate(sources):
+        shares[node.container] += max_events // len(sources) + (1 if index < max_events % len(sources) else 0)
+    return shares
+
+
+def _cross_container_topics(graph: ValidatedGraph) -> dict[str, int]:
+    """topic -> how many subscriptions outside its publisher's group must be matched before start."""
+    container_of = {n.id: n.container for n in graph.nodes}
+    needed: dict[str, set[tuple[str, str]]] = {}
+    for edge in graph.edges:
+        if container_of[edge.src] != container_of[edge.dst]:
+            needed.setdefault(edge.topic, set()).add((edge.dst, edge.dst_port))
+    return {topic: len(ends) for topic, ends in needed.items()}
+
+
+class LiveRun:
+    """Runs a validated graph live; `run()` returns a RunOutcome like the deterministic engine."""
+
+    def __init__(
+        self,
+        graph: ValidatedGraph,
+        *,
+        max_events: int | None = None,
+        duration_sec: float | None = None,
+        executor: str = DEFAULT_EXECUTOR,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT_SEC,
+        stop_event: threading.Event | None = None,
+        on_progress: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
+        self.graph = graph
+        self.max_events = max_events
+        self.duration_sec = duration_sec
+        self.executor = executor
+        self.drain_timeout = drain_timeout
+        self.stop_event = stop_event or threading.Event()
+        self.stop_signal: int | None = None
+        self.on_progress = on_progress
+        self.handles: list[ContainerHandle] = []
+        self._client_context: Any = None
+        self._client_node: Any = None
+        self._client_spinner: Spinner | None = None
+
+    # -- containers -----------------------------------------------------------------------------
+    def _open_containers(self) -> None:
+        groups = load_requests_by_container(self.graph)
+        namespace = self.graph.spec.namespace
+        shares = budget_shares(self.graph, self.max_events)
+        if len(groups) == 1:
+            (name,) = groups
+            self.handles.append(
+                LocalContainerHandle(name, namespace, executor=self.executor, max_events=shares[name])
+            )
+            return
+        from rclpy.node import Node
+
+        self._client_context = init_context()
+        self._client_node = Node(f'schnitzel_stream_run_{os.getpid()}', context=self._client_context)
+        client_executor = make_executor('single', self._client_context)
+        client_executor.add_node(self._client_node)
+        self._client_spinner = Spinner(client_executor, self._client_context, 'runner-executor').start()
+        remotes = [
+            RemoteContainerHandle(
+                name, namespace, self._client_node, executor=self.executor, max_events=shares[name]
+            )
+            for name in groups
+        ]
+        self.handles.extend(remotes)
+        for remote in remotes:
+            remote.wait_ready()
+
+    def _close_containers(self) -> None:
+        for handle in self.handles:
+            with contextlib.suppress(Exception):
+                handle.close()
+        if self._client_spinner is not None:
+            self._client_spinner.stop()
+        if self._client_node is not None:
+            import rclpy
+
+            self._client_node.destroy_node()
+            with contextlib.suppress(Exception):
+                rclpy.shutdown(context=self._client_context)
+
+    # -- run ------------------------------------------------------------------------------------
+    def run(self) -> RunOutcome:
+        t0 = time.monotonic()
+        errors: list[str] = []
+        warnings: list[str] = []
+        reason = 'error'
+        snapshots: list[dict[str, Any]] = []
+        try:
+            self._open_containers()
+            errors += self._load_all()
+            if not errors:
+                warnings += self._wait_matched()
+                for handle in self.handles:
+                    handle.start()
+                reason = self._watch(t0, errors)
+        except Exception as exc:
+            errors.append(f'runner: {type(exc).__name__}: {exc}')
+        finally:
+            snapshots = self._finish(errors)
+            self._close_containers()
+        return RunOutcome(snapshots, reason, errors, warnings, time.monotonic() - t0)
+
+    def _load_all(self) -> list[str]:
+        errors = []
+        requests = load_requests_by_container(self.graph)
+        for handle in self.handles:
+            for request in requests[handle.name]:
+                result = handle.load(request)
+                if not result.success:
+                    errors.append(result.error_message)
+        return errors
+
+    def _wait_matched(self) -> list[str]:
+        needed = _cross_container_topics(self.graph)
+        if not needed or len(self.handles) < 2:
+            return []
+        deadline = time.monotonic() + MATCH_TIMEOUT_SEC
+        while True:
+            matched: dict[str, int] = {}
+            for snap in (h.snapshot() for h in self.handles):
+                for topic, row in snap.get('topics', {}).items():
+                    matched[topic] = max(matched.get(topic, 0), row.get('external_subscribers', 0))
+            missing = [t for t, n in needed.items() if matched.get(t, 0) < n]
+            if not missing:
+                return []
+            if time.monotonic() > deadline or self.stop_event.is_set():
+                return [
+                    f'topic {t} was not matched across containers after {MATCH_TIMEOUT_SEC:.0f} s; '
+                    'its first packets may be lost'
+                    for t in missing
+                ]
+            time.sleep(0.05)
+
+    def _watch(self, t0: float, errors: list[str]) -> str:
+        deadline = None if self.duration_sec is None else t0 + self.duration_sec
+        stable_needed = 2 if len(self.handles) == 1 else 4
+        stable = 0
+        last_counts: tuple[int, ...] | None = None
+        while True:
+            if self.stop_event.wait(POLL_SEC):
+                return 'signal ' + signal.Signals(self.stop_signal).name if self.stop_signal else 'stopped'
+            if deadline is not None and time.monotonic() >= deadline:
+                return 'duration'
+            for handle in self.handles:
+                failure = handle.failure()
+                if failure:
+                    errors.append(failure)
+                    return 'error'
+            snapshots = [h.snapshot() for h in self.handles]
+            if self.on_progress is not None:
+                self.on_progress(snapshots)
+            if any(s['state'].get('fatal') for s in snapshots):
+                return 'error'
+            done = all(s['state'].get('sources_done') and s['state'].get('idle') for s in snapshots)
+            counts = tuple(
+                sum(v.get(key, 0) for s in snapshots for v in s['nodes'].values())
+                for key in ('consumed', 'produced')
+            ) + tuple(s['transport'].get('dds_received_total', 0) for s in snapshots)
+            stable = stable + 1 if done and counts == last_counts else 0
+            last_counts = counts
+            if stable >= stable_needed:
+                ends = {r for s in snapshots for r in s['state'].get('source_end', {}).values()}
+                return 'max_events' if 'max_events' in ends else 'sources_done'
+
+    def _finish(self, errors: list[str]) -> list[dict[str, Any]]:
+        """Stop sources everywhere, let packets drain across containers, then close all plugins."""
+        snapshots: list[dict[str, Any]] = []
+        for handle in self.handles:
+            try:
+                handle.stop_sources()
+            except Exception as exc:
+                errors.append(f'container {handle.name!r}: stop failed: {exc}')
+        if len(self.handles) > 1:
+            self._settle(self.drain_timeout)
+        for handle in self.handles:
+            try:
+                snapshots.append(handle.shutdown(self.drain_timeout))
+            except Exception as exc:
+                errors.append(f'container {handle.name!r}: final report failed: {exc}')
+        return snapshots
+
+    def _settle(self, timeout: float) -> None:
+        """Wait (bounded) until no container works and the counters stop moving."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                snapshots = [h.snapshot() for h in self.handles]
+            except Exception:
+                return
+            counts = tuple(s['transport'].get('dds_received_total', 0) for s in snapshots)
+            idle = all(s['state'].get('idle') for s in snapshots)
+            if idle and counts == last:
+                return
+            last = counts
+            time.sleep(POLL_SEC)

@@ -1,0 +1,338 @@
+"""A load request, checked and decoded: the container's side of the wiring contract (docs/wiring.md).
+
+The same request reaches the container from launch_ros (`composition_interfaces/srv/LoadNode`) and
+from the embedded runner (graph.wiring.LoadRequest). Everything is checked here, before any rclpy
+node exists, so a bad request fails with one line naming the node and the field, and leaves
+nothing half-made behind: package, node name and namespace, plugin (allowlist again, before import),
+every parameter (unknown names with "did you mean", types, ranges, required), and the reserved
+wiring parameters (`inputs.<port>`, `qos.<port>.*`, `inbox.<port>.*`, `container.group`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from schnitzel_stream_ros.graph.model import DEFAULT_INBOX_MAX, DEFAULT_QOS_DEPTH, Overflow, Reliability
+from schnitzel_stream_ros.graph.names import namespace_problem, node_name_problem, topic_problem
+from schnitzel_stream_ros.graph.registry import PluginError as RegistryError
+from schnitzel_stream_ros.graph.registry import PluginRegistry
+from schnitzel_stream_ros.graph.suggest import did_you_mean
+from schnitzel_stream_ros.graph.wiring import (
+    CONTAINER_GROUP_PARAM,
+    PACKAGE_NAME,
+    decode_param_value,
+    is_reserved_param,
+)
+from schnitzel_stream_ros.plugin import STREAM_PACKET_MSG, ParamError, Plugin, Port, Role, resolve_params
+
+#: Parameters rclpy declares on every node by itself; a launch file may set them.
+ROS_BUILTIN_PARAMS = frozenset({'use_sim_time'})
+_INTERFACE = re.compile(r'^([A-Za-z][A-Za-z0-9_]*)/msg/([A-Z][A-Za-z0-9]*)$')
+
+
+class LoadError(ValueError):
+    """A load request cannot be served; one line naming the node and the field."""
+
+
+@dataclass(frozen=True)
+class InputWiring:
+    """One input port: which topics feed it, with which QoS, into which inbox."""
+
+    port: Port
+    topics: tuple[str, ...]
+    reliability: Reliability = Reliability.RELIABLE
+    depth: int = DEFAULT_QOS_DEPTH
+    inbox_max: int = DEFAULT_INBOX_MAX
+    overflow: Overflow = Overflow.DROP_NEW
+    msg_cls: type | None = None  # ROS message class of the subscription
+
+
+@dataclass(frozen=True)
+class OutputWiring:
+    """One output port: its private topic name `~/<port>` (remappable) and publisher QoS."""
+
+    port: Port
+    reliability: Reliability = Reliability.RELIABLE
+    depth: int = DEFAULT_QOS_DEPTH
+    msg_cls: type | None = None
+
+
+@dataclass(frozen=True)
+class NodeLoadSpec:
+    """Everything needed to create one plugin node; all of it already checked."""
+
+    node_name: str
+    namespace: str
+    plugin_ref: str
+    plugin_cls: type[Plugin]
+    params: Mapping[str, Any]  # resolved plugin parameters (defaults filled in), what setup() sees
+    ros_params: Mapping[str, Any]  # every parameter as a ROS value (to declare on the node)
+    inputs: Mapping[str, InputWiring]
+    outputs: Mapping[str, OutputWiring]
+    remap_rules: tuple[str, ...] = ()
+    group: str = ''
+    log_level: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def role(self) -> Role:
+        return Role(self.plugin_cls.ROLE)
+
+    @property
+    def full_name(self) -> str:
+        return ('' if self.namespace == '/' else self.namespace) + '/' + self.node_name
+
+
+def message_class(type_name: str, where: str) -> type:
+    """The Python class of a message interface name like `sensor_msgs/msg/Range`."""
+    match = _INTERFACE.match(type_name)
+    if match is None:
+        raise LoadError(f'{where}: {type_name!r} is not a message type name like sensor_msgs/msg/Range')
+    package, name = match.groups()
+    try:
+        module = importlib.import_module(f'{package}.msg')
+    except ImportError:
+        raise LoadError(f'{where}: message package {package!r} is not installed') from None
+    cls = getattr(module, name, None)
+    if cls is None:
+        raise LoadError(f'{where}: package {package!r} has no message {name!r}')
+    return cls
+
+
+def default_node_name(cls: type) -> str:
+    """`StaticSource` -> `static_source`: the name of a node loaded without one."""
+    return re.sub(r'(?<=[a-z0-9])(?=[A-Z])', '_', cls.__name__).lower()
+
+
+def _ports(
+    cls: type[Plugin], params: Mapping[str, Any], subject: str
+) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
+    """The plugin's ports for these parameters (the optional `ports_for` hook, see graph/ports.py).
+
+    Unlike the graph view, a source keeps its declared inputs: those are ROS topics it reads
+    (docs/wiring.md, "Ports of other ROS types").
+    """
+    hook = getattr(cls, 'ports_for', None)
+    if not callable(hook):
+        return tuple(cls.INPUTS), tuple(cls.OUTPUTS)
+    try:
+        inputs, outputs = hook(params)
+    except Exception as exc:
+        raise LoadError(f'{subject}: plugin could not declare its ports: {exc}') from exc
+    return tuple(inputs), tuple(outputs)
+
+
+def _as_str_list(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise LoadError(f'{where}: expected a string array of topics, got {value!r}')
+    return tuple(value)
+
+
+def _choice(enum: type, value: Any, where: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        raise LoadError(f'{where}: {value!r} is not one of {[str(e) for e in enum]}') from None
+
+
+def _positive_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise LoadError(f'{where}: expected an integer >= 1, got {value!r}')
+    return value
+
+
+_WIRING_CHECKS: dict[tuple[str, str], Any] = {
+    ('inputs', 'topics'): _as_str_list,
+    ('qos', 'reliability'): lambda value, where: _choice(Reliability, value, where),
+    ('qos', 'depth'): _positive_int,
+    ('inbox', 'max'): _positive_int,
+    ('inbox', 'overflow'): lambda value, where: _choice(Overflow, value, where),
+}
+
+
+def parse_load_request(
+    *,
+    package_name: str,
+    plugin_name: str,
+    node_name: str,
+    node_namespace: str,
+    remap_rules: tuple[str, ...] | list[str],
+    parameters: Mapping[str, Any],
+    registry: PluginRegistry,
+    log_level: int = 0,
+    extra: Mapping[str, Any] | None = None,
+) -> NodeLoadSpec:
+    """Check a load request field by field; LoadError names the first problem."""
+    subject = f"node '{node_name}'" if node_name else 'load request'
+    if package_name != PACKAGE_NAME:
+        raise LoadError(
+            f'{subject}: package_name {package_name!r} is not served by this container '
+            f'(it hosts plugins of {PACKAGE_NAME!r})'
+        )
+    if node_name:
+        problem = node_name_problem(node_name)
+        if problem:
+            raise LoadError(f'{subject}: node_name {node_name!r} {problem}')
+    namespace = node_namespace or '/'
+    if not namespace.startswith('/'):
+        namespace = '/' + namespace
+    problem = namespace_problem(namespace)
+    if problem:
+        raise LoadError(f'{subject}: node_namespace {node_namespace!r} {problem}')
+    try:
+        plugin_cls = registry.resolve(plugin_name).cls
+    except RegistryError as exc:
+        raise LoadError(f'{subject}: {exc}') from None
+    if not node_name:  # `ros2 component load` without -n: the plugin's default name, as rclcpp does
+        node_name = default_node_name(plugin_cls)
+        subject = f"node '{node_name}'"
+    schema = plugin_cls.param_schema()
+
+    given: dict[str, Any] = {}
+    reserved: dict[str, Any] = {}
+    for name, value in parameters.items():
+        if is_reserved_param(name):
+            reserved[name] = value
+        elif name in schema:
+            try:
+                given[name] = decode_param_value(value, schema[name].type)
+            except ValueError as exc:
+                raise LoadError(f"{subject}: parameter '{name}': not valid JSON text: {exc}") from None
+        elif name not in ROS_BUILTIN_PARAMS:
+            raise LoadError(
+                f"{subject}: unknown parameter '{name}'{did_you_mean(name, schema)} "
+                f'(plugin {plugin_name} knows {sorted(schema)})'
+            )
+    try:
+        params = resolve_params(plugin_cls, given)
+    except ParamError as exc:
+        raise LoadError(f'{subject}: {exc}') from None
+    hook = getattr(plugin_cls, 'check_params', None)
+    if callable(hook):
+        try:
+            problems = list(hook(params) or ())
+        except Exception as exc:
+            problems = [f'plugin could not check its parameters: {type(exc).__name__}: {exc}']
+        if problems:
+            raise LoadError(f'{subject}: {problems[0]}')
+
+    input_ports, output_ports = _ports(plugin_cls, params, subject)
+    inputs_by_name = {p.name: p for p in input_ports}
+    outputs_by_name = {p.name: p for p in output_ports}
+    inputs = _input_wiring(subject, reserved, inputs_by_name, outputs_by_name, params, plugin_cls)
+    outputs = {
+        name: OutputWiring(
+            port,
+            _choice(
+                Reliability,
+                reserved.get(f'qos.{name}.reliability', 'reliable'),
+                f'{subject}: qos.{name}.reliability',
+            ),
+            _positive_int(
+                reserved.get(f'qos.{name}.depth', DEFAULT_QOS_DEPTH), f'{subject}: qos.{name}.depth'
+            ),
+            None
+            if port.msg_type == STREAM_PACKET_MSG
+            else message_class(port.msg_type, f'{subject}: port {name}'),
+        )
+        for name, port in outputs_by_name.items()
+    }
+    group = reserved.get(CONTAINER_GROUP_PARAM, '')
+    if not isinstance(group, str):
+        raise LoadError(f'{subject}: {CONTAINER_GROUP_PARAM}: expected a string, got {group!r}')
+    for rule in remap_rules:
+        source, sep, target = rule.partition(':=')
+        if not sep or not source or topic_problem(target):
+            raise LoadError(f'{subject}: remap rule {rule!r} is not of the form ~/<port>:=<topic>')
+    return NodeLoadSpec(
+        node_name=node_name,
+        namespace=namespace,
+        plugin_ref=plugin_name,
+        plugin_cls=plugin_cls,
+        params=params,
+        ros_params=dict(parameters),
+        inputs=inputs,
+        outputs=outputs,
+        remap_rules=tuple(remap_rules),
+        group=group,
+        log_level=log_level,
+        extra=dict(extra or {}),
+    )
+
+
+def _input_wiring(
+    subject: str,
+    reserved: Mapping[str, Any],
+    inputs: Mapping[str, Port],
+    outputs: Mapping[str, Port],
+    params: Mapping[str, Any],
+    plugin_cls: type[Plugin],
+) -> dict[str, InputWiring]:
+    """Reserved parameters -> per input port wiring; parameters for unknown ports are refused."""
+    for name in reserved:
+        if name == CONTAINER_GROUP_PARAM:
+            continue
+        parts = name.split('.')
+        family, port = parts[0], parts[1] if len(parts) > 1 else ''
+        known = inputs if family in ('inputs', 'inbox') else {**inputs, **outputs}
+        expected = {'inputs': 2, 'qos': 3, 'inbox': 3}[family]
+        if len(parts) != expected or port not in known:
+            kind = 'input port' if family in ('inputs', 'inbox') else 'port'
+            raise LoadError(
+                f"{subject}: wiring parameter '{name}' names no {kind} of the plugin "
+                f'(ports: {sorted(known)}){did_you_mean(port, known)}'
+            )
+        setting = 'topics' if family == 'inputs' else parts[2]
+        check = _WIRING_CHECKS.get((family, setting))
+        if check is None:
+            raise LoadError(f"{subject}: unknown wiring parameter '{name}'")
+        check(reserved[name], f'{subject}: {name}')  # also for ports without edges: no silent typo
+    wiring: dict[str, InputWiring] = {}
+    for name, port in inputs.items():
+        where = f'{subject}: inputs.{name}'
+        if f'inputs.{name}' in reserved:
+            topics = _as_str_list(reserved[f'inputs.{name}'], where)
+        elif (
+            Role(plugin_cls.ROLE) is Role.SOURCE
+            and not port.required
+            and port.msg_type != STREAM_PACKET_MSG
+            and isinstance(params.get('topic'), str)
+            and params['topic']
+        ):
+            topics = (params['topic'],)  # a ROS topic source: the topic its parameter names
+        else:
+            continue  # not connected: the port stays idle
+        for topic in topics:
+            problem = topic_problem(topic)
+            if problem or (not topic.startswith('/') and topic != params.get('topic')):
+                raise LoadError(f'{where}: topic {topic!r} must be an absolute ROS topic name')
+        wiring[name] = InputWiring(
+            port=port,
+            topics=topics,
+            reliability=_choice(
+                Reliability,
+                reserved.get(f'qos.{name}.reliability', 'reliable'),
+                f'{subject}: qos.{name}.reliability',
+            ),
+            depth=_positive_int(
+                reserved.get(f'qos.{name}.depth', DEFAULT_QOS_DEPTH), f'{subject}: qos.{name}.depth'
+            ),
+            inbox_max=_positive_int(
+                reserved.get(f'inbox.{name}.max', DEFAULT_INBOX_MAX), f'{subject}: inbox.{name}.max'
+            ),
+            overflow=_choice(
+                Overflow,
+                reserved.get(f'inbox.{name}.overflow', 'drop_new'),
+                f'{subject}: inbox.{name}.overflow',
+            ),
+            msg_cls=None
+            if port.msg_type == STREAM_PACKET_MSG
+            else message_class(port.msg_type, f'{subject}: port {name}'),
+        )
+    return wiring

@@ -1,0 +1,216 @@
+"""One plugin instance and everything around it that does not depend on threads or ROS.
+
+Both run modes host plugins through this class — the deterministic engine calls it from its one
+thread, the live ROS node from the node's worker thread — so a plugin behaves the same in a unit
+test, in `schnitzel-stream run` and under `ros2 launch`: same context, same output routing, same
+counters, same error messages. A host never calls a plugin from two threads at once; the owner
+guarantees that by calling `handle`, `pull` and `apply_params` from the node's own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from schnitzel_stream_ros.observability.metrics import NodeMetrics
+from schnitzel_stream_ros.packet import StreamPacket
+from schnitzel_stream_ros.plugin import DEFAULT_OUTPUT, Plugin
+
+#: Where an output port's packets go (set by the run mode: engine router or in-container topic).
+Route = Callable[[StreamPacket], None]
+
+
+class PluginError(RuntimeError):
+    """A plugin misbehaved (raised, or returned something that is not a packet); names the node."""
+
+
+class DeliveryError(RuntimeError):
+    """A route could not deliver a packet (e.g. inbox policy `error`). Not the emitting plugin's
+    fault, so it passes through the plugin's frames unchanged instead of being blamed on it."""
+
+
+def _unconnected(_packet: StreamPacket) -> None:
+    """An output port without edges: packets are counted as produced and go nowhere."""
+
+
+class NodeContext:
+    """The PluginContext the runtime gives a plugin (see plugin.PluginContext)."""
+
+    __slots__ = ('_host', 'logger', 'node_id', 'params', 'stop_event')
+
+    def __init__(
+        self, host: PluginHost, params: dict[str, Any], logger: Any, stop_event: threading.Event
+    ) -> None:
+        self._host = host
+        self.node_id = host.node_id
+        self.params = params
+        self.logger = logger
+        self.stop_event = stop_event
+
+    def emit(self, packet: StreamPacket, port: str = DEFAULT_OUTPUT) -> None:
+        self._host.emit(packet, port)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self._host.metrics.count(name, n)
+
+    def gauge(self, name: str, value: float) -> None:
+        self._host.metrics.gauge(name, value)
+
+
+class PluginHost:
+    """Creates, feeds and closes one plugin; routes what it emits; counts what passes."""
+
+    def __init__(
+        self,
+        node_id: str,
+        plugin_cls: type[Plugin],
+        params: Mapping[str, Any],
+        *,
+        is_source: bool,
+        is_sink: bool,
+        logger: Any = None,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.plugin_cls = plugin_cls
+        self.is_source = is_source
+        self.metrics = NodeMetrics(node_id, is_source, is_sink)
+        self.stop_event = stop_event or threading.Event()
+        self._routes: dict[str, Route] = {port.name: _unconnected for port in plugin_cls.OUTPUTS}
+        self.ctx = NodeContext(
+            self, dict(params), logger or logging.getLogger(f'schnitzel_stream.{node_id}'), self.stop_event
+        )
+        self.plugin: Plugin | None = None
+        self._packets: Iterator[StreamPacket | None] | None = None
+        self.closed = False
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.ctx.params
+
+    # -- wiring --------------------------------------------------------------------------------
+    def connect(self, port: str, route: Route) -> None:
+        """Send what the plugin emits on `port` to `route` (one route per port; fan-out is the route's)."""
+        if port not in self._routes:
+            raise PluginError(
+                f"node '{self.node_id}': no output port '{port}' (ports: {sorted(self._routes)})"
+            )
+        self._routes[port] = route
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Instantiate the plugin and run its setup(); errors name the node."""
+        try:
+            self.plugin = self.plugin_cls(self.ctx)
+            self.plugin.setup()
+        except Exception as exc:
+            raise PluginError(f"node '{self.node_id}': setup() failed: {type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        """Run the plugin's close() once (also after errors); errors name the node."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._packets is not None:
+            close_gen = getattr(self._packets, 'close', None)
+            self._packets = None
+            if close_gen is not None:
+                try:
+                    close_gen()
+                except Exception as exc:
+                    raise PluginError(
+                        f"node '{self.node_id}': produce() failed while closing: {type(exc).__name__}: {exc}"
+                    ) from exc
+        if self.plugin is not None:
+            try:
+                self.plugin.close()
+            except Exception as exc:
+                raise PluginError(
+                    f"node '{self.node_id}': close() failed: {type(exc).__name__}: {exc}"
+                ) from exc
+
+    # -- data path -----------------------------------------------------------------------------
+    def emit(self, packet: StreamPacket, port: str = DEFAULT_OUTPUT) -> None:
+        """Count and route one packet the plugin produced."""
+        if type(packet) is not StreamPacket and not isinstance(packet, StreamPacket):
+            raise PluginError(
+                f"node '{self.node_id}': emitted {type(packet).__name__} on port '{port}', "
+                'expected a StreamPacket'
+            )
+        route = self._routes.get(port)
+        if route is None:
+            raise PluginError(
+                f"node '{self.node_id}': emit on unknown output port '{port}' (ports: {sorted(self._routes)})"
+            )
+        self.metrics.produced += 1
+        route(packet)
+
+    def handle(self, packet: StreamPacket, port: str) -> None:
+        """Give one packet to process() and route what it returns to the default output."""
+        self.metrics.consumed += 1
+        plugin = self.plugin
+        assert plugin is not None, 'setup() first'
+        try:
+            out = plugin.process(packet, port)
+        except (PluginError, DeliveryError):
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"node '{self.node_id}': process() failed on port '{port}' (packet {packet.packet_id}): "
+                f'{type(exc).__name__}: {exc}'
+            ) from exc
+        if out is None:
+            return
+        if isinstance(out, StreamPacket):
+            self.emit(out)
+            return
+        try:
+            packets = iter(out)
+        except TypeError:
+            raise PluginError(
+                f"node '{self.node_id}': process() returned {type(out).__name__}; expected None, a "
+                'StreamPacket or an iterable of them'
+            ) from None
+        for item in packets:
+            self.emit(item)
+
+    def pull(self) -> bool:
+        """Sources: take the next packet from produce() and emit it. False once the source is done.
+
+        A source may yield None ("nothing this time") to stay responsive without emitting.
+        """
+        if self._packets is None:
+            plugin = self.plugin
+            assert plugin is not None, 'setup() first'
+            try:
+                self._packets = iter(plugin.produce())
+            except Exception as exc:
+                raise PluginError(
+                    f"node '{self.node_id}': produce() failed: {type(exc).__name__}: {exc}"
+                ) from exc
+        try:
+            packet = next(self._packets)
+        except StopIteration:
+            return False
+        except (PluginError, DeliveryError):
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"node '{self.node_id}': produce() failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        if packet is not None:
+            self.emit(packet)
+        return True
+
+    def apply_params(self, changed: Mapping[str, Any]) -> None:
+        """Dynamic parameters changed (already validated): update params, tell the plugin."""
+        self.ctx.params.update(changed)
+        if self.plugin is not None:
+            try:
+                self.plugin.on_params(dict(changed))
+            except Exception as exc:
+                raise PluginError(
+                    f"node '{self.node_id}': on_params() failed: {type(exc).__name__}: {exc}"
+                ) from exc

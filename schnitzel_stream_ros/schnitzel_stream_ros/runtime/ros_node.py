@@ -1,0 +1,337 @@
+"""A plugin as a real rclpy node: name, namespace, parameters, logger, topics — and its threads.
+
+The container creates one PluginNode per load request. To ROS it is an ordinary node: `ros2 node
+list` shows it, `ros2 param` describes and changes its parameters, its output ports are publishers
+on `~/<port>` (remappable), its inputs are subscriptions when their topic comes from outside the
+container. To the plugin it is invisible: the plugin only sees its PluginContext (plugin_host.py).
+
+Life cycle, driven by the container: __init__ (declare parameters, plugin setup(), wire ports —
+any failure raises LoadError and leaves nothing behind) -> start() (worker/source threads) ->
+stop_sources() -> close_inputs() -> join() -> close() (plugin close(), always) -> destroy().
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rclpy.context import Context
+from rclpy.logging import LoggingSeverity
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
+from schnitzel_stream_ros.codec.packet_codec import decode_packet, encode_packet
+from schnitzel_stream_ros.graph.model import Reliability
+from schnitzel_stream_ros.graph.names import resolve_topic
+from schnitzel_stream_ros.graph.wiring import is_reserved_param
+from schnitzel_stream_ros.observability.metrics import EdgeMetrics
+from schnitzel_stream_ros.packet import Kind, StreamPacket
+from schnitzel_stream_ros.plugin import Role
+from schnitzel_stream_ros.runtime.bus import Bus, LocalSubscriber, OutputPort
+from schnitzel_stream_ros.runtime.inbox import Inbox
+from schnitzel_stream_ros.runtime.load_spec import LoadError, NodeLoadSpec
+from schnitzel_stream_ros.runtime.mailbox import Mailbox
+from schnitzel_stream_ros.runtime.plugin_host import DeliveryError, PluginError, PluginHost
+from schnitzel_stream_ros.runtime.ros_params import check_change, declare_parameters
+from schnitzel_stream_ros.runtime.workers import (
+    CostMeter,
+    EmissionBudget,
+    InputWorker,
+    SourceWorker,
+    run_inline,
+)
+
+Notify = Callable[[str], None]
+
+
+def qos_profile(reliability: Reliability, depth: int) -> QoSProfile:
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE
+        if reliability is Reliability.RELIABLE
+        else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+def _passthrough(packet: StreamPacket) -> Any:
+    """Ports of other ROS types publish the payload as is (docs/wiring.md)."""
+    return packet.payload
+
+
+class PluginNode(Node):
+    """One graph node hosted in our container."""
+
+    def __init__(
+        self,
+        spec: NodeLoadSpec,
+        *,
+        context: Context,
+        bus: Bus,
+        budget: EmissionBudget,
+        on_fatal: Notify,
+        on_warning: Notify,
+        message_info: bool = True,
+    ) -> None:
+        cli_args = ['--ros-args']
+        for rule in spec.remap_rules:
+            cli_args += ['-r', rule]
+        super().__init__(
+            spec.node_name,
+            namespace=spec.namespace,
+            context=context,
+            cli_args=cli_args,
+            use_global_arguments=False,
+        )
+        self.spec = spec
+        self.bus = bus
+        self.on_fatal = on_fatal
+        self.on_warning = on_warning
+        self.budget = budget
+        self.message_info = message_info
+        role = spec.role
+        self.host = PluginHost(
+            spec.node_name,
+            spec.plugin_cls,
+            spec.params,
+            is_source=role is Role.SOURCE,
+            is_sink=role is Role.SINK,
+            logger=self.get_logger(),
+        )
+        self.mailbox = Mailbox(spec.node_name)
+        self.cost = CostMeter()  # cheap nodes may run inline in DDS callbacks
+        self.outputs: list[OutputPort] = []
+        self.subscribers: list[LocalSubscriber] = []
+        self._bridges: dict[int, Any] = {}  # id(LocalSubscriber) -> rclpy Subscription while bridged
+        self.input_worker: InputWorker | None = None
+        self.source_worker: SourceWorker | None = None
+        self.started = False
+        self._decode_warned = False
+        try:
+            if spec.log_level:
+                self.get_logger().set_level(LoggingSeverity(spec.log_level))
+            schema = spec.plugin_cls.param_schema()
+            given = {k: v for k, v in spec.ros_params.items() if k in schema or is_reserved_param(k)}
+            declare_parameters(self, schema, spec.params, given)
+            self.add_on_set_parameters_callback(self._check_params)
+            self.add_post_set_parameters_callback(self._params_changed)
+            self.host.setup()
+            self._wire_outputs()
+            self._wire_inputs()
+        except (PluginError, ValueError) as exc:
+            message = (
+                str(exc)
+                if str(exc).startswith(f"node '{spec.node_name}'")
+                else f"node '{spec.node_name}': {exc}"
+            )
+            try:
+                self.host.close()  # close() always runs, also when setup() failed half-way
+            except PluginError as close_exc:
+                message += f'; {close_exc}'
+            self.destroy()
+            raise LoadError(message) from exc
+        except BaseException:
+            self.destroy()
+            raise
+
+    # -- wiring ---------------------------------------------------------------------------------
+    def _wire_outputs(self) -> None:
+        for name, wiring in self.spec.outputs.items():
+            msg_cls = wiring.msg_cls or StreamPacketMsg
+            publisher = self.create_publisher(
+                msg_cls, f'~/{name}', qos_profile(wiring.reliability, wiring.depth)
+            )
+            topic = self.bus.topic(publisher.topic_name)
+            port = OutputPort(
+                self.get_name(),
+                name,
+                topic,
+                publisher,
+                encode_packet if wiring.msg_cls is None else _passthrough,
+                self.bus.transport,
+                self.on_warning,
+            )
+            self.outputs.append(port)
+            self.host.connect(name, port)
+            self.bus.attach_publisher(port)
+
+    def _wire_inputs(self) -> None:
+        for name, wiring in self.spec.inputs.items():
+            inbox = Inbox(f'{self.get_name()}.{name}', wiring.inbox_max, wiring.overflow)
+            self.mailbox.add_inbox(name, inbox)
+            rewrap = None
+            if wiring.msg_cls is not None:
+                rewrap = next(iter(sorted(k for k in wiring.port.kinds if k != '*')), Kind.RAW)
+            for topic in wiring.topics:
+                resolved = resolve_topic(topic, self.get_namespace(), self.get_name())
+                sub = LocalSubscriber(
+                    resolved, self.mailbox, name, inbox, EdgeMetrics(resolved, self.get_name(), name), rewrap
+                )
+                sub.bridge = self._bridge_switch(sub, wiring)
+                self.subscribers.append(sub)
+                if not self.bus.subscribe(sub):
+                    sub.bridge(True)
+
+    def _bridge_switch(self, sub: LocalSubscriber, wiring: Any) -> Callable[[bool], None]:
+        """Turns the DDS subscription of one (topic, input) on or off (the bus decides when)."""
+        msg_cls = wiring.msg_cls or StreamPacketMsg
+        qos = qos_profile(wiring.reliability, wiring.depth)
+        transport = self.bus.transport
+        now_ns = time.time_ns
+        clock = time.perf_counter_ns
+        is_packet = wiring.msg_cls is None
+
+        mailbox, token, edge, port = sub.mailbox, sub.token, sub.edge, sub.port
+        cost = self.cost
+
+        def to_packet(msg: Any) -> StreamPacket | None:
+            transport.dds_received_total += 1
+            if not is_packet:
+                return StreamPacket.new(sub.rewrap_kind or Kind.RAW, sub.topic, msg)
+            try:
+                return decode_packet(msg)
+            except (TypeError, ValueError) as exc:
+                transport.decode_failed_total += 1
+                if not self._decode_warned:
+                    self._decode_warned = True
+                    self.on_warning(
+                        f"node '{self.get_name()}': input '{port}': undecodable message on {sub.topic}: {exc}"
+                    )
+                return None
+
+        def deliver(packet: StreamPacket, t_emit: int) -> None:
+            if cost.cheap and self.input_worker is not None and mailbox.try_claim():
+                try:  # a cheap idle node runs right here: no hand-over to its thread (Mailbox.try_claim)
+                    run_inline(self.host, cost, packet, port, t_emit, edge, self.on_fatal)
+                finally:
+                    mailbox.release()
+                return
+            try:
+                mailbox.offer(token, (packet, t_emit, edge))
+            except DeliveryError as exc:
+                self.on_fatal(str(exc))
+
+        def on_message(msg: Any) -> None:
+            packet = to_packet(msg)
+            if packet is not None:
+                deliver(packet, clock())
+
+        def on_message_with_info(msg: Any, info: Any) -> None:
+            packet = to_packet(msg)
+            if packet is not None:
+                t = clock()
+                sent = info.get('source_timestamp') if info else None
+                deliver(packet, t - max(now_ns() - sent, 0) if sent else t)
+
+        # With message info the latency of a cross-process edge includes the DDS transit (source
+        # timestamp); the EventsExecutor of rclpy 7.1 cannot call such callbacks (SystemError), so
+        # there it counts from the moment the message was received.
+        callback = on_message_with_info if self.message_info else on_message
+
+        def switch(on: bool) -> None:
+            key = id(sub)
+            current = self._bridges.get(key)
+            if on and current is None:
+                self._bridges[key] = self.create_subscription(msg_cls, sub.topic, callback, qos)
+            elif not on and current is not None:
+                del self._bridges[key]
+                self.destroy_subscription(current)
+
+        return switch
+
+    # -- parameters -----------------------------------------------------------------------------
+    def _check_params(self, params: list[Parameter]) -> Any:
+        result, _ = check_change(self.spec.plugin_cls.param_schema(), params)
+        return result
+
+    def _params_changed(self, params: list[Parameter]) -> None:
+        _, changed = check_change(self.spec.plugin_cls.param_schema(), params)
+        if not changed:
+            return
+
+        def apply() -> None:
+            self.host.apply_params(changed)
+
+        if self.source_worker is not None and not self.source_worker.done.is_set():
+            self.source_worker.post(apply)
+        elif self.input_worker is not None:
+            self.mailbox.post(apply)
+        else:
+            try:
+                apply()
+            except PluginError as exc:
+                self.on_warning(str(exc))
+
+    # -- life cycle -----------------------------------------------------------------------------
+    def start(self, on_source_done: Callable[[SourceWorker], None] | None = None) -> None:
+        if self.started:
+            return
+        self.started = True
+        if self.mailbox.inboxes:
+            self.input_worker = InputWorker(self.host, self.mailbox, self.on_fatal, self.cost)
+            self.input_worker.start()
+        if self.spec.role is Role.SOURCE:
+            self.source_worker = SourceWorker(self.host, self.budget, self.on_fatal, on_source_done)
+            self.source_worker.start()
+
+    def refresh_outputs(self) -> None:
+        for port in self.outputs:
+            port.refresh()
+
+    def stop_sources(self) -> None:
+        """Sources stop pulling (their plugins see stop_event); inputs keep draining."""
+        if self.source_worker is not None:
+            self.host.stop_event.set()
+
+    @property
+    def source_done(self) -> bool:
+        return self.source_worker is None or self.source_worker.done.is_set()
+
+    @property
+    def idle(self) -> bool:
+        return self.mailbox.idle
+
+    def close_inputs(self, discard: bool = False) -> int:
+        """Accept no more packets; the worker drains what waits (or it is discarded and counted)."""
+        self.host.stop_event.set()
+        return self.mailbox.close(discard)
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the node's threads; False if one is still busy (stuck in plugin code)."""
+        deadline = time.monotonic() + timeout
+        ok = True
+        for worker in (self.source_worker, self.input_worker):
+            if worker is not None and worker.thread.is_alive():
+                worker.thread.join(max(0.0, deadline - time.monotonic()))
+                ok = ok and not worker.thread.is_alive()
+        return ok
+
+    def close(self) -> None:
+        """The plugin's close(); raises PluginError naming the node."""
+        self.host.close()
+
+    def _teardown(self) -> None:
+        for port in self.outputs:
+            self.bus.detach_publisher(port)
+        for sub in self.subscribers:
+            self.bus.unsubscribe(sub)
+            sub.bridge = None
+        for subscription in self._bridges.values():
+            self.destroy_subscription(subscription)
+        self._bridges.clear()
+
+    def destroy(self) -> None:
+        """Leave the bus and ROS (after close())."""
+        self._teardown()
+        self.destroy_node()
+
+    # -- metrics --------------------------------------------------------------------------------
+    def inbox_dropped(self) -> int:
+        return sum(inbox.dropped_total for inbox in self.mailbox.inboxes.values())
+
+    def edge_rows(self) -> list[tuple[EdgeMetrics, int, int]]:
+        return [(s.edge, len(s.inbox), s.inbox.depth_max) for s in self.subscribers]

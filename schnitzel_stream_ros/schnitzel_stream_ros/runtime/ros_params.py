@@ -1,0 +1,105 @@
+"""Plugin parameters as ROS parameters: declared with descriptors, checked again on every change.
+
+`ros2 param describe` shows a plugin's schema (type, description, range, choices, read-only), and
+`ros2 param set` on a parameter the plugin marked `dynamic=True` reaches `Plugin.on_params` — after
+the same check the graph validator applied, so a run-time change can never put a node in a state a
+graph file could not. Everything else, and every reserved wiring parameter, is read-only.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.parameter import Parameter
+
+from schnitzel_stream_ros.graph.wiring import decode_param_value, is_reserved_param, ros_param_value
+from schnitzel_stream_ros.plugin import Param, ParamError
+
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+_WIRING_DESCRIPTIONS = {
+    'inputs': 'topics this input subscribes to (wiring, read-only)',
+    'qos': 'QoS of this port (wiring, read-only)',
+    'inbox': 'inbox of this input (wiring, read-only)',
+    'container': 'container group of this node (wiring, read-only)',
+}
+
+
+def descriptor_for(param: Param, value: Any) -> ParameterDescriptor:
+    """The ROS descriptor of one plugin parameter (ranges, choices, read-only unless dynamic)."""
+    desc = ParameterDescriptor(
+        name=param.name,
+        description=param.description or param.name,
+        read_only=not param.dynamic,
+        # dicts/lists travel as JSON text or as arrays (docs/wiring.md); a None default has no type yet
+        dynamic_typing=value is None or param.type in (list, dict),
+    )
+    constraints = []
+    if param.choices is not None:
+        constraints.append(f'one of {list(param.choices)}')
+    if param.type is int and (param.min is not None or param.max is not None):
+        low = _INT_MIN if param.min is None else math.ceil(param.min)
+        high = _INT_MAX if param.max is None else math.floor(param.max)
+        desc.integer_range = [IntegerRange(from_value=low, to_value=high, step=0)]
+    elif param.type is float and (param.min is not None or param.max is not None):
+        low = -sys.float_info.max if param.min is None else float(param.min)
+        high = sys.float_info.max if param.max is None else float(param.max)
+        desc.floating_point_range = [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
+    if param.type in (list, dict):
+        constraints.append(f'{param.type_name} (as JSON text when not a plain array)')
+    desc.additional_constraints = '; '.join(constraints)
+    return desc
+
+
+def wiring_descriptor(name: str) -> ParameterDescriptor:
+    family = name.split('.', 1)[0]
+    return ParameterDescriptor(
+        name=name, description=_WIRING_DESCRIPTIONS.get(family, 'wiring (read-only)'), read_only=True
+    )
+
+
+def declare_parameters(
+    node: Any, schema: Mapping[str, Param], resolved: Mapping[str, Any], given: Mapping[str, Any]
+) -> None:
+    """Declare every plugin parameter (given value or default) and every given wiring parameter."""
+    for name, param in schema.items():
+        if name in given:
+            value = given[name]
+        else:
+            value = resolved.get(name)
+            value = None if value is None else ros_param_value(value)
+        if param.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # keep the ROS type DOUBLE, so `ros2 param set x 0.5` works later
+        node.declare_parameter(name, value, descriptor_for(param, value))
+    for name, value in given.items():
+        if is_reserved_param(name):
+            node.declare_parameter(name, value, wiring_descriptor(name))
+
+
+def check_change(
+    schema: Mapping[str, Param], params: list[Parameter]
+) -> tuple[SetParametersResult, dict[str, Any]]:
+    """Validate a `ros2 param set`: (result, decoded changes of plugin parameters)."""
+    changed: dict[str, Any] = {}
+    for p in params:
+        spec = schema.get(p.name)
+        if spec is None:
+            if is_reserved_param(p.name):
+                return SetParametersResult(
+                    successful=False, reason=f"parameter '{p.name}' is wiring, read-only"
+                ), {}
+            continue  # rclpy's own parameters (use_sim_time): not ours to judge
+        if not spec.dynamic:
+            return SetParametersResult(
+                successful=False, reason=f"parameter '{p.name}' is read-only while the node runs"
+            ), {}
+        try:
+            value = decode_param_value(p.value, spec.type)
+            changed[p.name] = spec.check(value)
+        except (ParamError, ValueError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc)), {}
+    return SetParametersResult(successful=True), changed

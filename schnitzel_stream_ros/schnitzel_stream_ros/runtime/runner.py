@@ -1,0 +1,202 @@
+"""`schnitzel-stream run GRAPH`: validate, run (deterministic or live), write the run report.
+
+    schnitzel-stream run GRAPH [--max-events N] [--duration S] [--report-json PATH]
+                               [--mode live|deterministic] [--executor events|single|multi]
+                               [--drain-timeout S] [--quiet]
+
+- The graph is validated first (fail closed): an invalid graph prints every error, one per line,
+  and exits 2 (a report, when asked for, says status error with the same errors).
+- `--mode live` (default) runs the container group(s) concurrently — in this process for one group,
+  one `component_container` process per group otherwise; `--mode deterministic` runs the upstream
+  semantics in one thread without DDS (tests, replays).
+- Stops at the end of finite sources, after `--max-events` source emissions, after `--duration`
+  seconds, or on SIGINT/SIGTERM; in every case in-flight packets drain (bounded by
+  `--drain-timeout`), every plugin's close() runs, the report is written and no child process stays.
+- Exit code: 0 when the run ended with status ok or degraded, 1 on status error, 2 for an invalid graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from schnitzel_stream_ros.graph.errors import GraphInvalid
+from schnitzel_stream_ros.graph.validate import compile_graph
+from schnitzel_stream_ros.observability.progress import ProgressLine
+from schnitzel_stream_ros.observability.report import build_report, write_report
+from schnitzel_stream_ros.runtime.container import DEFAULT_DRAIN_TIMEOUT_SEC
+from schnitzel_stream_ros.runtime.executors import DEFAULT_EXECUTOR, EXECUTOR_KINDS
+
+MODES = ('live', 'deterministic')
+EXIT_OK, EXIT_ERROR, EXIT_INVALID = 0, 1, 2
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be >= 0, got {value}')
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f'must be > 0, got {text}')
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='schnitzel-stream run', description='Run a graph and report on it.')
+    parser.add_argument('graph', help='graph file (YAML or JSON, version 2)')
+    parser.add_argument(
+        '--max-events',
+        type=_non_negative_int,
+        default=None,
+        help='stop after N source emissions (all sources together)',
+    )
+    parser.add_argument('--duration', type=_positive_float, default=None, help='stop after S seconds')
+    parser.add_argument('--report-json', default=None, help='write the run report (JSON) to this path')
+    parser.add_argument('--mode', choices=MODES, default='live', help='live (default) or deterministic')
+    parser.add_argument(
+        '--executor',
+        choices=EXECUTOR_KINDS,
+        default=DEFAULT_EXECUTOR,
+        help='rclpy executor of the containers (live mode)',
+    )
+    parser.add_argument(
+        '--drain-timeout',
+        type=_positive_float,
+        default=DEFAULT_DRAIN_TIMEOUT_SEC,
+        help='how long in-flight packets may drain at the end (seconds)',
+    )
+    parser.add_argument('--quiet', action='store_true', help='no progress line')
+    parser.add_argument(
+        '--timeline', default=None, help='append the metrics of every second to this JSONL file (for plots)'
+    )
+    return parser
+
+
+class _StopOnSignal:
+    """SIGINT/SIGTERM set the run's stop event (the run then ends cleanly and reports)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignal:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+        self.event.set()
+
+    def __exit__(self, *_exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _summary(report: dict[str, Any]) -> str:
+    m = report['metrics']
+    return (
+        f'run {report["status"]}: {report["stop_reason"]} after {report["duration_sec"]:.1f} s, '
+        f'{m.get("packets.source_emitted_total", 0)} emitted, {m.get("packets.consumed_total", 0)} consumed, '
+        f'{m.get("packets.dropped_total", 0)} dropped'
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    graph_path = str(args.graph)
+    engine_name = args.mode
+    try:
+        graph = compile_graph(Path(args.graph))
+    except GraphInvalid as exc:
+        for error in exc.errors:
+            print(str(error), file=sys.stderr)
+        if args.report_json:
+            write_report(
+                build_report(
+                    graph_path=graph_path,
+                    engine=engine_name,
+                    snapshots=[],
+                    errors=[str(e) for e in exc.errors],
+                    stop_reason='invalid graph',
+                ),
+                args.report_json,
+            )
+        return EXIT_INVALID
+
+    progress = ProgressLine(enabled=not args.quiet)
+    observers = [progress.update]
+    if args.timeline:
+        from schnitzel_stream_ros.observability.timeline import TimelineWriter
+
+        labels = {(e.topic, e.dst, e.dst_port): e.label for e in graph.edges}
+        timeline = TimelineWriter(args.timeline, labels=labels)
+        observers.append(timeline.record)
+
+    def on_progress(snapshots: Any) -> None:
+        snapshots = list(snapshots)
+        for observe in observers:
+            observe(snapshots)
+
+    with _StopOnSignal() as stopper:
+        if args.mode == 'deterministic':
+            from schnitzel_stream_ros.runtime.deterministic import DeterministicEngine
+
+            engine = DeterministicEngine(
+                graph,
+                max_events=args.max_events,
+                duration_sec=args.duration,
+                stop_event=stopper.event,
+                on_progress=lambda e: on_progress([e.snapshot()]),
+            )
+            outcome = engine.run()
+            extra: dict[str, Any] = {}
+        else:
+            from schnitzel_stream_ros.runtime.live_run import LiveRun
+
+            run = LiveRun(
+                graph,
+                max_events=args.max_events,
+                duration_sec=args.duration,
+                executor=args.executor,
+                drain_timeout=args.drain_timeout,
+                stop_event=stopper.event,
+                on_progress=on_progress,
+            )
+            outcome = run.run()
+            extra = {'executor': args.executor, 'containers': [g.name for g in graph.containers]}
+        if stopper.signum is not None and outcome.stop_reason in ('stopped', 'error') and not outcome.errors:
+            outcome.stop_reason = f'signal {signal.Signals(stopper.signum).name}'
+    progress.update(outcome.snapshots, force=True)
+    progress.finish()
+    report = build_report(
+        graph_path=graph_path,
+        engine=engine_name,
+        snapshots=outcome.snapshots,
+        graph=graph,
+        errors=outcome.errors,
+        warnings=outcome.warnings,
+        stop_reason=outcome.stop_reason,
+        duration_sec=outcome.duration_sec,
+        extra={'mode': args.mode, **extra},
+    )
+    if args.report_json:
+        write_report(report, args.report_json)
+    print(_summary(report), file=sys.stderr)
+    for line in report['errors']:
+        print(f'error: {line}', file=sys.stderr)
+    return EXIT_ERROR if report['status'] == 'error' else EXIT_OK
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The threads that run plugin code in live mode: one per input-draining node, one per source.
+
+Why own threads rather than rclpy executor callbacks: a hand-off through an rclpy executor costs tens
+of microseconds of Python per packet, a hand-off through a Mailbox about one; and a node on its own
+thread can never hold up a source or another node (a slow detector backs up only its own inbox,
+where its overflow policy decides). The rclpy executor keeps what it is good at: DDS subscriptions
+from other processes, services, parameters.
+
+Errors: a plugin exception is logged, counted (`node.<id>.errors_total`) and the node goes on with
+the next packet — a site must not die of one bad packet (the deterministic mode aborts instead,
+as upstream). An `error` overflow policy downstream is reported as fatal to the container.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from schnitzel_stream_ros.runtime.mailbox import Control, Mailbox
+from schnitzel_stream_ros.runtime.plugin_host import DeliveryError, PluginError, PluginHost
+
+FatalHandler = Callable[[str], None]
+#: Log the first few plugin errors of a node, then every n-th (counted either way).
+_LOG_FIRST_ERRORS = 5
+_LOG_EVERY_NTH_ERROR = 100
+
+
+class CostMeter:
+    """How long a node's handle() takes (moving average): decides whether DDS callbacks may run it inline."""
+
+    __slots__ = ('cheap', 'ewma_ns', 'samples')
+
+    #: a node is "cheap" below this (the executor thread may run it), after enough samples
+    INLINE_MAX_NS = 200_000
+    MIN_SAMPLES = 16
+
+    def __init__(self) -> None:
+        self.ewma_ns = 0.0
+        self.samples = 0
+        self.cheap = False  # an attribute, not a property: read once per DDS message
+
+    def add(self, ns: int) -> None:
+        self.samples += 1
+        self.ewma_ns += (ns - self.ewma_ns) * (0.5 if self.samples < self.MIN_SAMPLES else 0.05)
+        self.cheap = self.samples >= self.MIN_SAMPLES and self.ewma_ns < self.INLINE_MAX_NS
+
+
+class EmissionBudget:
+    """`--max-events`: one budget for the emissions of all sources of a process (None = unlimited)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        if self.limit is None:
+            return True
+        with self._lock:
+            if self.used >= self.limit:
+                return False
+            self.used += 1
+            return True
+
+    def give_back(self) -> None:
+        if self.limit is not None:
+            with self._lock:
+                self.used -= 1
+
+    @property
+    def exhausted(self) -> bool:
+        return self.limit is not None and self.used >= self.limit
+
+
+def _report_plugin_error(host: PluginHost, exc: PluginError) -> None:
+    host.metrics.errors += 1
+    n = host.metrics.errors
+    if n <= _LOG_FIRST_ERRORS or n % _LOG_EVERY_NTH_ERROR == 0:
+        suffix = (
+            f' (error {n}; logging every {_LOG_EVERY_NTH_ERROR}th from now)' if n == _LOG_FIRST_ERRORS else ''
+        )
+        host.ctx.logger.error(f'{exc}{suffix}')
+
+
+class InputWorker:
+    """Drains one node's mailbox into its plugin, in arrival order, until the mailbox closes."""
+
+    def __init__(
+        self, host: PluginHost, mailbox: Mailbox, on_fatal: FatalHandler, cost: CostMeter | None = None
+    ) -> None:
+        self.host = host
+        self.mailbox = mailbox
+        self.on_fatal = on_fatal
+        self.cost = cost or CostMeter()
+        self.thread = threading.Thread(target=self._run, name=f'node:{host.node_id}', daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        clock = time.perf_counter_ns
+        host = self.host
+        take = self.mailbox.take
+        handle = host.handle
+        cost = self.cost
+        while True:
+            job = take()  # also marks the previous item done
+            if job is None:
+                return
+            try:
+                if type(job) is tuple:
+                    port, (packet, t_emit, edge) = job
+                    t_start = clock()
+                    edge.latency.record(t_start - t_emit)
+                    handle(packet, port)
+                    cost.add(clock() - t_start)
+                else:
+                    job()
+            except PluginError as exc:
+                _report_plugin_error(host, exc)
+            except DeliveryError as exc:
+                self.on_fatal(str(exc))
+
+
+def run_inline(
+    host: PluginHost, cost: CostMeter, packet: Any, port: str, t_emit: int, edge: Any, on_fatal: FatalHandler
+) -> None:
+    """One packet through a claimed node on the caller's thread (see Mailbox.try_claim)."""
+    t_start = time.perf_counter_ns()
+    edge.packets += 1
+    edge.latency.record(t_start - t_emit)
+    try:
+        host.handle(packet, port)
+    except PluginError as exc:
+        _report_plugin_error(host, exc)
+    except DeliveryError as exc:
+        on_fatal(str(exc))
+    cost.add(time.perf_counter_ns() - t_start)
+
+
+class SourceWorker:
+    """Pulls one source until it ends, the budget is spent, or the node is asked to stop."""
+
+    def __init__(
+        self,
+        host: PluginHost,
+        budget: EmissionBudget,
+        on_fatal: FatalHandler,
+        on_done: Callable[[SourceWorker], None] | None = None,
+    ) -> None:
+        self.host = host
+        self.budget = budget
+        self.on_fatal = on_fatal
+        self.on_done = on_done
+        self.controls: deque[Control] = deque()
+        self.done = threading.Event()
+        self.end_reason = ''
+        self.thread = threading.Thread(target=self._run, name=f'source:{host.node_id}', daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def post(self, control: Control) -> None:
+        """Run `control` on the source thread before its next pull."""
+        self.controls.append(control)
+
+    def _run(self) -> None:
+        host = self.host
+        metrics = host.metrics
+        stop = host.stop_event
+        try:
+            while True:
+                while self.controls:
+                    try:
+                        self.controls.popleft()()
+                    except PluginError as exc:
+                        _report_plugin_error(host, exc)
+                if stop.is_set():
+                    self.end_reason = 'stopped'
+                    return
+                if not self.budget.take():
+                    self.end_reason = 'max_events'
+                    return
+                before = metrics.produced
+                alive = host.pull()
+                if metrics.produced == before:
+                    self.budget.give_back()
+                if not alive:
+                    self.end_reason = 'exhausted'
+                    return
+        except PluginError as exc:
+            _report_plugin_error(host, exc)
+            self.end_reason = 'failed'
+        except DeliveryError as exc:
+            self.end_reason = 'failed'
+            self.on_fatal(str(exc))
+        finally:
+            self.done.set()
+            if self.on_done is not None:
+                self.on_done(self)

@@ -1,0 +1,262 @@
+"""The component container as another process sees it: composition services, parameters, topics.
+
+The container runs as the installed `component_container` executable (as launch_ros starts it, with
+`--ros-args -r __node:=... -r __ns:=...`); this test process is the client, using the standard
+composition_interfaces service types, rcl_interfaces parameter services and std_srvs Trigger.
+An external subscriber is a separate plain-rclpy process (test/runtime_plugins/echo_packets.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import rclpy
+from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode
+from rcl_interfaces.srv import DescribeParameters, SetParameters
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from std_srvs.srv import Trigger
+
+from schnitzel_stream_ros.runtime.container_handles import container_command
+from schnitzel_stream_ros.testing import processes
+
+pytestmark = pytest.mark.integration
+
+PLUGINS_DIR = Path(__file__).resolve().parents[1] / 'runtime_plugins'
+CONTAINER = '/t/box'
+
+
+class Client:
+    """A plain rclpy client in this test process (own context, the test's DDS domain)."""
+
+    def __init__(self, domain_id: int) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = Node('test_client', context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def call(self, srv_type, name: str, request, timeout: float = 15.0):
+        client = self.node.create_client(srv_type, name)
+        try:
+            assert client.wait_for_service(timeout_sec=timeout), f'service {name} not available'
+            future = client.call_async(request)
+            deadline = time.monotonic() + timeout
+            while not future.done():
+                assert time.monotonic() < deadline, f'service {name} did not answer'
+                time.sleep(0.01)
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def load(self, plugin: str, name: str, params: dict, remaps: tuple[str, ...] = ()):
+        request = LoadNode.Request(
+            package_name='schnitzel_stream_ros',
+            plugin_name=plugin,
+            node_name=name,
+            node_namespace='/t',
+            remap_rules=list(remaps),
+        )
+        request.parameters = [Parameter(k, value=v).to_parameter_msg() for k, v in params.items()]
+        return self.call(LoadNode, f'{CONTAINER}/_container/load_node', request)
+
+    def listed(self) -> list[tuple[str, int]]:
+        response = self.call(ListNodes, f'{CONTAINER}/_container/list_nodes', ListNodes.Request())
+        return list(zip(response.full_node_names, response.unique_ids, strict=True))
+
+    def report(self) -> dict:
+        return json.loads(self.call(Trigger, f'{CONTAINER}/_schnitzel/report', Trigger.Request()).message)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def _wait_for(predicate, timeout: float = 15.0, what: str = 'condition'):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f'timed out waiting for {what}')
+
+
+@pytest.fixture
+def plugin_env(ros_env):
+    return {
+        **ros_env,
+        'PYTHONPATH': f'{PLUGINS_DIR}{os.pathsep}{ros_env.get("PYTHONPATH", "")}',
+        'SCHNITZEL_STREAM_PLUGIN_ALLOWLIST': 'runtime_test_plugins',
+    }
+
+
+@pytest.fixture
+def container(plugin_env, tmp_path):
+    cmd = container_command('box', '/t', executor='events', max_events=None)
+    cmd.remove('--paused')  # as launch starts it: loaded nodes run at once
+    log = (tmp_path / 'container.log').open('w')
+    proc = processes.start(cmd, plugin_env, stdout=log, stderr=subprocess.STDOUT)
+    yield proc
+    processes.stop(proc)
+    log.close()
+
+
+@pytest.fixture
+def client(ros_domain):
+    c = Client(ros_domain)
+    yield c
+    c.close()
+
+
+def test_load_list_unload_through_composition_services(container, client, tmp_path):
+    marker = tmp_path / 'closed.txt'
+    assert client.listed() == []
+    src = client.load(
+        'schnitzel_stream_ros.nodes.core.synthetic_source:SyntheticSource',
+        'src',
+        {'rate_hz': 100.0, 'count': 0},
+    )
+    assert (src.success, src.error_message, src.full_node_name) == (True, '', '/t/src')
+    sink = client.load(
+        'runtime_test_plugins:MarkClosedSink',
+        'sink',
+        {'closed_marker': str(marker), 'inputs.in': ['/t/src/out'], 'inbox.in.max': 8},
+    )
+    assert sink.success, sink.error_message
+    assert sink.unique_id != src.unique_id
+
+    # failing loads answer success=false with one line naming node and cause; nothing is left behind
+    missing = client.load('schnitzel_stream_ros.nodes.core.nope:Missing', 'ghost', {})
+    assert not missing.success
+    assert missing.error_message.startswith("node 'ghost': cannot import plugin module")
+    outside = client.load('os.path:join', 'intruder', {})
+    assert not outside.success and 'outside the plugin allowlist' in outside.error_message
+    bad_param = client.load('schnitzel_stream_ros.nodes.core.burst:BurstNode', 'burst', {'count': -2})
+    assert bad_param.error_message == "node 'burst': parameter 'count': -2 is below the minimum 0"
+    duplicate = client.load('schnitzel_stream_ros.nodes.core.identity:Identity', 'src', {})
+    assert not duplicate.success and 'already loaded' in duplicate.error_message
+
+    assert client.listed() == [('/t/src', src.unique_id), ('/t/sink', sink.unique_id)]
+    assert container.poll() is None  # the container survived every refused load
+
+    _wait_for(lambda: client.report()['nodes']['sink']['consumed'] >= 20, what='packets at the sink')
+
+    unloaded = client.call(
+        UnloadNode, f'{CONTAINER}/_container/unload_node', UnloadNode.Request(unique_id=sink.unique_id)
+    )
+    assert (unloaded.success, unloaded.error_message) == (True, '')
+    consumed = int(marker.read_text().split('=')[1])  # close() ran at unload
+    assert consumed >= 20
+    assert client.listed() == [('/t/src', src.unique_id)]
+    unknown = client.call(
+        UnloadNode, f'{CONTAINER}/_container/unload_node', UnloadNode.Request(unique_id=999)
+    )
+    assert not unknown.success and 'no node with unique_id 999' in unknown.error_message
+
+    container.send_signal(signal.SIGTERM)
+    assert container.wait(timeout=15) == 0
+
+
+def test_parameters_are_described_and_dynamic_ones_reach_the_plugin(container, client, tmp_path):
+    loaded = client.load(
+        'runtime_test_plugins:MarkClosedSink',
+        'sink',
+        {'closed_marker': str(tmp_path / 'closed.txt'), 'inputs.in': ['/t/nowhere']},
+    )
+    assert loaded.success, loaded.error_message
+    described = client.call(
+        DescribeParameters,
+        '/t/sink/describe_parameters',
+        DescribeParameters.Request(names=['delay_sec', 'closed_marker', 'inputs.in']),
+    )
+    delay, marker, inputs = described.descriptors
+    assert not delay.read_only and delay.floating_point_range[0].from_value == 0.0
+    assert marker.read_only and inputs.read_only
+    assert 'wiring' in inputs.description
+
+    def set_param(name, value):
+        request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+        return client.call(SetParameters, '/t/sink/set_parameters', request).results[0]
+
+    assert set_param('delay_sec', 0.01).successful
+    refused_range = set_param('delay_sec', -1.0)
+    assert not refused_range.successful
+    assert not set_param('closed_marker', '/tmp/elsewhere').successful
+    assert not set_param('inputs.in', ['/t/other']).successful
+    # the accepted change reached the plugin (on its own thread): it counts on_params calls
+    _wait_for(
+        lambda: client.report()['nodes']['sink']['counters'].get('param_updates_total') == 1, what='on_params'
+    )
+
+
+def test_outside_listener_gets_packets_and_nobody_listening_means_no_serialisation(
+    container, client, plugin_env
+):
+    for plugin, name, params in (
+        (
+            'schnitzel_stream_ros.nodes.core.synthetic_source:SyntheticSource',
+            'src',
+            {'rate_hz': 200.0, 'count': 0},
+        ),
+        ('schnitzel_stream_ros.nodes.core.identity:Identity', 'ident', {'inputs.in': ['/t/src/out']}),
+        (
+            'runtime_test_plugins:MarkClosedSink',
+            'sink',
+            {'closed_marker': '/dev/null', 'inputs.in': ['/t/ident/out']},
+        ),
+    ):
+        result = client.load(plugin, name, params)
+        assert result.success, result.error_message
+
+    report = _wait_for(
+        lambda: (r := client.report())['nodes']['sink']['consumed'] >= 100 and r, what='in-container traffic'
+    )
+    assert report['transport']['dds_published_total'] == 0  # nobody outside: not one serialisation
+    assert report['transport']['local_deliveries_total'] >= 200
+
+    echo = subprocess.run(
+        [sys.executable, str(PLUGINS_DIR / 'echo_packets.py'), '/t/ident/out', '20', '20'],
+        env=plugin_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert echo.returncode == 0, echo.stderr
+    packets = [json.loads(line) for line in echo.stdout.splitlines()]
+    assert len(packets) >= 20
+    assert all(p['source_id'] == 'src' and isinstance(p['payload']['seq'], int) for p in packets)
+    seqs = [p['payload']['seq'] for p in packets]
+    assert seqs == sorted(seqs)
+
+    report = client.report()
+    assert report['topics']['/t/ident/out']['published'] >= 20
+    assert report['topics']['/t/src/out']['published'] == 0  # the src->ident edge never left the process
+    published = report['transport']['dds_published_total']
+    assert published == report['topics']['/t/ident/out']['published']
+
+    # the listener is gone: publishing stops again (once DDS unmatches it)
+    def settled():
+        first = client.report()['transport']['dds_published_total']
+        time.sleep(0.3)
+        return client.report()['transport']['dds_published_total'] == first
+
+    _wait_for(settled, what='publishing to stop after the listener left')

@@ -1,0 +1,42 @@
+"""The site end to end, as `scripts/demo` runs it, only shorter: cameras (file + real RTSP), a real
+serial pty sensor, the real detector, policies, the durable queue to the reference backend and the
+robot topic, in two container processes on a leased localhost-only ROS domain."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from schnitzel_stream_ros.testing import processes
+from schnitzel_stream_ros.testing.assets import asset, missing_reason
+from schnitzel_stream_ros.testing.rtsp_server import unavailable_reason
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(asset('vtest_h264.mp4') is None, reason=missing_reason('vtest_h264.mp4')),
+    pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
+]
+
+
+def test_site_runs_end_to_end_and_events_reach_the_backend(tmp_path):
+    out = tmp_path / 'demo'
+    demo = processes.python_cmd('-m', 'schnitzel_stream_ros.demo.site_demo', '--duration', '30',
+                                '--out', str(out))
+    result = subprocess.run(
+        demo,
+        capture_output=True, text=True, timeout=150, check=False,
+    )
+    summary = json.loads((out / 'summary.json').read_text())
+    assert result.returncode == 0, (summary, result.stderr[-3000:])
+    assert summary['status'] == 'ok'
+    assert summary['frames']['cam0'] > 100 and summary['frames']['cam1'] > 100
+    assert summary['cam0_frames_with_people_ratio'] >= 0.9
+    # every event the queue accepted reached the backend, each once
+    assert summary['backend']['unique'] == summary['events_accepted_by_queue'] > 0
+    assert summary['robot_topic_events'] == summary['events_built']
+    report = json.loads((out / 'report.json').read_text())
+    assert report['status'] == 'ok'
+    assert (out / 'demo.png').stat().st_size > 10_000
+    timeline = (out / 'timeline.jsonl').read_text().splitlines()
+    assert len(timeline) >= 20

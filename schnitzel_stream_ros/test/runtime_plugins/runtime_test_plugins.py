@@ -1,0 +1,91 @@
+"""Plugins that exist only to exercise the runtime: failures, slowness, observable close().
+
+Tests put this directory on sys.path (and on PYTHONPATH of container processes) and add
+`runtime_test_plugins` to the plugin allowlist; the default allowlist refuses them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from schnitzel_stream_ros.packet import PayloadProfile, StreamPacket
+from schnitzel_stream_ros.plugin import Outputs, Param, Plugin, Port, Role
+
+
+class FailOnPayload(Plugin):
+    """Passes packets on, raises ValueError on a packet whose payload equals `bad`."""
+
+    PASSTHROUGH = True
+    INPUTS = (Port('in', profile=PayloadProfile.INPROC_ANY),)
+    OUTPUTS = (Port('out', profile=PayloadProfile.INPROC_ANY),)
+    PARAMS = (Param('bad', str, 'boom', 'payload that makes process() raise'),)
+
+    def process(self, packet: StreamPacket, port: str = 'in') -> Outputs:
+        if packet.payload == self.params['bad']:
+            raise ValueError(f'refusing payload {packet.payload!r}')
+        return packet
+
+
+class FailingSetup(Plugin):
+    """setup() raises: the node must not load; close() must still run (it writes `closed_marker`)."""
+
+    ROLE = Role.SINK
+    OUTPUTS = ()
+    PARAMS = (Param('closed_marker', str, '', 'file written by close()'),)
+
+    def setup(self) -> None:
+        raise RuntimeError('cannot open the device')
+
+    def process(self, packet: StreamPacket, port: str = 'in') -> Outputs:
+        return None
+
+    def close(self) -> None:
+        if self.params['closed_marker']:
+            Path(self.params['closed_marker']).write_text('closed')
+
+
+class MarkClosedSink(Plugin):
+    """Counts packets; close() writes `consumed=<n>` to `closed_marker` (proves close() ran)."""
+
+    ROLE = Role.SINK
+    OUTPUTS = ()
+    INPUTS = (Port('in', profile=PayloadProfile.INPROC_ANY),)
+    PARAMS = (
+        Param('closed_marker', str, description='file written by close()'),
+        Param('delay_sec', float, 0.0, 'time spent per packet', min=0.0, dynamic=True),
+    )
+
+    def setup(self) -> None:
+        self.seen = 0
+
+    def process(self, packet: StreamPacket, port: str = 'in') -> Outputs:
+        self.seen += 1
+        if self.params['delay_sec']:
+            time.sleep(self.params['delay_sec'])
+        return None
+
+    def on_params(self, changed) -> None:
+        self.count('param_updates_total')
+
+    def close(self) -> None:
+        Path(self.params['closed_marker']).write_text(f'consumed={self.seen}')
+
+
+class EndlessSource(Plugin):
+    """Emits numbered packets until stopped, `rate_hz` per second (0 = as fast as possible)."""
+
+    ROLE = Role.SOURCE
+    INPUTS = ()
+    OUTPUTS = (Port('out', frozenset({'raw'})),)
+    PARAMS = (Param('rate_hz', float, 0.0, 'packets per second; 0 = unthrottled', min=0.0),)
+
+    def produce(self) -> Iterator[StreamPacket]:
+        seq = 0
+        period = 1.0 / self.params['rate_hz'] if self.params['rate_hz'] else 0.0
+        while not self.stopping:
+            yield StreamPacket.new('raw', self.node_id, {'seq': seq})
+            seq += 1
+            if period:
+                self.ctx.stop_event.wait(period)

@@ -1,0 +1,191 @@
+"""Inboxes, the live mailbox, latency histograms, budgets and report status (no DDS)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+
+from schnitzel_stream_ros.observability.metrics import EdgeMetrics, LatencyHistogram
+from schnitzel_stream_ros.observability.report import collect_metrics, decide_status
+from schnitzel_stream_ros.observability.snapshot import runtime_snapshot
+from schnitzel_stream_ros.packet import StreamPacket
+from schnitzel_stream_ros.runtime.inbox import Inbox, InboxOverflowError, Item, Offer
+from schnitzel_stream_ros.runtime.mailbox import Mailbox
+from schnitzel_stream_ros.runtime.workers import EmissionBudget
+
+
+def _item(edge: EdgeMetrics, n: int) -> Item:
+    return (StreamPacket.new('raw', 's', n), time.perf_counter_ns(), edge)
+
+
+def _fill(inbox: Inbox, n: int, edge: EdgeMetrics) -> list[Offer]:
+    return [inbox.offer(_item(edge, i)) for i in range(n)]
+
+
+def _drain(inbox: Inbox) -> list[int]:
+    out = []
+    while (item := inbox.pop()) is not None:
+        out.append(item[0].payload)
+    return out
+
+
+def test_drop_new_keeps_the_first_and_counts_the_rest():
+    edge = EdgeMetrics('/t', 'n', 'in')
+    inbox = Inbox('n.in', 2, 'drop_new')
+    assert _fill(inbox, 5, edge) == [Offer.ACCEPTED] * 2 + [Offer.DROPPED] * 3
+    assert _drain(inbox) == [0, 1]
+    assert (inbox.dropped_new, inbox.dropped_total, edge.packets, edge.dropped) == (3, 3, 5, 3)
+
+
+def test_drop_oldest_keeps_the_newest_and_blames_the_evicted_packets_edge():
+    first, second = EdgeMetrics('/a', 'n', 'in'), EdgeMetrics('/b', 'n', 'in')
+    inbox = Inbox('n.in', 2, 'drop_oldest')
+    inbox.offer(_item(first, 0))
+    inbox.offer(_item(first, 1))
+    assert inbox.offer(_item(second, 2)) is Offer.REPLACED
+    assert _drain(inbox) == [1, 2]
+    assert (first.dropped, second.dropped, inbox.dropped_oldest) == (1, 0, 1)
+
+
+def test_error_policy_raises_naming_the_inbox():
+    inbox = Inbox('sink.in', 1, 'error')
+    edge = EdgeMetrics('/t', 'sink', 'in')
+    inbox.offer(_item(edge, 0))
+    with pytest.raises(InboxOverflowError, match=r"inbox 'sink.in' is full \(1 packets\)"):
+        inbox.offer(_item(edge, 1))
+    assert inbox.dropped_total == 1
+
+
+def test_block_reports_full_without_counting_an_offer():
+    inbox = Inbox('n.in', 1, 'block')
+    edge = EdgeMetrics('/t', 'n', 'in')
+    assert _fill(inbox, 2, edge) == [Offer.ACCEPTED, Offer.FULL]
+    assert (edge.packets, inbox.dropped_total) == (1, 0)
+
+
+def test_discard_all_counts_what_still_waited():
+    inbox = Inbox('n.in', 4, 'drop_new')
+    edge = EdgeMetrics('/t', 'n', 'in')
+    _fill(inbox, 3, edge)
+    assert inbox.discard_all() == 3
+    assert (inbox.discarded, inbox.dropped_total, edge.dropped, len(inbox)) == (3, 3, 3, 0)
+
+
+def test_inbox_size_must_be_positive():
+    with pytest.raises(ValueError, match=r'n\.in: inbox size must be >= 1'):
+        Inbox('n.in', 0)
+
+
+def test_mailbox_keeps_arrival_order_across_ports_and_runs_controls_first():
+    box = Mailbox('n')
+    a = box.add_inbox('a', Inbox('n.a', 8))
+    b = box.add_inbox('b', Inbox('n.b', 8))
+    edge = EdgeMetrics('/t', 'n', 'a')
+    for i, token in enumerate([a, b, a, b]):
+        box.offer(token, _item(edge, i))
+    ran = []
+    box.post(lambda: ran.append('control'))
+    job = box.take()
+    assert callable(job)
+    job()
+    box.done()
+    taken = []
+    for _ in range(4):
+        port, item = box.take()
+        taken.append((port, item[0].payload))
+        box.done()
+    assert ran == ['control']
+    assert taken == [('a', 0), ('b', 1), ('a', 2), ('b', 3)]
+    assert box.idle
+
+
+def test_mailbox_block_policy_loses_nothing_between_threads():
+    box = Mailbox('n')
+    inbox = Inbox('n.in', 2, 'block')
+    token = box.add_inbox('in', inbox)
+    edge = EdgeMetrics('/t', 'n', 'in')
+    got: list[int] = []
+
+    def consume() -> None:
+        while (job := box.take()) is not None:
+            got.append(job[1][0].payload)
+            if random.random() < 0.05:
+                time.sleep(0.001)  # sometimes slower than the producer
+
+    worker = threading.Thread(target=consume)
+    worker.start()
+    for i in range(2000):
+        box.offer(token, _item(edge, i))
+    box.close()
+    worker.join(10)
+    assert got == list(range(2000))
+    assert inbox.dropped_total == 0 and inbox.depth_max <= 2
+
+
+def test_closed_mailbox_discards_and_counts():
+    box = Mailbox('n')
+    inbox = Inbox('n.in', 4)
+    token = box.add_inbox('in', inbox)
+    edge = EdgeMetrics('/t', 'n', 'in')
+    box.offer(token, _item(edge, 0))
+    assert box.close(discard=True) == 1
+    box.offer(token, _item(edge, 1))
+    assert (inbox.dropped_total, edge.dropped, edge.packets) == (2, 2, 2)
+    assert box.take() is None
+
+
+def test_latency_percentiles_are_within_the_bucket_resolution():
+    hist = LatencyHistogram()
+    values = [1_000 * (i + 1) for i in range(1000)]  # 1 us .. 1 ms
+    for v in values:
+        hist.record(v)
+    assert hist.percentile_ms(0.5) == pytest.approx(0.5, rel=0.1)
+    assert hist.percentile_ms(0.99) == pytest.approx(0.99, rel=0.1)
+    assert LatencyHistogram().percentile_ms(0.5) is None
+
+
+def test_budget_is_shared_and_gives_back_unused_pulls():
+    budget = EmissionBudget(3)
+    assert [budget.take() for _ in range(4)] == [True, True, True, False]
+    budget.give_back()
+    assert budget.take() and budget.exhausted
+    assert all(EmissionBudget(None).take() for _ in range(10))
+
+
+def _snapshot(dropped: int = 0, errors: int = 0) -> dict:
+    from schnitzel_stream_ros.observability.metrics import NodeMetrics
+
+    src, sink = NodeMetrics('src', True, False), NodeMetrics('sink', False, True)
+    src.produced, sink.consumed, sink.errors = 5, 5, errors
+    return runtime_snapshot('main', [(src, 0), (sink, dropped)], [])
+
+
+@pytest.mark.parametrize(
+    ('dropped', 'errors', 'warnings', 'fatal', 'status'),
+    [
+        (0, 0, [], [], 'ok'),
+        (1, 0, [], [], 'degraded'),
+        (0, 2, [], [], 'degraded'),
+        (0, 0, ['close() failed'], [], 'degraded'),
+        (3, 0, [], ['inbox full'], 'error'),
+    ],
+)
+def test_status_tells_the_truth(dropped, errors, warnings, fatal, status):
+    metrics = collect_metrics([_snapshot(dropped, errors)])
+    assert metrics['packets.source_emitted_total'] == 5
+    assert metrics['packets.dropped_total'] == dropped
+    assert decide_status(metrics, fatal, warnings) == status
+
+
+def test_latency_record_uses_the_same_buckets_as_the_reference_function():
+    from schnitzel_stream_ros.observability.metrics import _bucket_of
+
+    rng = random.Random(5)
+    edges = [0, 1, 7, 8, 15, 16, 17, 1000, 123_456_789, 2**70]
+    for value in edges + [rng.randrange(10**10) for _ in range(2000)]:
+        hist = LatencyHistogram()
+        hist.record(value)
+        assert hist.counts.index(1) == _bucket_of(value), value

@@ -1,0 +1,142 @@
+"""The container's side of the wiring contract: load requests checked before any node exists."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from schnitzel_stream_ros.graph.allowlist import Allowlist
+from schnitzel_stream_ros.graph.model import Overflow, Reliability
+from schnitzel_stream_ros.graph.registry import PluginRegistry
+from schnitzel_stream_ros.graph.validate import compile_graph
+from schnitzel_stream_ros.graph.wiring import load_requests
+from schnitzel_stream_ros.runtime.load_spec import LoadError, parse_load_request
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'runtime_plugins'))
+GRAPHS = Path(__file__).resolve().parents[1] / 'graphs'
+
+
+def _parse(registry: PluginRegistry | None = None, **changes):
+    request = {
+        'package_name': 'schnitzel_stream_ros',
+        'plugin_name': 'schnitzel_stream_ros.nodes.core.burst:BurstNode',
+        'node_name': 'burst',
+        'node_namespace': '/plant',
+        'remap_rules': ('~/out:=/plant/bursts',),
+        'parameters': {
+            'count': 3,
+            'inputs.in': ['/plant/src/out'],
+            'inbox.in.max': 4,
+            'inbox.in.overflow': 'drop_oldest',
+            'qos.in.reliability': 'best_effort',
+            'qos.out.depth': 7,
+            'container.group': 'main',
+        },
+    }
+    request.update(changes)
+    return parse_load_request(registry=registry or PluginRegistry(), **request)
+
+
+def test_a_good_request_is_decoded_completely():
+    spec = _parse()
+    assert spec.full_name == '/plant/burst'
+    assert spec.params == {'count': 3, 'meta_key': 'burst_seq'}  # default filled in
+    wiring = spec.inputs['in']
+    assert wiring.topics == ('/plant/src/out',)
+    assert (wiring.inbox_max, wiring.overflow, wiring.reliability) == (
+        4,
+        Overflow.DROP_OLDEST,
+        Reliability.BEST_EFFORT,
+    )
+    assert spec.outputs['out'].depth == 7
+    assert spec.group == 'main'
+    assert spec.remap_rules == ('~/out:=/plant/bursts',)
+
+
+@pytest.mark.parametrize(
+    ('changes', 'message'),
+    [
+        ({'package_name': 'demo_nodes_cpp'}, "node 'burst': package_name 'demo_nodes_cpp' is not served"),
+        ({'node_name': '9lives'}, "node '9lives': node_name '9lives' is not a valid ROS node name"),
+        (
+            {'plugin_name': 'os.path:join'},
+            "node 'burst': plugin module 'os.path' is outside the plugin allowlist",
+        ),
+        ({'plugin_name': 'schnitzel_stream_ros.nodes.core.burst:Nope'}, "has no attribute 'Nope'"),
+        ({'parameters': {'cuont': 3}}, "node 'burst': unknown parameter 'cuont' (did you mean 'count'?)"),
+        ({'parameters': {'count': -1}}, "node 'burst': parameter 'count': -1 is below the minimum 0"),
+        ({'parameters': {'count': 'many'}}, "node 'burst': parameter 'count': expected int"),
+        ({'parameters': {'inputs.inn': ['/x']}}, "wiring parameter 'inputs.inn' names no input port"),
+        ({'parameters': {'inbox.in.overflow': 'explode'}}, "inbox.in.overflow: 'explode' is not one of"),
+        ({'parameters': {'inbox.in.max': 0}}, 'inbox.in.max: expected an integer >= 1, got 0'),
+        (
+            {'parameters': {'inputs.in': ['relative/topic']}},
+            "topic 'relative/topic' must be an absolute ROS topic",
+        ),
+        ({'remap_rules': ('~/out',)}, "remap rule '~/out' is not of the form"),
+    ],
+)
+def test_bad_requests_fail_with_one_line_naming_node_and_field(changes, message):
+    with pytest.raises(LoadError) as err:
+        _parse(**changes)
+    assert message in str(err.value)
+    assert '\n' not in str(err.value)
+
+
+def test_a_request_without_node_name_gets_the_plugins_default_name():
+    spec = _parse(
+        node_name='',
+        plugin_name='schnitzel_stream_ros.nodes.core.static_source:StaticSource',
+        parameters={},
+        remap_rules=(),
+    )
+    assert spec.node_name == 'static_source' and spec.full_name == '/plant/static_source'
+
+
+def test_allowlist_is_checked_before_import():
+    # the module would raise on import if it were imported; the allowlist refuses it first
+    with pytest.raises(LoadError, match='refused before import'):
+        _parse(plugin_name='runtime_test_plugins:FailOnPayload')
+    widened = PluginRegistry(Allowlist(('schnitzel_stream_ros', 'runtime_test_plugins')))
+    spec = _parse(
+        widened, plugin_name='runtime_test_plugins:FailOnPayload', parameters={'bad': 'x'}, remap_rules=()
+    )
+    assert spec.params == {'bad': 'x'}
+
+
+def test_json_text_parameters_are_decoded_with_the_schema():
+    spec = _parse(
+        plugin_name='schnitzel_stream_ros.nodes.core.static_source:StaticSource',
+        node_name='src',
+        remap_rules=(),
+        parameters={'packets': '[{"payload": {"n": 1}}]'},
+    )
+    assert spec.params['packets'] == [{'payload': {'n': 1}}]
+    with pytest.raises(LoadError, match="parameter 'packets': not valid JSON text"):
+        _parse(
+            plugin_name='schnitzel_stream_ros.nodes.core.static_source:StaticSource',
+            node_name='src',
+            remap_rules=(),
+            parameters={'packets': '[{'},
+        )
+
+
+def test_every_request_the_graph_package_makes_is_accepted():
+    """The two sides of docs/wiring.md agree: each load request of real graphs parses."""
+    for name in ('chain.yaml', 'fan_in_out.yaml', 'two_containers.yaml'):
+        graph = compile_graph(GRAPHS / 'valid' / name)
+        for request in load_requests(graph):
+            spec = parse_load_request(
+                package_name=request.package_name,
+                plugin_name=request.plugin_name,
+                node_name=request.node_name,
+                node_namespace=request.node_namespace,
+                remap_rules=request.remap_rules,
+                parameters=request.parameters,
+                registry=PluginRegistry(),
+            )
+            node = graph.node(request.node_name)
+            assert dict(spec.params) == dict(node.params), name
+            assert set(spec.inputs) == {i.port for i in graph.inputs_of(node.id)}, name

@@ -1,0 +1,109 @@
+"""`schnitzel-stream run --mode deterministic`: exit codes and the report file (no DDS)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+from schnitzel_stream_ros.graph.validate import compile_graph
+from schnitzel_stream_ros.runtime import runner
+from schnitzel_stream_ros.runtime.live_run import budget_shares
+
+GRAPH = """
+    version: 2
+    nodes:
+      - {id: a, kind: source, plugin: StaticSource, config: {packets: [{payload: a1}, {payload: a2}]}}
+      - {id: b, kind: source, plugin: StaticSource, config: {packets: [{payload: b1}, {payload: b2}]}}
+      - {id: burst, plugin: BurstNode, config: {count: 3}}
+      - {id: sink, kind: sink, plugin: JsonlSink, config: {path: OUT, body: payload}}
+    edges:
+      - {from: a, to: burst}
+      - {from: b, to: burst}
+      - {from: burst, to: sink, inbox: {max: 2, overflow: POLICY}}
+"""
+
+
+def _write(tmp_path, policy='drop_new', text=GRAPH):
+    path = tmp_path / 'graph.yaml'
+    path.write_text(
+        textwrap.dedent(text).replace('OUT', str(tmp_path / 'out.jsonl')).replace('POLICY', policy)
+    )
+    return path
+
+
+def _run(*args) -> int:
+    return runner.main([*map(str, args), '--mode', 'deterministic', '--quiet'])
+
+
+def test_report_has_upstream_keys_and_truthful_status(tmp_path):
+    report_path = tmp_path / 'report.json'
+    assert _run(_write(tmp_path), '--max-events', 3, '--report-json', report_path) == 0
+    report = json.loads(report_path.read_text())
+    assert {'ts', 'status', 'engine', 'graph_version', 'graph', 'metrics'} <= set(report)
+    assert report['engine'] == 'deterministic' and report['graph_version'] == 2
+    assert report['stop_reason'] == 'max_events'
+    m = report['metrics']
+    assert m['packets.source_emitted_total'] == 3
+    # a1 -> burst x3 into inbox 2 (drop_new): 1 dropped per emission
+    assert m['packets.dropped_total'] == 3 and report['status'] == 'degraded'
+    assert m['edge.burst.out->sink.in.latency_p50_ms'] is not None
+    assert [json.loads(x) for x in (tmp_path / 'out.jsonl').read_text().splitlines()] == [
+        'a1',
+        'a1',
+        'b1',
+        'b1',
+        'a2',
+        'a2',
+    ]
+
+
+def test_error_status_exits_1_and_still_writes_the_report(tmp_path, capsys):
+    report_path = tmp_path / 'report.json'
+    assert _run(_write(tmp_path, 'error'), '--report-json', report_path) == 1
+    report = json.loads(report_path.read_text())
+    assert report['status'] == 'error'
+    assert report['errors'] == ["inbox 'sink.in' is full (2 packets) and its overflow policy is 'error'"]
+    assert 'run error' in capsys.readouterr().err
+
+
+def test_invalid_graph_exits_2_with_every_error_and_an_error_report(tmp_path, capsys):
+    bad = _write(
+        tmp_path,
+        text="""
+        version: 2
+        nodes:
+          - {id: a, kind: source, plugin: StaticSource, config: {pakets: []}}
+          - {id: s, kind: sink, plugin: PrintSink}
+        edges:
+          - {from: a, to: nowhere}
+    """,
+    )
+    report_path = tmp_path / 'report.json'
+    assert _run(bad, '--report-json', report_path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) >= 2 and all(line.startswith(f'{bad}:') for line in err)
+    report = json.loads(report_path.read_text())
+    assert report['status'] == 'error' and report['errors'] == err
+
+
+def test_budget_is_split_over_container_groups_by_round_robin_share(tmp_path):
+    graph = compile_graph(
+        _write(
+            tmp_path,
+            text="""
+        version: 2
+        nodes:
+          - {id: a, kind: source, plugin: StaticSource, container: one, config: {packets: [{payload: 1}]}}
+          - {id: b, kind: source, plugin: StaticSource, container: two, config: {packets: [{payload: 1}]}}
+          - {id: c, kind: source, plugin: StaticSource, container: one, config: {packets: [{payload: 1}]}}
+          - {id: s, kind: sink, plugin: PrintSink, container: one}
+        edges:
+          - {from: a, to: s}
+          - {from: b, to: s}
+          - {from: c, to: s}
+    """,
+        )
+    )
+    # 7 emissions over a, b, c round robin: a 3, b 2, c 2 -> group one (a, c) 5, group two (b) 2
+    assert budget_shares(graph, 7) == {'one': 5, 'two': 2}
+    assert budget_shares(graph, None) == {'one': None, 'two': None}
