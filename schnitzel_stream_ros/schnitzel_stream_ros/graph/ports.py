@@ -27,18 +27,14 @@ def declared_ports(cls: type[Plugin], params: Mapping[str, Any] | None
 
     Sources have no inputs.
     """
-    hook = getattr(cls, 'ports_for', None)
-    if callable(hook) and params is not None:
-        inputs, outputs = hook(params)
-    else:
-        inputs, outputs = cls.INPUTS, cls.OUTPUTS
+    inputs, outputs = cls.ports_for(params) if params is not None else (cls.INPUTS, cls.OUTPUTS)
     if Role(cls.ROLE) is Role.SOURCE:
         inputs = ()
     return tuple(inputs), tuple(outputs)
 
 
 def is_passthrough(cls: type[Plugin]) -> bool:
-    return bool(getattr(cls, 'PASSTHROUGH', False))
+    return bool(cls.PASSTHROUGH)
 
 
 def least_portable(profiles: list[PayloadProfile]) -> PayloadProfile:

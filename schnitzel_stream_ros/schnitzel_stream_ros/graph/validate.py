@@ -255,17 +255,15 @@ class _Validator:
                 resolved[name] = copy.deepcopy(spec.default)  # a list/dict default is never shared
         if failed:
             return None
-        hook = getattr(info.cls, 'check_params', None)
-        if callable(hook):
-            try:
-                problems = list(hook(resolved) or ())
-            except Exception as exc:  # the plugin's bug: name it, keep validating the rest
-                problems = [f'plugin {info.display_name} could not check its parameters: {exc}']
-            for problem in problems:
-                named = _PARAM_NAMED.match(str(problem))
-                position = node.param_position(named.group(1)) if named else node.position
-                self.node_error(node, str(problem), 'param', position)
-                failed = True
+        try:
+            problems = list(info.cls.check_params(resolved) or ())
+        except Exception as exc:  # the plugin's bug: name it, keep validating the rest
+            problems = [f'plugin {info.display_name} could not check its parameters: {exc}']
+        for problem in problems:
+            named = _PARAM_NAMED.match(str(problem))
+            position = node.param_position(named.group(1)) if named else node.position
+            self.node_error(node, str(problem), 'param', position)
+            failed = True
         return None if failed else resolved
 
     def check_port_overrides(self, node: NodeSpec, info: PluginInfo) -> None:

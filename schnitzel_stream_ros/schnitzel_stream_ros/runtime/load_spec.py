@@ -10,12 +10,12 @@ wiring parameters (`inputs.<port>`, `qos.<port>.*`, `inbox.<port>.*`, `container
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from schnitzel_stream_ros.codec.interfaces import message_class as interface_class
 from schnitzel_stream_ros.graph.model import DEFAULT_INBOX_MAX, DEFAULT_QOS_DEPTH, Overflow, Reliability
 from schnitzel_stream_ros.graph.names import namespace_problem, node_name_problem, topic_problem
 from schnitzel_stream_ros.graph.registry import PluginError as RegistryError
@@ -31,7 +31,6 @@ from schnitzel_stream_ros.plugin import STREAM_PACKET_MSG, ParamError, Plugin, P
 
 #: Parameters rclpy declares on every node by itself; a launch file may set them.
 ROS_BUILTIN_PARAMS = frozenset({'use_sim_time'})
-_INTERFACE = re.compile(r'^([A-Za-z][A-Za-z0-9_]*)/msg/([A-Z][A-Za-z0-9]*)$')
 
 
 class LoadError(ValueError):
@@ -89,18 +88,10 @@ class NodeLoadSpec:
 
 def message_class(type_name: str, where: str) -> type:
     """The Python class of a message interface name like `sensor_msgs/msg/Range`."""
-    match = _INTERFACE.match(type_name)
-    if match is None:
-        raise LoadError(f'{where}: {type_name!r} is not a message type name like sensor_msgs/msg/Range')
-    package, name = match.groups()
     try:
-        module = importlib.import_module(f'{package}.msg')
-    except ImportError:
-        raise LoadError(f'{where}: message package {package!r} is not installed') from None
-    cls = getattr(module, name, None)
-    if cls is None:
-        raise LoadError(f'{where}: package {package!r} has no message {name!r}')
-    return cls
+        return interface_class(type_name, where)
+    except ValueError as exc:
+        raise LoadError(str(exc)) from None
 
 
 def default_node_name(cls: type) -> str:
@@ -111,16 +102,13 @@ def default_node_name(cls: type) -> str:
 def _ports(
     cls: type[Plugin], params: Mapping[str, Any], subject: str
 ) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
-    """The plugin's ports for these parameters (the optional `ports_for` hook, see graph/ports.py).
+    """The plugin's ports for these parameters (Plugin.ports_for).
 
     Unlike the graph view, a source keeps its declared inputs: those are ROS topics it reads
     (docs/wiring.md, "Ports of other ROS types").
     """
-    hook = getattr(cls, 'ports_for', None)
-    if not callable(hook):
-        return tuple(cls.INPUTS), tuple(cls.OUTPUTS)
     try:
-        inputs, outputs = hook(params)
+        inputs, outputs = cls.ports_for(params)
     except Exception as exc:
         raise LoadError(f'{subject}: plugin could not declare its ports: {exc}') from exc
     return tuple(inputs), tuple(outputs)
@@ -213,14 +201,12 @@ def parse_load_request(
         params = resolve_params(plugin_cls, given)
     except ParamError as exc:
         raise LoadError(f'{subject}: {exc}') from None
-    hook = getattr(plugin_cls, 'check_params', None)
-    if callable(hook):
-        try:
-            problems = list(hook(params) or ())
-        except Exception as exc:
-            problems = [f'plugin could not check its parameters: {type(exc).__name__}: {exc}']
-        if problems:
-            raise LoadError(f'{subject}: {problems[0]}')
+    try:
+        problems = list(plugin_cls.check_params(params) or ())
+    except Exception as exc:
+        problems = [f'plugin could not check its parameters: {type(exc).__name__}: {exc}']
+    if problems:
+        raise LoadError(f'{subject}: {problems[0]}')
 
     input_ports, output_ports = _ports(plugin_cls, params, subject)
     inputs_by_name = {p.name: p for p in input_ports}

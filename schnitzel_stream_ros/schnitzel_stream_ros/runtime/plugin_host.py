@@ -78,7 +78,8 @@ class PluginHost:
         self.is_source = is_source
         self.metrics = NodeMetrics(node_id, is_source, is_sink)
         self.stop_event = stop_event or threading.Event()
-        self._routes: dict[str, Route] = {port.name: _unconnected for port in plugin_cls.OUTPUTS}
+        _inputs, outputs = plugin_cls.ports_for(params)  # a router's ports depend on its routes
+        self._routes: dict[str, Route] = {port.name: _unconnected for port in outputs}
         self.ctx = NodeContext(
             self, dict(params), logger or logging.getLogger(f'schnitzel_stream.{node_id}'), self.stop_event
         )

@@ -171,11 +171,6 @@ def test_event_lane_graph(tmp_path: Path):
     assert [e['event_id'] for e in read_jsonl(again / 'rest.jsonl')] == [e['event_id'] for e in events]
 
 
-@pytest.mark.xfail(
-    reason='runtime/plugin_host.py wires only class-level OUTPUTS; output ports declared by '
-    'ports_for(params) (EventRouterNode routes) are validated by the graph but not yet connectable',
-    strict=False,
-)
 def test_event_lane_graph_with_router(tmp_path: Path):
     run_graph(tmp_path, with_router=True)
     urgent, rest = read_jsonl(tmp_path / 'urgent.jsonl'), read_jsonl(tmp_path / 'rest.jsonl')

@@ -189,3 +189,24 @@ def test_latency_record_uses_the_same_buckets_as_the_reference_function():
         hist = LatencyHistogram()
         hist.record(value)
         assert hist.counts.index(1) == _bucket_of(value), value
+
+
+def test_an_inline_claim_excludes_the_worker_and_keeps_arrival_order():
+    box = Mailbox('n')
+    token = box.add_inbox('in', Inbox('n.in', 8))
+    edge = EdgeMetrics('/t', 'n', 'in')
+    assert box.try_claim()  # idle, nothing waits: the caller may run the plugin itself
+    assert not box.try_claim()  # never two at once
+    box.offer(token, _item(edge, 1))  # arrives while the claim runs
+    taken: list[int] = []
+    worker = threading.Thread(target=lambda: taken.append(box.take()[1][0].payload))
+    worker.start()
+    worker.join(0.3)
+    assert worker.is_alive() and taken == []  # the worker waits while the node is claimed
+    assert not box.idle
+    box.release()
+    worker.join(5)
+    assert taken == [1]
+    assert not box.try_claim()  # the worker holds an item now (busy)
+    box.close()
+    assert box.take() is None and box.idle

@@ -13,11 +13,10 @@ else the topic.
 """
 from __future__ import annotations
 
-import importlib
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from schnitzel_stream_ros.codec.interfaces import message_class
 from schnitzel_stream_ros.codec.timestamps import stamp_to_ts
 from schnitzel_stream_ros.nodes.sensors.reading import sensor_packet
 from schnitzel_stream_ros.nodes.sensors.ros_message_json import interface_name
@@ -25,24 +24,7 @@ from schnitzel_stream_ros.nodes.sensors.ros_readings import convert_message
 from schnitzel_stream_ros.packet import Kind, PayloadProfile, StreamPacket, now_ts
 from schnitzel_stream_ros.plugin import Outputs, Param, Plugin, Port, Role
 
-_INTERFACE = re.compile(r'^([A-Za-z][A-Za-z0-9_]*)/msg/([A-Z][A-Za-z0-9]*)$')
 DEFAULT_MESSAGE_TYPE = 'sensor_msgs/msg/Range'
-
-
-def import_message_type(name: str, where: str) -> type:
-    """The Python class of a ROS message interface name like 'sensor_msgs/msg/Range'."""
-    match = _INTERFACE.match(name)
-    if match is None:
-        raise ValueError(f'{where}: {name!r} is not a message type name like sensor_msgs/msg/Range')
-    package, cls_name = match.groups()
-    try:
-        module = importlib.import_module(f'{package}.msg')
-    except ImportError:
-        raise ValueError(f'{where}: message package {package!r} is not installed') from None
-    cls = getattr(module, cls_name, None)
-    if cls is None:
-        raise ValueError(f'{where}: package {package!r} has no message {cls_name!r}')
-    return cls
 
 
 def _input_port(message_type: str) -> Port:
@@ -73,7 +55,7 @@ class RosSensorTopicSource(Plugin):
         return (_input_port(params.get('message_type') or DEFAULT_MESSAGE_TYPE),), cls.OUTPUTS
 
     def setup(self) -> None:
-        self.message_cls = import_message_type(
+        self.message_cls = message_class(
             self.params.get('message_type') or DEFAULT_MESSAGE_TYPE, f'{self.node_id}: parameter message_type'
         )
 
