@@ -106,7 +106,9 @@ def _request(
 def _container(executor: str) -> Any:
     from schnitzel_stream_ros.runtime.container_handles import LocalContainerHandle
 
-    return LocalContainerHandle('bench_container', '/bench', executor=executor, max_events=None)
+    return LocalContainerHandle(
+        'bench_container', '/bench', executor=executor, max_events=None, drain_timeout=2.0
+    )
 
 
 def run_chain_ours(

@@ -20,7 +20,9 @@ Status (upstream always wrote ok):
 - error: the run failed — a node did not load or set up, a plugin raised in deterministic mode, an
   `error` overflow policy fired, a container died, the runner itself failed;
 - degraded: the run finished but lost or failed something — a packet dropped (overflow, still
-  waiting at the end), plugin errors survived in live mode, a close() failing, undeliverable packets.
+  waiting at the end), plugin errors survived in live mode, a close() failing, undeliverable packets,
+  a plugin failure counter above zero (`*failed_total`, `*failures_total`, `dead_letter_total`,
+  `gave_up_total`, `refused_total`: an HTTP post given up, non-JSON refused, a device failing).
   Packets shed by a keep-freshest inbox (`max: 1, overflow: drop_oldest`, e.g. a detector behind
   a camera) are the graph's design: counted in `packets.dropped_total` (upstream) and
   `packets.shed_total`, not degraded;
@@ -50,6 +52,16 @@ _BUILTIN_NODE_METRICS = (
     'errors_total',
 )
 _TRANSPORT_FAILURES = ('encode_failed_total', 'decode_failed_total')
+#: Plugin counters that mean "something failed" (HTTP posts given up, refused non-JSON, device errors):
+#: any of them above zero makes a run degraded. Counters of intended filtering (dedup's
+#: dropped_total, a sampler's dropped_total, skipped/invalid detections) are not failures.
+FAILURE_COUNTER_SUFFIXES = (
+    'failed_total',
+    'failures_total',
+    'dead_letter_total',
+    'gave_up_total',
+    'refused_total',
+)
 
 
 def _edge_labels(graph: ValidatedGraph | None) -> dict[tuple[str, str, str], str]:
@@ -76,9 +88,11 @@ def collect_metrics(
     topic_of = {e.label: e.topic for e in graph.edges} if graph is not None else {}
     # keep-freshest inboxes (max 1, drop_oldest: a detector behind a camera) replace the waiting packet
     # by design: what they shed is counted in packets.shed_total and is not a sign of trouble
-    freshest = {
-        e.label for e in graph.edges if e.overflow is Overflow.DROP_OLDEST and e.inbox_max == 1
-    } if graph else set()
+    freshest = (
+        {e.label for e in graph.edges if e.overflow is Overflow.DROP_OLDEST and e.inbox_max == 1}
+        if graph
+        else set()
+    )
     shed = 0
     for snap in snapshots:
         for node_id, values in snap.get('nodes', {}).items():
@@ -99,9 +113,12 @@ def collect_metrics(
         if node_id in kinds:  # the graph's kind is the truth (a PrintSink may be used as a node)
             values['is_source'] = int(kinds[node_id] is NodeKind.SOURCE)
             values['is_sink'] = int(kinds[node_id] is NodeKind.SINK)
+        counters = dict(values.get('counters', {}))
+        # a plugin that counts its own errors_total adds to the runtime's (caught exceptions)
+        values['errors_total'] = values.get('errors_total', 0) + counters.pop('errors_total', 0)
         for name in _BUILTIN_NODE_METRICS:
             metrics[f'node.{node_id}.{name}'] = values.get(name, 0)
-        for name, value in sorted(values.get('counters', {}).items()):
+        for name, value in sorted(counters.items()):
             if name not in _BUILTIN_NODE_METRICS:
                 metrics[f'node.{node_id}.{name}'] = value
         totals['consumed'] += values.get('consumed', 0)
@@ -149,7 +166,12 @@ def decide_status(metrics: Mapping[str, Any], errors: list[str], warnings: list[
     node_errors = sum(v for k, v in metrics.items() if k.startswith('node.') and k.endswith('.errors_total'))
     transport_failures = sum(metrics.get(f'transport.{name}', 0) for name in _TRANSPORT_FAILURES)
     unplanned_drops = metrics.get('packets.dropped_total', 0) - metrics.get('packets.shed_total', 0)
-    if warnings or unplanned_drops or node_errors or transport_failures:
+    plugin_failures = sum(
+        v
+        for k, v in metrics.items()
+        if k.startswith('node.') and k.endswith(FAILURE_COUNTER_SUFFIXES) and isinstance(v, int | float)
+    )
+    if warnings or unplanned_drops or node_errors or transport_failures or plugin_failures:
         return 'degraded'
     return 'ok'
 

@@ -47,8 +47,6 @@ from schnitzel_stream_ros.runtime.plugin_host import PluginError
 from schnitzel_stream_ros.runtime.ros_node import PluginNode
 from schnitzel_stream_ros.runtime.workers import EmissionBudget
 
-#: extra_arguments of LoadNode that this container understands (others are ignored, as rclcpp does).
-KNOWN_EXTRA_ARGUMENTS = frozenset({'use_intra_process_comms'})  # always on here: objects are handed over
 SERVICE_PREFIX = '~/_container/'
 CONTROL_PREFIX = '~/_schnitzel/'
 DEFAULT_DRAIN_TIMEOUT_SEC = 2.0
@@ -76,9 +74,11 @@ class Container:
         registry: PluginRegistry | None = None,
         autostart: bool = True,
         max_events: int | None = None,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT_SEC,
     ) -> None:
         self.node = node
         self.executor = executor
+        self.drain_timeout = drain_timeout  # what ~/_schnitzel/stop allows in-flight packets
         self.name = node.get_name()
         extra_prefixes = (
             node.declare_parameter(
@@ -119,6 +119,8 @@ class Container:
     def _srv_load(self, request: Any, response: Any) -> Any:
         try:
             params = {p.name: parameter_value_to_python(p.value) for p in request.parameters}
+            # extra_arguments (launch_ros: use_intra_process_comms) are kept but change nothing:
+            # in-container hand-off of objects is always on here
             extra = {p.name: parameter_value_to_python(p.value) for p in request.extra_arguments}
         except Exception as exc:  # a malformed Parameter message
             result = LoadResult(False, f"node '{request.node_name}': unreadable parameters: {exc}")
@@ -160,7 +162,7 @@ class Container:
         return response
 
     def _srv_stop(self, _request: Any, response: Any) -> Any:
-        self.shutdown()
+        self.shutdown(self.drain_timeout)
         response.success, response.message = True, json.dumps(self.snapshot())
         return response
 

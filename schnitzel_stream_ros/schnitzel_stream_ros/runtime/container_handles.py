@@ -58,12 +58,20 @@ def init_context() -> Context:
 class LocalContainerHandle:
     """The container lives in this process (one container group)."""
 
-    def __init__(self, name: str, namespace: str, *, executor: str, max_events: int | None) -> None:
+    def __init__(
+        self, name: str, namespace: str, *, executor: str, max_events: int | None, drain_timeout: float
+    ) -> None:
         self.name = name
         self.context = init_context()
         self.node = Node(name, namespace=namespace, context=self.context)
         self.executors = ContainerExecutors(executor, self.context)
-        self.container = Container(self.node, self.executors.data, autostart=False, max_events=max_events)
+        self.container = Container(
+            self.node,
+            self.executors.data,
+            autostart=False,
+            max_events=max_events,
+            drain_timeout=drain_timeout,
+        )
         self.container.serve()
         self.executors.control.add_node(self.node)
         self.executors.start()
@@ -101,9 +109,13 @@ class LocalContainerHandle:
             rclpy.shutdown(context=self.context)
 
 
-def container_command(group: str, namespace: str, *, executor: str, max_events: int | None) -> list[str]:
+def container_command(
+    group: str, namespace: str, *, executor: str, max_events: int | None, drain_timeout: float | None = None
+) -> list[str]:
     """The installed `component_container` (lib/schnitzel_stream_ros), else the same module via -m."""
     args = ['--paused', '--executor', executor]
+    if drain_timeout is not None:
+        args += ['--drain-timeout', str(drain_timeout)]
     if max_events is not None:
         args += ['--max-events', str(max_events)]
     ros_args = ['--ros-args', '-r', f'__node:={group}', '-r', f'__ns:={namespace}']
@@ -128,7 +140,14 @@ class RemoteContainerHandle:
     """A `component_container` child process, driven through its services from the runner's node."""
 
     def __init__(
-        self, name: str, namespace: str, client_node: Node, *, executor: str, max_events: int | None
+        self,
+        name: str,
+        namespace: str,
+        client_node: Node,
+        *,
+        executor: str,
+        max_events: int | None,
+        drain_timeout: float,
     ) -> None:
         from composition_interfaces.srv import LoadNode
         from std_srvs.srv import Trigger
@@ -137,7 +156,9 @@ class RemoteContainerHandle:
         self.node = client_node
         base = ('' if namespace == '/' else namespace) + '/' + name
         self.proc = subprocess.Popen(
-            container_command(name, namespace, executor=executor, max_events=max_events),
+            container_command(
+                name, namespace, executor=executor, max_events=max_events, drain_timeout=drain_timeout
+            ),
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )

@@ -59,7 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     node = Node(DEFAULT_NODE_NAME, context=context)  # __node/__ns remaps of the command line apply
     executors = ContainerExecutors(args.executor, context, args.threads)
-    container = Container(node, executors.data, autostart=not args.paused, max_events=args.max_events)
+    container = Container(
+        node,
+        executors.data,
+        autostart=not args.paused,
+        max_events=args.max_events,
+        drain_timeout=args.drain_timeout,
+    )
     container.serve()
     executors.control.add_node(node)
     executors.start()

@@ -103,7 +103,13 @@ class LiveRun:
         if len(groups) == 1:
             (name,) = groups
             self.handles.append(
-                LocalContainerHandle(name, namespace, executor=self.executor, max_events=shares[name])
+                LocalContainerHandle(
+                    name,
+                    namespace,
+                    executor=self.executor,
+                    max_events=shares[name],
+                    drain_timeout=self.drain_timeout,
+                )
             )
             return
         from rclpy.node import Node
@@ -115,7 +121,12 @@ class LiveRun:
         self._client_spinner = Spinner(client_executor, self._client_context, 'runner-executor').start()
         remotes = [
             RemoteContainerHandle(
-                name, namespace, self._client_node, executor=self.executor, max_events=shares[name]
+                name,
+                namespace,
+                self._client_node,
+                executor=self.executor,
+                max_events=shares[name],
+                drain_timeout=self.drain_timeout,
             )
             for name in groups
         ]
@@ -223,27 +234,29 @@ class LiveRun:
     def _finish(self, errors: list[str]) -> list[dict[str, Any]]:
         """Stop sources everywhere, let packets drain across containers, then close all plugins."""
         snapshots: list[dict[str, Any]] = []
-        for handle in self.handles:
+        alive = [h for h in self.handles if h.failure() is None]  # a dead container was reported already
+        for handle in alive:
             try:
                 handle.stop_sources()
             except Exception as exc:
                 errors.append(f'container {handle.name!r}: stop failed: {exc}')
-        if len(self.handles) > 1:
-            self._settle(self.drain_timeout)
-        for handle in self.handles:
+        if len(alive) > 1:
+            self._settle(alive, self.drain_timeout)
+        for handle in alive:
             try:
                 snapshots.append(handle.shutdown(self.drain_timeout))
             except Exception as exc:
                 errors.append(f'container {handle.name!r}: final report failed: {exc}')
         return snapshots
 
-    def _settle(self, timeout: float) -> None:
+    @staticmethod
+    def _settle(handles: list[ContainerHandle], timeout: float) -> None:
         """Wait (bounded) until no container works and the counters stop moving."""
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             try:
-                snapshots = [h.snapshot() for h in self.handles]
+                snapshots = [h.snapshot() for h in handles]
             except Exception:
                 return
             counts = tuple(s['transport'].get('dds_received_total', 0) for s in snapshots)

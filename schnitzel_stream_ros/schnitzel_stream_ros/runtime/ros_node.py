@@ -58,9 +58,17 @@ def qos_profile(reliability: Reliability, depth: int) -> QoSProfile:
     )
 
 
-def _passthrough(packet: StreamPacket) -> Any:
-    """Ports of other ROS types publish the payload as is (docs/wiring.md)."""
-    return packet.payload
+def _payload_as(msg_cls: type) -> Callable[[StreamPacket], Any]:
+    """Ports of other ROS types publish the payload as is (docs/wiring.md), if it is of that type."""
+
+    def payload(packet: StreamPacket) -> Any:
+        if not isinstance(packet.payload, msg_cls):
+            raise TypeError(
+                f'payload is {type(packet.payload).__name__}, the port publishes {msg_cls.__name__}'
+            )
+        return packet.payload
+
+    return payload
 
 
 class PluginNode(Node):
@@ -151,7 +159,7 @@ class PluginNode(Node):
                 name,
                 topic,
                 publisher,
-                encode_packet if wiring.msg_cls is None else _passthrough,
+                encode_packet if wiring.msg_cls is None else _payload_as(wiring.msg_cls),
                 self.bus.transport,
                 self.on_warning,
             )

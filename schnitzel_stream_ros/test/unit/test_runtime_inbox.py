@@ -155,28 +155,35 @@ def test_budget_is_shared_and_gives_back_unused_pulls():
     assert all(EmissionBudget(None).take() for _ in range(10))
 
 
-def _snapshot(dropped: int = 0, errors: int = 0) -> dict:
+def _snapshot(dropped: int = 0, errors: int = 0, counters: dict | None = None) -> dict:
     from schnitzel_stream_ros.observability.metrics import NodeMetrics
 
     src, sink = NodeMetrics('src', True, False), NodeMetrics('sink', False, True)
     src.produced, sink.consumed, sink.errors = 5, 5, errors
+    for name, value in (counters or {}).items():
+        sink.count(name, value)
     return runtime_snapshot('main', [(src, 0), (sink, dropped)], [])
 
 
 @pytest.mark.parametrize(
-    ('dropped', 'errors', 'warnings', 'fatal', 'status'),
+    ('dropped', 'errors', 'counters', 'warnings', 'fatal', 'status'),
     [
-        (0, 0, [], [], 'ok'),
-        (1, 0, [], [], 'degraded'),
-        (0, 2, [], [], 'degraded'),
-        (0, 0, ['close() failed'], [], 'degraded'),
-        (3, 0, [], ['inbox full'], 'error'),
+        (0, 0, {}, [], [], 'ok'),
+        (1, 0, {}, [], [], 'degraded'),
+        (0, 2, {}, [], [], 'degraded'),
+        (0, 0, {'errors_total': 1}, [], [], 'degraded'),  # counted by the plugin itself
+        (0, 0, {'failed_total': 1}, [], [], 'degraded'),  # e.g. an HTTP post given up
+        (0, 0, {'zone_refresh_failed_total': 2}, [], [], 'degraded'),
+        (0, 0, {'dropped_total': 7, 'skipped_total': 3}, [], [], 'ok'),  # intended filtering (dedup)
+        (0, 0, {}, ['close() failed'], [], 'degraded'),
+        (3, 0, {}, [], ['inbox full'], 'error'),
     ],
 )
-def test_status_tells_the_truth(dropped, errors, warnings, fatal, status):
-    metrics = collect_metrics([_snapshot(dropped, errors)])
+def test_status_tells_the_truth(dropped, errors, counters, warnings, fatal, status):
+    metrics = collect_metrics([_snapshot(dropped, errors, counters)])
     assert metrics['packets.source_emitted_total'] == 5
     assert metrics['packets.dropped_total'] == dropped
+    assert metrics['node.sink.errors_total'] == errors + counters.get('errors_total', 0)
     assert decide_status(metrics, fatal, warnings) == status
 
 
