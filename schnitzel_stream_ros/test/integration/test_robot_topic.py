@@ -9,7 +9,6 @@ every message it gets with the codec (identity included) and prints a JSON summa
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -23,7 +22,6 @@ from schnitzel_stream_ros.testing import processes
 
 pytestmark = pytest.mark.integration
 
-RUNNER_READY = importlib.util.find_spec('schnitzel_stream_ros.runtime.runner') is not None
 EVENT_TOPIC = '/site/robot/events'
 LEGACY_TOPIC = '/ai/events'
 WANTED = 5
@@ -189,12 +187,6 @@ def test_robot_event_messages_cross_dds_typed(tmp_path, ros_env):
     check_seen(run_robot(tmp_path, ros_env, [sys.executable, str(script), '60']))
 
 
-@pytest.mark.xfail(
-    not RUNNER_READY,
-    reason='the embedded runner (schnitzel_stream_ros.runtime.runner) does not '
-    'exist yet; this test runs the site graph through it',
-    run=False,
-)
 def test_robot_receives_typed_events_from_another_process(tmp_path, ros_env):
     graph = site_graph(tmp_path / 'robot_site.yaml')
     cmd = [sys.executable, '-m', 'schnitzel_stream_ros.cli', 'run', str(graph), '--duration', '60']
