@@ -140,6 +140,7 @@ def run_sink(prefix: str, count: int, timeout: float) -> int:
         'first_mismatch': mismatches[0] if mismatches else None,
         'seconds': round(elapsed, 3),
         'ros_domain_id': os.environ.get('ROS_DOMAIN_ID', '0'),
+        'discovery_range': os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'SUBNET (default)'),
     }
     print(json.dumps(summary), flush=True)
     node.destroy_node()

@@ -4,6 +4,8 @@ robot topic, in two container processes on a leased localhost-only ROS domain.""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 
 import pytest
@@ -21,14 +23,20 @@ pytestmark = [
 
 def test_site_runs_end_to_end_and_events_reach_the_backend(tmp_path):
     out = tmp_path / 'demo'
-    demo = processes.python_cmd('-m', 'schnitzel_stream_ros.demo.site_demo', '--duration', '30',
-                                '--out', str(out))
-    result = subprocess.run(
-        demo,
-        capture_output=True, text=True, timeout=150, check=False,
-    )
+    cmd = processes.python_cmd('-m', 'schnitzel_stream_ros.demo.site_demo', '--duration', '30',
+                               '--out', str(out))
+    demo = processes.start(cmd, os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _stdout, stderr = demo.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        # SIGINT first: the demo's own finally stops the backend, camera, sensor and runner it started
+        processes.stop(demo, signal.SIGINT, timeout=30)
+        raise
+    finally:
+        processes.stop(demo)
+    assert (out / 'summary.json').is_file(), stderr[-3000:]
     summary = json.loads((out / 'summary.json').read_text())
-    assert result.returncode == 0, (summary, result.stderr[-3000:])
+    assert demo.returncode == 0, (summary, stderr[-3000:])
     assert summary['status'] == 'ok'
     assert summary['frames']['cam0'] > 100 and summary['frames']['cam1'] > 100
     assert summary['cam0_frames_with_people_ratio'] >= 0.9

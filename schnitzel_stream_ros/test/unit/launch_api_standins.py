@@ -1,5 +1,6 @@
 """Stand-ins for the public launch / launch_ros API, used only because those packages are not
-installable here (see ros2-on-pip.md). Each class takes exactly the keyword arguments of the real
+installable here: no package registry carries launch/launch_ros for the pip-wheel ROS 2 (a mock
+where the real thing cannot run). Each class takes exactly the keyword arguments of the real
 constructor it imitates, so generated launch files that call the real API wrongly fail here too;
 they record what they were given and do nothing else. A real `ros2 launch` runs outside CI.
 """
