@@ -57,3 +57,12 @@ def stamp_to_datetime(stamp: Time, field: str = 'header.stamp') -> datetime:
 def stamp_to_ts(stamp: Time, field: str = 'header.stamp') -> str:
     """Time -> canonical packet time text."""
     return format_ts(stamp_to_datetime(stamp, field))
+
+
+def header_ts(msg: object) -> str | None:
+    """The packet time of a ROS message: its header stamp as ts text; None when the message has no
+    header or the stamp is zero (publishers that leave it unset). ValueError for an impossible stamp."""
+    stamp = getattr(getattr(msg, 'header', None), 'stamp', None)
+    if stamp is None or not (stamp.sec or stamp.nanosec):
+        return None
+    return stamp_to_ts(stamp)

@@ -22,7 +22,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from schnitzel_stream_ros.codec.compressed_image import compressed_msg_to_frame
 from schnitzel_stream_ros.codec.image import image_msg_to_frame
-from schnitzel_stream_ros.codec.timestamps import stamp_to_ts
+from schnitzel_stream_ros.codec.timestamps import header_ts
 from schnitzel_stream_ros.nodes.vision.frames import frame_packet
 from schnitzel_stream_ros.packet import Kind, MetaKey, PayloadProfile, StreamPacket, now_ts
 from schnitzel_stream_ros.plugin import Outputs, Param, Plugin, Port, Role
@@ -79,10 +79,9 @@ class RosImageTopicSource(Plugin):
         return cv2.cvtColor(frame, code) if code is not None else frame
 
     def _ts(self, msg: Image | CompressedImage) -> str:
-        stamp = msg.header.stamp
-        if self.params.get('use_header_stamp', True) and (stamp.sec or stamp.nanosec):
+        if self.params.get('use_header_stamp', True):
             try:
-                return stamp_to_ts(stamp)
+                return header_ts(msg) or now_ts()
             except ValueError:
                 self.count('bad_stamp_total')
         return now_ts()

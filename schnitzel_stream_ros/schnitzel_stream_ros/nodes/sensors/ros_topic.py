@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from schnitzel_stream_ros.codec.interfaces import message_class
-from schnitzel_stream_ros.codec.timestamps import stamp_to_ts
+from schnitzel_stream_ros.codec.timestamps import header_ts
 from schnitzel_stream_ros.nodes.sensors.reading import sensor_packet
 from schnitzel_stream_ros.nodes.sensors.ros_message_json import interface_name
 from schnitzel_stream_ros.nodes.sensors.ros_readings import convert_message
@@ -65,11 +65,9 @@ class RosSensorTopicSource(Plugin):
             yield None
 
     def _reading_ts(self, msg: Any) -> str:
-        header = getattr(msg, 'header', None)
-        stamp = getattr(header, 'stamp', None)
-        if self.params.get('use_header_stamp', True) and stamp is not None and (stamp.sec or stamp.nanosec):
+        if self.params.get('use_header_stamp', True):
             try:
-                return stamp_to_ts(stamp)
+                return header_ts(msg) or now_ts()
             except ValueError:
                 self.count('bad_stamp_total')
         return now_ts()
