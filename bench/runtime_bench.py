@@ -50,6 +50,8 @@ IDENTITY = 'schnitzel_stream_ros.nodes.core.identity:Identity'
 SYNTHETIC = 'schnitzel_stream_ros.nodes.core.synthetic_source:SyntheticSource'
 FRAME_SHAPE = (480, 640, 3)
 P3_TOPIC = '/bench/src/out'
+CHAIN_TIMEOUT_SEC = 120.0  # far above any healthy P1/P2 run: only a stalled chain reaches it
+DISCOVERY_TIMEOUT_SEC = 30.0  # same bound as _measure's wait for the first packet
 
 
 # -- bench plugins (imported by the container as runtime_bench:<Class>) ---------------------------
@@ -124,8 +126,18 @@ def run_chain_ours(
             assert result.success, result.error_message
         sink = handle.container._nodes[max(handle.container._nodes)].host.metrics
         t0 = time.perf_counter()
+        deadline = time.monotonic() + CHAIN_TIMEOUT_SEC
         handle.start()
         while sink.consumed < count:
+            if time.monotonic() > deadline:  # a stalled chain is reported, never waited on forever
+                consumed = sink.consumed
+                handle.shutdown(2.0)
+                return {
+                    'packets': consumed,
+                    'per_second': 0,
+                    'error': f'sink got {consumed} of {count} packets within {CHAIN_TIMEOUT_SEC:.0f} s',
+                    'executor': executor,
+                }
             time.sleep(0.001)
         elapsed = time.perf_counter() - t0
         snap = handle.shutdown(2.0)
@@ -173,7 +185,6 @@ def run_chain_deterministic(count: int) -> dict[str, Any]:
 
 # -- baseline: plain rclpy nodes in one process ----------------------------------------------------
 def run_chain_rclpy(make_msg: Any, seconds: float, executor: str, window: int = 10) -> dict[str, Any]:
-    import rclpy
     from rclpy.node import Node
     from rclpy.qos import QoSProfile
 
@@ -203,7 +214,15 @@ def run_chain_rclpy(make_msg: Any, seconds: float, executor: str, window: int = 
     for node in nodes:
         ex.add_node(node)
     spinner = Spinner(ex, context).start()
+    discovery_deadline = time.monotonic() + DISCOVERY_TIMEOUT_SEC
     while any(p.get_subscription_count() == 0 for p in pubs):
+        if time.monotonic() > discovery_deadline:  # reported like _measure does, never a hang
+            _close_rclpy(spinner, ex, nodes, context)
+            return {
+                'per_second': 0,
+                'error': f'topics not matched within {DISCOVERY_TIMEOUT_SEC:.0f} s',
+                'executor': executor,
+            }
         time.sleep(0.05)
     stop = threading.Event()
     sent = [0]
@@ -225,13 +244,19 @@ def run_chain_rclpy(make_msg: Any, seconds: float, executor: str, window: int = 
     r1, t1 = received[0], time.perf_counter()
     stop.set()
     thread.join(5)
+    _close_rclpy(spinner, ex, nodes, context)
+    return {'seconds': round(t1 - t0, 3), 'per_second': round((r1 - r0) / (t1 - t0)), 'executor': executor}
+
+
+def _close_rclpy(spinner: Any, ex: Any, nodes: list[Any], context: Any) -> None:
+    import rclpy
+
     spinner.stop()
     with contextlib.suppress(Exception):
         ex.shutdown()
     for node in nodes:
         node.destroy_node()
     rclpy.shutdown(context=context)
-    return {'seconds': round(t1 - t0, 3), 'per_second': round((r1 - r0) / (t1 - t0)), 'executor': executor}
 
 
 # -- P3 children -------------------------------------------------------------------------------------

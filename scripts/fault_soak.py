@@ -76,6 +76,8 @@ class Backend:
         )
         ready, _, _ = select.select([self.proc.stdout], [], [], 20)
         if not ready:
+            stop(self.proc)  # nothing left behind when the backend never came up
+            self.proc = None
             raise SystemExit('fault_soak: backend did not start')
         self.proc.stdout.readline()
 
@@ -213,9 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     rate = args.events / production_sec
 
     backend = Backend(workdir)
-    backend.start()
-    proxy = chaos_proxy.serve_in_thread('127.0.0.1', backend.port)
-    producer = Producer(workdir, f'http://127.0.0.1:{proxy.port}/events', args.events, rate)
+    proxy = None
+    producer = None
 
     schedule: list[tuple[float, str, object]] = [
         (s(10), 'proxy', ('delay', 200)),
@@ -238,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     unique_at_return = depth_at_return = 0
     returned_at = None
     started = time.monotonic()
-    producer.start()
-    try:
+    try:  # everything started from here on is stopped in the finally, whatever fails
+        backend.start()
+        proxy = chaos_proxy.serve_in_thread('127.0.0.1', backend.port)
+        producer = Producer(workdir, f'http://127.0.0.1:{proxy.port}/events', args.events, rate)
+        producer.start()
         while True:
             now = time.monotonic() - started
             while schedule and schedule[0][0] <= now:
@@ -293,8 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         conn.close()
         final = producer.drain(timeout=600)
     finally:
-        producer.stop()
-        proxy.stop()
+        if producer is not None:
+            producer.stop()
+        if proxy is not None:
+            proxy.stop()
         backend.stop()
     duration = time.monotonic() - started
 

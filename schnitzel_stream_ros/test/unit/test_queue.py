@@ -212,7 +212,9 @@ def test_concurrent_enqueues_are_all_committed_with_distinct_seqs(qpath):
             t.join()
         assert len(results) == len(set(results)) == 1200
         assert queue.depth() == 1200
-        assert queue.stats()['commits_total'] <= 1200
+        # group commit: 8 concurrent producers share fsyncs (measured ~190-225 commits for 1200
+        # enqueues); one commit per enqueue would be 1200, so <= 600 proves batching with margin
+        assert queue.stats()['commits_total'] <= 600
 
 
 def test_unsettled_rows_are_due_again_after_reopen(qpath):

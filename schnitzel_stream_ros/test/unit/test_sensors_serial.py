@@ -190,12 +190,15 @@ def test_missing_port_at_start_is_not_fatal(tmp_path):
 
 def test_max_readings_ends_the_source(device):
     runner = SourceRunner(port=str(device.link), max_readings=2, read_timeout_sec=0.05)
-    runner.wait_counter('connected', 1)
-    device.write('1\n2\n3\n')
-    runner.thread.join(timeout=10)
-    assert not runner.thread.is_alive()
-    assert [p.payload['value'] for p in runner.take(2)] == [1, 2]
-    runner.stop()
+    try:
+        runner.wait_counter('connected', 1)
+        device.write('1\n2\n3\n')
+        runner.thread.join(timeout=10)
+        assert not runner.thread.is_alive()
+        assert [p.payload['value'] for p in runner.take(2)] == [1, 2]
+    finally:
+        runner.stop()
+    assert runner.error is None
 
 
 # -- line parsers -------------------------------------------------------------------------------
