@@ -243,3 +243,24 @@ def test_compressed_image_topic():
         RosImageTopicSource.ports_for({'message_type': 'sensor_msgs/msg/CompressedImage'})[0][0].msg_type
         == 'sensor_msgs/msg/CompressedImage'
     )
+
+
+def test_message_time_rule_header_stamp_zero_stamp_and_impossible_stamp():
+    """One rule for every ROS topic source: the header stamp, now when unset, counted when impossible."""
+    from sensor_msgs.msg import Range
+
+    from schnitzel_stream_ros.nodes.sensors.reading import message_ts
+    from schnitzel_stream_ros.nodes.sensors.ros_topic import RosSensorTopicSource
+    from schnitzel_stream_ros.plugin import SimpleContext, resolve_params
+
+    ctx = SimpleContext('range0', resolve_params(RosSensorTopicSource, {'topic': '/range'}))
+    node = RosSensorTopicSource(ctx)
+    msg = Range()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 1_771_027_200, 500_000_000
+    assert message_ts(node, msg) == '2026-02-14T00:00:00.500000Z'
+    received = message_ts(node, Range())  # zero stamp (unset by the publisher): the time of reception
+    assert received.endswith('Z') and not received.startswith('1970')
+    assert 'bad_stamp_total' not in ctx.counters
+    msg.header.stamp.nanosec = 1_500_000_000  # not a valid stamp: counted, replaced by now
+    assert message_ts(node, msg) != '2026-02-14T00:00:01.500000Z'
+    assert ctx.counters['bad_stamp_total'] == 1

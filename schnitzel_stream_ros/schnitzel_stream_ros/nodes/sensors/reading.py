@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from schnitzel_stream_ros.packet import Kind, StreamPacket
+from schnitzel_stream_ros.codec.timestamps import header_ts
+from schnitzel_stream_ros.packet import Kind, StreamPacket, now_ts
+from schnitzel_stream_ros.plugin import Plugin
 
 #: Payload keys that describe the reading rather than measure something.
 DESCRIPTIVE_FIELDS = frozenset({'sensor_id', 'sensor_type', 'sensor_ts', 'unit', 'quality'})
@@ -50,3 +52,15 @@ def sensor_packet(
     """A new kind=sensor packet (source_id = sensor_id, ts = reading time)."""
     payload = sensor_payload(sensor_id, sensor_type, ts, fields, unit=unit, quality=quality)
     return StreamPacket.new(Kind.SENSOR, sensor_id, payload, meta, ts=ts)
+
+
+def message_ts(plugin: Plugin, msg: Any) -> str:
+    """The time of a message a ROS topic source received: its header stamp when the plugin's
+    `use_header_stamp` is on and the stamp is set, else now. An impossible stamp is counted
+    (`bad_stamp_total`) and replaced by now, never raised out of the source."""
+    if plugin.params.get('use_header_stamp', True):
+        try:
+            return header_ts(msg) or now_ts()
+        except ValueError:
+            plugin.count('bad_stamp_total')
+    return now_ts()

@@ -22,9 +22,9 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from schnitzel_stream_ros.codec.compressed_image import compressed_msg_to_frame
 from schnitzel_stream_ros.codec.image import image_msg_to_frame
-from schnitzel_stream_ros.codec.timestamps import header_ts
+from schnitzel_stream_ros.nodes.sensors.reading import message_ts
 from schnitzel_stream_ros.nodes.vision.frames import frame_packet
-from schnitzel_stream_ros.packet import Kind, MetaKey, PayloadProfile, StreamPacket, now_ts
+from schnitzel_stream_ros.packet import Kind, MetaKey, PayloadProfile, StreamPacket
 from schnitzel_stream_ros.plugin import Outputs, Param, Plugin, Port, Role
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
@@ -78,14 +78,6 @@ class RosImageTopicSource(Plugin):
         code = _TO_BGR.get(msg.encoding) if self.params.get('to_bgr8', True) else None
         return cv2.cvtColor(frame, code) if code is not None else frame
 
-    def _ts(self, msg: Image | CompressedImage) -> str:
-        if self.params.get('use_header_stamp', True):
-            try:
-                return header_ts(msg) or now_ts()
-            except ValueError:
-                self.count('bad_stamp_total')
-        return now_ts()
-
     def process(self, packet: StreamPacket, port: str = 'in') -> Outputs:
         msg = packet.payload
         if not isinstance(msg, self.message_cls):
@@ -105,4 +97,4 @@ class RosImageTopicSource(Plugin):
         meta = {MetaKey.FRAME_IDX: self.frame_idx, 'ros_topic': packet.source_id}
         self.frame_idx += 1
         self.count('frames_total')
-        return frame_packet(camera_id, frame, self._ts(msg), meta)
+        return frame_packet(camera_id, frame, message_ts(self, msg), meta)

@@ -17,11 +17,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from schnitzel_stream_ros.codec.interfaces import message_class
-from schnitzel_stream_ros.codec.timestamps import header_ts
-from schnitzel_stream_ros.nodes.sensors.reading import sensor_packet
+from schnitzel_stream_ros.nodes.sensors.reading import message_ts, sensor_packet
 from schnitzel_stream_ros.nodes.sensors.ros_message_json import interface_name
 from schnitzel_stream_ros.nodes.sensors.ros_readings import convert_message
-from schnitzel_stream_ros.packet import Kind, PayloadProfile, StreamPacket, now_ts
+from schnitzel_stream_ros.packet import Kind, PayloadProfile, StreamPacket
 from schnitzel_stream_ros.plugin import Outputs, Param, Plugin, Port, Role
 
 DEFAULT_MESSAGE_TYPE = 'sensor_msgs/msg/Range'
@@ -64,14 +63,6 @@ class RosSensorTopicSource(Plugin):
         while not self.ctx.stop_event.wait(0.1):
             yield None
 
-    def _reading_ts(self, msg: Any) -> str:
-        if self.params.get('use_header_stamp', True):
-            try:
-                return header_ts(msg) or now_ts()
-            except ValueError:
-                self.count('bad_stamp_total')
-        return now_ts()
-
     def process(self, packet: StreamPacket, port: str = 'in') -> Outputs:
         msg = packet.payload
         if not isinstance(msg, self.message_cls):
@@ -87,6 +78,6 @@ class RosSensorTopicSource(Plugin):
         sensor_id = self.params.get('sensor_id') or getattr(header, 'frame_id', '') or packet.source_id
         self.count('readings_total')
         return sensor_packet(
-            sensor_id, sensor_type, self._reading_ts(msg), fields, unit=unit, quality=quality,
+            sensor_id, sensor_type, message_ts(self, msg), fields, unit=unit, quality=quality,
             meta={'ros_topic': packet.source_id},
         )
