@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
+from schnitzel_stream_ros.observability.plugin_log import PluginLog
 from schnitzel_stream_ros.packet import PayloadProfile, StreamPacket
 
 API_VERSION = '1.0'
@@ -130,7 +131,7 @@ class PluginContext(Protocol):
     params: Mapping[str, Any]
 
     @property
-    def logger(self) -> Any: ...  # .debug/.info/.warning/.error(str)
+    def logger(self) -> PluginLog: ...  # .debug/.info/.warning/.error(str), .log(level, str)
 
     @property
     def stop_event(self) -> threading.Event: ...  # set when the node must stop (sources poll it)
@@ -256,6 +257,7 @@ class SimpleContext:
             import logging
 
             self.logger = logging.getLogger(f'schnitzel_stream.{self.node_id}')
+        self.logger = PluginLog(self.logger)
 
     def emit(self, packet: StreamPacket, port: str = DEFAULT_OUTPUT) -> None:
         self.outputs.setdefault(port, []).append(packet)

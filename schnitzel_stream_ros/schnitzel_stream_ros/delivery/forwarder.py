@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from schnitzel_stream_ros.delivery.backoff import Backoff
+from schnitzel_stream_ros.backoff import Backoff
 from schnitzel_stream_ros.delivery.breaker import STATE_CODE, BreakerState, CircuitBreaker, Permit
 from schnitzel_stream_ros.delivery.errors import DeliveryError
 from schnitzel_stream_ros.delivery.http_client import HttpJsonClient, HttpTarget, PostResult, Verdict

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from schnitzel_stream_ros.observability.metrics import NodeMetrics
+from schnitzel_stream_ros.observability.plugin_log import PluginLog
 from schnitzel_stream_ros.packet import StreamPacket
 from schnitzel_stream_ros.plugin import DEFAULT_OUTPUT, Plugin
 
@@ -46,7 +47,7 @@ class NodeContext:
         self._host = host
         self.node_id = host.node_id
         self.params = params
-        self.logger = logger
+        self.logger = PluginLog(logger)  # any level from any call site, also on rclpy's logger
         self.stop_event = stop_event
 
     def emit(self, packet: StreamPacket, port: str = DEFAULT_OUTPUT) -> None:
@@ -114,16 +115,7 @@ class PluginHost:
         if self.closed:
             return
         self.closed = True
-        if self._packets is not None:
-            close_gen = getattr(self._packets, 'close', None)
-            self._packets = None
-            if close_gen is not None:
-                try:
-                    close_gen()
-                except Exception as exc:
-                    raise PluginError(
-                        f"node '{self.node_id}': produce() failed while closing: {type(exc).__name__}: {exc}"
-                    ) from exc
+        self.discard_source()
         if self.plugin is not None:
             try:
                 self.plugin.close()
@@ -204,6 +196,20 @@ class PluginHost:
         if packet is not None:
             self.emit(packet)
         return True
+
+    def discard_source(self) -> None:
+        """Sources: close the current produce() generator; the next pull() calls produce() afresh."""
+        if self._packets is None:
+            return
+        close_gen = getattr(self._packets, 'close', None)
+        self._packets = None
+        if close_gen is not None:
+            try:
+                close_gen()
+            except Exception as exc:
+                raise PluginError(
+                    f"node '{self.node_id}': produce() failed while closing: {type(exc).__name__}: {exc}"
+                ) from exc
 
     def apply_params(self, changed: Mapping[str, Any]) -> None:
         """Dynamic parameters changed (already validated): update params, tell the plugin."""

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from schnitzel_stream_ros.backoff import Backoff
 from schnitzel_stream_ros.runtime.mailbox import Control, Mailbox
 from schnitzel_stream_ros.runtime.plugin_host import DeliveryError, PluginError, PluginHost
 
@@ -141,8 +142,20 @@ def run_inline(
     cost.add(time.perf_counter_ns() - t_start)
 
 
+#: How a source whose produce() raised is restarted: 0.5 s doubling to 30 s, ±20 % jitter. The step
+#: goes back to the first delay once a restarted source has run this long without raising.
+SOURCE_RESTART_BACKOFF = dict(base_sec=0.5, factor=2.0, cap_sec=30.0, jitter='proportional', spread=0.2)
+SOURCE_HEALTHY_SEC = 30.0
+
+
 class SourceWorker:
-    """Pulls one source until it ends, the budget is spent, or the node is asked to stop."""
+    """Pulls one source until it ends, the budget is spent, or the node is asked to stop.
+
+    A source that *returns* is finished; a source whose produce() *raises* is not: a transient
+    fault (a camera library throwing, a device error the plugin did not expect) must never end a
+    camera for good. The error is counted and logged, and produce() is called afresh after a
+    backoff (`node.<id>.source_restarts_total`). Only a stop, the budget or a return end a source.
+    """
 
     def __init__(
         self,
@@ -150,11 +163,13 @@ class SourceWorker:
         budget: EmissionBudget,
         on_fatal: FatalHandler,
         on_done: Callable[[SourceWorker], None] | None = None,
+        restart: Backoff | None = None,
     ) -> None:
         self.host = host
         self.budget = budget
         self.on_fatal = on_fatal
         self.on_done = on_done
+        self.restart = restart or Backoff(**SOURCE_RESTART_BACKOFF)
         self.controls: deque[Control] = deque()
         self.done = threading.Event()
         self.end_reason = ''
@@ -171,6 +186,8 @@ class SourceWorker:
         host = self.host
         metrics = host.metrics
         stop = host.stop_event
+        failures = 0  # restarts since the source last ran SOURCE_HEALTHY_SEC without raising
+        started = time.monotonic()
         try:
             while True:
                 while self.controls:
@@ -185,13 +202,25 @@ class SourceWorker:
                     self.end_reason = 'max_events'
                     return
                 before = metrics.produced
-                alive = host.pull()
+                try:
+                    alive = host.pull()
+                except PluginError as exc:
+                    self.budget.give_back()
+                    _report_plugin_error(host, exc)
+                    if time.monotonic() - started >= SOURCE_HEALTHY_SEC:
+                        failures = 0
+                    failures += 1
+                    if not self._restart(failures):
+                        self.end_reason = 'stopped'
+                        return
+                    started = time.monotonic()
+                    continue
                 if metrics.produced == before:
                     self.budget.give_back()
                 if not alive:
                     self.end_reason = 'exhausted'
                     return
-        except PluginError as exc:
+        except PluginError as exc:  # closing the failed generator raised too
             _report_plugin_error(host, exc)
             self.end_reason = 'failed'
         except DeliveryError as exc:
@@ -201,3 +230,14 @@ class SourceWorker:
             self.done.set()
             if self.on_done is not None:
                 self.on_done(self)
+
+    def _restart(self, attempt: int) -> bool:
+        """Wait the backoff, then let the next pull call produce() afresh. False when stopped meanwhile."""
+        host = self.host
+        delay = self.restart.delay(attempt)
+        host.metrics.count('source_restarts_total')
+        host.ctx.logger.warning(
+            f"node '{host.node_id}': source restarts in {delay:.1f} s (restart {attempt} in a row)"
+        )
+        host.discard_source()
+        return not host.stop_event.wait(delay)

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 
-from schnitzel_stream_ros.delivery.backoff import Backoff
+from schnitzel_stream_ros.backoff import Backoff
 from schnitzel_stream_ros.delivery.forwarder import Forwarder, ForwarderConfig
 from schnitzel_stream_ros.delivery.http_client import HttpTarget
 from schnitzel_stream_ros.delivery.queue import DurableQueue

@@ -20,8 +20,8 @@ import urllib.request
 
 import pytest
 
+from schnitzel_stream_ros.backoff import Backoff
 from schnitzel_stream_ros.delivery.backend import serve_in_thread
-from schnitzel_stream_ros.delivery.backoff import Backoff
 from schnitzel_stream_ros.delivery.forwarder import Forwarder, ForwarderConfig
 from schnitzel_stream_ros.delivery.http_client import HttpTarget
 from schnitzel_stream_ros.delivery.queue import DurableQueue

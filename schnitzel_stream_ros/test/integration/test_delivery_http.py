@@ -18,9 +18,9 @@ from typing import ClassVar
 
 import pytest
 
+from schnitzel_stream_ros.backoff import Backoff
 from schnitzel_stream_ros.delivery import deadletter_cli
 from schnitzel_stream_ros.delivery.backend import serve_in_thread
-from schnitzel_stream_ros.delivery.backoff import Backoff
 from schnitzel_stream_ros.delivery.forwarder import Forwarder, ForwarderConfig
 from schnitzel_stream_ros.delivery.http_client import HttpJsonClient, HttpTarget, Verdict
 from schnitzel_stream_ros.delivery.queue import DurableQueue

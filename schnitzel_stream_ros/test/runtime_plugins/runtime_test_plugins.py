@@ -89,3 +89,56 @@ class EndlessSource(Plugin):
             seq += 1
             if period:
                 self.ctx.stop_event.wait(period)
+
+
+class FlakySource(Plugin):
+    """Emits numbered packets at `rate_hz`; produce() raises after every `fail_every` packets.
+
+    A transient fault of a device library: the runtime must restart produce() (with backoff), not
+    treat the source as finished. `seq` continues across restarts, so a test sees no gap.
+    """
+
+    ROLE = Role.SOURCE
+    INPUTS = ()
+    OUTPUTS = (Port('out', frozenset({'raw'})),)
+    PARAMS = (
+        Param('rate_hz', float, 20.0, 'packets per second', min=0.1),
+        Param('fail_every', int, 5, 'raise after this many packets of one produce() call', min=1),
+        Param('count', int, 0, 'end (return) after this many packets in all; 0 = never', min=0),
+    )
+
+    def setup(self) -> None:
+        self.seq = 0
+
+    def produce(self) -> Iterator[StreamPacket]:
+        count = self.params['count']
+        for _ in range(self.params['fail_every']):
+            if count and self.seq >= count:
+                return
+            yield StreamPacket.new('raw', self.node_id, {'seq': self.seq})
+            self.seq += 1
+            self.ctx.stop_event.wait(1.0 / self.params['rate_hz'])
+        if count and self.seq >= count:
+            return
+        raise OSError(f'device hiccup after packet {self.seq - 1}')
+
+
+class LogEveryLevel(Plugin):
+    """Logs at every level from one call site (a helper taking the level), then passes the packet on.
+
+    The pattern that rclpy's logger refuses when a plugin calls it directly
+    ("Logger severity cannot be changed between calls"); through the runtime's PluginLog it must work.
+    """
+
+    PASSTHROUGH = True
+    INPUTS = (Port('in', profile=PayloadProfile.INPROC_ANY),)
+    OUTPUTS = (Port('out', profile=PayloadProfile.INPROC_ANY),)
+
+    def _say(self, level, text: str) -> None:
+        self.log.log(level, text)  # one call site for every level
+
+    def process(self, packet: StreamPacket, port: str = 'in') -> Outputs:
+        for level in ('debug', 'info', 'warning', 'error'):
+            self._say(level, f'{self.node_id}: level {level} for packet {packet.payload}')
+        self.log.warning(f'{self.node_id}: direct warning for packet {packet.payload}')
+        return packet

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from schnitzel_stream_ros.delivery.backoff import Backoff
+from schnitzel_stream_ros.backoff import Backoff
 from schnitzel_stream_ros.delivery.breaker import BreakerState, CircuitBreaker, Permit
 from schnitzel_stream_ros.delivery.forwarder import body_for
 from schnitzel_stream_ros.delivery.queue import QueuedRow
@@ -23,7 +23,7 @@ class FakeClock:
 
 
 def test_backoff_without_jitter_is_upstreams_schedule():
-    backoff = Backoff(jitter=False)
+    backoff = Backoff(jitter='none')
     assert [backoff.delay(a) for a in range(1, 8)] == [1, 2, 4, 8, 10, 10, 10]
     assert backoff.delay(10_000) == 10  # no overflow for absurd attempt counts
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from schnitzel_stream_ros.delivery.backoff import Backoff
+from schnitzel_stream_ros.backoff import Backoff
 from schnitzel_stream_ros.delivery.http_client import RETRY_STATUSES, HttpTarget
 from schnitzel_stream_ros.delivery.queue import DurableQueue, FullPolicy
 from schnitzel_stream_ros.delivery.redact import mask_url

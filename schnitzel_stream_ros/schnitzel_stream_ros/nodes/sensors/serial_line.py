@@ -12,13 +12,13 @@ skipped. The reading time is the time the line was received (serial devices rare
 from __future__ import annotations
 
 import contextlib
-import random
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import serial
 
+from schnitzel_stream_ros.backoff import Backoff
 from schnitzel_stream_ros.nodes.sensors.line_parser import FORMATS, LineParseError, LineParser
 from schnitzel_stream_ros.nodes.sensors.reading import sensor_packet
 from schnitzel_stream_ros.packet import Kind, MetaKey, StreamPacket, now_ts
@@ -69,7 +69,8 @@ class SerialLineSensorSource(Plugin):
         self._opened_once = False
         self._failures = 0
         self._outage_logged = False
-        self._random = random.Random()
+        self._backoff = Backoff(p['reconnect_backoff_sec'], 2.0, p['reconnect_backoff_max_sec'],
+                                'proportional', p['reconnect_jitter'])
 
     # -- connection ---------------------------------------------------------------------------
     def _open(self) -> bool:
@@ -108,11 +109,7 @@ class SerialLineSensorSource(Plugin):
                 port.close()
 
     def _backoff_delay(self) -> float:
-        p = self.params
-        base = p.get('reconnect_backoff_sec', 0.5) * (2 ** min(self._failures, 16))
-        delay = min(base, p.get('reconnect_backoff_max_sec', 5.0))
-        jitter = p.get('reconnect_jitter', 0.2)
-        return max(0.0, delay * (1.0 + self._random.uniform(-jitter, jitter)))
+        return self._backoff.delay(self._failures + 1)
 
     # -- reading ------------------------------------------------------------------------------
     def _read_lines(self) -> list[bytes]:

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from schnitzel_stream_ros.backoff import Backoff
+
 #: A function that opens a capture and returns it (opened), or None when it could not.
 Opener = Callable[[], Any]
 
@@ -45,10 +47,7 @@ class ReconnectPolicy:
     max_attempts: int = 0  # consecutive failed attempts before giving up; 0 = never give up
 
     def delay(self, attempt: int, rng: random.Random) -> float:
-        bound = min(self.max_sec, self.initial_sec * 2.0 ** min(max(0, attempt - 1), 64))
-        if self.jitter <= 0:
-            return bound
-        return max(0.0, bound * rng.uniform(1.0 - self.jitter, 1.0 + self.jitter))
+        return Backoff(self.initial_sec, 2.0, self.max_sec, 'proportional', self.jitter, rng).delay(attempt)
 
 
 @dataclass(frozen=True)

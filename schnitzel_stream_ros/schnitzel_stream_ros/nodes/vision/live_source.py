@@ -14,6 +14,7 @@ from typing import Any
 from schnitzel_stream_ros.nodes.vision.frames import frame_packet
 from schnitzel_stream_ros.nodes.vision.live_capture import LiveCapture, Opener, ReconnectPolicy
 from schnitzel_stream_ros.nodes.vision.video_file import FRAME_OUTPUT
+from schnitzel_stream_ros.observability.plugin_log import Level
 from schnitzel_stream_ros.packet import MetaKey, StreamPacket, format_ts
 from schnitzel_stream_ros.plugin import Param, Plugin, Role
 
@@ -67,8 +68,8 @@ class LiveCameraSource(Plugin):
         self._capture: LiveCapture | None = None
         self._lock = threading.Lock()
 
-    def _log(self, level: str, text: str) -> None:
-        getattr(self.log, level)(f'{self.node_id}: {text}')
+    def _log(self, level: Level, text: str) -> None:
+        self.log.log(level, f'{self.node_id}: {text}')
 
     def _new_capture(self) -> LiveCapture:
         p = self.params
