@@ -33,6 +33,8 @@ setup(
             'schnitzel-stream = schnitzel_stream_ros.cli:main',
             # the component container (launch_ros ComposableNodeContainer, `ros2 run`, the runner)
             'component_container = schnitzel_stream_ros.runtime.container_main:main',
+            # opens a launched graph's start gate once every node is loaded and wired
+            'start_gate = schnitzel_stream_ros.runtime.start_gate_main:main',
             'pingpong = schnitzel_stream_ros.demo.pingpong:main',
         ],
         # Graph plugins by name (graph files, the upstream alias table and `schnitzel-stream plugins`).

@@ -15,15 +15,19 @@ from schnitzel_stream_ros.graph.wiring import (
     load_requests_by_container,
 )
 from schnitzel_stream_ros.launchgen.literals import parameter_value
+from schnitzel_stream_ros.runtime.start_gate import GatePlan
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 #: The container executable our package installs (lib/schnitzel_stream_ros/component_container).
 CONTAINER_EXECUTABLE = 'component_container'
+#: Opens the start gate once launch_ros has loaded and wired every node (runtime/start_gate.py).
+START_GATE_EXECUTABLE = 'start_gate'
 
 #: Every name the generated file imports, by module (tests check this set exactly).
 IMPORTS: tuple[tuple[str, str], ...] = (
     ('launch', 'LaunchDescription'),
     ('launch_ros.actions', 'ComposableNodeContainer'),
+    ('launch_ros.actions', 'Node'),
     ('launch_ros.descriptions', 'ComposableNode'),
     ('launch_ros.parameter_descriptions', 'ParameterValue'),
 )
@@ -82,6 +86,7 @@ def render_launch_file(graph: ValidatedGraph, source_label: str | None = None) -
             f'            namespace={graph.spec.namespace!r},',
             f'            package={PACKAGE_NAME!r},',
             f'            executable={CONTAINER_EXECUTABLE!r},',
+            "            arguments=['--paused'],  # nodes wait for the start gate",
             "            output='screen',",
             '            composable_node_descriptions=[',
         ]
@@ -91,5 +96,17 @@ def render_launch_file(graph: ValidatedGraph, source_label: str | None = None) -
             '            ],',
             '        ),',
         ]
-    lines.append('    ])')
+    lines += [
+        '        # Starts the graph once every node above is loaded and every cross-container topic is',
+        '        # matched, so no packet of a finite source is lost to load order (docs/wiring.md).',
+        '        Node(',
+        f'            package={PACKAGE_NAME!r},',
+        f'            executable={START_GATE_EXECUTABLE!r},',
+        "            name='start_gate',",
+        f'            namespace={graph.spec.namespace!r},',
+        f'            arguments=[\'--plan\', {GatePlan.from_graph(graph).to_json()!r}],',
+        "            output='screen',",
+        '        ),',
+        '    ])',
+    ]
     return '\n'.join(lines) + '\n'

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,8 +39,11 @@ SERVICE_TIMEOUT_SEC = 20.0
 
 class ContainerHandle(Protocol):
     name: str
+    full_name: str
 
     def load(self, request: LoadRequest) -> LoadResult: ...
+    def ready(self) -> bool: ...
+    def list_nodes(self) -> list[str]: ...
     def start(self) -> None: ...
     def stop_sources(self) -> None: ...
     def snapshot(self) -> dict[str, Any]: ...
@@ -48,10 +52,11 @@ class ContainerHandle(Protocol):
     def failure(self) -> str | None: ...
 
 
-def init_context() -> Context:
-    """A private rclpy context whose signals stay ours (the runner handles SIGINT/SIGTERM)."""
+def init_context(args: list[str] | None = None) -> Context:
+    """A private rclpy context whose signals stay ours (the runner handles SIGINT/SIGTERM).
+    `args`: a command line whose `--ros-args` (remaps of __node/__ns) apply."""
     context = Context()
-    rclpy.init(args=[], context=context, signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(args=args or [], context=context, signal_handler_options=SignalHandlerOptions.NO)
     return context
 
 
@@ -62,6 +67,7 @@ class LocalContainerHandle:
         self, name: str, namespace: str, *, executor: str, max_events: int | None, drain_timeout: float
     ) -> None:
         self.name = name
+        self.full_name = container_full_name(name, namespace)
         self.context = init_context()
         self.node = Node(name, namespace=namespace, context=self.context)
         self.executors = ContainerExecutors(executor, self.context)
@@ -79,6 +85,12 @@ class LocalContainerHandle:
 
     def load(self, request: LoadRequest) -> LoadResult:
         return self.container.load_request(request)
+
+    def ready(self) -> bool:
+        return True
+
+    def list_nodes(self) -> list[str]:
+        return [name for name, _uid in self.container.list_nodes()]
 
     def start(self) -> None:
         self.container.start()
@@ -136,69 +148,72 @@ def _die_with_parent() -> None:
         ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-class RemoteContainerHandle:
-    """A `component_container` child process, driven through its services from the runner's node."""
+def container_full_name(name: str, namespace: str) -> str:
+    return ('' if namespace == '/' else namespace) + '/' + name
+
+
+class ContainerClient:
+    """Calls one container's composition and run-control services from a node of ours.
+
+    `failure()` is asked while a call waits: a container whose process is known to have died ends
+    the wait at once instead of after the timeout (None = not known, wait).
+    """
 
     def __init__(
-        self,
-        name: str,
-        namespace: str,
-        client_node: Node,
-        *,
-        executor: str,
-        max_events: int | None,
-        drain_timeout: float,
+        self, full_name: str, client_node: Node, failure: Callable[[], str | None] = lambda: None
     ) -> None:
-        from composition_interfaces.srv import LoadNode
+        from composition_interfaces.srv import ListNodes, LoadNode
         from std_srvs.srv import Trigger
 
-        self.name = name
+        self.full_name = full_name
         self.node = client_node
-        base = ('' if namespace == '/' else namespace) + '/' + name
-        self.proc = subprocess.Popen(
-            container_command(
-                name, namespace, executor=executor, max_events=max_events, drain_timeout=drain_timeout
-            ),
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        self._load = client_node.create_client(LoadNode, f'{base}/_container/load_node')
+        self._failure = failure
+        self._load = client_node.create_client(LoadNode, f'{full_name}/_container/load_node')
+        self._list = client_node.create_client(ListNodes, f'{full_name}/_container/list_nodes')
         self._trigger = {
-            verb: client_node.create_client(Trigger, f'{base}/_schnitzel/{verb}')
+            verb: client_node.create_client(Trigger, f'{full_name}/_schnitzel/{verb}')
             for verb in ('start', 'stop_sources', 'stop', 'report')
         }
-        self._final: dict[str, Any] | None = None
+
+    @property
+    def _clients(self) -> tuple[Any, ...]:
+        return (self._load, self._list, *self._trigger.values())
+
+    def ready(self) -> bool:
+        """True once every service of the container is available (does not wait)."""
+        return all(client.service_is_ready() for client in self._clients)
 
     def wait_ready(self, timeout: float = SERVICE_TIMEOUT_SEC) -> None:
         deadline = time.monotonic() + timeout
-        for client in (self._load, *self._trigger.values()):
+        for client in self._clients:
             while not client.wait_for_service(timeout_sec=0.2):
-                if self.proc.poll() is not None:
-                    raise RuntimeError(
-                        f'container {self.name!r} exited with code {self.proc.returncode} '
-                        'before its services came up'
-                    )
+                failure = self._failure()
+                if failure:
+                    raise RuntimeError(f'{failure} before its services came up')
                 if time.monotonic() > deadline:
                     raise RuntimeError(
-                        f'container {self.name!r}: service {client.srv_name} not available '
+                        f'container {self.full_name}: service {client.srv_name} not available '
                         f'after {timeout:.0f} s'
                     )
 
     def _call(self, client: Any, request: Any, timeout: float = SERVICE_TIMEOUT_SEC) -> Any:
+        if not client.service_is_ready():  # a request to no server would only wait out the timeout
+            self.wait_ready(timeout)
         done = threading.Event()
         future = client.call_async(request)
         future.add_done_callback(lambda _f: done.set())
         deadline = time.monotonic() + timeout
         while not done.wait(0.1):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f'container {self.name!r} exited with code {self.proc.returncode}')
+            failure = self._failure()
+            if failure:
+                raise RuntimeError(failure)
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f'container {self.name!r}: {client.srv_name} did not answer in {timeout:.0f} s'
+                    f'container {self.full_name}: {client.srv_name} did not answer in {timeout:.0f} s'
                 )
         return future.result()
 
-    def _trigger_call(self, verb: str, timeout: float = SERVICE_TIMEOUT_SEC) -> str:
+    def trigger(self, verb: str, timeout: float = SERVICE_TIMEOUT_SEC) -> str:
         from std_srvs.srv import Trigger
 
         return self._call(self._trigger[verb], Trigger.Request(), timeout).message
@@ -220,20 +235,78 @@ class RemoteContainerHandle:
             response.success, response.error_message, response.full_node_name, response.unique_id
         )
 
+    def list_nodes(self, timeout: float = SERVICE_TIMEOUT_SEC) -> list[str]:
+        from composition_interfaces.srv import ListNodes
+
+        return list(self._call(self._list, ListNodes.Request(), timeout).full_node_names)
+
     def start(self) -> None:
-        self._trigger_call('start')
+        self.trigger('start')
+
+    def snapshot(self, timeout: float = 5.0) -> dict[str, Any]:
+        return json.loads(self.trigger('report', timeout=timeout))
+
+    def destroy(self) -> None:
+        for client in self._clients:
+            self.node.destroy_client(client)
+
+
+class RemoteContainerHandle:
+    """A `component_container` child process, driven through its services from the runner's node."""
+
+    def __init__(
+        self,
+        name: str,
+        namespace: str,
+        client_node: Node,
+        *,
+        executor: str,
+        max_events: int | None,
+        drain_timeout: float,
+    ) -> None:
+        self.name = name
+        self.full_name = container_full_name(name, namespace)
+        self.proc = subprocess.Popen(
+            container_command(
+                name, namespace, executor=executor, max_events=max_events, drain_timeout=drain_timeout
+            ),
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        self.client = ContainerClient(self.full_name, client_node, self._exited)
+        self._final: dict[str, Any] | None = None
+
+    def _exited(self) -> str | None:
+        if self.proc.poll() is None:
+            return None
+        return f'container {self.name!r} exited with code {self.proc.returncode}'
+
+    def wait_ready(self, timeout: float = SERVICE_TIMEOUT_SEC) -> None:
+        self.client.wait_ready(timeout)
+
+    def load(self, request: LoadRequest) -> LoadResult:
+        return self.client.load(request)
+
+    def ready(self) -> bool:
+        return self.client.ready()
+
+    def list_nodes(self) -> list[str]:
+        return self.client.list_nodes()
+
+    def start(self) -> None:
+        self.client.start()
 
     def stop_sources(self) -> None:
-        self._trigger_call('stop_sources')
+        self.client.trigger('stop_sources')
 
     def snapshot(self) -> dict[str, Any]:
         if self._final is not None:
             return self._final
-        return json.loads(self._trigger_call('report', timeout=5.0))
+        return self.client.snapshot()
 
     def shutdown(self, drain_timeout: float) -> dict[str, Any]:
         if self._final is None:
-            self._final = json.loads(self._trigger_call('stop', timeout=drain_timeout + SERVICE_TIMEOUT_SEC))
+            self._final = json.loads(self.client.trigger('stop', timeout=drain_timeout + SERVICE_TIMEOUT_SEC))
         return self._final
 
     def failure(self) -> str | None:
@@ -255,5 +328,4 @@ class RemoteContainerHandle:
                 self.proc.wait(timeout=10)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        for client in (self._load, *self._trigger.values()):
-            self.node.destroy_client(client)
+        self.client.destroy()

@@ -2,10 +2,10 @@
 
 Steps: start the containers paused (one in this process, or one process per group when the graph has
 several) -> load every node with its load request (graph.wiring: the same request launch sends) ->
-wait until every cross-container topic is matched over DDS (so the first packets are not lost) ->
-start -> watch (progress line, fatal errors, dead containers, duration, signals) -> at the end of the
-finite sources or on a stop: stop sources, let in-flight packets drain, close every plugin, collect
-the final snapshots.
+the start gate (runtime/start_gate.py: every node loaded, every cross-container topic matched over
+DDS, so the first packets are not lost) -> start -> watch (progress line, fatal errors, dead
+containers, duration, signals) -> at the end of the finite sources or on a stop: stop sources, let
+in-flight packets drain, close every plugin, collect the final snapshots.
 
 End of a run: every source has ended (exhausted, budget spent) and every container is idle, and the
 counters have not moved for a few polls — the last condition covers packets in flight between
@@ -33,6 +33,7 @@ from schnitzel_stream_ros.runtime.container_handles import (
 )
 from schnitzel_stream_ros.runtime.deterministic import RunOutcome
 from schnitzel_stream_ros.runtime.executors import DEFAULT_EXECUTOR, Spinner, make_executor
+from schnitzel_stream_ros.runtime.start_gate import GatePlan, open_gate, wait_until_wired
 
 ENGINE_NAME = 'live'
 POLL_SEC = 0.2
@@ -56,16 +57,6 @@ def budget_shares(graph: ValidatedGraph, max_events: int | None) -> dict[str, in
     for index, node in enumerate(sources):
         shares[node.container] += max_events // len(sources) + (1 if index < max_events % len(sources) else 0)
     return shares
-
-
-def _cross_container_topics(graph: ValidatedGraph) -> dict[str, int]:
-    """topic -> how many subscriptions outside its publisher's group must be matched before start."""
-    container_of = {n.id: n.container for n in graph.nodes}
-    needed: dict[str, set[tuple[str, str]]] = {}
-    for edge in graph.edges:
-        if container_of[edge.src] != container_of[edge.dst]:
-            needed.setdefault(edge.topic, set()).add((edge.dst, edge.dst_port))
-    return {topic: len(ends) for topic, ends in needed.items()}
 
 
 class LiveRun:
@@ -158,9 +149,8 @@ class LiveRun:
             self._open_containers()
             errors += self._load_all()
             if not errors:
-                warnings += self._wait_matched()
-                for handle in self.handles:
-                    handle.start()
+                warnings += self._wait_wired()
+                open_gate(self.handles)
                 reason = self._watch(t0, errors)
         except Exception as exc:
             errors.append(f'runner: {type(exc).__name__}: {exc}')
@@ -179,26 +169,15 @@ class LiveRun:
                     errors.append(result.error_message)
         return errors
 
-    def _wait_matched(self) -> list[str]:
-        needed = _cross_container_topics(self.graph)
-        if not needed or len(self.handles) < 2:
-            return []
-        deadline = time.monotonic() + MATCH_TIMEOUT_SEC
-        while True:
-            matched: dict[str, int] = {}
-            for snap in (h.snapshot() for h in self.handles):
-                for topic, row in snap.get('topics', {}).items():
-                    matched[topic] = max(matched.get(topic, 0), row.get('external_subscribers', 0))
-            missing = [t for t, n in needed.items() if matched.get(t, 0) < n]
-            if not missing:
-                return []
-            if time.monotonic() > deadline or self.stop_event.is_set():
-                return [
-                    f'topic {t} was not matched across containers after {MATCH_TIMEOUT_SEC:.0f} s; '
-                    'its first packets may be lost'
-                    for t in missing
-                ]
-            time.sleep(0.05)
+    def _wait_wired(self) -> list[str]:
+        """The start gate (runtime/start_gate.py), as launch opens it: every node listed by its
+        container, every crossing topic matched. Loads here are synchronous, so only the DDS
+        matching can take time; after MATCH_TIMEOUT_SEC the run starts anyway, with a warning."""
+        missing = wait_until_wired(
+            GatePlan.from_graph(self.graph), self.handles, stop=self.stop_event, timeout=MATCH_TIMEOUT_SEC
+        )
+        late = f'after {MATCH_TIMEOUT_SEC:.0f} s; its first packets may be lost'
+        return [f'start gate: {m} {late}' for m in missing]
 
     def _watch(self, t0: float, errors: list[str]) -> str:
         deadline = None if self.duration_sec is None else t0 + self.duration_sec

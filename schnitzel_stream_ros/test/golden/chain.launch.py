@@ -2,11 +2,12 @@
 # and regenerate.
 # graph: test/graphs/valid/chain.yaml
 # graph sha256: f7b85742fccbde12cd6141e20fb9a78dcd62e79d9a710deafa265a5b1d2937b1
-# generator: schnitzel_stream_ros.launchgen 1 (wiring contract v1)
+# generator: schnitzel_stream_ros.launchgen 2 (wiring contract v1)
 # ruff: noqa
 """Launch description of a schnitzel_stream graph: 1 container, 3 nodes (generated)."""
 from launch import LaunchDescription
 from launch_ros.actions import ComposableNodeContainer
+from launch_ros.actions import Node
 from launch_ros.descriptions import ComposableNode
 from launch_ros.parameter_descriptions import ParameterValue
 
@@ -18,6 +19,7 @@ def generate_launch_description():
             namespace='/',
             package='schnitzel_stream_ros',
             executable='component_container',
+            arguments=['--paused'],  # nodes wait for the start gate
             output='screen',
             composable_node_descriptions=[
                 ComposableNode(
@@ -66,5 +68,15 @@ def generate_launch_description():
                     }],
                 ),
             ],
+        ),
+        # Starts the graph once every node above is loaded and every cross-container topic is
+        # matched, so no packet of a finite source is lost to load order (docs/wiring.md).
+        Node(
+            package='schnitzel_stream_ros',
+            executable='start_gate',
+            name='start_gate',
+            namespace='/',
+            arguments=['--plan', '{"containers":{"/main":["/src","/ident","/out"]},"cross_topics":{}}'],
+            output='screen',
         ),
     ])

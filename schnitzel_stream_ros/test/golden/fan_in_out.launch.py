@@ -2,11 +2,12 @@
 # and regenerate.
 # graph: test/graphs/valid/fan_in_out.yaml
 # graph sha256: 286ea6f8fe199eae2f0e456534cdf76d6d964fb85c7e71d0808475991807b0de
-# generator: schnitzel_stream_ros.launchgen 1 (wiring contract v1)
+# generator: schnitzel_stream_ros.launchgen 2 (wiring contract v1)
 # ruff: noqa
 """Launch description of a schnitzel_stream graph: 1 container, 6 nodes (generated)."""
 from launch import LaunchDescription
 from launch_ros.actions import ComposableNodeContainer
+from launch_ros.actions import Node
 from launch_ros.descriptions import ComposableNode
 from launch_ros.parameter_descriptions import ParameterValue
 
@@ -18,6 +19,7 @@ def generate_launch_description():
             namespace='/plant/line1',
             package='schnitzel_stream_ros',
             executable='component_container',
+            arguments=['--paused'],  # nodes wait for the start gate
             output='screen',
             composable_node_descriptions=[
                 ComposableNode(
@@ -121,5 +123,15 @@ def generate_launch_description():
                     }],
                 ),
             ],
+        ),
+        # Starts the graph once every node above is loaded and every cross-container topic is
+        # matched, so no packet of a finite source is lost to load order (docs/wiring.md).
+        Node(
+            package='schnitzel_stream_ros',
+            executable='start_gate',
+            name='start_gate',
+            namespace='/plant/line1',
+            arguments=['--plan', '{"containers":{"/plant/line1/main":["/plant/line1/cam","/plant/line1/beacon","/plant/line1/burst","/plant/line1/merge","/plant/sinks/log","/plant/line1/screen"]},"cross_topics":{}}'],
+            output='screen',
         ),
     ])

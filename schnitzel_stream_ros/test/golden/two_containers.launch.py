@@ -2,11 +2,12 @@
 # and regenerate.
 # graph: test/graphs/valid/two_containers.yaml
 # graph sha256: edac93c628dd0bdc69d9970c02df8739d0d03a07cbadf1d972032c723f9b19c5
-# generator: schnitzel_stream_ros.launchgen 1 (wiring contract v1)
+# generator: schnitzel_stream_ros.launchgen 2 (wiring contract v1)
 # ruff: noqa
 """Launch description of a schnitzel_stream graph: 2 containers, 5 nodes (generated)."""
 from launch import LaunchDescription
 from launch_ros.actions import ComposableNodeContainer
+from launch_ros.actions import Node
 from launch_ros.descriptions import ComposableNode
 from launch_ros.parameter_descriptions import ParameterValue
 
@@ -18,6 +19,7 @@ def generate_launch_description():
             namespace='/',
             package='schnitzel_stream_ros',
             executable='component_container',
+            arguments=['--paused'],  # nodes wait for the start gate
             output='screen',
             composable_node_descriptions=[
                 ComposableNode(
@@ -61,6 +63,7 @@ def generate_launch_description():
             namespace='/',
             package='schnitzel_stream_ros',
             executable='component_container',
+            arguments=['--paused'],  # nodes wait for the start gate
             output='screen',
             composable_node_descriptions=[
                 ComposableNode(
@@ -118,5 +121,15 @@ def generate_launch_description():
                     }],
                 ),
             ],
+        ),
+        # Starts the graph once every node above is loaded and every cross-container topic is
+        # matched, so no packet of a finite source is lost to load order (docs/wiring.md).
+        Node(
+            package='schnitzel_stream_ros',
+            executable='start_gate',
+            name='start_gate',
+            namespace='/',
+            arguments=['--plan', '{"containers":{"/camera":["/grabber","/to_ref"],"/storage":["/from_ref","/files","/sampled_out"]},"cross_topics":{"/to_ref/out":2}}'],
+            output='screen',
         ),
     ])

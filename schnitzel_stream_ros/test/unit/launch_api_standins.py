@@ -59,6 +59,18 @@ class ComposableNodeContainer:
         self.kwargs = node_kwargs
 
 
+class Node:
+    """launch_ros.actions.Node (a process of an executable of a package)."""
+
+    def __init__(self, *, executable: str, package: str | None = None, name: str | None = None,
+                 namespace: str | None = None, **node_kwargs: Any) -> None:
+        unknown = set(node_kwargs) - NODE_KWARGS
+        if unknown:
+            raise TypeError(f'Node got unexpected keyword arguments {sorted(unknown)}')
+        self.executable, self.package, self.name, self.namespace = executable, package, name, namespace
+        self.kwargs = node_kwargs
+
+
 class ComposableNode:
     def __init__(self, *, package: str, plugin: str, name: str | None = None, namespace: str | None = None,
                  parameters: list[Any] | None = None, remappings: list[tuple[str, str]] | None = None,
@@ -82,7 +94,7 @@ def install(monkeypatch: Any) -> None:
                            'LogInfo': LogInfo},
         'launch.substitutions': {'LaunchConfiguration': LaunchConfiguration},
         'launch_ros': {},
-        'launch_ros.actions': {'ComposableNodeContainer': ComposableNodeContainer},
+        'launch_ros.actions': {'ComposableNodeContainer': ComposableNodeContainer, 'Node': Node},
         'launch_ros.descriptions': {'ComposableNode': ComposableNode},
         'launch_ros.parameter_descriptions': {'ParameterValue': ParameterValue},
     }

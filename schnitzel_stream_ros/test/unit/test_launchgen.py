@@ -17,6 +17,7 @@ from schnitzel_stream_ros.graph.validate import compile_graph, load_and_validate
 from schnitzel_stream_ros.graph.wiring import load_requests
 from schnitzel_stream_ros.launchgen import render_launch_file
 from schnitzel_stream_ros.launchgen.site import GraphRefused
+from schnitzel_stream_ros.runtime.start_gate import GatePlan
 
 PACKAGE = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = PACKAGE / 'test' / 'golden'
@@ -28,14 +29,16 @@ _spec.loader.exec_module(regenerate)
 GENERATED_IMPORTS = {
     ('launch', 'LaunchDescription'),
     ('launch_ros.actions', 'ComposableNodeContainer'),
+    ('launch_ros.actions', 'Node'),
     ('launch_ros.descriptions', 'ComposableNode'),
     ('launch_ros.parameter_descriptions', 'ParameterValue'),
 }
 #: constructor -> keyword arguments it may be called with (subset of the public signatures)
 ALLOWED_CALLS = {
     'LaunchDescription': set(),
-    'ComposableNodeContainer': {'name', 'namespace', 'package', 'executable', 'output',
+    'ComposableNodeContainer': {'name', 'namespace', 'package', 'executable', 'output', 'arguments',
                                 'composable_node_descriptions'},
+    'Node': {'package', 'executable', 'name', 'namespace', 'arguments', 'output'},
     'ComposableNode': {'package', 'plugin', 'name', 'namespace', 'parameters', 'remappings'},
     'ParameterValue': {'value_type'},
 }
@@ -117,18 +120,24 @@ def test_launch_hands_the_container_exactly_the_load_requests(stem, monkeypatch)
     exec(compile(regenerate.golden_path(stem).read_text(), stem, 'exec'), scope)
     description = scope['generate_launch_description']()
     got = []
-    for container in description.entities:
+    *containers, gate = description.entities
+    graph = compile_graph(PACKAGE / regenerate.GOLDEN_GRAPHS[stem], PluginRegistry(Allowlist()))
+    for container in containers:
         assert container.kwargs == {'package': 'schnitzel_stream_ros', 'executable': 'component_container',
-                                    'output': 'screen'}
+                                    'arguments': ['--paused'], 'output': 'screen'}
         for node in container.nodes:
             (params,) = node.parameters
             got.append((container.name, node.package, node.plugin, node.name, node.namespace,
                         tuple(f'{a}:={b}' for a, b in node.remappings),
                         {k: _unwrap(v) for k, v in params.items()}))
-    graph = compile_graph(PACKAGE / regenerate.GOLDEN_GRAPHS[stem], PluginRegistry(Allowlist()))
     expected = [(r.container_group, r.package_name, r.plugin_name, r.node_name, r.node_namespace,
                  r.remap_rules, dict(r.parameters)) for r in load_requests(graph)]
     assert got == expected
+    # the last action opens the start gate with the plan of this graph
+    assert (gate.package, gate.executable, gate.name, gate.namespace) == (
+        'schnitzel_stream_ros', 'start_gate', 'start_gate', graph.spec.namespace)
+    flag, plan = gate.kwargs['arguments']
+    assert flag == '--plan' and GatePlan.from_json(plan) == GatePlan.from_graph(graph)
 
 
 def test_strings_that_yaml_would_retype_stay_strings():
@@ -171,7 +180,7 @@ def test_site_launch_compiles_the_default_site_graph_at_launch_time(monkeypatch)
     context = SimpleNamespace(launch_configurations={'graph': argument.default_value})
     log, description = opaque.function(context)
     assert 'is valid: 16 nodes in 2 container(s)' in log.msg
-    vision, events = description.entities  # one container per group, in order of first appearance
+    vision, events, _gate = description.entities  # one container per group, then the start gate
     assert vision.namespace == events.namespace == '/site'
     assert [n.name for n in vision.nodes] == ['cam0', 'cam1', 'det0', 'det1', 'trk0', 'trk1', 'annotated0']
     assert [n.name for n in events.nodes][:3] == ['events0', 'events1', 'zones']

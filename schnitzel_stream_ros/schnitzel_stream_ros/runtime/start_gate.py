@@ -1,0 +1,176 @@
+"""The start gate: a graph produces only once every node of it is loaded and every cross-process edge wired.
+
+Why: containers load nodes one at a time (launch_ros' LoadComposableNodes, `ros2 component load`,
+the runner), and a node that runs as soon as it is loaded emits into a graph that is not there yet —
+a finite source's first packets go to an unloaded neighbour or to a DDS topic nobody matched. So
+the rule for every way of starting a graph is the same (docs/wiring.md, "Start gate"):
+
+1. containers start *paused* (`component_container --paused`): loaded nodes are set up and wired
+   but their sources do not pull;
+2. the gate waits until each container lists every node the graph puts in it, and every topic
+   that crosses containers has as many matched subscriptions on its publisher as the graph has
+   consumers of it in other containers;
+3. then it calls `~/_schnitzel/start` on every container, once. Later loads start at once.
+
+`schnitzel-stream run` opens the gate itself after its loads; a generated launch file starts the
+`start_gate` executable next to its containers, which waits for launch_ros' loads and opens it;
+by hand, `ros2 run schnitzel_stream_ros start_gate --graph FILE` does the same for containers
+started with `--paused` and nodes loaded with `ros2 component load`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from schnitzel_stream_ros.graph.model import ValidatedGraph
+from schnitzel_stream_ros.graph.wiring import load_requests_by_container
+
+#: Bounds of a plan handed over on a command line (it is input like any other).
+MAX_PLAN_BYTES = 1 << 20
+MAX_PLAN_ENTRIES = 10_000
+
+
+def _join(namespace: str, name: str) -> str:
+    return ('' if namespace == '/' else namespace.rstrip('/')) + '/' + name
+
+
+@dataclass(frozen=True)
+class GatePlan:
+    """What must be there before a graph starts: nodes per container, subscriptions per crossing topic."""
+
+    containers: Mapping[str, tuple[str, ...]]  # container node full name -> node full names in it
+    cross_topics: Mapping[str, int]  # topic -> matched subscriptions its publisher needs
+
+    @classmethod
+    def from_graph(cls, graph: ValidatedGraph) -> GatePlan:
+        container_of = {n.id: n.container for n in graph.nodes}
+        needed: dict[str, set[tuple[str, str]]] = {}
+        for edge in graph.edges:
+            if container_of[edge.src] != container_of[edge.dst]:
+                needed.setdefault(edge.topic, set()).add((edge.dst, edge.dst_port))
+        containers = {
+            _join(graph.spec.namespace, group): tuple(_join(r.node_namespace, r.node_name) for r in requests)
+            for group, requests in load_requests_by_container(graph).items()
+        }
+        return cls(containers, {topic: len(ends) for topic, ends in sorted(needed.items())})
+
+    def to_json(self) -> str:
+        containers = {k: list(v) for k, v in self.containers.items()}
+        plan = {'containers': containers, 'cross_topics': dict(self.cross_topics)}
+        return json.dumps(plan, separators=(',', ':'))
+
+    @classmethod
+    def from_json(cls, text: str) -> GatePlan:
+        """Parse a plan; a malformed one raises ValueError with one line saying what is wrong."""
+        if len(text) > MAX_PLAN_BYTES:
+            raise ValueError(f'start gate plan: {len(text)} bytes, more than {MAX_PLAN_BYTES}')
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ValueError(f'start gate plan: not JSON: {exc}') from None
+        if not isinstance(data, dict) or set(data) != {'containers', 'cross_topics'}:
+            raise ValueError("start gate plan: expected an object with 'containers' and 'cross_topics'")
+        containers, topics = data['containers'], data['cross_topics']
+        if not isinstance(containers, dict) or not all(
+            isinstance(k, str) and k.startswith('/') and isinstance(v, list)
+            and all(isinstance(n, str) and n.startswith('/') for n in v)
+            for k, v in containers.items()
+        ):
+            raise ValueError("start gate plan: 'containers' must map container names to lists of node names")
+        if not isinstance(topics, dict) or not all(
+            isinstance(k, str) and k.startswith('/') and type(v) is int and v > 0 for k, v in topics.items()
+        ):
+            raise ValueError("start gate plan: 'cross_topics' must map topic names to positive counts")
+        if sum(len(v) for v in containers.values()) + len(topics) > MAX_PLAN_ENTRIES:
+            raise ValueError(f'start gate plan: more than {MAX_PLAN_ENTRIES} nodes and topics')
+        return cls({k: tuple(v) for k, v in containers.items()}, dict(topics))
+
+    def missing(self, loaded: Mapping[str, Iterable[str]], matched: Mapping[str, int]) -> list[str]:
+        """What still keeps the gate closed, one phrase each; empty when the graph may start.
+
+        `loaded`: container full name -> node full names it lists now; `matched`: topic -> matched
+        subscriptions of its publisher outside its container, as the containers report them.
+        """
+        out = []
+        for container, nodes in self.containers.items():
+            have = set(loaded.get(container, ()))
+            if container not in loaded:
+                out.append(f'container {container} not reachable')
+                continue
+            out += [f'node {name} not loaded in {container}' for name in nodes if name not in have]
+        for topic, needed in self.cross_topics.items():
+            if matched.get(topic, 0) < needed:
+                out.append(f'topic {topic}: {matched.get(topic, 0)}/{needed} subscriptions matched')
+        return out
+
+
+def matched_subscriptions(snapshots: Iterable[Mapping]) -> dict[str, int]:
+    """topic -> matched subscriptions outside the publishing container, from container snapshots."""
+    matched: dict[str, int] = {}
+    for snap in snapshots:
+        for topic, row in snap.get('topics', {}).items():
+            matched[topic] = max(matched.get(topic, 0), int(row.get('external_subscribers', 0)))
+    return matched
+
+
+class GateTarget(Protocol):
+    """A container as the gate sees it (the runner's handles, or service clients of launched ones)."""
+
+    full_name: str
+
+    def ready(self) -> bool: ...  # can be asked now (services up) without waiting
+    def list_nodes(self) -> list[str]: ...
+    def snapshot(self) -> dict[str, Any]: ...
+    def start(self) -> None: ...
+
+
+def observe(targets: Sequence[GateTarget]) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """(loaded nodes per reachable container, matched subscriptions per topic). A container that
+    does not answer yet is left out: the plan then reports it as not reachable."""
+    loaded: dict[str, list[str]] = {}
+    snapshots = []
+    for target in targets:
+        if not target.ready():
+            continue  # its services are not up yet: not reachable
+        try:
+            loaded[target.full_name] = target.list_nodes()
+            snapshots.append(target.snapshot())
+        except Exception:  # not up yet, or busy: asked again at the next poll
+            loaded.pop(target.full_name, None)
+    return loaded, matched_subscriptions(snapshots)
+
+
+def wait_until_wired(
+    plan: GatePlan,
+    targets: Sequence[GateTarget],
+    *,
+    stop: threading.Event,
+    timeout: float | None = None,
+    on_waiting: Callable[[list[str]], None] | None = None,
+    poll_sec: float = 0.1,
+) -> list[str]:
+    """Block until the plan is met: [] then; else (timeout, stop) what was still missing.
+
+    `on_waiting(missing)` is called every poll that finds something missing (the caller decides how
+    often to log it).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        missing = plan.missing(*observe(targets))
+        if not missing:
+            return []
+        if on_waiting is not None:
+            on_waiting(missing)
+        if (deadline is not None and time.monotonic() >= deadline) or stop.wait(poll_sec):
+            return missing
+
+
+def open_gate(targets: Sequence[GateTarget]) -> None:
+    """Start every container's loaded nodes (sources begin to pull)."""
+    for target in targets:
+        target.start()
