@@ -38,10 +38,11 @@ from std_srvs.srv import Trigger
 
 from schnitzel_stream_ros.graph.allowlist import Allowlist
 from schnitzel_stream_ros.graph.registry import PluginRegistry
-from schnitzel_stream_ros.graph.wiring import LoadRequest
+from schnitzel_stream_ros.graph.wiring import PACKAGE_NAME, LoadRequest
 from schnitzel_stream_ros.observability.snapshot import runtime_snapshot
 from schnitzel_stream_ros.runtime.bus import Bus
 from schnitzel_stream_ros.runtime.executors import supports_message_info
+from schnitzel_stream_ros.runtime.hot_replace import ReplaceRefused
 from schnitzel_stream_ros.runtime.load_spec import LoadError, parse_load_request
 from schnitzel_stream_ros.runtime.plugin_host import PluginError
 from schnitzel_stream_ros.runtime.ros_node import PluginNode
@@ -115,6 +116,7 @@ class Container:
         n.create_service(Trigger, CONTROL_PREFIX + 'stop_sources', self._srv_stop_sources)
         n.create_service(Trigger, CONTROL_PREFIX + 'stop', self._srv_stop)
         n.create_service(Trigger, CONTROL_PREFIX + 'report', self._srv_report)
+        n.create_service(LoadNode, CONTROL_PREFIX + 'replace', self._srv_replace)
 
     def _srv_load(self, request: Any, response: Any) -> Any:
         try:
@@ -134,6 +136,27 @@ class Container:
                 parameters=params,
                 log_level=request.log_level,
                 extra=extra,
+            )
+        response.success = result.success
+        response.error_message = result.error_message
+        response.full_node_name = result.full_node_name
+        response.unique_id = result.unique_id
+        return response
+
+    def _srv_replace(self, request: Any, response: Any) -> Any:
+        """Hot-replace (runtime/hot_replace.py): a LoadNode request naming a loaded node."""
+        try:
+            params = {p.name: parameter_value_to_python(p.value) for p in request.parameters}
+        except Exception as exc:
+            result = LoadResult(False, f"node '{request.node_name}': unreadable parameters: {exc}")
+        else:
+            result = self.replace(
+                plugin_name=request.plugin_name,
+                node_name=request.node_name,
+                node_namespace=request.node_namespace,
+                remap_rules=list(request.remap_rules),
+                parameters=params,
+                package_name=request.package_name,
             )
         response.success = result.success
         response.error_message = result.error_message
@@ -243,6 +266,48 @@ class Container:
             full_name = node.get_fully_qualified_name()
             self.log.info(f'loaded {full_name} ({spec.plugin_ref}), unique_id {uid}')
             return LoadResult(True, '', full_name, uid)
+
+    def replace(
+        self,
+        *,
+        plugin_name: str,
+        node_name: str,
+        node_namespace: str,
+        remap_rules: list[str],
+        parameters: Mapping[str, Any],
+        package_name: str = PACKAGE_NAME,
+    ) -> LoadResult:
+        """Replace a loaded node's plugin instance in place (its unique_id, topics, inboxes stay)."""
+        with self._lock:
+            try:
+                spec = parse_load_request(
+                    package_name=package_name,
+                    plugin_name=plugin_name,
+                    node_name=node_name,
+                    node_namespace=node_namespace,
+                    remap_rules=tuple(remap_rules),
+                    parameters=parameters,
+                    registry=self.registry,
+                )
+                found = [
+                    (uid, n)
+                    for uid, n in self._nodes.items()
+                    if n.get_fully_qualified_name() == spec.full_name
+                ]
+                if not found:
+                    raise LoadError(
+                        f"node '{node_name}': no node named {spec.full_name} in container {self.name!r}"
+                    )
+                uid, node = found[0]
+                pause = node.replace(spec)
+            except (LoadError, ReplaceRefused) as exc:
+                self.log.error(f'replace refused: {exc}')
+                return LoadResult(False, str(exc))
+            except Exception as exc:  # a bug must not take the container down
+                self.log.error(f"replace of node '{node_name}' failed: {type(exc).__name__}: {exc}")
+                return LoadResult(False, f"node '{node_name}': internal error while replacing: {exc}")
+            self.log.info(f'replaced {spec.full_name} by {spec.plugin_ref} (pause {pause * 1e3:.2f} ms)')
+            return LoadResult(True, '', spec.full_name, uid)
 
     def unload(self, unique_id: int) -> tuple[bool, str]:
         """Stop, drain, close and destroy one node."""

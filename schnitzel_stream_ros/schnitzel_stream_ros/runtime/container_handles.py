@@ -42,6 +42,7 @@ class ContainerHandle(Protocol):
     full_name: str
 
     def load(self, request: LoadRequest) -> LoadResult: ...
+    def replace(self, request: LoadRequest) -> LoadResult: ...
     def ready(self) -> bool: ...
     def list_nodes(self) -> list[str]: ...
     def start(self) -> None: ...
@@ -85,6 +86,16 @@ class LocalContainerHandle:
 
     def load(self, request: LoadRequest) -> LoadResult:
         return self.container.load_request(request)
+
+    def replace(self, request: LoadRequest) -> LoadResult:
+        return self.container.replace(
+            plugin_name=request.plugin_name,
+            node_name=request.node_name,
+            node_namespace=request.node_namespace,
+            remap_rules=list(request.remap_rules),
+            parameters=dict(request.parameters),
+            package_name=request.package_name,
+        )
 
     def ready(self) -> bool:
         return True
@@ -170,6 +181,7 @@ class ContainerClient:
         self._failure = failure
         self._load = client_node.create_client(LoadNode, f'{full_name}/_container/load_node')
         self._list = client_node.create_client(ListNodes, f'{full_name}/_container/list_nodes')
+        self._replace = client_node.create_client(LoadNode, f'{full_name}/_schnitzel/replace')
         self._trigger = {
             verb: client_node.create_client(Trigger, f'{full_name}/_schnitzel/{verb}')
             for verb in ('start', 'stop_sources', 'stop', 'report')
@@ -177,7 +189,7 @@ class ContainerClient:
 
     @property
     def _clients(self) -> tuple[Any, ...]:
-        return (self._load, self._list, *self._trigger.values())
+        return (self._load, self._list, self._replace, *self._trigger.values())
 
     def ready(self) -> bool:
         """True once every service of the container is available (does not wait)."""
@@ -218,7 +230,8 @@ class ContainerClient:
 
         return self._call(self._trigger[verb], Trigger.Request(), timeout).message
 
-    def load(self, request: LoadRequest) -> LoadResult:
+    @staticmethod
+    def _load_msg(request: LoadRequest) -> Any:
         from composition_interfaces.srv import LoadNode
 
         msg = LoadNode.Request()
@@ -230,7 +243,17 @@ class ContainerClient:
         msg.parameters = [
             Parameter(name, value=value).to_parameter_msg() for name, value in request.parameters.items()
         ]
-        response = self._call(self._load, msg)
+        return msg
+
+    def load(self, request: LoadRequest) -> LoadResult:
+        response = self._call(self._load, self._load_msg(request))
+        return LoadResult(
+            response.success, response.error_message, response.full_node_name, response.unique_id
+        )
+
+    def replace(self, request: LoadRequest) -> LoadResult:
+        """Hot-replace the loaded node the request names (runtime/hot_replace.py)."""
+        response = self._call(self._replace, self._load_msg(request))
         return LoadResult(
             response.success, response.error_message, response.full_node_name, response.unique_id
         )
@@ -286,6 +309,9 @@ class RemoteContainerHandle:
 
     def load(self, request: LoadRequest) -> LoadResult:
         return self.client.load(request)
+
+    def replace(self, request: LoadRequest) -> LoadResult:
+        return self.client.replace(request)
 
     def ready(self) -> bool:
         return self.client.ready()

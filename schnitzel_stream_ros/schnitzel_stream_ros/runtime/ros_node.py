@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.context import Context
 from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
@@ -31,11 +32,16 @@ from schnitzel_stream_ros.observability.metrics import EdgeMetrics
 from schnitzel_stream_ros.packet import Kind, StreamPacket
 from schnitzel_stream_ros.plugin import Role
 from schnitzel_stream_ros.runtime.bus import Bus, LocalSubscriber, OutputPort
+from schnitzel_stream_ros.runtime.hot_replace import ReplaceRefused, run_swap, wiring_problems
 from schnitzel_stream_ros.runtime.inbox import Inbox
 from schnitzel_stream_ros.runtime.load_spec import LoadError, NodeLoadSpec
 from schnitzel_stream_ros.runtime.mailbox import Mailbox
 from schnitzel_stream_ros.runtime.plugin_host import DeliveryError, PluginError, PluginHost
-from schnitzel_stream_ros.runtime.ros_params import check_change, declare_parameters
+from schnitzel_stream_ros.runtime.ros_params import (
+    check_change,
+    declare_parameters,
+    redeclare_plugin_parameters,
+)
 from schnitzel_stream_ros.runtime.workers import (
     CostMeter,
     EmissionBudget,
@@ -119,6 +125,8 @@ class PluginNode(Node):
         self.source_worker: SourceWorker | None = None
         self.started = False
         self._decode_warned = False
+        self._redeclaring = False  # a hot-replace re-declares parameters: checks stand aside
+        self.replaced_total = 0
         try:
             if spec.log_level:
                 self.get_logger().set_level(LoggingSeverity(spec.log_level))
@@ -253,10 +261,14 @@ class PluginNode(Node):
 
     # -- parameters -----------------------------------------------------------------------------
     def _check_params(self, params: list[Parameter]) -> Any:
+        if self._redeclaring:
+            return SetParametersResult(successful=True)
         result, _ = check_change(self.spec.plugin_cls.param_schema(), params)
         return result
 
     def _params_changed(self, params: list[Parameter]) -> None:
+        if self._redeclaring:
+            return
         _, changed = check_change(self.spec.plugin_cls.param_schema(), params)
         if not changed:
             return
@@ -273,6 +285,49 @@ class PluginNode(Node):
                 apply()
             except PluginError as exc:
                 self.on_warning(str(exc))
+
+    # -- hot-replace ----------------------------------------------------------------------------
+    def replace(self, spec: NodeLoadSpec) -> float:
+        """Swap in a new plugin instance (new parameters or class), keeping inboxes, topics and
+        counters (runtime/hot_replace.py). Returns the pause of the node's thread in seconds.
+        Raises ReplaceRefused with the reason; then the running instance is untouched."""
+        name = self.get_name()
+        problems = wiring_problems(self.spec, spec)
+        if problems:
+            raise ReplaceRefused(f"node '{name}': replace refused: {'; '.join(problems)}")
+        try:
+            replacement = self.host.prepare_replacement(spec.plugin_cls, spec.params)
+        except PluginError as exc:
+            raise ReplaceRefused(f'{exc}; the running instance stays') from None
+        try:
+            job = run_swap(self, replacement)
+        except ReplaceRefused:
+            self._close_quietly(replacement.plugin)
+            raise
+        if job.error is not None:
+            self._close_quietly(replacement.plugin)
+            raise ReplaceRefused(f'{job.error}; the running instance stays')
+        self.cost.reset()  # the new instance may be slower: no inline runs until measured again
+        old_schema = self.spec.plugin_cls.param_schema()
+        self.spec = spec
+        self._redeclaring = True
+        try:
+            given = {k: v for k, v in spec.ros_params.items() if not is_reserved_param(k)}
+            redeclare_plugin_parameters(self, old_schema, spec.plugin_cls.param_schema(), spec.params, given)
+        finally:
+            self._redeclaring = False
+        self.replaced_total += 1
+        self.host.metrics.count('replaced_total')
+        self._close_quietly(job.old)
+        return job.pause_ns / 1e9
+
+    def _close_quietly(self, plugin: Any) -> None:
+        if plugin is None:
+            return
+        try:
+            plugin.close()
+        except Exception as exc:
+            self.on_warning(f"node '{self.get_name()}': close() of a replaced instance failed: {exc}")
 
     # -- life cycle -----------------------------------------------------------------------------
     def start(self, on_source_done: Callable[[SourceWorker], None] | None = None) -> None:

@@ -103,3 +103,23 @@ def check_change(
         except (ParamError, ValueError) as exc:
             return SetParametersResult(successful=False, reason=str(exc)), {}
     return SetParametersResult(successful=True), changed
+
+
+def redeclare_plugin_parameters(
+    node: Any,
+    old_schema: Mapping[str, Param],
+    new_schema: Mapping[str, Param],
+    resolved: Mapping[str, Any],
+    given: Mapping[str, Any],
+) -> None:
+    """A hot-replaced node's plugin parameters: the old plugin's go, the new plugin's are declared.
+
+    rclpy refuses to undeclare a read-only parameter; a replace must (the node stays, its plugin and
+    with it the parameter schema change), so the descriptor is made writable just before it goes.
+    The caller keeps its set-parameter checks out of the way meanwhile (they run on declaration).
+    """
+    for name in old_schema:
+        if node.has_parameter(name):
+            node.describe_parameter(name).read_only = False
+            node.undeclare_parameter(name)
+    declare_parameters(node, new_schema, resolved, {k: v for k, v in given.items() if k in new_schema})

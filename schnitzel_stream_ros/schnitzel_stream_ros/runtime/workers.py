@@ -43,6 +43,12 @@ class CostMeter:
         self.samples = 0
         self.cheap = False  # an attribute, not a property: read once per DDS message
 
+    def reset(self) -> None:
+        """Forget the measurements (a replaced plugin is measured afresh)."""
+        self.samples = 0
+        self.ewma_ns = 0.0
+        self.cheap = False
+
     def add(self, ns: int) -> None:
         self.samples += 1
         self.ewma_ns += (ns - self.ewma_ns) * (0.5 if self.samples < self.MIN_SAMPLES else 0.05)

@@ -142,3 +142,49 @@ class LogEveryLevel(Plugin):
             self._say(level, f'{self.node_id}: level {level} for packet {packet.payload}')
         self.log.warning(f'{self.node_id}: direct warning for packet {packet.payload}')
         return packet
+
+
+class Stamp(Plugin):
+    """Stamps each JSON payload with its class, its `tag` and a running count a replace hands over.
+
+    What a hot-replace test needs to see: which instance processed each packet (`by`, `tag`), and
+    whether the state hand-over worked (`seen` continues across instances, also across classes).
+    """
+
+    INPUTS = (Port('in'),)
+    OUTPUTS = (Port('out'),)
+    PASSTHROUGH = True
+    PARAMS = (
+        Param('tag', str, '', 'written into every payload'),
+        Param('setup_sec', float, 0.0, 'setup() sleeps this long (a slow model load)', min=0.0),
+        Param('hand_over', bool, True, 'hand the count over to the replacing instance'),
+    )
+
+    def setup(self) -> None:
+        time.sleep(self.params['setup_sec'])
+        self.seen = 0
+
+    def process(self, packet: StreamPacket, port: str = 'in') -> Outputs:
+        self.seen += 1
+        payload = {**packet.payload, 'by': type(self).__name__, 'tag': self.params['tag'], 'seen': self.seen}
+        return packet.derive(payload=payload)
+
+    def snapshot_state(self) -> dict | None:
+        return {'seen': self.seen} if self.params['hand_over'] else None
+
+    def restore_state(self, state: dict) -> None:
+        self.seen = int(state['seen'])
+
+
+class OtherStamp(Stamp):
+    """Stamp under another class name: a replace may change the class, not only parameters."""
+
+
+class StampWithoutInput(Plugin):
+    """A plugin whose ports do not fit Stamp's edges (no input 'in'): a replace must be refused."""
+
+    INPUTS = (Port('data'),)
+    OUTPUTS = (Port('out'),)
+
+    def process(self, packet: StreamPacket, port: str = 'data') -> Outputs:
+        return packet
