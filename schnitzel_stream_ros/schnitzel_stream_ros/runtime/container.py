@@ -442,5 +442,8 @@ class Container:
                 'budget_used': self.budget.used,
                 'fatal': list(self.fatal),
                 'warnings': list(self.warnings),
+                # DDS publishers each input topic from outside this container has matched (what a
+                # restarted container waits for: the other side's counts still include the dead one)
+                'inputs_matched': {t: c for node in nodes for t, c in node.bridged_publishers().items()},
             },
         )

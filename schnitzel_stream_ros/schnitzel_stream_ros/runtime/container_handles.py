@@ -51,6 +51,8 @@ class ContainerHandle(Protocol):
     def shutdown(self, drain_timeout: float) -> dict[str, Any]: ...
     def close(self) -> None: ...
     def failure(self) -> str | None: ...
+    def restart(self) -> None: ...
+    def kill(self) -> None: ...
 
 
 def init_context(args: list[str] | None = None) -> Context:
@@ -63,6 +65,8 @@ def init_context(args: list[str] | None = None) -> Context:
 
 class LocalContainerHandle:
     """The container lives in this process (one container group)."""
+
+    restartable = False  # it is this process: nothing to restart it from
 
     def __init__(
         self, name: str, namespace: str, *, executor: str, max_events: int | None, drain_timeout: float
@@ -122,6 +126,12 @@ class LocalContainerHandle:
         if self.executors.error is not None:
             return f'container {self.name!r}: executor failed: {self.executors.error!r}'
         return None
+
+    def restart(self) -> None:
+        raise RuntimeError(f'container {self.name!r} runs in this process and cannot be restarted')
+
+    def kill(self) -> None:
+        """Nothing to kill: the container is this process."""
 
     def close(self) -> None:
         self.executors.stop()
@@ -245,8 +255,8 @@ class ContainerClient:
         ]
         return msg
 
-    def load(self, request: LoadRequest) -> LoadResult:
-        response = self._call(self._load, self._load_msg(request))
+    def load(self, request: LoadRequest, timeout: float = SERVICE_TIMEOUT_SEC) -> LoadResult:
+        response = self._call(self._load, self._load_msg(request), timeout)
         return LoadResult(
             response.success, response.error_message, response.full_node_name, response.unique_id
         )
@@ -275,7 +285,13 @@ class ContainerClient:
 
 
 class RemoteContainerHandle:
-    """A `component_container` child process, driven through its services from the runner's node."""
+    """A `component_container` child process, driven through its services from the runner's node.
+
+    `restart()` starts the process again with the same command after it died (the reconciler then
+    reloads its nodes, runtime/reconciler.py).
+    """
+
+    restartable = True
 
     def __init__(
         self,
@@ -289,15 +305,27 @@ class RemoteContainerHandle:
     ) -> None:
         self.name = name
         self.full_name = container_full_name(name, namespace)
-        self.proc = subprocess.Popen(
-            container_command(
-                name, namespace, executor=executor, max_events=max_events, drain_timeout=drain_timeout
-            ),
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
+        self.command = container_command(
+            name, namespace, executor=executor, max_events=max_events, drain_timeout=drain_timeout
         )
+        self.proc = self._spawn()
         self.client = ContainerClient(self.full_name, client_node, self._exited)
         self._final: dict[str, Any] | None = None
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen(self.command, start_new_session=True, preexec_fn=_die_with_parent)
+
+    def restart(self) -> None:
+        """Start the container process again (after it died), same command; it comes up paused."""
+        self.kill()
+        self.proc = self._spawn()
+
+    def kill(self) -> None:
+        """SIGKILL whatever is left of the process group and reap it."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
 
     def _exited(self) -> str | None:
         if self.proc.poll() is None:
@@ -307,8 +335,8 @@ class RemoteContainerHandle:
     def wait_ready(self, timeout: float = SERVICE_TIMEOUT_SEC) -> None:
         self.client.wait_ready(timeout)
 
-    def load(self, request: LoadRequest) -> LoadResult:
-        return self.client.load(request)
+    def load(self, request: LoadRequest, timeout: float = SERVICE_TIMEOUT_SEC) -> LoadResult:
+        return self.client.load(request, timeout)
 
     def replace(self, request: LoadRequest) -> LoadResult:
         return self.client.replace(request)
@@ -316,8 +344,8 @@ class RemoteContainerHandle:
     def ready(self) -> bool:
         return self.client.ready()
 
-    def list_nodes(self) -> list[str]:
-        return self.client.list_nodes()
+    def list_nodes(self, timeout: float = SERVICE_TIMEOUT_SEC) -> list[str]:
+        return self.client.list_nodes(timeout)
 
     def start(self) -> None:
         self.client.start()

@@ -33,7 +33,8 @@ from schnitzel_stream_ros.runtime.container_handles import (
 )
 from schnitzel_stream_ros.runtime.deterministic import RunOutcome
 from schnitzel_stream_ros.runtime.executors import DEFAULT_EXECUTOR, Spinner, make_executor
-from schnitzel_stream_ros.runtime.start_gate import GatePlan, open_gate, wait_until_wired
+from schnitzel_stream_ros.runtime.reconciler import Reconciler
+from schnitzel_stream_ros.runtime.start_gate import open_gate
 
 ENGINE_NAME = 'live'
 POLL_SEC = 0.2
@@ -72,6 +73,7 @@ class LiveRun:
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT_SEC,
         stop_event: threading.Event | None = None,
         on_progress: Callable[[list[dict[str, Any]]], None] | None = None,
+        container_restarts: int | None = None,
     ) -> None:
         self.graph = graph
         self.max_events = max_events
@@ -82,6 +84,8 @@ class LiveRun:
         self.stop_signal: int | None = None
         self.on_progress = on_progress
         self.handles: list[ContainerHandle] = []
+        self.reconciler: Reconciler | None = None  # loads, supervises (restarts dead containers)
+        self.container_restarts = container_restarts
         self._client_context: Any = None
         self._client_node: Any = None
         self._client_spinner: Spinner | None = None
@@ -147,7 +151,8 @@ class LiveRun:
         snapshots: list[dict[str, Any]] = []
         try:
             self._open_containers()
-            errors += self._load_all()
+            self.reconciler = Reconciler(self.graph, self.handles, max_restarts=self.container_restarts)
+            errors += self.reconciler.load_all()
             if not errors:
                 warnings += self._wait_wired()
                 open_gate(self.handles)
@@ -157,25 +162,23 @@ class LiveRun:
         finally:
             snapshots = self._finish(errors)
             self._close_containers()
+            if self.reconciler is not None:
+                warnings += self.reconciler.notes
         return RunOutcome(snapshots, reason, errors, warnings, time.monotonic() - t0)
 
-    def _load_all(self) -> list[str]:
-        errors = []
-        requests = load_requests_by_container(self.graph)
-        for handle in self.handles:
-            for request in requests[handle.name]:
-                result = handle.load(request)
-                if not result.success:
-                    errors.append(result.error_message)
-        return errors
+    def report_extra(self) -> dict[str, Any]:
+        """What supervision did, for the run report (`supervision`)."""
+        if self.reconciler is None:
+            return {}
+        return {'supervision': {'container_restarts': dict(self.reconciler.restarts),
+                                'restarts_total': sum(self.reconciler.restarts.values())}}
 
     def _wait_wired(self) -> list[str]:
         """The start gate (runtime/start_gate.py), as launch opens it: every node listed by its
         container, every crossing topic matched. Loads here are synchronous, so only the DDS
         matching can take time; after MATCH_TIMEOUT_SEC the run starts anyway, with a warning."""
-        missing = wait_until_wired(
-            GatePlan.from_graph(self.graph), self.handles, stop=self.stop_event, timeout=MATCH_TIMEOUT_SEC
-        )
+        assert self.reconciler is not None
+        missing = self.reconciler.wait_wired(self.stop_event, MATCH_TIMEOUT_SEC)
         late = f'after {MATCH_TIMEOUT_SEC:.0f} s; its first packets may be lost'
         return [f'start gate: {m} {late}' for m in missing]
 
@@ -189,11 +192,11 @@ class LiveRun:
                 return 'signal ' + signal.Signals(self.stop_signal).name if self.stop_signal else 'stopped'
             if deadline is not None and time.monotonic() >= deadline:
                 return 'duration'
-            for handle in self.handles:
-                failure = handle.failure()
-                if failure:
-                    errors.append(failure)
-                    return 'error'
+            assert self.reconciler is not None
+            failure = self.reconciler.heal(self.stop_event)  # a dead container is restarted here
+            if failure:
+                errors.append(failure)
+                return 'error'
             snapshots = [h.snapshot() for h in self.handles]
             if self.on_progress is not None:
                 self.on_progress(snapshots)

@@ -393,6 +393,16 @@ class PluginNode(Node):
         self.destroy_node()
 
     # -- metrics --------------------------------------------------------------------------------
+    def bridged_publishers(self) -> dict[str, int]:
+        """topic -> publishers matched by this node's DDS subscription of it (inputs from outside)."""
+        topic_of = {id(sub): sub.topic for sub in self.subscribers}
+        out: dict[str, int] = {}
+        for key, subscription in list(self._bridges.items()):
+            topic = topic_of.get(key)
+            if topic is not None:
+                out[topic] = max(out.get(topic, 0), subscription.get_publisher_count())
+        return out
+
     def inbox_dropped(self) -> int:
         return sum(inbox.dropped_total for inbox in self.mailbox.inboxes.values())
 

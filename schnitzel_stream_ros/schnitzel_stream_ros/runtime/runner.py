@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_DRAIN_TIMEOUT_SEC,
         help='how long in-flight packets may drain at the end (seconds)',
     )
+    parser.add_argument(
+        '--container-restarts',
+        type=_non_negative_int,
+        default=None,
+        help='restarts of a dead container process within 60 s before the run fails (default 5; '
+        '0: a dead container ends the run)',
+    )
     parser.add_argument('--quiet', action='store_true', help='no progress line')
     parser.add_argument(
         '--timeline', default=None, help='append the metrics of every second to this JSONL file (for plots)'
@@ -172,9 +179,14 @@ def main(argv: list[str] | None = None) -> int:
                 drain_timeout=args.drain_timeout,
                 stop_event=stopper.event,
                 on_progress=on_progress,
+                container_restarts=args.container_restarts,
             )
             outcome = run.run()
-            extra = {'executor': args.executor, 'containers': [g.name for g in graph.containers]}
+            extra = {
+                'executor': args.executor,
+                'containers': [g.name for g in graph.containers],
+                **run.report_extra(),
+            }
         if stopper.signum is not None and outcome.stop_reason in ('stopped', 'error') and not outcome.errors:
             outcome.stop_reason = f'signal {signal.Signals(stopper.signum).name}'
     progress.update(outcome.snapshots, force=True)
