@@ -36,6 +36,7 @@ from schnitzel_stream_ros.runtime.hot_replace import ReplaceRefused, run_swap, w
 from schnitzel_stream_ros.runtime.inbox import Inbox
 from schnitzel_stream_ros.runtime.load_spec import LoadError, NodeLoadSpec
 from schnitzel_stream_ros.runtime.mailbox import Mailbox
+from schnitzel_stream_ros.runtime.node_restart import NodeRestarts
 from schnitzel_stream_ros.runtime.plugin_host import DeliveryError, PluginError, PluginHost
 from schnitzel_stream_ros.runtime.ros_params import (
     check_change,
@@ -117,6 +118,7 @@ class PluginNode(Node):
             logger=self.get_logger(),
         )
         self.mailbox = Mailbox(spec.node_name)
+        self.restarts = NodeRestarts(self.host, self.mailbox, spec.restart)
         self.cost = CostMeter()  # cheap nodes may run inline in DDS callbacks
         self.outputs: list[OutputPort] = []
         self.subscribers: list[LocalSubscriber] = []
@@ -203,6 +205,7 @@ class PluginNode(Node):
 
         mailbox, token, edge, port = sub.mailbox, sub.token, sub.edge, sub.port
         cost = self.cost
+        on_error = self.restarts.failed
 
         def to_packet(msg: Any) -> StreamPacket | None:
             transport.dds_received_total += 1
@@ -222,7 +225,7 @@ class PluginNode(Node):
         def deliver(packet: StreamPacket, t_emit: int) -> None:
             if cost.cheap and self.input_worker is not None and mailbox.try_claim():
                 try:  # a cheap idle node runs right here: no hand-over to its thread (Mailbox.try_claim)
-                    run_inline(self.host, cost, packet, port, t_emit, edge, self.on_fatal)
+                    run_inline(self.host, cost, packet, port, t_emit, edge, self.on_fatal, on_error)
                 finally:
                     mailbox.release()
                 return
@@ -308,6 +311,7 @@ class PluginNode(Node):
             self._close_quietly(replacement.plugin)
             raise ReplaceRefused(f'{job.error}; the running instance stays')
         self.cost.reset()  # the new instance may be slower: no inline runs until measured again
+        self.restarts.reset(spec.restart)
         old_schema = self.spec.plugin_cls.param_schema()
         self.spec = spec
         self._redeclaring = True
@@ -335,7 +339,9 @@ class PluginNode(Node):
             return
         self.started = True
         if self.mailbox.inboxes:
-            self.input_worker = InputWorker(self.host, self.mailbox, self.on_fatal, self.cost)
+            self.input_worker = InputWorker(
+                self.host, self.mailbox, self.on_fatal, self.cost, on_error=self.restarts.failed
+            )
             self.input_worker.start()
         if self.spec.role is Role.SOURCE:
             self.source_worker = SourceWorker(self.host, self.budget, self.on_fatal, on_source_done)

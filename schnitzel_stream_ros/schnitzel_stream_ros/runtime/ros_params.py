@@ -26,6 +26,7 @@ _WIRING_DESCRIPTIONS = {
     'qos': 'QoS of this port (wiring, read-only)',
     'inbox': 'inbox of this input (wiring, read-only)',
     'container': 'container group of this node (wiring, read-only)',
+    'restart': 'restart policy of this node (graph, read-only)',
 }
 
 

@@ -188,3 +188,20 @@ class StampWithoutInput(Plugin):
 
     def process(self, packet: StreamPacket, port: str = 'data') -> Outputs:
         return packet
+
+
+class FailEveryNth(Plugin):
+    """Passes packets on; raises on every packet whose payload `seq` is n-1 modulo n (instance-free)."""
+
+    PASSTHROUGH = True
+    INPUTS = (Port('in'),)
+    OUTPUTS = (Port('out'),)
+    PARAMS = (Param('n', int, 10, 'raise on seq % n == n - 1', min=1),)
+
+    def setup(self) -> None:
+        self.fresh = True  # a restart must give a fresh instance (setup() again)
+
+    def process(self, packet: StreamPacket, port: str = 'in') -> Outputs:
+        if packet.payload['seq'] % self.params['n'] == self.params['n'] - 1:
+            raise RuntimeError(f"seq {packet.payload['seq']} refused")
+        return packet
