@@ -299,14 +299,14 @@ class Container:
                         f"node '{node_name}': no node named {spec.full_name} in container {self.name!r}"
                     )
                 uid, node = found[0]
-                pause = node.replace(spec)
+                done = node.replace(spec)
             except (LoadError, ReplaceRefused) as exc:
                 self.log.error(f'replace refused: {exc}')
                 return LoadResult(False, str(exc))
             except Exception as exc:  # a bug must not take the container down
                 self.log.error(f"replace of node '{node_name}' failed: {type(exc).__name__}: {exc}")
                 return LoadResult(False, f"node '{node_name}': internal error while replacing: {exc}")
-            self.log.info(f'replaced {spec.full_name} by {spec.plugin_ref} (pause {pause * 1e3:.2f} ms)')
+            self.log.info(f'replaced {spec.full_name}: {done}')
             return LoadResult(True, '', spec.full_name, uid)
 
     def unload(self, unique_id: int) -> tuple[bool, str]:

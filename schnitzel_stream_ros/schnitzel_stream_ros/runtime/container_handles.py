@@ -43,6 +43,7 @@ class ContainerHandle(Protocol):
 
     def load(self, request: LoadRequest) -> LoadResult: ...
     def replace(self, request: LoadRequest) -> LoadResult: ...
+    def unload_node(self, full_name: str) -> tuple[bool, str]: ...
     def ready(self) -> bool: ...
     def list_nodes(self) -> list[str]: ...
     def start(self) -> None: ...
@@ -90,6 +91,12 @@ class LocalContainerHandle:
 
     def load(self, request: LoadRequest) -> LoadResult:
         return self.container.load_request(request)
+
+    def unload_node(self, full_name: str) -> tuple[bool, str]:
+        uid = next((uid for name, uid in self.container.list_nodes() if name == full_name), None)
+        if uid is None:
+            return False, f'no node {full_name} in container {self.name!r}'
+        return self.container.unload(uid)
 
     def replace(self, request: LoadRequest) -> LoadResult:
         return self.container.replace(
@@ -183,7 +190,7 @@ class ContainerClient:
     def __init__(
         self, full_name: str, client_node: Node, failure: Callable[[], str | None] = lambda: None
     ) -> None:
-        from composition_interfaces.srv import ListNodes, LoadNode
+        from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode
         from std_srvs.srv import Trigger
 
         self.full_name = full_name
@@ -192,6 +199,7 @@ class ContainerClient:
         self._load = client_node.create_client(LoadNode, f'{full_name}/_container/load_node')
         self._list = client_node.create_client(ListNodes, f'{full_name}/_container/list_nodes')
         self._replace = client_node.create_client(LoadNode, f'{full_name}/_schnitzel/replace')
+        self._unload = client_node.create_client(UnloadNode, f'{full_name}/_container/unload_node')
         self._trigger = {
             verb: client_node.create_client(Trigger, f'{full_name}/_schnitzel/{verb}')
             for verb in ('start', 'stop_sources', 'stop', 'report')
@@ -199,7 +207,7 @@ class ContainerClient:
 
     @property
     def _clients(self) -> tuple[Any, ...]:
-        return (self._load, self._list, self._replace, *self._trigger.values())
+        return (self._load, self._list, self._replace, self._unload, *self._trigger.values())
 
     def ready(self) -> bool:
         """True once every service of the container is available (does not wait)."""
@@ -273,6 +281,17 @@ class ContainerClient:
 
         return list(self._call(self._list, ListNodes.Request(), timeout).full_node_names)
 
+    def unload_node(self, full_name: str, timeout: float = SERVICE_TIMEOUT_SEC) -> tuple[bool, str]:
+        """Unload a node by its full name (the container drains its inbox first)."""
+        from composition_interfaces.srv import ListNodes, UnloadNode
+
+        listed = self._call(self._list, ListNodes.Request(), timeout)
+        ids = dict(zip(listed.full_node_names, listed.unique_ids, strict=False))
+        if full_name not in ids:
+            return False, f'no node {full_name} in container {self.full_name}'
+        response = self._call(self._unload, UnloadNode.Request(unique_id=ids[full_name]), timeout)
+        return response.success, response.error_message
+
     def start(self) -> None:
         self.trigger('start')
 
@@ -340,6 +359,9 @@ class RemoteContainerHandle:
 
     def replace(self, request: LoadRequest) -> LoadResult:
         return self.client.replace(request)
+
+    def unload_node(self, full_name: str) -> tuple[bool, str]:
+        return self.client.unload_node(full_name)
 
     def ready(self) -> bool:
         return self.client.ready()

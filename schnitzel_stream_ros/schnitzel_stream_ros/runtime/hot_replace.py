@@ -40,7 +40,7 @@ class ReplaceRefused(ValueError):
 
 
 def _input_key(wiring: object) -> tuple:
-    fields = ('topics', 'reliability', 'depth', 'inbox_max', 'overflow', 'msg_cls')
+    fields = ('reliability', 'depth', 'inbox_max', 'overflow', 'msg_cls')  # topics may change (rewire)
     return tuple(getattr(wiring, f) for f in fields)
 
 
@@ -51,9 +51,10 @@ def _output_key(wiring: object) -> tuple:
 def wiring_problems(old: NodeLoadSpec, new: NodeLoadSpec) -> list[str]:
     """Why `new` cannot take over `old`'s node in place, one phrase each (empty: it fits).
 
-    A replace keeps the node's edges, so the new request must carry the same wiring and the new
-    plugin must have the ports those edges use, with kinds that overlap. Changing edges is a graph
-    edit (`schnitzel-stream apply`), which unloads and loads what it must.
+    A replace keeps the node's ports, inboxes and publishers, so the new request must carry the same
+    QoS, inbox settings and remaps, and the new plugin must have the ports its edges use, with kinds
+    that overlap. The topics feeding an input may change: the node then subscribes to the new ones
+    before it leaves the old ones (PluginNode.rewire).
     """
     out = []
     if new.full_name != old.full_name:
@@ -68,8 +69,8 @@ def wiring_problems(old: NodeLoadSpec, new: NodeLoadSpec) -> list[str]:
             )
         elif _input_key(other) != _input_key(wiring):
             out.append(
-                f"input '{name}': the request's wiring differs from the running node's "
-                '(edges change through apply)'
+                f"input '{name}': its QoS or inbox differs from the running node's "
+                '(apply reloads such a node)'
             )
         elif not other.port.accepts_kinds(wiring.port.kinds):
             out.append(

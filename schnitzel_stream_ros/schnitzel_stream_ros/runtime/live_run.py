@@ -86,6 +86,7 @@ class LiveRun:
         self.handles: list[ContainerHandle] = []
         self.reconciler: Reconciler | None = None  # loads, supervises (restarts dead containers)
         self.container_restarts = container_restarts
+        self.graph_service: Any = None  # `schnitzel-stream apply` reaches the reconciler through it
         self._client_context: Any = None
         self._client_node: Any = None
         self._client_spinner: Spinner | None = None
@@ -156,15 +157,35 @@ class LiveRun:
             if not errors:
                 warnings += self._wait_wired()
                 open_gate(self.handles)
+                warnings += self._serve_edits()
                 reason = self._watch(t0, errors)
         except Exception as exc:
             errors.append(f'runner: {type(exc).__name__}: {exc}')
         finally:
+            if self.graph_service is not None:
+                self.graph_service.close()
             snapshots = self._finish(errors)
             self._close_containers()
             if self.reconciler is not None:
                 warnings += self.reconciler.notes
         return RunOutcome(snapshots, reason, errors, warnings, time.monotonic() - t0)
+
+    def _serve_edits(self) -> list[str]:
+        """Offer `/<namespace>/_graph/apply` (runtime/graph_service.py); a warning if it cannot be."""
+        from schnitzel_stream_ros.runtime.graph_service import GraphService
+
+        try:
+            self.graph_service = GraphService(self.graph.spec.namespace)
+        except Exception as exc:
+            return [f'live graph edits unavailable: {type(exc).__name__}: {exc}']
+        return []
+
+    def _apply(self, graph: ValidatedGraph, force: bool, dry_run: bool) -> tuple[bool, list[str]]:
+        assert self.reconciler is not None
+        ok, lines = self.reconciler.apply(graph, force=force, dry_run=dry_run)
+        if ok and not dry_run:
+            self.graph = self.reconciler.graph
+        return ok, lines
 
     def report_extra(self) -> dict[str, Any]:
         """What supervision did, for the run report (`supervision`)."""
@@ -197,6 +218,8 @@ class LiveRun:
             if failure:
                 errors.append(failure)
                 return 'error'
+            if self.graph_service is not None:
+                self.graph_service.run_pending(self._apply)  # edits on the same thread as healing
             snapshots = [h.snapshot() for h in self.handles]
             if self.on_progress is not None:
                 self.on_progress(snapshots)

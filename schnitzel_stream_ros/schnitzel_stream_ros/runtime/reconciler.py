@@ -25,14 +25,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from schnitzel_stream_ros.backoff import Backoff
+from schnitzel_stream_ros.graph.diff import diff_graphs, union_inputs
 from schnitzel_stream_ros.graph.model import ValidatedGraph
-from schnitzel_stream_ros.graph.wiring import LoadRequest, load_requests_by_container
+from schnitzel_stream_ros.graph.wiring import LoadRequest, load_requests, load_requests_by_container
 from schnitzel_stream_ros.runtime.start_gate import GatePlan, wait_until_wired
 
 #: A container dying more often than this within the window is not restarted again.
 CONTAINER_MAX_RESTARTS = 5
 CONTAINER_RESTART_WINDOW_SEC = 60.0
-#: Wait between restarts of one container in a row: none for the first, then 0.5 s doubling to 10 s.
+#: Wait before a restart: none when the container ran CONTAINER_HEALTHY_SEC since its last start;
+#: else (a crash loop) 0.5 s doubling to 10 s per quick death in a row.
+CONTAINER_HEALTHY_SEC = 5.0
 CONTAINER_RESTART_BACKOFF = dict(base_sec=0.5, factor=2.0, cap_sec=10.0, jitter='proportional', spread=0.2)
 #: How long a restarted container may take to come up, load and get its crossing topics matched.
 RESTART_READY_TIMEOUT_SEC = 20.0
@@ -41,6 +44,14 @@ RESTART_WIRED_TIMEOUT_SEC = 10.0
 RETRY_CALL_SEC = 2.0
 #: Supervision notes kept for the run report (the rest is counted).
 MAX_NOTES = 100
+
+
+class _ApplyFailed(RuntimeError):
+    """A step of an apply was refused (the message says why); what was done is undone."""
+
+
+def _full(request: LoadRequest) -> str:
+    return ('' if request.node_namespace == '/' else request.node_namespace) + '/' + request.node_name
 
 
 def _stderr(line: str) -> None:
@@ -64,6 +75,7 @@ class Reconciler:
         self.log = log
         self.restarts: dict[str, int] = {h.name: 0 for h in self.handles}
         self._recent: dict[str, deque[float]] = {h.name: deque() for h in self.handles}
+        self._quick_deaths: dict[str, int] = {h.name: 0 for h in self.handles}
         self._backoff = Backoff(**CONTAINER_RESTART_BACKOFF)
         self.notes: list[str] = []  # for the run report (warnings: a restart degrades a run)
         self.notes_dropped = 0
@@ -132,7 +144,9 @@ class Reconciler:
                     f'{failure}; it died {len(recent) + 1} times within '
                     f'{CONTAINER_RESTART_WINDOW_SEC:.0f} s and is not restarted again'
                 )
-            if recent and stop.wait(self._backoff.delay(len(recent))):
+            quick = bool(recent) and now - recent[-1] < CONTAINER_HEALTHY_SEC
+            self._quick_deaths[name] = self._quick_deaths[name] + 1 if quick else 0
+            if quick and stop.wait(self._backoff.delay(self._quick_deaths[name])):
                 return None  # the run is stopping anyway
             recent.append(time.monotonic())
             self.restarts[name] += 1
@@ -216,6 +230,112 @@ class Reconciler:
                 if not result.success:
                     raise RuntimeError(result.error_message)
                 have.add(full)
+
+    # -- live graph edits ----------------------------------------------------------------------------
+    def apply(
+        self, new: ValidatedGraph, *, force: bool = False, dry_run: bool = False, drain_wait_sec: float = 2.0
+    ) -> tuple[bool, list[str]]:
+        """Change the running graph into `new` (graph/diff.py), in place; (success, lines).
+
+        Order, so that no packet is lost on an edge the edit does not touch, and none on an edge it
+        touches inside a container (at worst a packet in flight at a switch arrives twice): 1. add
+        nodes; 2. kept nodes whose inputs change subscribe to the new topics, then leave the old ones
+        — except when an old one is fed by a node about to be removed: then they read both; 3. set
+        dynamic parameters, hot-replace instances; 4. unload removed nodes (each drains its inbox
+        into its consumers first); 5. the nodes that read both leave the old topics. A step before
+        4 that fails undoes what was done, so a refused edit changes nothing.
+        """
+        diff = diff_graphs(self.graph, new)
+        if diff.problems:
+            return False, list(diff.problems)
+        if diff.empty:
+            return True, ['no changes']
+        lines = diff.lines()
+        if dry_run:
+            return True, lines
+        handles = {h.name: h for h in self.handles}
+        before = {r.node_name: r for r in load_requests(self.graph)}
+        after = {r.node_name: r for r in load_requests(new)}
+        problems = self._check_removable([before[n] for n in (*diff.removed, *diff.reloaded)], force,
+                                         drain_wait_sec)
+        if problems:
+            return False, problems
+        undo: list[Callable[[], object]] = []
+        leaving = {*diff.removed, *diff.reloaded}
+        leaving_topics = {e.topic for e in self.graph.edges if e.src in leaving}
+        via_leaving = [
+            name for name in (*diff.rewired, *diff.replaced)
+            if any(e.dst == name and e.topic in leaving_topics for e in self.graph.edges)
+        ]
+
+        def step(ok: bool, message: str) -> None:
+            if not ok:
+                raise _ApplyFailed(message)
+
+        try:
+            for name in reversed(diff.added):  # declaration order is mostly producers first
+                request = after[name]
+                result = handles[request.container_group].load(request)
+                step(result.success, result.error_message)
+                undo.append(lambda r=request: handles[r.container_group].unload_node(_full(r)))
+            for name in (*diff.rewired, *diff.replaced):
+                # fed by a node about to go: read old and new topics until it has drained into us
+                request = union_inputs(before[name], after[name]) if name in via_leaving else after[name]
+                result = handles[request.container_group].replace(request)
+                step(result.success, result.error_message)
+                undo.append(lambda r=before[name]: handles[r.container_group].replace(r))
+            for name in diff.reparameterised:
+                request = after[name]
+                result = handles[request.container_group].replace(request)
+                step(result.success, result.error_message)
+                undo.append(lambda r=before[name]: handles[r.container_group].replace(r))
+        except _ApplyFailed as exc:
+            for action in reversed(undo):
+                try:
+                    action()
+                except Exception as undo_exc:  # say so: the graph may now differ from both versions
+                    lines.append(f'undo failed: {undo_exc}')
+            return False, [f'refused: {exc}; nothing changed', *lines[len(diff.lines()):]]
+        for name in (*diff.removed, *diff.reloaded):  # past the point of no return: report, go on
+            request = before[name]
+            ok, message = handles[request.container_group].unload_node(_full(request))
+            if not ok or message:
+                lines.append(f'unload {name}: {message}')
+        for name in diff.reloaded:
+            request = after[name]
+            result = handles[request.container_group].load(request)
+            if not result.success:
+                lines.append(f'reload {name} failed: {result.error_message}')
+        for name in via_leaving:
+            request = after[name]
+            result = handles[request.container_group].replace(request)
+            if not result.success:
+                lines.append(f'rewire {name} failed: {result.error_message}')
+        self.graph = new
+        self._note(f'applied: {"; ".join(diff.lines())}')
+        return True, lines
+
+    def _check_removable(self, requests: Sequence[LoadRequest], force: bool, wait_sec: float) -> list[str]:
+        """Nodes to unload must not hold packets their unload could not drain: they get `wait_sec`
+        to work their inbox off (they keep running); then refuse, unless forced."""
+        if force or not requests:
+            return []
+        handles = {h.name: h for h in self.handles}
+        deadline = time.monotonic() + wait_sec
+        while True:
+            waiting = {}
+            for request in requests:
+                snap = handles[request.container_group].snapshot()
+                rows = [row for row in snap.get('edges', []) if row['dst'] == request.node_name]
+                depth = sum(row['inbox_depth'] for row in rows)
+                if depth:
+                    waiting[request.node_name] = depth
+            if not waiting:
+                return []
+            if time.monotonic() > deadline:
+                return [f"node '{n}' still holds {d} packets in its inbox after {wait_sec:.0f} s; "
+                        'apply with --force to drop them' for n, d in waiting.items()]
+            time.sleep(0.05)
 
     def report_metrics(self) -> dict[str, int]:
         """Counters for the run report: restarts per container."""

@@ -27,7 +27,7 @@ from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
 from schnitzel_stream_ros.codec.packet_codec import decode_packet, encode_packet
 from schnitzel_stream_ros.graph.model import Reliability
 from schnitzel_stream_ros.graph.names import resolve_topic
-from schnitzel_stream_ros.graph.wiring import is_reserved_param
+from schnitzel_stream_ros.graph.wiring import is_reserved_param, ros_param_value
 from schnitzel_stream_ros.observability.metrics import EdgeMetrics
 from schnitzel_stream_ros.packet import Kind, StreamPacket
 from schnitzel_stream_ros.plugin import Role
@@ -42,6 +42,7 @@ from schnitzel_stream_ros.runtime.ros_params import (
     check_change,
     declare_parameters,
     redeclare_plugin_parameters,
+    update_wiring_parameters,
 )
 from schnitzel_stream_ros.runtime.workers import (
     CostMeter,
@@ -185,14 +186,50 @@ class PluginNode(Node):
             if wiring.msg_cls is not None:
                 rewrap = next(iter(sorted(k for k in wiring.port.kinds if k != '*')), Kind.RAW)
             for topic in wiring.topics:
-                resolved = resolve_topic(topic, self.get_namespace(), self.get_name())
-                sub = LocalSubscriber(
-                    resolved, self.mailbox, name, inbox, EdgeMetrics(resolved, self.get_name(), name), rewrap
-                )
-                sub.bridge = self._bridge_switch(sub, wiring)
-                self.subscribers.append(sub)
-                if not self.bus.subscribe(sub):
-                    sub.bridge(True)
+                self._subscribe(name, wiring, inbox, topic, rewrap)
+
+    def _subscribe(self, name: str, wiring: Any, inbox: Inbox, topic: str, rewrap: str | None) -> None:
+        resolved = resolve_topic(topic, self.get_namespace(), self.get_name())
+        sub = LocalSubscriber(
+            resolved, self.mailbox, name, inbox, EdgeMetrics(resolved, self.get_name(), name), rewrap
+        )
+        sub.bridge = self._bridge_switch(sub, wiring)
+        self.subscribers.append(sub)
+        if not self.bus.subscribe(sub):
+            sub.bridge(True)
+
+    def _unsubscribe(self, sub: LocalSubscriber) -> None:
+        self.bus.unsubscribe(sub)
+        if sub.bridge is not None:
+            sub.bridge(False)
+        sub.bridge = None
+        self.subscribers.remove(sub)
+
+    def rewire(self, spec: NodeLoadSpec) -> list[str]:
+        """Inputs subscribe to the topics `spec` names: new ones first, then the old ones are left
+        (a packet in flight at the switch may arrive twice on a touched edge, never not at all).
+        The inbox of each port stays. Returns what changed, one phrase each."""
+        changes = []
+        for name, wiring in spec.inputs.items():
+            inbox = self.mailbox.inboxes[name]
+            rewrap = next((s.rewrap_kind for s in self.subscribers if s.port == name), None)
+            have = {s.topic for s in self.subscribers if s.port == name}
+            want = [resolve_topic(t, self.get_namespace(), self.get_name()) for t in wiring.topics]
+            for topic in want:
+                if topic not in have:
+                    self._subscribe(name, wiring, inbox, topic, rewrap)
+                    changes.append(f"input '{name}' subscribes {topic}")
+            for sub in [s for s in self.subscribers if s.port == name and s.topic not in want]:
+                self._unsubscribe(sub)
+                changes.append(f"input '{name}' leaves {sub.topic}")
+        if changes:
+            self._redeclaring = True
+            try:
+                inputs = {k: v for k, v in spec.ros_params.items() if k.startswith('inputs.')}
+                update_wiring_parameters(self, inputs)
+            finally:
+                self._redeclaring = False
+        return changes
 
     def _bridge_switch(self, sub: LocalSubscriber, wiring: Any) -> Callable[[bool], None]:
         """Turns the DDS subscription of one (topic, input) on or off (the bus decides when)."""
@@ -290,14 +327,38 @@ class PluginNode(Node):
                 self.on_warning(str(exc))
 
     # -- hot-replace ----------------------------------------------------------------------------
-    def replace(self, spec: NodeLoadSpec) -> float:
-        """Swap in a new plugin instance (new parameters or class), keeping inboxes, topics and
-        counters (runtime/hot_replace.py). Returns the pause of the node's thread in seconds.
-        Raises ReplaceRefused with the reason; then the running instance is untouched."""
+    def replace(self, spec: NodeLoadSpec) -> str:
+        """Make the node what `spec` says, in place (runtime/hot_replace.py): the same plugin and
+        parameters with other input topics -> rewire only (instance and state stay); only dynamic
+        parameters changed -> set them (like `ros2 param set`); else a new instance is swapped in
+        between two packets, then rewired. Inboxes, publishers and counters stay. Returns what was
+        done, one line. Raises ReplaceRefused with the reason; then nothing changed."""
         name = self.get_name()
         problems = wiring_problems(self.spec, spec)
         if problems:
             raise ReplaceRefused(f"node '{name}': replace refused: {'; '.join(problems)}")
+        if spec.plugin_cls is self.spec.plugin_cls:
+            schema = spec.plugin_cls.param_schema()
+            changed = {k for k in schema if spec.params.get(k) != self.host.params.get(k)}
+            if all(schema[k].dynamic for k in changed):
+                if changed:
+                    values = {
+                        k: float(v) if schema[k].type is float and isinstance(v, int) else v
+                        for k, v in ((k, ros_param_value(spec.params[k])) for k in changed)
+                    }
+                    result = self.set_parameters_atomically(
+                        [Parameter(k, value=v) for k, v in sorted(values.items())]
+                    )
+                    if not result.successful:
+                        raise ReplaceRefused(f"node '{name}': parameters refused: {result.reason}")
+                rewired = self.rewire(spec)
+                self.spec = spec
+                return '; '.join([*(f'set {k}' for k in sorted(changed)), *rewired]) or 'unchanged'
+        pause = self._swap(spec)
+        rewired = self.rewire(spec)
+        return '; '.join([f'new instance of {spec.plugin_ref} (pause {pause * 1e3:.2f} ms)', *rewired])
+
+    def _swap(self, spec: NodeLoadSpec) -> float:
         try:
             replacement = self.host.prepare_replacement(spec.plugin_cls, spec.params)
         except PluginError as exc:

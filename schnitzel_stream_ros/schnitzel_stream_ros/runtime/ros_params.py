@@ -124,3 +124,20 @@ def redeclare_plugin_parameters(
             node.describe_parameter(name).read_only = False
             node.undeclare_parameter(name)
     declare_parameters(node, new_schema, resolved, {k: v for k, v in given.items() if k in new_schema})
+
+
+def update_wiring_parameters(node: Any, given: Mapping[str, Any]) -> None:
+    """A rewired node's read-only wiring parameters (`inputs.<port>`) take their new values, so
+    `ros2 param get` tells the truth. Read-only for everyone else, so it is lifted just for this
+    (the caller keeps its set-parameter checks out of the way meanwhile)."""
+    for name, value in given.items():
+        if not is_reserved_param(name) or not node.has_parameter(name):
+            continue
+        if node.get_parameter(name).value == value:
+            continue
+        descriptor = node.describe_parameter(name)
+        descriptor.read_only = False
+        try:
+            node.set_parameters([Parameter(name, value=value)])
+        finally:
+            descriptor.read_only = True

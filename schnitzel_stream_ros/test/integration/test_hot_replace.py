@@ -165,10 +165,10 @@ def test_twenty_hot_replaces_lose_reorder_and_duplicate_nothing(box, tmp_path):
     assert not refused.success
     reason = "wiring parameter 'inputs.in' names no input port of the plugin (ports: ['data'])"
     assert reason in refused.error_message
-    rewired = dataclasses.replace(good, parameters={**good.parameters, 'inputs.in': ['/hr/elsewhere']})
-    refused = box.replace(rewired)
+    resized = dataclasses.replace(good, parameters={**good.parameters, 'inbox.in.max': 5})
+    refused = box.replace(resized)
     assert not refused.success
-    reason = "input 'in': the request's wiring differs from the running node's (edges change through apply)"
+    reason = "input 'in': its QoS or inbox differs from the running node's (apply reloads such a node)"
     assert reason in refused.error_message
 
     deadline = time.monotonic() + 60
