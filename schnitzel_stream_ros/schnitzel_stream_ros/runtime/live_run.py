@@ -220,7 +220,12 @@ class LiveRun:
                 return 'error'
             if self.graph_service is not None:
                 self.graph_service.run_pending(self._apply)  # edits on the same thread as healing
-            snapshots = [h.snapshot() for h in self.handles]
+            try:
+                snapshots = [h.snapshot() for h in self.handles]
+            except RuntimeError:
+                if any(h.failure() for h in self.handles):
+                    continue  # it died just now: healed at the next poll
+                raise
             if self.on_progress is not None:
                 self.on_progress(snapshots)
             if any(s['state'].get('fatal') for s in snapshots):

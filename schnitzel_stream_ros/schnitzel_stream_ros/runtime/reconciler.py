@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from schnitzel_stream_ros.backoff import Backoff
@@ -342,3 +342,72 @@ class Reconciler:
         out = {f'container.{name}.restarts_total': n for name, n in self.restarts.items()}
         out['containers.restarts_total'] = sum(self.restarts.values())
         return out
+
+
+class LaunchSupervisor:
+    """Supervision of a graph that `ros2 launch` started (runtime/start_gate_main.py --supervise).
+
+    launch restarts a dead container itself (`respawn=True` in the generated file), but launch_ros
+    does not load its composable nodes again: a respawned container comes back empty. This brings it
+    back: a container that answers but lacks nodes it should have gets them loaded (with their
+    parameters and wiring, from the load requests the launch file carries), waits until its inputs
+    from other containers are matched, and is started. A node unloaded by hand is loaded again too:
+    the desired graph owns what runs.
+    """
+
+    def __init__(
+        self,
+        requests: Mapping[str, Sequence[LoadRequest]],
+        cross_topics: Sequence[str],
+        targets: Sequence[Any],
+        *,
+        log: Callable[[str], None] = _stderr,
+    ) -> None:
+        self.requests = requests
+        self.targets = list(targets)
+        self.cross_topics = set(cross_topics)
+        self.log = log
+        self.reloads: dict[str, int] = {t.full_name: 0 for t in self.targets}
+
+    def _inputs_from_elsewhere(self, full_name: str) -> list[str]:
+        topics = set()
+        for request in self.requests.get(full_name, ()):
+            for key, value in request.parameters.items():
+                if key.startswith('inputs.'):
+                    topics.update(value if isinstance(value, list) else [value])
+        return sorted(topics & self.cross_topics)
+
+    def check(self, stop: threading.Event) -> None:
+        """One pass: reload every reachable container that lacks desired nodes."""
+        for target in self.targets:
+            if stop.is_set() or not target.ready():
+                continue
+            try:
+                have = set(target.list_nodes(timeout=RETRY_CALL_SEC))
+            except RuntimeError:
+                continue  # dead, or not up yet: launch is respawning it
+            missing = [r for r in self.requests.get(target.full_name, ()) if _full(r) not in have]
+            if not missing:
+                continue
+            t0 = time.monotonic()
+            self.log(f'container {target.full_name} lacks {len(missing)} of its nodes '
+                     f'({"respawned" if not have else "unloaded"}): loading them again')
+            try:
+                Reconciler._reload(target, missing, time.monotonic() + RESTART_READY_TIMEOUT_SEC)
+            except RuntimeError as exc:
+                self.log(f'container {target.full_name}: reload failed, retrying: {exc}')
+                continue
+            topics = self._inputs_from_elsewhere(target.full_name)
+            deadline = time.monotonic() + RESTART_WIRED_TIMEOUT_SEC
+            while topics and not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    matched = target.snapshot()['state'].get('inputs_matched', {})
+                except Exception:
+                    matched = {}
+                topics = [t for t in topics if matched.get(t, 0) < 1]
+                if topics:
+                    stop.wait(0.05)
+            target.start()
+            self.reloads[target.full_name] += 1
+            self.log(f'container {target.full_name} is back: {len(missing)} nodes reloaded and wired in '
+                     f'{time.monotonic() - t0:.2f} s (reload {self.reloads[target.full_name]})')

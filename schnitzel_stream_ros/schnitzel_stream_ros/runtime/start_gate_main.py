@@ -7,6 +7,11 @@ Waits (as long as it takes, or --timeout) until every container of the graph lis
 every topic that crosses containers is matched, logging what it still waits for every 10 s; then
 calls `~/_schnitzel/start` on each container and exits 0. Exit 1 on --timeout, 2 on a bad plan or
 graph. The rule and why: runtime/start_gate.py, docs/wiring.md ("Start gate").
+
+With `--supervise` it stays, as the graph's supervisor under launch: a container that launch
+respawned (it comes back empty — launch_ros does not load its nodes again) gets its nodes loaded,
+wired and started again (runtime/reconciler.py, LaunchSupervisor). The load requests come from
+`--graph`, or from `--requests JSON` (what generated launch files pass). It ends on SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,7 +21,14 @@ import sys
 import threading
 import time
 
-from schnitzel_stream_ros.runtime.start_gate import GatePlan, open_gate, wait_until_wired
+from schnitzel_stream_ros.graph.wiring import LoadRequest
+from schnitzel_stream_ros.runtime.start_gate import (
+    GatePlan,
+    open_gate,
+    requests_from_json,
+    requests_to_json,
+    wait_until_wired,
+)
 
 LOG_EVERY_SEC = 10.0
 _SHOW_MISSING = 5
@@ -29,18 +41,45 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     what.add_argument('--graph', help='a graph file: the plan is derived from it (validated first)')
     parser.add_argument('--timeout', type=float, default=0.0,
                         help='give up after this many seconds (0: never)')
-    return parser.parse_args(argv)
+    parser.add_argument('--supervise', action='store_true',
+                        help='stay after the start and reload containers that launch respawned')
+    parser.add_argument('--requests', default=None,
+                        help='load requests per container as JSON (with --plan --supervise)')
+    args = parser.parse_args(argv)
+    if args.supervise and args.plan is not None and args.requests is None:
+        parser.error('--supervise with --plan needs --requests')
+    return args
 
 
-def _plan(args: argparse.Namespace) -> GatePlan:
+def _plan(args: argparse.Namespace) -> tuple[GatePlan, dict[str, tuple[LoadRequest, ...]]]:
+    """The gate plan and (for --supervise) the load requests per container full name."""
     if args.plan is not None:
-        return GatePlan.from_json(args.plan)
+        plan = GatePlan.from_json(args.plan)
+        return plan, requests_from_json(args.requests) if args.requests is not None else {}
     from schnitzel_stream_ros.graph.validate import GraphInvalid, compile_graph
 
     try:
-        return GatePlan.from_graph(compile_graph(args.graph))
+        graph = compile_graph(args.graph)
     except GraphInvalid as exc:
         raise ValueError('\n'.join(str(e) for e in exc.errors)) from None
+    return GatePlan.from_graph(graph), requests_from_json(requests_to_json(graph))
+
+
+SUPERVISE_POLL_SEC = 0.2
+
+
+def _supervise(plan: GatePlan, requests: dict, clients: list, stop: threading.Event, log) -> None:
+    """Until SIGINT/SIGTERM: bring back the nodes of containers launch respawned."""
+    import signal
+
+    from schnitzel_stream_ros.runtime.reconciler import LaunchSupervisor
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    supervisor = LaunchSupervisor(requests, list(plan.cross_topics), clients, log=log.info)
+    log.info('supervising: a respawned container gets its nodes loaded again')
+    while not stop.wait(SUPERVISE_POLL_SEC):
+        supervisor.check(stop)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     args = parse_args(remove_ros_args(args=argv)[1:])
     try:
-        plan = _plan(args)
+        plan, requests = _plan(args)
     except (ValueError, OSError) as exc:
         print(f'start_gate: {exc}', file=sys.stderr)
         return 2
@@ -87,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         nodes = sum(len(v) for v in plan.containers.values())
         took = time.monotonic() - t0
         log.info(f'graph started: {nodes} nodes in {len(clients)} containers after {took:.1f} s')
+        if args.supervise:
+            _supervise(plan, requests, clients, stop, log)
         return 0
     except KeyboardInterrupt:
         return 130
