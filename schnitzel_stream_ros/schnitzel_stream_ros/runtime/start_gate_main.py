@@ -20,6 +20,7 @@ import argparse
 import sys
 import threading
 import time
+from typing import Any
 
 from schnitzel_stream_ros.graph.wiring import LoadRequest
 from schnitzel_stream_ros.runtime.start_gate import (
@@ -51,35 +52,83 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _plan(args: argparse.Namespace) -> tuple[GatePlan, dict[str, tuple[LoadRequest, ...]]]:
-    """The gate plan and (for --supervise) the load requests per container full name."""
+def _plan(args: argparse.Namespace) -> tuple[GatePlan, dict[str, tuple[LoadRequest, ...]], Any]:
+    """The gate plan, (for --supervise) the load requests per container full name, and the graph
+    (None with --plan)."""
     if args.plan is not None:
         plan = GatePlan.from_json(args.plan)
-        return plan, requests_from_json(args.requests) if args.requests is not None else {}
+        return plan, requests_from_json(args.requests) if args.requests is not None else {}, None
     from schnitzel_stream_ros.graph.validate import GraphInvalid, compile_graph
 
     try:
         graph = compile_graph(args.graph)
     except GraphInvalid as exc:
         raise ValueError('\n'.join(str(e) for e in exc.errors)) from None
-    return GatePlan.from_graph(graph), requests_from_json(requests_to_json(graph))
+    return GatePlan.from_graph(graph), requests_from_json(requests_to_json(graph)), graph
+
+
+class _GroupHandle:
+    """A launched container as the reconciler addresses it: by its group name (graph apply)."""
+
+    restartable = False  # launch restarts it; the supervisor reloads it
+
+    def __init__(self, group: str, client: Any) -> None:
+        self.name = group
+        self.client = client
+        self.full_name = client.full_name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.client, attr)
+
+    def failure(self) -> str | None:
+        return None
 
 
 SUPERVISE_POLL_SEC = 0.2
 
 
-def _supervise(plan: GatePlan, requests: dict, clients: list, stop: threading.Event, log) -> None:
-    """Until SIGINT/SIGTERM: bring back the nodes of containers launch respawned."""
+def _supervise(
+    plan: GatePlan, requests: dict, clients: list, stop: threading.Event, log: Any, graph: Any
+) -> None:
+    """Until SIGINT/SIGTERM: bring back the nodes of containers launch respawned; with --graph also
+    serve `schnitzel-stream apply` (/<ns>/_graph/apply) through the same reconciler."""
     import signal
 
-    from schnitzel_stream_ros.runtime.reconciler import LaunchSupervisor
+    from schnitzel_stream_ros.runtime.reconciler import LaunchSupervisor, Reconciler
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     supervisor = LaunchSupervisor(requests, list(plan.cross_topics), clients, log=log.info)
+    service = reconciler = None
+    if graph is not None:
+        from schnitzel_stream_ros.runtime.graph_service import GraphService
+
+        by_name = {c.full_name: c for c in clients}
+        namespace = graph.spec.namespace
+        handles = [_GroupHandle(g.name, by_name[_container(namespace, g.name)]) for g in graph.containers]
+        reconciler = Reconciler(graph, handles, log=log.info)
+        service = GraphService(graph.spec.namespace)
+
+    def apply(new: Any, force: bool, dry_run: bool) -> tuple[bool, list[str]]:
+        ok, lines = reconciler.apply(new, force=force, dry_run=dry_run)
+        if ok and not dry_run:  # what the supervisor brings back follows the applied graph
+            supervisor.requests = requests_from_json(requests_to_json(reconciler.graph))
+            supervisor.cross_topics = set(GatePlan.from_graph(reconciler.graph).cross_topics)
+        return ok, lines
+
     log.info('supervising: a respawned container gets its nodes loaded again')
-    while not stop.wait(SUPERVISE_POLL_SEC):
-        supervisor.check(stop)
+    try:
+        while not stop.wait(SUPERVISE_POLL_SEC):
+            supervisor.check(stop)
+            if service is not None:
+                service.run_pending(apply)
+    finally:
+        if service is not None:
+            service.close()
+
+
+def _container(namespace: str, group: str) -> str:
+    return ('' if namespace == '/' else namespace.rstrip('/')) + '/' + group
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     args = parse_args(remove_ros_args(args=argv)[1:])
     try:
-        plan, requests = _plan(args)
+        plan, requests, graph = _plan(args)
     except (ValueError, OSError) as exc:
         print(f'start_gate: {exc}', file=sys.stderr)
         return 2
@@ -127,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         took = time.monotonic() - t0
         log.info(f'graph started: {nodes} nodes in {len(clients)} containers after {took:.1f} s')
         if args.supervise:
-            _supervise(plan, requests, clients, stop, log)
+            _supervise(plan, requests, clients, stop, log, graph)
         return 0
     except KeyboardInterrupt:
         return 130

@@ -48,6 +48,15 @@ GRAPH = """
 """
 
 
+def _listed(target) -> list[str] | None:
+    """The nodes a container lists; None when a request got lost (a respawned container's services
+    look available before DDS matched them to us, runtime/reconciler.py) — ask again."""
+    try:
+        return sorted(target.list_nodes(timeout=2.0))
+    except RuntimeError:
+        return None
+
+
 def _seqs(path) -> list[int]:
     if not path.exists():
         return []
@@ -88,10 +97,51 @@ def test_a_container_launch_respawns_gets_its_nodes_back_and_the_stream_goes_on(
     assert recovered < RECOVERY_LIMIT_SEC, f'took {recovered:.1f} s'
     assert running['a'].poll() is None  # the other container never stopped
     assert gate_proc.poll() is None  # the supervisor stays
-    b = client.container('/ls/b')
-    assert sorted(b.list_nodes()) == ['/ls/ident', '/ls/out']
+    wait_for(lambda: _listed(client.container('/ls/b')) == ['/ls/ident', '/ls/out'], 20, 'the nodes of b')
     # after the respawn the numbers run on without a gap (the gap is the dead time)
     seqs = sorted(set(_seqs(out)))
     after = [s for s in seqs if s > last]
     assert after == list(range(after[0], after[0] + len(after)))
     print(json.dumps({'recovered_sec': round(recovered, 3)}))
+
+
+def test_apply_under_launch_goes_through_the_supervisor_and_a_respawn_follows_the_applied_graph(
+        client, procs, tmp_path, ros_env):  # noqa: F811
+    import subprocess
+    import sys
+
+    from test_start_gate import executable
+
+    v1 = tmp_path / 'v1.yaml'
+    v1.write_text(textwrap.dedent(GRAPH).replace('TMP', str(tmp_path)))
+    v2 = tmp_path / 'v2.yaml'  # insert a node between ident and out
+    v2.write_text(
+        textwrap.dedent(GRAPH).replace('TMP', str(tmp_path))
+        .replace('\nedges:', '\n  - {id: mark, plugin: Identity, container: b}\nedges:')
+        .replace('{from: ident, to: out,', '{from: ident, to: mark}\n  - {from: mark, to: out,')
+    )
+    commands = {name: node_command('component_container', ['--paused'], name, '/ls') for name in ('a', 'b')}
+    running = {name: procs.start(name, cmd)[0] for name, cmd in commands.items()}
+    gate_proc, gate_log = procs.start('gate', [executable('start_gate'), '--graph', str(v1), '--supervise'])
+    from schnitzel_stream_ros.graph.validate import compile_graph
+    from schnitzel_stream_ros.graph.wiring import load_requests
+
+    targets = {name: client.container(f'/ls/{name}') for name in ('a', 'b')}
+    for request in load_requests(compile_graph(v1)):
+        assert targets[request.container_group].load(request).success
+    out = tmp_path / 'out.jsonl'
+    wait_for(lambda: len(_seqs(out)) > 100, 30, 'packets')
+    done = subprocess.run([sys.executable, '-m', 'schnitzel_stream_ros', 'apply', str(v2)],
+                          env=ros_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert 'add node mark' in done.stdout
+    assert sorted(targets['b'].list_nodes()) == ['/ls/ident', '/ls/mark', '/ls/out']
+
+    os.kill(running['b'].pid, signal.SIGKILL)
+    running['b'].wait(10)
+    last = max(_seqs(out))
+    procs.start('b-respawned', commands['b'])
+    wait_for(lambda: max(_seqs(out)) > last + 20, 30, 'packets after the respawn')
+    assert 'container /ls/b is back: 3 nodes reloaded' in gate_log.read_text()  # mark too
+    wait_for(lambda: _listed(targets['b']) == ['/ls/ident', '/ls/mark', '/ls/out'], 20, 'the nodes of b')
+    assert gate_proc.poll() is None
