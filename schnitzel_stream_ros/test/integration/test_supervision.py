@@ -156,3 +156,55 @@ def test_kill9_of_one_container_restarts_it_and_loses_no_accepted_event(tmp_path
     )
     print(json.dumps({'recovered_sec': round(recovered, 3), 'accepted_before_kill': len(before),
                       'lost_while_dead': gaps[0][1] - gaps[0][0] - 1}))
+
+
+CRASH = """
+    version: 2
+    namespace: /sc
+    nodes:
+      - {id: src, plugin: SyntheticSource, container: front,
+         config: {rate_hz: 200.0, count: 0, payload_bytes: 4}}
+      - {id: crash, plugin: 'runtime_test_plugins:CrashOnSeq', container: back, config: {seq: 300}}
+      - {id: out, kind: sink, plugin: JsonlSink, container: back,
+         config: {path: TMP/out.jsonl, body: payload}}
+    edges:
+      - {from: src, to: crash, qos: {depth: 1000}, inbox: {max: 1000}}
+      - {from: crash, to: out, inbox: {max: 1000}}
+"""
+
+
+def test_a_native_crash_takes_down_only_its_container_which_is_restarted(tmp_path, ros_env):
+    plugins = Path(__file__).resolve().parents[1] / 'runtime_plugins'
+    env = {**ros_env, 'PYTHONPATH': f'{plugins}{os.pathsep}{ros_env.get("PYTHONPATH", "")}',
+           'SCHNITZEL_STREAM_PLUGIN_ALLOWLIST': 'runtime_test_plugins'}
+    graph = tmp_path / 'graph.yaml'
+    graph.write_text(textwrap.dedent(CRASH).replace('TMP', str(tmp_path)))
+    err = tmp_path / 'stderr.txt'
+    out = tmp_path / 'out.jsonl'
+    report_path = tmp_path / 'report.json'
+    with err.open('w') as stream:
+        run = processes.start([sys.executable, '-m', 'schnitzel_stream_ros', 'run', str(graph),
+                               '--duration', '90', '--report-json', str(report_path)],
+                              env, stdout=subprocess.DEVNULL, stderr=stream)
+
+    def seqs() -> list[int]:
+        if not out.exists():
+            return []
+        return [json.loads(line)['seq'] for line in out.read_text().splitlines() if line.endswith('}')]
+
+    try:
+        _wait(lambda: len(seqs()) > 50, 40, 'packets before the crash', run, err)
+        front = _children(run.pid)['front']
+        _wait(lambda: any(s > 400 for s in seqs()), 60, 'packets after the crash and restart', run, err)
+        assert _children(run.pid)['front'] == front  # the other container never stopped
+        text = err.read_text()
+        assert "container 'back' exited unexpectedly with code -11; restarting it (restart 1)" in text, text
+        assert "container 'back' is back: 2 nodes reloaded and wired" in text
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=60) == 0
+    finally:
+        processes.stop(run)
+    assert 300 not in seqs() and set(range(300)) <= set(seqs())  # before the crash: all there
+    report = json.loads(report_path.read_text())
+    assert report['supervision']['container_restarts'] == {'front': 0, 'back': 1}
+    assert report['status'] == 'degraded'

@@ -205,3 +205,19 @@ class FailEveryNth(Plugin):
         if packet.payload['seq'] % self.params['n'] == self.params['n'] - 1:
             raise RuntimeError(f"seq {packet.payload['seq']} refused")
         return packet
+
+
+class CrashOnSeq(Plugin):
+    """Passes packets on; crashes the process natively (SIGSEGV in C code) at payload seq `seq`."""
+
+    PASSTHROUGH = True
+    INPUTS = (Port('in'),)
+    OUTPUTS = (Port('out'),)
+    PARAMS = (Param('seq', int, 50, 'the packet that crashes the process'),)
+
+    def process(self, packet: StreamPacket, port: str = 'in') -> Outputs:
+        if packet.payload['seq'] == self.params['seq']:
+            import ctypes
+
+            ctypes.string_at(0)  # a read of address 0 in C: what a buggy extension does
+        return packet
