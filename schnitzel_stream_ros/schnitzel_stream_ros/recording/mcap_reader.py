@@ -23,7 +23,7 @@ import zstandard
 from mcap.data_stream import ReadDataStream
 from mcap.exceptions import EndOfFile
 from mcap.opcode import Opcode
-from mcap.records import Channel, Chunk, Header, Message, Schema
+from mcap.records import Channel, Header, Message, Schema
 
 MAGIC = b'\x89MCAP0\r\n'
 _MESSAGE_FIXED_BYTES = 2 + 4 + 8 + 8  # channel id, sequence, log time, publish time
@@ -145,40 +145,50 @@ class McapRecordingReader:
             elif opcode == Opcode.MESSAGE:
                 if len(body) < _MESSAGE_FIXED_BYTES:
                     raise self._fail(f'message record of {len(body)} bytes is shorter than its fixed fields')
-                yield from self._message(Message.read(reader, len(body)), schemas, channels)
+                message = Message.read(reader, len(body))
+                yield from self._message(message.channel_id, message.log_time, message.publish_time,
+                                         message.data, schemas, channels)
         except EndOfFile:
             raise self._fail(f'record (opcode 0x{opcode:02x}) ends before its fields') from None
         except UnicodeDecodeError:
             raise self._fail(f'record (opcode 0x{opcode:02x}) holds text that is not UTF-8') from None
 
-    def _message(self, message: Message, schemas: dict[int, str],
-                 channels: dict[int, tuple[str, int]]) -> Iterator[RecordedMessage]:
-        if len(message.data) > self.limits.max_message_bytes:
-            raise self._fail(f'message {self.stats.messages} is {len(message.data)} bytes, over the limit '
+    def _message(self, channel_id: int, log_time: int, publish_time: int, data: bytes | memoryview,
+                 schemas: dict[int, str], channels: dict[int, tuple[str, int]]) -> Iterator[RecordedMessage]:
+        if len(data) > self.limits.max_message_bytes:
+            raise self._fail(f'message {self.stats.messages} is {len(data)} bytes, over the limit '
                              f'of {self.limits.max_message_bytes} (max_message_bytes)')
-        if message.channel_id not in channels:
-            raise self._fail(f'message {self.stats.messages} names channel {message.channel_id}, '
+        if channel_id not in channels:
+            raise self._fail(f'message {self.stats.messages} names channel {channel_id}, '
                              'which was not declared before it')
-        topic, schema_id = channels[message.channel_id]
+        topic, schema_id = channels[channel_id]
         if self.topics is not None and topic not in self.topics:
             self.stats.skipped_topics += 1
             return
         if self.stats.messages >= self.limits.max_messages:
             raise self._fail(f'more than {self.limits.max_messages} messages (max_messages)')
         self.stats.messages += 1
-        yield RecordedMessage(topic, schemas.get(schema_id, ''), message.log_time, message.publish_time,
-                              bytes(message.data))
+        yield RecordedMessage(topic, schemas.get(schema_id, ''), log_time, publish_time, bytes(data))
 
     def _chunk_messages(self, body: bytes, schemas: dict[int, str],
                         channels: dict[int, tuple[str, int]]) -> Iterator[RecordedMessage]:
+        """Messages of one chunk. Parsed with offsets into the (bounded) decompressed buffer, so a
+        frame is copied once — into the message's own bytes — not once per parsing layer."""
+        view = memoryview(body)
         try:
-            chunk = Chunk.read(ReadDataStream(io.BytesIO(body)))
-        except EndOfFile:
+            uncompressed_size, = struct.unpack_from('<Q', view, 16)
+            compression_length, = struct.unpack_from('<I', view, 28)
+            compression = bytes(view[32:32 + compression_length]).decode()
+            data_length, = struct.unpack_from('<Q', view, 32 + compression_length)
+        except (struct.error, UnicodeDecodeError):
             raise self._fail('chunk record ends before its fields') from None
-        if chunk.uncompressed_size > self.limits.max_chunk_bytes:
-            raise self._fail(f'chunk declares {chunk.uncompressed_size} bytes uncompressed, over the limit '
+        start = 40 + compression_length
+        if data_length > len(view) - start:
+            raise self._fail(f'chunk claims {data_length} bytes of data, more than the record holds')
+        if uncompressed_size > self.limits.max_chunk_bytes:
+            raise self._fail(f'chunk declares {uncompressed_size} bytes uncompressed, over the limit '
                              f'of {self.limits.max_chunk_bytes} (max_chunk_bytes)')
-        data = self._decompress(chunk)
+        data = memoryview(self._decompress(compression, view[start:start + data_length], uncompressed_size))
         offset = 0
         while offset < len(data):
             if len(data) - offset < 9:
@@ -188,31 +198,41 @@ class McapRecordingReader:
             if length > len(data) - offset:
                 raise self._fail(f'record (opcode 0x{opcode:02x}) in a chunk claims {length} bytes, '
                                  f'more than the chunk holds')
-            if opcode in (Opcode.SCHEMA, Opcode.CHANNEL, Opcode.MESSAGE):
-                yield from self._record(opcode, data[offset:offset + length], schemas, channels)
+            if opcode == Opcode.MESSAGE:
+                if length < _MESSAGE_FIXED_BYTES:
+                    raise self._fail(f'message record of {length} bytes is shorter than its fixed fields')
+                channel_id, _sequence, log_time, publish_time = struct.unpack_from('<HIQQ', data, offset)
+                payload = data[offset + _MESSAGE_FIXED_BYTES:offset + length]
+                yield from self._message(channel_id, log_time, publish_time, payload, schemas, channels)
+            elif opcode in (Opcode.SCHEMA, Opcode.CHANNEL):
+                yield from self._record(opcode, bytes(data[offset:offset + length]), schemas, channels)
             offset += length
 
-    def _decompress(self, chunk: Chunk) -> bytes:
-        size = chunk.uncompressed_size
+    def _decompress(self, compression: str, data: memoryview, size: int) -> bytes | memoryview:
+        """The chunk's records; never more than the declared (already bounded) size is produced."""
         try:
-            if chunk.compression == '':
-                data = bytes(chunk.data)
-            elif chunk.compression == 'zstd':
-                data = _bounded_zstd(bytes(chunk.data), size + 1)
-                if len(data) > size:
-                    raise self._fail(f'chunk inflates beyond its declared {size} bytes')
-            elif chunk.compression == 'lz4':
+            if compression == '':
+                out: bytes | memoryview = data
+            elif compression == 'zstd':
+                declared = zstandard.frame_content_size(data)
+                if 0 <= declared <= size:  # one allocation of a size already checked
+                    out = zstandard.ZstdDecompressor().decompress(data)
+                else:  # no size in the frame (or a larger one): decompress at most size + 1 bytes
+                    out = _bounded_zstd(bytes(data), size + 1)
+            elif compression == 'lz4':
                 decompressor = lz4.frame.LZ4FrameDecompressor()
-                data = decompressor.decompress(bytes(chunk.data), max_length=size + 1)
-                if len(data) > size or not decompressor.eof:
-                    raise self._fail(f'chunk inflates beyond its declared {size} bytes')
+                out = decompressor.decompress(bytes(data), max_length=size + 1)
+                if len(out) <= size and not decompressor.eof:
+                    raise self._fail('lz4 chunk ends before its frame does')
             else:
-                raise self._fail(f'chunk compression {chunk.compression!r} is not none, lz4 or zstd')
+                raise self._fail(f'chunk compression {compression!r} is not none, lz4 or zstd')
         except (zstandard.ZstdError, RuntimeError) as exc:
             raise self._fail(f'chunk does not decompress: {exc}') from None
-        if len(data) != size:
-            raise self._fail(f'chunk holds {len(data)} bytes, but declares {size}')
-        return data
+        if len(out) > size:
+            raise self._fail(f'chunk inflates beyond its declared {size} bytes')
+        if len(out) != size:
+            raise self._fail(f'chunk holds {len(out)} bytes, but declares {size}')
+        return out
 
 
 def _bounded_zstd(data: bytes, cap: int) -> bytes:

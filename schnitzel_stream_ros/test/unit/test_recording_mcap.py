@@ -246,8 +246,10 @@ def _message(data: bytes, channel: int = 1) -> tuple[int, bytes]:
     return 0x05, struct.pack('<HIQQ', channel, 0, T0, T0) + data
 
 
-def _chunk(inner: bytes, compression: str, declared: int | None = None) -> tuple[int, bytes]:
-    data = zstandard.ZstdCompressor().compress(inner) if compression == 'zstd' else inner
+def _chunk(inner: bytes, compression: str, declared: int | None = None,
+           sized: bool = True) -> tuple[int, bytes]:
+    data = (zstandard.ZstdCompressor(write_content_size=sized).compress(inner) if compression == 'zstd'
+            else inner)
     body = (struct.pack('<QQQI', T0, T0, len(inner) if declared is None else declared, 0) + _s(compression)
             + struct.pack('<Q', len(data)) + data)
     return 0x06, body
@@ -285,13 +287,15 @@ def test_a_well_formed_hand_made_file_reads(tmp_path):
      'chunk declares 1099511627776 bytes uncompressed, over the limit'),
     ([HEADER, _chunk(bytes(10_000_000), 'zstd', declared=1000)], McapLimits(),
      'chunk inflates beyond its declared 1000 bytes'),  # a zstd bomb: 10 MB from a few hundred bytes
+    ([HEADER, _chunk(bytes(10_000_000), 'zstd', declared=1000, sized=False)], McapLimits(),
+     'chunk inflates beyond its declared 1000 bytes'),  # the same bomb without a size in its frame
     ([HEADER, _chunk(b'\x05' + struct.pack('<Q', 1 << 50), '')], McapLimits(),
      'in a chunk claims 1125899906842624 bytes, more than the chunk holds'),
     ([HEADER, _chunk(b'abc', 'brotli')], McapLimits(), "chunk compression 'brotli' is not none, lz4 or zstd"),
     ([HEADER, (0x05, b'\x01\x00')], McapLimits(),
      'message record of 2 bytes is shorter than its fixed fields'),
-], ids=['message', 'count', 'schema', 'channel', 'chunk-size', 'zstd-bomb', 'inner-length', 'compression',
-        'short-message'])
+], ids=['message', 'count', 'schema', 'channel', 'chunk-size', 'zstd-bomb', 'zstd-bomb-unsized',
+        'inner-length', 'compression', 'short-message'])
 def test_hostile_files_are_refused_in_one_line_naming_file_and_limit(tmp_path, records, limits, expected):
     path = tmp_path / 'hostile.mcap'
     path.write_bytes(_raw_mcap(records))
