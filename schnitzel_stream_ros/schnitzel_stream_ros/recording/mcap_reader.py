@@ -60,6 +60,7 @@ class McapReadStats:
     skipped_topics: int = 0
     truncated: bool = False
     profile: str = ''
+    topics_seen: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -142,6 +143,7 @@ class McapRecordingReader:
                 if channel.id not in channels and len(channels) >= self.limits.max_channels:
                     raise self._fail(f'more than {self.limits.max_channels} channels (max_channels)')
                 channels[channel.id] = (channel.topic, channel.schema_id)
+                self.stats.topics_seen.add(channel.topic)
             elif opcode == Opcode.MESSAGE:
                 if len(body) < _MESSAGE_FIXED_BYTES:
                     raise self._fail(f'message record of {len(body)} bytes is shorter than its fixed fields')

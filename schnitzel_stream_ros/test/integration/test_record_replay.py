@@ -186,7 +186,7 @@ def test_record_rotates_keeps_max_files_and_resolves_types_from_the_graph(tmp_pa
     options = ('--split', '--max-bytes', 50_000, '--max-files', 3, '--stats-json', tmp_path / 's.json')
     recorder, log = _start_recorder(tmp_path, ros_env, '/rt/src/out', '-o', tmp_path / 'part.mcap', *options)
     try:
-        run = subprocess.run(_cli('run', graph, '--quiet', '--duration', 4), env=ros_env,
+        run = subprocess.run(_cli('run', graph, '--quiet', '--duration', 8), env=ros_env,
                              capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr[-3000:]
         _stop_recorder(recorder, log, signal.SIGINT)
@@ -214,9 +214,15 @@ def test_a_killed_recorder_leaves_a_readable_file(tmp_path, ros_env):
     path = tmp_path / 'killed.mcap'
     recorder, _log = _start_recorder(tmp_path, ros_env, f'/rt/src/out:{PACKET_TYPE}', '-o', path)
     try:
-        with processes.running(_cli('run', graph, '--quiet', '--duration', 10), ros_env,
+        with processes.running(_cli('run', graph, '--quiet', '--duration', 40), ros_env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
-            time.sleep(4.0)  # well past the recorder's 1 s flush period
+            # wait until flushed chunks hold messages (DDS discovery takes 1-3 s here), then one
+            # more flush period, so the kill finds complete chunks on disk and one in progress
+            deadline = time.monotonic() + 30
+            while not path.exists() or path.stat().st_size < 100_000:
+                assert time.monotonic() < deadline, 'the recorder wrote nothing to disk'
+                time.sleep(0.1)
+            time.sleep(1.5)
             recorder.kill()  # SIGKILL: no summary, a chunk in progress is lost
             recorder.wait(timeout=10)
     finally:
@@ -225,4 +231,4 @@ def test_a_killed_recorder_leaves_a_readable_file(tmp_path, ros_env):
     rebuilder = PacketRebuilder()
     seqs = [rebuilder.packet(m).payload['seq'] for m in reader.messages()]
     assert reader.stats.truncated
-    assert len(seqs) >= 100 and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert len(seqs) >= 90 and seqs == list(range(seqs[0], seqs[0] + len(seqs)))

@@ -215,6 +215,16 @@ def test_replay_topic_filter_loop_and_recorded_pacing(tmp_path):
     assert time.monotonic() - t0 >= 0.19
 
 
+def test_replay_of_topics_the_file_does_not_have_is_an_error(tmp_path):
+    path = tmp_path / 'rec.mcap'
+    _write_recording(path)
+    node, _ = _source(path, topics=['/cam0/out'], rate='max')
+    expected = (r"^node 'replay': parameter 'topics': none of \['/cam0/out'\] is in .*rec.mcap "
+                r"\(its topics: /cam/out, /cam8/image_raw/compressed, ")
+    with pytest.raises(ValueError, match=expected):
+        list(node.produce())
+
+
 def test_replay_source_refuses_a_bad_topic_name():
     assert McapReplaySource.check_params({'topics': ['cam/out']}) == [
         "parameter 'topics': 'cam/out' is not an absolute topic name"]

@@ -96,6 +96,11 @@ class McapReplaySource(Plugin):
                 yield packet
         except McapLimitError as exc:
             raise ValueError(f'node {self.node_id!r}: {exc}') from None
+        wanted = self.params.get('topics') or []
+        if wanted and self.reader.stats.messages == 0 and not set(wanted) & self.reader.stats.topics_seen:
+            seen = ', '.join(sorted(self.reader.stats.topics_seen)) or 'none'
+            raise ValueError(f"node {self.node_id!r}: parameter 'topics': none of {wanted} is in "
+                             f'{self.reader.path} (its topics: {seen})')
         if self.reader.stats.truncated:
             self.count('truncated_files_total')
             self.log.warning(f'{self.node_id}: {self.reader.path} ends without its summary (the recorder '
