@@ -155,6 +155,8 @@ class Recorder:
         self._file_index = 0
         self._writer_done = threading.Event()
         self._subscriptions: list[Any] = []
+        # the writer thread writes and rotates; the main thread adds topics found late
+        self._file_lock = threading.Lock()
         self.elapsed = 0.0
 
     # -- files ------------------------------------------------------------------------------
@@ -188,30 +190,33 @@ class Recorder:
         try:
             while True:
                 item = self.queue.take(0.2)
-                if item is None:
-                    if self.stop.is_set() and not self.queue.items:
+                with self._file_lock:
+                    if item is not None:
+                        self._write(*item)
+                    elif self.stop.is_set() and not self.queue.items:
                         return
-                    if self.writer is not None:
+                    elif self.writer is not None:
                         self.writer.flush_if_due()
-                    continue
-                topic, data, log_ns, publish_ns = item
-                assert self.writer is not None
-                if self.args.max_bytes and self.writer.bytes_written + len(data) > self.args.max_bytes \
-                        and self.writer.messages_written:
-                    if not self.args.split:
-                        self.stop_reason = self.stop_reason or 'max_bytes'
-                        self.topics[topic].dropped_file_full += 1
-                        self.stop.set()
-                        continue
-                    self.writer.close()
-                    self._open_file()
-                self.writer.write(topic, data, log_ns, publish_ns)
-                self.topics[topic].written += 1
         except Exception as exc:  # the file is the recorder's purpose: any write error stops it
             self.error = f'{self.files[-1] if self.files else self.args.output}: {type(exc).__name__}: {exc}'
             self.stop.set()
         finally:
             self._writer_done.set()
+
+    def _write(self, topic: str, data: bytes, log_ns: int, publish_ns: int) -> None:
+        """One message into the current file; at --max-bytes rotate (--split) or stop."""
+        assert self.writer is not None
+        if self.args.max_bytes and self.writer.messages_written \
+                and self.writer.bytes_written + len(data) > self.args.max_bytes:
+            if not self.args.split:
+                self.stop_reason = self.stop_reason or 'max_bytes'
+                self.topics[topic].dropped_file_full += 1
+                self.stop.set()
+                return
+            self.writer.close()
+            self._open_file()
+        self.writer.write(topic, data, log_ns, publish_ns)
+        self.topics[topic].written += 1
 
     # -- ROS ----------------------------------------------------------------------------------
     def _subscribe(self, node: Any, topic: str, type_name: str, reliable: bool) -> None:
@@ -224,9 +229,10 @@ class Recorder:
         except ValueError as exc:
             raise RecordError(str(exc)) from None
         counters = TopicCounters(type_name)
-        self.topics[topic] = counters
-        if self.writer is not None:
-            self.writer.add_topic(topic, type_name)
+        with self._file_lock:
+            self.topics[topic] = counters
+            if self.writer is not None:
+                self.writer.add_topic(topic, type_name)
         reliability = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.args.qos_depth, reliability=reliability)
 
@@ -344,6 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.max_files and not args.split:
         print('schnitzel-stream record: --max-files needs --split', file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        for topic in args.topics:
+            parse_topic(topic)
+    except RecordError as exc:
+        print(f'schnitzel-stream record: {exc}', file=sys.stderr)
         return EXIT_ERROR
     stop = threading.Event()
     recorder = Recorder(args, stop)

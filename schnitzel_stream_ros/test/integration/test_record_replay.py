@@ -232,3 +232,35 @@ def test_a_killed_recorder_leaves_a_readable_file(tmp_path, ros_env):
     seqs = [rebuilder.packet(m).payload['seq'] for m in reader.messages()]
     assert reader.stats.truncated
     assert len(seqs) >= 90 and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
+def test_record_stops_itself_at_max_bytes_with_a_complete_file(tmp_path, ros_env):
+    graph = _write(tmp_path / 'synthetic.yaml', SYNTHETIC)
+    path = tmp_path / 'bounded.mcap'
+    recorder, log = _start_recorder(tmp_path, ros_env, f'/rt/src/out:{PACKET_TYPE}', '-o', path,
+                                    '--max-bytes', 30_000, '--stats-json', tmp_path / 's.json')
+    try:
+        with processes.running(_cli('run', graph, '--quiet', '--duration', 40), ros_env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+            assert recorder.wait(timeout=30) == 0, log.read_text()  # no signal: the file was full
+    finally:
+        processes.stop(recorder)
+    stats = json.loads((tmp_path / 's.json').read_text())
+    assert stats['stop_reason'] == 'max_bytes' and stats['dropped_file_full'] >= 1
+    with open(path, 'rb') as stream:
+        summary = make_reader(stream).get_summary()
+    assert summary.statistics.message_count == stats['written'] > 0
+    assert stats['written'] * 1000 < 30_000  # message bytes bounded (1 KB payloads + envelope)
+
+
+@pytest.mark.parametrize(('topic', 'expected'), [
+    ('/nobody/publishes', 'topic /nobody/publishes: no publisher after 0.5 s'),
+    ('/x:foo_msgs/msg/Bar', "topic /x: message package 'foo_msgs' is not installed"),
+    ('relative/name', "topic 'relative/name': expected an absolute name"),
+])
+def test_record_refuses_bad_topics_in_one_line(tmp_path, ros_env, topic, expected):
+    done = subprocess.run(_cli('record', topic, '-o', tmp_path / 'x.mcap', '--discovery-timeout', 0.5),
+                          env=ros_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f'schnitzel-stream record: {expected}'), done.stderr
