@@ -50,6 +50,7 @@ setup(
             'EveryNthFrameSamplerNode = '
             'schnitzel_stream_ros.nodes.core.every_nth_sampler:EveryNthFrameSamplerNode',
             'SyntheticSource = schnitzel_stream_ros.nodes.core.synthetic_source:SyntheticSource',
+            'McapReplaySource = schnitzel_stream_ros.nodes.core.mcap_replay:McapReplaySource',
             # vision sources and models
             'OpenCvVideoFileSource = schnitzel_stream_ros.nodes.vision.video_file:OpenCvVideoFileSource',
             'OpenCvRtspSource = schnitzel_stream_ros.nodes.vision.rtsp:OpenCvRtspSource',

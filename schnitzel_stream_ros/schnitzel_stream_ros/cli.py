@@ -60,6 +60,10 @@ PROGRAMS: dict[str, tuple[str, str]] = {
             'schnitzel_stream_ros.runtime.runner'),
     'backend': ('the reference event backend: idempotent store, /stats (options: backend --help)',
                 'schnitzel_stream_ros.delivery.backend'),
+    'record': ('record ROS topics of a running graph to an MCAP file (options: record --help)',
+               'schnitzel_stream_ros.recording.record'),
+    'replay': ('run a graph fed by an MCAP recording (options: replay --help)',
+               'schnitzel_stream_ros.recording.replay'),
     'deadletter': ('inspect, re-drive or purge the dead letters of a durable queue (deadletter --help)',
                    'schnitzel_stream_ros.delivery.deadletter_cli'),
 }
