@@ -1,0 +1,221 @@
+"""`/diagnostics` and `~/edge_statistics` as a ROS tool sees them: a plain rclpy subscriber in this
+test process, the graph running under `schnitzel-stream run` in two container groups (one in the
+runner's process, one `component_container` child), real DDS on a leased domain.
+
+Conditions are real: a source that stops emitting while staying alive, a plugin that raises on
+every packet, a healthy chain next to them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+
+from schnitzel_stream_ros.testing import processes
+
+pytestmark = pytest.mark.integration
+
+PLUGINS_DIR = Path(__file__).resolve().parents[1] / 'runtime_plugins'
+OK, WARN, ERROR = 0, 1, 2
+PERIOD = 0.5
+STALL_TIMEOUT = 2.0
+STALL_AFTER = 100  # packets at 20/s: the stall begins ~5 s in, long after this test's subscriber matched
+
+GRAPH = f"""
+    version: 2
+    namespace: /hx
+    nodes:
+      - {{id: good, plugin: 'runtime_test_plugins:EndlessSource', container: a, config: {{rate_hz: 50.0}}}}
+      - {{id: ident, plugin: Identity, container: a}}
+      - {{id: sink, kind: sink, plugin: 'runtime_test_plugins:MarkClosedSink', container: a,
+         config: {{closed_marker: TMP/sink.txt}}}}
+      - {{id: stall, plugin: 'health_test_plugins:StallingSource', container: a,
+         config: {{packets: {STALL_AFTER}, rate_hz: 20.0, timeout_sec: {STALL_TIMEOUT}}}}}
+      - {{id: stall_sink, kind: sink, plugin: 'runtime_test_plugins:MarkClosedSink', container: a,
+         config: {{closed_marker: TMP/stall_sink.txt}}}}
+      - {{id: bad, plugin: 'health_test_plugins:RaiseAlways', container: b}}
+    edges:
+      - {{from: good, to: ident}}
+      - {{from: ident, to: sink}}
+      - {{from: good, to: bad}}
+      - {{from: stall, to: stall_sink}}
+"""
+
+
+class DiagnosticsListener:
+    """Records every DiagnosticStatus of the given topics with its arrival time (monotonic)."""
+
+    def __init__(self, domain_id: int, topics: tuple[str, ...]) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = Node('diagnostics_listener', context=self.context)
+        self.lock = threading.Lock()
+        self.seen: list[tuple[float, str, dict]] = []  # (t, topic, status)
+        for topic in topics:
+            self.node.create_subscription(DiagnosticArray, topic, self._callback(topic), 50)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _callback(self, topic: str):
+        def on_message(msg: DiagnosticArray) -> None:
+            t = time.monotonic()
+            with self.lock:
+                for s in msg.status:
+                    self.seen.append((t, topic, {
+                        'name': s.name,
+                        'level': s.level[0] if isinstance(s.level, bytes) else int(s.level),
+                        'message': s.message,
+                        'hardware_id': s.hardware_id,
+                        'values': {kv.key: kv.value for kv in s.values},
+                    }))
+        return on_message
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def statuses(self, name: str, topic: str = '/diagnostics') -> list[tuple[float, dict]]:
+        with self.lock:
+            return [(t, s) for t, tp, s in self.seen if tp == topic and s['name'] == name]
+
+    def wait_for(self, predicate, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = predicate()
+            if found:
+                return found
+            time.sleep(0.05)
+        with self.lock:
+            last = {s['name']: (s['level'], s['message']) for _, _, s in self.seen[-40:]}
+        raise AssertionError(f'timed out waiting for {what}; last statuses: {last}')
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture
+def plugin_env(ros_env):
+    return {
+        **ros_env,
+        'PYTHONPATH': f'{PLUGINS_DIR}{os.pathsep}{ros_env.get("PYTHONPATH", "")}',
+        'SCHNITZEL_STREAM_PLUGIN_ALLOWLIST': 'runtime_test_plugins,health_test_plugins',
+    }
+
+
+def _first(statuses, predicate):
+    return next(((t, s) for t, s in statuses if predicate(s)), None)
+
+
+def test_diagnostics_levels_from_real_conditions(tmp_path, plugin_env, ros_domain):
+    graph = tmp_path / 'graph.yaml'
+    graph.write_text(textwrap.dedent(GRAPH).replace('TMP', str(tmp_path)))
+    listener = DiagnosticsListener(ros_domain, ('/diagnostics', '/hx/a/edge_statistics'))
+    log = (tmp_path / 'run.log').open('w')
+    run = processes.start(
+        [sys.executable, '-m', 'schnitzel_stream_ros', 'run', str(graph), '--duration', '60', '--quiet',
+         '--diagnostics-period', str(PERIOD)],
+        plugin_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        # the stalled source: OK while it emits and for a while after, WARN once its timeout passed
+        listener.wait_for(
+            lambda: _first(
+                listener.statuses('/hx/a: stall'),
+                lambda s: s['level'] == OK and 0 < int(s['values']['produced']) < STALL_AFTER,
+            ),
+            20,
+            'the stalling source OK while it still emits',
+        )
+
+        def stalled():
+            statuses = listener.statuses('/hx/a: stall')
+            settled = _first(statuses, lambda s: s['values'].get('produced') == str(STALL_AFTER))
+            warn = _first(statuses, lambda s: s['level'] == WARN)
+            return (settled, warn) if settled and warn else None
+
+        (t_settled, settled), (t_warn, warn) = listener.wait_for(stalled, 45, 'the stalled source to WARN')
+        assert settled['level'] == OK, settled  # its last packet was less than one period ago
+        assert t_warn > t_settled
+        # the last packet came at most one period before `settled`; the WARN must follow within the
+        # timeout plus two sampling periods (and some slack for a loaded machine)
+        assert t_warn - t_settled <= STALL_TIMEOUT + 2 * PERIOD + 1.5, (t_warn - t_settled, warn)
+        assert warn['message'].startswith('stalled: no packet for')
+        assert warn['message'].endswith(f'(timeout {STALL_TIMEOUT:g} s)')
+        assert float(warn['values']['last_packet_age_sec']) > STALL_TIMEOUT
+        assert warn['values']['stall_timeout_sec'] == f'{STALL_TIMEOUT:g}'
+        assert warn['hardware_id'] == '/hx/stall'
+
+        # the raising plugin (in the component_container child process): ERROR, with its error count
+        _, err = listener.wait_for(
+            lambda: _first(listener.statuses('/hx/b: bad'), lambda s: s['level'] == ERROR), 20, 'bad ERROR'
+        )
+        assert 'plugin raised' in err['message']
+        assert int(err['values']['errors_total']) > 0
+        assert err['values']['plugin'] == 'health_test_plugins:RaiseAlways'
+
+        # the healthy chain: OK, with its rates, inbox depth and edge latency
+        def healthy_ident():
+            return _first(
+                listener.statuses('/hx/a: ident'),
+                lambda s: s['level'] == OK
+                and s['values'].get('latency_p99_ms')
+                and s['values'].get('consumed_per_sec'),  # empty in the first sample: no window yet
+            )
+
+        _, ident = listener.wait_for(healthy_ident, 20, 'ident OK with a latency')
+        values = ident['values']
+        assert ident['message'] == 'OK' and ident['hardware_id'] == '/hx/ident'
+        assert float(values['consumed_per_sec']) > 0
+        assert float(values['latency_p99_ms']) > 0
+        for key in ('inbox_depth', 'inbox_max', 'inbox_dropped_total', 'errors_total', 'consumed',
+                    'produced'):
+            assert values[key].isdigit(), (key, values)
+        assert values['errors_total'] == '0' and values['inbox_max'] == '64'
+        good = listener.statuses('/hx/a: good')
+        assert good and all(s['level'] == OK for _, s in good), [s['message'] for _, s in good]
+        assert good[-1][1]['message'].startswith('producing ')
+
+        # one status per container, from both processes
+        for container in ('/hx/a', '/hx/b'):
+            rows = listener.statuses(container)
+            assert rows and rows[-1][1]['level'] == OK, (container, rows[-1:] if rows else None)
+            assert rows[-1][1]['message'].startswith('running ')
+        assert listener.statuses('/hx/b')[-1][1]['values']['nodes'] == '1'
+
+        # per-edge statistics with drops, depth and latency
+        edge = listener.wait_for(
+            lambda: _first(
+                listener.statuses('/hx/a: /hx/ident/out -> sink.in', '/hx/a/edge_statistics'),
+                lambda s: int(s['values']['packets']) > 0,
+            ),
+            10,
+            'edge statistics of ident -> sink',
+        )[1]
+        for key in ('packets_per_sec', 'dropped_total', 'inbox_depth', 'inbox_max', 'overflow',
+                    'latency_p50_ms', 'latency_p99_ms'):
+            assert key in edge['values'], (key, edge)
+        assert edge['level'] == OK
+        assert (edge['values']['dropped_total'], edge['values']['overflow']) == ('0', 'drop_new')
+    finally:
+        processes.stop(run)
+        log.close()
+        listener.close()
