@@ -8,6 +8,7 @@ every packet, a healthy chain next to them.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -219,3 +220,133 @@ def test_diagnostics_levels_from_real_conditions(tmp_path, plugin_env, ros_domai
         processes.stop(run)
         log.close()
         listener.close()
+
+
+ONE_GROUP = """
+    version: 2
+    namespace: NS
+    nodes:
+      - {id: src, plugin: 'runtime_test_plugins:EndlessSource', config: {rate_hz: 20.0}}
+      - {id: ident, plugin: Identity}
+    edges:
+      - {from: src, to: ident}
+"""
+
+
+def test_runner_process_container_publishes_and_period_zero_disables(tmp_path, plugin_env, ros_domain):
+    # one container group runs inside the runner's own process (LocalContainerHandle); two runs side by
+    # side on one domain: the default period publishes, --diagnostics-period 0 publishes nothing
+    listener = DiagnosticsListener(ros_domain, ('/diagnostics',))
+    runs, logs = [], []
+    try:
+        for ns, period in (('/on', '1'), ('/off', '0')):
+            graph = tmp_path / f'{ns[1:]}.yaml'
+            graph.write_text(textwrap.dedent(ONE_GROUP).replace('NS', ns))
+            logs.append((tmp_path / f'{ns[1:]}.log').open('w'))
+            runs.append(processes.start(
+                [sys.executable, '-m', 'schnitzel_stream_ros', 'run', str(graph), '--duration', '8',
+                 '--quiet', '--diagnostics-period', period,
+                 '--report-json', str(tmp_path / f'{ns[1:]}.json')],
+                plugin_env,
+                stdout=logs[-1],
+                stderr=subprocess.STDOUT,
+            ))
+        listener.wait_for(
+            lambda: len(listener.statuses('/on/main: ident')) >= 3, 30, 'three samples of the /on run'
+        )
+        assert listener.statuses('/on/main')[-1][1]['values']['nodes'] == '2'
+        for run in runs:
+            assert run.wait(30) == 0
+        with listener.lock:
+            names = {s['name'] for _, _, s in listener.seen}
+        assert not [n for n in names if n.startswith('/off')], names
+        report = json.loads((tmp_path / 'off.json').read_text())
+        assert report['metrics']['node.ident.consumed'] > 0  # the silent run did run
+    finally:
+        for run in runs:
+            processes.stop(run)
+        for log in logs:
+            log.close()
+        listener.close()
+
+
+CAMERA = """
+    version: 2
+    namespace: /cams
+    nodes:
+      - {id: cam, plugin: OpenCvRtspSource,
+         config: {url: 'URL', timeout_sec: CAM_TIMEOUT, reconnect_backoff_sec: 0.5}}
+      - {id: frames, kind: sink, plugin: 'runtime_test_plugins:MarkClosedSink',
+         config: {closed_marker: TMP/frames.txt}}
+    edges:
+      - {from: cam, to: frames, inbox: {max: 1, overflow: drop_oldest}}
+"""
+CAM_TIMEOUT = 3.0
+
+
+@pytest.mark.timeout(120)
+def test_hung_rtsp_camera_turns_warn_within_its_timeout_then_ok_again(tmp_path, plugin_env, ros_domain):
+    from schnitzel_stream_ros.testing.rtsp_server import RtspServer, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    server = RtspServer('videotestsrc', mount='cam', fps=10)
+    server.start()
+    graph = tmp_path / 'cams.yaml'
+    graph.write_text(
+        textwrap.dedent(CAMERA).replace('URL', server.url).replace('TMP', str(tmp_path))
+        .replace('CAM_TIMEOUT', str(CAM_TIMEOUT))
+    )
+    listener = DiagnosticsListener(ros_domain, ('/diagnostics', '/cams/main/edge_statistics'))
+    log = (tmp_path / 'run.log').open('w')
+    run = processes.start(
+        [sys.executable, '-m', 'schnitzel_stream_ros', 'run', str(graph), '--duration', '90', '--quiet',
+         '--diagnostics-period', str(PERIOD)],
+        plugin_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    name = '/cams/main: cam'
+    try:
+        listener.wait_for(
+            lambda: _first(
+                listener.statuses(name),
+                lambda s: s['level'] == OK and s['values'].get('connected') == '1'
+                and float(s['values'].get('produced_per_sec') or 0) > 0,
+            ),
+            40,
+            'the camera OK and connected',
+        )
+        hung = time.monotonic()
+        server.pause()  # SIGSTOP: the TCP connection stays open, no frame comes
+        t_warn, warn = listener.wait_for(
+            lambda: _first(
+                [(t, s) for t, s in listener.statuses(name) if t > hung], lambda s: s['level'] == WARN
+            ),
+            20,
+            'the hung camera to WARN',
+        )
+        assert t_warn - hung <= CAM_TIMEOUT + 2 * PERIOD + 1.5, (t_warn - hung, warn)
+        assert 'stalled: no packet for' in warn['message'] or 'stalls_total' in warn['message'], warn
+        time.sleep(0.5)
+        resumed = time.monotonic()
+        server.resume()
+        # reconnected, frames again, and once the stall is older than the hold time (10 s): OK
+        _, back = listener.wait_for(
+            lambda: _first(
+                [(t, s) for t, s in listener.statuses(name) if t > resumed], lambda s: s['level'] == OK
+            ),
+            40,
+            'the camera OK again after SIGCONT',
+        )
+        assert int(back['values']['stalls_total']) >= 1 and int(back['values']['epoch']) >= 2
+        assert back['values']['connected'] == '1'
+        # the keep-freshest edge behind the camera sheds frames by design: never WARN
+        edges = listener.statuses('/cams/main: /cams/cam/out -> frames.in', '/cams/main/edge_statistics')
+        assert edges and all(s['level'] == OK for _, s in edges)
+    finally:
+        processes.stop(run)
+        log.close()
+        listener.close()
+        server.stop()

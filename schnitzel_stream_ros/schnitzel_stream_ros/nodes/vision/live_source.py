@@ -68,7 +68,15 @@ class LiveCameraSource(Plugin):
         self._lock = threading.Lock()
 
     def _log(self, level: str, text: str) -> None:
-        getattr(self.log, level)(f'{self.node_id}: {text}')
+        # one call site per severity: rclpy's logger raises ValueError when one source line logs
+        # at two severities ("Logger severity cannot be changed between calls")
+        text = f'{self.node_id}: {text}'
+        if level == 'error':
+            self.log.error(text)
+        elif level == 'warning':
+            self.log.warning(text)
+        else:
+            self.log.info(text)
 
     def _new_capture(self) -> LiveCapture:
         p = self.params
