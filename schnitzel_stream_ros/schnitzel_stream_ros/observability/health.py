@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from schnitzel_stream_ros.observability.metrics import LatencyHistogram
+from schnitzel_stream_ros.observability.metrics import percentiles_ms
 from schnitzel_stream_ros.observability.report import FAILURE_COUNTER_SUFFIXES
 
 #: Seconds between two samples (/diagnostics messages) unless configured.
@@ -128,12 +128,11 @@ def is_warn_counter(name: str) -> bool:
 
 def window_percentiles(now_counts: list[int], before: list[int] | None, max_ns: int) -> tuple[Any, Any]:
     """p50/p99 (ms) of the latencies recorded since `before` (None: since the start)."""
-    hist = LatencyHistogram()
     counts = now_counts if before is None else [a - b for a, b in zip(now_counts, before, strict=False)]
-    if any(n < 0 for n in counts):  # a histogram that restarted (node reloaded): take it whole
+    if before is not None and any(n < 0 for n in counts):  # restarted histogram (node reloaded): whole
         counts = now_counts
-    hist.merge(counts, max_ns)
-    return hist.percentile_ms(0.50), hist.percentile_ms(0.99)
+    p50, p99 = percentiles_ms(counts, max_ns, (0.50, 0.99))
+    return p50, p99
 
 
 @dataclass
@@ -175,7 +174,9 @@ class _NodeMemory:
 class _EdgeMemory:
     t: float | None = None
     packets: int = 0
-    latency: list[int] | None = None
+    latency: list[int] | None = None  # histogram counts of the previous sample
+    recorded: int = -1  # how many latencies those counts held
+    totals: tuple[Any, Any] | None = None  # p50/p99 since the start, as of the previous sample
     drops: _Increase = field(default_factory=_Increase)
 
 
@@ -437,9 +438,15 @@ class HealthMonitor:
             view = views.get(row['dst'])
             inbox = next((i for i in view.inboxes if i.port == row['dst_port']), None) if view else None
             freshest = inbox is not None and inbox.keep_freshest
-            counts = list(row.get('latency_counts', []))
-            p50, p99 = window_percentiles(counts, memory.latency, row.get('latency_max_ns', 0))
-            p50_all, p99_all = window_percentiles(counts, None, row.get('latency_max_ns', 0))
+            counts = row.get('latency_counts', [])
+            recorded = sum(counts)
+            if recorded != memory.recorded or memory.totals is None:  # idle edges cost one sum()
+                p50, p99 = window_percentiles(counts, memory.latency, row.get('latency_max_ns', 0))
+                memory.totals = window_percentiles(counts, None, row.get('latency_max_ns', 0))
+            else:
+                p50 = p99 = None
+            p50_all, p99_all = memory.totals
+            memory.recorded = recorded
             rate = _rate(row['packets'], memory.packets, now, memory.t)
             memory.drops.observe(row['dropped_total'], now, hold)
             memory.t, memory.packets, memory.latency = now, row['packets'], counts

@@ -201,6 +201,7 @@ class LiveCapture:
         """Frames of successive connections. Returns on stop, or after giving up."""
         failures = 0  # consecutive connection attempts that delivered no frame
         retry = 0  # waits since the last good connection: the backoff step
+        self.gauge('connected', 0)  # until the first connection: a camera never reached is "not connected"
         while not self.stop.is_set():
             if retry:
                 delay = self.policy.delay(retry, self.rng)
