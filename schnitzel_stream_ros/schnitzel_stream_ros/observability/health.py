@@ -25,6 +25,7 @@ from typing import Any
 
 from schnitzel_stream_ros.observability.metrics import percentiles_ms
 from schnitzel_stream_ros.observability.report import FAILURE_COUNTER_SUFFIXES
+from schnitzel_stream_ros.plugin import Plugin
 
 #: Seconds between two samples (/diagnostics messages) unless configured.
 DEFAULT_PERIOD_SEC = 1.0
@@ -37,6 +38,23 @@ WARN_COUNTERS = ('stalls_total',)
 #: Breaker gauge of the durable forwarder (delivery/breaker.py STATE_CODE): 1 open, 2 half-open.
 BREAKER_GAUGE = 'breaker_state_code'
 BREAKER_NAMES = {1: 'open', 2: 'half-open'}
+#: A plugin parameter of this name is the source's own stall threshold (live cameras have it).
+STALL_PARAM = 'timeout_sec'
+
+
+def stall_threshold(plugin_cls: type[Plugin], params: Mapping[str, Any], default_sec: float) -> float:
+    """Seconds without a packet before a source counts as stalled (0 = no rule), in this order: the
+    plugin's `timeout_sec` parameter (live cameras), its `STALL_TIMEOUT_SEC` declaration, the
+    container default — stretched to three periods of a slow `rate_hz` source."""
+    own = params.get(STALL_PARAM) if STALL_PARAM in plugin_cls.param_schema() else None
+    if isinstance(own, int | float) and own > 0:
+        return float(own)
+    if plugin_cls.STALL_TIMEOUT_SEC is not None:
+        return max(0.0, float(plugin_cls.STALL_TIMEOUT_SEC))
+    rate = params.get('rate_hz')
+    if default_sec > 0 and isinstance(rate, int | float) and rate > 0:
+        return max(default_sec, 3.0 / rate)
+    return default_sec
 
 
 @dataclass(frozen=True)

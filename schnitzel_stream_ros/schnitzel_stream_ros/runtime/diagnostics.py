@@ -13,7 +13,7 @@ levels; nothing is added per packet. Topics (docs/diagnostics.md):
   depth, latency percentiles — the drops are what ROS topic statistics cannot see.
 
 The period is the container parameter `diagnostics_period_sec` (default 1.0; 0 disables both
-topics); sources without a stall threshold of their own (`timeout_sec`) use `diagnostics_stall_sec`.
+topics); sources without a stall threshold of their own use `diagnostics_stall_sec` (stall_threshold()).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from schnitzel_stream_ros.observability.health import (
     InboxView,
     NodeView,
     Status,
+    stall_threshold,
 )
 from schnitzel_stream_ros.plugin import Role
 
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 
 DIAGNOSTICS_TOPIC = '/diagnostics'
 EDGE_STATISTICS_TOPIC = '~/edge_statistics'
-#: A plugin parameter of this name is the source's own stall threshold (live cameras have it).
-STALL_PARAM = 'timeout_sec'
 #: Log a failing tick at most this often (the timer must keep running; it must not flood the log).
 _LOG_EVERY_SEC = 60.0
 
@@ -58,8 +57,7 @@ def node_view(node: PluginNode, container_started: bool, default_stall_sec: floa
     spec = node.spec
     stall = 0.0
     if spec.role is Role.SOURCE:
-        own = spec.params.get(STALL_PARAM) if STALL_PARAM in spec.plugin_cls.param_schema() else None
-        stall = float(own) if isinstance(own, int | float) and own > 0 else default_stall_sec
+        stall = stall_threshold(spec.plugin_cls, spec.params, default_stall_sec)
     return NodeView(
         fq_name=node.get_fully_qualified_name(),
         plugin=spec.plugin_ref,

@@ -7,6 +7,8 @@ Container.snapshot() builds them; time is passed in, so holds and thresholds are
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schnitzel_stream_ros.observability.health import (
     ERROR,
@@ -19,7 +21,12 @@ from schnitzel_stream_ros.observability.health import (
     decide,
     fmt,
 )
-from schnitzel_stream_ros.observability.metrics import EdgeMetrics, NodeMetrics
+from schnitzel_stream_ros.observability.metrics import (
+    EdgeMetrics,
+    LatencyHistogram,
+    NodeMetrics,
+    percentiles_ms,
+)
 from schnitzel_stream_ros.observability.snapshot import runtime_snapshot
 
 C = '/site/vision'
@@ -280,3 +287,25 @@ def test_decide_and_fmt():
     assert decide([(WARN, 'a'), (ERROR, 'b'), (ERROR, 'c')]) == (ERROR, 'b; c')
     assert decide([(WARN, str(i)) for i in range(5)]) == (WARN, '0; 1; 2 (+2 more)')
     assert [fmt(v) for v in (3, 3.0, 0.12345, None, True, 'x')] == ['3', '3', '0.123', '', 'true', 'x']
+
+
+def test_stall_threshold_order():
+    from schnitzel_stream_ros.nodes.core.synthetic_source import SyntheticSource
+    from schnitzel_stream_ros.nodes.delivery.sqlite_queue_source import SqliteQueueSource
+    from schnitzel_stream_ros.nodes.vision.rtsp import OpenCvRtspSource
+    from schnitzel_stream_ros.observability.health import stall_threshold
+
+    assert stall_threshold(OpenCvRtspSource, {'timeout_sec': 4.0}, 10.0) == 4.0  # its own watchdog
+    assert stall_threshold(SqliteQueueSource, {'follow': True}, 10.0) == 0.0  # waits for rows
+    assert stall_threshold(SyntheticSource, {'rate_hz': 25.0}, 10.0) == 10.0
+    assert stall_threshold(SyntheticSource, {'rate_hz': 0.05}, 10.0) == 60.0  # three periods
+    assert stall_threshold(SyntheticSource, {'rate_hz': 0.05}, 0.0) == 0.0  # rule off
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=512, max_size=512), st.integers(1, 2**40))
+def test_one_pass_percentiles_match_the_histogram(counts, max_ns):
+    hist = LatencyHistogram()
+    hist.merge(counts, max_ns)
+    assert percentiles_ms(counts, max_ns, (0.5, 0.99)) == (hist.percentile_ms(0.5), hist.percentile_ms(0.99))
+    assert percentiles_ms([0] * 512, max_ns, (0.5, 0.99)) == (None, None)
