@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -45,11 +46,17 @@ GRAPH = f"""
          config: {{packets: {STALL_AFTER}, rate_hz: 20.0, timeout_sec: {STALL_TIMEOUT}}}}}
       - {{id: stall_sink, kind: sink, plugin: 'runtime_test_plugins:MarkClosedSink', container: a,
          config: {{closed_marker: TMP/stall_sink.txt}}}}
+      - {{id: slow, kind: sink, plugin: 'runtime_test_plugins:MarkClosedSink', container: a,
+         config: {{closed_marker: TMP/slow.txt, delay_sec: 0.05}}}}
       - {{id: bad, plugin: 'health_test_plugins:RaiseAlways', container: b}}
+      - {{id: backend, kind: sink, plugin: DurableForwarderSink, container: b,
+         config: {{path: TMP/queue.db, url: 'http://127.0.0.1:CLOSED_PORT/events'}}}}
     edges:
       - {{from: good, to: ident}}
       - {{from: ident, to: sink}}
       - {{from: good, to: bad}}
+      - {{from: good, to: slow, inbox: {{max: 2, overflow: drop_new}}}}   # 50/s into a 20/s sink
+      - {{from: good, to: backend}}
       - {{from: stall, to: stall_sink}}
 """
 
@@ -120,13 +127,21 @@ def plugin_env(ros_env):
     }
 
 
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]  # closed again on return: connections are refused
+
+
 def _first(statuses, predicate):
     return next(((t, s) for t, s in statuses if predicate(s)), None)
 
 
 def test_diagnostics_levels_from_real_conditions(tmp_path, plugin_env, ros_domain):
     graph = tmp_path / 'graph.yaml'
-    graph.write_text(textwrap.dedent(GRAPH).replace('TMP', str(tmp_path)))
+    graph.write_text(
+        textwrap.dedent(GRAPH).replace('TMP', str(tmp_path)).replace('CLOSED_PORT', str(_closed_port()))
+    )
     listener = DiagnosticsListener(ros_domain, ('/diagnostics', '/hx/a/edge_statistics'))
     log = (tmp_path / 'run.log').open('w')
     run = processes.start(
@@ -195,12 +210,39 @@ def test_diagnostics_levels_from_real_conditions(tmp_path, plugin_env, ros_domai
         assert good and all(s['level'] == OK for _, s in good), [s['message'] for _, s in good]
         assert good[-1][1]['message'].startswith('producing ')
 
+        # a consumer slower than its producer behind a drop_new inbox: WARN on the node and its edge
+        _, slow = listener.wait_for(
+            lambda: _first(listener.statuses('/hx/a: slow'), lambda s: s['level'] == WARN), 20, 'slow WARN'
+        )
+        assert 'inbox dropped' in slow['message'] and int(slow['values']['inbox_dropped_total']) > 0
+        _, slow_edge = listener.wait_for(
+            lambda: _first(
+                listener.statuses('/hx/a: /hx/good/out -> slow.in', '/hx/a/edge_statistics'),
+                lambda s: s['level'] == WARN,
+            ),
+            10,
+            'the dropping edge WARN',
+        )
+        assert int(slow_edge['values']['dropped_total']) > 0 and slow_edge['values']['inbox_max'] == '2'
+
+        # the durable sink whose backend refuses connections: circuit open, ERROR, queue depth shown
+        _, backend = listener.wait_for(
+            lambda: _first(
+                listener.statuses('/hx/b: backend'),
+                lambda s: s['level'] == ERROR and 'backend unreachable' in s['message'],
+            ),
+            20,
+            'backend unreachable ERROR',
+        )
+        assert backend['message'].startswith('backend unreachable: circuit ')
+        assert backend['values']['breaker_state_code'] in ('1', '2') and 'queue_depth' in backend['values']
+
         # one status per container, from both processes
         for container in ('/hx/a', '/hx/b'):
             rows = listener.statuses(container)
             assert rows and rows[-1][1]['level'] == OK, (container, rows[-1:] if rows else None)
             assert rows[-1][1]['message'].startswith('running ')
-        assert listener.statuses('/hx/b')[-1][1]['values']['nodes'] == '1'
+        assert listener.statuses('/hx/b')[-1][1]['values']['nodes'] == '2'
 
         # per-edge statistics with drops, depth and latency
         edge = listener.wait_for(
