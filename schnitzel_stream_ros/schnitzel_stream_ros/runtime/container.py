@@ -108,7 +108,7 @@ class Container:
             'diagnostics_stall_sec',
             HealthRules.stall_sec,
             'a source without a packet this long is reported stalled (WARN), unless the plugin has '
-            'its own timeout_sec; 0 = only sources with timeout_sec',
+            'its own threshold (timeout_sec, STALL_TIMEOUT_SEC); 0 = only those',
         )
         self.diagnostics: DiagnosticsPublisher | None = None
         self.bus = Bus()
@@ -298,6 +298,7 @@ class Container:
         return True, problem
 
     def plugin_nodes(self) -> list[PluginNode]:
+        """The loaded nodes now (a copy: loads and unloads may go on)."""
         with self._lock:
             return list(self._nodes.values())
 

@@ -120,9 +120,3 @@ class DiagnosticsPublisher:
             if self._failed_at is None or now - self._failed_at >= _LOG_EVERY_SEC:
                 self._failed_at = now
                 self.container.log.error(f'diagnostics: sample failed: {type(exc).__name__}: {exc}')
-
-    def destroy(self) -> None:
-        node = self.container.node
-        node.destroy_timer(self.timer)
-        node.destroy_publisher(self.publisher)
-        node.destroy_publisher(self.edge_publisher)
