@@ -136,6 +136,14 @@ def decide(findings: Iterable[tuple[int, str]], ok_message: str = 'OK') -> tuple
     return level, '; '.join(reasons[:3]) + (f' (+{len(reasons) - 3} more)' if len(reasons) > 3 else '')
 
 
+def _number(counters: Mapping[str, Any], name: str) -> float | None:
+    """A plugin gauge as a number, None when absent or not a number (plugins can gauge anything)."""
+    value = counters.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN
+        return None
+    return float(value)
+
+
 def is_error_counter(name: str) -> bool:
     return name == 'errors_total' or name.endswith('_errors_total')
 
@@ -233,11 +241,19 @@ class HealthMonitor:
         for node_id, values in nodes.items():
             view = views.get(node_id) or NodeView(fq_name=node_id, plugin='')
             memory = self._nodes.setdefault(node_id, _NodeMemory())
-            node_statuses.append(
-                self._node_health(
+            try:
+                status = self._node_health(
                     now, node_id, values, view, memory, source_end.get(node_id), edge_latency.get(node_id)
                 )
-            )
+            except Exception as exc:  # one odd gauge must not cost the other nodes their status
+                status = Status(
+                    f'{self.container}: {node_id}',
+                    WARN,
+                    f'diagnostics could not evaluate this node: {type(exc).__name__}: {exc}'[:200],
+                    view.fq_name,
+                    (('plugin', view.plugin),),
+                )
+            node_statuses.append(status)
         for gone in set(self._nodes) - set(nodes):  # unloaded nodes: forget them (bounded memory)
             del self._nodes[gone]
         return Health([self._container_health(now, snapshot, nodes), *node_statuses], edge_statuses)
@@ -391,12 +407,12 @@ class HealthMonitor:
     ) -> list[tuple[int, str]]:
         if end_reason == 'failed':
             return [(ERROR, 'source failed: produce() raised and the source ended')]
-        if counters.get('gave_up_total'):
+        if (_number(counters, 'gave_up_total') or 0) > 0:
             return [(ERROR, 'gave up reconnecting')]
         if end_reason or not view.started:
             return []
         findings: list[tuple[int, str]] = []
-        if counters.get('connected') == 0:
+        if _number(counters, 'connected') == 0:
             findings.append((WARN, 'not connected'))
         if view.stall_sec > 0 and memory.produced_at is not None:
             silent = now - memory.produced_at
@@ -412,7 +428,7 @@ class HealthMonitor:
         """Durable delivery (DurableForwarderSink gauges): breaker open, backlog not delivered."""
         rules = self.rules
         findings: list[tuple[int, str]] = []
-        breaker = counters.get(BREAKER_GAUGE)
+        breaker = _number(counters, BREAKER_GAUGE)
         if breaker in BREAKER_NAMES:
             if memory.breaker_since is None:
                 memory.breaker_since = now
@@ -422,12 +438,12 @@ class HealthMonitor:
             )
         else:
             memory.breaker_since = None
-        depth = counters.get('queue_depth')
-        if isinstance(depth, int | float):
+        depth = _number(counters, 'queue_depth')
+        if depth is not None:
             memory.depths.append((now, float(depth)))
             while memory.depths and now - memory.depths[0][0] > rules.trend_sec:
                 memory.depths.popleft()
-            age = counters.get('oldest_age_sec', 0) or 0
+            age = _number(counters, 'oldest_age_sec') or 0.0
             if age > rules.backlog_age_sec:
                 then = memory.depths[0][1]
                 peak = max(d for _, d in memory.depths)

@@ -309,3 +309,14 @@ def test_one_pass_percentiles_match_the_histogram(counts, max_ns):
     hist.merge(counts, max_ns)
     assert percentiles_ms(counts, max_ns, (0.5, 0.99)) == (hist.percentile_ms(0.5), hist.percentile_ms(0.99))
     assert percentiles_ms([0] * 512, max_ns, (0.5, 0.99)) == (None, None)
+
+
+def test_odd_plugin_gauges_do_not_break_a_sample(monitor):
+    site = Site()
+    site.node.counters.update(
+        {'queue_depth': 'many', 'oldest_age_sec': float('nan'), 'breaker_state_code': [1], 'connected': None,
+         'gave_up_total': 'x', 'stalls_total': 'y'}
+    )
+    site.sample(monitor, 0.0)
+    _, _, det, _ = site.sample(monitor, 1.0)
+    assert det.level == OK and det.value('queue_depth') == 'many' and det.value('oldest_age_sec') == 'nan'
