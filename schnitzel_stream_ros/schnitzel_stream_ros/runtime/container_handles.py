@@ -30,6 +30,7 @@ from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
 from schnitzel_stream_ros.graph.wiring import PACKAGE_NAME, LoadRequest
+from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC
 from schnitzel_stream_ros.runtime.container import Container, LoadResult
 from schnitzel_stream_ros.runtime.executors import ContainerExecutors
 
@@ -64,7 +65,14 @@ class LocalContainerHandle:
     """The container lives in this process (one container group)."""
 
     def __init__(
-        self, name: str, namespace: str, *, executor: str, max_events: int | None, drain_timeout: float
+        self,
+        name: str,
+        namespace: str,
+        *,
+        executor: str,
+        max_events: int | None,
+        drain_timeout: float,
+        diagnostics_period_sec: float = DEFAULT_PERIOD_SEC,
     ) -> None:
         self.name = name
         self.full_name = container_full_name(name, namespace)
@@ -77,6 +85,7 @@ class LocalContainerHandle:
             autostart=False,
             max_events=max_events,
             drain_timeout=drain_timeout,
+            diagnostics_period_sec=diagnostics_period_sec,
         )
         self.container.serve()
         self.executors.control.add_node(self.node)
@@ -122,7 +131,13 @@ class LocalContainerHandle:
 
 
 def container_command(
-    group: str, namespace: str, *, executor: str, max_events: int | None, drain_timeout: float | None = None
+    group: str,
+    namespace: str,
+    *,
+    executor: str,
+    max_events: int | None,
+    drain_timeout: float | None = None,
+    diagnostics_period_sec: float | None = None,
 ) -> list[str]:
     """The installed `component_container` (lib/schnitzel_stream_ros), else the same module via -m."""
     args = ['--paused', '--executor', executor]
@@ -131,6 +146,8 @@ def container_command(
     if max_events is not None:
         args += ['--max-events', str(max_events)]
     ros_args = ['--ros-args', '-r', f'__node:={group}', '-r', f'__ns:={namespace}']
+    if diagnostics_period_sec is not None:
+        ros_args += ['-p', f'diagnostics_period_sec:={float(diagnostics_period_sec)!r}']
     try:
         from ament_index_python.packages import get_package_prefix
 
@@ -263,12 +280,18 @@ class RemoteContainerHandle:
         executor: str,
         max_events: int | None,
         drain_timeout: float,
+        diagnostics_period_sec: float | None = None,
     ) -> None:
         self.name = name
         self.full_name = container_full_name(name, namespace)
         self.proc = subprocess.Popen(
             container_command(
-                name, namespace, executor=executor, max_events=max_events, drain_timeout=drain_timeout
+                name,
+                namespace,
+                executor=executor,
+                max_events=max_events,
+                drain_timeout=drain_timeout,
+                diagnostics_period_sec=diagnostics_period_sec,
             ),
             start_new_session=True,
             preexec_fn=_die_with_parent,

@@ -24,6 +24,7 @@ from typing import Any
 
 from schnitzel_stream_ros.graph.model import NodeKind, ValidatedGraph
 from schnitzel_stream_ros.graph.wiring import load_requests_by_container
+from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC
 from schnitzel_stream_ros.runtime.container import DEFAULT_DRAIN_TIMEOUT_SEC
 from schnitzel_stream_ros.runtime.container_handles import (
     ContainerHandle,
@@ -72,8 +73,10 @@ class LiveRun:
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT_SEC,
         stop_event: threading.Event | None = None,
         on_progress: Callable[[list[dict[str, Any]]], None] | None = None,
+        diagnostics_period_sec: float = DEFAULT_PERIOD_SEC,
     ) -> None:
         self.graph = graph
+        self.diagnostics_period_sec = diagnostics_period_sec
         self.max_events = max_events
         self.duration_sec = duration_sec
         self.executor = executor
@@ -100,6 +103,7 @@ class LiveRun:
                     executor=self.executor,
                     max_events=shares[name],
                     drain_timeout=self.drain_timeout,
+                    diagnostics_period_sec=self.diagnostics_period_sec,
                 )
             )
             return
@@ -118,6 +122,7 @@ class LiveRun:
                 executor=self.executor,
                 max_events=shares[name],
                 drain_timeout=self.drain_timeout,
+                diagnostics_period_sec=self.diagnostics_period_sec,
             )
             for name in groups
         ]

@@ -2,7 +2,7 @@
 
     schnitzel-stream run GRAPH [--max-events N] [--duration S] [--report-json PATH]
                                [--mode live|deterministic] [--executor events|single|multi]
-                               [--drain-timeout S] [--quiet]
+                               [--drain-timeout S] [--diagnostics-period S] [--quiet]
 
 - The graph is validated first (fail closed): an invalid graph prints every error, one per line,
   and exits 2 (a report, when asked for, says status error with the same errors).
@@ -26,6 +26,7 @@ from typing import Any
 
 from schnitzel_stream_ros.graph.errors import GraphInvalid
 from schnitzel_stream_ros.graph.validate import compile_graph
+from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC
 from schnitzel_stream_ros.observability.progress import ProgressLine
 from schnitzel_stream_ros.observability.report import build_report, write_report
 from schnitzel_stream_ros.runtime.container import DEFAULT_DRAIN_TIMEOUT_SEC
@@ -46,6 +47,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f'must be > 0, got {text}')
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f'must be >= 0, got {text}')
     return value
 
 
@@ -72,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=DEFAULT_DRAIN_TIMEOUT_SEC,
         help='how long in-flight packets may drain at the end (seconds)',
+    )
+    parser.add_argument(
+        '--diagnostics-period',
+        type=_non_negative_float,
+        default=DEFAULT_PERIOD_SEC,
+        help='live mode: seconds between /diagnostics messages of each container (0 = none)',
     )
     parser.add_argument('--quiet', action='store_true', help='no progress line')
     parser.add_argument(
@@ -172,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                 drain_timeout=args.drain_timeout,
                 stop_event=stopper.event,
                 on_progress=on_progress,
+                diagnostics_period_sec=args.diagnostics_period,
             )
             outcome = run.run()
             extra = {'executor': args.executor, 'containers': [g.name for g in graph.containers]}
