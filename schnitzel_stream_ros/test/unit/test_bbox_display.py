@@ -4,7 +4,8 @@ The window itself cannot be opened here: this machine has no display and the sui
 opencv-python-headless (no GUI backend). So these tests run the real plugin on the real headless
 OpenCV and check what a headless machine must do — publish the annotated frame, say once why no
 window opened, keep going. The only stand-in is the build-information text of a GTK build (an
-excerpt in the format of cv2.getBuildInformation()), to check that such a build is recognised.
+excerpt in the format of cv2.getBuildInformation()): to check that such a build is recognised, and
+to make the plugin try the real (headless, failing) cv2.namedWindow.
 """
 from __future__ import annotations
 
@@ -121,6 +122,22 @@ def test_headless_says_so_once_and_keeps_publishing(monkeypatch, caplog, env, re
     assert lines[0].startswith(f"node 'display': no display ({reason}")
     assert 'publishing ~/image only' in lines[0]
     assert sink.window is None and ctx.counters == {'published_total': 5}
+
+
+def test_a_window_that_fails_to_open_falls_back_to_publishing(monkeypatch, caplog):
+    """The build information claims a GUI (stand-in); the real headless cv2.namedWindow then fails."""
+    monkeypatch.setattr(cv2, 'getBuildInformation', lambda: GTK_BUILD_EXCERPT)
+    with caplog.at_level(logging.INFO, logger='schnitzel_stream.display'):
+        sink, ctx = make(monkeypatch, {'DISPLAY': ':0'})
+        assert sink.window == 'Schnitzel Stream - YOLO'  # a window is wanted: display and "GUI" present
+        for _ in range(3):
+            sink.process(frame_packet(np.zeros((40, 40, 3), dtype=np.uint8)))
+        sink.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("node 'display': no display (the OpenCV window failed: ")
+    assert lines[0].endswith('publishing ~/image only (view it with rqt_image_view or Foxglove)')
+    assert sink.window is None and ctx.counters == {'published_total': 3}  # never shown, always published
 
 
 def test_display_off_is_silent(monkeypatch, caplog):

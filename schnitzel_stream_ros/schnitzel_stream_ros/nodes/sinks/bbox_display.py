@@ -98,19 +98,23 @@ class OpenCvBboxDisplaySink(Plugin):
     def setup(self) -> None:
         p = self.params
         self.colour = tuple(p['color_bgr'])
+        #: the window to show frames in (None: publish only); opened on the first frame, in the
+        #: thread that shows every later frame (GUI toolkits want one thread per window)
         self.window: str | None = None
+        self.window_open = False
         if p['display'] == 'off':
             return
         reason = window_unavailable(os.environ, cv2.getBuildInformation())
         if reason is None:
-            try:
-                cv2.namedWindow(p['window_name'], cv2.WINDOW_NORMAL)
-                self.window = p['window_name']
-            except cv2.error as exc:
-                reason = f'OpenCV cannot open a window: {str(exc).strip().splitlines()[-1]}'
-        if reason is not None:
-            self.log.warning(f"node '{self.node_id}': no display ({reason}): "
-                             f'publishing ~/{IMAGE_OUTPUT} only (view it with rqt_image_view or Foxglove)')
+            self.window = p['window_name']
+        else:
+            self._publish_only(f'no display ({reason})')
+
+    def _publish_only(self, why: str) -> None:
+        """Say once why nothing is shown, and go on publishing."""
+        self._close_window()
+        self.log.warning(f"node '{self.node_id}': {why}: publishing ~/{IMAGE_OUTPUT} only "
+                         '(view it with rqt_image_view or Foxglove)')
 
     def _detections(self, packet: StreamPacket) -> list[Mapping[str, Any]]:
         attached = packet.meta.get(DETECTIONS_META)
@@ -145,13 +149,16 @@ class OpenCvBboxDisplaySink(Plugin):
         return packet if p['forward'] else None
 
     def _show(self, image: np.ndarray) -> None:
+        assert self.window is not None
         try:
+            if not self.window_open:
+                cv2.namedWindow(self.window, cv2.WINDOW_NORMAL)
+                self.window_open = True
             cv2.imshow(self.window, image)
             key = cv2.waitKey(max(1, self.params['wait_key_ms'])) & 0xFF
         except cv2.error as exc:
-            self.log.warning(f"node '{self.node_id}': the OpenCV window failed ({str(exc).strip()[:200]}): "
-                             f'publishing ~/{IMAGE_OUTPUT} only')
-            self._close_window()
+            detail = (str(exc).strip().splitlines() or ['?'])[-1][:200]
+            self._publish_only(f'no display (the OpenCV window failed: {detail})')
             return
         self.count('shown_total')
         if self.params['stop_on_quit_key'] and key in QUIT_KEYS:
@@ -160,8 +167,9 @@ class OpenCvBboxDisplaySink(Plugin):
             self._close_window()
 
     def _close_window(self) -> None:
-        window, self.window = self.window, None
-        if window is not None:
+        window, was_open = self.window, self.window_open
+        self.window, self.window_open = None, False
+        if window is not None and was_open:
             with contextlib.suppress(cv2.error):
                 cv2.destroyWindow(window)
 
