@@ -74,6 +74,7 @@ setup(
             # sinks to ROS topics
             'RobotEventSink = schnitzel_stream_ros.nodes.sinks.robot_event:RobotEventSink',
             'AnnotatedImageSink = schnitzel_stream_ros.nodes.sinks.annotated_image:AnnotatedImageSink',
+            'OpenCvBboxDisplaySink = schnitzel_stream_ros.nodes.sinks.bbox_display:OpenCvBboxDisplaySink',
             # delivery (issue 6): durable queue nodes, HTTP sinks
             'SqliteQueueSink = schnitzel_stream_ros.nodes.delivery.sqlite_queue_sink:SqliteQueueSink',
             'SqliteQueueSource = schnitzel_stream_ros.nodes.delivery.sqlite_queue_source:SqliteQueueSource',

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from schnitzel_stream_ros.graph.errors import GraphWarning
     from schnitzel_stream_ros.plugin import Plugin, Port
 
 #: Key inside a node's `config` that carries upstream runtime settings (inbox), not plugin params.
@@ -262,6 +263,8 @@ class ValidatedGraph:
     spec: GraphSpec
     nodes: tuple[ResolvedNode, ...]  # declaration order
     edges: tuple[ResolvedEdge, ...]  # declaration order
+    #: what the validator ignored instead of refusing (every consumer prints them, one line each)
+    warnings: tuple[GraphWarning, ...] = ()
 
     def node(self, node_id: str) -> ResolvedNode:
         for node in self.nodes:

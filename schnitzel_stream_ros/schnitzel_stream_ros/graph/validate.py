@@ -9,6 +9,12 @@ identity (ids, ROS names, namespaces, containers) -> plugins (allowlist before i
 rules) -> cycles (strict, or only through delay/initial nodes when enabled) -> what flows on each
 edge (message type, kind overlap, payload profile, non-portable kinds, container boundaries)
 -> delivery (edges into one input agree, QoS compatibility) -> topics unique -> required inputs.
+
+Unknown parameters: an error for a node that names its plugin natively (a registered name or a
+module path: a typo must not pass), a warning for a node that names it by an upstream path
+(`schnitzel_stream.…`), because upstream ignored config keys a plugin does not use and its graph
+files rely on that (one template serving several source plugins). Ignored keys never reach the
+plugin. Warnings travel in ValidationResult.warnings and ValidatedGraph.warnings.
 """
 from __future__ import annotations
 
@@ -20,7 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from schnitzel_stream_ros.graph.errors import GraphError, GraphInvalid, node_subject
+from schnitzel_stream_ros.graph.aliases import is_upstream_reference
+from schnitzel_stream_ros.graph.errors import GraphError, GraphInvalid, GraphWarning, node_subject
 from schnitzel_stream_ros.graph.interpolate import EnvText
 from schnitzel_stream_ros.graph.load import load_graph
 from schnitzel_stream_ros.graph.model import (
@@ -58,11 +65,12 @@ _PARAM_NAMED = re.compile(r"parameter '([A-Za-z_][A-Za-z0-9_]*)'")
 
 @dataclass
 class ValidationResult:
-    """Errors (empty when valid) and, when valid, the ValidatedGraph."""
+    """Errors (empty when valid), warnings (never make a graph invalid) and, when valid, the graph."""
 
     errors: list[GraphError] = field(default_factory=list)
     graph: ValidatedGraph | None = None
     spec: GraphSpec | None = None
+    warnings: list[GraphWarning] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -113,6 +121,7 @@ class _Validator:
         self.spec = spec
         self.registry = registry
         self.errors: list[GraphError] = []
+        self.warnings: list[GraphWarning] = []
         self.nodes: dict[str, NodeSpec] = {}
         self.plugins: dict[str, PluginInfo] = {}
         self.kinds: dict[str, NodeKind] = {}
@@ -145,8 +154,8 @@ class _Validator:
         self.check_topics()
         self.check_required_inputs(ends)
         if self.errors or self.incomplete:
-            return ValidationResult(self.errors, None, self.spec)
-        return ValidationResult([], self.build(ends, delivery), self.spec)
+            return ValidationResult(self.errors, None, self.spec, self.warnings)
+        return ValidationResult([], self.build(ends, delivery), self.spec, self.warnings)
 
     # -- graph and nodes ------------------------------------------------------------------------
     def check_graph(self) -> None:
@@ -227,9 +236,17 @@ class _Validator:
         given = node.params
         resolved: dict[str, Any] = {}
         failed = False
+        upstream = is_upstream_reference(node.plugin)
         for name in given:
             if name not in schema:
-                hint = did_you_mean(str(name), schema) or (
+                suggestion = did_you_mean(str(name), schema)
+                if upstream:  # upstream ignored unused keys; only what the schema names reaches the plugin
+                    self.warnings.append(GraphWarning(
+                        node.param_position(name), f'parameter {name!r} ignored: plugin {info.display_name} '
+                        f'does not use it{suggestion} (upstream plugin path: unused keys are ignored)',
+                        node_subject(node.id), 'ignored-param'))
+                    continue
+                hint = suggestion or (
                     f' (plugin {info.display_name} takes no parameters)' if not schema
                     else f" (known: {', '.join(schema)})")
                 self.node_error(node, f'unknown parameter {name!r}{hint}', 'unknown-param',
@@ -617,7 +634,7 @@ class _Validator:
                 topic=self.topics[(end.edge.src, end.src_port)], reliability=reliability, depth=depth,
                 overflow=overflow, inbox_max=inbox_max, position=end.edge.position,
             ))
-        return ValidatedGraph(self.spec, tuple(nodes), tuple(edges))
+        return ValidatedGraph(self.spec, tuple(nodes), tuple(edges), tuple(self.warnings))
 
 
 def validate(spec: GraphSpec, registry: PluginRegistry | None = None) -> ValidationResult:
@@ -633,7 +650,7 @@ def load_and_validate(path: str | os.PathLike[str], registry: PluginRegistry | N
         return ValidationResult(loaded.errors, None, None)
     result = validate(loaded.graph, registry)
     errors = sorted([*loaded.errors, *result.errors], key=lambda e: e.position.line)
-    return ValidationResult(errors, result.graph if not errors else None, loaded.graph)
+    return ValidationResult(errors, result.graph if not errors else None, loaded.graph, result.warnings)
 
 
 def compile_graph(path: str | os.PathLike[str], registry: PluginRegistry | None = None,

@@ -25,7 +25,8 @@ class GraphRefused(RuntimeError):
 
 
 def launch_entities(path: str | os.PathLike[str], registry: PluginRegistry | None = None) -> list[Any]:
-    """[LogInfo, LaunchDescription] for a valid graph file; GraphRefused otherwise."""
+    """[LogInfo per graph warning, LogInfo, LaunchDescription] for a valid graph file; GraphRefused
+    otherwise."""
     from launch.actions import LogInfo  # launch is only importable where ROS is installed
 
     path = os.fspath(path)
@@ -39,4 +40,5 @@ def launch_entities(path: str | os.PathLike[str], registry: PluginRegistry | Non
     description = scope['generate_launch_description']()
     summary = (f'schnitzel_stream: graph {path} (sha256 {graph.spec.sha256[:12]}) is valid: '
                f'{len(graph.nodes)} nodes in {len(graph.containers)} container(s)')
-    return [LogInfo(msg=summary), description]
+    ignored = [LogInfo(msg=f'schnitzel_stream: {warning}') for warning in graph.warnings]
+    return [*ignored, LogInfo(msg=summary), description]

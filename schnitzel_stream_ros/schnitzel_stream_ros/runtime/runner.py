@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.report_json,
             )
         return EXIT_INVALID
+    for warning in graph.warnings:  # what the graph says but this run ignores, one line each
+        print(str(warning), file=sys.stderr)
 
     progress = ProgressLine(enabled=not args.quiet)
     observers = [progress.update]
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings=outcome.warnings,
         stop_reason=outcome.stop_reason,
         duration_sec=outcome.duration_sec,
-        extra={'mode': args.mode, **extra},
+        extra={'mode': args.mode, 'graph_warnings': [str(w) for w in graph.warnings], **extra},
     )
     if args.report_json:
         write_report(report, args.report_json)
