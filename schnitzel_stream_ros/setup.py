@@ -1,7 +1,8 @@
 """ament_python package of schnitzel_stream_ros.
 
 launch/, config/ and models/ go to share/schnitzel_stream_ros so `ros2 launch` finds them; console
-scripts go to lib/schnitzel_stream_ros (setup.cfg) so `ros2 run` and launch_ros find them.
+scripts go to lib/schnitzel_stream_ros (setup.cfg) so `ros2 run` and launch_ros find them; their
+shebang is the interpreter that ran this file (scripts/bootstrap runs colcon with the suite's own).
 """
 from glob import glob
 
@@ -15,6 +16,9 @@ setup(
     packages=find_packages(exclude=['test', 'test.*']),
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
+        # `ros2 component types` reads this resource (lines `TypeName;library`): our plugins, named as
+        # `ros2 component load` and launch files name them for our container (canonical module:Class)
+        ('share/ament_index/resource_index/rclcpp_components', [f'resource/rclcpp_components/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),
         (f'share/{PACKAGE}/launch', sorted(glob('launch/*.py'))),
         (f'share/{PACKAGE}/config', sorted(glob('config/*.yaml'))),
