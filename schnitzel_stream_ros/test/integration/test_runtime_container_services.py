@@ -313,3 +313,24 @@ def test_every_type_ros2_component_types_lists_loads_in_our_container(paused_con
         assert (unloaded.success, unloaded.error_message) == (True, '')
     assert client.listed() == []
     assert paused_container.poll() is None
+
+
+def test_repeated_sigint_still_ends_in_a_clean_exit(ros_env, tmp_path):
+    """Ctrl-C under `ros2 launch` reaches the container twice (from the terminal, then from launch).
+
+    However late the second SIGINT comes — even while the interpreter is already exiting — the
+    exit status stays 0 instead of launch reporting "process has died [exit code -2]".
+    """
+    cmd = container_command('box', '/t', executor='events', max_events=None)
+    log_path = tmp_path / 'container.log'
+    with log_path.open('w') as log:
+        proc = processes.start(cmd, ros_env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for(lambda: 'ready' in log_path.read_text(), what='the container to be ready')
+            deadline = time.monotonic() + 15
+            while proc.poll() is None and time.monotonic() < deadline:
+                proc.send_signal(signal.SIGINT)  # again and again until it is gone
+                time.sleep(0.002)
+            assert proc.wait(timeout=5) == 0, log_path.read_text()[-2000:]
+        finally:
+            processes.stop(proc)
