@@ -89,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         executors.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=context)
+        # Stopped: later signals change nothing. Ignored rather than handled, because Python puts
+        # the default action back for handled signals while it exits, and Ctrl-C under `ros2 launch`
+        # delivers SIGINT twice (terminal, then launch) — the second would end a clean stop as
+        # "died by SIGINT".
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 1 if container.fatal or executors.error is not None else 0
 
 
