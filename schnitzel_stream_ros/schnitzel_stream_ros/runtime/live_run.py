@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from schnitzel_stream_ros.graph.model import NodeKind, ValidatedGraph
@@ -74,8 +74,10 @@ class LiveRun:
         stop_event: threading.Event | None = None,
         on_progress: Callable[[list[dict[str, Any]]], None] | None = None,
         diagnostics_period_sec: float = DEFAULT_PERIOD_SEC,
+        await_subscribers: Mapping[str, int] | None = None,
     ) -> None:
         self.graph = graph
+        self.await_subscribers = dict(await_subscribers or {})
         self.diagnostics_period_sec = diagnostics_period_sec
         self.max_events = max_events
         self.duration_sec = duration_sec
@@ -178,9 +180,8 @@ class LiveRun:
         """The start gate (runtime/start_gate.py), as launch opens it: every node listed by its
         container, every crossing topic matched. Loads here are synchronous, so only the DDS
         matching can take time; after MATCH_TIMEOUT_SEC the run starts anyway, with a warning."""
-        missing = wait_until_wired(
-            GatePlan.from_graph(self.graph), self.handles, stop=self.stop_event, timeout=MATCH_TIMEOUT_SEC
-        )
+        plan = GatePlan.from_graph(self.graph).awaiting(self.await_subscribers)
+        missing = wait_until_wired(plan, self.handles, stop=self.stop_event, timeout=MATCH_TIMEOUT_SEC)
         late = f'after {MATCH_TIMEOUT_SEC:.0f} s; its first packets may be lost'
         return [f'start gate: {m} {late}' for m in missing]
 

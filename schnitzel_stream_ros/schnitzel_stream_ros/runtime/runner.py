@@ -31,6 +31,7 @@ from schnitzel_stream_ros.observability.progress import ProgressLine
 from schnitzel_stream_ros.observability.report import build_report, write_report
 from schnitzel_stream_ros.runtime.container import DEFAULT_DRAIN_TIMEOUT_SEC
 from schnitzel_stream_ros.runtime.executors import DEFAULT_EXECUTOR, EXECUTOR_KINDS
+from schnitzel_stream_ros.runtime.start_gate import parse_await
 
 MODES = ('live', 'deterministic')
 EXIT_OK, EXIT_ERROR, EXIT_INVALID = 0, 1, 2
@@ -87,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PERIOD_SEC,
         help='live mode: seconds between /diagnostics messages of each container (0 = none)',
     )
+    parser.add_argument(
+        '--await-subscribers',
+        action='append',
+        metavar='TOPIC[=N]',
+        help='live mode: the start gate also waits (up to 15 s) for N (default 1) outside subscriptions on '
+        'TOPIC, e.g. a recorder that must get the first packet; repeatable',
+    )
     parser.add_argument('--quiet', action='store_true', help='no progress line')
     parser.add_argument(
         '--timeline', default=None, help='append the metrics of every second to this JSONL file (for plots)'
@@ -127,7 +135,12 @@ def _summary(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        awaited = parse_await(args.await_subscribers)
+    except ValueError as exc:
+        parser.error(str(exc))
     graph_path = str(args.graph)
     engine_name = args.mode
     try:
@@ -189,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                 stop_event=stopper.event,
                 on_progress=on_progress,
                 diagnostics_period_sec=args.diagnostics_period,
+                await_subscribers=awaited,
             )
             outcome = run.run()
             extra = {'executor': args.executor, 'containers': [g.name for g in graph.containers]}

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from schnitzel_stream_ros.runtime.start_gate import GatePlan, open_gate, wait_until_wired
+from schnitzel_stream_ros.runtime.start_gate import GatePlan, open_gate, parse_await, wait_until_wired
 
 LOG_EVERY_SEC = 10.0
 _SHOW_MISSING = 5
@@ -27,18 +27,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument('--plan', help='the gate plan as JSON (written by `schnitzel-stream compile`)')
     what.add_argument('--graph', help='a graph file: the plan is derived from it (validated first)')
+    parser.add_argument('--await-subscribers', action='append', metavar='TOPIC[=N]',
+                        help='also wait for N (default 1) outside subscriptions on TOPIC; repeatable')
     parser.add_argument('--timeout', type=float, default=0.0,
                         help='give up after this many seconds (0: never)')
     return parser.parse_args(argv)
 
 
 def _plan(args: argparse.Namespace) -> GatePlan:
+    awaited = parse_await(args.await_subscribers)
     if args.plan is not None:
-        return GatePlan.from_json(args.plan)
+        return GatePlan.from_json(args.plan).awaiting(awaited)
     from schnitzel_stream_ros.graph.validate import GraphInvalid, compile_graph
 
     try:
-        return GatePlan.from_graph(compile_graph(args.graph))
+        return GatePlan.from_graph(compile_graph(args.graph)).awaiting(awaited)
     except GraphInvalid as exc:
         raise ValueError('\n'.join(str(e) for e in exc.errors)) from None
 

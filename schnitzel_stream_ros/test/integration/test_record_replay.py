@@ -1,17 +1,14 @@
 """Record and replay over real DDS: `schnitzel-stream record` next to a running graph, then replays.
 
 Regression test of the detector lane: 30 s of a camera lane (the pedestrian clip at its own 10 fps,
-the video source with a fixed start_ts) recorded by a separate recorder process, then replayed
-twice at maximum speed through the ONNX person detector, tracker and event builder with lossless
-(blocking) edges: both replays must produce the same non-empty list of event ids. The recorded
-frames must be the live frames (same source_id, frame_idx, ts, keys, pixels), checked against the
-video source plugin decoding the same file, and rosbags (an independent reader) must decode every
-recorded message as a StreamPacket.
-
-Not asserted: replay events == the live lane's events. The recorder joins the camera topic only
-after DDS discovery (about a second after the graph starts), and the tracker's ids depend on every
-frame since the start, so a recording that starts later gives other track ids — by design of the
-tracker, not a replay fault. The packet-level check above is what "same as live" means here.
+the video source with a fixed start_ts) runs live through the ONNX person detector, tracker and
+event builder with lossless (blocking) edges, while a separate recorder process records the camera
+topic. The run's start gate waits for the recorder (`--await-subscribers`), so the recording holds
+every frame from the first. Then the recording is replayed twice at maximum speed through the same
+lane: both replays must produce the live run's event ids, the same non-empty list three times. The
+recorded frames must be the live frames (same source_id, frame_idx, ts, keys, pixels), checked
+against the video source plugin decoding the same file, and rosbags (an independent reader) must
+decode every recorded message as a StreamPacket.
 """
 from __future__ import annotations
 
@@ -73,6 +70,17 @@ def _stop_recorder(proc: subprocess.Popen, log: Path, sig: int = signal.SIGTERM)
 @pytest.mark.timeout(240)
 def test_recorded_camera_lane_replays_to_identical_event_ids(tmp_path, ros_env):
     clip = asset(PEDESTRIAN_CLIP)
+    lane = """
+          - {id: det, plugin: OnnxDetectorNode, config: {intra_op_threads: 2}}
+          - {id: trk, plugin: IouTrackerNode}
+          - {id: events, plugin: ProtocolV02EventBuilderNode, config: {site_id: S001, camera_id: cam0}}
+          - {id: archive, plugin: JsonlSink, config: {path: '${oc.env:EVENTS_OUT}', body: payload}}
+        edges:
+          - {from: cam, to: det, inbox: {max: 8, overflow: block}}
+          - {from: det, to: trk, inbox: {max: 64, overflow: block}}
+          - {from: trk, to: events, inbox: {max: 64, overflow: block}}
+          - {from: events, to: archive, inbox: {max: 64, overflow: block}}
+    """
     live = _write(tmp_path / 'live.yaml', f"""
         version: 2
         namespace: /lane
@@ -81,14 +89,20 @@ def test_recorded_camera_lane_replays_to_identical_event_ids(tmp_path, ros_env):
             plugin: OpenCvVideoFileSource
             config: {{path: '{clip}', source_id: cam0, realtime: true, max_frames: {FRAMES},
                       start_ts: '{START_TS}'}}
-    """)
+    """ + lane)
     recording = tmp_path / 'lane.mcap'
     recorder, log = _start_recorder(tmp_path, ros_env, f'{CAMERA_TOPIC}:{PACKET_TYPE}', '-o', recording,
                                     '--stats-json', tmp_path / 'record.json')
+    live_events = tmp_path / 'events_live.jsonl'
     try:
-        run = subprocess.run(_cli('run', live, '--quiet', '--report-json', tmp_path / 'live.json'),
-                             env=ros_env, capture_output=True, text=True, timeout=90)
+        # the start gate holds the camera until the recorder's subscription is matched: frame 0 recorded
+        run = subprocess.run(_cli('run', live, '--quiet', '--report-json', tmp_path / 'live.json',
+                                  '--await-subscribers', CAMERA_TOPIC),
+                             env={**ros_env, 'EVENTS_OUT': str(live_events)}, capture_output=True, text=True,
+                             timeout=150)
         assert run.returncode == 0, run.stderr[-3000:]
+        live_report = json.loads((tmp_path / 'live.json').read_text())
+        assert not live_report['warnings'], live_report['warnings']  # the gate saw the recorder in time
         time.sleep(1.0)  # the last frames are in flight to the recorder
         _stop_recorder(recorder, log)
     finally:
@@ -111,9 +125,9 @@ def test_recorded_camera_lane_replays_to_identical_event_ids(tmp_path, ros_env):
             assert (connection.topic, connection.msgtype, msg.kind, msg.payload_encoding) == (
                 CAMERA_TOPIC, PACKET_TYPE, 'frame', 'image')
             frame_ids.append(json.loads(msg.meta_json)['frame_idx'])
-    # the recorder joined after discovery, then lost nothing: consecutive frames up to the last one
-    assert len(frame_ids) == stats['written'] >= FRAMES - 100
-    assert frame_ids == list(range(frame_ids[0], FRAMES))
+    # the recorder was there before the first frame and lost nothing: every frame, in order
+    assert len(frame_ids) == stats['written'] == FRAMES
+    assert frame_ids == list(range(FRAMES))
 
     # the recorded packets are the live ones: the video source decoding the same file gives them
     expected_ctx = SimpleContext(node_id='cam', params=resolve_params(OpenCvVideoFileSource, {
@@ -143,16 +157,7 @@ def test_recorded_camera_lane_replays_to_identical_event_ids(tmp_path, ros_env):
               path: ${{oc.env:SCHNITZEL_STREAM_REPLAY_FILE}}
               rate: ${{oc.env:SCHNITZEL_STREAM_REPLAY_RATE,recorded}}
               topics: ['{CAMERA_TOPIC}']
-          - {{id: det, plugin: OnnxDetectorNode, config: {{intra_op_threads: 2}}}}
-          - {{id: trk, plugin: IouTrackerNode}}
-          - {{id: events, plugin: ProtocolV02EventBuilderNode, config: {{site_id: S001, camera_id: cam0}}}}
-          - {{id: archive, plugin: JsonlSink, config: {{path: '${{oc.env:EVENTS_OUT}}', body: payload}}}}
-        edges:
-          - {{from: cam, to: det, inbox: {{max: 8, overflow: block}}}}
-          - {{from: det, to: trk, inbox: {{max: 64, overflow: block}}}}
-          - {{from: trk, to: events, inbox: {{max: 64, overflow: block}}}}
-          - {{from: events, to: archive, inbox: {{max: 64, overflow: block}}}}
-    """)
+    """ + lane)
     runs = []
     for attempt in (1, 2):
         events_out = tmp_path / f'events{attempt}.jsonl'
@@ -166,8 +171,10 @@ def test_recorded_camera_lane_replays_to_identical_event_ids(tmp_path, ros_env):
         assert metrics['node.det.consumed'] == len(frame_ids) and metrics['packets.dropped_total'] == 0
         runs.append([json.loads(line) for line in events_out.read_text().splitlines()])
     first, second = runs
-    assert len(first) > 50  # people walk through the whole clip
-    assert [e['event_id'] for e in first] == [e['event_id'] for e in second]
+    live_run = [json.loads(line) for line in live_events.read_text().splitlines()]
+    assert len(live_run) > 50  # people walk through the whole clip
+    assert [e['event_id'] for e in first] == [e['event_id'] for e in second] == [
+        e['event_id'] for e in live_run]
     recorded_ts = {p.ts for p in expected.values() if p.meta['frame_idx'] >= frame_ids[0]}
     assert {e['ts'] for e in first} <= recorded_ts  # every event belongs to a recorded frame
 
