@@ -153,7 +153,7 @@ def check_text(text: str, limits: DocumentLimits) -> None:
     """Text handed over as str: its UTF-8 size and no NUL characters."""
     if len(text) > limits.max_bytes or (len(text) * 4 > limits.max_bytes and not text.isascii()
                                         and len(text.encode('utf-8', 'surrogatepass')) > limits.max_bytes):
-        raise LimitExceeded('text is larger than the size limit', 'max_bytes', limits.max_bytes, 1)
+        raise LimitExceeded('text too large', 'max_bytes', limits.max_bytes, 1)
     _refuse_nul(text)
 
 
@@ -341,6 +341,9 @@ def _yaml_error(exc: yaml.YAMLError, limits: DocumentLimits) -> DocumentError:
     mark = getattr(exc, 'problem_mark', None) or getattr(exc, 'context_mark', None)
     line = mark.line + 1 if mark else 0
     problem = getattr(exc, 'problem', None) or str(exc).splitlines()[0]
+    context = getattr(exc, 'context', None)
+    if context and problem.startswith('but '):  # 'expected a single document...' + 'but found another'
+        problem = f'{context}, {problem}'
     if 'maximum nesting depth' in problem:  # libyaml's own bound (1000 levels) when it parses ahead
         return LimitExceeded(f'nested more than {limits.max_depth} levels deep', 'max_depth',
                              limits.max_depth, line)
@@ -432,16 +435,22 @@ def check_json_data(data: Any, limits: DocumentLimits, text_chars: int | None = 
                 pending.extend((item, depth) for item in value)
 
 
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
 def _check_depth(data: Any, max_depth: int) -> None:
-    """Containers only, iteratively: about a third of json's own decode time for the same data."""
-    if type(data) is not dict and type(data) is not list:
+    """Containers only, iteratively: about a third of json's own decode time for the same data.
+    Also right for data about to be encoded (tuples, dict/list subclasses such as frozen meta)."""
+    if type(data) in _SCALAR_TYPES or not isinstance(data, dict | list | tuple):
         return
     pending = [(data, 1)]
     pop, push = pending.pop, pending.append
+    scalars, containers = _SCALAR_TYPES, (dict, list, tuple)
     while pending:
         value, depth = pop()
         if depth > max_depth:
             raise LimitExceeded(f'nested more than {max_depth} levels deep', 'max_depth', max_depth)
-        for item in value.values() if type(value) is dict else value:
-            if type(item) is dict or type(item) is list:
+        for item in value.values() if isinstance(value, dict) else value:
+            kind = type(item)
+            if kind is dict or kind is list or (kind not in scalars and isinstance(item, containers)):
                 push((item, depth + 1))
