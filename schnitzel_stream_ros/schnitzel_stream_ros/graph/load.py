@@ -67,7 +67,7 @@ class GraphLimits:
     """Bounds of one graph file (defaults in docs/graph-format.md, "Limits").
 
     Generous for real sites: the 500-node bench graph is 87 KB, ~12,000 values, 499 edges; the
-    largest parameter of the site graph (its zones) is ~300 characters.
+    largest parameter of the site graph (its zones) counts 60.
     """
 
     document: DocumentLimits = GRAPH_DOCUMENT_LIMITS
