@@ -193,6 +193,10 @@ class _BoundedComposer:
         self.aliases = 0
         self._depth = 0
         self._deepest = 0
+        self._max_values = limits.max_values
+        self._max_text_chars = limits.max_text_chars
+        self._max_scalar_chars = limits.max_scalar_chars
+        self._resolved: dict[tuple[str, Any], str] = {}  # at most one entry per distinct short scalar
 
     def get_single_node(self) -> Node | None:
         self.get_event()  # StreamStartEvent
@@ -227,18 +231,24 @@ class _BoundedComposer:
 
     def _scalar(self, event: ScalarEvent) -> Node:
         value = event.value
-        limits = self.limits
         size = len(value)
-        if size > limits.max_scalar_chars:
+        if size > self._max_scalar_chars:
             raise LimitExceeded(f'a scalar of {size:,} characters', 'max_scalar_chars',
-                                limits.max_scalar_chars, event.start_mark.line + 1)
+                                self.limits.max_scalar_chars, event.start_mark.line + 1)
         self.values += 1
         self.chars += size
-        if self.values > limits.max_values or self.chars > limits.max_text_chars:
+        if self.values > self._max_values or self.chars > self._max_text_chars:
             self._over(event)
         tag = event.tag
         if tag is None or tag == '!':
-            tag = self.resolve(ScalarNode, value, event.implicit)
+            implicit = event.implicit
+            if size <= 32:  # keys and short values repeat (id, plugin, config, true, 10): resolve once
+                key = (value, implicit)
+                tag = self._resolved.get(key)
+                if tag is None:
+                    tag = self._resolved[key] = self.resolve(ScalarNode, value, implicit)
+            else:
+                tag = self.resolve(ScalarNode, value, implicit)
         node = ScalarNode(tag, value, event.start_mark, event.end_mark, style=event.style)
         anchor = event.anchor
         if anchor is not None:
