@@ -71,11 +71,14 @@ class GraphLimits:
     """
 
     document: DocumentLimits = GRAPH_DOCUMENT_LIMITS
-    max_nodes: int = 5_000
-    max_edges: int = 10_000
+    max_nodes: int = 2_000
+    max_edges: int = 8_000
     #: one parameter value (`nodes[i].config.<name>`): characters of its text plus one per value,
     #: after alias expansion — about its size as compact JSON
     max_config_value_chars: int = 256 * KIB
+    #: problems listed per file; validation stops there and one more line says how it ended (a
+    #: file of 40,000 misspelt keys must not cost 40,000 "did you mean" searches and lines)
+    max_errors: int = 100
 
 
 DEFAULT_GRAPH_LIMITS = GraphLimits()
@@ -83,10 +86,12 @@ DEFAULT_GRAPH_LIMITS = GraphLimits()
 
 @dataclass
 class LoadResult:
-    """The loaded graph (None when the file is not a readable graph) and every problem found."""
+    """The loaded graph (None when the file is not a readable graph) and the problems found: at most
+    `max_errors` of them listed; `unlisted_at` is where the first one not listed was found."""
 
     graph: GraphSpec | None
     errors: list[GraphError] = field(default_factory=list)
+    unlisted_at: Position | None = None
 
     @property
     def ok(self) -> bool:
@@ -96,23 +101,40 @@ class LoadResult:
 class _Reader:
     """One pass over the parsed data; collects errors with positions."""
 
-    def __init__(self, parsed: ParsedText, file: str) -> None:
+    def __init__(self, parsed: ParsedText, file: str, max_errors: int) -> None:
         self.parsed = parsed
         self.file = file
         self.errors: list[GraphError] = []
+        self.max_errors = max_errors
+        self.unlisted = 0
+        self.unlisted_at: Position | None = None
+
+    def result(self, graph: GraphSpec | None) -> LoadResult:
+        return LoadResult(graph, self.errors, self.unlisted_at)
+
+    def hint(self, word: str, choices: Any) -> str:
+        """did_you_mean, until max_errors problems are listed (then nobody reads the hints)."""
+        return did_you_mean(word, choices) if len(self.errors) < self.max_errors else ''
 
     def pos(self, path: Path) -> Position:
         """Line of `path`; file-level problems point at line 1."""
         return Position(self.file, self.parsed.line_of(path) or 1)
 
     def error(self, path: Path, message: str, subject: str = '', code: str = 'structure') -> None:
-        self.errors.append(GraphError(self.pos(path), message, subject, code))
+        self.add(GraphError(self.pos(path), message, subject, code))
+
+    def add(self, error: GraphError) -> None:
+        if len(self.errors) < self.max_errors:
+            self.errors.append(error)
+        else:
+            self.unlisted += 1
+            self.unlisted_at = self.unlisted_at or error.position
 
     def check_keys(self, mapping: Mapping[str, Any], path: Path, allowed: tuple[str, ...], subject: str,
                    what: str) -> None:
         for key in mapping:
             if key not in allowed:
-                self.error((*path, key), f'unknown {what} key {key!r}{did_you_mean(str(key), allowed)}',
+                self.error((*path, key), f'unknown {what} key {key!r}{self.hint(str(key), allowed)}',
                            subject, 'unknown-key')
 
     def alias(self, mapping: Mapping[str, Any], path: Path, names: tuple[str, str], subject: str) -> Any:
@@ -233,7 +255,7 @@ class _Reader:
                 kind = NodeKind(kind_raw)
             else:
                 self.error((*path, 'kind'), f"unknown kind {kind_raw!r} (expected one of "
-                           f"{', '.join(NodeKind)}){did_you_mean(str(kind_raw), [str(k) for k in NodeKind])}",
+                           f"{', '.join(NodeKind)}){self.hint(str(kind_raw), [str(k) for k in NodeKind])}",
                            subject, 'unknown-kind')
         config = self.mapping(raw.get('config'), (*path, 'config'), subject, 'config')
         namespace = raw.get('namespace')
@@ -373,19 +395,18 @@ def load_graph_text(
     except SyntaxProblem as exc:
         return LoadResult(None, [GraphError(Position(file, exc.line or 1), str(exc), code=exc.code)])
     digest = sha256 or hashlib.sha256(text.encode('utf-8')).hexdigest()
-    reader = _Reader(parsed, file)
+    reader = _Reader(parsed, file, limits.max_errors)
     for path, line in parsed.duplicate_keys:
-        reader.errors.append(GraphError(Position(file, line), f'duplicate key {path[-1]!r}',
-                                        code='duplicate-key'))
+        reader.add(GraphError(Position(file, line), f'duplicate key {path[-1]!r}', code='duplicate-key'))
     data = parsed.data
     if not isinstance(data, dict):
         reader.error((), f'a graph file must be a mapping at the top level, got {type(data).__name__}',
                      code='not-a-graph')
-        return LoadResult(None, reader.errors)
+        return reader.result(None)
     if not _version(data, reader):
-        return LoadResult(None, reader.errors)
+        return reader.result(None)
     if not _within_limits(data, parsed, reader, limits):
-        return LoadResult(None, reader.errors)
+        return reader.result(None)
     data = _interpolate(data, reader, os.environ if env is None else env)
     reader.check_keys(data, (), _TOP_KEYS, '', 'top-level')
 
@@ -428,7 +449,7 @@ def load_graph_text(
         position=Position(file, 1),
         allow_cycles=config.get('allow_cycles') is True,
     )
-    return LoadResult(graph, reader.errors)
+    return reader.result(graph)
 
 
 def load_graph(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None,
@@ -454,13 +475,13 @@ def _document_error(file: str, exc: DocumentError) -> GraphError:
 
 def _within_limits(data: Mapping[str, Any], parsed: ParsedText, reader: _Reader, limits: GraphLimits) -> bool:
     """Counts of nodes and edges and the size of each parameter value; False (errors recorded) when over."""
-    before = len(reader.errors)
+    before = len(reader.errors) + reader.unlisted
     counted = (('nodes', limits.max_nodes, 'max_nodes'), ('edges', limits.max_edges, 'max_edges'))
     for key, limit, name in counted:
         items = data.get(key)
         if isinstance(items, list) and len(items) > limit:
             reader.error((key,), f'{len(items):,} {key}: over the limit {name} = {limit:,}', code='limit')
-    if len(reader.errors) > before:
+    if len(reader.errors) + reader.unlisted > before:
         return False
     nodes = data.get('nodes')
     for index, node in enumerate(nodes if isinstance(nodes, list) else ()):
@@ -474,4 +495,4 @@ def _within_limits(data: Mapping[str, Any], parsed: ParsedText, reader: _Reader,
                 reader.error(path, f'parameter {param!r} is about {values + chars:,} characters: over the '
                              f'limit max_config_value_chars = {limits.max_config_value_chars:,}',
                              _owner(data, path), code='limit')
-    return len(reader.errors) == before
+    return len(reader.errors) + reader.unlisted == before
