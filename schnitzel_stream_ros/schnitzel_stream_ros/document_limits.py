@@ -74,7 +74,7 @@ class DocumentLimits:
 
 
 #: graph files (`schnitzel-stream validate/run/compile`, site.launch.py); the 500-node bench graph
-#: is 87 KB and about 11,000 values.
+#: is 87 KB and about 12,000 values
 GRAPH_DOCUMENT_LIMITS = DocumentLimits()
 #: zone files and zone HTTP answers: polygons are lists of points, rarely more than a few hundred
 ZONE_LIMITS = DocumentLimits(max_bytes=1 * MIB, max_values=100_000, max_aliases=100)
@@ -119,7 +119,7 @@ def read_file(path: str | os.PathLike[str], limits: DocumentLimits) -> bytes:
     """The bytes of a file, refused before reading when larger than `max_bytes`.
 
     The size is checked on the open file and the read is capped too, so a file that grows while
-    it is read, /dev/zero or a FIFO cannot get past the limit. OSError passes through.
+    it is read, /dev/zero or a pipe cannot get past the limit. OSError passes through.
     """
     with open(path, 'rb') as handle:
         size = os.fstat(handle.fileno()).st_size
