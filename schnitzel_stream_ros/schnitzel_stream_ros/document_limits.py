@@ -316,16 +316,17 @@ class _BoundedComposer:
             self._new_anchor(anchor, event)
             self.anchors[anchor] = node
         items = node.value
-        compose, next_event = self._compose, self.get_event
+        compose, scalar, next_event = self._compose, self._scalar, self.get_event
         item = next_event()
         if mapping:
             while type(item) is not MappingEndEvent:
-                key = compose(item)
-                items.append((key, compose(next_event())))
+                key = scalar(item) if type(item) is ScalarEvent else compose(item)
+                value = next_event()
+                items.append((key, scalar(value) if type(value) is ScalarEvent else compose(value)))
                 item = next_event()
         else:
             while type(item) is not SequenceEndEvent:
-                items.append(compose(item))
+                items.append(scalar(item) if type(item) is ScalarEvent else compose(item))
                 item = next_event()
         node.end_mark = item.end_mark
         node.values = self.values - start_values
