@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from schnitzel_stream_ros.cli import positive_float, positive_int
 from schnitzel_stream_ros.recording.mcap_writer import COMPRESSIONS, DEFAULT_CHUNK_BYTES, McapFileWriter
 
 EXIT_OK, EXIT_ERROR = 0, 1
@@ -47,18 +48,8 @@ class RecordError(RuntimeError):
     """A problem that stops the recorder before or while it runs (one line)."""
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f'must be > 0, got {value}')
-    return value
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f'must be > 0, got {text}')
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,21 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
                                      description='Record ROS topics to an MCAP file (ros2 bag compatible).')
     parser.add_argument('topics', nargs='+', metavar='TOPIC', help='/name or /name:pkg/msg/Type')
     parser.add_argument('-o', '--output', required=True, help='MCAP file to write (with --split: name stem)')
-    parser.add_argument('--duration', type=_positive_float, default=None, help='stop after S seconds')
-    parser.add_argument('--max-bytes', type=_positive_int, default=None,
+    parser.add_argument('--duration', type=positive_float, default=None, help='stop after S seconds')
+    parser.add_argument('--max-bytes', type=positive_int, default=None,
                         help='largest file (message bytes before compression); then stop, '
                              'or rotate with --split')
     parser.add_argument('--split', action='store_true', help='rotate to a new file at --max-bytes')
-    parser.add_argument('--max-files', type=_positive_int, default=None,
+    parser.add_argument('--max-files', type=positive_int, default=None,
                         help='with --split: keep at most this many files (the oldest is deleted)')
     parser.add_argument('--compression', choices=sorted(COMPRESSIONS), default='zstd',
                         help='chunk compression (default zstd, as ros2 bag)')
-    parser.add_argument('--chunk-bytes', type=_positive_int, default=DEFAULT_CHUNK_BYTES, help='chunk size')
-    parser.add_argument('--discovery-timeout', type=_positive_float, default=10.0,
+    parser.add_argument('--chunk-bytes', type=positive_int, default=DEFAULT_CHUNK_BYTES, help='chunk size')
+    parser.add_argument('--discovery-timeout', type=positive_float, default=10.0,
                         help='how long to wait for the publishers of untyped topics')
-    parser.add_argument('--qos-depth', type=_positive_int, default=DEFAULT_QOS_DEPTH,
+    parser.add_argument('--qos-depth', type=positive_int, default=DEFAULT_QOS_DEPTH,
                         help='history depth of the subscriptions')
-    parser.add_argument('--queue-bytes', type=_positive_int, default=DEFAULT_QUEUE_BYTES,
+    parser.add_argument('--queue-bytes', type=positive_int, default=DEFAULT_QUEUE_BYTES,
                         help='bound of the queue between DDS and the file writer')
     parser.add_argument('--stats-json', default=None, help='write the final counters (JSON) to this path')
     return parser

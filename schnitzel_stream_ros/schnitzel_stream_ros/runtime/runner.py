@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from schnitzel_stream_ros.cli import non_negative_float, non_negative_int, positive_float
 from schnitzel_stream_ros.graph.errors import GraphInvalid
 from schnitzel_stream_ros.graph.validate import compile_graph
 from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC
@@ -37,25 +38,10 @@ MODES = ('live', 'deterministic')
 EXIT_OK, EXIT_ERROR, EXIT_INVALID = 0, 1, 2
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'must be >= 0, got {value}')
-    return value
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f'must be > 0, got {text}')
-    return value
 
 
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f'must be >= 0, got {text}')
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,11 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('graph', help='graph file (YAML or JSON, version 2)')
     parser.add_argument(
         '--max-events',
-        type=_non_negative_int,
+        type=non_negative_int,
         default=None,
         help='stop after N source emissions (all sources together)',
     )
-    parser.add_argument('--duration', type=_positive_float, default=None, help='stop after S seconds')
+    parser.add_argument('--duration', type=positive_float, default=None, help='stop after S seconds')
     parser.add_argument('--report-json', default=None, help='write the run report (JSON) to this path')
     parser.add_argument('--mode', choices=MODES, default='live', help='live (default) or deterministic')
     parser.add_argument(
@@ -78,13 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         '--drain-timeout',
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_DRAIN_TIMEOUT_SEC,
         help='how long in-flight packets may drain at the end (seconds)',
     )
     parser.add_argument(
         '--diagnostics-period',
-        type=_non_negative_float,
+        type=non_negative_float,
         default=DEFAULT_PERIOD_SEC,
         help='live mode: seconds between /diagnostics messages of each container (0 = none)',
     )

@@ -9,14 +9,12 @@ every packet, a healthy chain next to them.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import rclpy
@@ -28,7 +26,6 @@ from schnitzel_stream_ros.testing import processes
 
 pytestmark = pytest.mark.integration
 
-PLUGINS_DIR = Path(__file__).resolve().parents[1] / 'runtime_plugins'
 OK, WARN, ERROR = 0, 1, 2
 PERIOD = 0.5
 STALL_TIMEOUT = 2.0
@@ -116,15 +113,6 @@ class DiagnosticsListener:
         self._thread.join(5)
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
-
-
-@pytest.fixture
-def plugin_env(ros_env):
-    return {
-        **ros_env,
-        'PYTHONPATH': f'{PLUGINS_DIR}{os.pathsep}{ros_env.get("PYTHONPATH", "")}',
-        'SCHNITZEL_STREAM_PLUGIN_ALLOWLIST': 'runtime_test_plugins,health_test_plugins',
-    }
 
 
 def _closed_port() -> int:

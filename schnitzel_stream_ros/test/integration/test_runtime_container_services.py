@@ -9,7 +9,6 @@ An external subscriber is a separate plain-rclpy process (test/runtime_plugins/e
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -98,15 +97,6 @@ def _wait_for(predicate, timeout: float = 15.0, what: str = 'condition'):
             return value
         time.sleep(0.05)
     raise AssertionError(f'timed out waiting for {what}')
-
-
-@pytest.fixture
-def plugin_env(ros_env):
-    return {
-        **ros_env,
-        'PYTHONPATH': f'{PLUGINS_DIR}{os.pathsep}{ros_env.get("PYTHONPATH", "")}',
-        'SCHNITZEL_STREAM_PLUGIN_ALLOWLIST': 'runtime_test_plugins',
-    }
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from std_msgs.msg import Header
 
 from schnitzel_stream_ros.codec.image import frame_to_image_msg
@@ -26,8 +25,8 @@ from schnitzel_stream_ros.codec.timestamps import ts_to_stamp
 from schnitzel_stream_ros.nodes.fusion.sensor_history import ts_to_micros
 from schnitzel_stream_ros.nodes.policy.zone_sources import load_zone_file
 from schnitzel_stream_ros.nodes.policy.zones import Zone, parse_zones
-from schnitzel_stream_ros.nodes.sinks.overlay import boxes_in, detections_of, draw
-from schnitzel_stream_ros.nodes.vision.frames import DETECTIONS_META, frame_of
+from schnitzel_stream_ros.nodes.sinks.overlay import boxes_in, detections_of, draw, drawable_frame
+from schnitzel_stream_ros.nodes.vision.frames import DETECTIONS_META
 from schnitzel_stream_ros.packet import Kind, PayloadProfile, StreamPacket
 from schnitzel_stream_ros.plugin import Outputs, Param, Plugin, Port, Role
 
@@ -109,11 +108,8 @@ class AnnotatedImageSink(Plugin):
         self.frames_seen[packet.source_id] = seen + 1
         if seen % self.params.get('every_nth', 1):
             return None
-        try:
-            frame = frame_of(packet, self.node_id)
-        except TypeError:
-            frame = None
-        if frame is None or frame.dtype != np.uint8:
+        frame = drawable_frame(packet, self.node_id)
+        if frame is None:
             self.count('invalid_frames_total')
             return None
         attached = packet.meta.get(DETECTIONS_META)

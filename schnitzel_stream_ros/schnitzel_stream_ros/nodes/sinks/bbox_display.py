@@ -28,8 +28,8 @@ from std_msgs.msg import Header
 from schnitzel_stream_ros.codec.image import frame_to_image_msg
 from schnitzel_stream_ros.codec.timestamps import ts_to_stamp
 from schnitzel_stream_ros.nodes.sinks.annotated_image import IMAGE_MSG_TYPE
-from schnitzel_stream_ros.nodes.sinks.overlay import boxes_in, draw
-from schnitzel_stream_ros.nodes.vision.frames import DETECTIONS_META, frame_idx_of, frame_of
+from schnitzel_stream_ros.nodes.sinks.overlay import boxes_in, draw, drawable_frame
+from schnitzel_stream_ros.nodes.vision.frames import DETECTIONS_META, frame_idx_of
 from schnitzel_stream_ros.packet import Kind, PayloadProfile, StreamPacket
 from schnitzel_stream_ros.plugin import DEFAULT_INPUT, DEFAULT_OUTPUT, Outputs, Param, Plugin, Port, Role
 
@@ -125,11 +125,8 @@ class OpenCvBboxDisplaySink(Plugin):
         return []
 
     def process(self, packet: StreamPacket, port: str = DEFAULT_INPUT) -> Outputs:
-        try:
-            frame = frame_of(packet, self.node_id)
-        except TypeError:
-            frame = None
-        if frame is None or frame.dtype != np.uint8:
+        frame = drawable_frame(packet, self.node_id)
+        if frame is None:
             self.count('invalid_frames_total')
             return None
         p = self.params

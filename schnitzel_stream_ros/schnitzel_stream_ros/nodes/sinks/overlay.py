@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from schnitzel_stream_ros.nodes.policy.zones import Zone
+from schnitzel_stream_ros.nodes.vision.frames import frame_of
 from schnitzel_stream_ros.packet import StreamPacket
 
 BgrColour = tuple[int, int, int]
@@ -23,6 +24,16 @@ ZONE_COLOUR: BgrColour = (0, 200, 255)
 ALARM_COLOUR: BgrColour = (0, 0, 255)
 CAPTION_COLOUR: BgrColour = (255, 255, 255)
 DEFAULT_FONT_SCALE = 0.45
+
+
+def drawable_frame(packet: StreamPacket, node_id: str) -> np.ndarray | None:
+    """The packet's 8-bit frame to draw on, or None (not a frame, or not 8-bit): image sinks count
+    such packets as invalid_frames_total instead of failing on them."""
+    try:
+        frame = frame_of(packet, node_id)
+    except TypeError:
+        return None
+    return frame if frame is not None and frame.dtype == np.uint8 else None
 
 
 def detections_of(packet: StreamPacket) -> list[Mapping[str, Any]]:
