@@ -5,7 +5,7 @@ models in memory, both cameras unreachable (reconnecting with backoff), no senso
 line, the backend lane waiting. The graph is config/site.yaml with only the two camera nodes
 pointed at a closed loopback port. Goal: <= 5 % of one core and <= 150 MB RSS per container.
 
-    python bench/site_idle_bench.py [--seconds 20]        # prints one JSON object
+    python bench/site_idle_bench.py [--seconds 20] [--diagnostics-period S]   # prints one JSON object
 
 CPU is read from /proc/<pid>/stat (utime+stime) over the measuring window after a warm-up; RSS
 from /proc/<pid>/status. The baseline is a plain rclpy node spinning on the same executor kind with
@@ -114,6 +114,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--seconds', type=float, default=20.0, help='measuring window')
     parser.add_argument('--warmup', type=float, default=12.0, help='seconds before measuring')
+    parser.add_argument('--diagnostics-period', type=float, default=None,
+                        help='passed to the run (default: the runner default, 1 s; 0 = no /diagnostics)')
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, lease_domain() as lease:
         folder = Path(tmp)
@@ -122,9 +124,11 @@ def main() -> int:
                     'SITE_BACKEND_URL': f'http://127.0.0.1:{closed_port()}/events'})
         graph = idle_site_graph(folder)
         duration = str(args.warmup + args.seconds + 30)
+        diagnostics = [] if args.diagnostics_period is None else ['--diagnostics-period',
+                                                                  str(args.diagnostics_period)]
         run = processes.start(
             processes.python_cmd('-m', 'schnitzel_stream_ros', 'run', str(graph), '--quiet',
-                                 '--duration', duration), env)
+                                 '--duration', duration, *diagnostics), env)
         baseline = processes.start(processes.python_cmd('-c', BASELINE), env)
         try:
             time.sleep(args.warmup)
@@ -147,6 +151,7 @@ def main() -> int:
         'window_sec': args.seconds,
         'graph': 'config/site.yaml, cameras unreachable, no sensor, backend down',
         'executor': 'runner default',
+        'diagnostics_period_sec': 1.0 if args.diagnostics_period is None else args.diagnostics_period,
         'containers': containers,
         'baseline_plain_rclpy_idle_node': sample[baseline.pid],
         'goal': {'cpu_percent_of_core_max': 5.0, 'rss_mb_max': 150.0},

@@ -1,13 +1,82 @@
 """ament_python package of schnitzel_stream_ros.
 
 launch/, config/ and models/ go to share/schnitzel_stream_ros so `ros2 launch` finds them; console
-scripts go to lib/schnitzel_stream_ros (setup.cfg) so `ros2 run` and launch_ros find them.
+scripts go to lib/schnitzel_stream_ros (setup.cfg) so `ros2 run` and launch_ros find them; their
+shebang is the interpreter that ran this file (scripts/bootstrap runs colcon with the suite's own).
 """
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
 
 PACKAGE = 'schnitzel_stream_ros'
+
+# Graph plugins by name (graph files, the upstream alias table and `schnitzel-stream plugins`).
+PLUGINS = [
+    'StaticSource = schnitzel_stream_ros.nodes.core.static_source:StaticSource',
+    'Identity = schnitzel_stream_ros.nodes.core.identity:Identity',
+    'BurstNode = schnitzel_stream_ros.nodes.core.burst:BurstNode',
+    'PrintSink = schnitzel_stream_ros.nodes.core.print_sink:PrintSink',
+    'JsonlSink = schnitzel_stream_ros.nodes.core.jsonl_sink:JsonlSink',
+    'JsonFileSink = schnitzel_stream_ros.nodes.core.json_file_sink:JsonFileSink',
+    'BytesToFileRefNode = schnitzel_stream_ros.nodes.core.blob_ref:BytesToFileRefNode',
+    'FileRefToBytesNode = schnitzel_stream_ros.nodes.core.blob_ref:FileRefToBytesNode',
+    'EveryNthFrameSamplerNode = '
+    'schnitzel_stream_ros.nodes.core.every_nth_sampler:EveryNthFrameSamplerNode',
+    'SyntheticSource = schnitzel_stream_ros.nodes.core.synthetic_source:SyntheticSource',
+    'McapReplaySource = schnitzel_stream_ros.nodes.core.mcap_replay:McapReplaySource',
+    # vision sources and models
+    'OpenCvVideoFileSource = schnitzel_stream_ros.nodes.vision.video_file:OpenCvVideoFileSource',
+    'OpenCvRtspSource = schnitzel_stream_ros.nodes.vision.rtsp:OpenCvRtspSource',
+    'OpenCvWebcamSource = schnitzel_stream_ros.nodes.vision.webcam:OpenCvWebcamSource',
+    'MockDetectorNode = schnitzel_stream_ros.nodes.compute.mock_detector:MockDetectorNode',
+    'YoloV8DetectorNode = schnitzel_stream_ros.nodes.compute.onnx_detector:YoloV8DetectorNode',
+    'OnnxDetectorNode = schnitzel_stream_ros.nodes.compute.onnx_detector:OnnxDetectorNode',
+    'IouTrackerNode = schnitzel_stream_ros.nodes.compute.iou_tracker:IouTrackerNode',
+    # policy, events, fusion
+    'ZonePolicyNode = schnitzel_stream_ros.nodes.policy.zone_policy:ZonePolicyNode',
+    'DedupPolicyNode = schnitzel_stream_ros.nodes.policy.dedup:DedupPolicyNode',
+    'ProtocolV02EventBuilderNode = '
+    'schnitzel_stream_ros.nodes.policy.event_builder:ProtocolV02EventBuilderNode',
+    'EventRouterNode = schnitzel_stream_ros.nodes.policy.event_router:EventRouterNode',
+    'SensorFusionNode = schnitzel_stream_ros.nodes.fusion.sensor_fusion:SensorFusionNode',
+    # sensors
+    'SerialLineSensorSource = schnitzel_stream_ros.nodes.sensors.serial_line:SerialLineSensorSource',
+    'SimulatedSensorSource = schnitzel_stream_ros.nodes.sensors.simulated:SimulatedSensorSource',
+    'RosSensorTopicSource = schnitzel_stream_ros.nodes.sensors.ros_topic:RosSensorTopicSource',
+    'RosImageTopicSource = schnitzel_stream_ros.nodes.sensors.ros_image:RosImageTopicSource',
+    # sinks to ROS topics
+    'RobotEventSink = schnitzel_stream_ros.nodes.sinks.robot_event:RobotEventSink',
+    'AnnotatedImageSink = schnitzel_stream_ros.nodes.sinks.annotated_image:AnnotatedImageSink',
+    'OpenCvBboxDisplaySink = schnitzel_stream_ros.nodes.sinks.bbox_display:OpenCvBboxDisplaySink',
+    # delivery (issue 6): durable queue nodes, HTTP sinks
+    'SqliteQueueSink = schnitzel_stream_ros.nodes.delivery.sqlite_queue_sink:SqliteQueueSink',
+    'SqliteQueueSource = schnitzel_stream_ros.nodes.delivery.sqlite_queue_source:SqliteQueueSource',
+    'SqliteQueueAckSink = '
+    'schnitzel_stream_ros.nodes.delivery.sqlite_queue_ack_sink:SqliteQueueAckSink',
+    'HttpJsonSink = schnitzel_stream_ros.nodes.delivery.http_json_sink:HttpJsonSink',
+    'DurableForwarderSink = '
+    'schnitzel_stream_ros.nodes.delivery.durable_forwarder_sink:DurableForwarderSink',
+]
+
+
+def write_component_types(path: str) -> None:
+    """`ros2 component types` reads the ament resource `rclcpp_components` (lines `TypeName;library`).
+    Written from PLUGINS at every build, so the list can never drift from the entry points; the names
+    are the canonical `module:Class` that `ros2 component load` and launch files give our container."""
+    refs = sorted(entry.split('=', 1)[1].strip() for entry in PLUGINS)
+    text = ''.join(f"{ref};{ref.split(':', 1)[0]}\n" for ref in refs)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    current = None
+    if os.path.exists(path):
+        with open(path) as existing:
+            current = existing.read()
+    if current != text:
+        with open(path, 'w') as out:
+            out.write(text)
+
+
+write_component_types(f'resource/rclcpp_components/{PACKAGE}')
 
 setup(
     name=PACKAGE,
@@ -15,6 +84,9 @@ setup(
     packages=find_packages(exclude=['test', 'test.*']),
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
+        # `ros2 component types` reads this resource (lines `TypeName;library`): our plugins, named as
+        # `ros2 component load` and launch files name them for our container (canonical module:Class)
+        ('share/ament_index/resource_index/rclcpp_components', [f'resource/rclcpp_components/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),
         (f'share/{PACKAGE}/launch', sorted(glob('launch/*.py'))),
         (f'share/{PACKAGE}/config', sorted(glob('config/*.yaml'))),
@@ -37,50 +109,6 @@ setup(
             'start_gate = schnitzel_stream_ros.runtime.start_gate_main:main',
             'pingpong = schnitzel_stream_ros.demo.pingpong:main',
         ],
-        # Graph plugins by name (graph files, the upstream alias table and `schnitzel-stream plugins`).
-        'schnitzel_stream_ros.plugins': [
-            'StaticSource = schnitzel_stream_ros.nodes.core.static_source:StaticSource',
-            'Identity = schnitzel_stream_ros.nodes.core.identity:Identity',
-            'BurstNode = schnitzel_stream_ros.nodes.core.burst:BurstNode',
-            'PrintSink = schnitzel_stream_ros.nodes.core.print_sink:PrintSink',
-            'JsonlSink = schnitzel_stream_ros.nodes.core.jsonl_sink:JsonlSink',
-            'JsonFileSink = schnitzel_stream_ros.nodes.core.json_file_sink:JsonFileSink',
-            'BytesToFileRefNode = schnitzel_stream_ros.nodes.core.blob_ref:BytesToFileRefNode',
-            'FileRefToBytesNode = schnitzel_stream_ros.nodes.core.blob_ref:FileRefToBytesNode',
-            'EveryNthFrameSamplerNode = '
-            'schnitzel_stream_ros.nodes.core.every_nth_sampler:EveryNthFrameSamplerNode',
-            'SyntheticSource = schnitzel_stream_ros.nodes.core.synthetic_source:SyntheticSource',
-            # vision sources and models
-            'OpenCvVideoFileSource = schnitzel_stream_ros.nodes.vision.video_file:OpenCvVideoFileSource',
-            'OpenCvRtspSource = schnitzel_stream_ros.nodes.vision.rtsp:OpenCvRtspSource',
-            'OpenCvWebcamSource = schnitzel_stream_ros.nodes.vision.webcam:OpenCvWebcamSource',
-            'MockDetectorNode = schnitzel_stream_ros.nodes.compute.mock_detector:MockDetectorNode',
-            'YoloV8DetectorNode = schnitzel_stream_ros.nodes.compute.onnx_detector:YoloV8DetectorNode',
-            'OnnxDetectorNode = schnitzel_stream_ros.nodes.compute.onnx_detector:OnnxDetectorNode',
-            'IouTrackerNode = schnitzel_stream_ros.nodes.compute.iou_tracker:IouTrackerNode',
-            # policy, events, fusion
-            'ZonePolicyNode = schnitzel_stream_ros.nodes.policy.zone_policy:ZonePolicyNode',
-            'DedupPolicyNode = schnitzel_stream_ros.nodes.policy.dedup:DedupPolicyNode',
-            'ProtocolV02EventBuilderNode = '
-            'schnitzel_stream_ros.nodes.policy.event_builder:ProtocolV02EventBuilderNode',
-            'EventRouterNode = schnitzel_stream_ros.nodes.policy.event_router:EventRouterNode',
-            'SensorFusionNode = schnitzel_stream_ros.nodes.fusion.sensor_fusion:SensorFusionNode',
-            # sensors
-            'SerialLineSensorSource = schnitzel_stream_ros.nodes.sensors.serial_line:SerialLineSensorSource',
-            'SimulatedSensorSource = schnitzel_stream_ros.nodes.sensors.simulated:SimulatedSensorSource',
-            'RosSensorTopicSource = schnitzel_stream_ros.nodes.sensors.ros_topic:RosSensorTopicSource',
-            'RosImageTopicSource = schnitzel_stream_ros.nodes.sensors.ros_image:RosImageTopicSource',
-            # sinks to ROS topics
-            'RobotEventSink = schnitzel_stream_ros.nodes.sinks.robot_event:RobotEventSink',
-            'AnnotatedImageSink = schnitzel_stream_ros.nodes.sinks.annotated_image:AnnotatedImageSink',
-            # delivery (issue 6): durable queue nodes, HTTP sinks
-            'SqliteQueueSink = schnitzel_stream_ros.nodes.delivery.sqlite_queue_sink:SqliteQueueSink',
-            'SqliteQueueSource = schnitzel_stream_ros.nodes.delivery.sqlite_queue_source:SqliteQueueSource',
-            'SqliteQueueAckSink = '
-            'schnitzel_stream_ros.nodes.delivery.sqlite_queue_ack_sink:SqliteQueueAckSink',
-            'HttpJsonSink = schnitzel_stream_ros.nodes.delivery.http_json_sink:HttpJsonSink',
-            'DurableForwarderSink = '
-            'schnitzel_stream_ros.nodes.delivery.durable_forwarder_sink:DurableForwarderSink',
-        ],
+        'schnitzel_stream_ros.plugins': PLUGINS,
     },
 )

@@ -37,6 +37,23 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
+def _number(convert: Callable[[str], float], at_least: float, inclusive: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = convert(text)
+        if not (value >= at_least if inclusive else value > at_least):
+            raise argparse.ArgumentTypeError(f'must be {">=" if inclusive else ">"} {at_least:g}, got {text}')
+        return value
+
+    return parse
+
+
+#: argparse `type=` for the numeric options of every verb (one wording of their errors)
+positive_int = _number(int, 0, inclusive=False)
+non_negative_int = _number(int, 0, inclusive=True)
+positive_float = _number(float, 0, inclusive=False)
+non_negative_float = _number(float, 0, inclusive=True)
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors exit 1: exit 2 means "the graph is invalid" for this tool."""
 
@@ -62,6 +79,10 @@ PROGRAMS: dict[str, tuple[str, str]] = {
               'schnitzel_stream_ros.runtime.apply_cli'),
     'backend': ('the reference event backend: idempotent store, /stats (options: backend --help)',
                 'schnitzel_stream_ros.delivery.backend'),
+    'record': ('record ROS topics of a running graph to an MCAP file (options: record --help)',
+               'schnitzel_stream_ros.recording.record'),
+    'replay': ('run a graph fed by an MCAP recording (options: replay --help)',
+               'schnitzel_stream_ros.recording.replay'),
     'deadletter': ('inspect, re-drive or purge the dead letters of a durable queue (deadletter --help)',
                    'schnitzel_stream_ros.delivery.deadletter_cli'),
 }

@@ -165,6 +165,10 @@ class Plugin:
     #: Outputs carry what came in (Identity, samplers, forwarding sinks): the validator propagates
     #: the kinds and profile of the input instead of the declared wildcard.
     PASSTHROUGH: ClassVar[bool] = False
+    #: Sources: seconds without a packet after which /diagnostics reports the source stalled (WARN).
+    #: None = the container's default (docs/diagnostics.md); 0 = never (a source that waits for
+    #: events, where silence is normal). A `timeout_sec` parameter of the plugin takes precedence.
+    STALL_TIMEOUT_SEC: ClassVar[float | None] = None
 
     def __init__(self, ctx: PluginContext) -> None:
         self.ctx = ctx

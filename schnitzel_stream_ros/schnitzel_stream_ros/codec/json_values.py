@@ -18,6 +18,15 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from schnitzel_stream_ros.document_limits import (
+    PAYLOAD_JSON_LIMITS,
+    DocumentError,
+    DocumentLimits,
+    check_json_data,
+    json_text_limits,
+    load_json,
+)
+
 #: Default upper bound of a packet's meta as UTF-8 JSON text (contract: meta stays small).
 DEFAULT_META_LIMIT_BYTES = 64 * 1024
 
@@ -185,18 +194,38 @@ _DECODER = json.JSONDecoder(
 )
 
 
-def loads_json(text: str, field: str) -> Any:
-    """Parse strict JSON: NaN/Infinity, overflowing numbers and duplicate keys are refused."""
+def loads_json(text: str, field: str, limits: DocumentLimits = PAYLOAD_JSON_LIMITS) -> Any:
+    """Parse strict JSON: NaN/Infinity, overflowing numbers and duplicate keys are refused, and so is
+    text over `limits` (size, nesting depth; see document_limits)."""
     if not isinstance(text, str):
         raise TypeError(f'{field}: expected JSON text (str), got {type(text).__name__}')
     try:
-        return _DECODER.decode(text)
+        return load_json(text, limits, _DECODER)
     except _StrictJsonError as exc:
         raise ValueError(f'{field}: {exc}') from None
     except json.JSONDecodeError as exc:
         raise ValueError(f'{field}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})') from None
-    except RecursionError:
-        raise ValueError(f'{field}: JSON nested too deeply') from None
+    except DocumentError as exc:
+        raise ValueError(f'{field}: {exc}') from None
+
+
+def check_json_text(text: str, field: str, limits: DocumentLimits = PAYLOAD_JSON_LIMITS) -> str:
+    """The size of JSON text about to be sent, within the receiver's `limits`: refused here, where it
+    was made, not by every receiver."""
+    if not utf8_size_at_most(text, limits.max_bytes):
+        raise ValueError(f'{field}: {len(text.encode("utf-8", "surrogatepass")):,} bytes as JSON: over the '
+                         f'limit of {limits.max_bytes:,} bytes (send bulk data as bytes or a blob ref)')
+    return text
+
+
+def check_json_depth(value: Any, text: str, field: str, limits: DocumentLimits = PAYLOAD_JSON_LIMITS) -> str:
+    """`text` (the JSON of `value`) within the size and depth of `limits`, checked before sending."""
+    check_json_text(text, field, limits)
+    try:
+        check_json_data(value, limits, len(text), text.count('[') + text.count('{'))
+    except DocumentError as exc:
+        raise ValueError(f'{field}: {exc}') from None
+    return text
 
 
 def check_ros_string(value: str, field: str) -> str:
@@ -235,7 +264,7 @@ def encode_meta(meta: Mapping[str, Any], limit_bytes: int = DEFAULT_META_LIMIT_B
             f'meta: {len(text.encode("utf-8"))} bytes as JSON, over the limit of {limit_bytes} bytes '
             '(meta is for small facts; put bulk data in the payload or a blob ref)'
         )
-    return text
+    return check_json_depth(meta, text, 'meta', json_text_limits(limit_bytes))
 
 
 def decode_meta(text: str, limit_bytes: int = DEFAULT_META_LIMIT_BYTES, field: str = 'meta_json') -> dict:
@@ -244,7 +273,7 @@ def decode_meta(text: str, limit_bytes: int = DEFAULT_META_LIMIT_BYTES, field: s
         return {}
     if not utf8_size_at_most(text, limit_bytes):
         raise ValueError(f'{field}: larger than the meta limit of {limit_bytes} bytes')
-    meta = loads_json(text, field)
+    meta = loads_json(text, field, json_text_limits(limit_bytes))
     if not isinstance(meta, dict):
         raise ValueError(f'{field}: expected a JSON object, got {type(meta).__name__}')
     return meta

@@ -50,6 +50,7 @@ from schnitzel_stream_ros.codec.image import (
 from schnitzel_stream_ros.codec.image_encodings import default_encoding
 from schnitzel_stream_ros.codec.json_values import (
     DEFAULT_META_LIMIT_BYTES,
+    check_json_depth,
     check_ros_string,
     decode_meta,
     dumps_json,
@@ -57,6 +58,7 @@ from schnitzel_stream_ros.codec.json_values import (
     loads_json,
 )
 from schnitzel_stream_ros.codec.timestamps import stamp_to_ts, ts_to_stamp
+from schnitzel_stream_ros.document_limits import PAYLOAD_JSON_LIMITS, DocumentLimits
 from schnitzel_stream_ros.packet import Kind, MetaKey, StreamPacket
 
 
@@ -95,7 +97,8 @@ def payload_encoding_of(packet: StreamPacket, *, compress_frames: bool = False) 
 class PacketCodec:
     """Encoder/decoder with its settings; `encode_packet` / `decode_packet` use the defaults.
 
-    meta_limit_bytes: largest meta_json accepted, both ways.
+    meta_limit_bytes: largest meta_json accepted, both ways (nesting at most 64 levels).
+    payload_json_limits: size and nesting of payload_json, both ways (default 4 MiB, 64 levels).
     image_compression: None (raw sensor_msgs/Image), 'jpeg' or 'png' for ndarray payloads.
     decompress_images: decode compressed_image payloads to ndarray (else CompressedFrame).
     copy_frames: decoded frames are private writable copies instead of read-only views.
@@ -104,6 +107,7 @@ class PacketCodec:
     """
 
     meta_limit_bytes: int = DEFAULT_META_LIMIT_BYTES
+    payload_json_limits: DocumentLimits = PAYLOAD_JSON_LIMITS
     image_compression: str | None = None
     jpeg_quality: int = 90
     png_level: int = 3
@@ -143,7 +147,8 @@ class PacketCodec:
         msg.payload_encoding = encoding.value
         payload = packet.payload
         if encoding is PayloadEncoding.JSON:
-            msg.payload_json = dumps_json(payload, 'payload')
+            msg.payload_json = check_json_depth(payload, dumps_json(payload, 'payload'), 'payload',
+                                                self.payload_json_limits)
         elif encoding is PayloadEncoding.IMAGE:
             image_encoding = _meta_str(meta, MetaKey.IMAGE_ENCODING)
             msg.image = [frame_to_image_msg(payload, image_encoding, header, converter=self.image_converter)]
@@ -197,7 +202,7 @@ class PacketCodec:
         if encoding == PayloadEncoding.JSON:
             if not msg.payload_json:
                 raise ValueError('payload_json: empty, but payload_encoding is json')
-            payload = loads_json(msg.payload_json, 'payload_json')
+            payload = loads_json(msg.payload_json, 'payload_json', self.payload_json_limits)
         elif encoding == PayloadEncoding.IMAGE:
             image = _single(msg.image, 'image')
             payload = image_msg_to_frame(

@@ -7,7 +7,7 @@ each Idempotency-Key once (SQLite), and reports what it saw:
   GET  /healthz            {"ok": true}
   POST /control            {"mode": "ok|5xx|429|400|slow", "status": 503, "delay_ms": 0,
                             "retry_after": null, "count": null}  -> fault injection for tests
-  POST <any other path>    an event: 201 new, 200 duplicate, 400 body is not JSON
+  POST <any other path>    an event: 201 new, 200 duplicate, 400 body is not JSON (or over EVENT_JSON_LIMITS)
 
 Why asyncio with a small HTTP/1.1 reader instead of http.server: the benchmark needs thousands of
 POSTs per second on two cores, and http.server's per-request email-parser and thread cost would
@@ -30,11 +30,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from schnitzel_stream_ros.delivery.backend_store import BackendStore, Incoming, key_for
+from schnitzel_stream_ros.document_limits import EVENT_JSON_LIMITS, DocumentError, load_json
 
 _LOG = logging.getLogger('schnitzel_stream.delivery.backend')
 
 _MAX_HEAD = 64 * 1024
-_MAX_BODY = 16 * 1024 * 1024
+_MAX_BODY = EVENT_JSON_LIMITS.max_bytes  # 16 MiB; the event JSON is then bounded in depth (document_limits)
 _REASONS = {
     200: 'OK',
     201: 'Created',
@@ -278,8 +279,8 @@ class BackendServer:
 
     def _set_control(self, body: bytes) -> bytes:
         try:
-            self.control = FaultControl.parse(json.loads(body or b'{}'))
-        except (ValueError, TypeError) as exc:
+            self.control = FaultControl.parse(load_json(body.decode('utf-8') or '{}', EVENT_JSON_LIMITS))
+        except (ValueError, TypeError) as exc:  # DocumentError and UnicodeDecodeError are ValueErrors
             return _response(400, _json({'error': str(exc)}))
         _LOG.info('fault mode: %s', asdict(self.control))
         return _response(200, _json(asdict(self.control)))
@@ -310,7 +311,12 @@ class BackendServer:
             return
         try:
             text = request.body.decode('utf-8')
-            json.loads(text)
+            load_json(text, EVENT_JSON_LIMITS)
+        except DocumentError as exc:  # over a limit (nesting) or a NUL: say which
+            with self.store_lock:
+                self.store.count('invalid_posts')
+            conn.reply(_response(400, _json({'error': f'event refused: {exc}'})), request.keep_alive)
+            return
         except (UnicodeDecodeError, ValueError):
             with self.store_lock:
                 self.store.count('invalid_posts')

@@ -6,10 +6,12 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from schnitzel_stream_ros.cli import EXIT_ERROR, EXIT_INVALID, EXIT_OK, Verb
 from schnitzel_stream_ros.graph.allowlist import Allowlist
+from schnitzel_stream_ros.graph.errors import GraphWarning
 from schnitzel_stream_ros.graph.registry import PluginInfo, PluginRegistry
 from schnitzel_stream_ros.graph.validate import load_and_validate
 from schnitzel_stream_ros.plugin import Plugin, Port, Role
@@ -37,6 +39,12 @@ def _configure_validate(parser: argparse.ArgumentParser) -> None:
     _allowlist_arguments(parser)
 
 
+def print_warnings(warnings: Sequence[GraphWarning]) -> None:
+    """Warnings on stderr, one line each (`file:line: warning: node 'x': ...`); never change the exit code."""
+    for warning in warnings:
+        print(warning, file=sys.stderr)
+
+
 def _validate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     result = load_and_validate(args.graph, registry_from_args(args))
@@ -46,6 +54,7 @@ def _validate(args: argparse.Namespace) -> int:
             'graph': args.graph,
             'valid': result.ok,
             'errors': [e.to_json() for e in result.errors],
+            'warnings': [w.to_json() for w in result.warnings],
             'seconds': round(elapsed, 6),
         }
         if result.spec is not None:
@@ -54,10 +63,14 @@ def _validate(args: argparse.Namespace) -> int:
             report['edges'] = len(result.spec.edges)
             report['containers'] = {g.name: list(g.node_ids) for g in result.spec.containers}
         print(json.dumps(report, indent=2))
-    elif result.ok and result.graph is not None:
+        return EXIT_OK if result.ok else EXIT_INVALID
+    print_warnings(result.warnings)
+    if result.ok and result.graph is not None:
         graph = result.graph
+        ignored = len(result.warnings)
+        noted = f', {ignored} warning{"s" if ignored != 1 else ""}' if ignored else ''
         print(f'{args.graph}: valid ({len(graph.nodes)} nodes, {len(graph.edges)} edges, '
-              f'{len(graph.containers)} container{"s" if len(graph.containers) != 1 else ""})')
+              f'{len(graph.containers)} container{"s" if len(graph.containers) != 1 else ""}{noted})')
     else:
         for error in result.errors:
             print(error, file=sys.stderr)
@@ -81,6 +94,7 @@ def _compile(args: argparse.Namespace) -> int:
     from schnitzel_stream_ros.launchgen import render_launch_file
 
     result = load_and_validate(args.graph, registry_from_args(args))
+    print_warnings(result.warnings)
     if not result.ok or result.graph is None:
         for error in result.errors:
             print(error, file=sys.stderr)

@@ -33,6 +33,19 @@ class GraphError:
         }
 
 
+@dataclass(frozen=True)
+class GraphWarning(GraphError):
+    """Something the graph says that is ignored rather than refused; the graph still runs.
+
+    Today: a config key that a node naming its plugin by an upstream path does not use (upstream
+    ignored such keys). Printed as `file:line: warning: node 'x': ...`.
+    """
+
+    def __str__(self) -> str:
+        where = f'{self.subject}: ' if self.subject else ''
+        return f'{self.position}: warning: {where}{self.message}'
+
+
 def node_subject(node_id: str) -> str:
     return f'node {node_id!r}'
 

@@ -4,7 +4,10 @@ All spelling decisions live here (id/node_id, from/src, to/dst, from_port/src_po
 to_port/dst_port, `config.__runtime__`, the optional extensions), so later stages never see raw
 YAML. Structural mistakes are collected as GraphErrors with file:line, and a best-effort GraphSpec
 is still returned so the validator can report the remaining problems in the same run. Only a file
-that cannot be read as a graph at all (syntax, v1 `job:`, wrong version) yields no GraphSpec.
+that cannot be read as a graph at all (syntax, v1 `job:`, wrong version, over a GraphLimits bound)
+yields no GraphSpec. The bounds hold on every path that loads a graph (validate, compile, run,
+site.launch.py): the file's size before it is read, depth, values and aliases while it is parsed,
+then the counts of nodes, edges and the size of each parameter value.
 """
 from __future__ import annotations
 
@@ -12,9 +15,18 @@ import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path as FsPath
 from typing import Any
 
+from schnitzel_stream_ros.document_limits import (
+    GRAPH_DOCUMENT_LIMITS,
+    KIB,
+    DocumentError,
+    DocumentLimits,
+    LimitExceeded,
+    check_text,
+    decode_text,
+    read_file,
+)
 from schnitzel_stream_ros.graph.errors import GraphError, node_subject
 from schnitzel_stream_ros.graph.interpolate import InterpolationError, interpolate_text
 from schnitzel_stream_ros.graph.model import (
@@ -51,12 +63,36 @@ _PORT_KEYS = ('kinds', 'profile')
 _GRAPH_CONFIG_SWITCHES = {'allow_cycles': bool}
 
 
+@dataclass(frozen=True)
+class GraphLimits:
+    """Bounds of one graph file (defaults in docs/graph-format.md, "Limits").
+
+    Generous for real sites: the 500-node bench graph is 87 KB, ~12,000 values, 499 edges; the
+    largest parameter of the site graph (its zones) counts 60.
+    """
+
+    document: DocumentLimits = GRAPH_DOCUMENT_LIMITS
+    max_nodes: int = 2_000
+    max_edges: int = 8_000
+    #: one parameter value (`nodes[i].config.<name>`): characters of its text plus one per value,
+    #: after alias expansion — about its size as compact JSON
+    max_config_value_chars: int = 256 * KIB
+    #: problems listed per file; validation stops there and one more line says how it ended (a
+    #: file of 40,000 misspelt keys must not cost 40,000 "did you mean" searches and lines)
+    max_errors: int = 100
+
+
+DEFAULT_GRAPH_LIMITS = GraphLimits()
+
+
 @dataclass
 class LoadResult:
-    """The loaded graph (None when the file is not a readable graph) and every problem found."""
+    """The loaded graph (None when the file is not a readable graph) and the problems found: at most
+    `max_errors` of them listed; `unlisted_at` is where the first one not listed was found."""
 
     graph: GraphSpec | None
     errors: list[GraphError] = field(default_factory=list)
+    unlisted_at: Position | None = None
 
     @property
     def ok(self) -> bool:
@@ -66,23 +102,40 @@ class LoadResult:
 class _Reader:
     """One pass over the parsed data; collects errors with positions."""
 
-    def __init__(self, parsed: ParsedText, file: str) -> None:
+    def __init__(self, parsed: ParsedText, file: str, max_errors: int) -> None:
         self.parsed = parsed
         self.file = file
         self.errors: list[GraphError] = []
+        self.max_errors = max_errors
+        self.unlisted = 0
+        self.unlisted_at: Position | None = None
+
+    def result(self, graph: GraphSpec | None) -> LoadResult:
+        return LoadResult(graph, self.errors, self.unlisted_at)
+
+    def hint(self, word: str, choices: Any) -> str:
+        """did_you_mean, until max_errors problems are listed (then nobody reads the hints)."""
+        return did_you_mean(word, choices) if len(self.errors) < self.max_errors else ''
 
     def pos(self, path: Path) -> Position:
         """Line of `path`; file-level problems point at line 1."""
         return Position(self.file, self.parsed.line_of(path) or 1)
 
     def error(self, path: Path, message: str, subject: str = '', code: str = 'structure') -> None:
-        self.errors.append(GraphError(self.pos(path), message, subject, code))
+        self.add(GraphError(self.pos(path), message, subject, code))
+
+    def add(self, error: GraphError) -> None:
+        if len(self.errors) < self.max_errors:
+            self.errors.append(error)
+        else:
+            self.unlisted += 1
+            self.unlisted_at = self.unlisted_at or error.position
 
     def check_keys(self, mapping: Mapping[str, Any], path: Path, allowed: tuple[str, ...], subject: str,
                    what: str) -> None:
         for key in mapping:
             if key not in allowed:
-                self.error((*path, key), f'unknown {what} key {key!r}{did_you_mean(str(key), allowed)}',
+                self.error((*path, key), f'unknown {what} key {key!r}{self.hint(str(key), allowed)}',
                            subject, 'unknown-key')
 
     def alias(self, mapping: Mapping[str, Any], path: Path, names: tuple[str, str], subject: str) -> Any:
@@ -209,7 +262,7 @@ class _Reader:
                 kind = NodeKind(kind_raw)
             else:
                 self.error((*path, 'kind'), f"unknown kind {kind_raw!r} (expected one of "
-                           f"{', '.join(NodeKind)}){did_you_mean(str(kind_raw), [str(k) for k in NodeKind])}",
+                           f"{', '.join(NodeKind)}){self.hint(str(kind_raw), [str(k) for k in NodeKind])}",
                            subject, 'unknown-kind')
         config = self.mapping(raw.get('config'), (*path, 'config'), subject, 'config')
         namespace = raw.get('namespace')
@@ -337,26 +390,31 @@ def load_graph_text(
     json_format: bool | None = None,
     env: Mapping[str, str] | None = None,
     sha256: str | None = None,
+    limits: GraphLimits = DEFAULT_GRAPH_LIMITS,
 ) -> LoadResult:
     """Load a graph from text. `json_format` None: decide by the file name (.json) else YAML."""
     if json_format is None:
         json_format = file.lower().endswith('.json')
     try:
-        parsed = parse_text(text, json_format=json_format)
+        check_text(text, limits.document)
+        parsed = parse_text(text, json_format=json_format, limits=limits.document)
+    except DocumentError as exc:
+        return LoadResult(None, [_document_error(file, exc)])
     except SyntaxProblem as exc:
-        return LoadResult(None, [GraphError(Position(file, exc.line), str(exc), code='syntax')])
+        return LoadResult(None, [GraphError(Position(file, exc.line or 1), str(exc), code=exc.code)])
     digest = sha256 or hashlib.sha256(text.encode('utf-8')).hexdigest()
-    reader = _Reader(parsed, file)
+    reader = _Reader(parsed, file, limits.max_errors)
     for path, line in parsed.duplicate_keys:
-        reader.errors.append(GraphError(Position(file, line), f'duplicate key {path[-1]!r}',
-                                        code='duplicate-key'))
+        reader.add(GraphError(Position(file, line), f'duplicate key {path[-1]!r}', code='duplicate-key'))
     data = parsed.data
     if not isinstance(data, dict):
         reader.error((), f'a graph file must be a mapping at the top level, got {type(data).__name__}',
                      code='not-a-graph')
-        return LoadResult(None, reader.errors)
+        return reader.result(None)
     if not _version(data, reader):
-        return LoadResult(None, reader.errors)
+        return reader.result(None)
+    if not _within_limits(data, parsed, reader, limits):
+        return reader.result(None)
     data = _interpolate(data, reader, os.environ if env is None else env)
     reader.check_keys(data, (), _TOP_KEYS, '', 'top-level')
 
@@ -399,19 +457,50 @@ def load_graph_text(
         position=Position(file, 1),
         allow_cycles=config.get('allow_cycles') is True,
     )
-    return LoadResult(graph, reader.errors)
+    return reader.result(graph)
 
 
-def load_graph(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> LoadResult:
-    """Load a graph file (YAML, or JSON when the name ends in .json)."""
+def load_graph(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None,
+               limits: GraphLimits = DEFAULT_GRAPH_LIMITS) -> LoadResult:
+    """Load a graph file (YAML, or JSON when the name ends in .json); its size is checked before reading."""
     file = os.fspath(path)
     try:
-        raw = FsPath(file).read_bytes()
+        raw = read_file(file, limits.document)
+        text = decode_text(raw)
     except OSError as exc:
         return LoadResult(None, [GraphError(Position(file), f'cannot read graph file: {exc.strerror or exc}',
                                             code='io')])
-    try:
-        text = raw.decode('utf-8')
-    except UnicodeDecodeError as exc:
-        return LoadResult(None, [GraphError(Position(file), f'not UTF-8 text: {exc.reason}', code='syntax')])
-    return load_graph_text(text, file, env=env, sha256=hashlib.sha256(raw).hexdigest())
+    except DocumentError as exc:
+        return LoadResult(None, [_document_error(file, exc)])
+    return load_graph_text(text, file, env=env, sha256=hashlib.sha256(raw).hexdigest(), limits=limits)
+
+
+def _document_error(file: str, exc: DocumentError) -> GraphError:
+    """A refusal of the whole file (size, encoding, NUL): file-level, at its line (1 when it has none)."""
+    code = 'limit' if isinstance(exc, LimitExceeded) else 'syntax'
+    return GraphError(Position(file, exc.line or 1), str(exc), code=code)
+
+
+def _within_limits(data: Mapping[str, Any], parsed: ParsedText, reader: _Reader, limits: GraphLimits) -> bool:
+    """Counts of nodes and edges and the size of each parameter value; False (errors recorded) when over."""
+    before = len(reader.errors) + reader.unlisted
+    counted = (('nodes', limits.max_nodes, 'max_nodes'), ('edges', limits.max_edges, 'max_edges'))
+    for key, limit, name in counted:
+        items = data.get(key)
+        if isinstance(items, list) and len(items) > limit:
+            reader.error((key,), f'{len(items):,} {key}: over the limit {name} = {limit:,}', code='limit')
+    if len(reader.errors) + reader.unlisted > before:
+        return False
+    nodes = data.get('nodes')
+    for index, node in enumerate(nodes if isinstance(nodes, list) else ()):
+        config = node.get('config') if isinstance(node, dict) else None
+        if not isinstance(config, dict):
+            continue
+        for param, value in config.items():
+            path = ('nodes', index, 'config', param)
+            values, chars = parsed.size_of(path, value)
+            if values + chars > limits.max_config_value_chars:
+                reader.error(path, f'parameter {param!r} is about {values + chars:,} characters: over the '
+                             f'limit max_config_value_chars = {limits.max_config_value_chars:,}',
+                             _owner(data, path), code='limit')
+    return len(reader.errors) + reader.unlisted == before

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from schnitzel_stream_ros.graph.restart import RestartSpec
 
 if TYPE_CHECKING:
+    from schnitzel_stream_ros.graph.errors import GraphWarning
     from schnitzel_stream_ros.plugin import Plugin, Port
 
 #: Key inside a node's `config` that carries upstream runtime settings (inbox), not plugin params.
@@ -265,6 +266,8 @@ class ValidatedGraph:
     spec: GraphSpec
     nodes: tuple[ResolvedNode, ...]  # declaration order
     edges: tuple[ResolvedEdge, ...]  # declaration order
+    #: what the validator ignored instead of refusing (every consumer prints them, one line each)
+    warnings: tuple[GraphWarning, ...] = ()
 
     def node(self, node_id: str) -> ResolvedNode:
         for node in self.nodes:

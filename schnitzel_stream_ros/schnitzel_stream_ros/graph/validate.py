@@ -9,6 +9,12 @@ identity (ids, ROS names, namespaces, containers) -> plugins (allowlist before i
 rules) -> cycles (strict, or only through delay/initial nodes when enabled) -> what flows on each
 edge (message type, kind overlap, payload profile, non-portable kinds, container boundaries)
 -> delivery (edges into one input agree, QoS compatibility) -> topics unique -> required inputs.
+
+Unknown parameters: an error for a node that names its plugin natively (a registered name or a
+module path: a typo must not pass), a warning for a node that names it by an upstream path
+(`schnitzel_stream.…`), because upstream ignored config keys a plugin does not use and its graph
+files rely on that (one template serving several source plugins). Ignored keys never reach the
+plugin. Warnings travel in ValidationResult.warnings and ValidatedGraph.warnings.
 """
 from __future__ import annotations
 
@@ -20,9 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from schnitzel_stream_ros.graph.errors import GraphError, GraphInvalid, node_subject
+from schnitzel_stream_ros.graph.aliases import is_upstream_reference
+from schnitzel_stream_ros.graph.errors import GraphError, GraphInvalid, GraphWarning, node_subject
 from schnitzel_stream_ros.graph.interpolate import EnvText
-from schnitzel_stream_ros.graph.load import load_graph
+from schnitzel_stream_ros.graph.load import DEFAULT_GRAPH_LIMITS, GraphLimits, load_graph
 from schnitzel_stream_ros.graph.model import (
     DEFAULT_INBOX_MAX,
     DEFAULT_QOS_DEPTH,
@@ -53,16 +60,20 @@ from schnitzel_stream_ros.packet import NON_PORTABLE_KINDS, PayloadProfile, prof
 from schnitzel_stream_ros.plugin import STREAM_PACKET_MSG, Param, ParamError, Port, Role
 
 PortKey = tuple[str, str]  # (node id, port name)
+_ANY_KIND = frozenset({'*'})
 _PARAM_NAMED = re.compile(r"parameter '([A-Za-z_][A-Za-z0-9_]*)'")
 
 
 @dataclass
 class ValidationResult:
-    """Errors (empty when valid) and, when valid, the ValidatedGraph."""
+    """Errors (empty when valid), warnings (never make a graph invalid) and, when valid, the graph."""
 
     errors: list[GraphError] = field(default_factory=list)
     graph: ValidatedGraph | None = None
     spec: GraphSpec | None = None
+    warnings: list[GraphWarning] = field(default_factory=list)
+    #: where validation stopped after max_errors problems (None: everything was checked)
+    stopped_at: Position | None = None
 
     @property
     def ok(self) -> bool:
@@ -109,10 +120,14 @@ class _EdgeEnds:
 
 
 class _Validator:
-    def __init__(self, spec: GraphSpec, registry: PluginRegistry) -> None:
+    def __init__(self, spec: GraphSpec, registry: PluginRegistry, max_errors: int) -> None:
         self.spec = spec
         self.registry = registry
+        self.max_errors = max_errors
+        self.stopped_at: Position | None = None
+        self.edge_sources = {edge.src for edge in spec.edges}  # one set, not one scan of all edges per sink
         self.errors: list[GraphError] = []
+        self.warnings: list[GraphWarning] = []
         self.nodes: dict[str, NodeSpec] = {}
         self.plugins: dict[str, PluginInfo] = {}
         self.kinds: dict[str, NodeKind] = {}
@@ -132,21 +147,41 @@ class _Validator:
     def edge_error(self, edge: EdgeSpec, message: str, code: str) -> None:
         self.errors.append(GraphError(edge.position, message, f'edge {edge.label}', code))
 
+    def hint(self, word: str, choices: Any) -> str:
+        """did_you_mean, until max_errors problems are listed."""
+        return did_you_mean(word, choices) if len(self.errors) < self.max_errors else ''
+
+    def stop_at(self, position: Position) -> bool:
+        """True (and validation ends at `position`) once max_errors problems are listed: a hostile
+        file must not buy unbounded work with unbounded mistakes."""
+        if len(self.errors) >= self.max_errors and self.stopped_at is None:
+            self.stopped_at = position
+        return self.stopped_at is not None
+
     # -- run ----------------------------------------------------------------------------------
     def run(self) -> ValidationResult:
         self.check_graph()
         for node in self.spec.nodes:
+            if self.stop_at(node.position):
+                return self.stopped()
             self.check_node(node)
         self.check_containers()
         ends = self.check_edges()
+        if self.stopped_at is not None:
+            return self.stopped()
         self.check_cycles(self.topology)
+        if self.stopped_at is not None:
+            return self.stopped()
         self.check_flow(ends)
         delivery = self.check_delivery(ends)
         self.check_topics()
         self.check_required_inputs(ends)
         if self.errors or self.incomplete:
-            return ValidationResult(self.errors, None, self.spec)
-        return ValidationResult([], self.build(ends, delivery), self.spec)
+            return ValidationResult(self.errors, None, self.spec, self.warnings)
+        return ValidationResult([], self.build(ends, delivery), self.spec, self.warnings)
+
+    def stopped(self) -> ValidationResult:
+        return ValidationResult(self.errors, None, self.spec, self.warnings, self.stopped_at)
 
     # -- graph and nodes ------------------------------------------------------------------------
     def check_graph(self) -> None:
@@ -209,7 +244,7 @@ class _Validator:
         """
         role = Role(info.cls.ROLE)
         kind = node.kind or NodeKind(role.value)
-        if node.kind is None and role is Role.SINK and any(e.src == node.id for e in self.spec.edges):
+        if node.kind is None and role is Role.SINK and node.id in self.edge_sources:
             kind = NodeKind.NODE
         self.kinds[node.id] = kind
         if kind is NodeKind.SOURCE and role is not Role.SOURCE:
@@ -227,9 +262,17 @@ class _Validator:
         given = node.params
         resolved: dict[str, Any] = {}
         failed = False
+        upstream = is_upstream_reference(node.plugin)
         for name in given:
             if name not in schema:
-                hint = did_you_mean(str(name), schema) or (
+                suggestion = self.hint(str(name), schema)
+                if upstream:  # upstream ignored unused keys; only what the schema names reaches the plugin
+                    self.warnings.append(GraphWarning(
+                        node.param_position(name), f'parameter {name!r} ignored: plugin {info.display_name} '
+                        f'does not use it{suggestion} (upstream plugin path: unused keys are ignored)',
+                        node_subject(node.id), 'ignored-param'))
+                    continue
+                hint = suggestion or (
                     f' (plugin {info.display_name} takes no parameters)' if not schema
                     else f" (known: {', '.join(schema)})")
                 self.node_error(node, f'unknown parameter {name!r}{hint}', 'unknown-param',
@@ -273,7 +316,7 @@ class _Validator:
             if port is None:
                 known = [*self.inputs[node.id], *self.outputs[node.id]]
                 self.node_error(node, f'ports: plugin {info.display_name} has no port {name!r}'
-                                f'{did_you_mean(name, known)}', 'unknown-port', override.position)
+                                f'{self.hint(name, known)}', 'unknown-port', override.position)
                 continue
             kinds = override.kinds or port.kinds
             if override.kinds and '*' not in port.kinds and not override.kinds <= port.kinds:
@@ -289,7 +332,7 @@ class _Validator:
             for name in keys:
                 if name not in outputs:
                     self.node_error(node, f'{what}: plugin {info.display_name} has no output port {name!r}'
-                                    f'{did_you_mean(name, outputs)}', 'unknown-port')
+                                    f'{self.hint(name, outputs)}', 'unknown-port')
         for name in outputs:
             topic = node.topics.get(name)
             if topic is not None:
@@ -337,7 +380,7 @@ class _Validator:
         if given not in ports:
             known = f"{direction}s: {', '.join(ports)}" if ports else f'it has no {direction}s'
             self.edge_error(edge, f'node {node_id!r} has no {direction} port {given!r}'
-                            f'{did_you_mean(given, ports)} ({known})', 'unknown-port')
+                            f'{self.hint(given, ports)} ({known})', 'unknown-port')
             return None
         return given
 
@@ -345,6 +388,8 @@ class _Validator:
         ends: list[_EdgeEnds] = []
         seen: dict[tuple[str, str, str, str], EdgeSpec] = {}
         for edge in self.spec.edges:
+            if self.stop_at(edge.position):
+                break
             if not edge.src or not edge.dst:
                 continue  # reported by the loader
             ok = True
@@ -354,7 +399,7 @@ class _Validator:
                     ok = False
             for end in (edge.src, edge.dst):
                 if end not in self.nodes:
-                    self.edge_error(edge, f'unknown node {end!r}{did_you_mean(end, self.nodes)}',
+                    self.edge_error(edge, f'unknown node {end!r}{self.hint(end, self.nodes)}',
                                     'unknown-node')
                     ok = False
             if not ok:
@@ -415,9 +460,11 @@ class _Validator:
                     stack.append((target, 0))
                     path.append(target)
                 elif state[target] == 1 and (edge.src, edge.dst) not in reported:
+                    if self.stop_at(edge.position):
+                        return
                     reported.add((edge.src, edge.dst))
                     cycle = [*path[path.index(target):], target]
-                    text = ' -> '.join(cycle)
+                    text = _cycle_text(cycle)
                     if allow:
                         message = f'cycle without a delay/initial node: {text}'
                     else:
@@ -451,8 +498,11 @@ class _Validator:
             changed = False
             for node_id in passthrough:
                 incoming_kinds = [kinds[k] for k in feeds[node_id]]
+                widest = max(incoming_kinds, key=len)
                 if any('*' in k for k in incoming_kinds):
-                    union: frozenset[str] = frozenset({'*'})
+                    union: frozenset[str] = _ANY_KIND
+                elif all(k <= widest for k in incoming_kinds):  # share the set: a chain of pass-through
+                    union = widest                              # nodes must not copy it node by node
                 else:
                     union = frozenset().union(*incoming_kinds)
                 profile = least_portable([profiles[k] for k in feeds[node_id]])
@@ -617,23 +667,48 @@ class _Validator:
                 topic=self.topics[(end.edge.src, end.src_port)], reliability=reliability, depth=depth,
                 overflow=overflow, inbox_max=inbox_max, position=end.edge.position,
             ))
-        return ValidatedGraph(self.spec, tuple(nodes), tuple(edges))
+        return ValidatedGraph(self.spec, tuple(nodes), tuple(edges), tuple(self.warnings))
 
 
-def validate(spec: GraphSpec, registry: PluginRegistry | None = None) -> ValidationResult:
-    """Validate a loaded graph; all problems are collected."""
-    return _Validator(spec, registry or PluginRegistry()).run()
+def _cycle_text(cycle: list[str], shown: int = 6) -> str:
+    """`a -> b -> a`; a long cycle keeps its ends (one line, not one line of thousands of names)."""
+    if len(cycle) <= 2 * shown:
+        return ' -> '.join(cycle)
+    hidden = len(cycle) - 2 * shown
+    return ' -> '.join([*cycle[:shown], f'... ({hidden} more nodes)', *cycle[-shown:]])
+
+
+def validate(spec: GraphSpec, registry: PluginRegistry | None = None,
+             max_errors: int = DEFAULT_GRAPH_LIMITS.max_errors) -> ValidationResult:
+    """Validate a loaded graph; all problems are collected (validation stops after `max_errors`)."""
+    return _Validator(spec, registry or PluginRegistry(), max_errors).run()
 
 
 def load_and_validate(path: str | os.PathLike[str], registry: PluginRegistry | None = None,
-                      env: Mapping[str, str] | None = None) -> ValidationResult:
-    """Load + validate a graph file; loader errors and validator errors together, in file order."""
-    loaded = load_graph(path, env=env)
-    if loaded.graph is None:
-        return ValidationResult(loaded.errors, None, None)
-    result = validate(loaded.graph, registry)
+                      env: Mapping[str, str] | None = None,
+                      limits: GraphLimits = DEFAULT_GRAPH_LIMITS) -> ValidationResult:
+    """Load + validate a graph file; loader errors and validator errors together, in file order:
+    at most `limits.max_errors` of them, then one line saying that validation stopped there."""
+    loaded = load_graph(path, env=env, limits=limits)
+    if loaded.graph is None or loaded.unlisted_at:  # unreadable, or so broken that validating adds nothing
+        errors = _listed(loaded.errors, loaded.unlisted_at is not None, loaded.unlisted_at, limits.max_errors)
+        return ValidationResult(errors, None, loaded.graph, stopped_at=loaded.unlisted_at)
+    result = validate(loaded.graph, registry, limits.max_errors)
     errors = sorted([*loaded.errors, *result.errors], key=lambda e: e.position.line)
-    return ValidationResult(errors, result.graph if not errors else None, loaded.graph)
+    errors = _listed(errors, result.stopped_at is not None, result.stopped_at, limits.max_errors)
+    return ValidationResult(errors, result.graph if not errors else None, loaded.graph, result.warnings,
+                            result.stopped_at)
+
+
+def _listed(errors: list[GraphError], truncated: bool, stopped_at: Position | None,
+            max_errors: int) -> list[GraphError]:
+    """At most `max_errors` errors, then one line where the first one not listed (or validation) stopped."""
+    if len(errors) <= max_errors and not truncated:
+        return errors
+    where = errors[max_errors].position if len(errors) > max_errors else (stopped_at or errors[-1].position)
+    listed = errors[:max_errors]
+    return [*listed, GraphError(where, f'validation stopped after {len(listed)} problems: over the limit '
+                                       f'max_errors = {max_errors}', code='limit')]
 
 
 def compile_graph(path: str | os.PathLike[str], registry: PluginRegistry | None = None,

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from schnitzel_stream_ros.document_limits import MIB, json_text_limits, load_json
 from schnitzel_stream_ros.graph.model import ResolvedNode, ValidatedGraph
 from schnitzel_stream_ros.graph.restart import restart_params
 
@@ -83,10 +84,20 @@ def ros_param_value(value: Any) -> Any:
     return json.dumps(value, sort_keys=True, separators=(',', ':'))
 
 
+#: JSON text of one dict/list parameter: room for the largest value a graph admits
+#: (GraphLimits.max_config_value_chars, 256 Ki, written with \u escapes: at most 6 bytes each)
+PARAM_JSON_LIMITS = json_text_limits(4 * MIB)
+
+
 def decode_param_value(value: Any, declared_type: type) -> Any:
-    """Inverse of ros_param_value for the runtime: JSON text back to a dict/list parameter."""
+    """Inverse of ros_param_value for the runtime: JSON text back to a dict/list parameter.
+
+    The text comes from a LoadNode request or a `ros2 param set`, i.e. from any peer on the domain:
+    bounded like a graph's parameter (size, nesting; a ValueError naming the limit, never a
+    RecursionError inside a service or parameter callback).
+    """
     if declared_type in (dict, list) and isinstance(value, str):
-        return json.loads(value)
+        return load_json(value, PARAM_JSON_LIMITS)
     if declared_type is list and isinstance(value, tuple):
         return list(value)
     return value

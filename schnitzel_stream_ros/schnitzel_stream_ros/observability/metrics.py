@@ -34,6 +34,28 @@ def _bucket_floor(index: int) -> int:
     return (_SUB | sub) << (exp - 1)
 
 
+def percentiles_ms(counts: list[int], max_ns: int, qs: tuple[float, ...]) -> tuple[float | None, ...]:
+    """Several q-quantiles (ascending) of bucket counts in one pass, as LatencyHistogram.percentile_ms."""
+    total = sum(counts)
+    if not total:
+        return (None,) * len(qs)
+    ranks = [max(1, round(q * total)) for q in qs]
+    found: list[float | None] = []
+    seen = 0
+    for index, n in enumerate(counts):
+        if not n:
+            continue
+        seen += n
+        while len(found) < len(ranks) and seen >= ranks[len(found)]:
+            low = _bucket_floor(index)
+            high = _bucket_floor(index + 1) if index + 1 < _BUCKETS else low
+            found.append(round(min((low + high) / 2, max_ns) / 1e6, 6))
+        if len(found) == len(ranks):
+            break
+    found += [round(max_ns / 1e6, 6)] * (len(ranks) - len(found))
+    return tuple(found)
+
+
 class LatencyHistogram:
     """Log-bucketed latencies in nanoseconds; percentiles within ~9 % of the true value."""
 

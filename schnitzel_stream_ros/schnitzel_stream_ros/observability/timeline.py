@@ -22,15 +22,25 @@ from pathlib import Path
 from typing import Any
 
 from schnitzel_stream_ros.observability.metrics import LatencyHistogram
+from schnitzel_stream_ros.observability.rotating_file import RotatingLines
+
+#: A timeline line is ~0.5-5 kB a second: 32 MiB is hours of a large graph; 3 old files are kept.
+TIMELINE_MAX_BYTES = 32 << 20
+TIMELINE_KEEP = 3
 
 
 class TimelineWriter:
     def __init__(
-        self, path: str | Path, *, interval_sec: float = 1.0, labels: Mapping[tuple, str] | None = None
+        self,
+        path: str | Path,
+        *,
+        interval_sec: float = 1.0,
+        labels: Mapping[tuple, str] | None = None,
+        max_bytes: int = TIMELINE_MAX_BYTES,
+        keep: int = TIMELINE_KEEP,
     ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text('')
+        self._out = RotatingLines(self.path, max_bytes=max_bytes, keep=keep, truncate=True)
         self.interval = interval_sec
         self.labels = dict(labels or {})
         self._t0 = time.monotonic()
@@ -63,8 +73,10 @@ class TimelineWriter:
                 label = self.labels.get(key, f'{row["topic"]}->{row["dst"]}.{row["dst_port"]}')
                 edges[label] = self._edge_interval(label, row, dt)
         line = {'t': round(now - self._t0, 3), 'nodes': nodes, 'edges': edges}
-        with self.path.open('a') as out:
-            out.write(json.dumps(line, separators=(',', ':')) + '\n')
+        self._out.write(json.dumps(line, separators=(',', ':')))
+
+    def close(self) -> None:
+        self._out.close()
 
     def _edge_interval(self, label: str, row: Mapping[str, Any], dt: float) -> dict[str, Any]:
         packets = int(row.get('packets', 0))

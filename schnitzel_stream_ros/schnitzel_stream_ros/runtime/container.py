@@ -18,6 +18,9 @@ Run control for `schnitzel-stream run` (not part of the composition standard; st
 answers in `message`): `~/_schnitzel/start` starts loaded nodes of a container started with
 `--paused`, `~/_schnitzel/stop_sources`, `~/_schnitzel/stop` (drain, close every plugin; answers the
 final snapshot as JSON) and `~/_schnitzel/report` (snapshot as JSON, observability/snapshot.py).
+
+Health: `/diagnostics` and `~/edge_statistics` (runtime/diagnostics.py), every
+`diagnostics_period_sec` (container parameter, default 1 s, 0 = off).
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ from std_srvs.srv import Trigger
 from schnitzel_stream_ros.graph.allowlist import Allowlist
 from schnitzel_stream_ros.graph.registry import PluginRegistry
 from schnitzel_stream_ros.graph.wiring import PACKAGE_NAME, LoadRequest
+from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC, HealthRules
 from schnitzel_stream_ros.observability.snapshot import runtime_snapshot
 from schnitzel_stream_ros.runtime.bus import Bus
+from schnitzel_stream_ros.runtime.diagnostics import DiagnosticsPublisher
 from schnitzel_stream_ros.runtime.executors import supports_message_info
 from schnitzel_stream_ros.runtime.hot_replace import ReplaceRefused
 from schnitzel_stream_ros.runtime.load_spec import LoadError, parse_load_request
@@ -76,6 +81,7 @@ class Container:
         autostart: bool = True,
         max_events: int | None = None,
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT_SEC,
+        diagnostics_period_sec: float = DEFAULT_PERIOD_SEC,
     ) -> None:
         self.node = node
         self.executor = executor
@@ -94,6 +100,18 @@ class Container:
             or []
         )
         self.registry = registry or PluginRegistry(Allowlist.from_env(extra=[p for p in extra_prefixes if p]))
+        self.diagnostics_period_sec = self._seconds_parameter(
+            'diagnostics_period_sec',
+            diagnostics_period_sec,
+            'period of /diagnostics and ~/edge_statistics in seconds (0 = not published)',
+        )
+        self.diagnostics_stall_sec = self._seconds_parameter(
+            'diagnostics_stall_sec',
+            HealthRules.stall_sec,
+            'a source without a packet this long is reported stalled (WARN), unless the plugin has '
+            'its own threshold (timeout_sec, STALL_TIMEOUT_SEC); 0 = only those',
+        )
+        self.diagnostics: DiagnosticsPublisher | None = None
         self.bus = Bus()
         self.budget = EmissionBudget(max_events)
         self.started = autostart
@@ -105,10 +123,25 @@ class Container:
         self._lock = threading.RLock()
         self.log = node.get_logger()
 
+    def _seconds_parameter(self, name: str, default: float, description: str) -> float:
+        """A read-only container parameter in seconds, >= 0 (`-p name:=2` and `:=2.0` both work)."""
+        descriptor = ParameterDescriptor(description=description, read_only=True, dynamic_typing=True)
+        value = self.node.declare_parameter(name, float(default), descriptor).value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86400:
+            raise ValueError(
+                f'container {self.node.get_fully_qualified_name()}: parameter {name!r}: expected seconds '
+                f'between 0 and 86400, got {value!r}'
+            )
+        return float(value)
+
     # -- services -------------------------------------------------------------------------------
     def serve(self) -> None:
-        """Create the composition and run-control services on the container node."""
+        """Create the composition and run-control services and the diagnostics timer."""
         n = self.node
+        if self.diagnostics_period_sec > 0:
+            self.diagnostics = DiagnosticsPublisher(
+                self, self.diagnostics_period_sec, HealthRules(stall_sec=self.diagnostics_stall_sec)
+            )
         n.create_service(LoadNode, SERVICE_PREFIX + 'load_node', self._srv_load)
         n.create_service(UnloadNode, SERVICE_PREFIX + 'unload_node', self._srv_unload)
         n.create_service(ListNodes, SERVICE_PREFIX + 'list_nodes', self._srv_list)
@@ -328,6 +361,11 @@ class Container:
         node.destroy()
         self.log.info(f'unloaded {name} (unique_id {unique_id})')
         return True, problem
+
+    def plugin_nodes(self) -> list[PluginNode]:
+        """The loaded nodes now (a copy: loads and unloads may go on)."""
+        with self._lock:
+            return list(self._nodes.values())
 
     def list_nodes(self) -> list[tuple[str, int]]:
         with self._lock:

@@ -30,6 +30,7 @@ from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
 from schnitzel_stream_ros.graph.wiring import PACKAGE_NAME, LoadRequest
+from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC
 from schnitzel_stream_ros.runtime.container import Container, LoadResult
 from schnitzel_stream_ros.runtime.executors import ContainerExecutors
 
@@ -70,7 +71,14 @@ class LocalContainerHandle:
     restartable = False  # it is this process: nothing to restart it from
 
     def __init__(
-        self, name: str, namespace: str, *, executor: str, max_events: int | None, drain_timeout: float
+        self,
+        name: str,
+        namespace: str,
+        *,
+        executor: str,
+        max_events: int | None,
+        drain_timeout: float,
+        diagnostics_period_sec: float = DEFAULT_PERIOD_SEC,
     ) -> None:
         self.name = name
         self.full_name = container_full_name(name, namespace)
@@ -83,6 +91,7 @@ class LocalContainerHandle:
             autostart=False,
             max_events=max_events,
             drain_timeout=drain_timeout,
+            diagnostics_period_sec=diagnostics_period_sec,
         )
         self.container.serve()
         self.executors.control.add_node(self.node)
@@ -150,7 +159,13 @@ class LocalContainerHandle:
 
 
 def container_command(
-    group: str, namespace: str, *, executor: str, max_events: int | None, drain_timeout: float | None = None
+    group: str,
+    namespace: str,
+    *,
+    executor: str,
+    max_events: int | None,
+    drain_timeout: float | None = None,
+    diagnostics_period_sec: float | None = None,
 ) -> list[str]:
     """The installed `component_container` (lib/schnitzel_stream_ros), else the same module via -m."""
     args = ['--paused', '--executor', executor]
@@ -159,6 +174,8 @@ def container_command(
     if max_events is not None:
         args += ['--max-events', str(max_events)]
     ros_args = ['--ros-args', '-r', f'__node:={group}', '-r', f'__ns:={namespace}']
+    if diagnostics_period_sec is not None:
+        ros_args += ['-p', f'diagnostics_period_sec:={float(diagnostics_period_sec)!r}']
     try:
         from ament_index_python.packages import get_package_prefix
 
@@ -321,11 +338,17 @@ class RemoteContainerHandle:
         executor: str,
         max_events: int | None,
         drain_timeout: float,
+        diagnostics_period_sec: float | None = None,
     ) -> None:
         self.name = name
         self.full_name = container_full_name(name, namespace)
         self.command = container_command(
-            name, namespace, executor=executor, max_events=max_events, drain_timeout=drain_timeout
+            name,
+            namespace,
+            executor=executor,
+            max_events=max_events,
+            drain_timeout=drain_timeout,
+            diagnostics_period_sec=diagnostics_period_sec,
         )
         self.proc = self._spawn()
         self.client = ContainerClient(self.full_name, client_node, self._exited)

@@ -5,7 +5,8 @@ Started by `ros2 run schnitzel_stream_ros component_container`, by launch_ros'
 and by `schnitzel-stream run` for graphs with several container groups. The usual ROS arguments
 are accepted: `--ros-args -r __node:=<name> -r __ns:=<namespace>` name the container node (only the
 container node: plugin nodes get their names from their load requests), `-p plugin_allowlist:=[...]`
-widens the plugin allowlist.
+widens the plugin allowlist, `-p diagnostics_period_sec:=S` sets the period of /diagnostics
+(default 1 s, 0 = off) and `-p diagnostics_stall_sec:=S` the default stall threshold of sources.
 
 Own options (before --ros-args):
     --executor events|single|multi   rclpy executor of the ROS side (default events)
@@ -59,13 +60,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     node = Node(DEFAULT_NODE_NAME, context=context)  # __node/__ns remaps of the command line apply
     executors = ContainerExecutors(args.executor, context, args.threads)
-    container = Container(
-        node,
-        executors.data,
-        autostart=not args.paused,
-        max_events=args.max_events,
-        drain_timeout=args.drain_timeout,
-    )
+    try:
+        container = Container(
+            node,
+            executors.data,
+            autostart=not args.paused,
+            max_events=args.max_events,
+            drain_timeout=args.drain_timeout,
+        )
+    except ValueError as exc:  # a container parameter out of range: one line, no traceback
+        print(f'component_container: {exc}', file=sys.stderr)
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        return 2
     container.serve()
     executors.control.add_node(node)
     executors.start()
@@ -82,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         executors.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=context)
+        # Stopped: later signals change nothing. Ignored rather than handled, because Python puts
+        # the default action back for handled signals while it exits, and Ctrl-C under `ros2 launch`
+        # delivers SIGINT twice (terminal, then launch) — the second would end a clean stop as
+        # "died by SIGINT".
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 1 if container.fatal or executors.error is not None else 0
 
 

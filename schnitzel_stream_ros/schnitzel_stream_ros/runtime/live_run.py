@@ -19,11 +19,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from schnitzel_stream_ros.graph.model import NodeKind, ValidatedGraph
 from schnitzel_stream_ros.graph.wiring import load_requests_by_container
+from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC
 from schnitzel_stream_ros.runtime.container import DEFAULT_DRAIN_TIMEOUT_SEC
 from schnitzel_stream_ros.runtime.container_handles import (
     ContainerHandle,
@@ -73,9 +74,13 @@ class LiveRun:
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT_SEC,
         stop_event: threading.Event | None = None,
         on_progress: Callable[[list[dict[str, Any]]], None] | None = None,
+        diagnostics_period_sec: float = DEFAULT_PERIOD_SEC,
+        await_subscribers: Mapping[str, int] | None = None,
         container_restarts: int | None = None,
     ) -> None:
         self.graph = graph
+        self.await_subscribers = dict(await_subscribers or {})
+        self.diagnostics_period_sec = diagnostics_period_sec
         self.max_events = max_events
         self.duration_sec = duration_sec
         self.executor = executor
@@ -105,6 +110,7 @@ class LiveRun:
                     executor=self.executor,
                     max_events=shares[name],
                     drain_timeout=self.drain_timeout,
+                    diagnostics_period_sec=self.diagnostics_period_sec,
                 )
             )
             return
@@ -123,6 +129,7 @@ class LiveRun:
                 executor=self.executor,
                 max_events=shares[name],
                 drain_timeout=self.drain_timeout,
+                diagnostics_period_sec=self.diagnostics_period_sec,
             )
             for name in groups
         ]
@@ -199,7 +206,9 @@ class LiveRun:
         container, every crossing topic matched. Loads here are synchronous, so only the DDS
         matching can take time; after MATCH_TIMEOUT_SEC the run starts anyway, with a warning."""
         assert self.reconciler is not None
-        missing = self.reconciler.wait_wired(self.stop_event, MATCH_TIMEOUT_SEC)
+        missing = self.reconciler.wait_wired(
+            self.stop_event, MATCH_TIMEOUT_SEC, awaiting=self.await_subscribers
+        )
         late = f'after {MATCH_TIMEOUT_SEC:.0f} s; its first packets may be lost'
         return [f'start gate: {m} {late}' for m in missing]
 

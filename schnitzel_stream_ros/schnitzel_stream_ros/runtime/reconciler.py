@@ -104,8 +104,13 @@ class Reconciler:
                 errors.append(result.error_message)
         return errors
 
-    def wait_wired(self, stop: threading.Event, timeout: float | None) -> list[str]:
-        return wait_until_wired(self.plan(), self.handles, stop=stop, timeout=timeout)
+    def wait_wired(
+        self, stop: threading.Event, timeout: float | None, awaiting: Mapping[str, int] | None = None
+    ) -> list[str]:
+        """The start gate (runtime/start_gate.py) over this graph's containers; `awaiting`: outside
+        subscribers that must be matched too (topic -> count)."""
+        plan = self.plan().awaiting(awaiting) if awaiting else self.plan()
+        return wait_until_wired(plan, self.handles, stop=stop, timeout=timeout)
 
     # -- supervision ------------------------------------------------------------------------------
     def _note(self, text: str) -> None:

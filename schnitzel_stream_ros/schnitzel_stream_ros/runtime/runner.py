@@ -2,7 +2,7 @@
 
     schnitzel-stream run GRAPH [--max-events N] [--duration S] [--report-json PATH]
                                [--mode live|deterministic] [--executor events|single|multi]
-                               [--drain-timeout S] [--quiet]
+                               [--drain-timeout S] [--diagnostics-period S] [--quiet]
 
 - The graph is validated first (fail closed): an invalid graph prints every error, one per line,
   and exits 2 (a report, when asked for, says status error with the same errors).
@@ -24,29 +24,24 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from schnitzel_stream_ros.cli import non_negative_float, non_negative_int, positive_float
 from schnitzel_stream_ros.graph.errors import GraphInvalid
 from schnitzel_stream_ros.graph.validate import compile_graph
+from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC
 from schnitzel_stream_ros.observability.progress import ProgressLine
 from schnitzel_stream_ros.observability.report import build_report, write_report
 from schnitzel_stream_ros.runtime.container import DEFAULT_DRAIN_TIMEOUT_SEC
 from schnitzel_stream_ros.runtime.executors import DEFAULT_EXECUTOR, EXECUTOR_KINDS
+from schnitzel_stream_ros.runtime.start_gate import parse_await
 
 MODES = ('live', 'deterministic')
 EXIT_OK, EXIT_ERROR, EXIT_INVALID = 0, 1, 2
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'must be >= 0, got {value}')
-    return value
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f'must be > 0, got {text}')
-    return value
+
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,11 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('graph', help='graph file (YAML or JSON, version 2)')
     parser.add_argument(
         '--max-events',
-        type=_non_negative_int,
+        type=non_negative_int,
         default=None,
         help='stop after N source emissions (all sources together)',
     )
-    parser.add_argument('--duration', type=_positive_float, default=None, help='stop after S seconds')
+    parser.add_argument('--duration', type=positive_float, default=None, help='stop after S seconds')
     parser.add_argument('--report-json', default=None, help='write the run report (JSON) to this path')
     parser.add_argument('--mode', choices=MODES, default='live', help='live (default) or deterministic')
     parser.add_argument(
@@ -69,16 +64,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         '--drain-timeout',
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_DRAIN_TIMEOUT_SEC,
         help='how long in-flight packets may drain at the end (seconds)',
     )
     parser.add_argument(
         '--container-restarts',
-        type=_non_negative_int,
+        type=non_negative_int,
         default=None,
         help='restarts of a dead container process within 60 s before the run fails (default 5; '
         '0: a dead container ends the run)',
+    )
+    parser.add_argument(
+        '--diagnostics-period',
+        type=non_negative_float,
+        default=DEFAULT_PERIOD_SEC,
+        help='live mode: seconds between /diagnostics messages of each container (0 = none)',
+    )
+    parser.add_argument(
+        '--await-subscribers',
+        action='append',
+        metavar='TOPIC[=N]',
+        help='live mode: the start gate also waits (up to 15 s) for N (default 1) outside subscriptions on '
+        'TOPIC, e.g. a recorder that must get the first packet; repeatable',
     )
     parser.add_argument('--quiet', action='store_true', help='no progress line')
     parser.add_argument(
@@ -120,7 +128,12 @@ def _summary(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        awaited = parse_await(args.await_subscribers)
+    except ValueError as exc:
+        parser.error(str(exc))
     graph_path = str(args.graph)
     engine_name = args.mode
     try:
@@ -140,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.report_json,
             )
         return EXIT_INVALID
+    for warning in graph.warnings:  # what the graph says but this run ignores, one line each
+        print(str(warning), file=sys.stderr)
 
     progress = ProgressLine(enabled=not args.quiet)
     observers = [progress.update]
@@ -179,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                 drain_timeout=args.drain_timeout,
                 stop_event=stopper.event,
                 on_progress=on_progress,
+                diagnostics_period_sec=args.diagnostics_period,
+                await_subscribers=awaited,
                 container_restarts=args.container_restarts,
             )
             outcome = run.run()
@@ -200,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings=outcome.warnings,
         stop_reason=outcome.stop_reason,
         duration_sec=outcome.duration_sec,
-        extra={'mode': args.mode, **extra},
+        extra={'mode': args.mode, 'graph_warnings': [str(w) for w in graph.warnings], **extra},
     )
     if args.report_json:
         write_report(report, args.report_json)

@@ -59,6 +59,14 @@ class GatePlan:
         }
         return cls(containers, {topic: len(ends) for topic, ends in sorted(needed.items())})
 
+    def awaiting(self, subscribers: Mapping[str, int]) -> GatePlan:
+        """This plan, also waiting for `n` more matched subscriptions on each topic — outside
+        listeners that must see the first packet too (a recorder, a robot's consumer)."""
+        topics = dict(self.cross_topics)
+        for topic, n in subscribers.items():
+            topics[topic] = topics.get(topic, 0) + n
+        return GatePlan(self.containers, topics)
+
     def to_json(self) -> str:
         containers = {k: list(v) for k, v in self.containers.items()}
         plan = {'containers': containers, 'cross_topics': dict(self.cross_topics)}
@@ -174,6 +182,17 @@ def open_gate(targets: Sequence[GateTarget]) -> None:
     """Start every container's loaded nodes (sources begin to pull)."""
     for target in targets:
         target.start()
+
+
+def parse_await(specs: Iterable[str] | None) -> dict[str, int]:
+    """`TOPIC` or `TOPIC=N` (command-line form of GatePlan.awaiting); ValueError names a bad one."""
+    out: dict[str, int] = {}
+    for spec in specs or ():
+        topic, _, count = spec.partition('=')
+        if not topic.startswith('/') or (count and not count.isdigit()) or count == '0':
+            raise ValueError(f'--await-subscribers {spec!r}: expected /topic or /topic=N (N >= 1)')
+        out[topic] = out.get(topic, 0) + (int(count) if count else 1)
+    return out
 
 
 # -- what a launch supervisor reloads into a respawned container ----------------------------------------

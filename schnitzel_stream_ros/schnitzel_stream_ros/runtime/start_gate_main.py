@@ -26,6 +26,7 @@ from schnitzel_stream_ros.graph.wiring import LoadRequest
 from schnitzel_stream_ros.runtime.start_gate import (
     GatePlan,
     open_gate,
+    parse_await,
     requests_from_json,
     requests_to_json,
     wait_until_wired,
@@ -40,6 +41,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument('--plan', help='the gate plan as JSON (written by `schnitzel-stream compile`)')
     what.add_argument('--graph', help='a graph file: the plan is derived from it (validated first)')
+    parser.add_argument('--await-subscribers', action='append', metavar='TOPIC[=N]',
+                        help='also wait for N (default 1) outside subscriptions on TOPIC; repeatable')
     parser.add_argument('--timeout', type=float, default=0.0,
                         help='give up after this many seconds (0: never)')
     parser.add_argument('--supervise', action='store_true',
@@ -55,8 +58,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def _plan(args: argparse.Namespace) -> tuple[GatePlan, dict[str, tuple[LoadRequest, ...]], Any]:
     """The gate plan, (for --supervise) the load requests per container full name, and the graph
     (None with --plan)."""
+    awaited = parse_await(args.await_subscribers)
     if args.plan is not None:
-        plan = GatePlan.from_json(args.plan)
+        plan = GatePlan.from_json(args.plan).awaiting(awaited)
         return plan, requests_from_json(args.requests) if args.requests is not None else {}, None
     from schnitzel_stream_ros.graph.validate import GraphInvalid, compile_graph
 
@@ -64,7 +68,7 @@ def _plan(args: argparse.Namespace) -> tuple[GatePlan, dict[str, tuple[LoadReque
         graph = compile_graph(args.graph)
     except GraphInvalid as exc:
         raise ValueError('\n'.join(str(e) for e in exc.errors)) from None
-    return GatePlan.from_graph(graph), requests_from_json(requests_to_json(graph)), graph
+    return GatePlan.from_graph(graph).awaiting(awaited), requests_from_json(requests_to_json(graph)), graph
 
 
 class _GroupHandle:

@@ -261,8 +261,9 @@ class SourceWorker:
         host = self.host
         delay = self.restart.delay(attempt)
         host.metrics.count('source_restarts_total')
-        host.ctx.logger.warning(
-            f"node '{host.node_id}': source restarts in {delay:.1f} s (restart {attempt} in a row)"
-        )
+        if attempt <= _LOG_FIRST_ERRORS or attempt % _LOG_EVERY_NTH_ERROR == 0:  # a source failing for days
+            host.ctx.logger.warning(
+                f"node '{host.node_id}': source restarts in {delay:.1f} s (restart {attempt} in a row)"
+            )
         host.discard_source()
         return not host.stop_event.wait(delay)

@@ -34,17 +34,6 @@ from schnitzel_stream_ros.testing.rtsp_server import RtspServer, unavailable_rea
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-PLUGINS_DIR = Path(__file__).resolve().parents[1] / 'runtime_plugins'
-
-
-@pytest.fixture
-def plugin_env(ros_env):
-    return {
-        **ros_env,
-        'PYTHONPATH': f'{PLUGINS_DIR}{os.pathsep}{ros_env.get("PYTHONPATH", "")}',
-        'SCHNITZEL_STREAM_PLUGIN_ALLOWLIST': 'runtime_test_plugins',
-    }
-
 
 class Run:
     """`schnitzel-stream run GRAPH` in its own process group; its log goes to a file."""

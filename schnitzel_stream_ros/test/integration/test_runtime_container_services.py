@@ -9,7 +9,6 @@ An external subscriber is a separate plain-rclpy process (test/runtime_plugins/e
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -98,15 +97,6 @@ def _wait_for(predicate, timeout: float = 15.0, what: str = 'condition'):
             return value
         time.sleep(0.05)
     raise AssertionError(f'timed out waiting for {what}')
-
-
-@pytest.fixture
-def plugin_env(ros_env):
-    return {
-        **ros_env,
-        'PYTHONPATH': f'{PLUGINS_DIR}{os.pathsep}{ros_env.get("PYTHONPATH", "")}',
-        'SCHNITZEL_STREAM_PLUGIN_ALLOWLIST': 'runtime_test_plugins',
-    }
 
 
 @pytest.fixture
@@ -260,3 +250,77 @@ def test_outside_listener_gets_packets_and_nobody_listening_means_no_serialisati
         return client.report()['transport']['dds_published_total'] == first
 
     _wait_for(settled, what='publishing to stop after the listener left')
+
+
+@pytest.fixture
+def paused_container(ros_env, tmp_path):
+    """A container whose loaded nodes wait for ~/_schnitzel/start: loading a source opens nothing."""
+    log = (tmp_path / 'paused_container.log').open('w')
+    proc = processes.start(container_command('box', '/t', executor='events', max_events=None), ros_env,
+                           stdout=log, stderr=subprocess.STDOUT)
+    yield proc
+    processes.stop(proc)
+    log.close()
+
+
+def test_every_type_ros2_component_types_lists_loads_in_our_container(paused_container, client):
+    """The names in the ament index (resource rclcpp_components) are the ones LoadNode accepts.
+
+    Each type is loaded without parameters: it loads, or — when the plugin cannot run on its
+    defaults (a required parameter, a model to name) — is refused for a parameter, never because
+    the type name is not understood. Plugins whose parameter schema already requires a parameter
+    must be among the refused.
+    """
+    from ament_index_python import get_resource
+
+    from schnitzel_stream_ros.graph.allowlist import Allowlist
+    from schnitzel_stream_ros.graph.registry import PluginRegistry
+
+    content, _prefix = get_resource('rclcpp_components', 'schnitzel_stream_ros')
+    types = [line.split(';')[0] for line in content.splitlines()]
+    registry = PluginRegistry(Allowlist())
+    loaded, refused = [], []
+    for index, type_name in enumerate(types):
+        name = f'c{index}'
+        answer = client.load(type_name, name, {})
+        if answer.success:
+            assert answer.error_message == ''
+            loaded.append((f'/t/{name}', answer.unique_id))
+            continue
+        assert answer.error_message.startswith(f"node '{name}': "), answer.error_message
+        assert "parameter '" in answer.error_message, (type_name, answer.error_message)
+        refused.append(type_name)
+    schema_requires = {t for t in types if any(p.required for p in registry.resolve(t).cls.PARAMS)}
+    assert schema_requires <= set(refused)
+    assert len(loaded) >= len(types) // 2  # most plugins need no parameter at all
+    # the contrast: a type name the container does not know is refused as such
+    unknown = client.load('schnitzel_stream_ros.nodes.core.identity:NoSuchPlugin', 'ghost', {})
+    assert not unknown.success and 'has no attribute' in unknown.error_message
+    assert client.listed() == loaded
+    unload = f'{CONTAINER}/_container/unload_node'
+    for _name, uid in loaded:
+        unloaded = client.call(UnloadNode, unload, UnloadNode.Request(unique_id=uid))
+        assert (unloaded.success, unloaded.error_message) == (True, '')
+    assert client.listed() == []
+    assert paused_container.poll() is None
+
+
+def test_repeated_sigint_still_ends_in_a_clean_exit(ros_env, tmp_path):
+    """Ctrl-C under `ros2 launch` reaches the container twice (from the terminal, then from launch).
+
+    However late the second SIGINT comes — even while the interpreter is already exiting — the
+    exit status stays 0 instead of launch reporting "process has died [exit code -2]".
+    """
+    cmd = container_command('box', '/t', executor='events', max_events=None)
+    log_path = tmp_path / 'container.log'
+    with log_path.open('w') as log:
+        proc = processes.start(cmd, ros_env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for(lambda: 'ready' in log_path.read_text(), what='the container to be ready')
+            deadline = time.monotonic() + 15
+            while proc.poll() is None and time.monotonic() < deadline:
+                proc.send_signal(signal.SIGINT)  # again and again until it is gone
+                time.sleep(0.002)
+            assert proc.wait(timeout=5) == 0, log_path.read_text()[-2000:]
+        finally:
+            processes.stop(proc)

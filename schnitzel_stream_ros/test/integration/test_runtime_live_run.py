@@ -18,17 +18,6 @@ from schnitzel_stream_ros.testing import processes
 
 pytestmark = pytest.mark.integration
 
-PLUGINS_DIR = Path(__file__).resolve().parents[1] / 'runtime_plugins'
-
-
-@pytest.fixture
-def plugin_env(ros_env):
-    return {
-        **ros_env,
-        'PYTHONPATH': f'{PLUGINS_DIR}{os.pathsep}{ros_env.get("PYTHONPATH", "")}',
-        'SCHNITZEL_STREAM_PLUGIN_ALLOWLIST': 'runtime_test_plugins',
-    }
-
 
 def _graph(tmp_path: Path, text: str) -> Path:
     path = tmp_path / 'graph.yaml'

@@ -84,11 +84,9 @@ class ParameterValue:
         self.value, self.value_type = value, value_type
 
 
-def install(monkeypatch: Any) -> None:
-    """Put the stand-in modules into sys.modules for one test."""
-    import sys
-
-    modules = {
+def modules() -> dict[str, types.ModuleType]:
+    """The stand-in modules by import name (launch, launch.actions, launch_ros.*)."""
+    attributes_by_module = {
         'launch': {'LaunchDescription': LaunchDescription},
         'launch.actions': {'DeclareLaunchArgument': DeclareLaunchArgument, 'OpaqueFunction': OpaqueFunction,
                            'LogInfo': LogInfo},
@@ -98,7 +96,17 @@ def install(monkeypatch: Any) -> None:
         'launch_ros.descriptions': {'ComposableNode': ComposableNode},
         'launch_ros.parameter_descriptions': {'ParameterValue': ParameterValue},
     }
-    for name, attributes in modules.items():
+    made = {}
+    for name, attributes in attributes_by_module.items():
         module = types.ModuleType(name)
         module.__dict__.update(attributes)
+        made[name] = module
+    return made
+
+
+def install(monkeypatch: Any) -> None:
+    """Put the stand-in modules into sys.modules for one test."""
+    import sys
+
+    for name, module in modules().items():
         monkeypatch.setitem(sys.modules, name, module)

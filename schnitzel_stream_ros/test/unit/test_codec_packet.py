@@ -464,6 +464,12 @@ def _valid_msg(**changes) -> StreamPacketMsg:
         ({'payload_json': '{"a": Infinity}'}, 'payload_json: Infinity is not JSON'),
         ({'payload_json': ''}, 'payload_json: empty, but payload_encoding is json'),
         ({'payload_json': '{"a":'}, 'payload_json: not JSON'),
+        ({'payload_json': '[' * 65 + ']' * 65},
+         'payload_json: nested more than 64 levels deep: over the limit max_depth = 64'),
+        ({'payload_json': '[' * 100_000 + ']' * 100_000}, 'payload_json: nested more than 64 levels deep'),
+        ({'payload_json': '"' + 'x' * 4 * 1024 * 1024 + '"'}, 'payload_json: text too large: over the limit '
+                                                              'max_bytes = 4,194,304'),
+        ({'meta_json': '{"a": ' + '[' * 70 + ']' * 70 + '}'}, 'meta_json: nested more than 64 levels deep'),
         ({'payload_bytes': b'x'}, "payload_bytes: holds data, but payload_encoding is 'json'"),
         ({'image': [Image()]}, "image: holds data, but payload_encoding is 'json'"),
         (
@@ -480,6 +486,22 @@ def test_inconsistent_messages_are_refused_by_name(changes, message):
         msg.meta_json = '{"idempotency_key":"mine"}'
     with pytest.raises(ValueError, match=message):
         decode_packet(msg)
+
+
+def test_json_over_the_receivers_limits_is_refused_when_sent():
+    levels_64: list = []
+    for _ in range(63):
+        levels_64 = [levels_64]
+    with pytest.raises(ValueError, match='payload: nested more than 64 levels deep: over the limit'):
+        encode_packet(StreamPacket.new('event', 'cam01', {'a': levels_64}))
+    with pytest.raises(ValueError, match='payload: nested more than 64 levels deep'):
+        encode_packet(StreamPacket.new('event', 'cam01', {'a': (levels_64,)}))  # tuples travel as arrays
+    with pytest.raises(ValueError, match='meta: nested more than 64 levels deep'):
+        encode_packet(StreamPacket.new('event', 'cam01', {}, meta={'a': levels_64}))
+    with pytest.raises(ValueError, match=r'payload: 4,194,312 bytes as JSON: over the limit of 4,194,304'):
+        encode_packet(StreamPacket.new('event', 'cam01', {'s': 'x' * 4 * 1024 * 1024}))
+    msg = encode_packet(StreamPacket.new('event', 'cam01', {'a': levels_64[0], 'n': list(range(100))}))
+    assert decode_packet(wire(msg)).payload['a'] == levels_64[0]  # 64 levels with the dict: fine both ways
 
 
 def test_image_message_errors_name_the_image_field():

@@ -86,6 +86,16 @@ UPSTREAM = [
     pytest.param('dev_durable_drain_ack_v2.yaml'),
     pytest.param('dev_vision_e2e_mock_v2.yaml'),
     pytest.param('dev_http_forward_ack_v2.yaml'),
+    # the rest of upstream's configs/graphs/ (run in test/integration/test_upstream_graphs.py)
+    *(pytest.param(name) for name in (
+        'dev_durable_drain_v2.yaml', 'dev_http_event_sink_v2.yaml', 'dev_json_file_sink_v2.yaml',
+        'dev_jsonl_sink_v2.yaml', 'dev_rtsp_frames_v2.yaml', 'dev_stream_template_v2.yaml',
+        'dev_video_file_frames_v2.yaml', 'dev_video_file_yolo_headless_v2.yaml',
+        'dev_video_file_yolo_overlay_v2.yaml', 'dev_vision_detection_to_event_v2.yaml',
+        'dev_vision_policy_demo_v2.yaml', 'dev_webcam_frames_v2.yaml', 'dev_webcam_yolo_overlay_v2.yaml',
+        'showcase_durable_drain_ack_v2.yaml', 'showcase_durable_enqueue_v2.yaml', 'showcase_inproc_v2.yaml',
+        'showcase_webcam_v2.yaml',
+    )),
 ]
 
 

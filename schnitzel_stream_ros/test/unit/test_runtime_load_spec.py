@@ -121,6 +121,13 @@ def test_json_text_parameters_are_decoded_with_the_schema():
             remap_rules=(),
             parameters={'packets': '[{'},
         )
+    with pytest.raises(LoadError, match="parameter 'packets': not valid JSON text: nested more than 64"):
+        _parse(  # from any peer on the domain: a limit, not a RecursionError in the service callback
+            plugin_name='schnitzel_stream_ros.nodes.core.static_source:StaticSource',
+            node_name='src',
+            remap_rules=(),
+            parameters={'packets': '[' * 100_000 + ']' * 100_000},
+        )
 
 
 def test_every_request_the_graph_package_makes_is_accepted():
@@ -140,3 +147,18 @@ def test_every_request_the_graph_package_makes_is_accepted():
             node = graph.node(request.node_name)
             assert dict(spec.params) == dict(node.params), name
             assert set(spec.inputs) == {i.port for i in graph.inputs_of(node.id)}, name
+
+
+def test_ros2_param_set_with_hostile_json_is_refused_with_the_limit():
+    """`ros2 param set` reaches check_change from any peer on the domain (a real rclpy Parameter)."""
+    from rclpy.parameter import Parameter
+
+    from schnitzel_stream_ros.plugin import Param
+    from schnitzel_stream_ros.runtime.ros_params import check_change
+
+    schema = {'zones': Param('zones', list, [], 'zones', dynamic=True)}
+    result, changed = check_change(schema, [Parameter('zones', value='[' * 100_000 + ']' * 100_000)])
+    assert not result.successful and changed == {}
+    assert result.reason == 'nested more than 64 levels deep: over the limit max_depth = 64'
+    result, changed = check_change(schema, [Parameter('zones', value='[[1, 2]]')])
+    assert result.successful and changed == {'zones': [[1, 2]]}

@@ -13,12 +13,8 @@ from schnitzel_stream_msgs.msg import Event as EventMsg
 from schnitzel_stream_ros.codec.event_protocol import build_event, event_to_packet, msg_to_event
 from schnitzel_stream_ros.codec.image import image_msg_to_frame
 from schnitzel_stream_ros.graph.ports import declared_ports
-from schnitzel_stream_ros.nodes.sinks.annotated_image import (
-    ALARM_COLOUR,
-    BOX_COLOUR,
-    ZONE_COLOUR,
-    AnnotatedImageSink,
-)
+from schnitzel_stream_ros.nodes.sinks.annotated_image import AnnotatedImageSink
+from schnitzel_stream_ros.nodes.sinks.overlay import ALARM_COLOUR, BOX_COLOUR, ZONE_COLOUR
 from schnitzel_stream_ros.nodes.sinks.robot_event import RobotEventSink
 from schnitzel_stream_ros.packet import StreamPacket
 from schnitzel_stream_ros.plugin import SimpleContext, resolve_params

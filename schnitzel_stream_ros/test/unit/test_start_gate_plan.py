@@ -10,7 +10,12 @@ import pytest
 from schnitzel_stream_ros.graph.allowlist import Allowlist
 from schnitzel_stream_ros.graph.registry import PluginRegistry
 from schnitzel_stream_ros.graph.validate import compile_graph
-from schnitzel_stream_ros.runtime.start_gate import MAX_PLAN_BYTES, GatePlan, matched_subscriptions
+from schnitzel_stream_ros.runtime.start_gate import (
+    MAX_PLAN_BYTES,
+    GatePlan,
+    matched_subscriptions,
+    parse_await,
+)
 
 PACKAGE = Path(__file__).resolve().parents[2]
 
@@ -66,3 +71,11 @@ def test_a_bad_plan_is_one_line_naming_the_problem(text, problem):
     with pytest.raises(ValueError) as refused:
         GatePlan.from_json(text)
     assert problem in str(refused.value) and '\n' not in str(refused.value)
+
+
+def test_awaited_outside_subscribers_add_to_the_graphs_own():
+    plan = plan_of('two_containers.yaml').awaiting(parse_await(['/to_ref/out', '/grabber/out=2']))
+    assert plan.cross_topics == {'/to_ref/out': 3, '/grabber/out': 2}
+    for bad in ('to_ref/out', '/x=0', '/x=two'):
+        with pytest.raises(ValueError, match='expected /topic or /topic=N'):
+            parse_await([bad])

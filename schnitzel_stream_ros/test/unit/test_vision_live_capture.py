@@ -213,3 +213,16 @@ def test_webcam_that_does_not_exist_retries_then_gives_up_quietly():
     assert ctx.counters['gave_up_total'] == 1
     assert OpenCvWebcamSource.param_schema()['reconnect_backoff_sec'].default == 0.5
     assert OpenCvWebcamSource.param_schema()['reconnect_backoff_max_sec'].default == 5.0
+
+
+def test_camera_log_lines_of_several_severities_through_an_rclpy_logger():
+    # the live runtime hands plugins an rclpy logger, which refuses a second severity from one source
+    # line: "connected" (info) then "stalled" (warning) once ended the camera source with ValueError
+    from rclpy.logging import get_logger
+
+    ctx = SimpleContext('cam', resolve_params(OpenCvRtspSource, {'url': 'rtsp://127.0.0.1:9/x'}),
+                        logger=get_logger('test_camera_log_severities'))
+    source = OpenCvRtspSource(ctx)
+    source.setup()
+    for level in ('info', 'warning', 'error', 'info', 'warning'):
+        source._log(level, f'a {level} line')

@@ -9,6 +9,9 @@ from schnitzel_stream_ros.packet import PayloadProfile, StreamPacket, parse_ts
 from schnitzel_stream_ros.plugin import Param, Plugin, Port, Role
 
 _ITEM_KEYS = ('kind', 'source_id', 'payload', 'ts', 'meta')
+#: packets one StaticSource may list: it is a test and demo source, and every packet is held in
+#: memory and checked at validation time (docs/graph-format.md, "Limits")
+MAX_PACKETS = 10_000
 
 
 class StaticSource(Plugin):
@@ -26,6 +29,9 @@ class StaticSource(Plugin):
     @classmethod
     def check_params(cls, params: Mapping[str, Any]) -> list[str]:
         """Each packet item must be a mapping of known keys with usable values."""
+        if len(params['packets']) > MAX_PACKETS:
+            return [f"parameter 'packets': {len(params['packets']):,} packets: over the limit of "
+                    f'{MAX_PACKETS:,} packets of a StaticSource']
         problems = []
         for index, item in enumerate(params['packets']):
             where = f'parameter \'packets\'[{index}]'

@@ -25,6 +25,7 @@ class SqliteQueueSource(Plugin):
     ROLE = Role.SOURCE
     INPUTS = ()
     OUTPUTS = (Port('out', profile=PayloadProfile.JSON_PORTABLE),)
+    STALL_TIMEOUT_SEC = 0.0  # it waits for rows: an empty queue is not a stall
     PARAMS = (
         Param('path', str, description='SQLite queue file'),
         Param('limit', int, 100, 'rows per run (0 = no limit); with follow: rows per claim', min=0),

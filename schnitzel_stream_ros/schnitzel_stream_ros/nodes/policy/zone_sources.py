@@ -3,6 +3,8 @@
 The one rule all three share: `current()` never blocks the packet path. An event must not wait for
 a zone server — a slow or dead API would otherwise stall detection for every camera. So:
 - inline zones never change;
+- files and HTTP answers are hostile input: bounded by ZONE_LIMITS (size before reading, depth,
+  values, aliases while parsing; see document_limits), refused with one line like any other error;
 - a file is re-checked (mtime/size) at most every `ttl_sec`, and a broken edit keeps the last good
   zones (the error is logged once per change);
 - the HTTP API is polled by a background thread every `ttl_sec`; a failed fetch (connection error,
@@ -24,9 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from schnitzel_stream_ros.delivery.redact import mask_url
+from schnitzel_stream_ros.document_limits import (
+    ZONE_LIMITS,
+    DocumentError,
+    DocumentLimits,
+    decode_text,
+    load_json,
+    load_yaml,
+    read_file,
+    read_stream,
+)
 from schnitzel_stream_ros.nodes.policy.zones import Zone, ZoneError, parse_zones
 
 _LOG = logging.getLogger(__name__)
@@ -62,19 +72,16 @@ class StaticZones:
         pass
 
 
-def load_zone_file(path: Path) -> tuple[Zone, ...]:
-    """Zones from a YAML or JSON file (YAML is a superset of JSON); errors name file:line."""
+def load_zone_file(path: Path, limits: DocumentLimits = ZONE_LIMITS) -> tuple[Zone, ...]:
+    """Zones from a YAML or JSON file (YAML is a superset of JSON), bounded by `limits` before and
+    while it is parsed; errors name file:line."""
     try:
-        text = path.read_text(encoding='utf-8')
+        data = load_yaml(decode_text(read_file(path, limits)), limits)
     except OSError as exc:
         raise ZoneError(f'{path}: cannot read zone file: {exc.strerror or exc}') from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
-        raise ZoneError(f'{path}:{line}: not valid YAML/JSON: {exc.problem}') from None
-    except yaml.YAMLError as exc:
-        raise ZoneError(f'{path}: not valid YAML/JSON: {exc}') from None
+    except DocumentError as exc:
+        problem = str(exc).removeprefix('not valid YAML: ')
+        raise ZoneError(f'{path}:{exc.line or 1}: not valid YAML/JSON: {problem}') from None
     return parse_zones(data, str(path))
 
 
@@ -190,8 +197,10 @@ class ApiSettings:
 class HttpZones:
     """Zones from an HTTP API (GET returns a zone list or `{zones: [...]}`), refreshed in the background."""
 
-    def __init__(self, settings: ApiSettings, name: str = 'zones') -> None:
+    def __init__(self, settings: ApiSettings, name: str = 'zones',
+                 limits: DocumentLimits = ZONE_LIMITS) -> None:
         self.settings = settings
+        self.limits = limits
         self.stats = RefreshStats()
         self._zones: tuple[Zone, ...] = ()
         self._stop = threading.Event()
@@ -210,18 +219,27 @@ class HttpZones:
         request = urllib.request.Request(
             self.settings.url, headers={'Accept': 'application/json', **self.settings.headers}
         )
+        limits = self.limits
         try:
             with urllib.request.urlopen(request, timeout=self.settings.timeout_sec) as response:
-                body = response.read()
+                declared = response.headers.get('Content-Length', '')
+                if declared.isdigit() and int(declared) > limits.max_bytes:
+                    raise ZoneError(f'{where}: response of {int(declared):,} bytes: over the limit '
+                                    f'max_bytes = {limits.max_bytes:,}')
+                body = read_stream(response, limits, 'response')
         except urllib.error.HTTPError as exc:
             raise ZoneError(f'{where}: HTTP {exc.code}') from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, 'reason', exc)
             raise ZoneError(f'{where}: {reason}') from None
+        except DocumentError as exc:
+            raise ZoneError(f'{where}: {exc}') from None
         try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            data = load_json(decode_text(body), limits)
+        except json.JSONDecodeError as exc:
             raise ZoneError(f'{where}: response is not JSON: {exc}') from None
+        except DocumentError as exc:
+            raise ZoneError(f'{where}: line {exc.line or 1} of the response: {exc}') from None
         return parse_zones(data, where)
 
     def _run(self) -> None:

@@ -10,13 +10,18 @@ Text that reads as a number becomes an int or float, so fusion can interpolate i
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from schnitzel_stream_ros.document_limits import DocumentError, json_text_limits, load_json
+
 FORMATS = ('number', 'regex', 'json', 'csv')
+
+
+#: one line as JSON: lines are short (serial sources cap them), nesting is what needs a bound
+_LINE_LIMITS = json_text_limits(1024 * 1024)
 
 
 class LineParseError(ValueError):
@@ -105,7 +110,9 @@ class LineParser:
 
     def _parse_json(self, text: str) -> dict[str, Any]:
         try:
-            data = json.loads(text)
+            data = load_json(text, _LINE_LIMITS)
+        except DocumentError as exc:  # a device (or whoever holds the line) sent a hostile document
+            raise LineParseError(f'refused: {exc}: {text[:80]!r}') from None
         except ValueError:
             raise LineParseError(f'not JSON: {text[:80]!r}') from None
         if not isinstance(data, dict):

@@ -9,8 +9,8 @@ inference, the video stays smooth. Several events of one frame (same ts) are dra
 that carries its own detections (meta `detections`, set by the detector) is drawn with exactly those.
 
 Zones (inline or file, the ZonePolicyNode format) are outlined; a zone with an object inside it in
-the drawn set is drawn in the alarm colour. Drawing uses OpenCV (a pinned dependency).
-The original frame is never changed (frames are shared between nodes): drawing works on a copy.
+the drawn set is drawn in the alarm colour. The drawing is nodes/sinks/overlay.py's, shared with
+OpenCvBboxDisplaySink; the original frame is never changed (drawing works on a copy).
 """
 from __future__ import annotations
 
@@ -18,8 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
-import numpy as np
 from std_msgs.msg import Header
 
 from schnitzel_stream_ros.codec.image import frame_to_image_msg
@@ -27,15 +25,12 @@ from schnitzel_stream_ros.codec.timestamps import ts_to_stamp
 from schnitzel_stream_ros.nodes.fusion.sensor_history import ts_to_micros
 from schnitzel_stream_ros.nodes.policy.zone_sources import load_zone_file
 from schnitzel_stream_ros.nodes.policy.zones import Zone, parse_zones
-from schnitzel_stream_ros.nodes.vision.frames import DETECTIONS_META, frame_of
+from schnitzel_stream_ros.nodes.sinks.overlay import boxes_in, detections_of, draw, drawable_frame
+from schnitzel_stream_ros.nodes.vision.frames import DETECTIONS_META
 from schnitzel_stream_ros.packet import Kind, PayloadProfile, StreamPacket
 from schnitzel_stream_ros.plugin import Outputs, Param, Plugin, Port, Role
 
 IMAGE_MSG_TYPE = 'sensor_msgs/msg/Image'
-# BGR colours
-BOX_COLOUR = (0, 200, 0)
-ZONE_COLOUR = (0, 200, 255)
-ALARM_COLOUR = (0, 0, 255)
 
 
 @dataclass
@@ -44,62 +39,6 @@ class _Latest:
 
     t_us: int = -1
     items: list[Mapping[str, Any]] = field(default_factory=list)
-
-
-def detections_of(packet: StreamPacket) -> list[Mapping[str, Any]]:
-    """Boxes a detection or event packet carries (dicts with a bbox mapping)."""
-    payload = packet.payload
-    items = payload if isinstance(payload, list) else [payload]
-    return [d for d in items if isinstance(d, Mapping) and isinstance(d.get('bbox'), Mapping)]
-
-
-def box_label(det: Mapping[str, Any]) -> str:
-    parts = [str(det.get('object_type') or det.get('class_id') or '?')]
-    if det.get('track_id') is not None:
-        parts.append(f'#{det["track_id"]}')
-    confidence = det.get('confidence')
-    if isinstance(confidence, int | float) and not isinstance(confidence, bool):
-        parts.append(f'{confidence:.2f}')
-    return ' '.join(parts)
-
-
-def _text(image: np.ndarray, text: str, origin: tuple[int, int], colour: tuple[int, int, int]) -> None:
-    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
-
-
-def draw(
-    frame: np.ndarray, detections: list[Mapping[str, Any]], zones: tuple[Zone, ...], camera_id: str,
-    *, thickness: int = 2, labels: bool = True,
-) -> np.ndarray:
-    """A copy of `frame` (H x W x 3 uint8, or H x W mono) with zones and boxes drawn on."""
-    image = np.array(frame, copy=True)
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    occupied = {
-        d['zone'].get('zone_id') for d in detections
-        if isinstance(d.get('zone'), Mapping) and d['zone'].get('inside')
-    }
-    for zone in zones:
-        if not zone.applies_to(camera_id):
-            continue
-        points = np.round(np.array(zone.polygon, dtype=np.float64)).astype(np.int32).reshape(-1, 1, 2)
-        colour = ALARM_COLOUR if zone.zone_id in occupied else ZONE_COLOUR
-        cv2.polylines(image, [points], True, colour, thickness)
-        if labels:
-            x, y = points[0, 0]
-            _text(image, zone.zone_id, (int(x) + 3, int(y) + 14), colour)
-    for det in detections:
-        bbox = det['bbox']
-        try:
-            x1, y1, x2, y2 = (round(float(bbox[k])) for k in ('x1', 'y1', 'x2', 'y2'))
-        except (KeyError, TypeError, ValueError):
-            continue
-        inside = isinstance(det.get('zone'), Mapping) and det['zone'].get('inside')
-        colour = ALARM_COLOUR if inside else BOX_COLOUR
-        cv2.rectangle(image, (x1, y1), (x2, y2), colour, thickness)
-        if labels:
-            _text(image, box_label(det), (x1, max(12, y1 - 4)), colour)
-    return image
 
 
 class AnnotatedImageSink(Plugin):
@@ -169,18 +108,12 @@ class AnnotatedImageSink(Plugin):
         self.frames_seen[packet.source_id] = seen + 1
         if seen % self.params.get('every_nth', 1):
             return None
-        try:
-            frame = frame_of(packet, self.node_id)
-        except TypeError:
-            frame = None
-        if frame is None or frame.dtype != np.uint8:
+        frame = drawable_frame(packet, self.node_id)
+        if frame is None:
             self.count('invalid_frames_total')
             return None
         attached = packet.meta.get(DETECTIONS_META)
-        detections = (
-            [d for d in attached if isinstance(d, Mapping) and isinstance(d.get('bbox'), Mapping)]
-            if isinstance(attached, list) else self._detections_for(packet)
-        )
+        detections = boxes_in(attached) if isinstance(attached, list) else self._detections_for(packet)
         image = draw(
             frame, detections, self.zones, packet.source_id,
             thickness=self.params.get('thickness', 2), labels=self.params.get('labels', True),

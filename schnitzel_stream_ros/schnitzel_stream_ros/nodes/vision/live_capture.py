@@ -200,6 +200,7 @@ class LiveCapture:
         """Frames of successive connections. Returns on stop, or after giving up."""
         failures = 0  # consecutive connection attempts that delivered no frame
         retry = 0  # waits since the last good connection: the backoff step
+        self.gauge('connected', 0)  # until the first connection: a camera never reached is "not connected"
         while not self.stop.is_set():
             if retry:
                 delay = self.policy.delay(retry, self.rng)
@@ -248,6 +249,9 @@ class LiveCapture:
         while not self.stop.is_set():
             got = session.take(self.poll_sec)
             now = time.monotonic()
+            if now - last_gauge >= 1.0:  # also while frames flow: a stale age would outlive a stall
+                self.gauge('last_frame_age_sec', round(session.frame_age(now), 3))
+                last_gauge = now
             if got is not None:
                 frame, wall, dropped = got
                 if dropped:
@@ -259,9 +263,6 @@ class LiveCapture:
                 self.log('warning', f'{self.name}: {session.error or "read failed"} (epoch {self.epoch})')
                 break
             age = session.frame_age(now)
-            if now - last_gauge >= 1.0:
-                self.gauge('last_frame_age_sec', round(age, 3))
-                last_gauge = now
             if age > self.stall_timeout_sec:
                 self.count('stalls_total', 1)
                 self.log('warning', f'{self.name}: stalled: no frame for {age:.1f} s '
