@@ -74,9 +74,27 @@ class GraphService:
         self.context = init_context()
         self.node = Node(NODE_NAME, namespace=namespace, context=self.context)
         self.node.create_service(ApplyGraph, service_name(namespace), self._serve)
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        from schnitzel_stream_ros.runtime.diagnostics import DIAGNOSTICS_TOPIC, QOS
+
+        self.diagnostics = self.node.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, QOS)
         executor = make_executor('single', self.context)
         executor.add_node(self.node)
         self.spinner = Spinner(executor, self.context, 'graph-service').start()
+        self._published_at = 0.0
+
+    def publish_statuses(self, statuses: Callable[[float], list[Any]], period_sec: float = 1.0) -> None:
+        """The supervisor's view of its containers on /diagnostics, at most every `period_sec`."""
+        import time
+
+        from schnitzel_stream_ros.runtime.diagnostics import to_message
+
+        now = time.monotonic()
+        if now - self._published_at < period_sec:
+            return
+        self._published_at = now
+        self.diagnostics.publish(to_message(statuses(now), self.node.get_clock().now().to_msg()))
 
     def _serve(self, request: Any, response: Any) -> Any:
         graph, errors = validate_text(request.graph_text, request.source_label)

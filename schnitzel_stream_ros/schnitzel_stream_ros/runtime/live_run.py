@@ -229,6 +229,7 @@ class LiveRun:
                 return 'error'
             if self.graph_service is not None:
                 self.graph_service.run_pending(self._apply)  # edits on the same thread as healing
+                self.graph_service.publish_statuses(self.reconciler.statuses)
             try:
                 snapshots = [h.snapshot() for h in self.handles]
             except RuntimeError:

@@ -28,6 +28,7 @@ from schnitzel_stream_ros.backoff import Backoff
 from schnitzel_stream_ros.graph.diff import diff_graphs, union_inputs
 from schnitzel_stream_ros.graph.model import ValidatedGraph
 from schnitzel_stream_ros.graph.wiring import LoadRequest, load_requests, load_requests_by_container
+from schnitzel_stream_ros.observability.health import ERROR, OK, WARN, Status
 from schnitzel_stream_ros.runtime.start_gate import GatePlan, wait_until_wired
 
 #: A container dying more often than this within the window is not restarted again.
@@ -42,8 +43,16 @@ RESTART_READY_TIMEOUT_SEC = 20.0
 RESTART_WIRED_TIMEOUT_SEC = 10.0
 #: One service call to a restarted container: short, and retried (see Reconciler._reload).
 RETRY_CALL_SEC = 2.0
+#: A restart shows as WARN on /diagnostics this long.
+DIAGNOSTICS_HOLD_SEC = 10.0
 #: Supervision notes kept for the run report (the rest is counted).
 MAX_NOTES = 100
+
+
+def supervision_status(container: str, level: int, message: str, restarts: int) -> Status:
+    """A container as its supervisor sees it (the container's own status cannot tell: a restarted
+    container starts counting afresh)."""
+    return Status(f'supervisor: {container}', level, message, container, (('restarts_total', str(restarts)),))
 
 
 class _ApplyFailed(RuntimeError):
@@ -78,6 +87,7 @@ class Reconciler:
         self._quick_deaths: dict[str, int] = {h.name: 0 for h in self.handles}
         self._backoff = Backoff(**CONTAINER_RESTART_BACKOFF)
         self.notes: list[str] = []  # for the run report (warnings: a restart degrades a run)
+        self.last_restart: dict[str, tuple[float, str]] = {}  # group -> (monotonic time, why)
         self.notes_dropped = 0
 
     # -- desired state ----------------------------------------------------------------------------
@@ -155,6 +165,7 @@ class Reconciler:
                 return None  # the run is stopping anyway
             recent.append(time.monotonic())
             self.restarts[name] += 1
+            self.last_restart[name] = (time.monotonic(), failure)
             t0 = time.monotonic()
             self._note(f'{failure}; restarting it (restart {self.restarts[name]})')
             try:
@@ -342,6 +353,21 @@ class Reconciler:
                         'apply with --force to drop them' for n, d in waiting.items()]
             time.sleep(0.05)
 
+    def statuses(self, now: float) -> list[Status]:
+        """One /diagnostics status per container: WARN for a while after a restart, ERROR while dead."""
+        out = []
+        for handle in self.handles:
+            name = handle.name
+            last = self.last_restart.get(name)
+            failure = handle.failure()
+            level, message = OK, 'running'
+            if failure:
+                level, message = ERROR, failure
+            elif last is not None and now - last[0] <= DIAGNOSTICS_HOLD_SEC:
+                level, message = WARN, f'restarted {now - last[0]:.0f} s ago: {last[1]}'
+            out.append(supervision_status(handle.full_name, level, message, self.restarts[name]))
+        return out
+
     def report_metrics(self) -> dict[str, int]:
         """Counters for the run report: restarts per container."""
         out = {f'container.{name}.restarts_total': n for name, n in self.restarts.items()}
@@ -373,6 +399,18 @@ class LaunchSupervisor:
         self.cross_topics = set(cross_topics)
         self.log = log
         self.reloads: dict[str, int] = {t.full_name: 0 for t in self.targets}
+        self.last_reload: dict[str, float] = {}
+
+    def statuses(self, now: float) -> list[Status]:
+        """One /diagnostics status per container: WARN for a while after it was reloaded."""
+        out = []
+        for target in self.targets:
+            at = self.last_reload.get(target.full_name)
+            recent = at is not None and now - at <= DIAGNOSTICS_HOLD_SEC
+            message = f'respawned and reloaded {now - at:.0f} s ago' if recent else 'running'
+            out.append(supervision_status(target.full_name, WARN if recent else OK, message,
+                                          self.reloads[target.full_name]))
+        return out
 
     def _inputs_from_elsewhere(self, full_name: str) -> list[str]:
         topics = set()
@@ -414,5 +452,6 @@ class LaunchSupervisor:
                     stop.wait(0.05)
             target.start()
             self.reloads[target.full_name] += 1
+            self.last_reload[target.full_name] = time.monotonic()
             self.log(f'container {target.full_name} is back: {len(missing)} nodes reloaded and wired in '
                      f'{time.monotonic() - t0:.2f} s (reload {self.reloads[target.full_name]})')

@@ -92,13 +92,15 @@ SUPERVISE_POLL_SEC = 0.2
 
 
 def _supervise(
-    plan: GatePlan, requests: dict, clients: list, stop: threading.Event, log: Any, graph: Any
+    plan: GatePlan, requests: dict, clients: list, stop: threading.Event, node: Any, graph: Any
 ) -> None:
     """Until SIGINT/SIGTERM: bring back the nodes of containers launch respawned; with --graph also
     serve `schnitzel-stream apply` (/<ns>/_graph/apply) through the same reconciler."""
     import signal
 
     from schnitzel_stream_ros.runtime.reconciler import LaunchSupervisor, Reconciler
+
+    log = node.get_logger()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -120,12 +122,22 @@ def _supervise(
             supervisor.cross_topics = set(GatePlan.from_graph(reconciler.graph).cross_topics)
         return ok, lines
 
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from schnitzel_stream_ros.runtime.diagnostics import DIAGNOSTICS_TOPIC, QOS, to_message
+
+    diagnostics = node.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, QOS)
+    published_at = 0.0
     log.info('supervising: a respawned container gets its nodes loaded again')
     try:
         while not stop.wait(SUPERVISE_POLL_SEC):
             supervisor.check(stop)
             if service is not None:
                 service.run_pending(apply)
+            now = time.monotonic()
+            if now - published_at >= 1.0:  # the supervisor's view of its containers on /diagnostics
+                published_at = now
+                diagnostics.publish(to_message(supervisor.statuses(now), node.get_clock().now().to_msg()))
     finally:
         if service is not None:
             service.close()
@@ -180,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         took = time.monotonic() - t0
         log.info(f'graph started: {nodes} nodes in {len(clients)} containers after {took:.1f} s')
         if args.supervise:
-            _supervise(plan, requests, clients, stop, log, graph)
+            _supervise(plan, requests, clients, stop, node, graph)
         return 0
     except KeyboardInterrupt:
         return 130

@@ -20,6 +20,7 @@ import textwrap
 import time
 
 import pytest
+from test_diagnostics import DiagnosticsListener
 from test_start_gate import (  # the same launch-playing harness
     as_load_request,
     client,  # noqa: F401 (fixture)
@@ -64,7 +65,7 @@ def _seqs(path) -> list[int]:
 
 
 def test_a_container_launch_respawns_gets_its_nodes_back_and_the_stream_goes_on(
-        client, procs, tmp_path, monkeypatch):  # noqa: F811
+        client, procs, tmp_path, monkeypatch, ros_domain):  # noqa: F811
     graph_path = tmp_path / 'graph.yaml'
     graph_path.write_text(textwrap.dedent(GRAPH).replace('TMP', str(tmp_path)))
     *containers, gate = launch_actions(graph_path, monkeypatch)
@@ -84,6 +85,7 @@ def test_a_container_launch_respawns_gets_its_nodes_back_and_the_stream_goes_on(
     out = tmp_path / 'out.jsonl'
     wait_for(lambda: len(_seqs(out)) > 200, 30, 'packets through both containers')
 
+    listener = DiagnosticsListener(ros_domain, ('/diagnostics',))
     os.kill(running['b'].pid, signal.SIGKILL)  # the container with ident and out dies
     t_kill = time.monotonic()
     running['b'].wait(10)
@@ -95,6 +97,14 @@ def test_a_container_launch_respawns_gets_its_nodes_back_and_the_stream_goes_on(
     assert 'container /ls/b lacks 2 of its nodes (respawned): loading them again' in text, text
     assert 'container /ls/b is back: 2 nodes reloaded and wired' in text, text
     assert recovered < RECOVERY_LIMIT_SEC, f'took {recovered:.1f} s'
+    try:  # the supervisor's view on /diagnostics: reloaded, WARN, counted
+        listener.wait_for(
+            lambda: [s for _, s in listener.statuses('supervisor: /ls/b')
+                     if s['level'] == 1 and s['values'].get('restarts_total') == '1'],
+            10, 'the reload on /diagnostics',
+        )
+    finally:
+        listener.close()
     assert running['a'].poll() is None  # the other container never stopped
     assert gate_proc.poll() is None  # the supervisor stays
     wait_for(lambda: _listed(client.container('/ls/b')) == ['/ls/ident', '/ls/out'], 20, 'the nodes of b')

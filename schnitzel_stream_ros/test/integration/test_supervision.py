@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_diagnostics import DiagnosticsListener
 
 from schnitzel_stream_ros.delivery.backend import serve_in_thread
 from schnitzel_stream_ros.testing import processes
@@ -99,7 +100,7 @@ def _wait(predicate, timeout: float, what: str, proc=None, log: Path | None = No
         time.sleep(0.05)
 
 
-def test_kill9_of_one_container_restarts_it_and_loses_no_accepted_event(tmp_path, ros_env):
+def test_kill9_of_one_container_restarts_it_and_loses_no_accepted_event(tmp_path, ros_env, ros_domain):
     port = _free_port()
     url = f'http://127.0.0.1:{port}/events'
     graph = tmp_path / 'graph.yaml'
@@ -112,6 +113,7 @@ def test_kill9_of_one_container_restarts_it_and_loses_no_accepted_event(tmp_path
     with err.open('w') as out:
         run = processes.start(cmd, ros_env, stdout=subprocess.DEVNULL, stderr=out)
     backend = None
+    listener = DiagnosticsListener(ros_domain, ('/diagnostics',))
     try:
         _wait(lambda: len(_accepted(queue_db)) >= 200, 40, 'events accepted by the queue', run, err)
         containers = _children(run.pid)
@@ -127,6 +129,12 @@ def test_kill9_of_one_container_restarts_it_and_loses_no_accepted_event(tmp_path
         recovered = time.monotonic() - t_kill
         assert "container 'back' is back: 1 nodes reloaded and wired" in err.read_text()
         assert recovered < RECOVERY_LIMIT_SEC, f'took {recovered:.1f} s'
+        # the supervisor's view on /diagnostics: the restarted container, WARN, counted
+        listener.wait_for(
+            lambda: [s for _, s in listener.statuses('supervisor: /sv/back')
+                     if s['level'] == 1 and s['values'].get('restarts_total') == '1'],
+            10, 'the restart on /diagnostics',
+        )
         again = _children(run.pid)
         assert again['front'] == containers['front']  # the other container never stopped
         assert again['back'] != containers['back']
@@ -145,6 +153,7 @@ def test_kill9_of_one_container_restarts_it_and_loses_no_accepted_event(tmp_path
         run.send_signal(signal.SIGTERM)
         assert run.wait(timeout=60) == 0
     finally:
+        listener.close()
         processes.stop(run)
         if backend is not None:
             backend.stop()
