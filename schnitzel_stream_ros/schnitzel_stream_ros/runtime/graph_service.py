@@ -24,6 +24,7 @@ from schnitzel_stream_ros.graph.model import ValidatedGraph
 SERVICE = '_graph/apply'
 NODE_NAME = 'graph_reconciler'
 MAX_GRAPH_TEXT = 1 << 20  # bytes
+MAX_LABEL = 256  # characters of the source label (it names the file in error lines)
 APPLY_TIMEOUT_SEC = 120.0
 
 
@@ -36,6 +37,7 @@ def validate_text(text: str, label: str) -> tuple[ValidatedGraph | None, list[st
     from schnitzel_stream_ros.graph.load import load_graph_text
     from schnitzel_stream_ros.graph.validate import validate
 
+    label = ''.join(ch for ch in label[:MAX_LABEL] if ch.isprintable())
     if len(text.encode('utf-8', 'replace')) > MAX_GRAPH_TEXT:
         return None, [f'{label}: the graph text is larger than {MAX_GRAPH_TEXT} bytes']
     loaded = load_graph_text(text, label or '<apply>')
