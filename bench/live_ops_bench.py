@@ -6,8 +6,9 @@
    the sink records when each packet arrived. Baseline (same run): the longest gap between two
    arrivals in a quiet period as long as the swap period. Then `--swaps` replaces of the policy
    node (alternating parameters and classes, state handed over): the time of each replace call
-   (request to answer, over DDS), the swap pause the node's thread saw, and the longest arrival gap
-   while swapping. Every number must arrive exactly once (checked, reported).
+   (request to answer, over DDS) and the longest arrival gap while swapping. A second baseline:
+   as many replace requests that change nothing (the node answers "unchanged"): what the call alone
+   costs the stream. Every number must arrive exactly once (checked, reported).
 2. recovery — `schnitzel-stream run` of a two-container graph (source -> durable queue); the
    container with the queue is killed with SIGKILL `--kills` times; recovery = from the kill until
    the runner reports it back with its node loaded and wired. Baseline (same run): the first start
@@ -159,7 +160,16 @@ def bench_replace(domain: int, swaps: int, rate: float, workdir: Path) -> dict[s
             period = max(2.0, swaps * 0.25)
             quiet0 = time.monotonic_ns()
             time.sleep(period)
-            quiet1 = swap0 = time.monotonic_ns()
+            quiet1 = noop0 = time.monotonic_ns()
+            noop_calls = []  # replace requests that change nothing: the cost of the call alone
+            for _ in range(swaps):
+                t = time.perf_counter()
+                result = box.replace(request('policy', f'{BENCH_MODULE}:BenchStamp', {'tag': 'v0', **policy}))
+                noop_calls.append(time.perf_counter() - t)
+                if not result.success:
+                    raise RuntimeError(result.error_message)
+                time.sleep(period / swaps)
+            noop1 = swap0 = time.monotonic_ns()
             calls = []
             for i in range(1, swaps + 1):
                 cls = 'OtherBenchStamp' if i % 2 else 'BenchStamp'
@@ -181,6 +191,8 @@ def bench_replace(domain: int, swaps: int, rate: float, workdir: Path) -> dict[s
         'replace_call_ms': {'p50': _ms(statistics.median(calls)), 'max': _ms(max(calls))},
         'longest_gap_ms_while_swapping': _ms(_longest_gap(rows, swap0, swap1)),
         'baseline_longest_gap_ms_quiet': _ms(_longest_gap(rows, quiet0, quiet1)),
+        'baseline_longest_gap_ms_noop_replace_calls': _ms(_longest_gap(rows, noop0, noop1)),
+        'baseline_noop_replace_call_ms_p50': _ms(statistics.median(noop_calls)),
         'packets': len(seqs),
         'exactly_once_in_order': seqs == list(range(seqs[0], seqs[0] + len(seqs))) and seqs[0] == 0,
     }

@@ -41,8 +41,10 @@ CONTAINER_RESTART_BACKOFF = dict(base_sec=0.5, factor=2.0, cap_sec=10.0, jitter=
 #: How long a restarted container may take to come up, load and get its crossing topics matched.
 RESTART_READY_TIMEOUT_SEC = 20.0
 RESTART_WIRED_TIMEOUT_SEC = 10.0
-#: One service call to a restarted container: short, and retried (see Reconciler._reload).
+#: One service call to a restarted container: short, and retried (see Reconciler._reload). A load
+#: may take long (a model): its timeout only makes us look (list) whether it happened meanwhile.
 RETRY_CALL_SEC = 2.0
+RETRY_LIST_SEC = 0.5
 #: A restart shows as WARN on /diagnostics this long.
 DIAGNOSTICS_HOLD_SEC = 10.0
 #: Supervision notes kept for the run report (the rest is counted).
@@ -225,9 +227,9 @@ class Reconciler:
         """
 
         def listed() -> set[str]:
-            while True:
+            while True:  # cheap and answered at once by a live container: ask often
                 try:
-                    return set(handle.list_nodes(timeout=RETRY_CALL_SEC))
+                    return set(handle.list_nodes(timeout=RETRY_LIST_SEC))
                 except RuntimeError:
                     if time.monotonic() > deadline:
                         raise
@@ -243,8 +245,8 @@ class Reconciler:
                         raise
                     have = listed()  # the load may have happened; its answer was lost
                     continue
-                if not result.success:
-                    raise RuntimeError(result.error_message)
+                if not result.success and 'is already loaded' not in result.error_message:
+                    raise RuntimeError(result.error_message)  # (already loaded: an answer we lost)
                 have.add(full)
 
     # -- live graph edits ----------------------------------------------------------------------------
@@ -426,7 +428,7 @@ class LaunchSupervisor:
             if stop.is_set() or not target.ready():
                 continue
             try:
-                have = set(target.list_nodes(timeout=RETRY_CALL_SEC))
+                have = set(target.list_nodes(timeout=RETRY_LIST_SEC))
             except RuntimeError:
                 continue  # dead, or not up yet: launch is respawning it
             missing = [r for r in self.requests.get(target.full_name, ()) if _full(r) not in have]
