@@ -36,6 +36,8 @@ setup(
             # opens a launched graph's start gate once every node is loaded and wired
             'start_gate = schnitzel_stream_ros.runtime.start_gate_main:main',
             'pingpong = schnitzel_stream_ros.demo.pingpong:main',
+            # a simulated robot: drives a path, drains a battery (robot lane tests and demo)
+            'sim_robot = schnitzel_stream_ros.demo.sim_robot:main',
         ],
         # Graph plugins by name (graph files, the upstream alias table and `schnitzel-stream plugins`).
         'schnitzel_stream_ros.plugins': [
@@ -70,6 +72,11 @@ setup(
             'SimulatedSensorSource = schnitzel_stream_ros.nodes.sensors.simulated:SimulatedSensorSource',
             'RosSensorTopicSource = schnitzel_stream_ros.nodes.sensors.ros_topic:RosSensorTopicSource',
             'RosImageTopicSource = schnitzel_stream_ros.nodes.sensors.ros_image:RosImageTopicSource',
+            # robot telemetry policies (readings -> detections for the event builder)
+            'GeofencePolicyNode = schnitzel_stream_ros.nodes.robot.geofence:GeofencePolicyNode',
+            'BatteryPolicyNode = schnitzel_stream_ros.nodes.robot.battery:BatteryPolicyNode',
+            'StallPolicyNode = schnitzel_stream_ros.nodes.robot.stall:StallPolicyNode',
+            'DiagnosticsPolicyNode = schnitzel_stream_ros.nodes.robot.diagnostics:DiagnosticsPolicyNode',
             # sinks to ROS topics
             'RobotEventSink = schnitzel_stream_ros.nodes.sinks.robot_event:RobotEventSink',
             'AnnotatedImageSink = schnitzel_stream_ros.nodes.sinks.annotated_image:AnnotatedImageSink',
