@@ -77,6 +77,13 @@ setup(
             'BatteryPolicyNode = schnitzel_stream_ros.nodes.robot.battery:BatteryPolicyNode',
             'StallPolicyNode = schnitzel_stream_ros.nodes.robot.stall:StallPolicyNode',
             'DiagnosticsPolicyNode = schnitzel_stream_ros.nodes.robot.diagnostics:DiagnosticsPolicyNode',
+            # audio lane: sources, resampling, loudness, voice activity, LOUD_NOISE / VOICE policy
+            'AudioFileSource = schnitzel_stream_ros.nodes.audio.file_source:AudioFileSource',
+            'AudioCaptureSource = schnitzel_stream_ros.nodes.audio.capture_source:AudioCaptureSource',
+            'AudioResampleNode = schnitzel_stream_ros.nodes.audio.resample:AudioResampleNode',
+            'AudioLoudnessNode = schnitzel_stream_ros.nodes.audio.loudness:AudioLoudnessNode',
+            'VoiceActivityNode = schnitzel_stream_ros.nodes.audio.voice_activity:VoiceActivityNode',
+            'AudioEventPolicyNode = schnitzel_stream_ros.nodes.audio.event_policy:AudioEventPolicyNode',
             # sinks to ROS topics
             'RobotEventSink = schnitzel_stream_ros.nodes.sinks.robot_event:RobotEventSink',
             'AnnotatedImageSink = schnitzel_stream_ros.nodes.sinks.annotated_image:AnnotatedImageSink',

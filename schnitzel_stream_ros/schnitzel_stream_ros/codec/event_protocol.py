@@ -68,6 +68,9 @@ class EventType(StrEnum):
     BATTERY_OK = 'BATTERY_OK'
     ROBOT_STALLED = 'ROBOT_STALLED'
     ROBOT_DIAGNOSTIC_ERROR = 'ROBOT_DIAGNOSTIC_ERROR'
+    # audio lane (nodes/audio/): object_type AUDIO, camera_id = the microphone, zero bbox
+    LOUD_NOISE = 'LOUD_NOISE'
+    VOICE = 'VOICE'
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,7 @@
-"""The detection a robot policy hands to ProtocolV02EventBuilderNode, in one shape.
+"""What the robot policies share: their detections for the one event builder, and bounded state.
 
-Robot events go through the same event builder as camera events, so they get the same validation,
-deterministic event_id and idempotency key, and reach the same sinks (durable queue, backend,
-`/site/events`). A robot has no box on an image: `bbox` is all zeros (as SENSOR_EVENT's), the
-object is `ROBOT`, the camera_id the builder writes is the reading's source (the robot id), the
-reading itself travels as `sensor`, and a geofence sets `zone {zone_id, inside}`.
+A robot event is a reading-based detection (policy/reading_detection.py) with `object_type: ROBOT`:
+zero bbox, the robot id as camera_id, the reading as `sensor`, a geofence's `zone`.
 """
 from __future__ import annotations
 
@@ -12,11 +9,10 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from schnitzel_stream_ros.packet import Kind, StreamPacket
+from schnitzel_stream_ros.nodes.policy.reading_detection import reading_detection
+from schnitzel_stream_ros.packet import StreamPacket
 
 OBJECT_TYPE = 'ROBOT'
-NO_BOX = {'x1': 0, 'y1': 0, 'x2': 0, 'y2': 0}
-NO_ZONE = {'zone_id': '', 'inside': False}
 
 
 def robot_detection(
@@ -28,17 +24,7 @@ def robot_detection(
     sensor: Mapping[str, Any] | None = None,
 ) -> StreamPacket:
     """A kind=detection child of `reading` (same ts and source_id) that the builder turns into one event."""
-    payload = reading.payload if isinstance(reading.payload, Mapping) else {}
-    detection = {
-        'bbox': dict(NO_BOX),
-        'confidence': 1.0,
-        'object_type': OBJECT_TYPE,
-        'event_type': event_type,
-        'severity': severity,
-        'zone': dict(zone) if zone is not None else dict(NO_ZONE),
-        'sensor': dict(sensor) if sensor is not None else dict(payload),
-    }
-    return reading.child(kind=Kind.DETECTION, payload=detection)
+    return reading_detection(reading, event_type, severity, OBJECT_TYPE, zone=zone, sensor=sensor)
 
 
 def robot_id(reading: StreamPacket) -> str:
