@@ -72,6 +72,7 @@ setup(
             'SimulatedSensorSource = schnitzel_stream_ros.nodes.sensors.simulated:SimulatedSensorSource',
             'RosSensorTopicSource = schnitzel_stream_ros.nodes.sensors.ros_topic:RosSensorTopicSource',
             'RosImageTopicSource = schnitzel_stream_ros.nodes.sensors.ros_image:RosImageTopicSource',
+            'RosEventTopicSource = schnitzel_stream_ros.nodes.sensors.ros_event_topic:RosEventTopicSource',
             # robot telemetry policies (readings -> detections for the event builder)
             'GeofencePolicyNode = schnitzel_stream_ros.nodes.robot.geofence:GeofencePolicyNode',
             'BatteryPolicyNode = schnitzel_stream_ros.nodes.robot.battery:BatteryPolicyNode',

@@ -205,6 +205,8 @@ def run(args: argparse.Namespace) -> dict:
             delay = start + sample.t - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            if not rclpy.ok():  # SIGINT/SIGTERM: rclpy's handler shut the context down
+                break
             odom, cmd, battery, fix = _messages(sample, args)
             pubs['cmd_vel'].publish(cmd)
             pubs['odom'].publish(odom)
@@ -216,6 +218,9 @@ def run(args: argparse.Namespace) -> dict:
         time.sleep(args.linger_sec)  # let reliable DDS deliver the last samples before we go away
     except KeyboardInterrupt:
         pass
+    except Exception:
+        if rclpy.ok():
+            raise  # a real failure; a publish after the shutdown signal is the normal way out
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -71,7 +71,7 @@ class DiagnosticsPolicyNode(Plugin):
                 entered.append(dict(status))
         if not entered:
             return None
-        self.count('errors_total', len(entered))
+        self.count('diagnostic_errors_total', len(entered))  # not errors_total: that is the runtime's
         sensor = {k: v for k, v in payload.items() if k != 'statuses'}
         sensor['statuses'] = entered
         event_type = EventType.ROBOT_DIAGNOSTIC_ERROR.value
