@@ -1,8 +1,8 @@
 """AudioCaptureSource: a live capture device (ALSA / PulseAudio through PortAudio, `sounddevice`).
 
 Same chunks as AudioFileSource (kind=audio, s16le, rate/channels in meta), stamped with the time
-of their first sample as PortAudio reports it (input ADC time mapped to the wall clock at start,
-falling back to arrival time minus the chunk's duration). Where there is no PortAudio library or
+of their first sample, estimated as the block's arrival (monotonic clock, mapped to the wall clock
+once at start) minus its duration. Where there is no PortAudio library or
 no capture device, setup() refuses with one sentence naming what is missing — never a silent
 source. Overruns (the graph too slow for the device) are counted (`overruns_total`), not fatal.
 """
