@@ -299,3 +299,23 @@ def test_simulated_robot_plan_is_exact_on_axis_aligned_paths():
     assert (corner.x, corner.y) == (15.0, 0.25) and corner.yaw == pytest.approx(math.pi / 2)
     assert plan[-1].command_mps == 0.0 and (plan[-1].x, plan[-1].y) == (15.0, 5.0)
     assert np.float32(plan[0].battery) == np.float32(1.0)
+
+
+def test_geofence_on_gnss_fixes_in_a_wgs84_frame():
+    """NavSatFix readings (the existing typed converter) against zones drawn in longitude/latitude."""
+    from sensor_msgs.msg import NavSatFix, NavSatStatus
+
+    gnss, _ = make(RosSensorTopicSource, topic='/robot/fix', message_type='sensor_msgs/msg/NavSatFix',
+                   sensor_id='robot1')
+    yard = {'zone_id': 'yard', 'frame_id': 'wgs84',
+            'polygon': [[16.370, 48.200], [16.380, 48.200], [16.380, 48.210], [16.370, 48.210]]}
+    fence, ctx = make(GeofencePolicyNode, zones=[yard], frame_id='wgs84', x_field='longitude',
+                      y_field='latitude')
+    out = []
+    for i, lon in enumerate((16.365, 16.372, 16.385)):
+        fix = NavSatFix(header=Header(stamp=stamp(i), frame_id='gps'), latitude=48.205, longitude=lon)
+        fix.status.status = NavSatStatus.STATUS_FIX
+        out.extend(fence.process(reading(gnss, fix, '/robot/fix')) or [])
+    assert [(d.payload['event_type'], d.payload['sensor']['longitude'], d.ts) for d in out] == [
+        ('GEOFENCE_ENTER', 16.372, _ts(1)), ('GEOFENCE_EXIT', 16.385, _ts(2))]
+    assert ctx.counters['poses_total'] == 3
