@@ -231,7 +231,9 @@ def test_component_load_of_the_installed_plugin_and_allowlist_in_the_container(e
             assert client.load(SENSOR[0], 'sensor', SENSOR[1]).success
             loaded = client.load(PLUGIN_PATH, 'scale', SCALE_PARAMS)
             assert (loaded.success, loaded.error_message, loaded.full_node_name) == (True, '', '/ext/scale')
-            assert client.listed() == ['/ext/sensor', '/ext/scale']
+            by_name = client.load('ScaleReadingNode', 'scale_by_name', SCALE_PARAMS)  # the registered name
+            assert (by_name.success, by_name.error_message) == (True, '')
+            assert client.listed() == ['/ext/sensor', '/ext/scale', '/ext/scale_by_name']
             deadline = time.monotonic() + 20
             while client.report()['nodes']['scale']['counters'].get('converted_total', 0) < 10:
                 assert time.monotonic() < deadline, 'the external node converted nothing'
