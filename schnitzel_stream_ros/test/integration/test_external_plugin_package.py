@@ -4,8 +4,10 @@ examples/schnitzel_stream_example_plugins is a package of its own (setup.py, pac
 entry point in `schnitzel_stream_ros.plugins`). The test installs it with pip into a temporary
 target directory (never into the shared environment) and puts that directory on PYTHONPATH of
 the processes it starts, so `importlib.metadata` finds its entry point as it would after a
-`pip install`. A second copy without package metadata stands for code that is merely on the path:
-graphs and `load_node` may name it only after the operator allows its prefix.
+`pip install`. Installed is not trusted: its plugin is listed, but graphs and `load_node` may name
+it only after the operator allows its module prefix (SCHNITZEL_STREAM_PLUGIN_ALLOWLIST or the
+container's `plugin_allowlist` parameter) — a graph can come from a peer. A second copy without
+package metadata stands for code that is merely on the path: the same rule.
 
 `ros2 component load` (ros2cli) cannot be installed here: the container is driven with the request
 it sends — composition_interfaces/srv/LoadNode on `<container>/_container/load_node` — from this
@@ -102,7 +104,7 @@ def converted(out: Path) -> list:
 
 def test_installed_package_is_listed_validated_and_runs_in_a_graph(example, ros_env, tmp_path):
     bare = with_path(ros_env, example['plain'].parent / 'nothing')
-    installed = with_path(ros_env, example['site'])
+    installed = with_path(ros_env, example['site'], allow=MODULE)
     listed = cli(installed, 'plugins')
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if line.startswith('ScaleReadingNode '))
@@ -111,6 +113,11 @@ def test_installed_package_is_listed_validated_and_runs_in_a_graph(example, ros_
 
     out = tmp_path / 'det.jsonl'
     good = graph(tmp_path / 'good.yaml', out, 'ScaleReadingNode', **SCALE)
+    not_allowed = cli(with_path(ros_env, example['site']), 'validate', str(good))
+    text = not_allowed.stdout + not_allowed.stderr
+    assert not_allowed.returncode != 0
+    assert f"plugin module '{MODULE}.scale_reading' (registered as 'ScaleReadingNode') is outside the " \
+           'plugin allowlist' in text and 'refused before import' in text
     checked = cli(installed, 'validate', str(good))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     unknown = cli(bare, 'validate', str(good))
@@ -225,8 +232,17 @@ def test_component_load_of_the_installed_plugin_and_allowlist_in_the_container(e
                                                                                 tmp_path):
     client = Client(ros_domain)
     try:
-        # 1. installed package: loads by its module path (what launch and `ros2 component load` send)
-        box = _container(with_path(ros_env, example['site']), tmp_path / 'site.log')
+        # 1. installed package, not allowed: refused by name and by path, nothing loaded
+        box = _container(with_path(ros_env, example['site']), tmp_path / 'site_refused.log')
+        try:
+            for plugin in (PLUGIN_PATH, 'ScaleReadingNode'):
+                refused = client.load(plugin, 'scale', SCALE_PARAMS)
+                assert not refused.success and 'outside the plugin allowlist' in refused.error_message
+            assert client.listed() == []
+        finally:
+            processes.stop(box)
+        # 2. allowed: loads by its module path (what launch and `ros2 component load` send)
+        box = _container(with_path(ros_env, example['site'], allow=MODULE), tmp_path / 'site.log')
         try:
             assert client.load(SENSOR[0], 'sensor', SENSOR[1]).success
             loaded = client.load(PLUGIN_PATH, 'scale', SCALE_PARAMS)
@@ -241,7 +257,7 @@ def test_component_load_of_the_installed_plugin_and_allowlist_in_the_container(e
         finally:
             processes.stop(box)
 
-        # 2. the same code merely on the path: refused in the container, then allowed
+        # 3. the same code merely on the path: refused in the container, then allowed
         box = _container(with_path(ros_env, example['plain']), tmp_path / 'plain.log')
         try:
             refused = client.load(PLUGIN_PATH, 'scale', SCALE_PARAMS)
