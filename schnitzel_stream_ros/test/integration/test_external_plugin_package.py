@@ -116,8 +116,8 @@ def test_installed_package_is_listed_validated_and_runs_in_a_graph(example, ros_
     not_allowed = cli(with_path(ros_env, example['site']), 'validate', str(good))
     text = not_allowed.stdout + not_allowed.stderr
     assert not_allowed.returncode != 0
-    assert f"plugin module '{MODULE}.scale_reading' (registered as 'ScaleReadingNode') is outside the " \
-           'plugin allowlist' in text and 'refused before import' in text
+    assert f"plugin module '{MODULE}.scale_reading' is outside the plugin allowlist" in text
+    assert 'refused before import' in text
     checked = cli(installed, 'validate', str(good))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     unknown = cli(bare, 'validate', str(good))

@@ -100,7 +100,7 @@ def robot_graph(path):
             {'id': 'geofence', 'plugin': 'GeofencePolicyNode', 'config': {'zones': ZONES, 'frame_id': 'map'}},
             {'id': 'battery_policy', 'plugin': 'BatteryPolicyNode', 'config': {}},
             {'id': 'stall', 'plugin': 'StallPolicyNode', 'config': {'stall_sec': 1.0}},
-            {'id': 'diagnostics', 'plugin': 'DiagnosticsPolicyNode', 'config': {}},
+            {'id': 'diagnostics', 'plugin': 'DiagnosticsPolicyNode', 'config': {'names': ['robot1/*']}},
             {'id': 'events', 'plugin': 'ProtocolV02EventBuilderNode', 'config': {'site_id': 'S001'}},
             {'id': 'robots', 'kind': 'sink', 'plugin': 'RobotEventSink', 'config': {},
              'topics': {'events': '/site/events'}},

@@ -288,6 +288,14 @@ def test_diagnostics_error_once_until_it_recovers():
         "parameter 'levels': 'FATAL' is not one of ['OK', 'WARN', 'ERROR', 'STALE']"]
 
 
+def test_diagnostics_names_are_patterns_that_keep_other_nodes_statuses_out():
+    """/diagnostics also carries our containers' statuses (`/site/lanes: det`): name the robots."""
+    node, _ = make(DiagnosticsPolicyNode, names=['robot1/*'])
+    ours = node.process(diag('ERROR', 1, name='/site/lanes: det', robot='site'))
+    theirs = node.process(diag('ERROR', 2))
+    assert ours is None and theirs is not None
+
+
 def test_simulated_robot_plan_is_exact_on_axis_aligned_paths():
     args = sim_robot.build_parser().parse_args(
         ['--path', '0,0;15,0;15,5', '--speed', '2.5', '--rate-hz', '10', '--stall-at', '1:2'])

@@ -10,6 +10,7 @@ not per status — because two events of the same robot, type and time would sha
 from __future__ import annotations
 
 from collections.abc import Mapping
+from fnmatch import fnmatchcase
 
 from schnitzel_stream_ros.codec.event_protocol import EventType, Severity
 from schnitzel_stream_ros.nodes.robot.detection import RobotStates, robot_detection, robot_id
@@ -28,7 +29,8 @@ class DiagnosticsPolicyNode(Plugin):
     )
     PARAMS = (
         Param('levels', list, ['ERROR'], 'levels that raise the event (of OK, WARN, ERROR, STALE)'),
-        Param('names', list, [], 'status names watched (empty: all)'),
+        Param('names', list, [], 'status names watched, shell-style patterns such as "robot1/*" (empty: '
+              'all — /diagnostics also carries other nodes\' statuses, ours included, so name the robots\')'),
         Param('severity', str, 'HIGH', 'severity of ROBOT_DIAGNOSTIC_ERROR', choices=tuple(Severity)),
         Param('max_tracked', int, 4096, 'robot/status pairs remembered (least recently seen forgotten first)',
               min=1),
@@ -59,7 +61,7 @@ class DiagnosticsPolicyNode(Plugin):
         for status in statuses:
             if not isinstance(status, Mapping) or not isinstance(status.get('name'), str):
                 continue
-            if self.names and status['name'] not in self.names:
+            if self.names and not any(fnmatchcase(status['name'], pattern) for pattern in self.names):
                 continue
             key = f'{robot}\x00{status["name"]}'
             was, evicted = self.active.touch(key, False)
