@@ -81,8 +81,10 @@ class Container:
         max_events: int | None = None,
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT_SEC,
         diagnostics_period_sec: float = DEFAULT_PERIOD_SEC,
+        isolated: bool = False,
     ) -> None:
         self.node = node
+        self.isolated = isolated  # component_container_isolated: plugin code never runs inline
         self.executor = executor
         self.drain_timeout = drain_timeout  # what ~/_schnitzel/stop allows in-flight packets
         self.name = node.get_name()
@@ -257,6 +259,7 @@ class Container:
                     on_fatal=self._on_fatal,
                     on_warning=self._on_warning,
                     message_info=supports_message_info(self.executor),
+                    inline=not self.isolated,
                 )
             except LoadError as exc:
                 self.log.error(f'load refused: {exc}')

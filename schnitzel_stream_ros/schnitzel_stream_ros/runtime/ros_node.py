@@ -84,6 +84,7 @@ class PluginNode(Node):
         on_fatal: Notify,
         on_warning: Notify,
         message_info: bool = True,
+        inline: bool = True,
     ) -> None:
         cli_args = ['--ros-args']
         for rule in spec.remap_rules:
@@ -111,7 +112,7 @@ class PluginNode(Node):
             logger=self.get_logger(),
         )
         self.mailbox = Mailbox(spec.node_name)
-        self.cost = CostMeter()  # cheap nodes may run inline in DDS callbacks
+        self.cost = CostMeter(inline)  # cheap nodes may run inline in DDS callbacks (unless isolated)
         self.outputs: list[OutputPort] = []
         self.subscribers: list[LocalSubscriber] = []
         self._bridges: dict[int, Any] = {}  # id(LocalSubscriber) -> rclpy Subscription while bridged
