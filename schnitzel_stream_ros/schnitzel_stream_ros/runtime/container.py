@@ -47,7 +47,12 @@ from schnitzel_stream_ros.observability.snapshot import runtime_snapshot
 from schnitzel_stream_ros.runtime.bus import Bus
 from schnitzel_stream_ros.runtime.diagnostics import DiagnosticsPublisher
 from schnitzel_stream_ros.runtime.executors import supports_message_info
-from schnitzel_stream_ros.runtime.load_spec import LoadError, parse_load_request
+from schnitzel_stream_ros.runtime.load_spec import (
+    INTRA_PROCESS_ARG,
+    UNKNOWN_PARAMETER_POLICIES,
+    LoadError,
+    parse_load_request,
+)
 from schnitzel_stream_ros.runtime.plugin_host import PluginError
 from schnitzel_stream_ros.runtime.ros_node import PluginNode
 from schnitzel_stream_ros.runtime.workers import EmissionBudget
@@ -112,6 +117,22 @@ class Container:
             'a source without a packet this long is reported stalled (WARN), unless the plugin has '
             'its own threshold (timeout_sec, STALL_TIMEOUT_SEC); 0 = only those',
         )
+        self.unknown_parameters = node.declare_parameter(
+            'unknown_parameters',
+            'ignore',
+            ParameterDescriptor(
+                description='load parameters no plugin declares: ignore (with a warning, as rclcpp '
+                'ignores overrides nobody declares) or refuse the load',
+                additional_constraints=f'one of {list(UNKNOWN_PARAMETER_POLICIES)}',
+                read_only=True,
+            ),
+        ).value
+        if self.unknown_parameters not in UNKNOWN_PARAMETER_POLICIES:
+            raise ValueError(
+                f'container {node.get_fully_qualified_name()}: parameter unknown_parameters: '
+                f'{self.unknown_parameters!r} is not one of {list(UNKNOWN_PARAMETER_POLICIES)}'
+            )
+        self._intra_process_noted = False
         self.diagnostics: DiagnosticsPublisher | None = None
         self.bus = Bus()
         self.budget = EmissionBudget(max_events)
@@ -244,6 +265,7 @@ class Container:
                     registry=self.registry,
                     log_level=log_level,
                     extra=extra,
+                    unknown_parameters=self.unknown_parameters,
                 )
                 for uid, existing in self._nodes.items():
                     if existing.get_fully_qualified_name() == spec.full_name:
@@ -278,6 +300,14 @@ class Container:
                 node.refresh_outputs()
             full_name = node.get_fully_qualified_name()
             self.log.info(f'loaded {full_name} ({spec.plugin_ref}), unique_id {uid}')
+            for warning in spec.warnings:
+                self.log.warning(warning)
+            if INTRA_PROCESS_ARG in spec.extra and not self._intra_process_noted:
+                self._intra_process_noted = True
+                self.log.info(
+                    f'{INTRA_PROCESS_ARG} accepted and needs nothing here: nodes in this container always '
+                    'hand packets over as the object itself (zero-copy), DDS only for outside listeners'
+                )
             return LoadResult(True, '', full_name, uid)
 
     def unload(self, unique_id: int) -> tuple[bool, str]:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rclpy._rclpy_pybind11 import RCLInvalidROSArgsError
 from rclpy.context import Context
 from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
@@ -25,7 +26,6 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
 from schnitzel_stream_ros.codec.packet_codec import decode_packet, encode_packet
 from schnitzel_stream_ros.graph.model import Reliability
-from schnitzel_stream_ros.graph.names import resolve_topic
 from schnitzel_stream_ros.graph.wiring import is_reserved_param
 from schnitzel_stream_ros.observability.metrics import EdgeMetrics
 from schnitzel_stream_ros.packet import Kind, StreamPacket
@@ -89,13 +89,17 @@ class PluginNode(Node):
         cli_args = ['--ros-args']
         for rule in spec.remap_rules:
             cli_args += ['-r', rule]
-        super().__init__(
-            spec.node_name,
-            namespace=spec.namespace,
-            context=context,
-            cli_args=cli_args,
-            use_global_arguments=False,
-        )
+        try:  # as rclcpp_components: the request's rules only, never the container's command line
+            super().__init__(
+                spec.node_name,
+                namespace=spec.namespace,
+                context=context,
+                cli_args=cli_args,
+                use_global_arguments=False,
+            )
+        except RCLInvalidROSArgsError as exc:  # rcl's own verdict on a remap rule (e.g. wildcards)
+            reason = str(exc).split(', at ')[0].removeprefix('Failed to parse ROS arguments: ')
+            raise LoadError(f"node '{spec.node_name}': remap_rules refused by ROS: {reason}") from None
         self.spec = spec
         self.bus = bus
         self.on_fatal = on_fatal
@@ -176,17 +180,21 @@ class PluginNode(Node):
             if wiring.msg_cls is not None:
                 rewrap = next(iter(sorted(k for k in wiring.port.kinds if k != '*')), Kind.RAW)
             for topic in wiring.topics:
-                resolved = resolve_topic(topic, self.get_namespace(), self.get_name())
+                resolved = self.resolve_topic_name(topic)  # the request's remap rules apply, as in rcl
                 sub = LocalSubscriber(
                     resolved, self.mailbox, name, inbox, EdgeMetrics(resolved, self.get_name(), name), rewrap
                 )
-                sub.bridge = self._bridge_switch(sub, wiring)
+                sub.bridge = self._bridge_switch(sub, wiring, topic)
                 self.subscribers.append(sub)
                 if not self.bus.subscribe(sub):
                     sub.bridge(True)
 
-    def _bridge_switch(self, sub: LocalSubscriber, wiring: Any) -> Callable[[bool], None]:
-        """Turns the DDS subscription of one (topic, input) on or off (the bus decides when)."""
+    def _bridge_switch(self, sub: LocalSubscriber, wiring: Any, topic: str) -> Callable[[bool], None]:
+        """Turns the DDS subscription of one (topic, input) on or off (the bus decides when).
+
+        The subscription is created with the name as given (`topic`): rcl remaps it to `sub.topic`
+        exactly once, like any other node's.
+        """
         msg_cls = wiring.msg_cls or StreamPacketMsg
         qos = qos_profile(wiring.reliability, wiring.depth)
         transport = self.bus.transport
@@ -245,7 +253,7 @@ class PluginNode(Node):
             key = id(sub)
             current = self._bridges.get(key)
             if on and current is None:
-                self._bridges[key] = self.create_subscription(msg_cls, sub.topic, callback, qos)
+                self._bridges[key] = self.create_subscription(msg_cls, topic, callback, qos)
             elif not on and current is not None:
                 del self._bridges[key]
                 self.destroy_subscription(current)
