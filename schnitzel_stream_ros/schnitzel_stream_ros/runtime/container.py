@@ -36,7 +36,7 @@ from typing import Any
 from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.parameter import Parameter, parameter_value_to_python
+from rclpy.parameter import parameter_value_to_python
 from std_srvs.srv import Trigger
 
 from schnitzel_stream_ros.graph.allowlist import Allowlist
@@ -93,18 +93,26 @@ class Container:
         self.executor = executor
         self.drain_timeout = drain_timeout  # what ~/_schnitzel/stop allows in-flight packets
         self.name = node.get_name()
-        extra_prefixes = (
-            node.declare_parameter(
-                'plugin_allowlist',
-                Parameter.Type.STRING_ARRAY,
-                ParameterDescriptor(
-                    description='module prefixes allowed as plugins besides the defaults and '
-                    '$SCHNITZEL_STREAM_PLUGIN_ALLOWLIST',
-                    read_only=True,
-                ),
-            ).value
-            or []
-        )
+        # a string (comma-separated) or a string array; declared with a value, so that every
+        # parameter of the container can be read (`ros2 param dump`): an uninitialised one cannot
+        allowlist = node.declare_parameter(
+            'plugin_allowlist',
+            '',
+            ParameterDescriptor(
+                description='module prefixes allowed as plugins besides the defaults and '
+                '$SCHNITZEL_STREAM_PLUGIN_ALLOWLIST (comma-separated text or a string array)',
+                read_only=True,
+                dynamic_typing=True,
+            ),
+        ).value
+        if isinstance(allowlist, str):
+            allowlist = allowlist.split(',')
+        if not isinstance(allowlist, list | tuple) or not all(isinstance(p, str) for p in allowlist):
+            raise ValueError(
+                f'container {node.get_fully_qualified_name()}: parameter plugin_allowlist: expected '
+                f'module prefixes, got {allowlist!r}'
+            )
+        extra_prefixes = [p.strip() for p in allowlist]
         self.registry = registry or PluginRegistry(Allowlist.from_env(extra=[p for p in extra_prefixes if p]))
         self.diagnostics_period_sec = self._seconds_parameter(
             'diagnostics_period_sec',

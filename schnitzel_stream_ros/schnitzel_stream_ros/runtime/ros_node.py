@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rcl_interfaces.msg import SetParametersResult
 from rclpy._rclpy_pybind11 import RCLInvalidROSArgsError
 from rclpy.context import Context
 from rclpy.logging import LoggingSeverity
@@ -35,7 +36,11 @@ from schnitzel_stream_ros.runtime.inbox import Inbox
 from schnitzel_stream_ros.runtime.load_spec import LoadError, NodeLoadSpec
 from schnitzel_stream_ros.runtime.mailbox import Mailbox
 from schnitzel_stream_ros.runtime.plugin_host import DeliveryError, PluginError, PluginHost
-from schnitzel_stream_ros.runtime.ros_params import check_change, declare_parameters
+from schnitzel_stream_ros.runtime.ros_params import (
+    check_change,
+    declare_parameters,
+    unchanged_parameter,
+)
 from schnitzel_stream_ros.runtime.workers import (
     CostMeter,
     EmissionBudget,
@@ -261,6 +266,19 @@ class PluginNode(Node):
         return switch
 
     # -- parameters -----------------------------------------------------------------------------
+    def set_parameters_atomically(self, parameter_list: list[Parameter]) -> SetParametersResult:
+        """As rclpy's, except that a set which changes nothing is a success that touches nothing.
+
+        `ros2 param load` of a `ros2 param dump` sets every parameter, read-only ones included (the
+        plugin's fixed parameters, the wiring, rclpy's `start_type_description_service`), with
+        values rclpy re-read from YAML (ros_params.as_reloaded): setting a parameter to the value it
+        has is accepted, so the round trip gives the same node.
+        """
+        changing = [p for p in parameter_list if not unchanged_parameter(self, p)]
+        if not changing:
+            return SetParametersResult(successful=True, reason='unchanged')
+        return super().set_parameters_atomically(changing)
+
     def _check_params(self, params: list[Parameter]) -> Any:
         result, _ = check_change(self.spec.plugin_cls.param_schema(), params)
         return result
