@@ -226,7 +226,7 @@ def parse_load_request(
     try:
         params = resolve_params(plugin_cls, given)
     except ParamError as exc:
-        raise LoadError(f'{subject}: {exc}') from None
+        raise LoadError(f'{subject}: {exc}{_quote_hint(exc, schema, given)}') from None
     try:
         problems = list(plugin_cls.check_params(params) or ())
     except Exception as exc:
@@ -282,6 +282,15 @@ def parse_load_request(
         extra=dict(extra or {}),
         warnings=tuple(warnings),
     )
+
+
+def _quote_hint(exc: ParamError, schema: Mapping[str, Any], given: Mapping[str, Any]) -> str:
+    """A text parameter given a number or a boolean: ROS typed an unquoted value (`-p id:=123`)."""
+    for name, value in given.items():
+        if f"'{name}'" in str(exc) and schema[name].type is str and isinstance(value, bool | int | float):
+            kind = type(value).__name__
+            return f' (ROS types an unquoted {value!r} as {kind}; quote it for text: {name}:="{value}")'
+    return ''
 
 
 def _check_extra_arguments(subject: str, extra: Mapping[str, Any]) -> list[str]:

@@ -71,6 +71,11 @@ def test_a_good_request_is_decoded_completely():
         ),
         ({'parameters': {'count': -1}}, "node 'burst': parameter 'count': -1 is below the minimum 0"),
         ({'parameters': {'count': 'many'}}, "node 'burst': parameter 'count': expected int"),
+        (
+            {'parameters': {'meta_key': 123}},
+            "parameter 'meta_key': expected str, got int 123 (ROS types an unquoted 123 as int; "
+            'quote it for text: meta_key:="123")',
+        ),
         ({'parameters': {'inputs.inn': ['/x']}}, "wiring parameter 'inputs.inn' names no input port"),
         ({'parameters': {'inbox.in.overflow': 'explode'}}, "inbox.in.overflow: 'explode' is not one of"),
         ({'parameters': {'inbox.in.max': 0}}, 'inbox.in.max: expected an integer >= 1, got 0'),
