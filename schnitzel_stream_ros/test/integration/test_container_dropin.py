@@ -117,22 +117,23 @@ class Peer:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = Node('dropin_peer', context=self.context)
+        self.clients: dict = {}
         executor = make_executor('single', self.context)
         executor.add_node(self.node)
         self.spinner = Spinner(executor, self.context, 'peer').start()
 
     def call(self, srv_type, name: str, request, timeout: float = 20.0):
-        client = self.node.create_client(srv_type, name)
-        try:
-            assert client.wait_for_service(timeout_sec=timeout), f'service {name} not available'
-            future = client.call_async(request)
-            deadline = time.monotonic() + timeout
-            while not future.done():
-                assert time.monotonic() < deadline, f'service {name} did not answer'
-                time.sleep(0.01)
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+        """One client per service, kept: a fresh client per call re-runs discovery every time."""
+        client = self.clients.get(name)
+        if client is None:
+            client = self.clients[name] = self.node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=timeout), f'service {name} not available'
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            assert time.monotonic() < deadline, f'service {name} did not answer'
+            time.sleep(0.01)
+        return future.result()
 
     def load(self, container: str, plugin: str, name: str = '', namespace: str = '', *,
              parameters=(), remaps=(), extra=(), log_level: int = 0):
