@@ -118,6 +118,9 @@ setup(
             'schnitzel-stream = schnitzel_stream_ros.cli:main',
             # the component container (launch_ros ComposableNodeContainer, `ros2 run`, the runner)
             'component_container = schnitzel_stream_ros.runtime.container_main:main',
+            # the same, named as rclcpp_components' multi-threaded and isolated containers
+            'component_container_mt = schnitzel_stream_ros.runtime.container_main:main_mt',
+            'component_container_isolated = schnitzel_stream_ros.runtime.container_main:main_isolated',
             # opens a launched graph's start gate once every node is loaded and wired
             'start_gate = schnitzel_stream_ros.runtime.start_gate_main:main',
             'pingpong = schnitzel_stream_ros.demo.pingpong:main',

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rcl_interfaces.msg import SetParametersResult
+from rclpy._rclpy_pybind11 import RCLInvalidROSArgsError
 from rclpy.context import Context
 from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
@@ -25,7 +27,6 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
 from schnitzel_stream_ros.codec.packet_codec import decode_packet, encode_packet
 from schnitzel_stream_ros.graph.model import Reliability
-from schnitzel_stream_ros.graph.names import resolve_topic
 from schnitzel_stream_ros.graph.wiring import is_reserved_param
 from schnitzel_stream_ros.observability.metrics import EdgeMetrics
 from schnitzel_stream_ros.packet import Kind, StreamPacket
@@ -35,7 +36,11 @@ from schnitzel_stream_ros.runtime.inbox import Inbox
 from schnitzel_stream_ros.runtime.load_spec import LoadError, NodeLoadSpec
 from schnitzel_stream_ros.runtime.mailbox import Mailbox
 from schnitzel_stream_ros.runtime.plugin_host import DeliveryError, PluginError, PluginHost
-from schnitzel_stream_ros.runtime.ros_params import check_change, declare_parameters
+from schnitzel_stream_ros.runtime.ros_params import (
+    check_change,
+    declare_parameters,
+    unchanged_parameter,
+)
 from schnitzel_stream_ros.runtime.workers import (
     CostMeter,
     EmissionBudget,
@@ -84,17 +89,22 @@ class PluginNode(Node):
         on_fatal: Notify,
         on_warning: Notify,
         message_info: bool = True,
+        inline: bool = True,
     ) -> None:
         cli_args = ['--ros-args']
         for rule in spec.remap_rules:
             cli_args += ['-r', rule]
-        super().__init__(
-            spec.node_name,
-            namespace=spec.namespace,
-            context=context,
-            cli_args=cli_args,
-            use_global_arguments=False,
-        )
+        try:  # as rclcpp_components: the request's rules only, never the container's command line
+            super().__init__(
+                spec.node_name,
+                namespace=spec.namespace,
+                context=context,
+                cli_args=cli_args,
+                use_global_arguments=False,
+            )
+        except RCLInvalidROSArgsError as exc:  # rcl's own verdict on a remap rule (e.g. wildcards)
+            reason = str(exc).split(', at ')[0].removeprefix('Failed to parse ROS arguments: ')
+            raise LoadError(f"node '{spec.node_name}': remap_rules refused by ROS: {reason}") from None
         self.spec = spec
         self.bus = bus
         self.on_fatal = on_fatal
@@ -111,7 +121,7 @@ class PluginNode(Node):
             logger=self.get_logger(),
         )
         self.mailbox = Mailbox(spec.node_name)
-        self.cost = CostMeter()  # cheap nodes may run inline in DDS callbacks
+        self.cost = CostMeter(inline)  # cheap nodes may run inline in DDS callbacks (unless isolated)
         self.outputs: list[OutputPort] = []
         self.subscribers: list[LocalSubscriber] = []
         self._bridges: dict[int, Any] = {}  # id(LocalSubscriber) -> rclpy Subscription while bridged
@@ -175,17 +185,21 @@ class PluginNode(Node):
             if wiring.msg_cls is not None:
                 rewrap = next(iter(sorted(k for k in wiring.port.kinds if k != '*')), Kind.RAW)
             for topic in wiring.topics:
-                resolved = resolve_topic(topic, self.get_namespace(), self.get_name())
+                resolved = self.resolve_topic_name(topic)  # the request's remap rules apply, as in rcl
                 sub = LocalSubscriber(
                     resolved, self.mailbox, name, inbox, EdgeMetrics(resolved, self.get_name(), name), rewrap
                 )
-                sub.bridge = self._bridge_switch(sub, wiring)
+                sub.bridge = self._bridge_switch(sub, wiring, topic)
                 self.subscribers.append(sub)
                 if not self.bus.subscribe(sub):
                     sub.bridge(True)
 
-    def _bridge_switch(self, sub: LocalSubscriber, wiring: Any) -> Callable[[bool], None]:
-        """Turns the DDS subscription of one (topic, input) on or off (the bus decides when)."""
+    def _bridge_switch(self, sub: LocalSubscriber, wiring: Any, topic: str) -> Callable[[bool], None]:
+        """Turns the DDS subscription of one (topic, input) on or off (the bus decides when).
+
+        The subscription is created with the name as given (`topic`): rcl remaps it to `sub.topic`
+        exactly once, like any other node's.
+        """
         msg_cls = wiring.msg_cls or StreamPacketMsg
         qos = qos_profile(wiring.reliability, wiring.depth)
         transport = self.bus.transport
@@ -244,7 +258,7 @@ class PluginNode(Node):
             key = id(sub)
             current = self._bridges.get(key)
             if on and current is None:
-                self._bridges[key] = self.create_subscription(msg_cls, sub.topic, callback, qos)
+                self._bridges[key] = self.create_subscription(msg_cls, topic, callback, qos)
             elif not on and current is not None:
                 del self._bridges[key]
                 self.destroy_subscription(current)
@@ -252,6 +266,19 @@ class PluginNode(Node):
         return switch
 
     # -- parameters -----------------------------------------------------------------------------
+    def set_parameters_atomically(self, parameter_list: list[Parameter]) -> SetParametersResult:
+        """As rclpy's, except that a set which changes nothing is a success that touches nothing.
+
+        `ros2 param load` of a `ros2 param dump` sets every parameter, read-only ones included (the
+        plugin's fixed parameters, the wiring, rclpy's `start_type_description_service`), with
+        values rclpy re-read from YAML (ros_params.as_reloaded): setting a parameter to the value it
+        has is accepted, so the round trip gives the same node.
+        """
+        changing = [p for p in parameter_list if not unchanged_parameter(self, p)]
+        if not changing:
+            return SetParametersResult(successful=True, reason='unchanged')
+        return super().set_parameters_atomically(changing)
+
     def _check_params(self, params: list[Parameter]) -> Any:
         result, _ = check_change(self.spec.plugin_cls.param_schema(), params)
         return result
