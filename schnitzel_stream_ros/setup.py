@@ -45,6 +45,19 @@ PLUGINS = [
     'SimulatedSensorSource = schnitzel_stream_ros.nodes.sensors.simulated:SimulatedSensorSource',
     'RosSensorTopicSource = schnitzel_stream_ros.nodes.sensors.ros_topic:RosSensorTopicSource',
     'RosImageTopicSource = schnitzel_stream_ros.nodes.sensors.ros_image:RosImageTopicSource',
+    'RosEventTopicSource = schnitzel_stream_ros.nodes.sensors.ros_event_topic:RosEventTopicSource',
+    # robot telemetry policies (readings -> detections for the event builder)
+    'GeofencePolicyNode = schnitzel_stream_ros.nodes.robot.geofence:GeofencePolicyNode',
+    'BatteryPolicyNode = schnitzel_stream_ros.nodes.robot.battery:BatteryPolicyNode',
+    'StallPolicyNode = schnitzel_stream_ros.nodes.robot.stall:StallPolicyNode',
+    'DiagnosticsPolicyNode = schnitzel_stream_ros.nodes.robot.diagnostics:DiagnosticsPolicyNode',
+    # audio lane: sources, resampling, loudness, voice activity, LOUD_NOISE / VOICE policy
+    'AudioFileSource = schnitzel_stream_ros.nodes.audio.file_source:AudioFileSource',
+    'AudioCaptureSource = schnitzel_stream_ros.nodes.audio.capture_source:AudioCaptureSource',
+    'AudioResampleNode = schnitzel_stream_ros.nodes.audio.resample:AudioResampleNode',
+    'AudioLoudnessNode = schnitzel_stream_ros.nodes.audio.loudness:AudioLoudnessNode',
+    'VoiceActivityNode = schnitzel_stream_ros.nodes.audio.voice_activity:VoiceActivityNode',
+    'AudioEventPolicyNode = schnitzel_stream_ros.nodes.audio.event_policy:AudioEventPolicyNode',
     # sinks to ROS topics
     'RobotEventSink = schnitzel_stream_ros.nodes.sinks.robot_event:RobotEventSink',
     'AnnotatedImageSink = schnitzel_stream_ros.nodes.sinks.annotated_image:AnnotatedImageSink',
@@ -105,9 +118,14 @@ setup(
             'schnitzel-stream = schnitzel_stream_ros.cli:main',
             # the component container (launch_ros ComposableNodeContainer, `ros2 run`, the runner)
             'component_container = schnitzel_stream_ros.runtime.container_main:main',
+            # the same, named as rclcpp_components' multi-threaded and isolated containers
+            'component_container_mt = schnitzel_stream_ros.runtime.container_main:main_mt',
+            'component_container_isolated = schnitzel_stream_ros.runtime.container_main:main_isolated',
             # opens a launched graph's start gate once every node is loaded and wired
             'start_gate = schnitzel_stream_ros.runtime.start_gate_main:main',
             'pingpong = schnitzel_stream_ros.demo.pingpong:main',
+            # a simulated robot: drives a path, drains a battery (robot lane tests and demo)
+            'sim_robot = schnitzel_stream_ros.demo.sim_robot:main',
         ],
         'schnitzel_stream_ros.plugins': PLUGINS,
     },

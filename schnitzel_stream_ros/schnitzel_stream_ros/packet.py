@@ -26,6 +26,7 @@ class Kind:
     BYTES = 'bytes'
     BYTES_REF = 'bytes_ref'
     RAW = 'raw'
+    AUDIO = 'audio'  # fixed-duration PCM chunks (nodes/audio/pcm.py: format, rate, channels in meta)
 
 
 class MetaKey:
@@ -63,7 +64,7 @@ _PROFILE_ACCEPTED_BY: dict[PayloadProfile, frozenset[PayloadProfile]] = {
 }
 
 #: Kinds whose payload is not portable unless encoded (raw frames, raw bytes).
-NON_PORTABLE_KINDS = frozenset({Kind.FRAME, Kind.BYTES})
+NON_PORTABLE_KINDS = frozenset({Kind.FRAME, Kind.BYTES, Kind.AUDIO})
 
 
 def profile_compatible(source: PayloadProfile | str, dest: PayloadProfile | str) -> bool:

@@ -60,6 +60,17 @@ class EventType(StrEnum):
     FUSED_EVENT = 'FUSED_EVENT'
     HEARTBEAT = 'HEARTBEAT'
     METRICS = 'METRICS'
+    # robot telemetry lane (nodes/robot/): object_type ROBOT, camera_id = the robot, zero bbox
+    GEOFENCE_ENTER = 'GEOFENCE_ENTER'
+    GEOFENCE_EXIT = 'GEOFENCE_EXIT'
+    BATTERY_LOW = 'BATTERY_LOW'
+    BATTERY_CRITICAL = 'BATTERY_CRITICAL'
+    BATTERY_OK = 'BATTERY_OK'
+    ROBOT_STALLED = 'ROBOT_STALLED'
+    ROBOT_DIAGNOSTIC_ERROR = 'ROBOT_DIAGNOSTIC_ERROR'
+    # audio lane (nodes/audio/): object_type AUDIO, camera_id = the microphone, zero bbox
+    LOUD_NOISE = 'LOUD_NOISE'
+    VOICE = 'VOICE'
 
 
 @dataclass(frozen=True, slots=True)

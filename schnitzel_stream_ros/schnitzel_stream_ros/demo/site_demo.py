@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from schnitzel_stream_ros.demo.lanes import start_lanes, summarize_lanes
 from schnitzel_stream_ros.demo.plot import plot_timeline
 from schnitzel_stream_ros.testing import processes
 from schnitzel_stream_ros.testing.dds import lease_domain, localhost_env
@@ -109,7 +110,7 @@ def summarize(report: dict[str, Any], backend: dict[str, Any], out: Path) -> dic
     }
 
 
-def run_demo(duration: float, out: Path) -> int:
+def run_demo(duration: float, out: Path, lanes: bool = False) -> int:
     repo = _repo()
     assets = repo / 'assets'
     video, clip = assets / 'vtest.avi', assets / 'vtest_h264.mp4'
@@ -146,6 +147,8 @@ def run_demo(duration: float, out: Path) -> int:
             })
             print(f'site demo: ROS_DOMAIN_ID={lease.domain_id} (localhost only), camera cam1 {rtsp_url}, '
                   f'backend {backend_url}, output {out}', file=sys.stderr)
+            if lanes:  # the audio and robot lanes beside the cameras (config/site_lanes.yaml)
+                start_lanes(env, out, duration, started)
             runner = processes.start(
                 processes.python_cmd('-m', 'schnitzel_stream_ros', 'run',
                                      str(repo / 'schnitzel_stream_ros' / 'config' / 'site.yaml'),
@@ -170,12 +173,16 @@ def run_demo(duration: float, out: Path) -> int:
     report = json.loads((out / 'report.json').read_text())
     plot_timeline(out / 'timeline.jsonl', out / 'demo.png')
     summary = summarize(report, backend, out)
+    if lanes:
+        summary['lanes'] = summarize_lanes(out)
     (out / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
     print(json.dumps(summary, indent=2))
     good = (
         summary['status'] == 'ok'
         and (summary['backend']['unique'] or 0) > 0
         and summary['cam0_frames_with_people_ratio'] >= REQUIRED_DETECTION_RATIO
+        and (not lanes or (summary['lanes']['status'] == 'ok' and summary['lanes']['audio_events'] > 0
+                           and summary['lanes']['robot_events'] > 0))
     )
     return 0 if good else 1
 
@@ -184,9 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='site_demo', description=__doc__.splitlines()[0])
     parser.add_argument('--duration', type=float, default=90.0, help='seconds the site runs (default 90)')
     parser.add_argument('--out', type=Path, default=_repo() / 'out' / 'demo', help='output folder')
+    parser.add_argument('--lanes', action=argparse.BooleanOptionalAction, default=False,
+                        help='also run the audio and robot lanes (config/site_lanes.yaml; scripts/demo: on)')
     args = parser.parse_args(argv)
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'  # DDS discovery never leaves this machine
-    return run_demo(args.duration, args.out.resolve())
+    return run_demo(args.duration, args.out.resolve(), args.lanes)
 
 
 if __name__ == '__main__':

@@ -153,15 +153,16 @@ class PluginRegistry:
         if not module or not attr or not all(part.isidentifier() for part in parts):
             raise PluginError(f'plugin reference {ref!r} is not of the form module.path:ClassName')
         name = next((n for n, target in self.entry_points.items() if target == ref), None)
-        if name is None and not self.allowlist.allows(module):
-            raise PluginNotAllowed(
-                f'plugin module {module!r} is outside the plugin allowlist ({self.allowlist.describe()}); '
-                f'refused before import'
-            )
         return self._load(ref, ref, name)
 
     def _load(self, ref: str, target: str, name: str | None) -> PluginInfo:
         module_name, _, attr = target.partition(':')
+        if not self.allowlist.allows(module_name):  # installed is not trusted: a graph can come from a peer
+            registered = f' (registered as {name!r})' if name is not None and name != ref else ''
+            raise PluginNotAllowed(
+                f'plugin module {module_name!r}{registered} is outside the plugin allowlist '
+                f'({self.allowlist.describe()}); refused before import'
+            )
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

@@ -36,7 +36,7 @@ from typing import Any
 from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.parameter import Parameter, parameter_value_to_python
+from rclpy.parameter import parameter_value_to_python
 from std_srvs.srv import Trigger
 
 from schnitzel_stream_ros.graph.allowlist import Allowlist
@@ -48,7 +48,12 @@ from schnitzel_stream_ros.runtime.bus import Bus
 from schnitzel_stream_ros.runtime.diagnostics import DiagnosticsPublisher
 from schnitzel_stream_ros.runtime.executors import supports_message_info
 from schnitzel_stream_ros.runtime.hot_replace import ReplaceRefused
-from schnitzel_stream_ros.runtime.load_spec import LoadError, parse_load_request
+from schnitzel_stream_ros.runtime.load_spec import (
+    INTRA_PROCESS_ARG,
+    UNKNOWN_PARAMETER_POLICIES,
+    LoadError,
+    parse_load_request,
+)
 from schnitzel_stream_ros.runtime.plugin_host import PluginError
 from schnitzel_stream_ros.runtime.ros_node import PluginNode
 from schnitzel_stream_ros.runtime.workers import EmissionBudget
@@ -82,23 +87,33 @@ class Container:
         max_events: int | None = None,
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT_SEC,
         diagnostics_period_sec: float = DEFAULT_PERIOD_SEC,
+        isolated: bool = False,
     ) -> None:
         self.node = node
+        self.isolated = isolated  # component_container_isolated: plugin code never runs inline
         self.executor = executor
         self.drain_timeout = drain_timeout  # what ~/_schnitzel/stop allows in-flight packets
         self.name = node.get_name()
-        extra_prefixes = (
-            node.declare_parameter(
-                'plugin_allowlist',
-                Parameter.Type.STRING_ARRAY,
-                ParameterDescriptor(
-                    description='module prefixes allowed as plugins besides the defaults and '
-                    '$SCHNITZEL_STREAM_PLUGIN_ALLOWLIST',
-                    read_only=True,
-                ),
-            ).value
-            or []
-        )
+        # a string (comma-separated) or a string array; declared with a value, so that every
+        # parameter of the container can be read (`ros2 param dump`): an uninitialised one cannot
+        allowlist = node.declare_parameter(
+            'plugin_allowlist',
+            '',
+            ParameterDescriptor(
+                description='module prefixes allowed as plugins besides the defaults and '
+                '$SCHNITZEL_STREAM_PLUGIN_ALLOWLIST (comma-separated text or a string array)',
+                read_only=True,
+                dynamic_typing=True,
+            ),
+        ).value
+        if isinstance(allowlist, str):
+            allowlist = allowlist.split(',')
+        if not isinstance(allowlist, list | tuple) or not all(isinstance(p, str) for p in allowlist):
+            raise ValueError(
+                f'container {node.get_fully_qualified_name()}: parameter plugin_allowlist: expected '
+                f'module prefixes, got {allowlist!r}'
+            )
+        extra_prefixes = [p.strip() for p in allowlist]
         self.registry = registry or PluginRegistry(Allowlist.from_env(extra=[p for p in extra_prefixes if p]))
         self.diagnostics_period_sec = self._seconds_parameter(
             'diagnostics_period_sec',
@@ -111,6 +126,22 @@ class Container:
             'a source without a packet this long is reported stalled (WARN), unless the plugin has '
             'its own threshold (timeout_sec, STALL_TIMEOUT_SEC); 0 = only those',
         )
+        self.unknown_parameters = node.declare_parameter(
+            'unknown_parameters',
+            'ignore',
+            ParameterDescriptor(
+                description='load parameters no plugin declares: ignore (with a warning, as rclcpp '
+                'ignores overrides nobody declares) or refuse the load',
+                additional_constraints=f'one of {list(UNKNOWN_PARAMETER_POLICIES)}',
+                read_only=True,
+            ),
+        ).value
+        if self.unknown_parameters not in UNKNOWN_PARAMETER_POLICIES:
+            raise ValueError(
+                f'container {node.get_fully_qualified_name()}: parameter unknown_parameters: '
+                f'{self.unknown_parameters!r} is not one of {list(UNKNOWN_PARAMETER_POLICIES)}'
+            )
+        self._intra_process_noted = False
         self.diagnostics: DiagnosticsPublisher | None = None
         self.bus = Bus()
         self.budget = EmissionBudget(max_events)
@@ -265,6 +296,7 @@ class Container:
                     registry=self.registry,
                     log_level=log_level,
                     extra=extra,
+                    unknown_parameters=self.unknown_parameters,
                 )
                 for uid, existing in self._nodes.items():
                     if existing.get_fully_qualified_name() == spec.full_name:
@@ -280,6 +312,7 @@ class Container:
                     on_fatal=self._on_fatal,
                     on_warning=self._on_warning,
                     message_info=supports_message_info(self.executor),
+                    inline=not self.isolated,
                 )
             except LoadError as exc:
                 self.log.error(f'load refused: {exc}')
@@ -298,6 +331,14 @@ class Container:
                 node.refresh_outputs()
             full_name = node.get_fully_qualified_name()
             self.log.info(f'loaded {full_name} ({spec.plugin_ref}), unique_id {uid}')
+            for warning in spec.warnings:
+                self.log.warning(warning)
+            if INTRA_PROCESS_ARG in spec.extra and not self._intra_process_noted:
+                self._intra_process_noted = True
+                self.log.info(
+                    f'{INTRA_PROCESS_ARG} accepted and needs nothing here: nodes in this container always '
+                    'hand packets over as the object itself (zero-copy), DDS only for outside listeners'
+                )
             return LoadResult(True, '', full_name, uid)
 
     def replace(
@@ -321,6 +362,7 @@ class Container:
                     remap_rules=tuple(remap_rules),
                     parameters=parameters,
                     registry=self.registry,
+                    unknown_parameters=self.unknown_parameters,
                 )
                 found = [
                     (uid, n)

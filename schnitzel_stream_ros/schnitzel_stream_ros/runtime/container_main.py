@@ -10,9 +10,26 @@ widens the plugin allowlist, `-p diagnostics_period_sec:=S` sets the period of /
 
 Own options (before --ros-args):
     --executor events|single|multi   rclpy executor of the ROS side (default events)
-    --threads N                      threads of the multi executor
+    --threads N                      threads of the multi executor (default: parameter thread_num)
     --paused                         loaded nodes wait for ~/_schnitzel/start (used by the runner)
     --max-events N                   emission budget of all sources in this container
+    --drain-timeout S                what in-flight packets get at SIGTERM
+
+A drop-in for rclcpp_components' containers, so a launch file written for them runs unchanged:
+- Arguments the container does not know (`node_container ... args="..."`, `arguments=[...]` of a
+  ComposableNodeContainer) are named in one warning and ignored, as rclcpp's containers ignore them;
+  everything after `--ros-args` is ROS's (`-r`, `-p`, `--params-file`, `--log-level`, ...).
+- The executor is picked as ROS users pick it, by the executable's name:
+    component_container           one thread serves ROS (the events executor; our default)
+    component_container_mt        multi-threaded executor with `thread_num` threads (parameter,
+                                  read-only, default: the number of CPUs, as rclcpp)
+    component_container_isolated  every node's plugin code runs only on that node's own threads:
+                                  never inline in a shared executor callback, even when cheap
+                                  (rclcpp gives each component its own executor; here plugin code
+                                  already runs on per-node threads, the shared executor only
+                                  receives). `--use_multi_threaded_executor` makes the shared one
+                                  multi-threaded, as with rclcpp's.
+  `--executor` overrides the name's choice.
 
 SIGTERM/SIGINT: sources stop, in-flight packets drain (bounded), every plugin's close() runs,
 exit code 0. A container whose plugins reported a fatal error exits with 1.
@@ -21,11 +38,13 @@ exit code 0. A container whose plugins reported a fatal error exits with 1.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 
 import rclpy
+from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import remove_ros_args
@@ -34,21 +53,49 @@ from schnitzel_stream_ros.runtime.container import DEFAULT_DRAIN_TIMEOUT_SEC, Co
 from schnitzel_stream_ros.runtime.executors import DEFAULT_EXECUTOR, EXECUTOR_KINDS, ContainerExecutors
 
 DEFAULT_NODE_NAME = 'component_container'
+#: The executables and what their name means (executor; isolated plugin threads), as rclcpp's.
+FLAVOURS = {
+    'component_container': (DEFAULT_EXECUTOR, False),
+    'component_container_mt': ('multi', False),
+    'component_container_isolated': (DEFAULT_EXECUTOR, True),
+}
+#: rclcpp's component_container_isolated understands this one non-ROS argument.
+ISOLATED_MT_FLAG = '--use_multi_threaded_executor'
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog='component_container', description=__doc__.split('\n\n')[0])
-    parser.add_argument('--executor', choices=EXECUTOR_KINDS, default=DEFAULT_EXECUTOR)
+def parse_args(argv: list[str], flavour: str = 'component_container') -> tuple[argparse.Namespace, list[str]]:
+    """Our options, and the arguments nobody here knows (warned about and ignored, as rclcpp does)."""
+    executor, isolated = FLAVOURS[flavour]
+    parser = argparse.ArgumentParser(prog=flavour, description=__doc__.split('\n\n')[0], allow_abbrev=False)
+    parser.add_argument('--executor', choices=EXECUTOR_KINDS, default=None)
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--paused', action='store_true')
     parser.add_argument('--max-events', type=int, default=None)
     parser.add_argument('--drain-timeout', type=float, default=DEFAULT_DRAIN_TIMEOUT_SEC)
-    return parser.parse_args(argv)
+    if isolated:
+        parser.add_argument(ISOLATED_MT_FLAG, action='store_true')
+    args, unknown = parser.parse_known_args(argv)
+    if args.executor is None:
+        args.executor = 'multi' if isolated and args.use_multi_threaded_executor else executor
+    args.isolated = isolated
+    return args, unknown
 
 
-def main(argv: list[str] | None = None) -> int:
+def thread_count(node: Node, threads: int | None) -> int | None:
+    """Threads of the multi executor: `--threads`, else the read-only parameter `thread_num`."""
+    cpus = os.cpu_count() or 1
+    descriptor = ParameterDescriptor(
+        description='threads of the multi-threaded executor (component_container_mt)',
+        read_only=True,
+        integer_range=[IntegerRange(from_value=1, to_value=1024, step=0)],
+    )
+    value = node.declare_parameter('thread_num', cpus, descriptor).value
+    return threads if threads is not None else value
+
+
+def main(argv: list[str] | None = None, flavour: str = 'component_container') -> int:
     argv = list(sys.argv if argv is None else argv)
-    args = parse_args(remove_ros_args(args=argv)[1:])
+    args, unknown = parse_args(remove_ros_args(args=argv)[1:], flavour)
     context = rclpy.Context()
     rclpy.init(args=argv, context=context, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
@@ -59,7 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     node = Node(DEFAULT_NODE_NAME, context=context)  # __node/__ns remaps of the command line apply
-    executors = ContainerExecutors(args.executor, context, args.threads)
+    if unknown:
+        node.get_logger().warning(f'ignoring arguments this container does not know: {" ".join(unknown)}')
+    try:
+        threads = thread_count(node, args.threads)
+    except Exception as exc:  # thread_num out of range or of the wrong type: one line, no traceback
+        print(f'{flavour}: parameter thread_num: {exc}', file=sys.stderr)
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        return 2
+    executors = ContainerExecutors(args.executor, context, threads)
     try:
         container = Container(
             node,
@@ -67,16 +123,22 @@ def main(argv: list[str] | None = None) -> int:
             autostart=not args.paused,
             max_events=args.max_events,
             drain_timeout=args.drain_timeout,
+            isolated=args.isolated,
         )
     except ValueError as exc:  # a container parameter out of range: one line, no traceback
-        print(f'component_container: {exc}', file=sys.stderr)
+        print(f'{flavour}: {exc}', file=sys.stderr)
         node.destroy_node()
         rclpy.shutdown(context=context)
         return 2
     container.serve()
     executors.control.add_node(node)
     executors.start()
-    node.get_logger().info(f'container {node.get_fully_qualified_name()} ready (executor {args.executor})')
+    node.get_logger().info(
+        f'container {node.get_fully_qualified_name()} ready (executor {args.executor}'
+        + (f', {threads} threads' if args.executor == 'multi' else '')
+        + (', plugin code isolated on node threads' if args.isolated else '')
+        + ')'
+    )
     try:
         while not stop.wait(0.2):
             if executors.error is not None:
@@ -96,6 +158,16 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 1 if container.fatal or executors.error is not None else 0
+
+
+def main_mt() -> int:
+    """`component_container_mt`: the multi-threaded executor with `thread_num` threads."""
+    return main(flavour='component_container_mt')
+
+
+def main_isolated() -> int:
+    """`component_container_isolated`: plugin code only on its nodes' own threads."""
+    return main(flavour='component_container_isolated')
 
 
 if __name__ == '__main__':

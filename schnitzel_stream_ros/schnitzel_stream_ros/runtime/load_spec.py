@@ -32,7 +32,18 @@ from schnitzel_stream_ros.graph.wiring import (
 from schnitzel_stream_ros.plugin import STREAM_PACKET_MSG, ParamError, Plugin, Port, Role, resolve_params
 
 #: Parameters rclpy declares on every node by itself; a launch file may set them.
-ROS_BUILTIN_PARAMS = frozenset({'use_sim_time'})
+ROS_BUILTIN_PARAMS = frozenset({'use_sim_time', 'start_type_description_service'})
+#: What a parameter no plugin declares gets: ignored with a warning (rclcpp ignores overrides no node
+#: declares, and `SetParameter`/`/**` parameter files give every node of a scope the same parameters),
+#: or refused (container parameter `unknown_parameters:=refuse`).
+UNKNOWN_PARAMETER_POLICIES = ('ignore', 'refuse')
+#: Severities of `log_level` (rcutils: unset, debug, info, warn, error, fatal).
+LOG_LEVELS = (0, 10, 20, 30, 40, 50)
+#: `extra_arguments` rclcpp_components understands; both must be booleans there too.
+INTRA_PROCESS_ARG = 'use_intra_process_comms'
+FORWARD_GLOBAL_ARG = 'forward_global_arguments'
+#: Remap sources that would rename the node: its name and namespace come from their own fields.
+_NAME_REMAPS = frozenset({'__node', '__name', '__ns'})
 
 
 class LoadError(ValueError):
@@ -79,6 +90,7 @@ class NodeLoadSpec:
     restart: RestartSpec | None = None  # process() failure policy (graph/restart.py)
     log_level: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # accepted, but worth a line in the container's log
 
     @property
     def role(self) -> Role:
@@ -158,6 +170,7 @@ def parse_load_request(
     registry: PluginRegistry,
     log_level: int = 0,
     extra: Mapping[str, Any] | None = None,
+    unknown_parameters: str = 'ignore',
 ) -> NodeLoadSpec:
     """Check a load request field by field; LoadError names the first problem."""
     subject = f"node '{node_name}'" if node_name else 'load request'
@@ -184,9 +197,15 @@ def parse_load_request(
         node_name = default_node_name(plugin_cls)
         subject = f"node '{node_name}'"
     schema = plugin_cls.param_schema()
+    warnings = _check_extra_arguments(subject, extra or {})
+    if log_level not in LOG_LEVELS:
+        raise LoadError(
+            f'{subject}: log_level {log_level} is not one of {list(LOG_LEVELS)} (rcutils severities)'
+        )
 
     given: dict[str, Any] = {}
     reserved: dict[str, Any] = {}
+    ignored: list[str] = []
     for name, value in parameters.items():
         if is_reserved_param(name):
             reserved[name] = value
@@ -196,14 +215,21 @@ def parse_load_request(
             except ValueError as exc:
                 raise LoadError(f"{subject}: parameter '{name}': not valid JSON text: {exc}") from None
         elif name not in ROS_BUILTIN_PARAMS:
-            raise LoadError(
-                f"{subject}: unknown parameter '{name}'{did_you_mean(name, schema)} "
-                f'(plugin {plugin_name} knows {sorted(schema)})'
-            )
+            if unknown_parameters == 'refuse':
+                raise LoadError(
+                    f"{subject}: unknown parameter '{name}'{did_you_mean(name, schema)} "
+                    f'(plugin {plugin_name} knows {sorted(schema)})'
+                )
+            ignored.append(f"'{name}'{did_you_mean(name, schema)}")
+    if ignored:
+        warnings.append(
+            f'{subject}: ignored parameters plugin {plugin_name} does not declare: {", ".join(ignored)} '
+            f'(it knows {sorted(schema)})'
+        )
     try:
         params = resolve_params(plugin_cls, given)
     except ParamError as exc:
-        raise LoadError(f'{subject}: {exc}') from None
+        raise LoadError(f'{subject}: {exc}{_quote_hint(exc, schema, given)}') from None
     try:
         problems = list(plugin_cls.check_params(params) or ())
     except Exception as exc:
@@ -243,6 +269,11 @@ def parse_load_request(
         source, sep, target = rule.partition(':=')
         if not sep or not source or topic_problem(target):
             raise LoadError(f'{subject}: remap rule {rule!r} is not of the form ~/<port>:=<topic>')
+        if source.rsplit(':', 1)[-1] in _NAME_REMAPS:
+            raise LoadError(
+                f'{subject}: remap rule {rule!r} would rename the node; its name and namespace are '
+                'the node_name and node_namespace of the request'
+            )
     return NodeLoadSpec(
         node_name=node_name,
         namespace=namespace,
@@ -257,7 +288,40 @@ def parse_load_request(
         restart=restart,
         log_level=log_level,
         extra=dict(extra or {}),
+        warnings=tuple(warnings),
     )
+
+
+def _quote_hint(exc: ParamError, schema: Mapping[str, Any], given: Mapping[str, Any]) -> str:
+    """A text parameter given a number or a boolean: ROS typed an unquoted value (`-p id:=123`)."""
+    for name, value in given.items():
+        if f"'{name}'" in str(exc) and schema[name].type is str and isinstance(value, bool | int | float):
+            kind = type(value).__name__
+            return f' (ROS types an unquoted {value!r} as {kind}; quote it for text: {name}:="{value}")'
+    return ''
+
+
+def _check_extra_arguments(subject: str, extra: Mapping[str, Any]) -> list[str]:
+    """`extra_arguments` as rclcpp_components reads them; returns warnings for the ones it ignores.
+
+    `use_intra_process_comms` is accepted either way: in this container the hand-off between nodes
+    is always the object itself (docs/runtime.md), which is what intra-process comms buy in rclcpp.
+    `forward_global_arguments:=true` is refused: the container's own command line (`__node:=`, its
+    remaps) would then rename and rewire the node.
+    """
+    warnings = []
+    for name, value in extra.items():
+        if name in (INTRA_PROCESS_ARG, FORWARD_GLOBAL_ARG):
+            if not isinstance(value, bool):
+                raise LoadError(f"{subject}: extra argument '{name}' must be a boolean, got {value!r}")
+            if name == FORWARD_GLOBAL_ARG and value:
+                raise LoadError(
+                    f"{subject}: extra argument '{FORWARD_GLOBAL_ARG}:=true' is not supported: the "
+                    "container's own command line (__node, __ns, remaps) would apply to the node"
+                )
+        else:
+            warnings.append(f"{subject}: extra argument '{name}' means nothing to this container; ignored")
+    return warnings
 
 
 def _input_wiring(

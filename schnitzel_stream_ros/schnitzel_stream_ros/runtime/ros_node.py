@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rcl_interfaces.msg import SetParametersResult
+from rclpy._rclpy_pybind11 import RCLInvalidROSArgsError
 from rclpy.context import Context
 from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
@@ -26,7 +27,6 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
 from schnitzel_stream_ros.codec.packet_codec import decode_packet, encode_packet
 from schnitzel_stream_ros.graph.model import Reliability
-from schnitzel_stream_ros.graph.names import resolve_topic
 from schnitzel_stream_ros.graph.wiring import is_reserved_param, ros_param_value
 from schnitzel_stream_ros.observability.metrics import EdgeMetrics
 from schnitzel_stream_ros.packet import Kind, StreamPacket
@@ -42,6 +42,7 @@ from schnitzel_stream_ros.runtime.ros_params import (
     check_change,
     declare_parameters,
     redeclare_plugin_parameters,
+    unchanged_parameter,
     update_wiring_parameters,
 )
 from schnitzel_stream_ros.runtime.workers import (
@@ -92,17 +93,22 @@ class PluginNode(Node):
         on_fatal: Notify,
         on_warning: Notify,
         message_info: bool = True,
+        inline: bool = True,
     ) -> None:
         cli_args = ['--ros-args']
         for rule in spec.remap_rules:
             cli_args += ['-r', rule]
-        super().__init__(
-            spec.node_name,
-            namespace=spec.namespace,
-            context=context,
-            cli_args=cli_args,
-            use_global_arguments=False,
-        )
+        try:  # as rclcpp_components: the request's rules only, never the container's command line
+            super().__init__(
+                spec.node_name,
+                namespace=spec.namespace,
+                context=context,
+                cli_args=cli_args,
+                use_global_arguments=False,
+            )
+        except RCLInvalidROSArgsError as exc:  # rcl's own verdict on a remap rule (e.g. wildcards)
+            reason = str(exc).split(', at ')[0].removeprefix('Failed to parse ROS arguments: ')
+            raise LoadError(f"node '{spec.node_name}': remap_rules refused by ROS: {reason}") from None
         self.spec = spec
         self.bus = bus
         self.on_fatal = on_fatal
@@ -120,7 +126,7 @@ class PluginNode(Node):
         )
         self.mailbox = Mailbox(spec.node_name)
         self.restarts = NodeRestarts(self.host, self.mailbox, spec.restart)
-        self.cost = CostMeter()  # cheap nodes may run inline in DDS callbacks
+        self.cost = CostMeter(inline)  # cheap nodes may run inline in DDS callbacks (unless isolated)
         self.outputs: list[OutputPort] = []
         self.subscribers: list[LocalSubscriber] = []
         self._bridges: dict[int, Any] = {}  # id(LocalSubscriber) -> rclpy Subscription while bridged
@@ -189,11 +195,11 @@ class PluginNode(Node):
                 self._subscribe(name, wiring, inbox, topic, rewrap)
 
     def _subscribe(self, name: str, wiring: Any, inbox: Inbox, topic: str, rewrap: str | None) -> None:
-        resolved = resolve_topic(topic, self.get_namespace(), self.get_name())
+        resolved = self.resolve_topic_name(topic)  # the request's remap rules apply, as in rcl
         sub = LocalSubscriber(
             resolved, self.mailbox, name, inbox, EdgeMetrics(resolved, self.get_name(), name), rewrap
         )
-        sub.bridge = self._bridge_switch(sub, wiring)
+        sub.bridge = self._bridge_switch(sub, wiring, topic)
         self.subscribers.append(sub)
         if not self.bus.subscribe(sub):
             sub.bridge(True)
@@ -214,7 +220,7 @@ class PluginNode(Node):
             inbox = self.mailbox.inboxes[name]
             rewrap = next((s.rewrap_kind for s in self.subscribers if s.port == name), None)
             have = {s.topic for s in self.subscribers if s.port == name}
-            want = [resolve_topic(t, self.get_namespace(), self.get_name()) for t in wiring.topics]
+            want = [self.resolve_topic_name(t) for t in wiring.topics]
             for topic in want:
                 if topic not in have:
                     self._subscribe(name, wiring, inbox, topic, rewrap)
@@ -231,8 +237,12 @@ class PluginNode(Node):
                 self._redeclaring = False
         return changes
 
-    def _bridge_switch(self, sub: LocalSubscriber, wiring: Any) -> Callable[[bool], None]:
-        """Turns the DDS subscription of one (topic, input) on or off (the bus decides when)."""
+    def _bridge_switch(self, sub: LocalSubscriber, wiring: Any, topic: str) -> Callable[[bool], None]:
+        """Turns the DDS subscription of one (topic, input) on or off (the bus decides when).
+
+        The subscription is created with the name as given (`topic`): rcl remaps it to `sub.topic`
+        exactly once, like any other node's.
+        """
         msg_cls = wiring.msg_cls or StreamPacketMsg
         qos = qos_profile(wiring.reliability, wiring.depth)
         transport = self.bus.transport
@@ -292,7 +302,7 @@ class PluginNode(Node):
             key = id(sub)
             current = self._bridges.get(key)
             if on and current is None:
-                self._bridges[key] = self.create_subscription(msg_cls, sub.topic, callback, qos)
+                self._bridges[key] = self.create_subscription(msg_cls, topic, callback, qos)
             elif not on and current is not None:
                 del self._bridges[key]
                 self.destroy_subscription(current)
@@ -300,6 +310,19 @@ class PluginNode(Node):
         return switch
 
     # -- parameters -----------------------------------------------------------------------------
+    def set_parameters_atomically(self, parameter_list: list[Parameter]) -> SetParametersResult:
+        """As rclpy's, except that a set which changes nothing is a success that touches nothing.
+
+        `ros2 param load` of a `ros2 param dump` sets every parameter, read-only ones included (the
+        plugin's fixed parameters, the wiring, rclpy's `start_type_description_service`), with
+        values rclpy re-read from YAML (ros_params.as_reloaded): setting a parameter to the value it
+        has is accepted, so the round trip gives the same node.
+        """
+        changing = [p for p in parameter_list if not unchanged_parameter(self, p)]
+        if not changing:
+            return SetParametersResult(successful=True, reason='unchanged')
+        return super().set_parameters_atomically(changing)
+
     def _check_params(self, params: list[Parameter]) -> Any:
         if self._redeclaring:
             return SetParametersResult(successful=True)

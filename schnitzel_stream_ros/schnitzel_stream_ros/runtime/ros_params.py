@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.parameter import Parameter
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rclpy.parameter import Parameter, get_parameter_value
 
 from schnitzel_stream_ros.graph.wiring import decode_param_value, is_reserved_param, ros_param_value
 from schnitzel_stream_ros.plugin import Param, ParamError
@@ -104,6 +105,40 @@ def check_change(
         except (ParamError, ValueError) as exc:
             return SetParametersResult(successful=False, reason=str(exc)), {}
     return SetParametersResult(successful=True), changed
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) or hasattr(value, 'tolist') else value
+
+
+def as_reloaded(param: Parameter) -> Parameter:
+    """The parameter as `ros2 param load` sends it back from a `ros2 param dump`.
+
+    rclpy's parameter_dict_from_yaml_file turns each dumped value into text and guesses its type
+    again (rclpy.parameter.get_parameter_value): a null comes back as the text 'None', 1e-05 as
+    text (ros2cli#834), JSON text '[1, 2]' as an integer array, the text '12' as an integer.
+    """
+    value = get_parameter_value(str(_plain(param.value)))
+    return Parameter.from_parameter_msg(ParameterMsg(name=param.name, value=value))
+
+
+def unchanged_parameter(node: Any, param: Parameter) -> bool:
+    """True for a set that would change nothing: the value it has, or that value as reloaded from a dump.
+
+    Such a set succeeds without touching the node, also on read-only parameters — which makes
+    `ros2 param load` of a `ros2 param dump` give the same node (rclpy would refuse every read-only
+    parameter, undeclare a parameter without a value, and retype values it re-reads).
+    """
+    try:
+        current = node.get_parameter(param.name)
+    except Exception:  # not declared: rclpy answers that itself
+        return False
+    if param.type_ == current.type_ and _plain(param.value) == _plain(current.value):
+        return True
+    if current.type_ == Parameter.Type.NOT_SET:
+        return param.type_ == Parameter.Type.STRING and param.value == 'None'
+    reloaded = as_reloaded(current)
+    return param.type_ == reloaded.type_ and _plain(param.value) == _plain(reloaded.value)
 
 
 def redeclare_plugin_parameters(

@@ -34,15 +34,16 @@ _LOG_EVERY_NTH_ERROR = 100
 class CostMeter:
     """How long a node's handle() takes (moving average): decides whether DDS callbacks may run it inline."""
 
-    __slots__ = ('cheap', 'ewma_ns', 'samples')
+    __slots__ = ('cheap', 'ewma_ns', 'inline', 'samples')
 
     #: a node is "cheap" below this (the executor thread may run it), after enough samples
     INLINE_MAX_NS = 200_000
     MIN_SAMPLES = 16
 
-    def __init__(self) -> None:
+    def __init__(self, inline: bool = True) -> None:
         self.ewma_ns = 0.0
         self.samples = 0
+        self.inline = inline  # False (component_container_isolated): never cheap enough to run inline
         self.cheap = False  # an attribute, not a property: read once per DDS message
 
     def reset(self) -> None:
@@ -54,7 +55,7 @@ class CostMeter:
     def add(self, ns: int) -> None:
         self.samples += 1
         self.ewma_ns += (ns - self.ewma_ns) * (0.5 if self.samples < self.MIN_SAMPLES else 0.05)
-        self.cheap = self.samples >= self.MIN_SAMPLES and self.ewma_ns < self.INLINE_MAX_NS
+        self.cheap = self.inline and self.samples >= self.MIN_SAMPLES and self.ewma_ns < self.INLINE_MAX_NS
 
 
 class EmissionBudget:

@@ -135,6 +135,8 @@ def test_hung_camera_is_detected_and_frames_return_within_5_s_of_sigcont(tmp_pat
         paused_at = time.time()
         camera.pause()
         wait_for(lambda: 'stalled' in run.log(), 10, 'the stall in the log', run)
+        detected_after = time.time() - paused_at  # timeout_sec 4 + the watchdog's 0.1 s poll + ours
+        assert detected_after <= 5.0, f'stall detected only {detected_after:.1f} s after SIGSTOP'
         time.sleep(max(0.0, paused_at + 10.0 - time.time()))  # hung for 10 s: > timeout_sec (4 s)
         resumed_at = time.time()
         camera.resume()

@@ -74,10 +74,17 @@ def test_allowlist_widened_by_environment_and_opened_only_by_the_dev_switch():
         Allowlist(('*',))
 
 
-def test_a_registered_entry_point_target_is_trusted_outside_the_allowlist():
+def test_an_installed_entry_point_outside_the_allowlist_is_refused_until_allowed():
+    """Installed is not trusted: a graph may come from a peer (apply, launch arguments), so a plugin
+    package's modules need their prefix on the allowlist, whether registered or named by path."""
     registry = PluginRegistry(Allowlist(), entry_points={'Foo': 'graph_test_plugins:FooSource'})
-    assert registry.resolve('graph_test_plugins:FooSource').name == 'Foo'
-    assert registry.resolve('Foo').cls.__name__ == 'FooSource'
+    for ref in ('Foo', 'graph_test_plugins:FooSource'):
+        with pytest.raises(PluginNotAllowed, match=r"'graph_test_plugins'.* outside the plugin allowlist"):
+            registry.resolve(ref)
+    allowed = PluginRegistry(Allowlist(('schnitzel_stream_ros', 'graph_test_plugins')),
+                             entry_points={'Foo': 'graph_test_plugins:FooSource'})
+    assert allowed.resolve('graph_test_plugins:FooSource').name == 'Foo'
+    assert allowed.resolve('Foo').cls.__name__ == 'FooSource'
 
 
 def test_incompatible_and_wrong_classes_are_refused():

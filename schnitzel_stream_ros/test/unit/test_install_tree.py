@@ -71,7 +71,8 @@ def test_package_manifest_parses_as_ament_python_with_rosdep_keys():
             'python3-onnxruntime-pip'} <= run_keys
 
 
-@pytest.mark.parametrize('name', ['component_container', 'schnitzel-stream'])
+@pytest.mark.parametrize('name', ['component_container', 'component_container_mt',
+                                  'component_container_isolated', 'schnitzel-stream'])
 def test_installed_executables_run_with_an_interpreter_that_has_the_suite_dependencies(name):
     """launch_ros and `ros2 run` execute these files directly: their shebang picks the interpreter.
 

@@ -123,7 +123,7 @@ def test_profile_matrix_is_the_upstream_one():
     assert profile_compatible('json_portable', 'inproc_any')
     with pytest.raises(ValueError):
         profile_compatible('portable', 'inproc_any')
-    assert {Kind.FRAME, Kind.BYTES} == NON_PORTABLE_KINDS
+    assert {Kind.FRAME, Kind.BYTES, Kind.AUDIO} == NON_PORTABLE_KINDS  # upstream's two + raw PCM audio (ours)
 
 
 def test_format_ts_is_canonical_utc_z():

@@ -65,9 +65,17 @@ def test_a_good_request_is_decoded_completely():
             "node 'burst': plugin module 'os.path' is outside the plugin allowlist",
         ),
         ({'plugin_name': 'schnitzel_stream_ros.nodes.core.burst:Nope'}, "has no attribute 'Nope'"),
-        ({'parameters': {'cuont': 3}}, "node 'burst': unknown parameter 'cuont' (did you mean 'count'?)"),
+        (
+            {'parameters': {'cuont': 3}, 'unknown_parameters': 'refuse'},
+            "node 'burst': unknown parameter 'cuont' (did you mean 'count'?)",
+        ),
         ({'parameters': {'count': -1}}, "node 'burst': parameter 'count': -1 is below the minimum 0"),
         ({'parameters': {'count': 'many'}}, "node 'burst': parameter 'count': expected int"),
+        (
+            {'parameters': {'meta_key': 123}},
+            "parameter 'meta_key': expected str, got int 123 (ROS types an unquoted 123 as int; "
+            'quote it for text: meta_key:="123")',
+        ),
         ({'parameters': {'inputs.inn': ['/x']}}, "wiring parameter 'inputs.inn' names no input port"),
         ({'parameters': {'inbox.in.overflow': 'explode'}}, "inbox.in.overflow: 'explode' is not one of"),
         ({'parameters': {'inbox.in.max': 0}}, 'inbox.in.max: expected an integer >= 1, got 0'),
@@ -76,6 +84,15 @@ def test_a_good_request_is_decoded_completely():
             "topic 'relative/topic' must be an absolute ROS topic",
         ),
         ({'remap_rules': ('~/out',)}, "remap rule '~/out' is not of the form"),
+        ({'remap_rules': ('__ns:=/x',)}, "remap rule '__ns:=/x' would rename the node"),
+        ({'remap_rules': ('burst:__node:=x',)}, "remap rule 'burst:__node:=x' would rename the node"),
+        ({'log_level': 15}, "node 'burst': log_level 15 is not one of [0, 10, 20, 30, 40, 50]"),
+        (
+            {'extra': {'use_intra_process_comms': 'true'}},
+            "node 'burst': extra argument 'use_intra_process_comms' must be a boolean, got 'true'",
+        ),
+        ({'extra': {'forward_global_arguments': 1}}, "'forward_global_arguments' must be a boolean"),
+        ({'extra': {'forward_global_arguments': True}}, "'forward_global_arguments:=true' is not supported"),
     ],
 )
 def test_bad_requests_fail_with_one_line_naming_node_and_field(changes, message):
@@ -83,6 +100,23 @@ def test_bad_requests_fail_with_one_line_naming_node_and_field(changes, message)
         _parse(**changes)
     assert message in str(err.value)
     assert '\n' not in str(err.value)
+
+
+def test_what_rclcpp_components_ignores_is_accepted_with_a_warning():
+    """A `SetParameter` or a `/**` parameter file gives every node of a scope the same parameters."""
+    spec = _parse(
+        parameters={'count': 3, 'site_gain': 2, 'use_sim_time': True, 'start_type_description_service': True},
+        extra={'use_intra_process_comms': True, 'forward_global_arguments': False, 'queue_size': 4},
+        log_level=10,
+    )
+    assert spec.params['count'] == 3 and 'site_gain' not in spec.params
+    assert spec.log_level == 10
+    assert spec.warnings == (
+        "node 'burst': extra argument 'queue_size' means nothing to this container; ignored",
+        "node 'burst': ignored parameters plugin schnitzel_stream_ros.nodes.core.burst:BurstNode does not "
+        "declare: 'site_gain' (it knows ['count', 'meta_key'])",
+    )
+    assert _parse().warnings == ()
 
 
 def test_a_request_without_node_name_gets_the_plugins_default_name():

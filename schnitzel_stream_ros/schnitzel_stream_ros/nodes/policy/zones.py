@@ -40,15 +40,24 @@ class ZoneError(ValueError):
 
 @dataclass(frozen=True)
 class Zone:
-    """One polygon zone. `camera_id` empty = the zone applies to every camera."""
+    """One polygon zone. `camera_id` empty = the zone applies to every camera.
+
+    `frame_id` set = the polygon is in metres of that ROS frame (e.g. `map`), not in image pixels:
+    such a zone is a geofence for robot poses in that frame and never applies to camera boxes.
+    """
 
     zone_id: str
     polygon: tuple[Point, ...]
     enabled: bool = True
     camera_id: str = ''
+    frame_id: str = ''
 
     def applies_to(self, camera_id: str) -> bool:
-        return self.enabled and (not self.camera_id or self.camera_id == camera_id)
+        return self.enabled and not self.frame_id and (not self.camera_id or self.camera_id == camera_id)
+
+    def applies_in_frame(self, frame_id: str) -> bool:
+        """A geofence zone of this ROS frame."""
+        return self.enabled and bool(self.frame_id) and self.frame_id == frame_id
 
     def contains(self, point: Point) -> bool:
         return point_in_polygon(point, self.polygon)
@@ -173,7 +182,13 @@ def parse_zone(raw: Any, where: str) -> Zone:
     camera_id = raw.get('camera_id') or ''
     if not isinstance(camera_id, str):
         raise ZoneError(f'{where}.camera_id: must be a string, got {camera_id!r}')
-    return Zone(str(zone_id), polygon, enabled, camera_id)
+    frame_id = raw.get('frame_id') or ''
+    if not isinstance(frame_id, str):
+        raise ZoneError(f'{where}.frame_id: must be a string (a ROS frame such as map), got {frame_id!r}')
+    if frame_id and camera_id:
+        raise ZoneError(f'{where}: a zone is on a camera image (camera_id) or in a frame (frame_id), '
+                        'not both')
+    return Zone(str(zone_id), polygon, enabled, camera_id, frame_id)
 
 
 def parse_zones(data: Any, origin: str) -> tuple[Zone, ...]:
@@ -190,9 +205,9 @@ def parse_zones(data: Any, origin: str) -> tuple[Zone, ...]:
     if isinstance(data, str | bytes) or not isinstance(data, Sequence):
         raise ZoneError(f'{origin}: expected a list of zones, got {type(data).__name__}')
     zones = tuple(parse_zone(raw, f'{origin}: zones[{i}]') for i, raw in enumerate(data))
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str]] = set()
     for i, zone in enumerate(zones):
-        key = (zone.camera_id, zone.zone_id)
+        key = (zone.camera_id, zone.frame_id, zone.zone_id)
         if key in seen:
             raise ZoneError(f'{origin}: zones[{i}].zone_id: duplicate zone id {zone.zone_id!r}')
         seen.add(key)

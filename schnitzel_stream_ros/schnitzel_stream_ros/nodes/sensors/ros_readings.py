@@ -8,6 +8,7 @@ backends flat, named numbers (`range_m`, `temperature_c`, ...) instead of nested
 - Imu (REP 145): orientation is null when orientation_covariance[0] == -1 (no estimate).
 - NavSatFix: quality `no_fix` when status.status < 0; NaN altitude = null.
 - Temperature: `temperature_c`, `variance`.
+Robot telemetry (Odometry, BatteryState, DiagnosticArray, Twist/TwistStamped): ros_robot_readings.py.
 Any other message: its fields as JSON (ros_message_json.py), `sensor_type` = its interface name.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sensor_msgs.msg import Imu, NavSatFix, Range, Temperature
 
 from schnitzel_stream_ros.nodes.sensors.reading import QUALITY_OK
 from schnitzel_stream_ros.nodes.sensors.ros_message_json import interface_name, message_to_dict
+from schnitzel_stream_ros.nodes.sensors.ros_robot_readings import ROBOT_CONVERTERS
 
 Converted = tuple[str, dict[str, Any], str, str]  # sensor_type, fields, quality, unit
 
@@ -90,10 +92,11 @@ _TYPED: dict[type, Callable[[Any], Converted]] = {
     Imu: convert_imu,
     NavSatFix: convert_navsatfix,
     Temperature: convert_temperature,
+    **ROBOT_CONVERTERS,  # robot telemetry: Odometry, BatteryState, DiagnosticArray, Twist(Stamped)
 }
 
 #: Interface names with a typed converter (the rest is converted as JSON).
-TYPED_INTERFACES = tuple(f'sensor_msgs/msg/{cls.__name__}' for cls in _TYPED)
+TYPED_INTERFACES = tuple(interface_name(cls()) for cls in _TYPED)
 
 
 def convert_json(msg: Any, max_array_items: int) -> Converted:

@@ -1,0 +1,1 @@
+"""Example plugins for schnitzel_stream_ros, packaged separately (see docs/plugins.md)."""

@@ -1,0 +1,132 @@
+"""StallPolicyNode: ROBOT_STALLED when a robot is told to move but does not.
+
+Inputs: `command` — velocity command readings (geometry_msgs/Twist or TwistStamped on cmd_vel:
+`speed_mps`), and `odometry` — odometry readings (`x`, `y`, `speed_mps`). For each odometry reading
+at time t the robot's latest command counts when it is at most `command_timeout_sec` older than t
+(a controller that stopped publishing commands nothing). The robot is *stalling* while the command
+asks for at least `min_command_mps` and the measured speed is at most `max_measured_mps`; after
+`stall_sec` of that, one ROBOT_STALLED event (the odometry reading as `sensor`, plus the command and
+how long it has been stalling). Moving again, or no longer being commanded, re-arms it.
+
+Measured speed: `measured_from: pose` (default) = distance between consecutive poses / time — a
+robot whose wheels spin on the spot (slip, stuck against an obstacle) reports wheel speed in its
+twist but does not move; `twist` = the odometry's own `speed_mps`.
+All times are reading times (header stamps), in integer microseconds.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from schnitzel_stream_ros.codec.event_protocol import EventType, Severity
+from schnitzel_stream_ros.nodes.fusion.sensor_history import ts_to_micros
+from schnitzel_stream_ros.nodes.robot.detection import RobotStates, robot_detection, robot_id
+from schnitzel_stream_ros.packet import Kind, StreamPacket
+from schnitzel_stream_ros.plugin import Outputs, Param, Plugin, Port
+
+
+@dataclass
+class _Robot:
+    command_us: int | None = None
+    command: dict[str, Any] | None = None
+    pose_us: int | None = None
+    pose: tuple[float, float] | None = None
+    stalling_since_us: int | None = None
+    alerted: bool = False
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+class StallPolicyNode(Plugin):
+    """Commanded vs measured speed: ROBOT_STALLED after stall_sec of being told to move without moving."""
+
+    INPUTS = (
+        Port('odometry', frozenset({Kind.SENSOR}), description='odometry readings'),
+        Port('command', frozenset({Kind.SENSOR}), description='velocity command readings (cmd_vel)'),
+    )
+    OUTPUTS = (Port('out', frozenset({Kind.DETECTION}), description='one detection per stall'),)
+    PARAMS = (
+        Param('min_command_mps', float, 0.05, 'commanded speed from which the robot should move', min=0.0),
+        Param('max_measured_mps', float, 0.01, 'measured speed up to which it counts as not moving', min=0.0),
+        Param('stall_sec', float, 2.0, 'how long it must be stalling before the event', min=0.0),
+        Param('command_timeout_sec', float, 1.0, 'a command older than this no longer counts', min=0.0),
+        Param('measured_from', str, 'pose', 'measured speed from pose differences or the odometry twist',
+              choices=('pose', 'twist')),
+        Param('severity', str, 'HIGH', 'severity of ROBOT_STALLED', choices=tuple(Severity)),
+        Param('max_robots', int, 1024, 'robots remembered (least recently heard forgotten first)', min=1),
+    )
+
+    def setup(self) -> None:
+        self.robots = RobotStates(self.params.get('max_robots', 1024))
+
+    def _robot(self, packet: StreamPacket) -> _Robot:
+        robot, evicted = self.robots.touch(robot_id(packet), None)
+        if robot is None:
+            robot = self.robots[robot_id(packet)] = _Robot()
+        if evicted:
+            self.count('robots_evicted_total', evicted)
+        return robot
+
+    @staticmethod
+    def _time_us(packet: StreamPacket) -> int | None:
+        payload = packet.payload if isinstance(packet.payload, Mapping) else {}
+        try:
+            return ts_to_micros(str(payload.get('sensor_ts') or packet.ts))
+        except ValueError:
+            return None
+
+    def process(self, packet: StreamPacket, port: str = 'odometry') -> Outputs:
+        payload = packet.payload if isinstance(packet.payload, Mapping) else {}
+        t_us = self._time_us(packet)
+        if t_us is None:
+            self.count('bad_ts_total')
+            return None
+        robot = self._robot(packet)
+        if port == 'command':
+            self.count('commands_total')
+            robot.command_us, robot.command = t_us, dict(payload)
+            return None
+        self.count('poses_total')
+        measured = self._measured_speed(robot, payload, t_us)
+        if measured is None:
+            return None
+        p = self.params
+        commanded = None
+        if robot.command is not None and robot.command_us is not None:
+            fresh = t_us - robot.command_us <= p['command_timeout_sec'] * 1e6
+            commanded = _number(robot.command.get('speed_mps')) if fresh else None
+        if commanded is None or commanded < p['min_command_mps'] or measured > p['max_measured_mps']:
+            robot.stalling_since_us, robot.alerted = None, False
+            return None
+        if robot.stalling_since_us is None:
+            robot.stalling_since_us = t_us
+        stalled_us = t_us - robot.stalling_since_us
+        if robot.alerted or stalled_us < p['stall_sec'] * 1e6:
+            return None
+        robot.alerted = True
+        self.count('stalls_total')
+        sensor = {**payload, 'command': robot.command, 'measured_mps': measured,
+                  'stalled_sec': stalled_us / 1e6}
+        return robot_detection(packet, EventType.ROBOT_STALLED.value, p['severity'], sensor=sensor)
+
+    def _measured_speed(self, robot: _Robot, payload: Mapping[str, Any], t_us: int) -> float | None:
+        if self.params.get('measured_from', 'pose') == 'twist':
+            speed = _number(payload.get('speed_mps'))
+            if speed is None:
+                self.count('no_speed_total')
+            return speed
+        x, y = _number(payload.get('x')), _number(payload.get('y'))
+        if x is None or y is None:
+            self.count('no_pose_total')
+            return None
+        before, before_us = robot.pose, robot.pose_us
+        robot.pose, robot.pose_us = (x, y), t_us
+        if before is None or before_us is None or t_us <= before_us:
+            return None  # the first pose (or one out of order) gives no speed yet
+        return math.hypot(x - before[0], y - before[1]) / ((t_us - before_us) / 1e6)
