@@ -15,6 +15,7 @@ parameters the containers list match the applied graph after each edit.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -244,3 +245,55 @@ def test_apply_inserts_removes_reconfigures_and_swaps_nodes_of_a_running_graph(t
     assert result['metrics']['edge.dedup.out->sink.in.transport_lost_total'] == 0
     assert result['metrics']['packets.dropped_total'] == 0, result['metrics']
     print(json.dumps({'duplicates_at_sink': sum(c - 1 for c in counts.values())}))
+
+
+SLOW = """
+    version: 2
+    namespace: /ap2
+    nodes:
+      - {id: src, plugin: SyntheticSource, config: {rate_hz: 200.0, count: 0, payload_bytes: 4}}
+      - {id: keep, kind: sink, plugin: JsonlSink, config: {path: TMP/keep.jsonl, body: payload}}
+      - {id: slow, kind: sink, plugin: 'runtime_test_plugins:MarkClosedSink',
+         config: {closed_marker: TMP/closed.txt, delay_sec: 0.5}}
+    edges:
+      - {from: src, to: keep}
+      - {from: src, to: slow, inbox: {max: 100}}
+"""
+
+
+def test_removing_a_node_that_cannot_drain_is_refused_unless_forced(tmp_path, ros_env):
+    plugins = Path(__file__).resolve().parents[1] / 'runtime_plugins'
+    env = {**ros_env, 'PYTHONPATH': f'{plugins}{os.pathsep}{ros_env.get("PYTHONPATH", "")}',
+           'SCHNITZEL_STREAM_PLUGIN_ALLOWLIST': 'runtime_test_plugins'}
+    text = textwrap.dedent(SLOW).replace('TMP', str(tmp_path))
+    v1 = _write(tmp_path, 'v1.yaml', text)
+    v2 = _write(tmp_path, 'v2.yaml', text.replace(
+        "  - {id: slow, kind: sink, plugin: 'runtime_test_plugins:MarkClosedSink',\n"
+        '     config: {closed_marker: ' + str(tmp_path) + '/closed.txt, delay_sec: 0.5}}\n', ''
+    ).replace('  - {from: src, to: slow, inbox: {max: 100}}\n', ''))
+    err = tmp_path / 'run.txt'
+    with err.open('w') as out:  # one container group: it runs in the runner's own process
+        run = processes.start(
+            [sys.executable, '-m', 'schnitzel_stream_ros', 'run', str(v1), '--duration', '90'],
+            env, stdout=subprocess.DEVNULL, stderr=out,
+        )
+    try:
+        deadline = time.monotonic() + 40
+        while len(_seqs(tmp_path / 'keep.jsonl')) < 400:  # by now slow's inbox is full
+            assert run.poll() is None and time.monotonic() < deadline, err.read_text()[-3000:]
+            time.sleep(0.1)
+        refused = _apply(v2, env)
+        assert refused.returncode == 1
+        assert "node 'slow' still holds" in refused.stderr
+        assert 'packets in its inbox after 2 s; apply with --force to drop them' in refused.stderr
+        assert not (tmp_path / 'closed.txt').exists()  # still loaded, still working
+        done = _apply(v2, env, '--force')
+        assert done.returncode == 0, done.stderr
+        assert 'remove node slow' in done.stdout
+        assert 'packets still waiting after the drain were dropped' in done.stdout  # said, counted
+        assert (tmp_path / 'closed.txt').read_text().startswith('consumed=')  # unloaded: close() ran
+        before = len(_seqs(tmp_path / 'keep.jsonl'))
+        time.sleep(1.0)
+        assert len(_seqs(tmp_path / 'keep.jsonl')) > before + 100  # the rest of the graph runs on
+    finally:
+        processes.stop(run, sig=signal.SIGTERM)
