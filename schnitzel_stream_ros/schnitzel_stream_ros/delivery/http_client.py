@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import unquote, urlsplit
 
-from schnitzel_stream_ros.delivery.http_wire import ClosedBeforeResponse, Response, WireConnection
+from schnitzel_stream_ros.delivery.http_wire import (
+    ClosedBeforeResponse,
+    Response,
+    UnsendableRequest,
+    WireConnection,
+)
+from schnitzel_stream_ros.delivery.idempotency_key import header_key
 from schnitzel_stream_ros.delivery.redact import mask_url
 
 _LOG = logging.getLogger('schnitzel_stream.delivery.http')
@@ -40,6 +46,7 @@ class Verdict(StrEnum):
     DELIVERED = 'delivered'  # 2xx: ack
     RETRY = 'retry'  # retry status or connection error: back off, try again
     REJECTED = 'rejected'  # any other answer: retrying cannot help -> dead letter
+    UNSENDABLE = 'unsendable'  # the request could not be written (nothing sent): a local fault
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,12 +147,16 @@ class HttpJsonClient:
         """Send one event. Never raises for network or HTTP trouble: the verdict says what to do."""
         headers = self._base_headers
         if idempotency_key and self.target.idempotency_header:
-            headers = {**headers, self.target.idempotency_header: idempotency_key}
+            headers = {**headers, self.target.idempotency_header: header_key(idempotency_key)}
         started = time.monotonic()
         for second_try in (False, True):
             reused = self._wire.reused
             try:
                 response = self._wire.request(self.target.method, self._path, headers, body)
+            except UnsendableRequest as exc:
+                return PostResult(
+                    Verdict.UNSENDABLE, None, f'not sent: {exc}'[:300], None, time.monotonic() - started
+                )
             except (ClosedBeforeResponse, ConnectionResetError, BrokenPipeError) as exc:
                 # A kept-alive connection the server had already closed: repeat once on a fresh
                 # one at once (if the request did arrive, the Idempotency-Key dedups it).

@@ -13,6 +13,7 @@ Everything else a server may send is handled by closing the connection after the
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 from dataclasses import dataclass
@@ -20,6 +21,14 @@ from dataclasses import dataclass
 MAX_HEAD = 64 * 1024
 MAX_KEPT_BODY = 64 * 1024  # we read error texts, not documents; larger bodies close the connection
 _RECV = 64 * 1024
+#: What may never appear in a request line or header: control characters (CR/LF end a header and
+#: start the next one; NUL and friends are refused by servers) and anything beyond ASCII.
+_UNSENDABLE = re.compile(r'[\x00-\x08\x0a-\x1f\x7f-\U0010ffff]')
+
+
+class UnsendableRequest(ValueError):
+    """The request cannot be written safely (a control or non-ASCII character in its head).
+    Raised before anything is sent; the connection stays usable."""
 
 
 class ProtocolError(OSError):
@@ -88,11 +97,16 @@ class WireConnection:
         """Send one request and read its response. Raises OSError on any transport problem
         (the connection is closed then); ClosedBeforeResponse when a kept-alive connection
         turned out to be closed by the server before it answered."""
+        head = [f'{method} {path} HTTP/1.1', f'Host: {self._host_header}', f'Content-Length: {len(body)}']
+        for name, value in headers.items():
+            if ':' in name or _UNSENDABLE.search(name) or _UNSENDABLE.search(value):
+                raise UnsendableRequest(f'header {name[:40]!r}: control or non-ASCII character refused')
+            head.append(f'{name}: {value}')
+        if _UNSENDABLE.search(method) or _UNSENDABLE.search(path) or ' ' in path:
+            raise UnsendableRequest(f'request line {method[:10]!r} {path[:60]!r}: refused')
+        data = ('\r\n'.join(head) + '\r\n\r\n').encode('ascii') + body
         if self._sock is None:
             self._sock = self._connect()
-        head = [f'{method} {path} HTTP/1.1', f'Host: {self._host_header}', f'Content-Length: {len(body)}']
-        head.extend(f'{name}: {value}' for name, value in headers.items())
-        data = ('\r\n'.join(head) + '\r\n\r\n').encode('latin-1') + body
         try:
             self._sock.sendall(data)
             response, keep_alive = self._read_response(method)

@@ -45,6 +45,7 @@ from schnitzel_stream_ros.delivery.errors import (
     QueueStorageError,
 )
 from schnitzel_stream_ros.delivery.group_commit import GroupCommitter, Txn, WriteOp
+from schnitzel_stream_ros.delivery.idempotency_key import wire_key
 from schnitzel_stream_ros.delivery.strict_json import to_json_text
 from schnitzel_stream_ros.packet import MetaKey, StreamPacket
 
@@ -517,7 +518,7 @@ class DurableQueue:
         if key is None or not str(key).strip():
             raw = packet.meta.get(MetaKey.IDEMPOTENCY_KEY)
             key = raw if raw is not None and str(raw).strip() else packet.packet_id
-        key = str(key).strip()
+        key = wire_key(str(key).strip())  # header-safe, the same on every retry
         size = len(payload_json) + len(meta_json)
         return (
             now_iso,
