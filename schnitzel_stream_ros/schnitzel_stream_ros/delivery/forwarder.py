@@ -126,10 +126,12 @@ class Forwarder:
                 'settle_errors_total',
                 'worker_errors_total',
                 'recovered_total',
+                'parked_total',
             ),
             0,
         )
         self.last_error = ''
+        self.parked_reason = ''  # set while delivery is parked by an auth/routing answer
         self._outage_started: float | None = None
         self.last_outage_sec = 0.0
         self._enqueue_rate = RateMeter()
@@ -196,10 +198,19 @@ class Forwarder:
             'enqueue_rate_per_sec': round(self._enqueue_rate.rate(), 1),
             'deliver_rate_per_sec': round(self._deliver_rate.rate(), 1),
             'last_outage_sec': round(self.last_outage_sec, 3),
+            'delivery_parked': 1 if self.parked_reason else 0,
+            'parked_reason': self.parked_reason,
             'last_error': self.last_error,
         }
 
     def _breaker_changed(self, old: BreakerState, new: BreakerState) -> None:
+        if new is BreakerState.CLOSED and self.parked_reason:
+            _LOG.warning(
+                'node %s: backend %s accepts again; delivery resumes',
+                self.queue.node_id,
+                self.target.masked_url,
+            )
+            self.parked_reason = ''
         if new is BreakerState.OPEN and old is BreakerState.CLOSED:
             self._outage_started = time.monotonic()
             _LOG.warning(
@@ -306,6 +317,8 @@ class Forwarder:
             return self.breaker.record_success()
         self._add('failed_total')
         self.last_error = result.error
+        if result.verdict is Verdict.PARKED:
+            return self._park(row, result)
         if result.verdict is Verdict.REJECTED:
             self.breaker.record_success()  # the backend is up and answering; only this event is bad
             self._add('rejected_total')
@@ -337,6 +350,25 @@ class Forwarder:
             'node %s: event %s %s; moved to dead letters', self.queue.node_id, row.idempotency_key, reason
         )
         outcomes.deads.append(DeadLetter(row.seq, reason, result.status))
+        return False
+
+    def _park(self, row: QueuedRow, result: PostResult) -> bool:
+        """An auth or routing answer (401/403/404...): the operator's mistake, not this event's.
+        Open the circuit at once (probes continue every breaker_open_sec), leave the row untouched
+        (the round gives it back, no attempt counted) and say so loudly once."""
+        self._add('parked_total')
+        first = not self.parked_reason
+        self.parked_reason = result.error
+        self.breaker.trip()
+        if first:
+            _LOG.error(
+                'node %s: delivery PARKED: %s -- check the token / URL; %d events stay queued and are '
+                'delivered once the backend accepts again (probing every %.1f s)',
+                self.queue.node_id,
+                result.error,
+                self.queue.depth(),
+                self.breaker.open_sec,
+            )
         return False
 
     def _settle(self, outcomes: _Outcomes, settled: set[int]) -> None:
