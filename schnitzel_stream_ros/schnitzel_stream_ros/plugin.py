@@ -190,6 +190,13 @@ class Plugin:
     def close(self) -> None:
         """Release what setup() took. Always called, also after errors."""
 
+    def backlog(self) -> int:
+        """Work this node accepted but has not finished on its own (a durable sink: events
+        committed but not yet delivered). When a finite run's sources end, the runtime keeps the
+        node running until this is 0 or the run's drain timeout passes, then reports what is left.
+        Called from another thread about every 0.2 s: keep it cheap; never raise."""
+        return 0
+
     # -- what authors call -----------------------------------------------------------------
     def emit(self, packet: StreamPacket, port: str = DEFAULT_OUTPUT) -> None:
         self.ctx.emit(packet, port)

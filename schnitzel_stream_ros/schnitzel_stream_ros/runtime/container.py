@@ -374,6 +374,7 @@ class Container:
                     for n in nodes
                     if n.source_worker is not None and n.source_worker.done.is_set()
                 },
+                'backlog': {n.get_name(): b for n in nodes if (b := n.host.backlog())},
                 'budget_used': self.budget.used,
                 'fatal': list(self.fatal),
                 'warnings': list(self.warnings),

@@ -124,6 +124,15 @@ class PluginHost:
                     f"node '{self.node_id}': close() failed: {type(exc).__name__}: {exc}"
                 ) from exc
 
+    def backlog(self) -> int:
+        """The plugin's backlog() (0 before setup, after close, or when it fails)."""
+        if self.plugin is None or self.closed:
+            return 0
+        try:
+            return max(0, int(self.plugin.backlog()))
+        except Exception:
+            return 0
+
     # -- data path -----------------------------------------------------------------------------
     def emit(self, packet: StreamPacket, port: str = DEFAULT_OUTPUT) -> None:
         """Count and route one packet the plugin produced."""

@@ -116,6 +116,16 @@ class DurableForwarderSink(Plugin):
             return None
         return durable_meta(packet, self.queue, seq, self.node_id, self.params['meta_key'])
 
+    def backlog(self) -> int:
+        """Accepted events not yet delivered: a finite run keeps this node running until 0."""
+        queue = self.queue
+        if queue is None or self.forwarder is None:
+            return 0
+        try:
+            return queue.depth()
+        except Exception:  # closing meanwhile
+            return 0
+
     def close(self) -> None:
         if self.forwarder is not None:
             if self.params['drain_on_close_sec'] > 0:
