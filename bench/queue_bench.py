@@ -2,6 +2,7 @@
 """Benchmark of the durable queue and the forwarder. Prints one JSON object.
 
     python bench/queue_bench.py [--events 40000] [--producers 1,16,32,64] [--deliver-events 20000]
+                                [--runtime-events 40000]
 
 Enqueue, all at synchronous=FULL on this machine's disk, in the same run:
   baseline            one row per transaction, one thread, plain sqlite3 (what a naive queue does)
@@ -9,6 +10,13 @@ Enqueue, all at synchronous=FULL on this machine's disk, in the same run:
                       the group committer shares commits between concurrent callers
   enqueue_many(100)   one call with 100 events (a node that hands over a batch)
 Latency p50/p99 are per call (= until the event is accepted).
+  runtime, 1 producer one producer node -> DurableForwarderSink through the real live runtime (one
+                      container in this process, inbox `block`), the forwarder delivering to the
+                      reference backend meanwhile. `batched`: the sink takes what waits in its inbox
+                      at once (Plugin.process_batch, one commit); baseline `per_packet`: the same
+                      path with one process() call and one commit per packet. commit p50/p99: per
+                      sink call (= until every packet of it is accepted); accept p50/p99: per packet
+                      from its emission to its commit.
 Delivery: a pre-filled queue drained by the Forwarder to the reference backend running in its own
 process (as in production), default settings vs a baseline of one worker claiming one row at a
 time (one claim + one ack transaction per event).
@@ -32,6 +40,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 from schnitzel_stream_ros.delivery.forwarder import Forwarder, ForwarderConfig
 from schnitzel_stream_ros.delivery.http_client import HttpTarget
@@ -39,6 +48,128 @@ from schnitzel_stream_ros.delivery.queue import DurableQueue
 from schnitzel_stream_ros.packet import StreamPacket
 
 GOALS = {'enqueue_per_sec': 10_000, 'enqueue_p99_ms': 5.0, 'deliver_per_sec': 5_000}
+BENCH_MODULE = 'queue_bench'
+RUNTIME_TIMEOUT_SEC = 120.0
+
+
+# -- one producer node through the live runtime ----------------------------------------------------
+from schnitzel_stream_ros.nodes.delivery.durable_forwarder_sink import DurableForwarderSink  # noqa: E402
+from schnitzel_stream_ros.plugin import Param, Plugin, Port, Role  # noqa: E402
+
+
+class EventSource(Plugin):
+    """Protocol-v0.2-shaped events as fast as the runtime takes them (the one producer)."""
+
+    ROLE = Role.SOURCE
+    INPUTS = ()
+    OUTPUTS = (Port('out', frozenset({'event'})),)
+    PARAMS = (
+        Param('count', int, 1000, 'events to emit', min=1),
+        Param('rate_hz', float, 0.0, 'offered rate (0 = as fast as the runtime takes them)', min=0.0),
+    )
+
+    def produce(self):
+        rate = self.params['rate_hz']
+        started = time.perf_counter()
+        for i in range(self.params['count']):
+            if self.stopping:
+                return
+            if rate:
+                ahead = started + i / rate - time.perf_counter()
+                if ahead > 0.001:  # sleep in >= 1 ms steps; the events of a step go out together
+                    time.sleep(ahead)
+            yield sample_event(i).with_meta(bench_t_ns=time.perf_counter_ns())
+
+
+class TimedSink(DurableForwarderSink):
+    """DurableForwarderSink with timings: per call (commit) and per packet (emission -> commit)."""
+
+    calls_ns: ClassVar[list[int]] = []
+    accept_ns: ClassVar[list[int]] = []
+    first_ns = 0
+    last_ns = 0
+
+    def _timed(self, packets, call):
+        t0 = time.perf_counter_ns()
+        out = call()
+        t1 = time.perf_counter_ns()
+        cls = type(self)
+        cls.calls_ns.append(t1 - t0)
+        cls.accept_ns.extend(t1 - p.meta['bench_t_ns'] for p in packets)
+        cls.first_ns = cls.first_ns or t0
+        cls.last_ns = t1
+        return out
+
+    def process(self, packet, port='in'):
+        return self._timed([packet], lambda: super(TimedSink, self).process(packet, port))
+
+    def process_batch(self, packets, port='in'):
+        return self._timed(packets, lambda: super(TimedSink, self).process_batch(packets, port))
+
+
+class TimedSinkPerPacket(TimedSink):
+    """The baseline: the runtime calls process() once per packet (one commit each)."""
+
+    process_batch = Plugin.process_batch
+
+
+def bench_runtime_producer(workdir: Path, url: str, count: int, sink: str, rate_hz: float = 0.0) -> dict:
+    import importlib
+
+    from schnitzel_stream_ros.graph.wiring import LoadRequest
+    from schnitzel_stream_ros.runtime.container_handles import LocalContainerHandle
+
+    # the container imports this file as the module BENCH_MODULE (not __main__): read its classes
+    sink_cls = getattr(importlib.import_module(BENCH_MODULE), sink)
+    sink_cls.calls_ns, sink_cls.accept_ns, sink_cls.first_ns, sink_cls.last_ns = [], [], 0, 0
+    handle = LocalContainerHandle('queue_bench', '/qb', executor='events', max_events=None, drain_timeout=5.0)
+    try:
+        source = LoadRequest(
+            'schnitzel_stream_ros',
+            f'{BENCH_MODULE}:EventSource',
+            'src',
+            '/qb',
+            (),
+            {'count': count, 'rate_hz': rate_hz},
+            'qb',
+        )
+        params = {
+            'path': str(workdir / f'runtime-{sink}.db'),
+            'url': url + '/events',
+            'inputs.in': ['/qb/src/out'],
+            'inbox.in.max': 4096,
+            'inbox.in.overflow': 'block',
+        }
+        deliver = LoadRequest(
+            'schnitzel_stream_ros', f'{BENCH_MODULE}:{sink}', 'deliver', '/qb', (), params, 'qb'
+        )
+        for request in (source, deliver):
+            result = handle.load(request)
+            assert result.success, result.error_message
+        deadline = time.monotonic() + RUNTIME_TIMEOUT_SEC
+        handle.start()
+        while len(sink_cls.accept_ns) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        handle.shutdown(5.0)
+    finally:
+        handle.close()
+    accepted = len(sink_cls.accept_ns)
+    elapsed = (sink_cls.last_ns - sink_cls.first_ns) / 1e9 if accepted else 0.0
+    calls = [ns / 1e9 for ns in sink_cls.calls_ns]
+    result = {
+        'sink': 'batched' if sink == 'TimedSink' else 'per_packet',
+        'offered_per_sec': rate_hz or 'unthrottled',
+        'events': count,
+        'accepted': accepted,
+        'accepted_per_sec': round(accepted / elapsed) if elapsed else 0,
+        'sink_calls': len(calls),
+        'packets_per_call': round(accepted / max(1, len(calls)), 1),
+    }
+    if accepted:
+        result.update({f'commit_{k}': v for k, v in percentiles(calls).items()})
+        accept = [ns / 1e9 for ns in sink_cls.accept_ns]
+        result.update({f'accept_{k}': v for k, v in percentiles(accept).items()})
+    return result
 
 
 def sample_event(i: int) -> StreamPacket:
@@ -216,8 +347,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--baseline-events', type=int, default=3_000)
     parser.add_argument('--producers', default='1,16,32,64')
     parser.add_argument('--deliver-events', type=int, default=20_000)
+    parser.add_argument(
+        '--runtime-events', type=int, default=40_000, help='events of the one-producer runtime run (0 = skip)'
+    )
     parser.add_argument('--dir', default=None, help='where the SQLite files go (default: a temp dir)')
     args = parser.parse_args(argv)
+    if args.runtime_events:
+        from schnitzel_stream_ros.testing.dds import lease_domain, localhost_env
+
+        os.environ['SCHNITZEL_STREAM_PLUGIN_ALLOWLIST'] = BENCH_MODULE  # the bench's own plugins
+        os.environ['RCUTILS_LOGGING_USE_STDOUT'] = '0'  # stdout is the JSON result
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        lease = lease_domain()
+        env = localhost_env(lease.domain_id)
+        os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE')})
     producers = [int(p) for p in args.producers.split(',')]
     events = [sample_event(i) for i in range(max(args.events, args.deliver_events))]
 
@@ -233,6 +376,19 @@ def main(argv: list[str] | None = None) -> int:
         many = bench_enqueue_many(workdir / 'many.db', events[: args.events], 100)
         backend, url = start_backend(workdir)
         try:
+            runtime: dict = {}
+            if args.runtime_events:
+                runtime = {
+                    'baseline_per_packet': bench_runtime_producer(
+                        workdir, url, min(args.runtime_events, args.baseline_events * 2), 'TimedSinkPerPacket'
+                    ),
+                    'batched_unthrottled': bench_runtime_producer(
+                        workdir, url, args.runtime_events, 'TimedSink'
+                    ),
+                    'batched_offered_10000_per_sec': bench_runtime_producer(
+                        workdir, url, args.runtime_events, 'TimedSink', rate_hz=GOALS['enqueue_per_sec']
+                    ),
+                }
             deliver_events = events[: args.deliver_events]
             delivery_baseline = bench_delivery(
                 workdir,
@@ -271,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             'speedup_enqueue_many_vs_baseline': round(many['events_per_sec'] / baseline['events_per_sec'], 1),
         },
+        'runtime_one_producer_into_durable_forwarder_sink': runtime,
         'delivery': {
             'baseline_1_worker_1_row': delivery_baseline,
             'default': delivery_default,
@@ -284,6 +441,16 @@ def main(argv: list[str] | None = None) -> int:
             ),
             'enqueue_many_per_sec': many['events_per_sec'] >= GOALS['enqueue_per_sec'],
             'deliver_per_sec': best_delivery['events_per_sec'] >= GOALS['deliver_per_sec'],
+            'one_producer_runtime_per_sec': bool(
+                runtime and runtime['batched_unthrottled']['accepted_per_sec'] >= GOALS['enqueue_per_sec']
+            ),
+            'one_producer_runtime_sustains_10000_per_sec_with_commit_p99': bool(
+                runtime
+                and runtime['batched_offered_10000_per_sec']['accepted_per_sec']
+                >= 0.97 * GOALS['enqueue_per_sec']
+                and runtime['batched_offered_10000_per_sec'].get('commit_p99_ms', 1e9)
+                <= GOALS['enqueue_p99_ms']
+            ),
         },
     }
     print(json.dumps(result, indent=2))

@@ -39,6 +39,7 @@ from typing import Any
 
 from schnitzel_stream_ros.delivery import quarantine
 from schnitzel_stream_ros.delivery.errors import (
+    BatchTooLargeError,
     DiskFullError,
     QueueClosedError,
     QueueFullError,
@@ -588,16 +589,17 @@ class DurableQueue:
                         self._space_cond.wait(min(0.25, max(0.0, deadline - self._mono())))
 
     def _refuse_never_fitting(self, rows: list[tuple[Any, ...]]) -> None:
+        error = BatchTooLargeError if len(rows) > 1 else QueueFullError
         if self.max_rows is not None and len(rows) > self.max_rows:
             self._count('refused_total', len(rows))
-            raise QueueFullError(
+            raise error(
                 f'node {self.node_id!r}: {len(rows)} events in one call exceed max_rows={self.max_rows}'
             )
         if self.max_bytes is not None:
             size = sum(r[9] for r in rows)
             if size > self.max_bytes:
                 self._count('refused_total', len(rows))
-                raise QueueFullError(
+                raise error(
                     f'node {self.node_id!r}: {size} bytes in one call exceed max_bytes={self.max_bytes}'
                 )
 

@@ -134,6 +134,24 @@ class Mailbox:
                 self._has_work.wait()
                 self._worker_waiting = False
 
+    def take_more(self, port: str, limit: int) -> list[Item]:
+        """Up to `limit` further items of `port` that arrived right after the one just taken, for
+        a node that handles batches (Plugin.process_batch). Arrival order holds: it stops at the
+        first packet of another port and before any pending control. The worker stays busy."""
+        taken: list[Item] = []
+        with self._lock:
+            order = self._order
+            while order and len(taken) < limit and not self._controls:
+                token_port, inbox = order[0]
+                if token_port != port:
+                    break
+                order.popleft()
+                if inbox.items:
+                    taken.append(inbox.items.popleft())
+            if taken and self._producers_waiting:
+                self._has_room.notify_all()
+        return taken
+
     def try_claim(self) -> bool:
         """Let the calling thread run the plugin now, inline, if the node is idle with nothing waiting.
 

@@ -163,6 +163,9 @@ class PluginHost:
                 f"node '{self.node_id}': process() failed on port '{port}' (packet {packet.packet_id}): "
                 f'{type(exc).__name__}: {exc}'
             ) from exc
+        self._route_outputs(out, 'process()')
+
+    def _route_outputs(self, out: Any, what: str) -> None:
         if out is None:
             return
         if isinstance(out, StreamPacket):
@@ -172,11 +175,33 @@ class PluginHost:
             packets = iter(out)
         except TypeError:
             raise PluginError(
-                f"node '{self.node_id}': process() returned {type(out).__name__}; expected None, a "
+                f"node '{self.node_id}': {what} returned {type(out).__name__}; expected None, a "
                 'StreamPacket or an iterable of them'
             ) from None
         for item in packets:
             self.emit(item)
+
+    @property
+    def handles_batches(self) -> bool:
+        """The plugin overrides Plugin.process_batch (the live runtime then hands it batches)."""
+        plugin = self.plugin
+        return plugin is not None and type(plugin).process_batch is not Plugin.process_batch
+
+    def handle_batch(self, packets: list[StreamPacket], port: str) -> None:
+        """Give several packets of one port to process_batch() and route what it returns."""
+        self.metrics.consumed += len(packets)
+        plugin = self.plugin
+        assert plugin is not None, 'setup() first'
+        try:
+            out = plugin.process_batch(packets, port)
+        except (PluginError, DeliveryError):
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"node '{self.node_id}': process_batch() failed on port '{port}' ({len(packets)} packets, "
+                f'first {packets[0].packet_id}): {type(exc).__name__}: {exc}'
+            ) from exc
+        self._route_outputs(out, 'process_batch()')
 
     def pull(self) -> bool:
         """Sources: take the next packet from produce() and emit it. False once the source is done.
