@@ -37,7 +37,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from schnitzel_stream_ros.delivery import quarantine
+from schnitzel_stream_ros.delivery import quarantine, salvage
 from schnitzel_stream_ros.delivery.errors import (
     BatchTooLargeError,
     DiskFullError,
@@ -145,6 +145,7 @@ LEDGER = (
     'redriven_total',
     'purged_total',
     'quarantined_total',
+    'salvaged_total',
 )
 
 
@@ -310,6 +311,7 @@ class DurableQueue:
                 'refused_total',
                 'disk_full_total',
                 'quarantined_total',
+                'salvaged_total',
                 'lease_expired_total',
                 'redriven_total',
                 'purged_total',
@@ -338,7 +340,7 @@ class DurableQueue:
         except sqlite3.Error as exc:
             raise QueueStorageError(f'node {node_id!r}: cannot open queue file {self.path}: {exc}') from exc
         if incident is not None:
-            self._record_incident(incident)
+            self._record_incident(incident, self._salvage_at_open(incident))
 
         self._committer = GroupCommitter(
             self._writer,
@@ -420,8 +422,134 @@ class DurableQueue:
                 conn.execute('ROLLBACK')
             raise
 
-    def _record_incident(self, moved: quarantine.Quarantined) -> None:
-        detail = {'original': str(moved.original), 'moved_to': str(moved.moved_to), 'reason': moved.reason}
+    def _salvage_at_open(self, moved: quarantine.Quarantined) -> dict[str, Any]:
+        """Copy what can be read of the quarantined file into the fresh one (before any other
+        writer: the committer does not run yet). Never raises: salvage is a bonus, the fresh queue
+        must start either way (the damaged file stays for `queue salvage` by hand)."""
+        try:
+            found = salvage.read_salvageable(moved.moved_to)
+            self._writer.execute('BEGIN IMMEDIATE')
+            try:
+                report = self._insert_salvaged(self._writer, found)
+                self._writer.execute(
+                    'UPDATE queue_counters SET value = value + CASE name '
+                    "WHEN 'depth_rows' THEN ? WHEN 'depth_bytes' THEN ? WHEN 'salvaged_total' THEN ? END "
+                    "WHERE name IN ('depth_rows', 'depth_bytes', 'salvaged_total')",
+                    (report['rows'], report['bytes'], report['rows'] + report['dead_letters']),
+                )
+                self._writer.execute('COMMIT')
+            except BaseException:
+                if self._writer.in_transaction:
+                    self._writer.execute('ROLLBACK')
+                raise
+        except Exception as exc:
+            _LOG.exception('node %s: salvage of %s failed', self.node_id, moved.moved_to)
+            return {'salvage_error': f'{type(exc).__name__}: {exc}'}
+        _LOG.error(
+            'node %s: salvaged %d queued events and %d dead letters from the damaged file %s (%d unreadable)',
+            self.node_id,
+            report['rows'],
+            report['dead_letters'],
+            moved.moved_to,
+            report['unreadable'],
+        )
+        self._count('salvaged_total', report['rows'] + report['dead_letters'])
+        return {f'salvaged_{k}': v for k, v in report.items() if k != 'bytes'}
+
+    def salvage(self, damaged: str | os.PathLike[str]) -> dict[str, Any]:
+        """Copy every readable row of another (damaged) queue file into this queue, keys kept:
+        queued rows stay queued (a key already here is skipped), dead letters stay dead letters.
+        Limits do not apply (these events were accepted already). The file is only read."""
+        found = salvage.read_salvageable(Path(damaged))
+
+        def op(txn: Txn) -> dict[str, Any]:
+            report = self._insert_salvaged(txn.conn, found)
+            txn.state['rows'] += report['rows']
+            txn.state['bytes'] += report['bytes']
+            self._bump(txn, 'depth_rows', report['rows'])
+            self._bump(txn, 'depth_bytes', report['bytes'])
+            self._bump(txn, 'salvaged_total', report['rows'] + report['dead_letters'])
+            return report
+
+        report = self._committer.run(op, weight=max(1, len(found.packets)))
+        self._count('salvaged_total', report['rows'] + report['dead_letters'])
+        with self._rows_cond:
+            self._rows_generation += 1
+            self._rows_cond.notify_all()
+        return report
+
+    def _insert_salvaged(self, conn: sqlite3.Connection, found: salvage.Salvaged) -> dict[str, Any]:
+        rows = size = duplicates = 0
+        for (
+            _seq,
+            enqueued_at,
+            enqueued_epoch,
+            key,
+            packet_id,
+            ts,
+            kind,
+            source_id,
+            payload_json,
+            meta_json,
+            size_bytes,
+            attempts,
+        ) in found.packets:
+            cur = conn.execute(
+                'INSERT INTO packets (enqueued_at, enqueued_epoch, idempotency_key, packet_id, ts, kind, '
+                'source_id, payload_json, meta_json, size_bytes, attempts) '
+                'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(idempotency_key) DO NOTHING',
+                (
+                    enqueued_at,
+                    enqueued_epoch or 0,
+                    key,
+                    packet_id,
+                    ts,
+                    kind,
+                    source_id,
+                    payload_json,
+                    meta_json,
+                    size_bytes or 0,
+                    attempts or 0,
+                ),
+            )
+            if cur.rowcount == 1:
+                rows += 1
+                size += size_bytes or 0
+            else:
+                duplicates += 1
+        for dead in found.dead_letters:
+            conn.execute(
+                f'INSERT INTO dead_letters ({", ".join(salvage.DEAD_COLUMNS)}) '
+                f'VALUES (NULL{", ?" * (len(salvage.DEAD_COLUMNS) - 1)})',
+                dead[1:],
+            )
+        if found.dead_letters:
+            # a dead letter's seq must never be reused by a future packet (dead-lettering copies
+            # with INSERT OR REPLACE by seq): move the packets sequence past them
+            conn.execute(
+                "INSERT INTO sqlite_sequence (name, seq) SELECT 'packets', 0 "
+                "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'packets')"
+            )
+            conn.execute(
+                'UPDATE sqlite_sequence SET seq = MAX(seq, (SELECT MAX(seq) FROM dead_letters)) '
+                "WHERE name = 'packets'"
+            )
+        return {
+            'rows': rows,
+            'bytes': size,
+            'dead_letters': len(found.dead_letters),
+            'duplicates': duplicates,
+            'unreadable': found.unreadable,
+            'problems': found.problems,
+        }
+
+    def _record_incident(self, moved: quarantine.Quarantined, salvaged: dict[str, Any]) -> None:
+        detail = {
+            'original': str(moved.original),
+            'moved_to': str(moved.moved_to),
+            'reason': moved.reason,
+            **salvaged,
+        }
         with contextlib.suppress(sqlite3.Error):
             self._writer.execute('BEGIN IMMEDIATE')
             self._writer.execute(

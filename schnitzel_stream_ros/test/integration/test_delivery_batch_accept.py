@@ -58,7 +58,8 @@ def _sink(tmp_path: Path, url: str, **params) -> PluginHost:
 
 
 def test_a_bad_packet_or_an_oversized_batch_never_refuses_its_neighbours(tmp_path):
-    host = _sink(tmp_path, 'http://127.0.0.1:9/events', max_rows=4, full_policy='refuse')  # nothing listens: rows stay
+    # nothing listens at port 9: the rows stay in the file
+    host = _sink(tmp_path, 'http://127.0.0.1:9/events', max_rows=4, full_policy='refuse')
     try:
         batch = [_event(0), _event(1), _event(2, payload={'bad': {1, 2}}), _event(3)]
         with pytest.raises(PluginError, match='1 of 4 packets refused, the others accepted'):
