@@ -47,7 +47,12 @@ from schnitzel_stream_ros.delivery.http_client import HttpTarget
 from schnitzel_stream_ros.delivery.queue import DurableQueue
 from schnitzel_stream_ros.packet import StreamPacket
 
-GOALS = {'enqueue_per_sec': 10_000, 'enqueue_p99_ms': 5.0, 'deliver_per_sec': 5_000}
+GOALS = {
+    'enqueue_per_sec': 10_000,
+    'enqueue_p99_ms': 5.0,
+    'deliver_per_sec': 5_000,
+    'deliver_two_segment_per_sec': 2_000,
+}
 BENCH_MODULE = 'queue_bench'
 RUNTIME_TIMEOUT_SEC = 120.0
 
@@ -312,6 +317,63 @@ def start_backend(workdir: Path) -> tuple[subprocess.Popen, str]:
     return proc, json.loads(proc.stdout.readline())['url']
 
 
+def serve_two_segments(port: int) -> None:
+    """A backend as many small real ones are: Python's http.server, answer written in two segments
+    (headers, then body), no TCP_NODELAY. Counts nothing; answers 201 to every POST."""
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = 'HTTP/1.1'
+
+        def do_POST(self) -> None:  # http.server's naming
+            self.rfile.read(int(self.headers.get('Content-Length', 0)))
+            body = b'{"status":"created"}'
+            self.send_response(201)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', port), Handler)
+    print(json.dumps({'url': f'http://127.0.0.1:{port}'}), flush=True)
+    server.serve_forever()
+
+
+def start_two_segment_backend() -> tuple[subprocess.Popen, str]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), '--serve-two-segments', str(free_port())]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True
+    )
+    ready, _, _ = select.select([proc.stdout], [], [], 15)
+    if not ready:
+        proc.kill()
+        raise SystemExit('bench: the two-segment backend did not start')
+    return proc, json.loads(proc.stdout.readline())['url']
+
+
+def bench_delivery_two_segments(workdir: Path, events: list[StreamPacket]) -> dict:
+    """Default forwarder settings against the two-segment backend, with TCP_QUICKACK (as shipped)
+    and, as the baseline, without it (the client before the fix: delayed ACKs stall each answer)."""
+    from schnitzel_stream_ros.delivery import http_wire
+
+    proc, url = start_two_segment_backend()
+    shipped = http_wire._TCP_QUICKACK
+    try:
+        http_wire._TCP_QUICKACK = None
+        baseline = bench_delivery(
+            workdir, url, events[: max(200, len(events) // 20)], 'twoseg-noqa', ForwarderConfig()
+        )
+        http_wire._TCP_QUICKACK = shipped
+        ours = bench_delivery(workdir, url, events, 'twoseg', ForwarderConfig())
+    finally:
+        http_wire._TCP_QUICKACK = shipped
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    return {'baseline_without_quickack': baseline, 'default_with_quickack': ours}
+
+
 def bench_delivery(
     workdir: Path, url: str, events: list[StreamPacket], name: str, config: ForwarderConfig
 ) -> dict:
@@ -350,8 +412,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         '--runtime-events', type=int, default=40_000, help='events of the one-producer runtime run (0 = skip)'
     )
+    parser.add_argument('--serve-two-segments', type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument('--dir', default=None, help='where the SQLite files go (default: a temp dir)')
     args = parser.parse_args(argv)
+    if args.serve_two_segments:
+        serve_two_segments(args.serve_two_segments)
+        return 0
     if args.runtime_events:
         from schnitzel_stream_ros.testing.dds import lease_domain, localhost_env
 
@@ -404,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             os.killpg(backend.pid, signal.SIGTERM)
             backend.wait(10)
+        two_segments = bench_delivery_two_segments(workdir, events[: args.deliver_events])
 
     best_enqueue = max(concurrent, key=lambda r: r['events_per_sec'])
     within_p99 = [r for r in concurrent if r['p99_ms'] <= GOALS['enqueue_p99_ms']]
@@ -432,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             'baseline_1_worker_1_row': delivery_baseline,
             'default': delivery_default,
             'concurrency_8_batch_256': delivery_wide,
+            'two_segment_backend': two_segments,
         },
         'goals': GOALS,
         'goals_met': {
@@ -441,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
             ),
             'enqueue_many_per_sec': many['events_per_sec'] >= GOALS['enqueue_per_sec'],
             'deliver_per_sec': best_delivery['events_per_sec'] >= GOALS['deliver_per_sec'],
+            'deliver_two_segment_per_sec': two_segments['default_with_quickack']['events_per_sec']
+            >= GOALS['deliver_two_segment_per_sec'],
             'one_producer_runtime_per_sec': bool(
                 runtime and runtime['batched_unthrottled']['accepted_per_sec'] >= GOALS['enqueue_per_sec']
             ),

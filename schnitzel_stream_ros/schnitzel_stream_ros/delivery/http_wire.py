@@ -13,6 +13,7 @@ Everything else a server may send is handled by closing the connection after the
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import ssl
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 MAX_HEAD = 64 * 1024
 MAX_KEPT_BODY = 64 * 1024  # we read error texts, not documents; larger bodies close the connection
 _RECV = 64 * 1024
+_TCP_QUICKACK = getattr(socket, 'TCP_QUICKACK', None)  # Linux only
 #: What may never appear in a request line or header: control characters (CR/LF end a header and
 #: start the next one; NUL and friends are refused by servers) and anything beyond ASCII.
 _UNSENDABLE = re.compile(r'[\x00-\x08\x0a-\x1f\x7f-\U0010ffff]')
@@ -119,9 +121,23 @@ class WireConnection:
             self.close()
         return response
 
+    def _quickack(self) -> None:
+        """Acknowledge what arrives at once instead of after the delayed-ACK timer (Linux).
+
+        A server that writes its answer in two segments (headers, then body: Python's http.server,
+        many small backends) without TCP_NODELAY holds the second one back (Nagle) until the first
+        is acknowledged -- and the client's kernel delays that ACK by ~40 ms. One exchange then
+        takes 40 ms and a worker manages 25 events/s. TCP_QUICKACK is not sticky (the kernel falls
+        back to delayed ACKs), so it is set again before every read of a response.
+        """
+        if _TCP_QUICKACK is not None and self._sock is not None:
+            with contextlib.suppress(OSError):  # a kernel without it: only the speed suffers
+                self._sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+
     # -- reading -------------------------------------------------------------------------------
     def _fill(self) -> bool:
         assert self._sock is not None
+        self._quickack()
         chunk = self._sock.recv(_RECV)
         if not chunk:
             return False
