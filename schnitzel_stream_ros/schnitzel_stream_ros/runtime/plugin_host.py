@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from schnitzel_stream_ros.graph.secrets import resolve_secrets
 from schnitzel_stream_ros.observability.metrics import NodeMetrics
 from schnitzel_stream_ros.observability.plugin_log import PluginLog
 from schnitzel_stream_ros.packet import StreamPacket
@@ -105,6 +106,9 @@ class PluginHost:
     def setup(self) -> None:
         """Instantiate the plugin and run its setup(); errors name the node."""
         try:
+            # secret references (${secret:NAME}) become values here, in the container process:
+            # the ROS parameters and launch files only ever hold the reference (graph/secrets.py)
+            self.ctx.params.update(resolve_secrets(self.ctx.params))
             self.plugin = self.plugin_cls(self.ctx)
             self.plugin.setup()
         except Exception as exc:
