@@ -321,7 +321,10 @@ class Container:
                 self._on_warning(f"node '{node.get_name()}': its thread did not stop (stuck in plugin code)")
         for node in nodes:
             try:
-                node.close()
+                if not node.close():
+                    self._on_warning(
+                        f"node '{node.get_name()}': close() deferred: it runs when the stuck call returns"
+                    )
             except PluginError as exc:
                 self._on_warning(str(exc))
 

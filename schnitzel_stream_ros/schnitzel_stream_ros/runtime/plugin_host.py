@@ -88,6 +88,11 @@ class PluginHost:
         self.plugin: Plugin | None = None
         self._packets: Iterator[StreamPacket | None] | None = None
         self.closed = False
+        # Held while plugin code runs (process, process_batch, produce): close() never runs the
+        # plugin's close() in the middle of one; if that call is stuck, closing is deferred to
+        # the moment it returns (close_deferred), on the thread that made it.
+        self._call_lock = threading.RLock()
+        self.close_deferred = False
 
     @property
     def params(self) -> dict[str, Any]:
@@ -114,11 +119,29 @@ class PluginHost:
         except Exception as exc:
             raise PluginError(f"node '{self.node_id}': setup() failed: {type(exc).__name__}: {exc}") from exc
 
-    def close(self) -> None:
-        """Run the plugin's close() once (also after errors); errors name the node."""
+    def close(self, wait_sec: float = 0.0) -> bool:
+        """Run the plugin's close() once (also after errors); errors name the node.
+
+        Never while plugin code of this node runs on another thread: waits up to `wait_sec` for it,
+        then defers -- the running call closes the plugin when it returns -- and returns False.
+        """
+        if not self._call_lock.acquire(timeout=wait_sec) if wait_sec > 0 else not self._call_lock.acquire(
+            blocking=False
+        ):
+            self.close_deferred = True
+            if not self._call_lock.acquire(blocking=False):  # it may have returned meanwhile
+                return False
+        try:
+            self._close_plugin()
+        finally:
+            self._call_lock.release()
+        return True
+
+    def _close_plugin(self) -> None:
         if self.closed:
             return
         self.closed = True
+        self.close_deferred = False
         self.discard_source()
         if self.plugin is not None:
             try:
@@ -127,6 +150,19 @@ class PluginHost:
                 raise PluginError(
                     f"node '{self.node_id}': close() failed: {type(exc).__name__}: {exc}"
                 ) from exc
+
+    def _close_if_deferred(self) -> None:
+        """After a call returned: the close() that could not run during it runs now."""
+        if not self._call_lock.acquire(blocking=False):
+            return
+        try:
+            if self.close_deferred:
+                self._close_plugin()
+                self.ctx.logger.warning(f"node '{self.node_id}': closed after its stuck call returned")
+        except PluginError as exc:
+            self.ctx.logger.error(str(exc))
+        finally:
+            self._call_lock.release()
 
     def backlog(self) -> int:
         """The plugin's backlog() (0 before setup, after close, or when it fails)."""
@@ -155,6 +191,14 @@ class PluginHost:
 
     def handle(self, packet: StreamPacket, port: str) -> None:
         """Give one packet to process() and route what it returns to the default output."""
+        try:
+            with self._call_lock:
+                self._handle(packet, port)
+        finally:
+            if self.close_deferred:
+                self._close_if_deferred()
+
+    def _handle(self, packet: StreamPacket, port: str) -> None:
         self.metrics.consumed += 1
         plugin = self.plugin
         assert plugin is not None, 'setup() first'
@@ -193,6 +237,14 @@ class PluginHost:
 
     def handle_batch(self, packets: list[StreamPacket], port: str) -> None:
         """Give several packets of one port to process_batch() and route what it returns."""
+        try:
+            with self._call_lock:
+                self._handle_batch(packets, port)
+        finally:
+            if self.close_deferred:
+                self._close_if_deferred()
+
+    def _handle_batch(self, packets: list[StreamPacket], port: str) -> None:
         self.metrics.consumed += len(packets)
         plugin = self.plugin
         assert plugin is not None, 'setup() first'
@@ -212,6 +264,14 @@ class PluginHost:
 
         A source may yield None ("nothing this time") to stay responsive without emitting.
         """
+        try:
+            with self._call_lock:
+                return self._pull()
+        finally:
+            if self.close_deferred:
+                self._close_if_deferred()
+
+    def _pull(self) -> bool:
         if self._packets is None:
             plugin = self.plugin
             assert plugin is not None, 'setup() first'
@@ -237,6 +297,10 @@ class PluginHost:
 
     def discard_source(self) -> None:
         """Sources: close the current produce() generator; the next pull() calls produce() afresh."""
+        with self._call_lock:
+            self._discard_source()
+
+    def _discard_source(self) -> None:
         if self._packets is None:
             return
         close_gen = getattr(self._packets, 'close', None)

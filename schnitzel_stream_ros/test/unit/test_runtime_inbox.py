@@ -275,3 +275,50 @@ def test_the_input_worker_hands_waiting_packets_to_process_batch_in_order():
     assert [x for call in calls for x in call] == list(range(301))  # all, once, in order
     assert calls[0] == [0] and len(calls) <= 3  # the 300 that waited came as one batch (or two)
     assert host.metrics.consumed == 301
+
+
+def test_offer_nowait_never_waits_on_a_full_block_inbox_it_spills_then_counts_drops():
+    box = Mailbox('n')
+    token = box.add_inbox('in', Inbox('n.in', 2, 'block'))
+    edge = EdgeMetrics('/t', 'n', 'in')
+    t0 = time.monotonic()
+    for i in range(7):  # 2 in the inbox, 2 in the spill, 3 dropped -- and no call waits
+        box.offer_nowait(token, _item(edge, i))
+    assert time.monotonic() - t0 < 0.1
+    inbox = box.inboxes['in']
+    assert (len(inbox.items), len(inbox.spill), inbox.dropped_new) == (2, 2, 3)
+    assert (edge.packets, edge.dropped) == (7, 3)
+    assert not box.idle
+    taken = [box.take()[1][0].payload for _ in range(4)]  # spilled packets move in, in order
+    assert taken == [0, 1, 2, 3]
+    box.done()
+    assert box.idle and not inbox.spill
+
+
+def test_a_close_while_process_runs_is_deferred_until_it_returns():
+    from schnitzel_stream_ros.plugin import Plugin
+    from schnitzel_stream_ros.runtime.plugin_host import PluginHost
+
+    inside, release = threading.Event(), threading.Event()
+    events: list[str] = []
+
+    class Stuck(Plugin):
+        def process(self, packet, port='in'):
+            events.append('process start')
+            inside.set()
+            release.wait(5)
+            events.append('process end')
+
+        def close(self):
+            events.append('close')
+
+    host = PluginHost('stuck', Stuck, {}, is_source=False, is_sink=True)
+    host.setup()
+    worker = threading.Thread(target=host.handle, args=(StreamPacket.new('raw', 's', 1), 'in'))
+    worker.start()
+    assert inside.wait(5)
+    assert host.close(wait_sec=0.05) is False  # deferred, not run under the running process()
+    assert events == ['process start']
+    release.set()
+    worker.join(5)
+    assert events == ['process start', 'process end', 'close'] and host.closed
