@@ -5,7 +5,7 @@ each Idempotency-Key once (SQLite), and reports what it saw:
   GET  /stats              {"unique", "duplicates", "total_posts", "faulted_posts", "invalid_posts", "mode"}
   GET  /events?limit=&after=  stored events in arrival order (paged by id)
   GET  /healthz            {"ok": true}
-  POST /control            {"mode": "ok|5xx|4xx|429|400|slow", "status": 503, "delay_ms": 0,
+  POST /control            {"mode": "ok|5xx|4xx|429|400|slow|two_segments", "status": 503, "delay_ms": 0,
                             "retry_after": null, "count": null}  -> fault injection for tests
   POST <any other path>    an event: 201 new, 200 duplicate, 400 body is not JSON
 
@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 from dataclasses import asdict, dataclass
@@ -53,7 +54,7 @@ _REASONS = {
     503: 'Service Unavailable',
     504: 'Gateway Timeout',
 }
-MODES = ('ok', '5xx', '4xx', '429', '400', 'slow')
+MODES = ('ok', '5xx', '4xx', '429', '400', 'slow', 'two_segments')
 
 
 @dataclass
@@ -191,9 +192,16 @@ class _Connection(asyncio.Protocol):
         keep_alive = connection != 'close' if version == 'HTTP/1.1' else connection == 'keep-alive'
         return _Request(method.upper(), target, headers, body, keep_alive)
 
-    def reply(self, data: bytes, keep_alive: bool) -> None:
+    def reply(self, data: bytes, keep_alive: bool, two_segments: bool = False) -> None:
         if self.closing or self.transport is None or self.transport.is_closing():
             return
+        if two_segments:  # as http.server does it: headers, then body, Nagle on (tests)
+            sock = self.transport.get_extra_info('socket')
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+            split = data.find(b'\r\n\r\n') + 4
+            self.transport.write(data[:split])
+            data = data[split:]
         self.transport.write(data)
         if not keep_alive:
             self.closing = True
@@ -343,7 +351,7 @@ class BackendServer:
             if fault.mode == 'slow' and fault.delay_ms > 0:
                 self._loop.call_later(fault.delay_ms / 1000.0, conn.reply, data, request.keep_alive)
             else:
-                conn.reply(data, request.keep_alive)
+                conn.reply(data, request.keep_alive, two_segments=fault.mode == 'two_segments')
 
 
 class RunningBackend:
