@@ -367,15 +367,69 @@ def bench_delivery_two_segments(workdir: Path, events: list[StreamPacket]) -> di
         )
         http_wire._TCP_QUICKACK = shipped
         ours = bench_delivery(workdir, url, events, 'twoseg', ForwarderConfig())
+        library = bench_delivery(
+            workdir,
+            url,
+            events[: max(200, len(events) // 20)],
+            'twoseg-urllib3',
+            ForwarderConfig(),
+            client='urllib3',
+        )
     finally:
         http_wire._TCP_QUICKACK = shipped
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
-    return {'baseline_without_quickack': baseline, 'default_with_quickack': ours}
+    return {'baseline_without_quickack': baseline, 'default_with_quickack': ours, 'urllib3_client': library}
+
+
+class Urllib3JsonClient:
+    """The forwarder's client interface over urllib3 (one kept-alive connection per worker), with
+    the same verdicts: what the forwarder would ship if it used the library."""
+
+    def __init__(self, target: HttpTarget) -> None:
+        import urllib3
+
+        from schnitzel_stream_ros.delivery.http_client import HttpJsonClient
+
+        self._judge_with = HttpJsonClient(target)  # verdict rules and headers: the same as ours
+        parts = urllib3.util.parse_url(target.url)
+        self._pool = urllib3.HTTPConnectionPool(
+            parts.host, parts.port, maxsize=1, block=True, timeout=target.timeout_sec, retries=False
+        )
+        self._path = parts.request_uri
+        self._headers = dict(self._judge_with._base_headers)
+        self._header_name = target.idempotency_header
+
+    def post(self, body: bytes, key: str | None):
+        import urllib3
+
+        from schnitzel_stream_ros.delivery.http_client import PostResult, Verdict
+        from schnitzel_stream_ros.delivery.http_wire import Response
+        from schnitzel_stream_ros.delivery.idempotency_key import header_key
+
+        headers = dict(self._headers)
+        if key:
+            headers[self._header_name] = header_key(key)
+        started = time.monotonic()
+        try:
+            answer = self._pool.urlopen('POST', self._path, body=body, headers=headers, preload_content=True)
+        except urllib3.exceptions.HTTPError as exc:
+            return PostResult(Verdict.RETRY, None, str(exc)[:300], None, time.monotonic() - started)
+        response = Response(answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.data)
+        return self._judge_with._judge(response, started)
+
+    def close(self) -> None:
+        self._pool.close()
+        self._judge_with.close()
 
 
 def bench_delivery(
-    workdir: Path, url: str, events: list[StreamPacket], name: str, config: ForwarderConfig
+    workdir: Path,
+    url: str,
+    events: list[StreamPacket],
+    name: str,
+    config: ForwarderConfig,
+    client: str = 'ours',
 ) -> dict:
     path = workdir / f'deliver-{name}.db'
     queue = DurableQueue(path)
@@ -383,7 +437,9 @@ def bench_delivery(
         queue.enqueue_many(
             events[i : i + 1000], [f'{name}:{p.idempotency_key}' for p in events[i : i + 1000]]
         )
-    forwarder = Forwarder(queue, HttpTarget(url + '/events'), config)
+    target = HttpTarget(url + '/events')
+    factory = (lambda: Urllib3JsonClient(target)) if client == 'urllib3' else None
+    forwarder = Forwarder(queue, target, config, client_factory=factory)
     started = time.perf_counter()
     forwarder.start()
     drained = forwarder.wait_idle(600, poll_sec=0.005)
@@ -393,6 +449,7 @@ def bench_delivery(
     queue.close()
     return {
         'name': name,
+        'client': client,
         'concurrency': config.concurrency,
         'batch_size': config.batch_size,
         'events': len(events),
@@ -464,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
                 ForwarderConfig(concurrency=1, batch_size=1),
             )
             delivery_default = bench_delivery(workdir, url, deliver_events, 'default', ForwarderConfig())
+            delivery_urllib3 = bench_delivery(
+                workdir, url, deliver_events, 'urllib3', ForwarderConfig(), client='urllib3'
+            )
             delivery_wide = bench_delivery(
                 workdir, url, deliver_events, 'wide', ForwarderConfig(concurrency=8, batch_size=256)
             )
@@ -498,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         'delivery': {
             'baseline_1_worker_1_row': delivery_baseline,
             'default': delivery_default,
+            'default_with_urllib3_client': delivery_urllib3,
             'concurrency_8_batch_256': delivery_wide,
             'two_segment_backend': two_segments,
         },

@@ -9,6 +9,8 @@ implements exactly that slice, on the stdlib `socket` and `ssl` modules:
   response: status line, headers, body by Content-Length, chunked, or read-to-close; 1xx skipped
   keep-alive per HTTP/1.1 rules (`Connection: close`, HTTP/1.0 without keep-alive)
 Everything else a server may send is handled by closing the connection after the exchange.
+The same-run measurement behind this choice (urllib3 vs this client) is in bench/queue_bench.py and
+docs/delivery.md; the parser is fuzzed in test/unit/test_http_wire_fuzz.py.
 """
 
 from __future__ import annotations
