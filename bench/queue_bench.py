@@ -118,7 +118,9 @@ class TimedSinkPerPacket(TimedSink):
     process_batch = Plugin.process_batch
 
 
-def bench_runtime_producer(workdir: Path, url: str, count: int, sink: str, rate_hz: float = 0.0) -> dict:
+def bench_runtime_producer(
+    workdir: Path, url: str, count: int, sink: str, rate_hz: float = 0.0, deliver: bool = True
+) -> dict:
     import importlib
 
     from schnitzel_stream_ros.graph.wiring import LoadRequest
@@ -139,16 +141,18 @@ def bench_runtime_producer(workdir: Path, url: str, count: int, sink: str, rate_
             'qb',
         )
         params = {
-            'path': str(workdir / f'runtime-{sink}.db'),
-            'url': url + '/events',
+            'path': str(workdir / f'runtime-{sink}-{rate_hz:g}-{deliver}.db'),  # a fresh queue each run
+            # deliver=False: nothing listens at port 9, the breaker stays open: enqueue alone
+            'url': (url if deliver else 'http://127.0.0.1:9') + '/events',
+            'breaker_open_sec': 1.0 if deliver else 3600.0,
             'inputs.in': ['/qb/src/out'],
             'inbox.in.max': 4096,
             'inbox.in.overflow': 'block',
         }
-        deliver = LoadRequest(
+        sink_request = LoadRequest(
             'schnitzel_stream_ros', f'{BENCH_MODULE}:{sink}', 'deliver', '/qb', (), params, 'qb'
         )
-        for request in (source, deliver):
+        for request in (source, sink_request):
             result = handle.load(request)
             assert result.success, result.error_message
         deadline = time.monotonic() + RUNTIME_TIMEOUT_SEC
@@ -164,6 +168,7 @@ def bench_runtime_producer(workdir: Path, url: str, count: int, sink: str, rate_
     result = {
         'sink': 'batched' if sink == 'TimedSink' else 'per_packet',
         'offered_per_sec': rate_hz or 'unthrottled',
+        'forwarder_delivering_meanwhile': deliver,
         'events': count,
         'accepted': accepted,
         'accepted_per_sec': round(accepted / elapsed) if elapsed else 0,
@@ -510,6 +515,14 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                     'batched_offered_10000_per_sec': bench_runtime_producer(
                         workdir, url, args.runtime_events, 'TimedSink', rate_hz=GOALS['enqueue_per_sec']
+                    ),
+                    'info_batched_offered_10000_per_sec_no_delivery': bench_runtime_producer(
+                        workdir,
+                        url,
+                        args.runtime_events,
+                        'TimedSink',
+                        rate_hz=GOALS['enqueue_per_sec'],
+                        deliver=False,
                     ),
                 }
             deliver_events = events[: args.deliver_events]
