@@ -8,6 +8,8 @@ An external subscriber is a separate plain-rclpy process (test/runtime_plugins/e
 
 from __future__ import annotations
 
+import base64
+import http.server
 import json
 import os
 import signal
@@ -16,16 +18,20 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import rclpy
 from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode
-from rcl_interfaces.srv import DescribeParameters, SetParameters
+from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
+from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
+from schnitzel_stream_ros.codec.packet_codec import encode_packet
+from schnitzel_stream_ros.packet import StreamPacket
 from schnitzel_stream_ros.runtime.container_handles import container_command
 from schnitzel_stream_ros.testing import processes
 
@@ -106,6 +112,7 @@ def plugin_env(ros_env):
         **ros_env,
         'PYTHONPATH': f'{PLUGINS_DIR}{os.pathsep}{ros_env.get("PYTHONPATH", "")}',
         'SCHNITZEL_STREAM_PLUGIN_ALLOWLIST': 'runtime_test_plugins',
+        'SITE_BACKEND_PW': 's3cret-of-the-site',  # only the container process has it
     }
 
 
@@ -260,3 +267,48 @@ def test_outside_listener_gets_packets_and_nobody_listening_means_no_serialisati
         return client.report()['transport']['dds_published_total'] == first
 
     _wait_for(settled, what='publishing to stop after the listener left')
+
+
+class _AuthRecorder(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    seen: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:  # http.server's naming
+        self.rfile.read(int(self.headers.get('Content-Length', 0)))
+        type(self).seen.append(self.headers.get('Authorization', ''))
+        self.send_response(201)
+        self.send_header('Content-Length', '2')
+        self.end_headers()
+        self.wfile.write(b'{}')
+
+    def log_message(self, *_args) -> None:
+        pass
+
+
+def test_a_secret_is_a_reference_in_the_ros_parameter_and_a_value_only_in_the_plugin(
+    container, client, tmp_path
+):
+    """Issue 11, item 6: what `ros2 param get` shows is the reference, never the password."""
+    _AuthRecorder.seen = []
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _AuthRecorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f'http://op:${{secret:SITE_BACKEND_PW}}@127.0.0.1:{server.server_address[1]}/events'
+    try:
+        loaded = client.load(
+            'schnitzel_stream_ros.nodes.delivery.durable_forwarder_sink:DurableForwarderSink',
+            'deliver',
+            {'path': str(tmp_path / 'q.db'), 'url': url, 'inputs.in': ['/t/events']},
+        )
+        assert loaded.success, loaded.error_message
+        got = client.call(GetParameters, '/t/deliver/get_parameters', GetParameters.Request(names=['url']))
+        assert got.values[0].string_value == url  # the reference, as anyone on the domain reads it
+        publisher = client.node.create_publisher(StreamPacketMsg, '/t/events', 10)
+        event = StreamPacket.new('event', 'cam0', {'i': 1}, meta={'idempotency_key': 'secret-test-1'})
+        _wait_for(lambda: publisher.get_subscription_count() > 0, what='the node subscribed')
+        publisher.publish(encode_packet(event))
+        _wait_for(lambda: _AuthRecorder.seen, what='a POST at the backend')
+    finally:
+        server.shutdown()
+        server.server_close()
+    expected = 'Basic ' + base64.b64encode(b'op:s3cret-of-the-site').decode()
+    assert _AuthRecorder.seen[0] == expected  # the plugin had the value
