@@ -2,6 +2,7 @@
 """Benchmark of the durable queue and the forwarder. Prints one JSON object.
 
     python bench/queue_bench.py [--events 40000] [--producers 1,16,32,64] [--deliver-events 20000]
+                                [--runtime-events 40000]
 
 Enqueue, all at synchronous=FULL on this machine's disk, in the same run:
   baseline            one row per transaction, one thread, plain sqlite3 (what a naive queue does)
@@ -9,6 +10,13 @@ Enqueue, all at synchronous=FULL on this machine's disk, in the same run:
                       the group committer shares commits between concurrent callers
   enqueue_many(100)   one call with 100 events (a node that hands over a batch)
 Latency p50/p99 are per call (= until the event is accepted).
+  runtime, 1 producer one producer node -> DurableForwarderSink through the real live runtime (one
+                      container in this process, inbox `block`), the forwarder delivering to the
+                      reference backend meanwhile. `batched`: the sink takes what waits in its inbox
+                      at once (Plugin.process_batch, one commit); baseline `per_packet`: the same
+                      path with one process() call and one commit per packet. commit p50/p99: per
+                      sink call (= until every packet of it is accepted); accept p50/p99: per packet
+                      from its emission to its commit.
 Delivery: a pre-filled queue drained by the Forwarder to the reference backend running in its own
 process (as in production), default settings vs a baseline of one worker claiming one row at a
 time (one claim + one ack transaction per event).
@@ -32,13 +40,146 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 from schnitzel_stream_ros.delivery.forwarder import Forwarder, ForwarderConfig
 from schnitzel_stream_ros.delivery.http_client import HttpTarget
 from schnitzel_stream_ros.delivery.queue import DurableQueue
 from schnitzel_stream_ros.packet import StreamPacket
 
-GOALS = {'enqueue_per_sec': 10_000, 'enqueue_p99_ms': 5.0, 'deliver_per_sec': 5_000}
+GOALS = {
+    'enqueue_per_sec': 10_000,
+    'enqueue_p99_ms': 5.0,
+    'deliver_per_sec': 5_000,
+    'deliver_two_segment_per_sec': 2_000,
+}
+BENCH_MODULE = 'queue_bench'
+RUNTIME_TIMEOUT_SEC = 120.0
+
+
+# -- one producer node through the live runtime ----------------------------------------------------
+from schnitzel_stream_ros.nodes.delivery.durable_forwarder_sink import DurableForwarderSink  # noqa: E402
+from schnitzel_stream_ros.plugin import Param, Plugin, Port, Role  # noqa: E402
+
+
+class EventSource(Plugin):
+    """Protocol-v0.2-shaped events as fast as the runtime takes them (the one producer)."""
+
+    ROLE = Role.SOURCE
+    INPUTS = ()
+    OUTPUTS = (Port('out', frozenset({'event'})),)
+    PARAMS = (
+        Param('count', int, 1000, 'events to emit', min=1),
+        Param('rate_hz', float, 0.0, 'offered rate (0 = as fast as the runtime takes them)', min=0.0),
+    )
+
+    def produce(self):
+        rate = self.params['rate_hz']
+        started = time.perf_counter()
+        for i in range(self.params['count']):
+            if self.stopping:
+                return
+            if rate:
+                ahead = started + i / rate - time.perf_counter()
+                if ahead > 0.001:  # sleep in >= 1 ms steps; the events of a step go out together
+                    time.sleep(ahead)
+            yield sample_event(i).with_meta(bench_t_ns=time.perf_counter_ns())
+
+
+class TimedSink(DurableForwarderSink):
+    """DurableForwarderSink with timings: per call (commit) and per packet (emission -> commit)."""
+
+    calls_ns: ClassVar[list[int]] = []
+    accept_ns: ClassVar[list[int]] = []
+    first_ns = 0
+    last_ns = 0
+
+    def _timed(self, packets, call):
+        t0 = time.perf_counter_ns()
+        out = call()
+        t1 = time.perf_counter_ns()
+        cls = type(self)
+        cls.calls_ns.append(t1 - t0)
+        cls.accept_ns.extend(t1 - p.meta['bench_t_ns'] for p in packets)
+        cls.first_ns = cls.first_ns or t0
+        cls.last_ns = t1
+        return out
+
+    def process(self, packet, port='in'):
+        return self._timed([packet], lambda: super(TimedSink, self).process(packet, port))
+
+    def process_batch(self, packets, port='in'):
+        return self._timed(packets, lambda: super(TimedSink, self).process_batch(packets, port))
+
+
+class TimedSinkPerPacket(TimedSink):
+    """The baseline: the runtime calls process() once per packet (one commit each)."""
+
+    process_batch = Plugin.process_batch
+
+
+def bench_runtime_producer(
+    workdir: Path, url: str, count: int, sink: str, rate_hz: float = 0.0, deliver: bool = True
+) -> dict:
+    import importlib
+
+    from schnitzel_stream_ros.graph.wiring import LoadRequest
+    from schnitzel_stream_ros.runtime.container_handles import LocalContainerHandle
+
+    # the container imports this file as the module BENCH_MODULE (not __main__): read its classes
+    sink_cls = getattr(importlib.import_module(BENCH_MODULE), sink)
+    sink_cls.calls_ns, sink_cls.accept_ns, sink_cls.first_ns, sink_cls.last_ns = [], [], 0, 0
+    handle = LocalContainerHandle('queue_bench', '/qb', executor='events', max_events=None, drain_timeout=5.0)
+    try:
+        source = LoadRequest(
+            'schnitzel_stream_ros',
+            f'{BENCH_MODULE}:EventSource',
+            'src',
+            '/qb',
+            (),
+            {'count': count, 'rate_hz': rate_hz},
+            'qb',
+        )
+        params = {
+            'path': str(workdir / f'runtime-{sink}-{rate_hz:g}-{deliver}.db'),  # a fresh queue each run
+            # deliver=False: nothing listens at port 9, the breaker stays open: enqueue alone
+            'url': (url if deliver else 'http://127.0.0.1:9') + '/events',
+            'breaker_open_sec': 1.0 if deliver else 3600.0,
+            'inputs.in': ['/qb/src/out'],
+            'inbox.in.max': 4096,
+            'inbox.in.overflow': 'block',
+        }
+        sink_request = LoadRequest(
+            'schnitzel_stream_ros', f'{BENCH_MODULE}:{sink}', 'deliver', '/qb', (), params, 'qb'
+        )
+        for request in (source, sink_request):
+            result = handle.load(request)
+            assert result.success, result.error_message
+        deadline = time.monotonic() + RUNTIME_TIMEOUT_SEC
+        handle.start()
+        while len(sink_cls.accept_ns) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        handle.shutdown(5.0)
+    finally:
+        handle.close()
+    accepted = len(sink_cls.accept_ns)
+    elapsed = (sink_cls.last_ns - sink_cls.first_ns) / 1e9 if accepted else 0.0
+    calls = [ns / 1e9 for ns in sink_cls.calls_ns]
+    result = {
+        'sink': 'batched' if sink == 'TimedSink' else 'per_packet',
+        'offered_per_sec': rate_hz or 'unthrottled',
+        'forwarder_delivering_meanwhile': deliver,
+        'events': count,
+        'accepted': accepted,
+        'accepted_per_sec': round(accepted / elapsed) if elapsed else 0,
+        'sink_calls': len(calls),
+        'packets_per_call': round(accepted / max(1, len(calls)), 1),
+    }
+    if accepted:
+        result.update({f'commit_{k}': v for k, v in percentiles(calls).items()})
+        accept = [ns / 1e9 for ns in sink_cls.accept_ns]
+        result.update({f'accept_{k}': v for k, v in percentiles(accept).items()})
+    return result
 
 
 def sample_event(i: int) -> StreamPacket:
@@ -181,8 +322,119 @@ def start_backend(workdir: Path) -> tuple[subprocess.Popen, str]:
     return proc, json.loads(proc.stdout.readline())['url']
 
 
+def serve_two_segments(port: int) -> None:
+    """A backend as many small real ones are: Python's http.server, answer written in two segments
+    (headers, then body), no TCP_NODELAY. Counts nothing; answers 201 to every POST."""
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = 'HTTP/1.1'
+
+        def do_POST(self) -> None:  # http.server's naming
+            self.rfile.read(int(self.headers.get('Content-Length', 0)))
+            body = b'{"status":"created"}'
+            self.send_response(201)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', port), Handler)
+    print(json.dumps({'url': f'http://127.0.0.1:{port}'}), flush=True)
+    server.serve_forever()
+
+
+def start_two_segment_backend() -> tuple[subprocess.Popen, str]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), '--serve-two-segments', str(free_port())]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True
+    )
+    ready, _, _ = select.select([proc.stdout], [], [], 15)
+    if not ready:
+        proc.kill()
+        raise SystemExit('bench: the two-segment backend did not start')
+    return proc, json.loads(proc.stdout.readline())['url']
+
+
+def bench_delivery_two_segments(workdir: Path, events: list[StreamPacket]) -> dict:
+    """Default forwarder settings against the two-segment backend, with TCP_QUICKACK (as shipped)
+    and, as the baseline, without it (the client before the fix: delayed ACKs stall each answer)."""
+    from schnitzel_stream_ros.delivery import http_wire
+
+    proc, url = start_two_segment_backend()
+    shipped = http_wire._TCP_QUICKACK
+    try:
+        http_wire._TCP_QUICKACK = None
+        baseline = bench_delivery(
+            workdir, url, events[: max(200, len(events) // 20)], 'twoseg-noqa', ForwarderConfig()
+        )
+        http_wire._TCP_QUICKACK = shipped
+        ours = bench_delivery(workdir, url, events, 'twoseg', ForwarderConfig())
+        library = bench_delivery(
+            workdir,
+            url,
+            events[: max(200, len(events) // 20)],
+            'twoseg-urllib3',
+            ForwarderConfig(),
+            client='urllib3',
+        )
+    finally:
+        http_wire._TCP_QUICKACK = shipped
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    return {'baseline_without_quickack': baseline, 'default_with_quickack': ours, 'urllib3_client': library}
+
+
+class Urllib3JsonClient:
+    """The forwarder's client interface over urllib3 (one kept-alive connection per worker), with
+    the same verdicts: what the forwarder would ship if it used the library."""
+
+    def __init__(self, target: HttpTarget) -> None:
+        import urllib3
+
+        from schnitzel_stream_ros.delivery.http_client import HttpJsonClient
+
+        self._judge_with = HttpJsonClient(target)  # verdict rules and headers: the same as ours
+        parts = urllib3.util.parse_url(target.url)
+        self._pool = urllib3.HTTPConnectionPool(
+            parts.host, parts.port, maxsize=1, block=True, timeout=target.timeout_sec, retries=False
+        )
+        self._path = parts.request_uri
+        self._headers = dict(self._judge_with._base_headers)
+        self._header_name = target.idempotency_header
+
+    def post(self, body: bytes, key: str | None):
+        import urllib3
+
+        from schnitzel_stream_ros.delivery.http_client import PostResult, Verdict
+        from schnitzel_stream_ros.delivery.http_wire import Response
+        from schnitzel_stream_ros.delivery.idempotency_key import header_key
+
+        headers = dict(self._headers)
+        if key:
+            headers[self._header_name] = header_key(key)
+        started = time.monotonic()
+        try:
+            answer = self._pool.urlopen('POST', self._path, body=body, headers=headers, preload_content=True)
+        except urllib3.exceptions.HTTPError as exc:
+            return PostResult(Verdict.RETRY, None, str(exc)[:300], None, time.monotonic() - started)
+        response = Response(answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.data)
+        return self._judge_with._judge(response, started)
+
+    def close(self) -> None:
+        self._pool.close()
+        self._judge_with.close()
+
+
 def bench_delivery(
-    workdir: Path, url: str, events: list[StreamPacket], name: str, config: ForwarderConfig
+    workdir: Path,
+    url: str,
+    events: list[StreamPacket],
+    name: str,
+    config: ForwarderConfig,
+    client: str = 'ours',
 ) -> dict:
     path = workdir / f'deliver-{name}.db'
     queue = DurableQueue(path)
@@ -190,7 +442,9 @@ def bench_delivery(
         queue.enqueue_many(
             events[i : i + 1000], [f'{name}:{p.idempotency_key}' for p in events[i : i + 1000]]
         )
-    forwarder = Forwarder(queue, HttpTarget(url + '/events'), config)
+    target = HttpTarget(url + '/events')
+    factory = (lambda: Urllib3JsonClient(target)) if client == 'urllib3' else None
+    forwarder = Forwarder(queue, target, config, client_factory=factory)
     started = time.perf_counter()
     forwarder.start()
     drained = forwarder.wait_idle(600, poll_sec=0.005)
@@ -200,6 +454,7 @@ def bench_delivery(
     queue.close()
     return {
         'name': name,
+        'client': client,
         'concurrency': config.concurrency,
         'batch_size': config.batch_size,
         'events': len(events),
@@ -216,8 +471,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--baseline-events', type=int, default=3_000)
     parser.add_argument('--producers', default='1,16,32,64')
     parser.add_argument('--deliver-events', type=int, default=20_000)
+    parser.add_argument(
+        '--runtime-events', type=int, default=40_000, help='events of the one-producer runtime run (0 = skip)'
+    )
+    parser.add_argument('--serve-two-segments', type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument('--dir', default=None, help='where the SQLite files go (default: a temp dir)')
     args = parser.parse_args(argv)
+    if args.serve_two_segments:
+        serve_two_segments(args.serve_two_segments)
+        return 0
+    if args.runtime_events:
+        from schnitzel_stream_ros.testing.dds import lease_domain, localhost_env
+
+        os.environ['SCHNITZEL_STREAM_PLUGIN_ALLOWLIST'] = BENCH_MODULE  # the bench's own plugins
+        os.environ['RCUTILS_LOGGING_USE_STDOUT'] = '0'  # stdout is the JSON result
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        lease = lease_domain()
+        env = localhost_env(lease.domain_id)
+        os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE')})
     producers = [int(p) for p in args.producers.split(',')]
     events = [sample_event(i) for i in range(max(args.events, args.deliver_events))]
 
@@ -233,6 +504,27 @@ def main(argv: list[str] | None = None) -> int:
         many = bench_enqueue_many(workdir / 'many.db', events[: args.events], 100)
         backend, url = start_backend(workdir)
         try:
+            runtime: dict = {}
+            if args.runtime_events:
+                runtime = {
+                    'baseline_per_packet': bench_runtime_producer(
+                        workdir, url, min(args.runtime_events, args.baseline_events * 2), 'TimedSinkPerPacket'
+                    ),
+                    'batched_unthrottled': bench_runtime_producer(
+                        workdir, url, args.runtime_events, 'TimedSink'
+                    ),
+                    'batched_offered_10000_per_sec': bench_runtime_producer(
+                        workdir, url, args.runtime_events, 'TimedSink', rate_hz=GOALS['enqueue_per_sec']
+                    ),
+                    'info_batched_offered_10000_per_sec_no_delivery': bench_runtime_producer(
+                        workdir,
+                        url,
+                        args.runtime_events,
+                        'TimedSink',
+                        rate_hz=GOALS['enqueue_per_sec'],
+                        deliver=False,
+                    ),
+                }
             deliver_events = events[: args.deliver_events]
             delivery_baseline = bench_delivery(
                 workdir,
@@ -242,12 +534,16 @@ def main(argv: list[str] | None = None) -> int:
                 ForwarderConfig(concurrency=1, batch_size=1),
             )
             delivery_default = bench_delivery(workdir, url, deliver_events, 'default', ForwarderConfig())
+            delivery_urllib3 = bench_delivery(
+                workdir, url, deliver_events, 'urllib3', ForwarderConfig(), client='urllib3'
+            )
             delivery_wide = bench_delivery(
                 workdir, url, deliver_events, 'wide', ForwarderConfig(concurrency=8, batch_size=256)
             )
         finally:
             os.killpg(backend.pid, signal.SIGTERM)
             backend.wait(10)
+        two_segments = bench_delivery_two_segments(workdir, events[: args.deliver_events])
 
     best_enqueue = max(concurrent, key=lambda r: r['events_per_sec'])
     within_p99 = [r for r in concurrent if r['p99_ms'] <= GOALS['enqueue_p99_ms']]
@@ -271,10 +567,13 @@ def main(argv: list[str] | None = None) -> int:
             ),
             'speedup_enqueue_many_vs_baseline': round(many['events_per_sec'] / baseline['events_per_sec'], 1),
         },
+        'runtime_one_producer_into_durable_forwarder_sink': runtime,
         'delivery': {
             'baseline_1_worker_1_row': delivery_baseline,
             'default': delivery_default,
+            'default_with_urllib3_client': delivery_urllib3,
             'concurrency_8_batch_256': delivery_wide,
+            'two_segment_backend': two_segments,
         },
         'goals': GOALS,
         'goals_met': {
@@ -284,6 +583,18 @@ def main(argv: list[str] | None = None) -> int:
             ),
             'enqueue_many_per_sec': many['events_per_sec'] >= GOALS['enqueue_per_sec'],
             'deliver_per_sec': best_delivery['events_per_sec'] >= GOALS['deliver_per_sec'],
+            'deliver_two_segment_per_sec': two_segments['default_with_quickack']['events_per_sec']
+            >= GOALS['deliver_two_segment_per_sec'],
+            'one_producer_runtime_per_sec': bool(
+                runtime and runtime['batched_unthrottled']['accepted_per_sec'] >= GOALS['enqueue_per_sec']
+            ),
+            'one_producer_runtime_sustains_10000_per_sec_with_commit_p99': bool(
+                runtime
+                and runtime['batched_offered_10000_per_sec']['accepted_per_sec']
+                >= 0.97 * GOALS['enqueue_per_sec']
+                and runtime['batched_offered_10000_per_sec'].get('commit_p99_ms', 1e9)
+                <= GOALS['enqueue_p99_ms']
+            ),
         },
     }
     print(json.dumps(result, indent=2))

@@ -11,9 +11,15 @@ Timeline (seconds x --scale; production runs throughout, at a rate that spreads 
   backend 5xx, 400 for a few events, 429 + Retry-After, slow beyond the client timeout
   backend SIGKILLed and kept down for --outage-sec (not scaled), then restarted on its store
   kill -9 of the producer/queue process at --kills random moments; each restart resumes
+  hostile idempotency keys throughout (every 50 events: non-Latin-1, CR/LF + a header, 8 KB)
+  a backend that answers in two segments (Nagle on) for a few seconds
+  in the middle of the outage: kill -9, one 4 KB page in the middle of the queue file overwritten,
+    restart (the damaged file is quarantined and its readable rows salvaged)
+  after the outage: an auth outage (401 for --auth-outage-sec, not scaled), then the token is fixed
 At the end dead letters (the 400s) are re-driven, a last child drains the queue, and the oracle
 compares the accepted log with the backend's store. Prints one JSON object:
-  accepted, delivered, duplicates, dead_lettered, lost (must be 0),
+  accepted, delivered, duplicates, dead_lettered, lost (must be at most the rows that were on the
+  damaged page: salvage_unreadable), auth_dead_letters (must be 0),
   recovery_sec_after_backend_returns (first delivery after the outage; goal <= 5 s), and more.
 """
 
@@ -36,7 +42,7 @@ from pathlib import Path
 
 from schnitzel_stream_ros.delivery import deadletter_cli
 from schnitzel_stream_ros.testing import chaos_proxy
-from schnitzel_stream_ros.testing.delivery_child import read_accepted
+from schnitzel_stream_ros.testing.delivery_child import logged_key, read_accepted
 from schnitzel_stream_ros.testing.processes import python_cmd, start, stop
 
 RUN_ID = 'soak'
@@ -110,10 +116,15 @@ class Producer:
         self.proc: subprocess.Popen | None = None
         self.kills = 0
         self.unexpected_exits = 0
+        self.damaged_at_size = 0
+        self.damaged_leaves = 0
 
     def next_index(self) -> int:
+        # a hashed 8 KB key has no index in it: skipped (at worst one event is offered again,
+        # a no-op for the queue)
         keys = read_accepted(str(self.log))
-        return max((int(k.rsplit(':', 1)[1]) for k in keys), default=-1) + 1
+        tails = (k.rsplit(':', 1)[-1] for k in keys)
+        return max((int(t) for t in tails if t.isdigit()), default=-1) + 1
 
     def args(self, first: int) -> list[str]:
         return [
@@ -139,6 +150,7 @@ class Producer:
             '0.5',
             '--concurrency',
             '4',
+            '--hostile-keys',
         ]
 
     def start(self) -> None:
@@ -149,10 +161,33 @@ class Producer:
             stderr=subprocess.DEVNULL,
         )
 
-    def kill(self) -> None:
+    def kill(self, damage_page: bool = False) -> None:
         if self.proc is not None:
             stop(self.proc, sig=signal.SIGKILL)
             self.kills += 1
+        if damage_page:
+            # the page in the middle of the backlog: a leaf of the packets table (after moving
+            # the WAL into the file, so the damaged page is the only copy of its rows)
+            conn = sqlite3.connect(self.queue)
+            try:
+                conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchall()
+                page_size = conn.execute('PRAGMA page_size').fetchone()[0]
+                leaves = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT pageno FROM dbstat WHERE name = 'packets' AND pagetype = 'leaf' "
+                        'ORDER BY pageno'
+                    )
+                ]
+            finally:
+                conn.close()
+            self.damaged_at_size = self.queue.stat().st_size
+            if leaves:
+                self.damaged_leaves = len(leaves)
+                rng = random.Random(11)
+                with open(self.queue, 'r+b') as handle:
+                    handle.seek((leaves[len(leaves) // 2] - 1) * page_size)
+                    handle.write(bytes(rng.randrange(256) for _ in range(page_size)))
         self.start()
 
     def watch(self) -> None:
@@ -194,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--events', type=int, default=100_000)
     parser.add_argument('--outage-sec', type=float, default=60.0)
     parser.add_argument('--kills', type=int, default=20)
+    parser.add_argument('--auth-outage-sec', type=float, default=60.0, help='401 for this long (not scaled)')
     parser.add_argument(
         '--scale', type=float, default=1.0, help='stretch the chaos timeline (not the outage)'
     )
@@ -211,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
 
     outage_at = s(36)
     back_at = outage_at + args.outage_sec
-    production_sec = back_at + s(20)
+    auth_at = back_at + s(5)
+    auth_fixed_at = auth_at + args.auth_outage_sec
+    production_sec = auth_fixed_at + s(20)
     rate = args.events / production_sec
 
     backend = Backend(workdir)
@@ -219,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     producer = None
 
     schedule: list[tuple[float, str, object]] = [
+        (s(5), 'backend', {'mode': 'two_segments'}),
+        (s(9), 'backend', {'mode': 'ok'}),
         (s(10), 'proxy', ('delay', 200)),
         (s(14), 'proxy', ('reset', 0)),
         (s(17), 'proxy', ('blackhole', 0)),
@@ -231,7 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         (s(32), 'backend', {'mode': 'slow', 'delay_ms': 1500}),
         (s(35), 'backend', {'mode': 'ok'}),
         (outage_at, 'outage', None),
+        (outage_at + args.outage_sec / 2, 'damage', None),
         (back_at, 'return', None),
+        (auth_at, 'backend', {'mode': '4xx', 'status': 401}),
+        (auth_fixed_at, 'backend', {'mode': 'ok'}),
     ]
     kill_times = sorted(rng.uniform(s(2), production_sec) for _ in range(args.kills))
     phases: list[str] = []
@@ -255,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
                     backend.control(**arg)  # type: ignore[arg-type]
                 elif what == 'outage':
                     backend.kill()
+                elif what == 'damage':
+                    producer.kill(damage_page=True)
                 elif what == 'return':
                     backend.start()
                     returned_at = time.monotonic()
@@ -283,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
         producer.stop()
         proxy.set_mode('pass')
         backend.control(mode='ok')
+        conn = sqlite3.connect(producer.queue)
+        auth_dead = conn.execute(
+            'SELECT COUNT(*) FROM dead_letters WHERE http_status IN (401, 403, 404)'
+        ).fetchone()[0]
+        conn.close()
         redriven = 0
         with open(os.devnull, 'w') as quiet:
             stdout, sys.stdout = sys.stdout, quiet
@@ -312,9 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     dead_left = {r[0] for r in conn.execute('SELECT idempotency_key FROM dead_letters')}
     queue_left = conn.execute('SELECT COUNT(*) FROM packets').fetchone()[0]
     ledger = dict(conn.execute('SELECT name, value FROM queue_counters').fetchall())
+    incidents = [json.loads(d) for (d,) in conn.execute('SELECT detail FROM queue_incidents')]
     conn.close()
+    unreadable = sum(i.get('salvaged_unreadable', 0) for i in incidents)
     accepted = set(read_accepted(str(producer.log)))
-    generated = {f'{RUN_ID}:{i}' for i in range(args.events)}
+    generated = {logged_key(RUN_ID, i, hostile=True) for i in range(args.events)}
     lost = accepted - backend_keys - dead_left
     result = {
         'events': args.events,
@@ -329,6 +381,17 @@ def main(argv: list[str] | None = None) -> int:
         'dead_letters_left': len(dead_left),
         'lost': len(lost),
         'lost_sample': sorted(lost)[:10],
+        'damaged_page_at_file_size': producer.damaged_at_size,
+        'backlog_leaf_pages_when_damaged': producer.damaged_leaves,
+        'quarantined_files': len(incidents),
+        'salvaged_rows': sum(i.get('salvaged_rows', 0) for i in incidents),
+        'salvage_unreadable': unreadable,
+        'auth_outage_sec': args.auth_outage_sec,
+        'auth_dead_letters': auth_dead,
+        'hostile_keys_delivered': len(
+            {logged_key(RUN_ID, i, hostile=True) for i in range(args.events) if i % 50 in (7, 17, 27)}
+            & backend_keys
+        ),
         'invented': len(backend_keys - generated),
         'queue_left': queue_left,
         'kills': producer.kills,
@@ -348,7 +411,13 @@ def main(argv: list[str] | None = None) -> int:
         for path in sorted(workdir.iterdir()):
             path.unlink()
         workdir.rmdir()
-    return 0 if result['lost'] == 0 and result['invented'] == 0 and result['queue_left'] == 0 else 1
+    ok = (
+        result['lost'] <= unreadable  # only rows that sat on the overwritten page may be gone
+        and result['invented'] == 0
+        and result['queue_left'] == 0
+        and result['auth_dead_letters'] == 0
+    )
+    return 0 if ok else 1
 
 
 if __name__ == '__main__':

@@ -12,7 +12,7 @@ for; the registry refuses a plugin whose major differs from ours (see docs/plugi
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
@@ -188,11 +188,38 @@ class Plugin:
         """Nodes and sinks: handle one packet that arrived on input `port`."""
         raise NotImplementedError(f'{type(self).__name__} does not implement process()')
 
+    def process_batch(self, packets: Sequence[StreamPacket], port: str = DEFAULT_INPUT) -> Outputs:
+        """Optional: handle several packets that were waiting on input `port`, in arrival order.
+
+        A live run calls this instead of process() when a node overrides it and more than one
+        packet waits in its inbox, so a node that pays a fixed price per call (a commit, an fsync,
+        a network round trip) pays it once for the whole batch. Same contract as process() for
+        every packet: return what process() would have returned for all of them (None, a packet
+        or an iterable), raise to fail them all. The default simply calls process() for each.
+        """
+        outputs: list[StreamPacket] = []
+        for packet in packets:
+            out = self.process(packet, port)
+            if out is None:
+                continue
+            if isinstance(out, StreamPacket):
+                outputs.append(out)
+            else:
+                outputs.extend(out)
+        return outputs
+
     def on_params(self, changed: Mapping[str, Any]) -> None:
         """Dynamic parameters changed at run time (already validated); `self.params` is updated."""
 
     def close(self) -> None:
         """Release what setup() took. Always called, also after errors."""
+
+    def backlog(self) -> int:
+        """Work this node accepted but has not finished on its own (a durable sink: events
+        committed but not yet delivered). When a finite run's sources end, the runtime keeps the
+        node running until this is 0 or the run's drain timeout passes, then reports what is left.
+        Called from another thread about every 0.2 s: keep it cheap; never raise."""
+        return 0
 
     # -- optional: state hand-over when the node is replaced while it runs ------------------
     def snapshot_state(self) -> Any:

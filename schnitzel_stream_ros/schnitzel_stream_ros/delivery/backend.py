@@ -5,7 +5,7 @@ each Idempotency-Key once (SQLite), and reports what it saw:
   GET  /stats              {"unique", "duplicates", "total_posts", "faulted_posts", "invalid_posts", "mode"}
   GET  /events?limit=&after=  stored events in arrival order (paged by id)
   GET  /healthz            {"ok": true}
-  POST /control            {"mode": "ok|5xx|429|400|slow", "status": 503, "delay_ms": 0,
+  POST /control            {"mode": "ok|5xx|4xx|429|400|slow|two_segments", "status": 503, "delay_ms": 0,
                             "retry_after": null, "count": null}  -> fault injection for tests
   POST <any other path>    an event: 201 new, 200 duplicate, 400 body is not JSON (or over EVENT_JSON_LIMITS)
 
@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 from dataclasses import asdict, dataclass
@@ -54,7 +55,7 @@ _REASONS = {
     503: 'Service Unavailable',
     504: 'Gateway Timeout',
 }
-MODES = ('ok', '5xx', '429', '400', 'slow')
+MODES = ('ok', '5xx', '4xx', '429', '400', 'slow', 'two_segments')
 
 
 @dataclass
@@ -62,7 +63,7 @@ class FaultControl:
     """How the backend answers event POSTs right now (tests flip it through POST /control)."""
 
     mode: str = 'ok'
-    status: int = 503  # for mode 5xx
+    status: int = 503  # for modes 5xx (500..599) and 4xx (400..499, e.g. 401 for a rotated token)
     delay_ms: int = 0  # for mode slow (stored first, answered late)
     retry_after: float | None = None  # Retry-After header for 429 / 5xx
     count: int | None = None  # apply to the next N event POSTs, then back to ok; None = until changed
@@ -77,8 +78,9 @@ class FaultControl:
         control = cls(**data)
         if control.mode not in MODES:
             raise ValueError(f'control.mode: expected one of {list(MODES)}, got {control.mode!r}')
-        if not isinstance(control.status, int) or not 500 <= control.status <= 599:
-            raise ValueError(f'control.status: expected 500..599, got {control.status!r}')
+        low = 400 if control.mode == '4xx' else 500
+        if not isinstance(control.status, int) or not low <= control.status <= low + 99:
+            raise ValueError(f'control.status: expected {low}..{low + 99}, got {control.status!r}')
         if not isinstance(control.delay_ms, int | float) or control.delay_ms < 0:
             raise ValueError(f'control.delay_ms: expected >= 0, got {control.delay_ms!r}')
         if control.count is not None and (not isinstance(control.count, int) or control.count < 0):
@@ -191,9 +193,16 @@ class _Connection(asyncio.Protocol):
         keep_alive = connection != 'close' if version == 'HTTP/1.1' else connection == 'keep-alive'
         return _Request(method.upper(), target, headers, body, keep_alive)
 
-    def reply(self, data: bytes, keep_alive: bool) -> None:
+    def reply(self, data: bytes, keep_alive: bool, two_segments: bool = False) -> None:
         if self.closing or self.transport is None or self.transport.is_closing():
             return
+        if two_segments:  # as http.server does it: headers, then body, Nagle on (tests)
+            sock = self.transport.get_extra_info('socket')
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+            split = data.find(b'\r\n\r\n') + 4
+            self.transport.write(data[:split])
+            data = data[split:]
         self.transport.write(data)
         if not keep_alive:
             self.closing = True
@@ -300,8 +309,8 @@ class BackendServer:
 
     def _event(self, conn: _Connection, request: _Request, path: str) -> None:
         fault = self.control.take()
-        if fault.mode in ('5xx', '429', '400'):
-            status = {'5xx': fault.status, '429': 429, '400': 400}[fault.mode]
+        if fault.mode in ('5xx', '4xx', '429', '400'):
+            status = {'5xx': fault.status, '4xx': fault.status, '429': 429, '400': 400}[fault.mode]
             extra = {'Retry-After': f'{fault.retry_after:g}'} if fault.retry_after is not None else None
             with self.store_lock:
                 self.store.count('faulted_posts')
@@ -348,7 +357,7 @@ class BackendServer:
             if fault.mode == 'slow' and fault.delay_ms > 0:
                 self._loop.call_later(fault.delay_ms / 1000.0, conn.reply, data, request.keep_alive)
             else:
-                conn.reply(data, request.keep_alive)
+                conn.reply(data, request.keep_alive, two_segments=fault.mode == 'two_segments')
 
 
 class RunningBackend:

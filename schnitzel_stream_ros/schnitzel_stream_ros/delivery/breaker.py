@@ -118,6 +118,17 @@ class CircuitBreaker:
                 return True
             return False
 
+    def trip(self) -> bool:
+        """Open at once, whatever the count (the backend refuses our credentials or route: every
+        further request would fail the same way). Returns True when this opened it."""
+        with self._lock:
+            self._probe_out = False
+            self._consecutive_failures = 0
+            if self._state is BreakerState.OPEN:
+                return False
+            self._set(BreakerState.OPEN)
+            return True
+
     def record_failure(self) -> bool:
         """The backend failed (connection error, timeout, 5xx, 429). Returns True when this opened it."""
         with self._lock:

@@ -1,9 +1,11 @@
-"""`schnitzel-stream deadletter list|redrive|purge|stats QUEUE_DB`: the operator's view of dead letters.
+"""`schnitzel-stream deadletter list|redrive|purge|stats|salvage`: the operator's view of dead letters.
 
 Dead letters are events the backend refused for good (a 4xx other than the retry statuses) or that
 ran out of their attempt/age budget. They are kept, not dropped: an operator looks at them, fixes
 the cause (backend schema, auth, a bug in a node) and re-drives them, or purges them on purpose.
 The queue may be in use by a running node: every command is a normal, short SQLite transaction.
+`salvage DAMAGED --into QUEUE` copies every readable row of a damaged (e.g. quarantined) queue file
+into a queue, keys kept: the same salvage a queue runs by itself when it quarantines its file.
 """
 
 from __future__ import annotations
@@ -36,12 +38,21 @@ def build_parser() -> argparse.ArgumentParser:
         which.add_argument('--seq', type=int, action='append', help='a dead letter seq (repeatable)')
     stats = verbs.add_parser('stats', help='queue depth, dead letters and the lifetime ledger as JSON')
     stats.add_argument('queue')
+    rescue = verbs.add_parser(
+        'salvage', help='copy every readable row of a damaged queue file into a queue (keys kept)'
+    )
+    rescue.add_argument('damaged', help='the damaged file, e.g. queue.db.corrupt-<ts> (only read)')
+    rescue.add_argument(
+        '--into', dest='queue', required=True, help='queue file to copy into (created if absent)'
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     path = Path(args.queue)
+    if args.verb == 'salvage':
+        return _salvage(Path(args.damaged), path)
     if not path.is_file():
         print(f'deadletter: no queue file at {path}', file=sys.stderr)
         return 2
@@ -57,6 +68,22 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         queue.close()
+
+
+def _salvage(damaged: Path, into: Path) -> int:
+    if not damaged.is_file():
+        print(f'deadletter: no file at {damaged}', file=sys.stderr)
+        return 2
+    try:
+        with DurableQueue(
+            into, node_id='salvage-cli', on_corrupt='raise', checkpoint_interval_sec=3600
+        ) as queue:
+            report = queue.salvage(damaged)
+    except (DeliveryError, ValueError) as exc:
+        print(f'deadletter: {exc}', file=sys.stderr)
+        return 1
+    print(json.dumps({**report, 'into': str(into), 'from': str(damaged)}))
+    return 0
 
 
 def _run(args: argparse.Namespace, queue: DurableQueue) -> int:

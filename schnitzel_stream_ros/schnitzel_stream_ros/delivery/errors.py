@@ -19,6 +19,10 @@ class QueueFullError(DeliveryError):
     """The queue refused an event: a row/byte limit is reached (policy 'refuse', or 'block' timed out)."""
 
 
+class BatchTooLargeError(QueueFullError):
+    """Several events in one call can never fit the queue's limits together (each alone may)."""
+
+
 class DiskFullError(QueueFullError):
     """SQLITE_FULL (disk full or max_page_count reached): nothing of the write was accepted."""
 

@@ -126,10 +126,12 @@ class Forwarder:
                 'settle_errors_total',
                 'worker_errors_total',
                 'recovered_total',
+                'parked_total',
             ),
             0,
         )
         self.last_error = ''
+        self.parked_reason = ''  # set while delivery is parked by an auth/routing answer
         self._outage_started: float | None = None
         self.last_outage_sec = 0.0
         self._enqueue_rate = RateMeter()
@@ -196,10 +198,19 @@ class Forwarder:
             'enqueue_rate_per_sec': round(self._enqueue_rate.rate(), 1),
             'deliver_rate_per_sec': round(self._deliver_rate.rate(), 1),
             'last_outage_sec': round(self.last_outage_sec, 3),
+            'delivery_parked': 1 if self.parked_reason else 0,
+            'parked_reason': self.parked_reason,
             'last_error': self.last_error,
         }
 
     def _breaker_changed(self, old: BreakerState, new: BreakerState) -> None:
+        if new is BreakerState.CLOSED and self.parked_reason:
+            _LOG.warning(
+                'node %s: backend %s accepts again; delivery resumes',
+                self.queue.node_id,
+                self.target.masked_url,
+            )
+            self.parked_reason = ''
         if new is BreakerState.OPEN and old is BreakerState.CLOSED:
             self._outage_started = time.monotonic()
             _LOG.warning(
@@ -249,27 +260,53 @@ class Forwarder:
                 self.breaker.release_probe()
             self.queue.wait_for_rows(self.config.idle_poll_sec)
             return
-        outcomes = _Outcomes()
-        last_settle = time.monotonic()
-        recovered = False
-        for index, row in enumerate(rows):
-            if self._stop.is_set() or (
-                permit is Permit.NORMAL and index and self.breaker.state is not BreakerState.CLOSED
-            ):
-                self.queue.release(r.seq for r in rows[index:])  # not attempted: no attempt counted
-                break
-            result = client.post(body_for(row, self.config.body), row.idempotency_key)
-            recovered |= self._judge(row, result, outcomes)
-            if time.monotonic() - last_settle >= self.config.settle_interval_sec:
-                self._settle(outcomes)
-                outcomes = _Outcomes()
-                last_settle = time.monotonic()
-        self._settle(outcomes)
+        settled: set[int] = set()
+        try:
+            recovered = self._send_rows(client, rows, permit, settled)
+        finally:
+            if permit is Permit.PROBE:
+                self.breaker.release_probe()  # the probe row may have been unsendable (no verdict)
+            # Whatever ended the round (a stop, a crash in a client, a failed settle), every row it
+            # claimed is settled or given back now, never left leased until its lease runs out.
+            unsettled = [r.seq for r in rows if r.seq not in settled]
+            if unsettled:
+                self.queue.release(unsettled)
         if recovered:
             waiting = self.queue.release_backoff()
             self._add('recovered_total')
             if waiting:
                 _LOG.info('node %s: %d rows waiting for a retry are due now', self.queue.node_id, waiting)
+
+    def _send_rows(
+        self, client: HttpJsonClient, rows: list[QueuedRow], permit: Permit, settled: set[int]
+    ) -> bool:
+        """POST the claimed rows, settling every settle_interval_sec; True when the backend came back."""
+        outcomes = _Outcomes()
+        last_settle = time.monotonic()
+        recovered = False
+        try:
+            for index, row in enumerate(rows):
+                if self._stop.is_set() or (
+                    permit is Permit.NORMAL and index and self.breaker.state is not BreakerState.CLOSED
+                ):
+                    break  # not attempted: given back untouched by the caller, no attempt counted
+                recovered |= self._judge(row, self._post(client, row), outcomes)
+                if time.monotonic() - last_settle >= self.config.settle_interval_sec:
+                    self._settle(outcomes, settled)
+                    outcomes = _Outcomes()
+                    last_settle = time.monotonic()
+        finally:
+            self._settle(outcomes, settled)
+        return recovered
+
+    def _post(self, client: HttpJsonClient, row: QueuedRow) -> PostResult:
+        """One POST; a client that raises (a defect, a hostile row) is an unsendable attempt of
+        this row, never the end of the round."""
+        try:
+            return client.post(body_for(row, self.config.body), row.idempotency_key)
+        except Exception as exc:
+            _LOG.exception('node %s: could not send event %r', self.queue.node_id, row.idempotency_key[:80])
+            return PostResult(Verdict.UNSENDABLE, None, f'not sent: {type(exc).__name__}: {exc}'[:300])
 
     def _judge(self, row: QueuedRow, result: PostResult, outcomes: _Outcomes) -> bool:
         """File the outcome of one POST; True when it closed an open breaker (backend is back)."""
@@ -280,6 +317,8 @@ class Forwarder:
             return self.breaker.record_success()
         self._add('failed_total')
         self.last_error = result.error
+        if result.verdict is Verdict.PARKED:
+            return self._park(row, result)
         if result.verdict is Verdict.REJECTED:
             self.breaker.record_success()  # the backend is up and answering; only this event is bad
             self._add('rejected_total')
@@ -291,7 +330,8 @@ class Forwarder:
             )
             outcomes.deads.append(DeadLetter(row.seq, f'rejected: {result.error}', result.status))
             return False
-        self.breaker.record_failure()
+        if result.verdict is not Verdict.UNSENDABLE:  # a local fault says nothing about the backend
+            self.breaker.record_failure()
         attempts = row.attempts + 1
         cfg = self.config
         if cfg.max_attempts and attempts >= cfg.max_attempts:
@@ -312,14 +352,36 @@ class Forwarder:
         outcomes.deads.append(DeadLetter(row.seq, reason, result.status))
         return False
 
-    def _settle(self, outcomes: _Outcomes) -> None:
+    def _park(self, row: QueuedRow, result: PostResult) -> bool:
+        """An auth or routing answer (401/403/404...): the operator's mistake, not this event's.
+        Open the circuit at once (probes continue every breaker_open_sec), leave the row untouched
+        (the round gives it back, no attempt counted) and say so loudly once."""
+        self._add('parked_total')
+        first = not self.parked_reason
+        self.parked_reason = result.error
+        self.breaker.trip()
+        if first:
+            _LOG.error(
+                'node %s: delivery PARKED: %s -- check the token / URL; %d events stay queued and are '
+                'delivered once the backend accepts again (probing every %.1f s)',
+                self.queue.node_id,
+                result.error,
+                self.queue.depth(),
+                self.breaker.open_sec,
+            )
+        return False
+
+    def _settle(self, outcomes: _Outcomes, settled: set[int]) -> None:
         if not outcomes:
             return
         try:
             self.queue.settle(outcomes.acks, outcomes.nacks, outcomes.deads)
+            settled.update(outcomes.acks)
+            settled.update(n.seq for n in outcomes.nacks)
+            settled.update(d.seq for d in outcomes.deads)
         except DeliveryError as exc:
-            # Not settled = still leased: the rows come back after the lease and are sent again
-            # (duplicates at the backend, never a loss).
+            # Not settled: the round gives the rows back and they are sent again (duplicates at
+            # the backend, never a loss).
             self._add('settle_errors_total')
             _LOG.error(
                 'node %s: could not record %d outcomes: %s',

@@ -24,13 +24,22 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import unquote, urlsplit
 
-from schnitzel_stream_ros.delivery.http_wire import ClosedBeforeResponse, Response, WireConnection
+from schnitzel_stream_ros.delivery.http_wire import (
+    ClosedBeforeResponse,
+    Response,
+    UnsendableRequest,
+    WireConnection,
+)
+from schnitzel_stream_ros.delivery.idempotency_key import header_key
 from schnitzel_stream_ros.delivery.redact import mask_url
 
 _LOG = logging.getLogger('schnitzel_stream.delivery.http')
 
 #: Upstream's retry statuses.
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+#: Answers that say the *configuration* is wrong (a rotated token, a moved route), not the event:
+#: delivery parks (circuit open, events stay queued, probes continue) until the backend accepts again.
+PARK_STATUSES = frozenset({401, 403, 404, 405, 407, 410, 421})
 #: Longest Retry-After we honour (a misconfigured backend must not park events for hours).
 RETRY_AFTER_CAP_SEC = 60.0
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -40,6 +49,8 @@ class Verdict(StrEnum):
     DELIVERED = 'delivered'  # 2xx: ack
     RETRY = 'retry'  # retry status or connection error: back off, try again
     REJECTED = 'rejected'  # any other answer: retrying cannot help -> dead letter
+    PARKED = 'parked'  # auth/routing answer: stop delivering, keep every event queued
+    UNSENDABLE = 'unsendable'  # the request could not be written (nothing sent): a local fault
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +72,7 @@ class HttpTarget:
     headers: Mapping[str, str] = field(default_factory=dict)
     idempotency_header: str = 'Idempotency-Key'
     retry_on_status: frozenset[int] = RETRY_STATUSES
+    park_on_status: frozenset[int] = PARK_STATUSES
     auth_token_env: str | None = None
     auth_header: str = 'Authorization'
     auth_scheme: str = 'Bearer'
@@ -74,6 +86,7 @@ class HttpTarget:
         if self.timeout_sec <= 0:
             raise ValueError(f'timeout_sec: must be > 0, got {self.timeout_sec}')
         object.__setattr__(self, 'retry_on_status', frozenset(int(s) for s in self.retry_on_status))
+        object.__setattr__(self, 'park_on_status', frozenset(int(s) for s in self.park_on_status))
         for name, value in self.headers.items():
             if not _TOKEN.fullmatch(str(name)) or any(c in str(value) for c in '\r\n\0'):
                 raise ValueError(f'headers: invalid header {name!r} (names are tokens, values one line)')
@@ -140,12 +153,16 @@ class HttpJsonClient:
         """Send one event. Never raises for network or HTTP trouble: the verdict says what to do."""
         headers = self._base_headers
         if idempotency_key and self.target.idempotency_header:
-            headers = {**headers, self.target.idempotency_header: idempotency_key}
+            headers = {**headers, self.target.idempotency_header: header_key(idempotency_key)}
         started = time.monotonic()
         for second_try in (False, True):
             reused = self._wire.reused
             try:
                 response = self._wire.request(self.target.method, self._path, headers, body)
+            except UnsendableRequest as exc:
+                return PostResult(
+                    Verdict.UNSENDABLE, None, f'not sent: {exc}'[:300], None, time.monotonic() - started
+                )
             except (ClosedBeforeResponse, ConnectionResetError, BrokenPipeError) as exc:
                 # A kept-alive connection the server had already closed: repeat once on a fresh
                 # one at once (if the request did arrive, the Idempotency-Key dedups it).
@@ -167,6 +184,8 @@ class HttpJsonClient:
         if status in self.target.retry_on_status:
             retry_after = _retry_after(response.header('Retry-After'))
             return PostResult(Verdict.RETRY, status, error, retry_after, elapsed)
+        if status in self.target.park_on_status:
+            return PostResult(Verdict.PARKED, status, error, None, elapsed)
         return PostResult(Verdict.REJECTED, status, error, None, elapsed)
 
     def _failed(self, exc: BaseException, started: float) -> PostResult:

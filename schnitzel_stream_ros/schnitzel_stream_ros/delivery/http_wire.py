@@ -9,10 +9,14 @@ implements exactly that slice, on the stdlib `socket` and `ssl` modules:
   response: status line, headers, body by Content-Length, chunked, or read-to-close; 1xx skipped
   keep-alive per HTTP/1.1 rules (`Connection: close`, HTTP/1.0 without keep-alive)
 Everything else a server may send is handled by closing the connection after the exchange.
+The same-run measurement behind this choice (urllib3 vs this client) is in bench/queue_bench.py and
+docs/delivery.md; the parser is fuzzed in test/unit/test_http_wire_fuzz.py.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import socket
 import ssl
 from dataclasses import dataclass
@@ -20,6 +24,15 @@ from dataclasses import dataclass
 MAX_HEAD = 64 * 1024
 MAX_KEPT_BODY = 64 * 1024  # we read error texts, not documents; larger bodies close the connection
 _RECV = 64 * 1024
+_TCP_QUICKACK = getattr(socket, 'TCP_QUICKACK', None)  # Linux only
+#: What may never appear in a request line or header: control characters (CR/LF end a header and
+#: start the next one; NUL and friends are refused by servers) and anything beyond ASCII.
+_UNSENDABLE = re.compile(r'[\x00-\x08\x0a-\x1f\x7f-\U0010ffff]')
+
+
+class UnsendableRequest(ValueError):
+    """The request cannot be written safely (a control or non-ASCII character in its head).
+    Raised before anything is sent; the connection stays usable."""
 
 
 class ProtocolError(OSError):
@@ -88,11 +101,16 @@ class WireConnection:
         """Send one request and read its response. Raises OSError on any transport problem
         (the connection is closed then); ClosedBeforeResponse when a kept-alive connection
         turned out to be closed by the server before it answered."""
+        head = [f'{method} {path} HTTP/1.1', f'Host: {self._host_header}', f'Content-Length: {len(body)}']
+        for name, value in headers.items():
+            if ':' in name or _UNSENDABLE.search(name) or _UNSENDABLE.search(value):
+                raise UnsendableRequest(f'header {name[:40]!r}: control or non-ASCII character refused')
+            head.append(f'{name}: {value}')
+        if _UNSENDABLE.search(method) or _UNSENDABLE.search(path) or ' ' in path:
+            raise UnsendableRequest(f'request line {method[:10]!r} {path[:60]!r}: refused')
+        data = ('\r\n'.join(head) + '\r\n\r\n').encode('ascii') + body
         if self._sock is None:
             self._sock = self._connect()
-        head = [f'{method} {path} HTTP/1.1', f'Host: {self._host_header}', f'Content-Length: {len(body)}']
-        head.extend(f'{name}: {value}' for name, value in headers.items())
-        data = ('\r\n'.join(head) + '\r\n\r\n').encode('latin-1') + body
         try:
             self._sock.sendall(data)
             response, keep_alive = self._read_response(method)
@@ -105,9 +123,23 @@ class WireConnection:
             self.close()
         return response
 
+    def _quickack(self) -> None:
+        """Acknowledge what arrives at once instead of after the delayed-ACK timer (Linux).
+
+        A server that writes its answer in two segments (headers, then body: Python's http.server,
+        many small backends) without TCP_NODELAY holds the second one back (Nagle) until the first
+        is acknowledged -- and the client's kernel delays that ACK by ~40 ms. One exchange then
+        takes 40 ms and a worker manages 25 events/s. TCP_QUICKACK is not sticky (the kernel falls
+        back to delayed ACKs), so it is set again before every read of a response.
+        """
+        if _TCP_QUICKACK is not None and self._sock is not None:
+            with contextlib.suppress(OSError):  # a kernel without it: only the speed suffers
+                self._sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+
     # -- reading -------------------------------------------------------------------------------
     def _fill(self) -> bool:
         assert self._sock is not None
+        self._quickack()
         chunk = self._sock.recv(_RECV)
         if not chunk:
             return False

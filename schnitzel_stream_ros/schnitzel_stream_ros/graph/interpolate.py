@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from schnitzel_stream_ros.graph.secrets import is_secret_ref
+
 _INTERPOLATION = re.compile(r'(\\)?\$\{([^}]*)\}')
 _ENV = re.compile(r'^\s*oc\.env\s*:\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:,(.*))?$', re.DOTALL)
 
@@ -36,6 +38,8 @@ def _default_text(raw: str) -> str | None:
 
 
 def _resolve_one(expr: str, env: Mapping[str, str]) -> str | None:
+    if is_secret_ref(expr):  # resolved in the container process only (graph/secrets.py)
+        return '${' + expr + '}'
     match = _ENV.match(expr)
     if match is None:
         raise InterpolationError(
@@ -57,7 +61,7 @@ def interpolate_text(text: str, env: Mapping[str, str] | None = None) -> Any:
         return text
     env = os.environ if env is None else env
     whole = _INTERPOLATION.fullmatch(text)
-    if whole is not None and not whole.group(1):
+    if whole is not None and not whole.group(1) and not is_secret_ref(whole.group(2)):
         value = _resolve_one(whole.group(2), env)
         return None if value is None else EnvText(value)
 

@@ -55,6 +55,7 @@ from schnitzel_stream_ros.graph.names import (
 )
 from schnitzel_stream_ros.graph.ports import declared_ports, is_passthrough, least_portable, narrow_kinds
 from schnitzel_stream_ros.graph.registry import PluginError, PluginInfo, PluginRegistry
+from schnitzel_stream_ros.graph.secrets import literal_credential
 from schnitzel_stream_ros.graph.suggest import did_you_mean
 from schnitzel_stream_ros.packet import NON_PORTABLE_KINDS, PayloadProfile, profile_compatible
 from schnitzel_stream_ros.plugin import STREAM_PACKET_MSG, Param, ParamError, Port, Role
@@ -296,6 +297,14 @@ class _Validator:
                 failed = True
             else:
                 resolved[name] = copy.deepcopy(spec.default)  # a list/dict default is never shared
+        for name, value in resolved.items():
+            leaked = literal_credential(value)
+            if leaked:
+                self.node_error(node, f'parameter {name!r}: password in {leaked!r} would be a readable ROS '
+                                'parameter and be written into launch files; write ${secret:ENV_NAME} or '
+                                '${secret_file:PATH} in its place', 'secret-in-graph',
+                                node.param_position(name))
+                failed = True
         if failed:
             return None
         try:

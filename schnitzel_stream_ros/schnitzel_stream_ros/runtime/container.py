@@ -474,7 +474,10 @@ class Container:
                 self._on_warning(f"node '{node.get_name()}': its thread did not stop (stuck in plugin code)")
         for node in nodes:
             try:
-                node.close()
+                if not node.close():
+                    self._on_warning(
+                        f"node '{node.get_name()}': close() deferred: it runs when the stuck call returns"
+                    )
             except PluginError as exc:
                 self._on_warning(str(exc))
 
@@ -527,6 +530,7 @@ class Container:
                     for n in nodes
                     if n.source_worker is not None and n.source_worker.done.is_set()
                 },
+                'backlog': {n.get_name(): b for n in nodes if (b := n.host.backlog())},
                 'budget_used': self.budget.used,
                 'fatal': list(self.fatal),
                 'warnings': list(self.warnings),

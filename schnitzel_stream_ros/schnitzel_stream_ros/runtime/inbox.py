@@ -51,6 +51,7 @@ class Inbox:
         'label',
         'maxsize',
         'overflow',
+        'spill',
     )
 
     def __init__(self, label: str, maxsize: int, overflow: Overflow | str = Overflow.DROP_NEW) -> None:
@@ -60,6 +61,9 @@ class Inbox:
         self.maxsize = maxsize
         self.overflow = Overflow(overflow)
         self.items: deque[Item] = deque()  # read and written only under the owner's lock
+        # `block` on the DDS input path: packets that found the inbox full wait here (at most
+        # maxsize) instead of blocking the DDS callback thread (runtime/mailbox.py, offer_nowait)
+        self.spill: deque[Item] = deque()
         self.dropped_new = 0
         self.dropped_oldest = 0
         self.discarded = 0  # still waiting when the run ended without a drain
@@ -115,9 +119,10 @@ class Inbox:
 
     def discard_all(self) -> int:
         """Drop everything still waiting (end of a run that could not drain); counted as drops."""
-        n = len(self.items)
-        for item in self.items:
+        n = len(self.items) + len(self.spill)
+        for item in (*self.items, *self.spill):
             item[2].dropped += 1
         self.items.clear()
+        self.spill.clear()
         self.discarded += n
         return n

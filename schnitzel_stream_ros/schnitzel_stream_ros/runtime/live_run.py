@@ -7,6 +7,11 @@ DDS, so the first packets are not lost) -> start -> watch (progress line, fatal 
 containers, duration, signals) -> at the end of the finite sources or on a stop: stop sources, let
 in-flight packets drain, close every plugin, collect the final snapshots.
 
+Backlog drain: when a finite run's sources end (or --max-events is spent), nodes that report a
+backlog (Plugin.backlog(): a durable sink's undelivered events) keep running until it is 0, the
+backlog timeout passes or --duration is reached; what is left is reported (it is delivered at the next
+start). A stop signal ends the drain at once; the rows stay in the queue file, nothing is lost.
+
 End of a run: every source has ended (exhausted, budget spent) and every container is idle, and the
 counters have not moved for a few polls — the last condition covers packets in flight between
 processes, which no single container can see.
@@ -40,6 +45,8 @@ from schnitzel_stream_ros.runtime.start_gate import open_gate
 ENGINE_NAME = 'live'
 POLL_SEC = 0.2
 MATCH_TIMEOUT_SEC = 15.0
+#: How long a finite run keeps delivering accepted work (durable sinks' backlog) after its sources end.
+DEFAULT_BACKLOG_DRAIN_SEC = 30.0
 
 
 def budget_shares(graph: ValidatedGraph, max_events: int | None) -> dict[str, int | None]:
@@ -72,6 +79,7 @@ class LiveRun:
         duration_sec: float | None = None,
         executor: str = DEFAULT_EXECUTOR,
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT_SEC,
+        backlog_timeout: float = DEFAULT_BACKLOG_DRAIN_SEC,
         stop_event: threading.Event | None = None,
         on_progress: Callable[[list[dict[str, Any]]], None] | None = None,
         diagnostics_period_sec: float = DEFAULT_PERIOD_SEC,
@@ -85,6 +93,7 @@ class LiveRun:
         self.duration_sec = duration_sec
         self.executor = executor
         self.drain_timeout = drain_timeout
+        self.backlog_timeout = backlog_timeout
         self.stop_event = stop_event or threading.Event()
         self.stop_signal: int | None = None
         self.on_progress = on_progress
@@ -166,6 +175,8 @@ class LiveRun:
                 open_gate(self.handles)
                 warnings += self._serve_edits()
                 reason = self._watch(t0, errors)
+                if reason in ('sources_done', 'max_events'):
+                    reason = self._drain_backlog(t0, reason, errors, warnings)
         except Exception as exc:
             errors.append(f'runner: {type(exc).__name__}: {exc}')
         finally:
@@ -250,6 +261,37 @@ class LiveRun:
             if stable >= stable_needed:
                 ends = {r for s in snapshots for r in s['state'].get('source_end', {}).values()}
                 return 'max_events' if 'max_events' in ends else 'sources_done'
+
+    def _drain_backlog(self, t0: float, reason: str, errors: list[str], warnings: list[str]) -> str:
+        """Keep the containers running while nodes still deliver what they accepted (see the
+        module docstring). Returns the stop reason (a signal during the drain says so)."""
+        deadline = time.monotonic() + self.backlog_timeout
+        if self.duration_sec is not None:
+            deadline = min(deadline, t0 + self.duration_sec)
+        backlog = self._backlog([h.snapshot() for h in self.handles])
+        while backlog and time.monotonic() < deadline:
+            if self.stop_event.wait(POLL_SEC):
+                reason = 'signal ' + signal.Signals(self.stop_signal).name if self.stop_signal else 'stopped'
+                break
+            failure = next((f for h in self.handles if (f := h.failure())), None)
+            if failure:
+                errors.append(failure)
+                return 'error'
+            snapshots = [h.snapshot() for h in self.handles]
+            if self.on_progress is not None:
+                self.on_progress(snapshots)
+            backlog = self._backlog(snapshots)
+        for node, count in sorted(backlog.items()):
+            warnings.append(
+                f"node '{node}': {count} accepted events still undelivered when the run ended "
+                f'(drain of {self.backlog_timeout:g} s after the sources ended); they stay queued '
+                'and are delivered at the next start'
+            )
+        return reason
+
+    @staticmethod
+    def _backlog(snapshots: list[dict[str, Any]]) -> dict[str, int]:
+        return {node: n for s in snapshots for node, n in s['state'].get('backlog', {}).items() if n}
 
     def _finish(self, errors: list[str]) -> list[dict[str, Any]]:
         """Stop sources everywhere, let packets drain across containers, then close all plugins."""

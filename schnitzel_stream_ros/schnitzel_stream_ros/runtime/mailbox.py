@@ -6,7 +6,11 @@ one token per accepted packet). Control work — dynamic parameter changes — g
 mailbox so the plugin is only ever called from its worker thread.
 
 `block` is implemented here: a producer facing a full inbox waits until the worker makes room (or
-the mailbox closes, in which case the packet is counted as discarded). Notifications are only sent
+the mailbox closes, in which case the packet is counted as discarded). That wait is for producers in
+the same container only. A DDS callback thread serves every cross-process input of its container,
+so it must never wait for one node: it uses `offer_nowait`, where a packet that finds a `block`
+inbox full waits in the inbox's spill (as many again as the inbox holds) and moves into the inbox
+as the worker makes room; beyond that it is dropped and counted (`dropped_new`). Notifications are only sent
 when someone waits, so the common case — room in the inbox, worker busy — is one lock acquisition
 and a few appends (`offer` inlines Inbox.offer's accepting branch for that reason; every other
 case goes through Inbox.offer, the one place that applies policies).
@@ -18,6 +22,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
+from schnitzel_stream_ros.graph.model import Overflow
 from schnitzel_stream_ros.runtime.inbox import Inbox, Item, Offer
 
 Control = Callable[[], None]
@@ -50,7 +55,13 @@ class Mailbox:
     @property
     def idle(self) -> bool:
         """Nothing waits and nothing is being processed (a moment's view)."""
-        return not self._order and not self._controls and not self.busy and not self._claimed
+        return (
+            not self._order
+            and not self._controls
+            and not self.busy
+            and not self._claimed
+            and not any(inbox.spill for inbox in self.inboxes.values())
+        )
 
     def __len__(self) -> int:
         return len(self._order)
@@ -70,6 +81,36 @@ class Mailbox:
                     self._has_work.notify()
                 return
             self._offer_under_policy(token, inbox, item)
+
+    def offer_nowait(self, token: Token, item: Item) -> None:
+        """Like offer(), but never waits (DDS callbacks): a full `block` inbox spills (see above)."""
+        inbox = token[1]
+        with self._lock:
+            if inbox.overflow is not Overflow.BLOCK or self._closed:
+                self._offer_under_policy(token, inbox, item)  # these policies never wait
+                return
+            items = inbox.items
+            if len(items) < inbox.maxsize and not inbox.spill:
+                items.append(item)
+                item[2].packets += 1
+                if len(items) > inbox.depth_max:
+                    inbox.depth_max = len(items)
+                self._order.append(token)
+                if self._worker_waiting:
+                    self._has_work.notify()
+                return
+            item[2].packets += 1
+            if len(inbox.spill) < inbox.maxsize:
+                inbox.spill.append(item)
+                return
+            inbox.dropped_new += 1
+            item[2].dropped += 1
+
+    def _refill_from_spill(self, port: str, inbox: Inbox) -> None:
+        """Move spilled packets into the room the worker just made (under the lock)."""
+        while inbox.spill and len(inbox.items) < inbox.maxsize:
+            inbox.items.append(inbox.spill.popleft())
+            self._order.append((port, inbox))
 
     def _offer_under_policy(self, token: Token, inbox: Inbox, item: Item) -> None:
         if self._closed:
@@ -124,6 +165,8 @@ class Mailbox:
                     if not inbox.items:
                         continue
                     item = inbox.items.popleft()
+                    if inbox.spill:
+                        self._refill_from_spill(port, inbox)
                     if self._producers_waiting:
                         self._has_room.notify()
                     self.busy = True
@@ -133,6 +176,26 @@ class Mailbox:
                 self._worker_waiting = True
                 self._has_work.wait()
                 self._worker_waiting = False
+
+    def take_more(self, port: str, limit: int) -> list[Item]:
+        """Up to `limit` further items of `port` that arrived right after the one just taken, for
+        a node that handles batches (Plugin.process_batch). Arrival order holds: it stops at the
+        first packet of another port and before any pending control. The worker stays busy."""
+        taken: list[Item] = []
+        with self._lock:
+            order = self._order
+            while order and len(taken) < limit and not self._controls:
+                token_port, inbox = order[0]
+                if token_port != port:
+                    break
+                order.popleft()
+                if inbox.items:
+                    taken.append(inbox.items.popleft())
+                    if inbox.spill:
+                        self._refill_from_spill(port, inbox)
+            if taken and self._producers_waiting:
+                self._has_room.notify_all()
+        return taken
 
     def try_claim(self) -> bool:
         """Let the calling thread run the plugin now, inline, if the node is idle with nothing waiting.

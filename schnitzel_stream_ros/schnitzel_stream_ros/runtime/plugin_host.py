@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from schnitzel_stream_ros.graph.secrets import resolve_secrets
 from schnitzel_stream_ros.observability.metrics import NodeMetrics
 from schnitzel_stream_ros.observability.plugin_log import PluginLog
 from schnitzel_stream_ros.packet import StreamPacket
@@ -97,6 +98,11 @@ class PluginHost:
         self.plugin: Plugin | None = None
         self._packets: Iterator[StreamPacket | None] | None = None
         self.closed = False
+        # Held while plugin code runs (process, process_batch, produce): close() never runs the
+        # plugin's close() in the middle of one; if that call is stuck, closing is deferred to
+        # the moment it returns (close_deferred), on the thread that made it.
+        self._call_lock = threading.RLock()
+        self.close_deferred = False
 
     @property
     def params(self) -> dict[str, Any]:
@@ -115,16 +121,37 @@ class PluginHost:
     def setup(self) -> None:
         """Instantiate the plugin and run its setup(); errors name the node."""
         try:
+            # secret references (${secret:NAME}) become values here, in the container process:
+            # the ROS parameters and launch files only ever hold the reference (graph/secrets.py)
+            self.ctx.params.update(resolve_secrets(self.ctx.params))
             self.plugin = self.plugin_cls(self.ctx)
             self.plugin.setup()
         except Exception as exc:
             raise PluginError(f"node '{self.node_id}': setup() failed: {type(exc).__name__}: {exc}") from exc
 
-    def close(self) -> None:
-        """Run the plugin's close() once (also after errors); errors name the node."""
+    def close(self, wait_sec: float = 0.0) -> bool:
+        """Run the plugin's close() once (also after errors); errors name the node.
+
+        Never while plugin code of this node runs on another thread: waits up to `wait_sec` for it,
+        then defers -- the running call closes the plugin when it returns -- and returns False.
+        """
+        if not self._call_lock.acquire(timeout=wait_sec) if wait_sec > 0 else not self._call_lock.acquire(
+            blocking=False
+        ):
+            self.close_deferred = True
+            if not self._call_lock.acquire(blocking=False):  # it may have returned meanwhile
+                return False
+        try:
+            self._close_plugin()
+        finally:
+            self._call_lock.release()
+        return True
+
+    def _close_plugin(self) -> None:
         if self.closed:
             return
         self.closed = True
+        self.close_deferred = False
         self.discard_source()
         if self.plugin is not None:
             try:
@@ -133,6 +160,28 @@ class PluginHost:
                 raise PluginError(
                     f"node '{self.node_id}': close() failed: {type(exc).__name__}: {exc}"
                 ) from exc
+
+    def _close_if_deferred(self) -> None:
+        """After a call returned: the close() that could not run during it runs now."""
+        if not self._call_lock.acquire(blocking=False):
+            return
+        try:
+            if self.close_deferred:
+                self._close_plugin()
+                self.ctx.logger.warning(f"node '{self.node_id}': closed after its stuck call returned")
+        except PluginError as exc:
+            self.ctx.logger.error(str(exc))
+        finally:
+            self._call_lock.release()
+
+    def backlog(self) -> int:
+        """The plugin's backlog() (0 before setup, after close, or when it fails)."""
+        if self.plugin is None or self.closed:
+            return 0
+        try:
+            return max(0, int(self.plugin.backlog()))
+        except Exception:
+            return 0
 
     # -- data path -----------------------------------------------------------------------------
     def emit(self, packet: StreamPacket, port: str = DEFAULT_OUTPUT) -> None:
@@ -152,6 +201,14 @@ class PluginHost:
 
     def handle(self, packet: StreamPacket, port: str) -> None:
         """Give one packet to process() and route what it returns to the default output."""
+        try:
+            with self._call_lock:
+                self._handle(packet, port)
+        finally:
+            if self.close_deferred:
+                self._close_if_deferred()
+
+    def _handle(self, packet: StreamPacket, port: str) -> None:
         self.metrics.consumed += 1
         plugin = self.plugin
         assert plugin is not None, 'setup() first'
@@ -164,6 +221,9 @@ class PluginHost:
                 f"node '{self.node_id}': process() failed on port '{port}' (packet {packet.packet_id}): "
                 f'{type(exc).__name__}: {exc}'
             ) from exc
+        self._route_outputs(out, 'process()')
+
+    def _route_outputs(self, out: Any, what: str) -> None:
         if out is None:
             return
         if isinstance(out, StreamPacket):
@@ -173,17 +233,55 @@ class PluginHost:
             packets = iter(out)
         except TypeError:
             raise PluginError(
-                f"node '{self.node_id}': process() returned {type(out).__name__}; expected None, a "
+                f"node '{self.node_id}': {what} returned {type(out).__name__}; expected None, a "
                 'StreamPacket or an iterable of them'
             ) from None
         for item in packets:
             self.emit(item)
+
+    @property
+    def handles_batches(self) -> bool:
+        """The plugin overrides Plugin.process_batch (the live runtime then hands it batches)."""
+        plugin = self.plugin
+        return plugin is not None and type(plugin).process_batch is not Plugin.process_batch
+
+    def handle_batch(self, packets: list[StreamPacket], port: str) -> None:
+        """Give several packets of one port to process_batch() and route what it returns."""
+        try:
+            with self._call_lock:
+                self._handle_batch(packets, port)
+        finally:
+            if self.close_deferred:
+                self._close_if_deferred()
+
+    def _handle_batch(self, packets: list[StreamPacket], port: str) -> None:
+        self.metrics.consumed += len(packets)
+        plugin = self.plugin
+        assert plugin is not None, 'setup() first'
+        try:
+            out = plugin.process_batch(packets, port)
+        except (PluginError, DeliveryError):
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"node '{self.node_id}': process_batch() failed on port '{port}' ({len(packets)} packets, "
+                f'first {packets[0].packet_id}): {type(exc).__name__}: {exc}'
+            ) from exc
+        self._route_outputs(out, 'process_batch()')
 
     def pull(self) -> bool:
         """Sources: take the next packet from produce() and emit it. False once the source is done.
 
         A source may yield None ("nothing this time") to stay responsive without emitting.
         """
+        try:
+            with self._call_lock:
+                return self._pull()
+        finally:
+            if self.close_deferred:
+                self._close_if_deferred()
+
+    def _pull(self) -> bool:
         if self._packets is None:
             plugin = self.plugin
             assert plugin is not None, 'setup() first'
@@ -209,6 +307,10 @@ class PluginHost:
 
     def discard_source(self) -> None:
         """Sources: close the current produce() generator; the next pull() calls produce() afresh."""
+        with self._call_lock:
+            self._discard_source()
+
+    def _discard_source(self) -> None:
         if self._packets is None:
             return
         close_gen = getattr(self._packets, 'close', None)
@@ -236,6 +338,7 @@ class PluginHost:
         ctx = NodeContext(self, dict(params), self.ctx.logger, self.stop_event)
         plugin = None
         try:
+            ctx.params.update(resolve_secrets(ctx.params))  # as setup(): values only in this process
             plugin = plugin_cls(ctx)
             plugin.setup()
         except Exception as exc:

@@ -276,8 +276,8 @@ class PluginNode(Node):
                 finally:
                     mailbox.release()
                 return
-            try:
-                mailbox.offer(token, (packet, t_emit, edge))
+            try:  # never waits: this thread serves every cross-process input of the container
+                mailbox.offer_nowait(token, (packet, t_emit, edge))
             except DeliveryError as exc:
                 self.on_fatal(str(exc))
 
@@ -463,9 +463,10 @@ class PluginNode(Node):
                 ok = ok and not worker.thread.is_alive()
         return ok
 
-    def close(self) -> None:
-        """The plugin's close(); raises PluginError naming the node."""
-        self.host.close()
+    def close(self) -> bool:
+        """The plugin's close(); raises PluginError naming the node. False: deferred, because plugin
+        code of this node still runs (it closes when that call returns, PluginHost.close)."""
+        return self.host.close()
 
     def _teardown(self) -> None:
         for port in self.outputs:

@@ -12,6 +12,9 @@
 - Stops at the end of finite sources, after `--max-events` source emissions, after `--duration`
   seconds, or on SIGINT/SIGTERM; in every case in-flight packets drain (bounded by
   `--drain-timeout`), every plugin's close() runs, the report is written and no child process stays.
+- When finite sources end, durable sinks keep delivering what they accepted until their queue is
+  empty or `--drain-timeout` passes (default 30 s); what is left is reported (warning) and is
+  delivered at the next start. SIGINT/SIGTERM during that drain stop at once; nothing is lost.
 - Exit code: 0 when the run ended with status ok or degraded, 1 on status error, 2 for an invalid graph.
 """
 
@@ -30,11 +33,11 @@ from schnitzel_stream_ros.graph.validate import compile_graph
 from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC
 from schnitzel_stream_ros.observability.progress import ProgressLine
 from schnitzel_stream_ros.observability.report import build_report, write_report
-from schnitzel_stream_ros.runtime.container import DEFAULT_DRAIN_TIMEOUT_SEC
 from schnitzel_stream_ros.runtime.executors import DEFAULT_EXECUTOR, EXECUTOR_KINDS
 from schnitzel_stream_ros.runtime.start_gate import parse_await
 
 MODES = ('live', 'deterministic')
+DEFAULT_RUN_DRAIN_SEC = 30.0
 EXIT_OK, EXIT_ERROR, EXIT_INVALID = 0, 1, 2
 
 
@@ -65,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         '--drain-timeout',
         type=positive_float,
-        default=DEFAULT_DRAIN_TIMEOUT_SEC,
-        help='how long in-flight packets may drain at the end (seconds)',
+        default=DEFAULT_RUN_DRAIN_SEC,
+        help='how long the end of a run may drain: in-flight packets, and the undelivered backlog of '
+        'durable sinks after finite sources end (seconds, default %(default)g)',
     )
     parser.add_argument(
         '--container-restarts',
@@ -192,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 duration_sec=args.duration,
                 executor=args.executor,
                 drain_timeout=args.drain_timeout,
+                backlog_timeout=args.drain_timeout,
                 stop_event=stopper.event,
                 on_progress=on_progress,
                 diagnostics_period_sec=args.diagnostics_period,
@@ -222,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_json:
         write_report(report, args.report_json)
     print(_summary(report), file=sys.stderr)
+    for line in report['warnings']:
+        print(f'warning: {line}', file=sys.stderr)
     for line in report['errors']:
         print(f'error: {line}', file=sys.stderr)
     return EXIT_ERROR if report['status'] == 'error' else EXIT_OK

@@ -95,8 +95,16 @@ def _report_plugin_error(host: PluginHost, exc: PluginError) -> None:
         host.ctx.logger.error(f'{exc}{suffix}')
 
 
+#: Most packets one process_batch() call gets (bounds the time and memory of one call).
+MAX_BATCH = 1024
+
+
 class InputWorker:
-    """Drains one node's mailbox into its plugin, in arrival order, until the mailbox closes."""
+    """Drains one node's mailbox into its plugin, in arrival order, until the mailbox closes.
+
+    A plugin that overrides Plugin.process_batch gets everything that waits on the port at once
+    (up to MAX_BATCH): while it commits one batch, the next one gathers in its inbox.
+    """
 
     def __init__(
         self,
@@ -120,7 +128,9 @@ class InputWorker:
         clock = time.perf_counter_ns
         host = self.host
         take = self.mailbox.take
+        take_more = self.mailbox.take_more
         handle = host.handle
+        batches = host.handles_batches
         cost = self.cost
         while True:
             job = take()  # also marks the previous item done
@@ -129,9 +139,15 @@ class InputWorker:
             try:
                 if type(job) is tuple:
                     port, (packet, t_emit, edge) = job
+                    more = take_more(port, MAX_BATCH - 1) if batches else None
                     t_start = clock()
                     edge.latency.record(t_start - t_emit)
-                    handle(packet, port)
+                    if more:
+                        for _, t_more, edge_more in more:
+                            edge_more.latency.record(t_start - t_more)
+                        host.handle_batch([packet, *(item[0] for item in more)], port)
+                    else:
+                        handle(packet, port)
                     cost.add(clock() - t_start)
                 else:
                     job()

@@ -25,12 +25,27 @@ import time
 from schnitzel_stream_ros.backoff import Backoff
 from schnitzel_stream_ros.delivery.forwarder import Forwarder, ForwarderConfig
 from schnitzel_stream_ros.delivery.http_client import HttpTarget
+from schnitzel_stream_ros.delivery.idempotency_key import wire_key
 from schnitzel_stream_ros.delivery.queue import DurableQueue
 from schnitzel_stream_ros.packet import StreamPacket
 
 
-def event_key(run_id: str, index: int) -> str:
+def event_key(run_id: str, index: int, hostile: bool = False) -> str:
+    """The event's key; with `hostile`, some keys are what a stranger on the DDS domain may write:
+    non-Latin-1 text, CR/LF with a header behind it, 8 KB (the rest stay `run:index`)."""
+    if hostile:
+        if index % 50 == 7:
+            return f'{run_id}:Łódź:cam0:{index}'
+        if index % 50 == 17:
+            return f'{run_id}:\r\nX-Injected: yes:{index}'
+        if index % 50 == 27:
+            return f'{run_id}:' + 'k' * 8192 + f':{index}'
     return f'{run_id}:{index}'
+
+
+def logged_key(run_id: str, index: int, hostile: bool = False) -> str:
+    """What the accepted log holds and the backend stores: the key's wire form (one line)."""
+    return wire_key(event_key(run_id, index, hostile))
 
 
 def read_accepted(path: str) -> list[str]:
@@ -48,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='delivery_child')
     parser.add_argument('--queue', required=True)
     parser.add_argument('--url', required=True)
+    parser.add_argument('--hostile-keys', action='store_true', help='some keys non-Latin-1, CR/LF, 8 KB')
     parser.add_argument('--run-id', required=True)
     parser.add_argument('--start', type=int, default=0)
     parser.add_argument('--events', type=int, required=True, help='produce indexes start..events-1')
@@ -82,12 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     next_at = time.monotonic()
     produced = 0
     for index in range(args.start, args.events):
-        key = event_key(args.run_id, index)
+        key = event_key(args.run_id, index, args.hostile_keys)
         packet = StreamPacket.new(
             'event', 'child', {'i': index, 'run': args.run_id}, meta={'idempotency_key': key}
         )
         queue.enqueue(packet)
-        os.write(log_fd, f'{key}\n'.encode())
+        os.write(log_fd, f'{wire_key(key)}\n'.encode())
         produced += 1
         if interval:
             next_at += interval

@@ -301,3 +301,37 @@ def test_url_credentials_become_basic_auth_and_never_reach_logs_or_metrics(backe
     assert 'operator:***@127.0.0.1' in caplog.text
     client = HttpJsonClient(HttpTarget(url))
     assert client._base_headers['Authorization'].startswith('Basic ')
+
+
+@pytest.mark.parametrize('status', [401, 403, 404])
+def test_auth_and_route_failures_park_delivery_and_lose_nothing(backend, queue, status, caplog):
+    backend.set_control(mode='4xx', status=status)
+    forwarder = run_forwarder(queue, backend.url + '/events', concurrency=2)
+    try:
+        queue.enqueue_many(events(60))
+        wait_until(lambda: forwarder.metrics()['delivery_parked'] == 1, what='parked delivery')
+        time.sleep(1.0)  # several probe intervals (0.2 s) while parked
+        metrics = forwarder.metrics()
+        assert metrics['breaker_state'] != 'closed' and f'HTTP {status}' in metrics['parked_reason']
+        assert queue.dead_count() == 0 and queue.depth() == 60
+        faulted = backend.stats()['faulted_posts']
+        assert faulted <= 2 + 1.0 / 0.2 + 2  # one per worker, then one probe per interval: no hammering
+        backend.set_control(mode='ok')  # the operator fixed the token / route
+        assert forwarder.wait_idle(20)
+    finally:
+        forwarder.stop()
+    assert backend.stats()['unique'] == 60 and queue.dead_count() == 0
+    assert forwarder.metrics()['delivery_parked'] == 0
+    assert 'delivery PARKED' in caplog.text
+
+
+def test_per_event_refusals_stay_dead_letters(backend, queue):
+    backend.set_control(mode='4xx', status=422, count=2)
+    forwarder = run_forwarder(queue, backend.url + '/events', concurrency=1)
+    try:
+        queue.enqueue_many(events(10))
+        assert forwarder.wait_idle(20)
+    finally:
+        forwarder.stop()
+    assert queue.dead_count() == 2 and backend.stats()['unique'] == 8
+    assert forwarder.metrics()['delivery_parked'] == 0

@@ -8,6 +8,8 @@ An external subscriber is a separate plain-rclpy process (test/runtime_plugins/e
 
 from __future__ import annotations
 
+import base64
+import http.server
 import json
 import signal
 import subprocess
@@ -15,16 +17,20 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import rclpy
 from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode
-from rcl_interfaces.srv import DescribeParameters, SetParameters
+from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
+from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
+from schnitzel_stream_ros.codec.packet_codec import encode_packet
+from schnitzel_stream_ros.packet import StreamPacket
 from schnitzel_stream_ros.runtime.container_handles import container_command
 from schnitzel_stream_ros.testing import processes
 
@@ -97,6 +103,12 @@ def _wait_for(predicate, timeout: float = 15.0, what: str = 'condition'):
             return value
         time.sleep(0.05)
     raise AssertionError(f'timed out waiting for {what}')
+
+
+@pytest.fixture
+def plugin_env(plugin_env):
+    """The shared plugin_env (conftest), plus a secret only the container process has."""
+    return {**plugin_env, 'SITE_BACKEND_PW': 's3cret-of-the-site'}
 
 
 @pytest.fixture
@@ -328,3 +340,48 @@ def test_repeated_sigint_still_ends_in_a_clean_exit(ros_env, tmp_path):
             assert proc.wait(timeout=5) == 0, log_path.read_text()[-2000:]
         finally:
             processes.stop(proc)
+
+
+class _AuthRecorder(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    seen: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:  # http.server's naming
+        self.rfile.read(int(self.headers.get('Content-Length', 0)))
+        type(self).seen.append(self.headers.get('Authorization', ''))
+        self.send_response(201)
+        self.send_header('Content-Length', '2')
+        self.end_headers()
+        self.wfile.write(b'{}')
+
+    def log_message(self, *_args) -> None:
+        pass
+
+
+def test_a_secret_is_a_reference_in_the_ros_parameter_and_a_value_only_in_the_plugin(
+    container, client, tmp_path
+):
+    """Issue 11, item 6: what `ros2 param get` shows is the reference, never the password."""
+    _AuthRecorder.seen = []
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _AuthRecorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f'http://op:${{secret:SITE_BACKEND_PW}}@127.0.0.1:{server.server_address[1]}/events'
+    try:
+        loaded = client.load(
+            'schnitzel_stream_ros.nodes.delivery.durable_forwarder_sink:DurableForwarderSink',
+            'deliver',
+            {'path': str(tmp_path / 'q.db'), 'url': url, 'inputs.in': ['/t/events']},
+        )
+        assert loaded.success, loaded.error_message
+        got = client.call(GetParameters, '/t/deliver/get_parameters', GetParameters.Request(names=['url']))
+        assert got.values[0].string_value == url  # the reference, as anyone on the domain reads it
+        publisher = client.node.create_publisher(StreamPacketMsg, '/t/events', 10)
+        event = StreamPacket.new('event', 'cam0', {'i': 1}, meta={'idempotency_key': 'secret-test-1'})
+        _wait_for(lambda: publisher.get_subscription_count() > 0, what='the node subscribed')
+        publisher.publish(encode_packet(event))
+        _wait_for(lambda: _AuthRecorder.seen, what='a POST at the backend')
+    finally:
+        server.shutdown()
+        server.server_close()
+    expected = 'Basic ' + base64.b64encode(b'op:s3cret-of-the-site').decode()
+    assert _AuthRecorder.seen[0] == expected  # the plugin had the value

@@ -144,6 +144,30 @@ class LogEveryLevel(Plugin):
         return packet
 
 
+class ArrivalLagSink(Plugin):
+    """Writes, per packet, how long after its emission (packet ts) it reached process(): one
+    number per line in `path` (seconds). Shows stalls on the way in (e.g. a blocked DDS thread)."""
+
+    ROLE = Role.SINK
+    OUTPUTS = ()
+    INPUTS = (Port('in', profile=PayloadProfile.INPROC_ANY),)
+    PARAMS = (Param('path', str, description='output file'),)
+
+    def setup(self) -> None:
+        self._out = open(self.params['path'], 'a', encoding='utf-8')  # noqa: SIM115 (closed in close)
+
+    def process(self, packet: StreamPacket, port: str = 'in') -> Outputs:
+        from datetime import datetime
+
+        sent = datetime.fromisoformat(packet.ts.replace('Z', '+00:00')).timestamp()
+        self._out.write(f'{time.time() - sent:.6f}\n')
+        self._out.flush()
+        return None
+
+    def close(self) -> None:
+        self._out.close()
+
+
 class Stamp(Plugin):
     """Stamps each JSON payload with its class, its `tag` and a running count a replace hands over.
 

@@ -217,3 +217,108 @@ def test_an_inline_claim_excludes_the_worker_and_keeps_arrival_order():
     assert not box.try_claim()  # the worker holds an item now (busy)
     box.close()
     assert box.take() is None and box.idle
+
+
+def test_take_more_gives_a_batch_of_one_port_in_arrival_order_and_stops_at_another_port():
+    box = Mailbox('n')
+    a = box.add_inbox('a', Inbox('n.a', 100, 'block'))
+    b = box.add_inbox('b', Inbox('n.b', 100, 'block'))
+    edge = EdgeMetrics('/t', 'n', 'a')
+    for i in range(5):
+        box.offer(a, _item(edge, i))
+    box.offer(b, _item(edge, 'b0'))
+    box.offer(a, _item(edge, 5))
+    port, first = box.take()
+    assert port == 'a' and first[0].payload == 0
+    assert [item[0].payload for item in box.take_more('a', 2)] == [1, 2]  # bounded by the limit
+    assert [item[0].payload for item in box.take_more('a', 100)] == [3, 4]  # stops before b0
+    assert box.take_more('a', 100) == []
+    assert box.take()[1][0].payload == 'b0'
+    assert box.take()[1][0].payload == 5
+    box.post(lambda: None)
+    box.offer(a, _item(edge, 6))
+    assert box.take_more('a', 10) == []  # a pending control runs first
+
+
+def test_the_input_worker_hands_waiting_packets_to_process_batch_in_order():
+    from schnitzel_stream_ros.plugin import Plugin
+    from schnitzel_stream_ros.runtime.plugin_host import PluginHost
+    from schnitzel_stream_ros.runtime.workers import InputWorker
+
+    calls: list[list[int]] = []
+    gate = threading.Event()
+
+    class Batching(Plugin):
+        def process(self, packet, port='in'):
+            gate.wait(5)  # holds the worker while the rest gathers in the inbox
+            calls.append([packet.payload])
+
+        def process_batch(self, packets, port='in'):
+            calls.append([p.payload for p in packets])
+
+    host = PluginHost('sink', Batching, {}, is_source=False, is_sink=True)
+    host.setup()
+    box = Mailbox('sink')
+    token = box.add_inbox('in', Inbox('sink.in', 1000, 'block'))
+    edge = EdgeMetrics('/t', 'sink', 'in')
+    worker = InputWorker(host, box, on_fatal=lambda _m: None)
+    box.offer(token, _item(edge, 0))
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not box.busy and time.monotonic() < deadline:
+        time.sleep(0.001)
+    for i in range(1, 301):
+        box.offer(token, _item(edge, i))
+    gate.set()
+    box.close()
+    worker.thread.join(5)
+    assert [x for call in calls for x in call] == list(range(301))  # all, once, in order
+    assert calls[0] == [0] and len(calls) <= 3  # the 300 that waited came as one batch (or two)
+    assert host.metrics.consumed == 301
+
+
+def test_offer_nowait_never_waits_on_a_full_block_inbox_it_spills_then_counts_drops():
+    box = Mailbox('n')
+    token = box.add_inbox('in', Inbox('n.in', 2, 'block'))
+    edge = EdgeMetrics('/t', 'n', 'in')
+    t0 = time.monotonic()
+    for i in range(7):  # 2 in the inbox, 2 in the spill, 3 dropped -- and no call waits
+        box.offer_nowait(token, _item(edge, i))
+    assert time.monotonic() - t0 < 0.1
+    inbox = box.inboxes['in']
+    assert (len(inbox.items), len(inbox.spill), inbox.dropped_new) == (2, 2, 3)
+    assert (edge.packets, edge.dropped) == (7, 3)
+    assert not box.idle
+    taken = [box.take()[1][0].payload for _ in range(4)]  # spilled packets move in, in order
+    assert taken == [0, 1, 2, 3]
+    box.done()
+    assert box.idle and not inbox.spill
+
+
+def test_a_close_while_process_runs_is_deferred_until_it_returns():
+    from schnitzel_stream_ros.plugin import Plugin
+    from schnitzel_stream_ros.runtime.plugin_host import PluginHost
+
+    inside, release = threading.Event(), threading.Event()
+    events: list[str] = []
+
+    class Stuck(Plugin):
+        def process(self, packet, port='in'):
+            events.append('process start')
+            inside.set()
+            release.wait(5)
+            events.append('process end')
+
+        def close(self):
+            events.append('close')
+
+    host = PluginHost('stuck', Stuck, {}, is_source=False, is_sink=True)
+    host.setup()
+    worker = threading.Thread(target=host.handle, args=(StreamPacket.new('raw', 's', 1), 'in'))
+    worker.start()
+    assert inside.wait(5)
+    assert host.close(wait_sec=0.05) is False  # deferred, not run under the running process()
+    assert events == ['process start']
+    release.set()
+    worker.join(5)
+    assert events == ['process start', 'process end', 'close'] and host.closed

@@ -10,10 +10,10 @@ outage is delivered automatically when the node starts again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from schnitzel_stream_ros.delivery.errors import NotJsonError, QueueFullError
+from schnitzel_stream_ros.delivery.errors import BatchTooLargeError, NotJsonError, QueueFullError
 from schnitzel_stream_ros.delivery.forwarder import Forwarder, ForwarderConfig
 from schnitzel_stream_ros.delivery.queue import DurableQueue
 from schnitzel_stream_ros.delivery.shared import release_shared
@@ -115,6 +115,57 @@ class DurableForwarderSink(Plugin):
         if not self.params['forward']:
             return None
         return durable_meta(packet, self.queue, seq, self.node_id, self.params['meta_key'])
+
+    def process_batch(self, packets: Sequence[StreamPacket], port: str = 'in') -> list[StreamPacket] | None:
+        """What waited in the inbox, committed in one transaction (one fsync): every packet is
+        accepted when this returns. A packet that is not JSON, or a batch that can never fit the
+        limits together, must not refuse its neighbours: then each is offered alone (nothing of
+        the batch was committed)."""
+        assert self.queue is not None, 'setup() was not called'
+        try:
+            seqs = self.queue.enqueue_many(packets)  # returns after the commit: all accepted
+        except (NotJsonError, BatchTooLargeError):
+            return self._one_by_one(packets, port)
+        except QueueFullError:
+            self.count('refused_total', len(packets))
+            raise
+        self.count('accepted_total', len(packets))
+        if not self.params['forward']:
+            return None
+        meta_key = self.params['meta_key']
+        return [
+            durable_meta(packet, self.queue, seq, self.node_id, meta_key)
+            for packet, seq in zip(packets, seqs, strict=True)
+        ]
+
+    def _one_by_one(self, packets: Sequence[StreamPacket], port: str) -> list[StreamPacket]:
+        outputs: list[StreamPacket] = []
+        failed: list[Exception] = []
+        for packet in packets:
+            try:
+                out = self.process(packet, port)
+            except (QueueFullError, NotJsonError) as exc:
+                failed.append(exc)
+                continue
+            if out is not None:
+                outputs.append(out)
+        if failed:
+            for out in outputs:  # the accepted ones still go on before the refusal is raised
+                self.emit(out)
+            raise type(failed[0])(
+                f'{len(failed)} of {len(packets)} packets refused, the others accepted; first: {failed[0]}'
+            )
+        return outputs
+
+    def backlog(self) -> int:
+        """Accepted events not yet delivered: a finite run keeps this node running until 0."""
+        queue = self.queue
+        if queue is None or self.forwarder is None:
+            return 0
+        try:
+            return queue.depth()
+        except Exception:  # closing meanwhile
+            return 0
 
     def close(self) -> None:
         if self.forwarder is not None:

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from schnitzel_stream_ros.backoff import Backoff
-from schnitzel_stream_ros.delivery.http_client import RETRY_STATUSES, HttpTarget
+from schnitzel_stream_ros.delivery.http_client import PARK_STATUSES, RETRY_STATUSES, HttpTarget
 from schnitzel_stream_ros.delivery.queue import DurableQueue, FullPolicy
 from schnitzel_stream_ros.delivery.redact import mask_url
 from schnitzel_stream_ros.delivery.shared import open_shared
@@ -57,6 +57,12 @@ HTTP_PARAMS = (
         sorted(RETRY_STATUSES),
         'HTTP statuses that are retried; other non-2xx are final',
     ),
+    Param(
+        'park_on_status',
+        list,
+        sorted(PARK_STATUSES),
+        'HTTP statuses that park delivery (auth/route wrong: circuit open, events stay queued)',
+    ),
     Param('auth_token_env', str, '', 'name of the environment variable holding the auth token ("" = none)'),
     Param('auth_header', str, 'Authorization', 'header that carries the token'),
     Param('auth_scheme', str, 'Bearer', 'prefix of the token in that header ("" = the bare token)'),
@@ -79,12 +85,12 @@ def check_http_params(params: Mapping[str, Any]) -> list[str]:
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ('http', 'https') or not parts.hostname:
         problems.append(f"parameter 'url': expected http(s)://host[:port]/path, got {mask_url(str(url))!r}")
-    statuses = params.get('retry_on_status') or []
-    for index, status in enumerate(statuses):
-        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
-            problems.append(
-                f"parameter 'retry_on_status'[{index}]: expected an HTTP status 100..599, got {status!r}"
-            )
+    for name in ('retry_on_status', 'park_on_status'):
+        for index, status in enumerate(params.get(name) or []):
+            if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+                problems.append(
+                    f"parameter '{name}'[{index}]: expected an HTTP status 100..599, got {status!r}"
+                )
     for name, value in (params.get('headers') or {}).items():
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             problems.append(f"parameter 'headers'.{name}: expected a string value")
@@ -106,6 +112,7 @@ def target_from_params(params: Mapping[str, Any]) -> HttpTarget:
         headers={str(k): str(v) for k, v in (params.get('headers') or {}).items()},
         idempotency_header=params['idempotency_header'],
         retry_on_status=frozenset(params['retry_on_status']),
+        park_on_status=frozenset(params.get('park_on_status', PARK_STATUSES)),
         auth_token_env=params['auth_token_env'] or None,
         auth_header=params['auth_header'],
         auth_scheme=params['auth_scheme'],
