@@ -75,6 +75,8 @@ def load_verb(name: str) -> Verb:
 PROGRAMS: dict[str, tuple[str, str]] = {
     'run': ('run a graph with the embedded runner (options: schnitzel-stream run --help)',
             'schnitzel_stream_ros.runtime.runner'),
+    'apply': ('change a running graph into a new version of it, in place (apply --help)',
+              'schnitzel_stream_ros.runtime.apply_cli'),
     'backend': ('the reference event backend: idempotent store, /stats (options: backend --help)',
                 'schnitzel_stream_ros.delivery.backend'),
     'record': ('record ROS topics of a running graph to an MCAP file (options: record --help)',

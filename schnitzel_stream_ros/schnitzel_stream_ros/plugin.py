@@ -221,6 +221,18 @@ class Plugin:
         Called from another thread about every 0.2 s: keep it cheap; never raise."""
         return 0
 
+    # -- optional: state hand-over when the node is replaced while it runs ------------------
+    def snapshot_state(self) -> Any:
+        """State to hand to the instance that replaces this one (hot-replace); None = fresh state.
+
+        Called on the node's own thread between two packets, just before `restore_state` of the
+        new instance (which may be of another class: hand over plain data, not objects of yours).
+        """
+        return None
+
+    def restore_state(self, state: Any) -> None:
+        """Take over the state the replaced instance's `snapshot_state()` returned (after setup())."""
+
     # -- what authors call -----------------------------------------------------------------
     def emit(self, packet: StreamPacket, port: str = DEFAULT_OUTPUT) -> None:
         self.ctx.emit(packet, port)

@@ -45,6 +45,7 @@ from schnitzel_stream_ros.graph.model import (
     Reliability,
     RuntimeSpec,
 )
+from schnitzel_stream_ros.graph.restart import RestartSpec, parse_restart
 from schnitzel_stream_ros.graph.source_text import ParsedText, Path, SyntaxProblem, iter_strings, parse_text
 from schnitzel_stream_ros.graph.suggest import did_you_mean
 from schnitzel_stream_ros.packet import PayloadProfile
@@ -53,7 +54,7 @@ SUPPORTED_VERSION = 2
 
 _TOP_KEYS = ('version', 'nodes', 'edges', 'config', 'namespace')
 _NODE_KEYS = ('id', 'node_id', 'kind', 'plugin', 'config', 'namespace', 'container', 'topics', 'qos', 'ports',
-              'description')
+              'description', 'restart')
 _EDGE_KEYS = ('from', 'src', 'to', 'dst', 'from_port', 'src_port', 'to_port', 'dst_port', 'qos', 'inbox')
 _QOS_KEYS = ('reliability', 'depth')
 _INBOX_KEYS = ('max', 'overflow')
@@ -186,6 +187,12 @@ class _Reader:
             return None
         return raw
 
+    def restart(self, raw: Any, path: Path, subject: str) -> RestartSpec | None:
+        spec, problems = parse_restart(raw)
+        for key, problem in problems:
+            self.error((*path, key) if key else path, problem, subject, 'restart')
+        return spec
+
     def runtime(self, config: Mapping[str, Any], path: Path, subject: str) -> RuntimeSpec:
         rpath = (*path, RUNTIME_KEY)
         raw = self.mapping(config.get(RUNTIME_KEY), rpath, subject, RUNTIME_KEY)
@@ -282,6 +289,7 @@ class _Reader:
             qos=qos,
             ports=self.ports(raw.get('ports'), (*path, 'ports'), subject),
             runtime=self.runtime(config, config_path, subject),
+            restart=self.restart(raw.get('restart'), (*path, 'restart'), subject),
             position=self.pos(path),
             param_positions={str(k): self.pos((*config_path, k)) for k in config},
         )

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from schnitzel_stream_ros.graph.restart import RestartSpec
+
 if TYPE_CHECKING:
     from schnitzel_stream_ros.graph.errors import GraphWarning
     from schnitzel_stream_ros.plugin import Plugin, Port
@@ -120,6 +122,7 @@ class NodeSpec:
     qos: Mapping[str, QosSpec] = field(default_factory=dict)  # output port -> publisher QoS
     ports: Mapping[str, PortOverride] = field(default_factory=dict)  # port -> narrowing
     runtime: RuntimeSpec = field(default_factory=RuntimeSpec)
+    restart: RestartSpec | None = None  # what happens when process() raises (graph/restart.py)
     position: Position = UNKNOWN_POSITION
     #: line of each config key (for parameter errors); missing keys use `position`
     param_positions: Mapping[str, Position] = field(default_factory=dict)

@@ -14,6 +14,7 @@ from typing import Any
 
 from schnitzel_stream_ros.document_limits import MIB, json_text_limits, load_json
 from schnitzel_stream_ros.graph.model import ResolvedNode, ValidatedGraph
+from schnitzel_stream_ros.graph.restart import restart_params
 
 #: `package_name` of every load request: all our plugins are hosted by this package's container.
 PACKAGE_NAME = 'schnitzel_stream_ros'
@@ -45,7 +46,7 @@ def inbox_overflow_param(port: str) -> str:
 
 def is_reserved_param(name: str) -> bool:
     """True for wiring parameters (never plugin parameters: those are identifiers without dots)."""
-    return name == CONTAINER_GROUP_PARAM or name.split('.', 1)[0] in ('inputs', 'qos', 'inbox')
+    return name == CONTAINER_GROUP_PARAM or name.split('.', 1)[0] in ('inputs', 'qos', 'inbox', 'restart')
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ def node_load_request(graph: ValidatedGraph, node: ResolvedNode) -> LoadRequest:
         qos = node.output_qos[port.name]
         params[qos_reliability_param(port.name)] = str(qos.reliability)
         params[qos_depth_param(port.name)] = qos.depth
+    params.update(restart_params(node.spec.restart))
     params[CONTAINER_GROUP_PARAM] = node.container
     remaps = tuple(
         f'~/{port}:={node.output_topics[port]}'

@@ -15,7 +15,7 @@ from schnitzel_stream_ros.graph.wiring import (
     load_requests_by_container,
 )
 from schnitzel_stream_ros.launchgen.literals import parameter_value
-from schnitzel_stream_ros.runtime.start_gate import GatePlan
+from schnitzel_stream_ros.runtime.start_gate import GatePlan, requests_to_json
 
 GENERATOR_VERSION = 2
 #: The container executable our package installs (lib/schnitzel_stream_ros/component_container).
@@ -87,6 +87,7 @@ def render_launch_file(graph: ValidatedGraph, source_label: str | None = None) -
             f'            package={PACKAGE_NAME!r},',
             f'            executable={CONTAINER_EXECUTABLE!r},',
             "            arguments=['--paused'],  # nodes wait for the start gate",
+            "            respawn=True,  # the start_gate supervisor loads its nodes again",
             "            output='screen',",
             '            composable_node_descriptions=[',
         ]
@@ -98,13 +99,16 @@ def render_launch_file(graph: ValidatedGraph, source_label: str | None = None) -
         ]
     lines += [
         '        # Starts the graph once every node above is loaded and every cross-container topic is',
-        '        # matched, so no packet of a finite source is lost to load order (docs/wiring.md).',
+        '        # matched, so no packet of a finite source is lost to load order; then supervises: a',
+        '        # respawned container gets its nodes loaded again (docs/wiring.md).',
         '        Node(',
         f'            package={PACKAGE_NAME!r},',
         f'            executable={START_GATE_EXECUTABLE!r},',
         "            name='start_gate',",
         f'            namespace={graph.spec.namespace!r},',
-        f'            arguments=[\'--plan\', {GatePlan.from_graph(graph).to_json()!r}],',
+        f'            arguments=[\'--plan\', {GatePlan.from_graph(graph).to_json()!r},',
+        f'                       \'--requests\', {requests_to_json(graph)!r}, \'--supervise\'],',
+        '            respawn=True,',
         "            output='screen',",
         '        ),',
         '    ])',

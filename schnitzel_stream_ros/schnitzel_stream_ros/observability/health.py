@@ -33,8 +33,11 @@ DEFAULT_PERIOD_SEC = 1.0
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
 LEVEL_NAMES = {OK: 'OK', WARN: 'WARN', ERROR: 'ERROR', STALE: 'STALE'}
 
-#: Plugin counters whose increase is a WARN besides the failure counters of the run report.
-WARN_COUNTERS = ('stalls_total',)
+#: Plugin counters whose increase is a WARN besides the failure counters of the run report
+#: (`restarts_total`: the node's restart policy gave it a fresh plugin instance, graph/restart.py).
+WARN_COUNTERS = ('stalls_total', 'restarts_total')
+#: Gauge set to 1 when a node's restart policy isolated it (runtime/node_restart.py).
+ISOLATED_GAUGE = 'isolated'
 #: Breaker gauge of the durable forwarder (delivery/breaker.py STATE_CODE): 1 open, 2 half-open.
 BREAKER_GAUGE = 'breaker_state_code'
 BREAKER_NAMES = {1: 'open', 2: 'half-open'}
@@ -350,6 +353,8 @@ class HealthMonitor:
                     )
             else:
                 memory.full_since.pop(inbox.port, None)
+        if _number(counters, ISOLATED_GAUGE) == 1:
+            findings.append((ERROR, 'isolated by its restart policy: its plugin is no longer called'))
         last_packet_age = None
         if is_source:
             findings += self._source_findings(now, view, memory, counters, end_reason)

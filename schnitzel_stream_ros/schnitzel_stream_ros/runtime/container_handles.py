@@ -43,6 +43,8 @@ class ContainerHandle(Protocol):
     full_name: str
 
     def load(self, request: LoadRequest) -> LoadResult: ...
+    def replace(self, request: LoadRequest) -> LoadResult: ...
+    def unload_node(self, full_name: str) -> tuple[bool, str]: ...
     def ready(self) -> bool: ...
     def list_nodes(self) -> list[str]: ...
     def start(self) -> None: ...
@@ -51,6 +53,8 @@ class ContainerHandle(Protocol):
     def shutdown(self, drain_timeout: float) -> dict[str, Any]: ...
     def close(self) -> None: ...
     def failure(self) -> str | None: ...
+    def restart(self) -> None: ...
+    def kill(self) -> None: ...
 
 
 def init_context(args: list[str] | None = None) -> Context:
@@ -63,6 +67,8 @@ def init_context(args: list[str] | None = None) -> Context:
 
 class LocalContainerHandle:
     """The container lives in this process (one container group)."""
+
+    restartable = False  # it is this process: nothing to restart it from
 
     def __init__(
         self,
@@ -95,6 +101,22 @@ class LocalContainerHandle:
     def load(self, request: LoadRequest) -> LoadResult:
         return self.container.load_request(request)
 
+    def unload_node(self, full_name: str) -> tuple[bool, str]:
+        uid = next((uid for name, uid in self.container.list_nodes() if name == full_name), None)
+        if uid is None:
+            return False, f'no node {full_name} in container {self.name!r}'
+        return self.container.unload(uid)
+
+    def replace(self, request: LoadRequest) -> LoadResult:
+        return self.container.replace(
+            plugin_name=request.plugin_name,
+            node_name=request.node_name,
+            node_namespace=request.node_namespace,
+            remap_rules=list(request.remap_rules),
+            parameters=dict(request.parameters),
+            package_name=request.package_name,
+        )
+
     def ready(self) -> bool:
         return True
 
@@ -120,6 +142,12 @@ class LocalContainerHandle:
         if self.executors.error is not None:
             return f'container {self.name!r}: executor failed: {self.executors.error!r}'
         return None
+
+    def restart(self) -> None:
+        raise RuntimeError(f'container {self.name!r} runs in this process and cannot be restarted')
+
+    def kill(self) -> None:
+        """Nothing to kill: the container is this process."""
 
     def close(self) -> None:
         self.executors.stop()
@@ -179,7 +207,7 @@ class ContainerClient:
     def __init__(
         self, full_name: str, client_node: Node, failure: Callable[[], str | None] = lambda: None
     ) -> None:
-        from composition_interfaces.srv import ListNodes, LoadNode
+        from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode
         from std_srvs.srv import Trigger
 
         self.full_name = full_name
@@ -187,6 +215,8 @@ class ContainerClient:
         self._failure = failure
         self._load = client_node.create_client(LoadNode, f'{full_name}/_container/load_node')
         self._list = client_node.create_client(ListNodes, f'{full_name}/_container/list_nodes')
+        self._replace = client_node.create_client(LoadNode, f'{full_name}/_schnitzel/replace')
+        self._unload = client_node.create_client(UnloadNode, f'{full_name}/_container/unload_node')
         self._trigger = {
             verb: client_node.create_client(Trigger, f'{full_name}/_schnitzel/{verb}')
             for verb in ('start', 'stop_sources', 'stop', 'report')
@@ -194,7 +224,7 @@ class ContainerClient:
 
     @property
     def _clients(self) -> tuple[Any, ...]:
-        return (self._load, self._list, *self._trigger.values())
+        return (self._load, self._list, self._replace, self._unload, *self._trigger.values())
 
     def ready(self) -> bool:
         """True once every service of the container is available (does not wait)."""
@@ -235,7 +265,8 @@ class ContainerClient:
 
         return self._call(self._trigger[verb], Trigger.Request(), timeout).message
 
-    def load(self, request: LoadRequest) -> LoadResult:
+    @staticmethod
+    def _load_msg(request: LoadRequest) -> Any:
         from composition_interfaces.srv import LoadNode
 
         msg = LoadNode.Request()
@@ -247,7 +278,17 @@ class ContainerClient:
         msg.parameters = [
             Parameter(name, value=value).to_parameter_msg() for name, value in request.parameters.items()
         ]
-        response = self._call(self._load, msg)
+        return msg
+
+    def load(self, request: LoadRequest, timeout: float = SERVICE_TIMEOUT_SEC) -> LoadResult:
+        response = self._call(self._load, self._load_msg(request), timeout)
+        return LoadResult(
+            response.success, response.error_message, response.full_node_name, response.unique_id
+        )
+
+    def replace(self, request: LoadRequest) -> LoadResult:
+        """Hot-replace the loaded node the request names (runtime/hot_replace.py)."""
+        response = self._call(self._replace, self._load_msg(request))
         return LoadResult(
             response.success, response.error_message, response.full_node_name, response.unique_id
         )
@@ -256,6 +297,17 @@ class ContainerClient:
         from composition_interfaces.srv import ListNodes
 
         return list(self._call(self._list, ListNodes.Request(), timeout).full_node_names)
+
+    def unload_node(self, full_name: str, timeout: float = SERVICE_TIMEOUT_SEC) -> tuple[bool, str]:
+        """Unload a node by its full name (the container drains its inbox first)."""
+        from composition_interfaces.srv import ListNodes, UnloadNode
+
+        listed = self._call(self._list, ListNodes.Request(), timeout)
+        ids = dict(zip(listed.full_node_names, listed.unique_ids, strict=False))
+        if full_name not in ids:
+            return False, f'no node {full_name} in container {self.full_name}'
+        response = self._call(self._unload, UnloadNode.Request(unique_id=ids[full_name]), timeout)
+        return response.success, response.error_message
 
     def start(self) -> None:
         self.trigger('start')
@@ -269,7 +321,13 @@ class ContainerClient:
 
 
 class RemoteContainerHandle:
-    """A `component_container` child process, driven through its services from the runner's node."""
+    """A `component_container` child process, driven through its services from the runner's node.
+
+    `restart()` starts the process again with the same command after it died (the reconciler then
+    reloads its nodes, runtime/reconciler.py).
+    """
+
+    restartable = True
 
     def __init__(
         self,
@@ -284,20 +342,32 @@ class RemoteContainerHandle:
     ) -> None:
         self.name = name
         self.full_name = container_full_name(name, namespace)
-        self.proc = subprocess.Popen(
-            container_command(
-                name,
-                namespace,
-                executor=executor,
-                max_events=max_events,
-                drain_timeout=drain_timeout,
-                diagnostics_period_sec=diagnostics_period_sec,
-            ),
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
+        self.command = container_command(
+            name,
+            namespace,
+            executor=executor,
+            max_events=max_events,
+            drain_timeout=drain_timeout,
+            diagnostics_period_sec=diagnostics_period_sec,
         )
+        self.proc = self._spawn()
         self.client = ContainerClient(self.full_name, client_node, self._exited)
         self._final: dict[str, Any] | None = None
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen(self.command, start_new_session=True, preexec_fn=_die_with_parent)
+
+    def restart(self) -> None:
+        """Start the container process again (after it died), same command; it comes up paused."""
+        self.kill()
+        self.proc = self._spawn()
+
+    def kill(self) -> None:
+        """SIGKILL whatever is left of the process group and reap it."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
 
     def _exited(self) -> str | None:
         if self.proc.poll() is None:
@@ -307,14 +377,20 @@ class RemoteContainerHandle:
     def wait_ready(self, timeout: float = SERVICE_TIMEOUT_SEC) -> None:
         self.client.wait_ready(timeout)
 
-    def load(self, request: LoadRequest) -> LoadResult:
-        return self.client.load(request)
+    def load(self, request: LoadRequest, timeout: float = SERVICE_TIMEOUT_SEC) -> LoadResult:
+        return self.client.load(request, timeout)
+
+    def replace(self, request: LoadRequest) -> LoadResult:
+        return self.client.replace(request)
+
+    def unload_node(self, full_name: str) -> tuple[bool, str]:
+        return self.client.unload_node(full_name)
 
     def ready(self) -> bool:
         return self.client.ready()
 
-    def list_nodes(self) -> list[str]:
-        return self.client.list_nodes()
+    def list_nodes(self, timeout: float = SERVICE_TIMEOUT_SEC) -> list[str]:
+        return self.client.list_nodes(timeout)
 
     def start(self) -> None:
         self.client.start()

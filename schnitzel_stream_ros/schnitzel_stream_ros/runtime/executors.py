@@ -19,6 +19,7 @@ import threading
 from typing import Any
 
 from rclpy.context import Context
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 
 EXECUTOR_KINDS = ('events', 'single', 'multi')
@@ -53,6 +54,7 @@ class Spinner:
         self.context = context
         self._stop = threading.Event()
         self.error: BaseException | None = None
+        self.invalid_handles = 0
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> Spinner:
@@ -62,7 +64,13 @@ class Spinner:
     def _run(self) -> None:
         try:
             while not self._stop.is_set() and self.context.ok():
-                self.executor.spin_once(timeout_sec=SPIN_PERIOD_SEC)
+                try:
+                    self.executor.spin_once(timeout_sec=SPIN_PERIOD_SEC)
+                except InvalidHandle:
+                    # an entity in this spin's wait set was destroyed from another thread meanwhile
+                    # (an unload, a rewired input leaving its DDS subscription): that entity is
+                    # gone, the executor is not — spin on (counted)
+                    self.invalid_handles += 1
         except BaseException as exc:  # reported by whoever owns the spinner
             if self.context.ok() and not self._stop.is_set():
                 self.error = exc

@@ -39,7 +39,8 @@ from schnitzel_stream_ros.runtime.container_handles import (
 )
 from schnitzel_stream_ros.runtime.deterministic import RunOutcome
 from schnitzel_stream_ros.runtime.executors import DEFAULT_EXECUTOR, Spinner, make_executor
-from schnitzel_stream_ros.runtime.start_gate import GatePlan, open_gate, wait_until_wired
+from schnitzel_stream_ros.runtime.reconciler import Reconciler
+from schnitzel_stream_ros.runtime.start_gate import open_gate
 
 ENGINE_NAME = 'live'
 POLL_SEC = 0.2
@@ -83,6 +84,7 @@ class LiveRun:
         on_progress: Callable[[list[dict[str, Any]]], None] | None = None,
         diagnostics_period_sec: float = DEFAULT_PERIOD_SEC,
         await_subscribers: Mapping[str, int] | None = None,
+        container_restarts: int | None = None,
     ) -> None:
         self.graph = graph
         self.await_subscribers = dict(await_subscribers or {})
@@ -96,6 +98,9 @@ class LiveRun:
         self.stop_signal: int | None = None
         self.on_progress = on_progress
         self.handles: list[ContainerHandle] = []
+        self.reconciler: Reconciler | None = None  # loads, supervises (restarts dead containers)
+        self.container_restarts = container_restarts
+        self.graph_service: Any = None  # `schnitzel-stream apply` reaches the reconciler through it
         self._client_context: Any = None
         self._client_node: Any = None
         self._client_spinner: Spinner | None = None
@@ -163,36 +168,58 @@ class LiveRun:
         snapshots: list[dict[str, Any]] = []
         try:
             self._open_containers()
-            errors += self._load_all()
+            self.reconciler = Reconciler(self.graph, self.handles, max_restarts=self.container_restarts)
+            errors += self.reconciler.load_all()
             if not errors:
                 warnings += self._wait_wired()
                 open_gate(self.handles)
+                warnings += self._serve_edits()
                 reason = self._watch(t0, errors)
                 if reason in ('sources_done', 'max_events'):
                     reason = self._drain_backlog(t0, reason, errors, warnings)
         except Exception as exc:
             errors.append(f'runner: {type(exc).__name__}: {exc}')
         finally:
+            if self.graph_service is not None:
+                self.graph_service.close()
             snapshots = self._finish(errors)
             self._close_containers()
+            if self.reconciler is not None:
+                warnings += self.reconciler.notes
         return RunOutcome(snapshots, reason, errors, warnings, time.monotonic() - t0)
 
-    def _load_all(self) -> list[str]:
-        errors = []
-        requests = load_requests_by_container(self.graph)
-        for handle in self.handles:
-            for request in requests[handle.name]:
-                result = handle.load(request)
-                if not result.success:
-                    errors.append(result.error_message)
-        return errors
+    def _serve_edits(self) -> list[str]:
+        """Offer `/<namespace>/_graph/apply` (runtime/graph_service.py); a warning if it cannot be."""
+        from schnitzel_stream_ros.runtime.graph_service import GraphService
+
+        try:
+            self.graph_service = GraphService(self.graph.spec.namespace)
+        except Exception as exc:
+            return [f'live graph edits unavailable: {type(exc).__name__}: {exc}']
+        return []
+
+    def _apply(self, graph: ValidatedGraph, force: bool, dry_run: bool) -> tuple[bool, list[str]]:
+        assert self.reconciler is not None
+        ok, lines = self.reconciler.apply(graph, force=force, dry_run=dry_run)
+        if ok and not dry_run:
+            self.graph = self.reconciler.graph
+        return ok, lines
+
+    def report_extra(self) -> dict[str, Any]:
+        """What supervision did, for the run report (`supervision`)."""
+        if self.reconciler is None:
+            return {}
+        return {'supervision': {'container_restarts': dict(self.reconciler.restarts),
+                                'restarts_total': sum(self.reconciler.restarts.values())}}
 
     def _wait_wired(self) -> list[str]:
         """The start gate (runtime/start_gate.py), as launch opens it: every node listed by its
         container, every crossing topic matched. Loads here are synchronous, so only the DDS
         matching can take time; after MATCH_TIMEOUT_SEC the run starts anyway, with a warning."""
-        plan = GatePlan.from_graph(self.graph).awaiting(self.await_subscribers)
-        missing = wait_until_wired(plan, self.handles, stop=self.stop_event, timeout=MATCH_TIMEOUT_SEC)
+        assert self.reconciler is not None
+        missing = self.reconciler.wait_wired(
+            self.stop_event, MATCH_TIMEOUT_SEC, awaiting=self.await_subscribers
+        )
         late = f'after {MATCH_TIMEOUT_SEC:.0f} s; its first packets may be lost'
         return [f'start gate: {m} {late}' for m in missing]
 
@@ -206,12 +233,20 @@ class LiveRun:
                 return 'signal ' + signal.Signals(self.stop_signal).name if self.stop_signal else 'stopped'
             if deadline is not None and time.monotonic() >= deadline:
                 return 'duration'
-            for handle in self.handles:
-                failure = handle.failure()
-                if failure:
-                    errors.append(failure)
-                    return 'error'
-            snapshots = [h.snapshot() for h in self.handles]
+            assert self.reconciler is not None
+            failure = self.reconciler.heal(self.stop_event)  # a dead container is restarted here
+            if failure:
+                errors.append(failure)
+                return 'error'
+            if self.graph_service is not None:
+                self.graph_service.run_pending(self._apply)  # edits on the same thread as healing
+                self.graph_service.publish_statuses(self.reconciler.statuses)
+            try:
+                snapshots = [h.snapshot() for h in self.handles]
+            except RuntimeError:
+                if any(h.failure() for h in self.handles):
+                    continue  # it died just now: healed at the next poll
+                raise
             if self.on_progress is not None:
                 self.on_progress(snapshots)
             if any(s['state'].get('fatal') for s in snapshots):

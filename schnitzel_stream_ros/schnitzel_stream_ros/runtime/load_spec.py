@@ -20,6 +20,8 @@ from schnitzel_stream_ros.graph.model import DEFAULT_INBOX_MAX, DEFAULT_QOS_DEPT
 from schnitzel_stream_ros.graph.names import namespace_problem, node_name_problem, topic_problem
 from schnitzel_stream_ros.graph.registry import PluginError as RegistryError
 from schnitzel_stream_ros.graph.registry import PluginRegistry
+from schnitzel_stream_ros.graph.restart import PARAM_PREFIX as RESTART_PREFIX
+from schnitzel_stream_ros.graph.restart import RestartSpec, restart_from_params
 from schnitzel_stream_ros.graph.suggest import did_you_mean
 from schnitzel_stream_ros.graph.wiring import (
     CONTAINER_GROUP_PARAM,
@@ -85,6 +87,7 @@ class NodeLoadSpec:
     outputs: Mapping[str, OutputWiring]
     remap_rules: tuple[str, ...] = ()
     group: str = ''
+    restart: RestartSpec | None = None  # process() failure policy (graph/restart.py)
     log_level: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # accepted, but worth a line in the container's log
@@ -255,6 +258,10 @@ def parse_load_request(
         )
         for name, port in outputs_by_name.items()
     }
+    try:
+        restart = restart_from_params(reserved)
+    except ValueError as exc:
+        raise LoadError(f'{subject}: {exc}') from None
     group = reserved.get(CONTAINER_GROUP_PARAM, '')
     if not isinstance(group, str):
         raise LoadError(f'{subject}: {CONTAINER_GROUP_PARAM}: expected a string, got {group!r}')
@@ -278,6 +285,7 @@ def parse_load_request(
         outputs=outputs,
         remap_rules=tuple(remap_rules),
         group=group,
+        restart=restart,
         log_level=log_level,
         extra=dict(extra or {}),
         warnings=tuple(warnings),
@@ -326,8 +334,8 @@ def _input_wiring(
 ) -> dict[str, InputWiring]:
     """Reserved parameters -> per input port wiring; parameters for unknown ports are refused."""
     for name in reserved:
-        if name == CONTAINER_GROUP_PARAM:
-            continue
+        if name == CONTAINER_GROUP_PARAM or name.startswith(RESTART_PREFIX):
+            continue  # not port wiring (restart: checked by restart_from_params)
         parts = name.split('.')
         family, port = parts[0], parts[1] if len(parts) > 1 else ''
         known = inputs if family in ('inputs', 'inbox') else {**inputs, **outputs}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from schnitzel_stream_ros.graph.secrets import resolve_secrets
@@ -59,6 +60,15 @@ class NodeContext:
 
     def gauge(self, name: str, value: float) -> None:
         self._host.metrics.gauge(name, value)
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """A plugin instance set up to replace the running one of a host (PluginHost.take_over)."""
+
+    plugin_cls: type[Plugin]
+    plugin: Plugin
+    ctx: NodeContext
 
 
 class PluginHost:
@@ -312,6 +322,62 @@ class PluginHost:
                 raise PluginError(
                     f"node '{self.node_id}': produce() failed while closing: {type(exc).__name__}: {exc}"
                 ) from exc
+
+    # -- hot-replace ---------------------------------------------------------------------------
+    def prepare_replacement(self, plugin_cls: type[Plugin], params: Mapping[str, Any]) -> Replacement:
+        """A new plugin instance, set up and ready to take over this host's node (any thread).
+
+        Its setup() runs here, while the current instance keeps processing, so the swap itself
+        (`take_over`, on the owner thread) is short. A failed setup() closes the new instance and
+        raises PluginError; the current one is untouched.
+        """
+        _inputs, outputs = plugin_cls.ports_for(params)
+        missing = sorted(set(self._routes) - {p.name for p in outputs})
+        if missing:
+            raise PluginError(f"node '{self.node_id}': the new plugin lacks output ports {missing}")
+        ctx = NodeContext(self, dict(params), self.ctx.logger, self.stop_event)
+        plugin = None
+        try:
+            ctx.params.update(resolve_secrets(ctx.params))  # as setup(): values only in this process
+            plugin = plugin_cls(ctx)
+            plugin.setup()
+        except Exception as exc:
+            message = f"node '{self.node_id}': replacement setup() failed: {type(exc).__name__}: {exc}"
+            if plugin is not None:
+                try:
+                    plugin.close()
+                except Exception as close_exc:
+                    message += f'; close() failed too: {type(close_exc).__name__}: {close_exc}'
+            raise PluginError(message) from exc
+        return Replacement(plugin_cls, plugin, ctx)
+
+    def take_over(self, replacement: Replacement) -> Plugin | None:
+        """Swap in `replacement` between two packets (owner thread); returns the old instance.
+
+        State hand-over: old.snapshot_state() -> new.restore_state(). If either raises, nothing
+        changes (the old instance stays, PluginError). A source's produce() generator of the old
+        instance is closed; the next pull calls the new instance's produce().
+        """
+        old = self.plugin
+        new = replacement.plugin
+        try:
+            state = old.snapshot_state() if old is not None else None
+        except Exception as exc:
+            raise PluginError(
+                f"node '{self.node_id}': snapshot_state() failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        if state is not None:
+            try:
+                new.restore_state(state)
+            except Exception as exc:
+                raise PluginError(
+                    f"node '{self.node_id}': restore_state() failed: {type(exc).__name__}: {exc}"
+                ) from exc
+        self.discard_source()
+        self.plugin = new
+        self.plugin_cls = replacement.plugin_cls
+        self.ctx = replacement.ctx
+        return old
 
     def apply_params(self, changed: Mapping[str, Any]) -> None:
         """Dynamic parameters changed (already validated): update params, tell the plugin."""

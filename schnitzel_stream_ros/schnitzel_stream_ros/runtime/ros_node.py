@@ -27,19 +27,23 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
 from schnitzel_stream_ros.codec.packet_codec import decode_packet, encode_packet
 from schnitzel_stream_ros.graph.model import Reliability
-from schnitzel_stream_ros.graph.wiring import is_reserved_param
+from schnitzel_stream_ros.graph.wiring import is_reserved_param, ros_param_value
 from schnitzel_stream_ros.observability.metrics import EdgeMetrics
 from schnitzel_stream_ros.packet import Kind, StreamPacket
 from schnitzel_stream_ros.plugin import Role
 from schnitzel_stream_ros.runtime.bus import Bus, LocalSubscriber, OutputPort
+from schnitzel_stream_ros.runtime.hot_replace import ReplaceRefused, run_swap, wiring_problems
 from schnitzel_stream_ros.runtime.inbox import Inbox
 from schnitzel_stream_ros.runtime.load_spec import LoadError, NodeLoadSpec
 from schnitzel_stream_ros.runtime.mailbox import Mailbox
+from schnitzel_stream_ros.runtime.node_restart import NodeRestarts
 from schnitzel_stream_ros.runtime.plugin_host import DeliveryError, PluginError, PluginHost
 from schnitzel_stream_ros.runtime.ros_params import (
     check_change,
     declare_parameters,
+    redeclare_plugin_parameters,
     unchanged_parameter,
+    update_wiring_parameters,
 )
 from schnitzel_stream_ros.runtime.workers import (
     CostMeter,
@@ -121,6 +125,7 @@ class PluginNode(Node):
             logger=self.get_logger(),
         )
         self.mailbox = Mailbox(spec.node_name)
+        self.restarts = NodeRestarts(self.host, self.mailbox, spec.restart)
         self.cost = CostMeter(inline)  # cheap nodes may run inline in DDS callbacks (unless isolated)
         self.outputs: list[OutputPort] = []
         self.subscribers: list[LocalSubscriber] = []
@@ -129,6 +134,8 @@ class PluginNode(Node):
         self.source_worker: SourceWorker | None = None
         self.started = False
         self._decode_warned = False
+        self._redeclaring = False  # a hot-replace re-declares parameters: checks stand aside
+        self.replaced_total = 0
         try:
             if spec.log_level:
                 self.get_logger().set_level(LoggingSeverity(spec.log_level))
@@ -185,14 +192,50 @@ class PluginNode(Node):
             if wiring.msg_cls is not None:
                 rewrap = next(iter(sorted(k for k in wiring.port.kinds if k != '*')), Kind.RAW)
             for topic in wiring.topics:
-                resolved = self.resolve_topic_name(topic)  # the request's remap rules apply, as in rcl
-                sub = LocalSubscriber(
-                    resolved, self.mailbox, name, inbox, EdgeMetrics(resolved, self.get_name(), name), rewrap
-                )
-                sub.bridge = self._bridge_switch(sub, wiring, topic)
-                self.subscribers.append(sub)
-                if not self.bus.subscribe(sub):
-                    sub.bridge(True)
+                self._subscribe(name, wiring, inbox, topic, rewrap)
+
+    def _subscribe(self, name: str, wiring: Any, inbox: Inbox, topic: str, rewrap: str | None) -> None:
+        resolved = self.resolve_topic_name(topic)  # the request's remap rules apply, as in rcl
+        sub = LocalSubscriber(
+            resolved, self.mailbox, name, inbox, EdgeMetrics(resolved, self.get_name(), name), rewrap
+        )
+        sub.bridge = self._bridge_switch(sub, wiring, topic)
+        self.subscribers.append(sub)
+        if not self.bus.subscribe(sub):
+            sub.bridge(True)
+
+    def _unsubscribe(self, sub: LocalSubscriber) -> None:
+        self.bus.unsubscribe(sub)
+        if sub.bridge is not None:
+            sub.bridge(False)
+        sub.bridge = None
+        self.subscribers.remove(sub)
+
+    def rewire(self, spec: NodeLoadSpec) -> list[str]:
+        """Inputs subscribe to the topics `spec` names: new ones first, then the old ones are left
+        (a packet in flight at the switch may arrive twice on a touched edge, never not at all).
+        The inbox of each port stays. Returns what changed, one phrase each."""
+        changes = []
+        for name, wiring in spec.inputs.items():
+            inbox = self.mailbox.inboxes[name]
+            rewrap = next((s.rewrap_kind for s in self.subscribers if s.port == name), None)
+            have = {s.topic for s in self.subscribers if s.port == name}
+            want = [self.resolve_topic_name(t) for t in wiring.topics]
+            for topic in want:
+                if topic not in have:
+                    self._subscribe(name, wiring, inbox, topic, rewrap)
+                    changes.append(f"input '{name}' subscribes {topic}")
+            for sub in [s for s in self.subscribers if s.port == name and s.topic not in want]:
+                self._unsubscribe(sub)
+                changes.append(f"input '{name}' leaves {sub.topic}")
+        if changes:
+            self._redeclaring = True
+            try:
+                inputs = {k: v for k, v in spec.ros_params.items() if k.startswith('inputs.')}
+                update_wiring_parameters(self, inputs)
+            finally:
+                self._redeclaring = False
+        return changes
 
     def _bridge_switch(self, sub: LocalSubscriber, wiring: Any, topic: str) -> Callable[[bool], None]:
         """Turns the DDS subscription of one (topic, input) on or off (the bus decides when).
@@ -209,6 +252,7 @@ class PluginNode(Node):
 
         mailbox, token, edge, port = sub.mailbox, sub.token, sub.edge, sub.port
         cost = self.cost
+        on_error = self.restarts.failed
 
         def to_packet(msg: Any) -> StreamPacket | None:
             transport.dds_received_total += 1
@@ -228,7 +272,7 @@ class PluginNode(Node):
         def deliver(packet: StreamPacket, t_emit: int) -> None:
             if cost.cheap and self.input_worker is not None and mailbox.try_claim():
                 try:  # a cheap idle node runs right here: no hand-over to its thread (Mailbox.try_claim)
-                    run_inline(self.host, cost, packet, port, t_emit, edge, self.on_fatal)
+                    run_inline(self.host, cost, packet, port, t_emit, edge, self.on_fatal, on_error)
                 finally:
                     mailbox.release()
                 return
@@ -280,10 +324,14 @@ class PluginNode(Node):
         return super().set_parameters_atomically(changing)
 
     def _check_params(self, params: list[Parameter]) -> Any:
+        if self._redeclaring:
+            return SetParametersResult(successful=True)
         result, _ = check_change(self.spec.plugin_cls.param_schema(), params)
         return result
 
     def _params_changed(self, params: list[Parameter]) -> None:
+        if self._redeclaring:
+            return
         _, changed = check_change(self.spec.plugin_cls.param_schema(), params)
         if not changed:
             return
@@ -301,13 +349,83 @@ class PluginNode(Node):
             except PluginError as exc:
                 self.on_warning(str(exc))
 
+    # -- hot-replace ----------------------------------------------------------------------------
+    def replace(self, spec: NodeLoadSpec) -> str:
+        """Make the node what `spec` says, in place (runtime/hot_replace.py): the same plugin and
+        parameters with other input topics -> rewire only (instance and state stay); only dynamic
+        parameters changed -> set them (like `ros2 param set`); else a new instance is swapped in
+        between two packets, then rewired. Inboxes, publishers and counters stay. Returns what was
+        done, one line. Raises ReplaceRefused with the reason; then nothing changed."""
+        name = self.get_name()
+        problems = wiring_problems(self.spec, spec)
+        if problems:
+            raise ReplaceRefused(f"node '{name}': replace refused: {'; '.join(problems)}")
+        if spec.plugin_cls is self.spec.plugin_cls:
+            schema = spec.plugin_cls.param_schema()
+            changed = {k for k in schema if spec.params.get(k) != self.host.params.get(k)}
+            if all(schema[k].dynamic for k in changed):
+                if changed:
+                    values = {
+                        k: float(v) if schema[k].type is float and isinstance(v, int) else v
+                        for k, v in ((k, ros_param_value(spec.params[k])) for k in changed)
+                    }
+                    result = self.set_parameters_atomically(
+                        [Parameter(k, value=v) for k, v in sorted(values.items())]
+                    )
+                    if not result.successful:
+                        raise ReplaceRefused(f"node '{name}': parameters refused: {result.reason}")
+                rewired = self.rewire(spec)
+                self.spec = spec
+                return '; '.join([*(f'set {k}' for k in sorted(changed)), *rewired]) or 'unchanged'
+        pause = self._swap(spec)
+        rewired = self.rewire(spec)
+        return '; '.join([f'new instance of {spec.plugin_ref} (pause {pause * 1e3:.2f} ms)', *rewired])
+
+    def _swap(self, spec: NodeLoadSpec) -> float:
+        try:
+            replacement = self.host.prepare_replacement(spec.plugin_cls, spec.params)
+        except PluginError as exc:
+            raise ReplaceRefused(f'{exc}; the running instance stays') from None
+        try:
+            job = run_swap(self, replacement)
+        except ReplaceRefused:
+            self._close_quietly(replacement.plugin)
+            raise
+        if job.error is not None:
+            self._close_quietly(replacement.plugin)
+            raise ReplaceRefused(f'{job.error}; the running instance stays')
+        self.cost.reset()  # the new instance may be slower: no inline runs until measured again
+        self.restarts.reset(spec.restart)
+        old_schema = self.spec.plugin_cls.param_schema()
+        self.spec = spec
+        self._redeclaring = True
+        try:
+            given = {k: v for k, v in spec.ros_params.items() if not is_reserved_param(k)}
+            redeclare_plugin_parameters(self, old_schema, spec.plugin_cls.param_schema(), spec.params, given)
+        finally:
+            self._redeclaring = False
+        self.replaced_total += 1
+        self.host.metrics.count('replaced_total')
+        self._close_quietly(job.old)
+        return job.pause_ns / 1e9
+
+    def _close_quietly(self, plugin: Any) -> None:
+        if plugin is None:
+            return
+        try:
+            plugin.close()
+        except Exception as exc:
+            self.on_warning(f"node '{self.get_name()}': close() of a replaced instance failed: {exc}")
+
     # -- life cycle -----------------------------------------------------------------------------
     def start(self, on_source_done: Callable[[SourceWorker], None] | None = None) -> None:
         if self.started:
             return
         self.started = True
         if self.mailbox.inboxes:
-            self.input_worker = InputWorker(self.host, self.mailbox, self.on_fatal, self.cost)
+            self.input_worker = InputWorker(
+                self.host, self.mailbox, self.on_fatal, self.cost, on_error=self.restarts.failed
+            )
             self.input_worker.start()
         if self.spec.role is Role.SOURCE:
             self.source_worker = SourceWorker(self.host, self.budget, self.on_fatal, on_source_done)
@@ -366,6 +484,16 @@ class PluginNode(Node):
         self.destroy_node()
 
     # -- metrics --------------------------------------------------------------------------------
+    def bridged_publishers(self) -> dict[str, int]:
+        """topic -> publishers matched by this node's DDS subscription of it (inputs from outside)."""
+        topic_of = {id(sub): sub.topic for sub in self.subscribers}
+        out: dict[str, int] = {}
+        for key, subscription in list(self._bridges.items()):
+            topic = topic_of.get(key)
+            if topic is not None:
+                out[topic] = max(out.get(topic, 0), subscription.get_publisher_count())
+        return out
+
     def inbox_dropped(self) -> int:
         return sum(inbox.dropped_total for inbox in self.mailbox.inboxes.values())
 

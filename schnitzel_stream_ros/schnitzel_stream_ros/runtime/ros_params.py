@@ -27,6 +27,7 @@ _WIRING_DESCRIPTIONS = {
     'qos': 'QoS of this port (wiring, read-only)',
     'inbox': 'inbox of this input (wiring, read-only)',
     'container': 'container group of this node (wiring, read-only)',
+    'restart': 'restart policy of this node (graph, read-only)',
 }
 
 
@@ -138,3 +139,40 @@ def unchanged_parameter(node: Any, param: Parameter) -> bool:
         return param.type_ == Parameter.Type.STRING and param.value == 'None'
     reloaded = as_reloaded(current)
     return param.type_ == reloaded.type_ and _plain(param.value) == _plain(reloaded.value)
+
+
+def redeclare_plugin_parameters(
+    node: Any,
+    old_schema: Mapping[str, Param],
+    new_schema: Mapping[str, Param],
+    resolved: Mapping[str, Any],
+    given: Mapping[str, Any],
+) -> None:
+    """A hot-replaced node's plugin parameters: the old plugin's go, the new plugin's are declared.
+
+    rclpy refuses to undeclare a read-only parameter; a replace must (the node stays, its plugin and
+    with it the parameter schema change), so the descriptor is made writable just before it goes.
+    The caller keeps its set-parameter checks out of the way meanwhile (they run on declaration).
+    """
+    for name in old_schema:
+        if node.has_parameter(name):
+            node.describe_parameter(name).read_only = False
+            node.undeclare_parameter(name)
+    declare_parameters(node, new_schema, resolved, {k: v for k, v in given.items() if k in new_schema})
+
+
+def update_wiring_parameters(node: Any, given: Mapping[str, Any]) -> None:
+    """A rewired node's read-only wiring parameters (`inputs.<port>`) take their new values, so
+    `ros2 param get` tells the truth. Read-only for everyone else, so it is lifted just for this
+    (the caller keeps its set-parameter checks out of the way meanwhile)."""
+    for name, value in given.items():
+        if not is_reserved_param(name) or not node.has_parameter(name):
+            continue
+        if node.get_parameter(name).value == value:
+            continue
+        descriptor = node.describe_parameter(name)
+        descriptor.read_only = False
+        try:
+            node.set_parameters([Parameter(name, value=value)])
+        finally:
+            descriptor.read_only = True

@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
         'durable sinks after finite sources end (seconds, default %(default)g)',
     )
     parser.add_argument(
+        '--container-restarts',
+        type=non_negative_int,
+        default=None,
+        help='restarts of a dead container process within 60 s before the run fails (default 5; '
+        '0: a dead container ends the run)',
+    )
+    parser.add_argument(
         '--diagnostics-period',
         type=non_negative_float,
         default=DEFAULT_PERIOD_SEC,
@@ -194,9 +201,14 @@ def main(argv: list[str] | None = None) -> int:
                 on_progress=on_progress,
                 diagnostics_period_sec=args.diagnostics_period,
                 await_subscribers=awaited,
+                container_restarts=args.container_restarts,
             )
             outcome = run.run()
-            extra = {'executor': args.executor, 'containers': [g.name for g in graph.containers]}
+            extra = {
+                'executor': args.executor,
+                'containers': [g.name for g in graph.containers],
+                **run.report_extra(),
+            }
         if stopper.signum is not None and outcome.stop_reason in ('stopped', 'error') and not outcome.errors:
             outcome.stop_reason = f'signal {signal.Signals(stopper.signum).name}'
     progress.update(outcome.snapshots, force=True)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from schnitzel_stream_ros.graph.model import ValidatedGraph
-from schnitzel_stream_ros.graph.wiring import load_requests_by_container
+from schnitzel_stream_ros.graph.wiring import PACKAGE_NAME, LoadRequest, load_requests_by_container
 
 #: Bounds of a plan handed over on a command line (it is input like any other).
 MAX_PLAN_BYTES = 1 << 20
@@ -192,4 +192,73 @@ def parse_await(specs: Iterable[str] | None) -> dict[str, int]:
         if not topic.startswith('/') or (count and not count.isdigit()) or count == '0':
             raise ValueError(f'--await-subscribers {spec!r}: expected /topic or /topic=N (N >= 1)')
         out[topic] = out.get(topic, 0) + (int(count) if count else 1)
+    return out
+
+
+# -- what a launch supervisor reloads into a respawned container ----------------------------------------
+def requests_to_json(graph: ValidatedGraph) -> str:
+    """The load requests per container full name, as JSON (what `start_gate --requests` takes)."""
+    out = {
+        _join(graph.spec.namespace, group): [
+            {
+                'plugin_name': r.plugin_name,
+                'node_name': r.node_name,
+                'node_namespace': r.node_namespace,
+                'remap_rules': list(r.remap_rules),
+                'parameters': dict(r.parameters),
+            }
+            for r in requests
+        ]
+        for group, requests in load_requests_by_container(graph).items()
+    }
+    return json.dumps(out, separators=(',', ':'))
+
+
+def _scalar_or_list(value: Any) -> bool:
+    scalar = (bool, int, float, str)
+    if isinstance(value, list):
+        return all(isinstance(v, scalar) for v in value)
+    return isinstance(value, scalar)
+
+
+def requests_from_json(text: str) -> dict[str, tuple[LoadRequest, ...]]:
+    """Parse `--requests`; a malformed one raises ValueError with one line saying what is wrong."""
+    if len(text) > MAX_PLAN_BYTES:
+        raise ValueError(f'load requests: {len(text)} bytes, more than {MAX_PLAN_BYTES}')
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f'load requests: not JSON: {exc}') from None
+    if not isinstance(data, dict):
+        raise ValueError('load requests: expected an object mapping container names to request lists')
+    out: dict[str, tuple[LoadRequest, ...]] = {}
+    entries = 0
+    for container, items in data.items():
+        if not isinstance(container, str) or not container.startswith('/') or not isinstance(items, list):
+            raise ValueError(
+                f'load requests: {container!r} must be a container name with a list of requests'
+            )
+        requests = []
+        for i, item in enumerate(items):
+            where = f'load requests: {container}[{i}]'
+            if not isinstance(item, dict) or set(item) != {
+                'plugin_name', 'node_name', 'node_namespace', 'remap_rules', 'parameters'
+            }:
+                raise ValueError(
+                    f'{where}: expected plugin_name, node_name, node_namespace, remap_rules, parameters'
+                )
+            strings = [item['plugin_name'], item['node_name'], item['node_namespace'], *item['remap_rules']] \
+                if isinstance(item['remap_rules'], list) else [None]
+            params = item['parameters']
+            if not all(isinstance(s, str) for s in strings) or not isinstance(params, dict) or not all(
+                isinstance(k, str) and _scalar_or_list(v) for k, v in params.items()
+            ):
+                raise ValueError(f'{where}: names must be strings, parameters scalars or lists of scalars')
+            entries += 1 + len(params)
+            group = container.rsplit('/', 1)[1]
+            requests.append(LoadRequest(PACKAGE_NAME, item['plugin_name'], item['node_name'],
+                                        item['node_namespace'], tuple(item['remap_rules']), params, group))
+        out[container] = tuple(requests)
+    if entries > MAX_PLAN_ENTRIES * 10:
+        raise ValueError(f'load requests: more than {MAX_PLAN_ENTRIES * 10} entries')
     return out

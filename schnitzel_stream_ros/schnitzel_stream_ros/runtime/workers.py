@@ -24,6 +24,8 @@ from schnitzel_stream_ros.runtime.mailbox import Control, Mailbox
 from schnitzel_stream_ros.runtime.plugin_host import DeliveryError, PluginError, PluginHost
 
 FatalHandler = Callable[[str], None]
+#: A node's restart policy (runtime/node_restart.py): (error, caught on the node's worker thread?)
+ErrorHandler = Callable[[PluginError, bool], None]
 #: Log the first few plugin errors of a node, then every n-th (counted either way).
 _LOG_FIRST_ERRORS = 5
 _LOG_EVERY_NTH_ERROR = 100
@@ -43,6 +45,12 @@ class CostMeter:
         self.samples = 0
         self.inline = inline  # False (component_container_isolated): never cheap enough to run inline
         self.cheap = False  # an attribute, not a property: read once per DDS message
+
+    def reset(self) -> None:
+        """Forget the measurements (a replaced plugin is measured afresh)."""
+        self.samples = 0
+        self.ewma_ns = 0.0
+        self.cheap = False
 
     def add(self, ns: int) -> None:
         self.samples += 1
@@ -99,11 +107,17 @@ class InputWorker:
     """
 
     def __init__(
-        self, host: PluginHost, mailbox: Mailbox, on_fatal: FatalHandler, cost: CostMeter | None = None
+        self,
+        host: PluginHost,
+        mailbox: Mailbox,
+        on_fatal: FatalHandler,
+        cost: CostMeter | None = None,
+        on_error: ErrorHandler | None = None,
     ) -> None:
         self.host = host
         self.mailbox = mailbox
         self.on_fatal = on_fatal
+        self.on_error = on_error
         self.cost = cost or CostMeter()
         self.thread = threading.Thread(target=self._run, name=f'node:{host.node_id}', daemon=True)
 
@@ -139,12 +153,21 @@ class InputWorker:
                     job()
             except PluginError as exc:
                 _report_plugin_error(host, exc)
+                if self.on_error is not None:
+                    self.on_error(exc, True)
             except DeliveryError as exc:
                 self.on_fatal(str(exc))
 
 
 def run_inline(
-    host: PluginHost, cost: CostMeter, packet: Any, port: str, t_emit: int, edge: Any, on_fatal: FatalHandler
+    host: PluginHost,
+    cost: CostMeter,
+    packet: Any,
+    port: str,
+    t_emit: int,
+    edge: Any,
+    on_fatal: FatalHandler,
+    on_error: ErrorHandler | None = None,
 ) -> None:
     """One packet through a claimed node on the caller's thread (see Mailbox.try_claim)."""
     t_start = time.perf_counter_ns()
@@ -154,6 +177,8 @@ def run_inline(
         host.handle(packet, port)
     except PluginError as exc:
         _report_plugin_error(host, exc)
+        if on_error is not None:
+            on_error(exc, False)  # posts the restart to the worker: claims are refused until it ran
     except DeliveryError as exc:
         on_fatal(str(exc))
     cost.add(time.perf_counter_ns() - t_start)

@@ -20,6 +20,7 @@ def generate_launch_description():
             package='schnitzel_stream_ros',
             executable='component_container',
             arguments=['--paused'],  # nodes wait for the start gate
+            respawn=True,  # the start_gate supervisor loads its nodes again
             output='screen',
             composable_node_descriptions=[
                 ComposableNode(
@@ -70,13 +71,16 @@ def generate_launch_description():
             ],
         ),
         # Starts the graph once every node above is loaded and every cross-container topic is
-        # matched, so no packet of a finite source is lost to load order (docs/wiring.md).
+        # matched, so no packet of a finite source is lost to load order; then supervises: a
+        # respawned container gets its nodes loaded again (docs/wiring.md).
         Node(
             package='schnitzel_stream_ros',
             executable='start_gate',
             name='start_gate',
             namespace='/',
-            arguments=['--plan', '{"containers":{"/main":["/src","/ident","/out"]},"cross_topics":{}}'],
+            arguments=['--plan', '{"containers":{"/main":["/src","/ident","/out"]},"cross_topics":{}}',
+                       '--requests', '{"/main":[{"plugin_name":"schnitzel_stream_ros.nodes.core.static_source:StaticSource","node_name":"src","node_namespace":"/","remap_rules":[],"parameters":{"packets":"[{\\"kind\\":\\"demo\\",\\"payload\\":{\\"message\\":\\"hello\\",\\"value\\":1},\\"source_id\\":\\"demo01\\"}]","qos.out.reliability":"reliable","qos.out.depth":10,"container.group":"main"}},{"plugin_name":"schnitzel_stream_ros.nodes.core.identity:Identity","node_name":"ident","node_namespace":"/","remap_rules":[],"parameters":{"inputs.in":["/src/out"],"qos.in.reliability":"reliable","qos.in.depth":10,"inbox.in.max":64,"inbox.in.overflow":"drop_new","qos.out.reliability":"reliable","qos.out.depth":10,"container.group":"main"}},{"plugin_name":"schnitzel_stream_ros.nodes.core.print_sink:PrintSink","node_name":"out","node_namespace":"/","remap_rules":[],"parameters":{"prefix":"DEV ","inputs.in":["/ident/out"],"qos.in.reliability":"reliable","qos.in.depth":10,"inbox.in.max":64,"inbox.in.overflow":"drop_new","qos.out.reliability":"reliable","qos.out.depth":10,"container.group":"main"}}]}', '--supervise'],
+            respawn=True,
             output='screen',
         ),
     ])

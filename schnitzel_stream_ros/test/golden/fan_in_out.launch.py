@@ -20,6 +20,7 @@ def generate_launch_description():
             package='schnitzel_stream_ros',
             executable='component_container',
             arguments=['--paused'],  # nodes wait for the start gate
+            respawn=True,  # the start_gate supervisor loads its nodes again
             output='screen',
             composable_node_descriptions=[
                 ComposableNode(
@@ -125,13 +126,16 @@ def generate_launch_description():
             ],
         ),
         # Starts the graph once every node above is loaded and every cross-container topic is
-        # matched, so no packet of a finite source is lost to load order (docs/wiring.md).
+        # matched, so no packet of a finite source is lost to load order; then supervises: a
+        # respawned container gets its nodes loaded again (docs/wiring.md).
         Node(
             package='schnitzel_stream_ros',
             executable='start_gate',
             name='start_gate',
             namespace='/plant/line1',
-            arguments=['--plan', '{"containers":{"/plant/line1/main":["/plant/line1/cam","/plant/line1/beacon","/plant/line1/burst","/plant/line1/merge","/plant/sinks/log","/plant/line1/screen"]},"cross_topics":{}}'],
+            arguments=['--plan', '{"containers":{"/plant/line1/main":["/plant/line1/cam","/plant/line1/beacon","/plant/line1/burst","/plant/line1/merge","/plant/sinks/log","/plant/line1/screen"]},"cross_topics":{}}',
+                       '--requests', '{"/plant/line1/main":[{"plugin_name":"schnitzel_stream_ros.nodes.core.static_source:StaticSource","node_name":"cam","node_namespace":"/plant/line1","remap_rules":["~/out:=/plant/line1/camera/events"],"parameters":{"packets":"[{\\"kind\\":\\"event\\",\\"meta\\":{\\"idempotency_key\\":\\"e-1\\"},\\"payload\\":{\\"n\\":1},\\"source_id\\":\\"cam01\\"},{\\"kind\\":\\"event\\",\\"payload\\":{\\"n\\":2},\\"source_id\\":\\"cam01\\"}]","qos.out.reliability":"best_effort","qos.out.depth":5,"container.group":"main"}},{"plugin_name":"schnitzel_stream_ros.nodes.core.synthetic_source:SyntheticSource","node_name":"beacon","node_namespace":"/plant/line1","remap_rules":[],"parameters":{"rate_hz":5.0,"count":10,"payload_bytes":8,"kind":"event","qos.out.reliability":"reliable","qos.out.depth":10,"container.group":"main"}},{"plugin_name":"schnitzel_stream_ros.nodes.core.burst:BurstNode","node_name":"burst","node_namespace":"/plant/line1","remap_rules":[],"parameters":{"count":3,"meta_key":"copy","inputs.in":["/plant/line1/camera/events"],"qos.in.reliability":"best_effort","qos.in.depth":5,"inbox.in.max":64,"inbox.in.overflow":"drop_new","qos.out.reliability":"reliable","qos.out.depth":10,"container.group":"main"}},{"plugin_name":"schnitzel_stream_ros.nodes.core.identity:Identity","node_name":"merge","node_namespace":"/plant/line1","remap_rules":[],"parameters":{"inputs.in":["/plant/line1/burst/out","/plant/line1/beacon/out"],"qos.in.reliability":"reliable","qos.in.depth":10,"inbox.in.max":32,"inbox.in.overflow":"drop_oldest","qos.out.reliability":"reliable","qos.out.depth":10,"container.group":"main"}},{"plugin_name":"schnitzel_stream_ros.nodes.core.jsonl_sink:JsonlSink","node_name":"log","node_namespace":"/plant/sinks","remap_rules":[],"parameters":{"path":"/tmp/schnitzel_fan_in_out.jsonl","body":"payload","flush":false,"inputs.in":["/plant/line1/merge/out"],"qos.in.reliability":"reliable","qos.in.depth":10,"inbox.in.max":128,"inbox.in.overflow":"block","qos.out.reliability":"reliable","qos.out.depth":10,"container.group":"main"}},{"plugin_name":"schnitzel_stream_ros.nodes.core.print_sink:PrintSink","node_name":"screen","node_namespace":"/plant/line1","remap_rules":[],"parameters":{"prefix":"y","inputs.in":["/plant/line1/merge/out"],"qos.in.reliability":"reliable","qos.in.depth":1,"inbox.in.max":64,"inbox.in.overflow":"drop_new","qos.out.reliability":"reliable","qos.out.depth":10,"container.group":"main"}}]}', '--supervise'],
+            respawn=True,
             output='screen',
         ),
     ])

@@ -20,6 +20,7 @@ def generate_launch_description():
             package='schnitzel_stream_ros',
             executable='component_container',
             arguments=['--paused'],  # nodes wait for the start gate
+            respawn=True,  # the start_gate supervisor loads its nodes again
             output='screen',
             composable_node_descriptions=[
                 ComposableNode(
@@ -64,6 +65,7 @@ def generate_launch_description():
             package='schnitzel_stream_ros',
             executable='component_container',
             arguments=['--paused'],  # nodes wait for the start gate
+            respawn=True,  # the start_gate supervisor loads its nodes again
             output='screen',
             composable_node_descriptions=[
                 ComposableNode(
@@ -123,13 +125,16 @@ def generate_launch_description():
             ],
         ),
         # Starts the graph once every node above is loaded and every cross-container topic is
-        # matched, so no packet of a finite source is lost to load order (docs/wiring.md).
+        # matched, so no packet of a finite source is lost to load order; then supervises: a
+        # respawned container gets its nodes loaded again (docs/wiring.md).
         Node(
             package='schnitzel_stream_ros',
             executable='start_gate',
             name='start_gate',
             namespace='/',
-            arguments=['--plan', '{"containers":{"/camera":["/grabber","/to_ref"],"/storage":["/from_ref","/files","/sampled_out"]},"cross_topics":{"/to_ref/out":2}}'],
+            arguments=['--plan', '{"containers":{"/camera":["/grabber","/to_ref"],"/storage":["/from_ref","/files","/sampled_out"]},"cross_topics":{"/to_ref/out":2}}',
+                       '--requests', '{"/camera":[{"plugin_name":"schnitzel_stream_ros.nodes.core.synthetic_source:SyntheticSource","node_name":"grabber","node_namespace":"/","remap_rules":[],"parameters":{"rate_hz":0.0,"count":4,"payload_bytes":1024,"payload":"bytes","qos.out.reliability":"reliable","qos.out.depth":10,"container.group":"camera"}},{"plugin_name":"schnitzel_stream_ros.nodes.core.blob_ref:BytesToFileRefNode","node_name":"to_ref","node_namespace":"/","remap_rules":[],"parameters":{"dir":"/tmp/schnitzel_blobs","filename":"{source_id}/{packet_id}.bin","content_type":"0483","inputs.in":["/grabber/out"],"qos.in.reliability":"reliable","qos.in.depth":10,"inbox.in.max":64,"inbox.in.overflow":"drop_new","qos.out.reliability":"reliable","qos.out.depth":10,"container.group":"camera"}}],"/storage":[{"plugin_name":"schnitzel_stream_ros.nodes.core.blob_ref:FileRefToBytesNode","node_name":"from_ref","node_namespace":"/","remap_rules":[],"parameters":{"dir":"/tmp/schnitzel_blobs","inputs.in":["/to_ref/out"],"qos.in.reliability":"reliable","qos.in.depth":10,"inbox.in.max":4,"inbox.in.overflow":"error","qos.out.reliability":"reliable","qos.out.depth":10,"container.group":"storage"}},{"plugin_name":"schnitzel_stream_ros.nodes.core.json_file_sink:JsonFileSink","node_name":"files","node_namespace":"/","remap_rules":[],"parameters":{"dir":"/tmp/schnitzel_refs","filename_template":"{seq:04d}_it\'s_{kind}.json","indent":0,"inputs.in":["/to_ref/out"],"qos.in.reliability":"reliable","qos.in.depth":10,"inbox.in.max":64,"inbox.in.overflow":"drop_new","qos.out.reliability":"reliable","qos.out.depth":10,"container.group":"storage"}},{"plugin_name":"schnitzel_stream_ros.nodes.core.print_sink:PrintSink","node_name":"sampled_out","node_namespace":"/","remap_rules":[],"parameters":{"prefix":"ref: ","forward":false,"inputs.in":["/from_ref/out"],"qos.in.reliability":"reliable","qos.in.depth":10,"inbox.in.max":64,"inbox.in.overflow":"drop_new","qos.out.reliability":"reliable","qos.out.depth":10,"container.group":"storage"}}]}', '--supervise'],
+            respawn=True,
             output='screen',
         ),
     ])

@@ -211,13 +211,14 @@ def test_a_node_that_cannot_set_up_fails_the_run_and_close_still_runs(tmp_path, 
     assert report['metrics']['packets.source_emitted_total'] == 0  # nothing started
 
 
-def test_a_container_process_that_dies_makes_the_run_an_error(tmp_path, plugin_env):
+def test_a_container_process_that_dies_makes_the_run_an_error_without_supervision(tmp_path, plugin_env):
+    # with supervision (the default) the container is restarted: test/integration/test_supervision.py
     text = ENDLESS.replace('GROUP_A', 'cam').replace('GROUP_B', 'store')
     report_path = tmp_path / 'report.json'
     err_path = tmp_path / 'stderr.txt'
     with err_path.open('w') as err:
         proc = processes.start(
-            _run_cmd(_graph(tmp_path, text), '--report-json', report_path),
+            _run_cmd(_graph(tmp_path, text), '--report-json', report_path, '--container-restarts', '0'),
             plugin_env,
             stdout=subprocess.DEVNULL,
             stderr=err,

@@ -166,3 +166,82 @@ class ArrivalLagSink(Plugin):
 
     def close(self) -> None:
         self._out.close()
+
+
+class Stamp(Plugin):
+    """Stamps each JSON payload with its class, its `tag` and a running count a replace hands over.
+
+    What a hot-replace test needs to see: which instance processed each packet (`by`, `tag`), and
+    whether the state hand-over worked (`seen` continues across instances, also across classes).
+    """
+
+    INPUTS = (Port('in'),)
+    OUTPUTS = (Port('out'),)
+    PASSTHROUGH = True
+    PARAMS = (
+        Param('tag', str, '', 'written into every payload'),
+        Param('setup_sec', float, 0.0, 'setup() sleeps this long (a slow model load)', min=0.0),
+        Param('hand_over', bool, True, 'hand the count over to the replacing instance'),
+    )
+
+    def setup(self) -> None:
+        time.sleep(self.params['setup_sec'])
+        self.seen = 0
+
+    def process(self, packet: StreamPacket, port: str = 'in') -> Outputs:
+        self.seen += 1
+        payload = {**packet.payload, 'by': type(self).__name__, 'tag': self.params['tag'], 'seen': self.seen}
+        return packet.derive(payload=payload)
+
+    def snapshot_state(self) -> dict | None:
+        return {'seen': self.seen} if self.params['hand_over'] else None
+
+    def restore_state(self, state: dict) -> None:
+        self.seen = int(state['seen'])
+
+
+class OtherStamp(Stamp):
+    """Stamp under another class name: a replace may change the class, not only parameters."""
+
+
+class StampWithoutInput(Plugin):
+    """A plugin whose ports do not fit Stamp's edges (no input 'in'): a replace must be refused."""
+
+    INPUTS = (Port('data'),)
+    OUTPUTS = (Port('out'),)
+
+    def process(self, packet: StreamPacket, port: str = 'data') -> Outputs:
+        return packet
+
+
+class FailEveryNth(Plugin):
+    """Passes packets on; raises on every packet whose payload `seq` is n-1 modulo n (instance-free)."""
+
+    PASSTHROUGH = True
+    INPUTS = (Port('in'),)
+    OUTPUTS = (Port('out'),)
+    PARAMS = (Param('n', int, 10, 'raise on seq % n == n - 1', min=1),)
+
+    def setup(self) -> None:
+        self.fresh = True  # a restart must give a fresh instance (setup() again)
+
+    def process(self, packet: StreamPacket, port: str = 'in') -> Outputs:
+        if packet.payload['seq'] % self.params['n'] == self.params['n'] - 1:
+            raise RuntimeError(f"seq {packet.payload['seq']} refused")
+        return packet
+
+
+class CrashOnSeq(Plugin):
+    """Passes packets on; crashes the process natively (SIGSEGV in C code) at payload seq `seq`."""
+
+    PASSTHROUGH = True
+    INPUTS = (Port('in'),)
+    OUTPUTS = (Port('out'),)
+    PARAMS = (Param('seq', int, 50, 'the packet that crashes the process'),)
+
+    def process(self, packet: StreamPacket, port: str = 'in') -> Outputs:
+        if packet.payload['seq'] == self.params['seq']:
+            import ctypes
+
+            ctypes.string_at(0)  # a read of address 0 in C: what a buggy extension does
+        return packet

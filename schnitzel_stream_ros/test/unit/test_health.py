@@ -320,3 +320,20 @@ def test_odd_plugin_gauges_do_not_break_a_sample(monitor):
     site.sample(monitor, 0.0)
     _, _, det, _ = site.sample(monitor, 1.0)
     assert det.level == OK and det.value('queue_depth') == 'many' and det.value('oldest_age_sec') == 'nan'
+
+
+def test_restart_policy_restarts_warn_and_isolation_is_an_error_while_it_lasts(monitor):
+    site = Site()
+    site.flow(5)
+    site.sample(monitor, 0.0)
+    site.node.count('restarts_total', 2)  # runtime/node_restart.py: fresh instances after failures
+    _, _, det, _ = site.sample(monitor, 1.0)
+    assert det.level == WARN and det.message == 'restarts_total +2 in the last 10 s'
+    site.node.gauge('isolated', 1)  # ... until its max_restarts: isolated
+    _, _, det, _ = site.sample(monitor, 30.0)
+    isolated = 'isolated by its restart policy: its plugin is no longer called'
+    assert (det.level, det.message) == (ERROR, isolated)
+    assert det.value('isolated') == '1'
+    site.node.gauge('isolated', 0)  # a hot-replace brought a new instance
+    _, _, det, _ = site.sample(monitor, 31.0)
+    assert det.level == OK

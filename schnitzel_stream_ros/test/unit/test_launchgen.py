@@ -16,7 +16,7 @@ from schnitzel_stream_ros.graph.registry import PluginRegistry
 from schnitzel_stream_ros.graph.validate import compile_graph, load_and_validate
 from schnitzel_stream_ros.graph.wiring import load_requests
 from schnitzel_stream_ros.launchgen import render_launch_file
-from schnitzel_stream_ros.runtime.start_gate import GatePlan
+from schnitzel_stream_ros.runtime.start_gate import GatePlan, requests_from_json
 
 PACKAGE = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = PACKAGE / 'test' / 'golden'
@@ -36,8 +36,8 @@ GENERATED_IMPORTS = {
 ALLOWED_CALLS = {
     'LaunchDescription': set(),
     'ComposableNodeContainer': {'name', 'namespace', 'package', 'executable', 'output', 'arguments',
-                                'composable_node_descriptions'},
-    'Node': {'package', 'executable', 'name', 'namespace', 'arguments', 'output'},
+                                'respawn', 'composable_node_descriptions'},
+    'Node': {'package', 'executable', 'name', 'namespace', 'arguments', 'respawn', 'output'},
     'ComposableNode': {'package', 'plugin', 'name', 'namespace', 'parameters', 'remappings'},
     'ParameterValue': {'value_type'},
 }
@@ -128,7 +128,7 @@ def test_launch_hands_the_container_exactly_the_load_requests(stem, monkeypatch)
     graph = compile_graph(PACKAGE / regenerate.GOLDEN_GRAPHS[stem], PluginRegistry(Allowlist()))
     for container in containers:
         assert container.kwargs == {'package': 'schnitzel_stream_ros', 'executable': 'component_container',
-                                    'arguments': ['--paused'], 'output': 'screen'}
+                                    'arguments': ['--paused'], 'respawn': True, 'output': 'screen'}
         for node in container.nodes:
             (params,) = node.parameters
             got.append((container.name, node.package, node.plugin, node.name, node.namespace,
@@ -140,8 +140,12 @@ def test_launch_hands_the_container_exactly_the_load_requests(stem, monkeypatch)
     # the last action opens the start gate with the plan of this graph
     assert (gate.package, gate.executable, gate.name, gate.namespace) == (
         'schnitzel_stream_ros', 'start_gate', 'start_gate', graph.spec.namespace)
-    flag, plan = gate.kwargs['arguments']
+    flag, plan, requests_flag, requests, supervise = gate.kwargs['arguments']
     assert flag == '--plan' and GatePlan.from_json(plan) == GatePlan.from_graph(graph)
+    # ... and stays as its supervisor, with the load requests to reload a respawned container
+    assert (requests_flag, supervise, gate.kwargs['respawn']) == ('--requests', '--supervise', True)
+    reloads = [r for reqs in requests_from_json(requests).values() for r in reqs]
+    assert reloads == list(load_requests(graph))
 
 
 def test_strings_that_yaml_would_retype_stay_strings():

@@ -102,7 +102,7 @@ def test_site_graph_validates_compiles_and_yields_its_containers(foreign_python)
     assert vision['namespace'] == events['namespace'] == '/site'
     # the containers it starts are ours: launch_ros runs lib/schnitzel_stream_ros/component_container
     assert vision['kwargs'] == {'package': 'schnitzel_stream_ros', 'executable': 'component_container',
-                                'arguments': ['--paused'], 'output': 'screen'}
+                                'arguments': ['--paused'], 'respawn': True, 'output': 'screen'}
     assert out['gate'] == {'executable': 'start_gate', 'namespace': '/site'}  # opens them once wired
     assert [n for n, _ in vision['nodes']] == ['cam0', 'cam1', 'det0', 'det1', 'trk0', 'trk1', 'annotated0']
     assert dict(vision['nodes'])['cam0'] == (
