@@ -64,6 +64,15 @@ DEFAULT_DRAIN_TIMEOUT_SEC = 2.0
 _MAX_WARNINGS = 100
 
 
+def _answer(response: Any, result: LoadResult) -> Any:
+    """Fill a LoadNode response (load and replace answer alike)."""
+    response.success = result.success
+    response.error_message = result.error_message
+    response.full_node_name = result.full_node_name
+    response.unique_id = result.unique_id
+    return response
+
+
 @dataclass(frozen=True)
 class LoadResult:
     """The answer of a load (the LoadNode response fields)."""
@@ -201,11 +210,7 @@ class Container:
                 log_level=request.log_level,
                 extra=extra,
             )
-        response.success = result.success
-        response.error_message = result.error_message
-        response.full_node_name = result.full_node_name
-        response.unique_id = result.unique_id
-        return response
+        return _answer(response, result)
 
     def _srv_replace(self, request: Any, response: Any) -> Any:
         """Hot-replace (runtime/hot_replace.py): a LoadNode request naming a loaded node."""
@@ -222,11 +227,7 @@ class Container:
                 parameters=params,
                 package_name=request.package_name,
             )
-        response.success = result.success
-        response.error_message = result.error_message
-        response.full_node_name = result.full_node_name
-        response.unique_id = result.unique_id
-        return response
+        return _answer(response, result)
 
     def _srv_unload(self, request: Any, response: Any) -> Any:
         response.success, response.error_message = self.unload(request.unique_id)
