@@ -29,18 +29,16 @@ import time
 from pathlib import Path
 
 import pytest
-import rclpy
 import yaml
 from composition_interfaces.srv import ListNodes, LoadNode
 from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
-from rclpy.node import Node
 from rclpy.parameter import Parameter, get_parameter_value, parameter_dict_from_yaml_file
 from std_srvs.srv import Trigger
 
 from schnitzel_stream_ros.graph.wiring import PACKAGE_NAME
-from schnitzel_stream_ros.runtime.executors import Spinner, make_executor
 from schnitzel_stream_ros.testing import processes
+from schnitzel_stream_ros.testing.ros_peer import RosPeer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -110,30 +108,11 @@ def cli_parameters(*texts: str) -> list:
     return out
 
 
-class Peer:
+class Peer(RosPeer):
     """Another process's view: a plain rclpy node calling services and reading the ROS graph."""
 
     def __init__(self, domain_id: int) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = Node('dropin_peer', context=self.context)
-        self.clients: dict = {}
-        executor = make_executor('single', self.context)
-        executor.add_node(self.node)
-        self.spinner = Spinner(executor, self.context, 'peer').start()
-
-    def call(self, srv_type, name: str, request, timeout: float = 20.0):
-        """One client per service, kept: a fresh client per call re-runs discovery every time."""
-        client = self.clients.get(name)
-        if client is None:
-            client = self.clients[name] = self.node.create_client(srv_type, name)
-        assert client.wait_for_service(timeout_sec=timeout), f'service {name} not available'
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout
-        while not future.done():
-            assert time.monotonic() < deadline, f'service {name} did not answer'
-            time.sleep(0.01)
-        return future.result()
+        super().__init__(domain_id, 'dropin_peer')
 
     def load(self, container: str, plugin: str, name: str = '', namespace: str = '', *,
              parameters=(), remaps=(), extra=(), log_level: int = 0):
@@ -155,10 +134,6 @@ class Peer:
     def publishers_of(self, name: str, namespace: str) -> set[str]:
         return {t for t, _ in self.node.get_publisher_names_and_types_by_node(name, namespace)}
 
-    def close(self) -> None:
-        self.spinner.stop()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
 
 
 def _plain(value):

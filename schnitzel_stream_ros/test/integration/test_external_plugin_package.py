@@ -19,21 +19,18 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import rclpy
 import yaml
 from composition_interfaces.srv import ListNodes, LoadNode
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
 from schnitzel_stream_ros.runtime.container_handles import container_command
 from schnitzel_stream_ros.testing import processes
+from schnitzel_stream_ros.testing.ros_peer import RosPeer
 
 pytestmark = pytest.mark.integration
 
@@ -165,35 +162,11 @@ def test_code_on_the_path_is_refused_until_its_prefix_is_allowed(example, ros_en
     assert converted(out) == [1.5, 0.425, None, 0.07]
 
 
-class Client:
+class Client(RosPeer):
     """The client side of `ros2 component load`: LoadNode / ListNodes from another process."""
 
     def __init__(self, domain_id: int) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = Node('ext_client', context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def call(self, srv_type, name: str, request, timeout: float = 20.0):
-        client = self.node.create_client(srv_type, name)
-        try:
-            assert client.wait_for_service(timeout_sec=timeout), f'service {name} not available'
-            future = client.call_async(request)
-            deadline = time.monotonic() + timeout
-            while not future.done():
-                assert time.monotonic() < deadline, f'service {name} did not answer'
-                time.sleep(0.01)
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+        super().__init__(domain_id, 'ext_client')
 
     def load(self, plugin: str, name: str, params: dict):
         request = LoadNode.Request(
@@ -209,11 +182,6 @@ class Client:
     def report(self) -> dict:
         return json.loads(self.call(Trigger, f'{CONTAINER}/_schnitzel/report', Trigger.Request()).message)
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
 
 
 def _container(env: dict, log: Path) -> subprocess.Popen:

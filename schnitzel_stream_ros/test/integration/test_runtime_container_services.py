@@ -20,11 +20,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-import rclpy
 from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode
 from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
@@ -33,6 +30,7 @@ from schnitzel_stream_ros.codec.packet_codec import encode_packet
 from schnitzel_stream_ros.packet import StreamPacket
 from schnitzel_stream_ros.runtime.container_handles import container_command
 from schnitzel_stream_ros.testing import processes
+from schnitzel_stream_ros.testing.ros_peer import RosPeer
 
 pytestmark = pytest.mark.integration
 
@@ -40,35 +38,11 @@ PLUGINS_DIR = Path(__file__).resolve().parents[1] / 'runtime_plugins'
 CONTAINER = '/t/box'
 
 
-class Client:
+class Client(RosPeer):
     """A plain rclpy client in this test process (own context, the test's DDS domain)."""
 
     def __init__(self, domain_id: int) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = Node('test_client', context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def call(self, srv_type, name: str, request, timeout: float = 15.0):
-        client = self.node.create_client(srv_type, name)
-        try:
-            assert client.wait_for_service(timeout_sec=timeout), f'service {name} not available'
-            future = client.call_async(request)
-            deadline = time.monotonic() + timeout
-            while not future.done():
-                assert time.monotonic() < deadline, f'service {name} did not answer'
-                time.sleep(0.01)
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+        super().__init__(domain_id, 'test_client')
 
     def load(self, plugin: str, name: str, params: dict, remaps: tuple[str, ...] = ()):
         request = LoadNode.Request(
@@ -88,11 +62,6 @@ class Client:
     def report(self) -> dict:
         return json.loads(self.call(Trigger, f'{CONTAINER}/_schnitzel/report', Trigger.Request()).message)
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
 
 
 def _wait_for(predicate, timeout: float = 15.0, what: str = 'condition'):
