@@ -101,7 +101,9 @@ def test_what_the_drain_timeout_leaves_is_reported_and_stays_queued(tmp_path, ba
     queued = _queued_keys(tmp_path / 'q.db')
     [warning] = [w for w in report['warnings'] if 'still undelivered' in w]
     left = int(warning.split("node 'deliver': ", 1)[1].split(' ', 1)[0])
-    assert left > 0 and abs(left - len(queued)) <= 4  # one POST per worker may land after the report
+    # the report never under-counts: POSTs in flight when it was taken may still land while the run
+    # shuts down (a handful, more on a loaded machine), so what stays queued is at most what it said
+    assert 0 < len(queued) <= left < N_EVENTS
     assert 'delivered at the next start' in warning and 'delivered at the next start' in done.stderr
     assert queued and backend.keys() | queued == {f'ev-{i}' for i in range(N_EVENTS)}
 
