@@ -29,31 +29,11 @@ sys.path.insert(0, str(REPO / 'schnitzel_stream_ros'))
 from schnitzel_stream_ros.graph.load import load_graph_text  # noqa: E402
 from schnitzel_stream_ros.graph.validate import validate  # noqa: E402
 from schnitzel_stream_ros.runtime.deterministic import DeterministicEngine  # noqa: E402
-from schnitzel_stream_ros.testing.audio_clips import synthesize_site_clip  # noqa: E402
+from schnitzel_stream_ros.testing.audio_clips import audio_lane_graph, synthesize_site_clip  # noqa: E402
 
 
 def lane_graph(audio: Path, out: Path) -> str:
-    graph = {
-        'version': 2,
-        'nodes': [
-            {'id': 'mic', 'kind': 'source', 'plugin': 'AudioFileSource',
-             'config': {'path': str(audio), 'chunk_ms': 100, 'start_ts': '2026-02-14T12:00:00Z'}},
-            {'id': 'resample', 'plugin': 'AudioResampleNode', 'config': {'sample_rate': 16000}},
-            {'id': 'level', 'plugin': 'AudioLoudnessNode', 'config': {'weighting': 'A'}},
-            {'id': 'vad', 'plugin': 'VoiceActivityNode', 'config': {}},
-            {'id': 'policy', 'plugin': 'AudioEventPolicyNode', 'config': {}},
-            {'id': 'events', 'plugin': 'ProtocolV02EventBuilderNode', 'config': {'site_id': 'S001'}},
-            {'id': 'out', 'kind': 'sink', 'plugin': 'JsonlSink',
-             'config': {'path': str(out), 'body': 'payload'}},
-        ],
-        'edges': [
-            {'from': 'mic', 'to': 'resample'}, {'from': 'resample', 'to': 'level'},
-            {'from': 'resample', 'to': 'vad'}, {'from': 'level', 'to': 'policy'},
-            {'from': 'vad', 'to': 'policy'}, {'from': 'policy', 'to': 'events'},
-            {'from': 'events', 'to': 'out'},
-        ],
-    }
-    return yaml.safe_dump(graph, sort_keys=False)
+    return yaml.safe_dump(audio_lane_graph(audio, out), sort_keys=False)
 
 
 def baseline(audio: Path) -> tuple[float, int]:

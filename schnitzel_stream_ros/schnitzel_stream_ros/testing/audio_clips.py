@@ -94,3 +94,29 @@ def synthesize_site_clip(directory: Path, repeat: int = 1) -> Clip:
     soundfile.write(wav, clip, RATE, subtype='PCM_16')
     soundfile.write(flac, clip, RATE, subtype='PCM_16')
     return Clip(wav, flac, RATE, DURATION_SEC * repeat)
+
+
+def audio_lane_graph(audio: Path, out: Path, **source: object) -> dict:
+    """The audio lane the tests and the real-time-factor bench run on a clip: file source (100 ms
+    chunks; `source` adds or overrides its config) -> 16 kHz -> A-weighted loudness and VAD ->
+    LOUD_NOISE/VOICE policy -> event builder -> JSONL of the events."""
+    mic = {'path': str(audio), 'chunk_ms': 100, 'start_ts': '2026-02-14T12:00:00Z', **source}
+    return {
+        'version': 2,
+        'nodes': [
+            {'id': 'mic', 'kind': 'source', 'plugin': 'AudioFileSource', 'config': mic},
+            {'id': 'resample', 'plugin': 'AudioResampleNode', 'config': {'sample_rate': 16000}},
+            {'id': 'level', 'plugin': 'AudioLoudnessNode', 'config': {'weighting': 'A'}},
+            {'id': 'vad', 'plugin': 'VoiceActivityNode', 'config': {}},
+            {'id': 'policy', 'plugin': 'AudioEventPolicyNode', 'config': {}},
+            {'id': 'events', 'plugin': 'ProtocolV02EventBuilderNode', 'config': {'site_id': 'S001'}},
+            {'id': 'out', 'kind': 'sink', 'plugin': 'JsonlSink',
+             'config': {'path': str(out), 'body': 'payload'}},
+        ],
+        'edges': [
+            {'from': 'mic', 'to': 'resample'}, {'from': 'resample', 'to': 'level'},
+            {'from': 'resample', 'to': 'vad'}, {'from': 'level', 'to': 'policy'},
+            {'from': 'vad', 'to': 'policy'}, {'from': 'policy', 'to': 'events'},
+            {'from': 'events', 'to': 'out'},
+        ],
+    }

@@ -18,7 +18,12 @@ import pytest
 import yaml
 
 from schnitzel_stream_ros.packet import parse_ts
-from schnitzel_stream_ros.testing.audio_clips import QUIET_STRETCHES, SCHEDULE, synthesize_site_clip
+from schnitzel_stream_ros.testing.audio_clips import (
+    QUIET_STRETCHES,
+    SCHEDULE,
+    audio_lane_graph,
+    synthesize_site_clip,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,27 +37,7 @@ def clip(tmp_path_factory):
 
 
 def audio_graph(path, audio, out, *, realtime=False):
-    graph = {
-        'version': 2,
-        'nodes': [
-            {'id': 'mic', 'kind': 'source', 'plugin': 'AudioFileSource',
-             'config': {'path': str(audio), 'chunk_ms': 100, 'start_ts': START, 'source_id': 'mic1',
-                        'realtime': realtime}},
-            {'id': 'resample', 'plugin': 'AudioResampleNode', 'config': {'sample_rate': 16000}},
-            {'id': 'level', 'plugin': 'AudioLoudnessNode', 'config': {'weighting': 'A'}},
-            {'id': 'vad', 'plugin': 'VoiceActivityNode', 'config': {}},
-            {'id': 'policy', 'plugin': 'AudioEventPolicyNode', 'config': {}},
-            {'id': 'events', 'plugin': 'ProtocolV02EventBuilderNode', 'config': {'site_id': 'S001'}},
-            {'id': 'out', 'kind': 'sink', 'plugin': 'JsonlSink',
-             'config': {'path': str(out), 'body': 'payload'}},
-        ],
-        'edges': [
-            {'from': 'mic', 'to': 'resample'}, {'from': 'resample', 'to': 'level'},
-            {'from': 'resample', 'to': 'vad'}, {'from': 'level', 'to': 'policy'},
-            {'from': 'vad', 'to': 'policy'}, {'from': 'policy', 'to': 'events'},
-            {'from': 'events', 'to': 'out'},
-        ],
-    }
+    graph = audio_lane_graph(audio, out, start_ts=START, source_id='mic1', realtime=realtime)
     path.write_text(yaml.safe_dump(graph, sort_keys=False))
     return path
 
