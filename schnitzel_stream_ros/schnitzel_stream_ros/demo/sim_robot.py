@@ -16,9 +16,12 @@ so a test knows exactly where and when the robot was:
 `--stall-at T0:T1`: the robot is stuck — commanded speed and wheel twist stay, the pose does not move.
 `--loop` drives the path again and again (demo); otherwise the robot stops after the last point.
 
-Stamps are the wall-clock time of publication (so message→event latency can be measured), while
-the values depend only on i. `--wait-subscribers N` holds the start until every topic has N
-matched subscriptions (bounded by `--wait-timeout`). Prints one JSON summary line at the end.
+Stamps are the time each sample describes: the wall-clock time of the run's start plus t, as a robot
+stamps a reading with the time it was measured, not the time it got round to sending it. So every
+interval the lane sees between readings is exactly the plan's, however late a loaded machine lets
+this process publish, while message→event latency can still be measured against the wall clock.
+`--wait-subscribers N` holds the start until every topic has N matched subscriptions (bounded by
+`--wait-timeout`). Prints one JSON summary line at the end.
 
     sim_robot --path "0,0;15,0" --speed 2.5 --rate-hz 10 --battery-start 0.3 --battery-drain 0.05
 """
@@ -117,35 +120,34 @@ def plan(args: argparse.Namespace) -> list[Sample]:
     return samples
 
 
-def _stamp(msg_header, frame_id: str) -> None:
-    now_ns = time.time_ns()
-    msg_header.stamp.sec, msg_header.stamp.nanosec = divmod(now_ns, 1_000_000_000)
+def _stamp(msg_header, frame_id: str, stamp_ns: int) -> None:
+    msg_header.stamp.sec, msg_header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
     msg_header.frame_id = frame_id
 
 
-def _messages(sample: Sample, args: argparse.Namespace):
+def _messages(sample: Sample, args: argparse.Namespace, stamp_ns: int):
     from geometry_msgs.msg import TwistStamped
     from nav_msgs.msg import Odometry
     from sensor_msgs.msg import BatteryState, NavSatFix, NavSatStatus
 
     odom = Odometry()
-    _stamp(odom.header, args.frame)
+    _stamp(odom.header, args.frame, stamp_ns)
     odom.child_frame_id = 'base_link'
     odom.pose.pose.position.x, odom.pose.pose.position.y = sample.x, sample.y
     odom.pose.pose.orientation.z = math.sin(sample.yaw / 2)
     odom.pose.pose.orientation.w = math.cos(sample.yaw / 2)
     odom.twist.twist.linear.x = sample.wheel_mps
     cmd = TwistStamped()
-    _stamp(cmd.header, 'base_link')
+    _stamp(cmd.header, 'base_link', stamp_ns)
     cmd.twist.linear.x = sample.command_mps
     battery = BatteryState()
-    _stamp(battery.header, 'battery')
+    _stamp(battery.header, 'battery', stamp_ns)
     battery.percentage = sample.battery
     battery.voltage = 22.0 + 3.2 * sample.battery
     battery.present = True
     battery.power_supply_status = BatteryState.POWER_SUPPLY_STATUS_DISCHARGING
     fix = NavSatFix()
-    _stamp(fix.header, 'gps')
+    _stamp(fix.header, 'gps', stamp_ns)
     lat0, lon0 = args.gps_origin
     fix.latitude = lat0 + math.degrees(sample.y / EARTH_RADIUS_M)
     fix.longitude = lon0 + math.degrees(sample.x / (EARTH_RADIUS_M * math.cos(math.radians(lat0))))
@@ -153,11 +155,11 @@ def _messages(sample: Sample, args: argparse.Namespace):
     return odom, cmd, battery, fix
 
 
-def _diagnostics(sample: Sample, robot_id: str):
+def _diagnostics(sample: Sample, robot_id: str, stamp_ns: int):
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
     array = DiagnosticArray()
-    _stamp(array.header, '')
+    _stamp(array.header, '', stamp_ns)
     status = DiagnosticStatus()
     status.name = f'{robot_id}/motors'
     status.hardware_id = f'{robot_id}-motor-controller'
@@ -199,7 +201,7 @@ def run(args: argparse.Namespace) -> dict:
             rclpy.spin_once(node, timeout_sec=0.05)
         time.sleep(args.settle_sec)
     published = 0
-    start = time.monotonic()
+    start, origin_ns = time.monotonic(), time.time_ns()
     try:
         for sample in samples:
             delay = start + sample.t - time.monotonic()
@@ -207,13 +209,14 @@ def run(args: argparse.Namespace) -> dict:
                 time.sleep(delay)
             if not rclpy.ok():  # SIGINT/SIGTERM: rclpy's handler shut the context down
                 break
-            odom, cmd, battery, fix = _messages(sample, args)
+            stamp_ns = origin_ns + round(sample.t * 1e9)
+            odom, cmd, battery, fix = _messages(sample, args, stamp_ns)
             pubs['cmd_vel'].publish(cmd)
             pubs['odom'].publish(odom)
             pubs['battery'].publish(battery)
             pubs['fix'].publish(fix)
             if sample.i % args.diag_every == 0:
-                pubs['diagnostics'].publish(_diagnostics(sample, args.robot_id))
+                pubs['diagnostics'].publish(_diagnostics(sample, args.robot_id, stamp_ns))
             published += 1
         time.sleep(args.linger_sec)  # let reliable DDS deliver the last samples before we go away
     except KeyboardInterrupt:

@@ -145,7 +145,8 @@ def test_robot_lane_events_reach_a_separate_process_at_the_exact_points(tmp_path
     try:
         assert listener.stdout.readline().strip() == 'ready'
         site = processes.start([sys.executable, '-m', 'schnitzel_stream_ros.cli', 'run', str(graph),
-                                '--duration', '150', '--quiet'], ros_env,
+                                '--duration', '150', '--quiet',
+                                '--report-json', str(tmp_path / 'report.json')], ros_env,
                                stdout=(tmp_path / 'site.log').open('w'), stderr=subprocess.STDOUT)
         assert listener.stdout.readline().strip() == 'matched'
         robot = processes.start([sys.executable, '-m', 'schnitzel_stream_ros.demo.sim_robot', *SIM_ARGS,
@@ -160,6 +161,8 @@ def test_robot_lane_events_reach_a_separate_process_at_the_exact_points(tmp_path
     assert json.loads(robot_out.strip().splitlines()[-1])['subscribers_matched'] is True
     seen = json.loads(out.strip().splitlines()[-1])
     print('site log:', (tmp_path / 'site.log').read_text()[-3000:])  # shown when an assertion fails
+    metrics = json.loads((tmp_path / 'report.json').read_text())['metrics']
+    print('site metrics:', {k: v for k, v in metrics.items() if k.startswith(('node.', 'edge.')) and v})
     assert seen['errors'] == []
     events = seen['events']
     by_type = {t: [e for e in events if e['event_type'] == t] for t in {e['event_type'] for e in events}}

@@ -12,9 +12,9 @@ Large files (100 MB, a million edges) are written at run time into a temporary d
 """
 from __future__ import annotations
 
+import json
 import os
 import re
-import resource
 import subprocess
 import sys
 from collections.abc import Callable
@@ -236,21 +236,32 @@ class Refusal:
     max_rss_bytes: int
 
 
-def _guards() -> None:
-    resource.setrlimit(resource.RLIMIT_CPU, (_GUARD_CPU_S, _GUARD_CPU_S))
-    resource.setrlimit(resource.RLIMIT_AS, (_GUARD_ADDRESS_SPACE, _GUARD_ADDRESS_SPACE))
+#: a small launcher between the test and the measured command: Linux carries a process's peak RSS
+#: across fork and exec, so a command forked straight from pytest (hundreds of MB by the end of the
+#: suite) would report pytest's size as its own peak. The launcher (no site imports, a few MB) applies
+#: the guards, spawns the command with stdout on /dev/null, reaps it with wait4 and prints its usage.
+_MEASURE = f'''
+import json, os, resource, sys
+resource.setrlimit(resource.RLIMIT_CPU, ({_GUARD_CPU_S}, {_GUARD_CPU_S}))
+resource.setrlimit(resource.RLIMIT_AS, ({_GUARD_ADDRESS_SPACE}, {_GUARD_ADDRESS_SPACE}))
+devnull = os.open(os.devnull, os.O_WRONLY)
+to_devnull = [(os.POSIX_SPAWN_DUP2, devnull, 1)]
+pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ, file_actions=to_devnull)
+_pid, status, usage = os.wait4(pid, 0)
+cpu_s = usage.ru_utime + usage.ru_stime
+print(json.dumps([os.waitstatus_to_exitcode(status), cpu_s, usage.ru_maxrss * 1024]))
+'''
 
 
 def measured(argv: list[str], workdir: Path) -> Refusal:
     """Run argv to its end; its exit status, stderr, CPU time (user+system) and peak RSS."""
     stderr_path = workdir / 'stderr.txt'
-    with open(stderr_path, 'wb') as stderr, open(os.devnull, 'wb') as devnull:
-        child = subprocess.Popen(argv, stdout=devnull, stderr=stderr, preexec_fn=_guards,
-                                 env={**os.environ, 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'})
-        _pid, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait again
-    return Refusal(os.waitstatus_to_exitcode(status), stderr_path.read_text(errors='replace'),
-                   usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
+    with open(stderr_path, 'wb') as stderr:
+        launcher = subprocess.run([sys.executable, '-S', '-c', _MEASURE, *argv], stdout=subprocess.PIPE,
+                                  stderr=stderr, check=True, text=True,
+                                  env={**os.environ, 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'})
+    status, cpu_s, max_rss_bytes = json.loads(launcher.stdout)
+    return Refusal(status, stderr_path.read_text(errors='replace'), cpu_s, max_rss_bytes)
 
 
 COMMANDS = {

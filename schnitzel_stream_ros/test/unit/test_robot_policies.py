@@ -263,6 +263,26 @@ def test_stall_when_commanded_but_the_pose_does_not_move():
     assert stalls == 0
 
 
+def test_stall_matches_commands_by_stamp_when_the_command_lane_runs_ahead():
+    """The two ports arrive through separate topics and inboxes: a backed-up odometry lane can be
+    seconds behind the commands. The stop command at the end must not hide the stall before it."""
+    node, ctx = make(StallPolicyNode, stall_sec=1.0, max_commands=64)
+    for i in range(40):  # every command first: move at 0.5 m/s, stop from t=3.5
+        node.process(command(0.5 if i < 35 else 0.0, i / 10), 'command')
+    out = []
+    for i in range(40):
+        x = min(i, 10) * 0.05 if i < 30 else 0.5 + (i - 30) * 0.05  # stuck from t=1.0 to 3.0
+        if (det := node.process(pose(x, 0.0, i / 10), 'odometry')) is not None:
+            out.append((i, det.payload['sensor']['command']['speed_mps']))
+    assert out == [(21, 0.5)]
+    assert ctx.counters.get('commands_evicted_total', 0) == 0
+
+    bounded, bounded_ctx = make(StallPolicyNode, max_commands=8)
+    for i in range(20):
+        bounded.process(command(0.5, i / 10), 'command')
+    assert bounded_ctx.counters['commands_evicted_total'] == 12
+
+
 def test_no_stall_without_a_fresh_command():
     node, _ = make(StallPolicyNode, stall_sec=0.5, command_timeout_sec=0.5)
     node.process(command(0.5, 0.0), 'command')

@@ -2,8 +2,13 @@
 
 Inputs: `command` — velocity command readings (geometry_msgs/Twist or TwistStamped on cmd_vel:
 `speed_mps`), and `odometry` — odometry readings (`x`, `y`, `speed_mps`). For each odometry reading
-at time t the robot's latest command counts when it is at most `command_timeout_sec` older than t
-(a controller that stopped publishing commands nothing). The robot is *stalling* while the command
+at time t the command in force at t counts — the latest command stamped at or before t — when it is at
+most `command_timeout_sec` older than t (a controller that stopped publishing commands nothing).
+Commands are matched by their stamps, not by the order the two ports deliver them: the two inputs
+arrive through separate topics and inboxes, and a command lane running seconds ahead of a backed-up
+odometry lane must not make a stuck robot look stopped (its later "stop" command is not yet in force).
+Commands wait for their odometry in a bounded history per robot (`max_commands`, oldest dropped and
+counted as `commands_evicted_total`). The robot is *stalling* while the command
 asks for at least `min_command_mps` and the measured speed is at most `max_measured_mps`; after
 `stall_sec` of that, one ROBOT_STALLED event (the odometry reading as `sensor`, plus the command and
 how long it has been stalling). Moving again, or no longer being commanded, re-arms it.
@@ -15,9 +20,10 @@ All times are reading times (header stamps), in integer microseconds.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from schnitzel_stream_ros.codec.event_protocol import EventType, Severity
@@ -29,8 +35,8 @@ from schnitzel_stream_ros.plugin import Outputs, Param, Plugin, Port
 
 @dataclass
 class _Robot:
-    command_us: int | None = None
-    command: dict[str, Any] | None = None
+    command_times_us: list[int] = field(default_factory=list)  # ascending
+    commands: list[dict[str, Any]] = field(default_factory=list)  # the command stamped at each time
     pose_us: int | None = None
     pose: tuple[float, float] | None = None
     stalling_since_us: int | None = None
@@ -60,6 +66,7 @@ class StallPolicyNode(Plugin):
               choices=('pose', 'twist')),
         Param('severity', str, 'HIGH', 'severity of ROBOT_STALLED', choices=tuple(Severity)),
         Param('max_robots', int, 1024, 'robots remembered (least recently heard forgotten first)', min=1),
+        Param('max_commands', int, 1024, 'commands per robot kept until odometry reaches their time', min=1),
     )
 
     def setup(self) -> None:
@@ -90,17 +97,15 @@ class StallPolicyNode(Plugin):
         robot = self._robot(packet)
         if port == 'command':
             self.count('commands_total')
-            robot.command_us, robot.command = t_us, dict(payload)
+            self._remember_command(robot, t_us, dict(payload))
             return None
         self.count('poses_total')
         measured = self._measured_speed(robot, payload, t_us)
         if measured is None:
             return None
         p = self.params
-        commanded = None
-        if robot.command is not None and robot.command_us is not None:
-            fresh = t_us - robot.command_us <= p['command_timeout_sec'] * 1e6
-            commanded = _number(robot.command.get('speed_mps')) if fresh else None
+        command = self._command_at(robot, t_us)
+        commanded = None if command is None else _number(command.get('speed_mps'))
         if commanded is None or commanded < p['min_command_mps'] or measured > p['max_measured_mps']:
             robot.stalling_since_us, robot.alerted = None, False
             return None
@@ -111,9 +116,31 @@ class StallPolicyNode(Plugin):
             return None
         robot.alerted = True
         self.count('stalls_total')
-        sensor = {**payload, 'command': robot.command, 'measured_mps': measured,
+        sensor = {**payload, 'command': command, 'measured_mps': measured,
                   'stalled_sec': stalled_us / 1e6}
         return robot_detection(packet, EventType.ROBOT_STALLED.value, p['severity'], sensor=sensor)
+
+    def _remember_command(self, robot: _Robot, t_us: int, command: dict[str, Any]) -> None:
+        at = bisect.bisect_right(robot.command_times_us, t_us)  # in stamp order, whatever the arrival order
+        robot.command_times_us.insert(at, t_us)
+        robot.commands.insert(at, command)
+        excess = len(robot.commands) - self.params.get('max_commands', 1024)
+        if excess > 0:
+            del robot.command_times_us[:excess], robot.commands[:excess]
+            self.count('commands_evicted_total', excess)
+
+    def _command_at(self, robot: _Robot, t_us: int) -> dict[str, Any] | None:
+        """The command in force at t (the latest stamped at or before it), if not older than the timeout.
+
+        Commands older than the one in force are no longer needed by this or any later reading
+        (odometry of one robot arrives in stamp order) and are forgotten."""
+        at = bisect.bisect_right(robot.command_times_us, t_us) - 1
+        if at < 0:
+            return None
+        del robot.command_times_us[:at], robot.commands[:at]
+        if t_us - robot.command_times_us[0] > self.params['command_timeout_sec'] * 1e6:
+            return None
+        return robot.commands[0]
 
     def _measured_speed(self, robot: _Robot, payload: Mapping[str, Any], t_us: int) -> float | None:
         if self.params.get('measured_from', 'pose') == 'twist':
