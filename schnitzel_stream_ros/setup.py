@@ -40,6 +40,8 @@ PLUGINS = [
     'schnitzel_stream_ros.nodes.policy.event_builder:ProtocolV02EventBuilderNode',
     'EventRouterNode = schnitzel_stream_ros.nodes.policy.event_router:EventRouterNode',
     'SensorFusionNode = schnitzel_stream_ros.nodes.fusion.sensor_fusion:SensorFusionNode',
+    # state: windows and aggregates on event time
+    'WindowAggregateNode = schnitzel_stream_ros.nodes.windows.window_aggregate:WindowAggregateNode',
     # sensors
     'SerialLineSensorSource = schnitzel_stream_ros.nodes.sensors.serial_line:SerialLineSensorSource',
     'SimulatedSensorSource = schnitzel_stream_ros.nodes.sensors.simulated:SimulatedSensorSource',

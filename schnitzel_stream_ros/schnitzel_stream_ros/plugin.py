@@ -76,6 +76,14 @@ class ParamError(ValueError):
     """A parameter value is wrong; the message names the parameter."""
 
 
+class StateVersionError(ValueError):
+    """A plugin cannot read state of this version; one line saying which it reads."""
+
+
+#: Entries of keyed state a stateful plugin keeps when the graph sets no bound (`config.state.max_keys`).
+DEFAULT_STATE_MAX_KEYS = 100_000
+
+
 @dataclass(frozen=True)
 class Param:
     """One plugin parameter: a typed, documented, optionally bounded value.
@@ -141,6 +149,10 @@ class PluginContext(Protocol):
     def count(self, name: str, n: int = 1) -> None: ...
 
     def gauge(self, name: str, value: float) -> None: ...
+
+    # optional (a context without them: no checkpoints, DEFAULT_STATE_MAX_KEYS)
+    # def checkpoint(self) -> None: ...   make the plugin's state durable now (Plugin.checkpoint)
+    # state_max_keys: int                  bound of the plugin's keyed state (Plugin.state_max_keys)
 
 
 Outputs = StreamPacket | Iterable[StreamPacket] | None
@@ -221,17 +233,58 @@ class Plugin:
         Called from another thread about every 0.2 s: keep it cheap; never raise."""
         return 0
 
-    # -- optional: state hand-over when the node is replaced while it runs ------------------
-    def snapshot_state(self) -> Any:
-        """State to hand to the instance that replaces this one (hot-replace); None = fresh state.
+    # -- optional: state that survives restarts and replacement (docs/state.md) --------------
+    #: Version of the plain data snapshot_state() returns. 0: nothing worth keeping across a
+    #: restart (a hot-replace still hands over what snapshot_state() returns). 1 or more: the
+    #: plugin is stateful -- when the graph configures `config.state`, the runtime checkpoints
+    #: snapshot_state() (JSON-able data) periodically and at a clean stop, restores it when the
+    #: node is loaded again (container restarted by the supervisor, graph restarted, node
+    #: reloaded) and hands it over on hot-replace. Raise it when the format changes.
+    STATE_VERSION: ClassVar[int] = 0
 
-        Called on the node's own thread between two packets, just before `restore_state` of the
-        new instance (which may be of another class: hand over plain data, not objects of yours).
+    def snapshot_state(self) -> Any:
+        """This node's state as plain data (dicts, lists, str, numbers, bool, None); None = nothing.
+
+        Called on the node's own thread between two packets: for a hot-replace (the new instance,
+        maybe of another class, gets it in restore_state) and, for a stateful plugin, for every
+        checkpoint. Keep it proportional to the state (it runs every checkpoint period).
         """
         return None
 
     def restore_state(self, state: Any) -> None:
-        """Take over the state the replaced instance's `snapshot_state()` returned (after setup())."""
+        """Take over state a snapshot_state() returned (after setup(), before the first packet);
+        `state` has already passed `upgrade_state` (it is of this class' STATE_VERSION)."""
+
+    @classmethod
+    def upgrade_state(cls, state: Any, version: int) -> Any:
+        """State written at `version`, as this STATE_VERSION reads it; StateVersionError if it cannot.
+
+        The runtime calls it before restore_state, for checkpoints and hot-replace alike; a refusal
+        leaves the running instance (hot-replace) or refuses the load (checkpoint), with this reason.
+        Override to read older versions of your own format.
+        """
+        if version != cls.STATE_VERSION:
+            raise StateVersionError(
+                f'{cls.__name__} reads state version {cls.STATE_VERSION}, the state is version {version}'
+            )
+        return state
+
+    def checkpoint(self) -> None:
+        """Write-ahead: make the state durable now, before the packets of this call leave.
+
+        For a decision the plugin must never repeat after a crash (a dedup letting an event pass, a
+        tracker handing out ids): call it after changing the state and before returning or
+        emitting the packet that depends on it. Without configured state it does nothing.
+        """
+        request = getattr(self.ctx, 'checkpoint', None)
+        if request is not None:
+            request()
+
+    @property
+    def state_max_keys(self) -> int:
+        """How many entries of keyed state this node may keep (graph `config.state.max_keys`); the
+        plugin evicts beyond it and counts `state_evicted_total` (state/bounded.py helps)."""
+        return int(getattr(self.ctx, 'state_max_keys', DEFAULT_STATE_MAX_KEYS))
 
     # -- what authors call -----------------------------------------------------------------
     def emit(self, packet: StreamPacket, port: str = DEFAULT_OUTPUT) -> None:
@@ -294,6 +347,10 @@ class SimpleContext:
     stop_event: threading.Event = field(default_factory=threading.Event)
     outputs: dict[str, list[StreamPacket]] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
+    state_max_keys: int = DEFAULT_STATE_MAX_KEYS
+    #: what `checkpoint()` recorded: the plugin's snapshot_state() each time (set `plugin` first)
+    checkpoints: list[Any] = field(default_factory=list)
+    plugin: Any = None
 
     def __post_init__(self) -> None:
         if self.logger is None:
@@ -310,6 +367,10 @@ class SimpleContext:
 
     def gauge(self, name: str, value: float) -> None:
         self.counters[name] = value
+
+    def checkpoint(self) -> None:
+        if self.plugin is not None:
+            self.checkpoints.append(self.plugin.snapshot_state())
 
 
 def resolve_params(plugin_cls: type[Plugin], given: Mapping[str, Any]) -> dict[str, Any]:

@@ -47,6 +47,8 @@ from schnitzel_stream_ros.graph.model import (
 )
 from schnitzel_stream_ros.graph.restart import RestartSpec, parse_restart
 from schnitzel_stream_ros.graph.source_text import ParsedText, Path, SyntaxProblem, iter_strings, parse_text
+from schnitzel_stream_ros.graph.state_config import NODE_KEYS as STATE_NODE_KEYS
+from schnitzel_stream_ros.graph.state_config import StateSpec, parse_graph_state, parse_overrides
 from schnitzel_stream_ros.graph.suggest import did_you_mean
 from schnitzel_stream_ros.packet import PayloadProfile
 
@@ -54,7 +56,7 @@ SUPPORTED_VERSION = 2
 
 _TOP_KEYS = ('version', 'nodes', 'edges', 'config', 'namespace')
 _NODE_KEYS = ('id', 'node_id', 'kind', 'plugin', 'config', 'namespace', 'container', 'topics', 'qos', 'ports',
-              'description', 'restart')
+              'description', 'restart', 'state')
 _EDGE_KEYS = ('from', 'src', 'to', 'dst', 'from_port', 'src_port', 'to_port', 'dst_port', 'qos', 'inbox')
 _QOS_KEYS = ('reliability', 'depth')
 _INBOX_KEYS = ('max', 'overflow')
@@ -193,6 +195,18 @@ class _Reader:
             self.error((*path, key) if key else path, problem, subject, 'restart')
         return spec
 
+    def state(self, raw: Any, path: Path, subject: str) -> Mapping[str, Any] | None:
+        values, problems = parse_overrides(raw, STATE_NODE_KEYS)
+        for key, problem in problems:
+            self.error((*path, key) if key else path, problem, subject, 'state')
+        return values if raw is not None and not problems else None
+
+    def graph_state(self, raw: Any, path: Path) -> StateSpec | None:
+        spec, problems = parse_graph_state(raw)
+        for key, problem in problems:
+            self.error((*path, key) if key else path, problem, '', 'state')
+        return spec
+
     def runtime(self, config: Mapping[str, Any], path: Path, subject: str) -> RuntimeSpec:
         rpath = (*path, RUNTIME_KEY)
         raw = self.mapping(config.get(RUNTIME_KEY), rpath, subject, RUNTIME_KEY)
@@ -290,6 +304,7 @@ class _Reader:
             ports=self.ports(raw.get('ports'), (*path, 'ports'), subject),
             runtime=self.runtime(config, config_path, subject),
             restart=self.restart(raw.get('restart'), (*path, 'restart'), subject),
+            state=self.state(raw.get('state'), (*path, 'state'), subject),
             position=self.pos(path),
             param_positions={str(k): self.pos((*config_path, k)) for k in config},
         )
@@ -456,6 +471,7 @@ def load_graph_text(
         sha256=digest,
         position=Position(file, 1),
         allow_cycles=config.get('allow_cycles') is True,
+        state=reader.graph_state(config.get('state'), ('config', 'state')),
     )
     return reader.result(graph)
 

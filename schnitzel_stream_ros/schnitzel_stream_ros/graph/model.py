@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from schnitzel_stream_ros.graph.restart import RestartSpec
+from schnitzel_stream_ros.graph.state_config import StateSpec
 
 if TYPE_CHECKING:
     from schnitzel_stream_ros.graph.errors import GraphWarning
@@ -123,6 +124,7 @@ class NodeSpec:
     ports: Mapping[str, PortOverride] = field(default_factory=dict)  # port -> narrowing
     runtime: RuntimeSpec = field(default_factory=RuntimeSpec)
     restart: RestartSpec | None = None  # what happens when process() raises (graph/restart.py)
+    state: Mapping[str, Any] | None = None  # the node's own checkpoint settings (graph/state_config.py)
     position: Position = UNKNOWN_POSITION
     #: line of each config key (for parameter errors); missing keys use `position`
     param_positions: Mapping[str, Position] = field(default_factory=dict)
@@ -177,6 +179,8 @@ class GraphSpec:
     position: Position = UNKNOWN_POSITION
     #: graph-level switches (upstream `config`): cycles allowed through delay/initial nodes
     allow_cycles: bool = False
+    #: checkpoints of stateful nodes (`config.state`, graph/state_config.py); None: none
+    state: StateSpec | None = None
 
     def node(self, node_id: str) -> NodeSpec | None:
         return next((n for n in self.nodes if n.id == node_id), None)

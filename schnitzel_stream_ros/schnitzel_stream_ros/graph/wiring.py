@@ -15,6 +15,7 @@ from typing import Any
 from schnitzel_stream_ros.document_limits import MIB, json_text_limits, load_json
 from schnitzel_stream_ros.graph.model import ResolvedNode, ValidatedGraph
 from schnitzel_stream_ros.graph.restart import restart_params
+from schnitzel_stream_ros.graph.state_config import node_state, state_params
 
 #: `package_name` of every load request: all our plugins are hosted by this package's container.
 PACKAGE_NAME = 'schnitzel_stream_ros'
@@ -46,7 +47,8 @@ def inbox_overflow_param(port: str) -> str:
 
 def is_reserved_param(name: str) -> bool:
     """True for wiring parameters (never plugin parameters: those are identifiers without dots)."""
-    return name == CONTAINER_GROUP_PARAM or name.split('.', 1)[0] in ('inputs', 'qos', 'inbox', 'restart')
+    families = ('inputs', 'qos', 'inbox', 'restart', 'state')
+    return name == CONTAINER_GROUP_PARAM or name.split('.', 1)[0] in families
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,8 @@ def node_load_request(graph: ValidatedGraph, node: ResolvedNode) -> LoadRequest:
         params[qos_reliability_param(port.name)] = str(qos.reliability)
         params[qos_depth_param(port.name)] = qos.depth
     params.update(restart_params(node.spec.restart))
+    if node.plugin_cls.STATE_VERSION >= 1:  # stateful: checkpointed when the graph says where
+        params.update(state_params(node_state(graph.spec.state, node.spec.state)))
     params[CONTAINER_GROUP_PARAM] = node.container
     remaps = tuple(
         f'~/{port}:={node.output_topics[port]}'

@@ -507,6 +507,7 @@ class Container:
         nodes = list(self._nodes.values())
         for node in nodes:
             node.refresh_outputs()  # external subscriber counts as DDS sees them now
+            node.host.refresh_state()  # age of the last checkpoint, now
         topics = {
             port.topic.name: {
                 'published': port.dds_published,

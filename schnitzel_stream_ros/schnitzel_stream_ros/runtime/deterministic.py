@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schnitzel_stream_ros.graph.model import NodeKind, ValidatedGraph
+from schnitzel_stream_ros.graph.state_config import node_state
 from schnitzel_stream_ros.observability.metrics import EdgeMetrics
 from schnitzel_stream_ros.observability.snapshot import runtime_snapshot
 from schnitzel_stream_ros.packet import StreamPacket
@@ -100,6 +101,9 @@ class DeterministicEngine:
                 is_source=_is_source(node.kind, role),
                 is_sink=node.kind is NodeKind.SINK,
                 stop_event=self.stop_event,
+                # checkpoints as in a live run: same file, same row per node (runtime/checkpoints.py)
+                state=node_state(graph.spec.state, node.spec.state),
+                state_node=('' if node.namespace == '/' else node.namespace) + '/' + node.id,
             )
         for spec in (s for node in graph.nodes for s in graph.inputs_of(node.id)):
             self.inputs[(spec.node, spec.port)] = _Input(
@@ -204,6 +208,8 @@ class DeterministicEngine:
 
     def snapshot(self) -> dict[str, Any]:
         drops: dict[str, int] = {}
+        for host in self.hosts.values():
+            host.refresh_state()
         for (node_id, _port), inp in self.inputs.items():
             drops[node_id] = drops.get(node_id, 0) + inp.inbox.dropped_total
         return runtime_snapshot(

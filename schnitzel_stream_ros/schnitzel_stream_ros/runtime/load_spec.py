@@ -22,6 +22,8 @@ from schnitzel_stream_ros.graph.registry import PluginError as RegistryError
 from schnitzel_stream_ros.graph.registry import PluginRegistry
 from schnitzel_stream_ros.graph.restart import PARAM_PREFIX as RESTART_PREFIX
 from schnitzel_stream_ros.graph.restart import RestartSpec, restart_from_params
+from schnitzel_stream_ros.graph.state_config import PARAM_PREFIX as STATE_PREFIX
+from schnitzel_stream_ros.graph.state_config import StateSpec, state_from_params
 from schnitzel_stream_ros.graph.suggest import did_you_mean
 from schnitzel_stream_ros.graph.wiring import (
     CONTAINER_GROUP_PARAM,
@@ -88,6 +90,7 @@ class NodeLoadSpec:
     remap_rules: tuple[str, ...] = ()
     group: str = ''
     restart: RestartSpec | None = None  # process() failure policy (graph/restart.py)
+    state: StateSpec | None = None  # checkpoints of a stateful plugin (graph/state_config.py)
     log_level: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # accepted, but worth a line in the container's log
@@ -260,6 +263,7 @@ def parse_load_request(
     }
     try:
         restart = restart_from_params(reserved)
+        state = state_from_params(reserved)
     except ValueError as exc:
         raise LoadError(f'{subject}: {exc}') from None
     group = reserved.get(CONTAINER_GROUP_PARAM, '')
@@ -286,6 +290,7 @@ def parse_load_request(
         remap_rules=tuple(remap_rules),
         group=group,
         restart=restart,
+        state=state,
         log_level=log_level,
         extra=dict(extra or {}),
         warnings=tuple(warnings),
@@ -334,8 +339,8 @@ def _input_wiring(
 ) -> dict[str, InputWiring]:
     """Reserved parameters -> per input port wiring; parameters for unknown ports are refused."""
     for name in reserved:
-        if name == CONTAINER_GROUP_PARAM or name.startswith(RESTART_PREFIX):
-            continue  # not port wiring (restart: checked by restart_from_params)
+        if name == CONTAINER_GROUP_PARAM or name.startswith((RESTART_PREFIX, STATE_PREFIX)):
+            continue  # not port wiring (checked by restart_from_params, state_from_params)
         parts = name.split('.')
         family, port = parts[0], parts[1] if len(parts) > 1 else ''
         known = inputs if family in ('inputs', 'inbox') else {**inputs, **outputs}

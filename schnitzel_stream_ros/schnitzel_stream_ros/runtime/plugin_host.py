@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from schnitzel_stream_ros.graph.secrets import resolve_secrets
+from schnitzel_stream_ros.graph.state_config import StateSpec
 from schnitzel_stream_ros.observability.metrics import NodeMetrics
 from schnitzel_stream_ros.observability.plugin_log import PluginLog
 from schnitzel_stream_ros.packet import StreamPacket
-from schnitzel_stream_ros.plugin import DEFAULT_OUTPUT, Plugin
+from schnitzel_stream_ros.plugin import DEFAULT_OUTPUT, DEFAULT_STATE_MAX_KEYS, Plugin
+from schnitzel_stream_ros.runtime.checkpoints import NodeCheckpoints, StateRefused, upgrade
+from schnitzel_stream_ros.state.store import StateStoreError
 
 #: Where an output port's packets go (set by the run mode: engine router or in-container topic).
 Route = Callable[[StreamPacket], None]
@@ -41,7 +45,7 @@ def _unconnected(_packet: StreamPacket) -> None:
 class NodeContext:
     """The PluginContext the runtime gives a plugin (see plugin.PluginContext)."""
 
-    __slots__ = ('_host', 'logger', 'node_id', 'params', 'stop_event')
+    __slots__ = ('_host', 'logger', 'node_id', 'params', 'state_max_keys', 'stop_event')
 
     def __init__(
         self, host: PluginHost, params: dict[str, Any], logger: Any, stop_event: threading.Event
@@ -51,6 +55,10 @@ class NodeContext:
         self.params = params
         self.logger = PluginLog(logger)  # any level from any call site, also on rclpy's logger
         self.stop_event = stop_event
+        self.state_max_keys = host.state_spec.max_keys if host.state_spec else DEFAULT_STATE_MAX_KEYS
+
+    def checkpoint(self) -> None:
+        self._host.checkpoint_now(self)
 
     def emit(self, packet: StreamPacket, port: str = DEFAULT_OUTPUT) -> None:
         self._host.emit(packet, port)
@@ -84,8 +92,15 @@ class PluginHost:
         is_sink: bool,
         logger: Any = None,
         stop_event: threading.Event | None = None,
+        state: StateSpec | None = None,
+        state_node: str | None = None,
     ) -> None:
         self.node_id = node_id
+        # checkpoints of a stateful plugin (runtime/checkpoints.py): created at setup()
+        self.state_spec = state
+        self.state_node = state_node or f'/{node_id}'
+        self.checkpoints: NodeCheckpoints | None = None
+        self._state_live = False  # the current instance was set up (and restored): its state counts
         self.plugin_cls = plugin_cls
         self.is_source = is_source
         self.metrics = NodeMetrics(node_id, is_source, is_sink)
@@ -128,6 +143,53 @@ class PluginHost:
             self.plugin.setup()
         except Exception as exc:
             raise PluginError(f"node '{self.node_id}': setup() failed: {type(exc).__name__}: {exc}") from exc
+        if self._open_checkpoints(self.plugin_cls):
+            assert self.checkpoints is not None
+            try:
+                seq = self.checkpoints.restore(self.plugin)
+            except (StateRefused, StateStoreError) as exc:
+                raise PluginError(f"node '{self.node_id}': {exc}") from None
+            if seq:
+                self.ctx.logger.info(f"node '{self.node_id}': state restored from checkpoint {seq}")
+        self._state_live = True
+
+    def _open_checkpoints(self, plugin_cls: type[Plugin]) -> bool:
+        """True when `plugin_cls` is stateful and the graph configured checkpoints (opened here)."""
+        if self.state_spec is None or plugin_cls.STATE_VERSION < 1:
+            return False
+        if self.checkpoints is None:
+            try:
+                self.checkpoints = NodeCheckpoints(
+                    self.state_node, self.state_spec, self.metrics, self.ctx.logger
+                )
+            except StateStoreError as exc:
+                raise PluginError(f"node '{self.node_id}': {exc}") from None
+        return True
+
+    def _checkpointing(self) -> NodeCheckpoints | None:
+        """The checkpoints to write for the current instance (None: not stateful, not configured)."""
+        plugin = self.plugin
+        if self.checkpoints is None or plugin is None or not self._state_live or self.closed:
+            return None
+        return self.checkpoints if type(plugin).STATE_VERSION >= 1 else None
+
+    def checkpoint_now(self, ctx: NodeContext) -> None:
+        """Plugin.checkpoint(): write-ahead, on the plugin's own thread, inside its call."""
+        checkpoints = self._checkpointing()
+        if checkpoints is not None and ctx is self.ctx:
+            checkpoints.write(self.plugin, 'requested')
+
+    def _checkpoint_if_due(self) -> None:
+        checkpoints = self.checkpoints
+        if checkpoints is not None and time.monotonic() >= checkpoints.next_due:
+            checkpoints = self._checkpointing()
+            if checkpoints is not None:
+                checkpoints.write(self.plugin, 'periodic')
+
+    def refresh_state(self) -> None:
+        """The age of the last checkpoint, for a snapshot taken now."""
+        if self.checkpoints is not None:
+            self.checkpoints.refresh()
 
     def close(self, wait_sec: float = 0.0) -> bool:
         """Run the plugin's close() once (also after errors); errors name the node.
@@ -150,6 +212,9 @@ class PluginHost:
     def _close_plugin(self) -> None:
         if self.closed:
             return
+        checkpoints = self._checkpointing()
+        if checkpoints is not None:  # a clean stop: the last state, before close() releases it
+            checkpoints.write(self.plugin, 'final')
         self.closed = True
         self.close_deferred = False
         self.discard_source()
@@ -204,6 +269,7 @@ class PluginHost:
         try:
             with self._call_lock:
                 self._handle(packet, port)
+                self._checkpoint_if_due()
         finally:
             if self.close_deferred:
                 self._close_if_deferred()
@@ -250,6 +316,7 @@ class PluginHost:
         try:
             with self._call_lock:
                 self._handle_batch(packets, port)
+                self._checkpoint_if_due()
         finally:
             if self.close_deferred:
                 self._close_if_deferred()
@@ -276,7 +343,9 @@ class PluginHost:
         """
         try:
             with self._call_lock:
-                return self._pull()
+                more = self._pull()
+                self._checkpoint_if_due()
+                return more
         finally:
             if self.close_deferred:
                 self._close_if_deferred()
@@ -367,6 +436,12 @@ class PluginHost:
                 f"node '{self.node_id}': snapshot_state() failed: {type(exc).__name__}: {exc}"
             ) from exc
         if state is not None:
+            try:  # the same version check as a checkpoint's: a format the new class cannot read stops here
+                state = upgrade(replacement.plugin_cls, state, type(old).STATE_VERSION,
+                                f"node '{self.node_id}': hand-over to {replacement.plugin_cls.__name__}")
+            except StateRefused as exc:
+                raise PluginError(str(exc)) from None
+        if state is not None:
             try:
                 new.restore_state(state)
             except Exception as exc:
@@ -377,6 +452,13 @@ class PluginHost:
         self.plugin = new
         self.plugin_cls = replacement.plugin_cls
         self.ctx = replacement.ctx
+        try:
+            if self._open_checkpoints(replacement.plugin_cls):
+                checkpoints = self._checkpointing()
+                if checkpoints is not None:  # the handed-over state, now under the new class and version
+                    checkpoints.write(new, 'hand-over')
+        except PluginError as exc:
+            self.ctx.logger.warning(str(exc))
         return old
 
     def apply_params(self, changed: Mapping[str, Any]) -> None:

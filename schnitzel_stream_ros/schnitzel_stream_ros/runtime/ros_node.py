@@ -123,6 +123,8 @@ class PluginNode(Node):
             is_source=role is Role.SOURCE,
             is_sink=role is Role.SINK,
             logger=self.get_logger(),
+            state=spec.state,
+            state_node=spec.full_name,
         )
         self.mailbox = Mailbox(spec.node_name)
         self.restarts = NodeRestarts(self.host, self.mailbox, spec.restart)

@@ -15,6 +15,11 @@ Optional outputs, both event protocol v0.2 with deterministic ids (codec/event_p
   `fusion {source_event_id, source_event_type, time_window_ms, strategy, delta_ms}` (upstream shape);
 - `emit_sensor_event`: a SENSOR_EVENT when a reading crosses `sensor_event_rule`
   `{field, above | below, severity}` — once per crossing, re-armed when the condition clears.
+
+State (docs/state.md): the buffered readings and the armed/disarmed state of the sensor rule are
+checkpointed when the graph configures `config.state` (the rule state written ahead of each
+SENSOR_EVENT, so a restart does not report the same crossing twice) and restored when the node is
+loaded again. At most `state.max_keys` sensors are kept (least recently heard go first).
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ from schnitzel_stream_ros.nodes.fusion.sensor_history import (
 )
 from schnitzel_stream_ros.packet import Kind, StreamPacket
 from schnitzel_stream_ros.plugin import Outputs, Param, Plugin, Port
+from schnitzel_stream_ros.state.bounded import evict_oldest, touch
 
 NEAREST = 'nearest_by_abs_delta'
 INTERPOLATE = 'interpolate'
@@ -134,7 +140,13 @@ class SensorFusionNode(Plugin):
             return None
         history = self.histories.get(sensor_id)
         if history is None:
-            history = self.histories[sensor_id] = SensorHistory(self.params.get('queue_size', 256))
+            history = SensorHistory(self.params.get('queue_size', 256))
+        touch(self.histories, sensor_id, history)
+        gone = evict_oldest(self.histories, self.state_max_keys)
+        if gone:
+            self.count('state_evicted_total', len(gone))
+            for old in gone:
+                self._rule_active.pop(old, None)
         if not history.add(Reading(t_us, sensor_id, packet)):
             self.count('readings_too_old_total')
         self.count('readings_total')
@@ -147,6 +159,7 @@ class SensorFusionNode(Plugin):
         self._rule_active[sensor_id] = holds
         if not holds or was:
             return None
+        self.checkpoint()  # write-ahead: the crossing is durable before its event leaves
         ts = str(payload.get('sensor_ts') or packet.ts)
         try:
             event = build_event(
@@ -250,8 +263,43 @@ class SensorFusionNode(Plugin):
         fused = self._fused_event(out, enriched, strategy, delta_us)
         return [out] if fused is None else [out, fused]
 
+    # -- state (docs/state.md) ------------------------------------------------------------------
+    STATE_VERSION = 1
+
+    def snapshot_state(self) -> dict[str, Any]:
+        return {
+            'readings': {
+                sensor_id: [[r.t_us, _packet_record(r.packet)] for r in history._readings]
+                for sensor_id, history in self.histories.items()
+            },
+            'rule_active': dict(self._rule_active),
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        readings = state.get('readings') if isinstance(state, dict) else None
+        if not isinstance(readings, dict):
+            raise ValueError("state needs 'readings': {sensor_id: [[t_us, packet], ...]}")
+        self.histories = {}
+        for sensor_id, rows in readings.items():
+            history = self.histories[str(sensor_id)] = SensorHistory(self.params.get('queue_size', 256))
+            for t_us, record in rows:
+                history.add(Reading(int(t_us), str(sensor_id), _packet_from_record(record)))
+        self._rule_active = {str(k): bool(v) for k, v in dict(state.get('rule_active') or {}).items()}
+
     def process(self, packet: StreamPacket, port: str = 'in') -> Outputs:
         if packet.kind == Kind.SENSOR or (port == 'sensor' and packet.kind != Kind.EVENT):
             return self._add_reading(packet)
         return self._add_event(packet)
 
+
+
+def _packet_record(packet: StreamPacket) -> dict[str, Any]:
+    return {'packet_id': packet.packet_id, 'ts': packet.ts, 'kind': packet.kind,
+            'source_id': packet.source_id, 'payload': packet.payload, 'meta': dict(packet.meta)}
+
+
+def _packet_from_record(record: Mapping[str, Any]) -> StreamPacket:
+    if not isinstance(record, Mapping):
+        raise ValueError('a buffered reading must be a packet record')
+    return StreamPacket(str(record['packet_id']), str(record['ts']), str(record['kind']),
+                        str(record['source_id']), record.get('payload'), dict(record.get('meta') or {}))

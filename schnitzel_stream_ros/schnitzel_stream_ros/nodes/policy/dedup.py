@@ -6,6 +6,11 @@ Key `camera_id:event_type:track_id` (`na` without a track), as upstream
 (an escalation must never be swallowed by the cooldown) and restarts the cooldown. Events without
 camera_id or event_type have no key and pass.
 
+State (docs/state.md): the cooldowns are checkpointed when the graph configures `config.state`,
+written ahead of every event that passes (a restarted node never lets through again what it
+already let through inside its cooldown), restored when the node is loaded again and handed over
+on hot-replace. At most `state.max_keys` keys are kept; the oldest go first (`state_evicted_total`).
+
 Time: `clock: monotonic` (upstream: wall time since the process started) or `clock: event_ts`
 (the event's own `ts`), which makes the result independent of processing speed — the same input
 gives the same output in a replay or in the deterministic engine.
@@ -19,6 +24,7 @@ from typing import Any
 
 from schnitzel_stream_ros.packet import Kind, StreamPacket, parse_ts
 from schnitzel_stream_ros.plugin import Outputs, Param, Plugin, Port
+from schnitzel_stream_ros.state.bounded import evict_oldest, touch
 
 
 def dedup_key(payload: Mapping[str, Any]) -> str | None:
@@ -50,7 +56,7 @@ class CooldownGate:
         expired = last is None or now - last >= self.cooldown_sec
         clock_went_back = last is not None and now < last - self.cooldown_sec  # e.g. a replayed file
         if expired or severity_changed or clock_went_back:
-            self._last_time[key] = now
+            touch(self._last_time, key, now)  # the least recently passed key is evicted first
             if severity is not None:
                 self._last_severity[key] = severity
             return True
@@ -66,6 +72,25 @@ class CooldownGate:
     def __len__(self) -> int:
         return len(self._last_time)
 
+    def evict(self, max_keys: int) -> int:
+        """Keep at most `max_keys` keys (the least recently passed go); returns how many went."""
+        gone = evict_oldest(self._last_time, max_keys)
+        for key in gone:
+            self._last_severity.pop(key, None)
+        return len(gone)
+
+    def entries(self) -> list[list[Any]]:
+        """[key, last pass time, last severity] per key, oldest first (a snapshot)."""
+        return [[k, t, self._last_severity.get(k)] for k, t in self._last_time.items()]
+
+    def load(self, entries: list[list[Any]]) -> None:
+        self._last_time.clear()
+        self._last_severity.clear()
+        for key, t, severity in entries:
+            self._last_time[str(key)] = float(t)
+            if severity is not None:
+                self._last_severity[str(key)] = severity
+
 
 class DedupPolicyNode(Plugin):
     """Drop repeated events (camera_id:event_type:track_id) inside cooldown_sec; a severity change passes."""
@@ -79,8 +104,12 @@ class DedupPolicyNode(Plugin):
         Param('clock', str, 'monotonic', 'time base of the cooldown', choices=('monotonic', 'event_ts')),
     )
 
+    STATE_VERSION = 1
+
     #: Time source of `clock: monotonic` (a class attribute so tests can drive time exactly).
     monotonic: Callable[[], float] = staticmethod(time.monotonic)
+    #: Wall clock, to carry monotonic cooldowns across a restart (another process, maybe a reboot).
+    wall: Callable[[], float] = staticmethod(time.time)
 
     def setup(self) -> None:
         params = self.params
@@ -110,8 +139,41 @@ class DedupPolicyNode(Plugin):
                 f'event payload must be a mapping, got {type(payload).__name__}'
             )
         key = dedup_key(payload)
-        if key is None or self.gate.allow(key, self._now(packet, payload), payload.get('severity')):
+        if key is None:
+            self.count('accepted_total')
+            return packet
+        if self.gate.allow(key, self._now(packet, payload), payload.get('severity')):
+            evicted = self.gate.evict(self.state_max_keys)
+            if evicted:
+                self.count('state_evicted_total', evicted)
+            self.checkpoint()  # write-ahead: durable before the event leaves
             self.count('accepted_total')
             return packet
         self.count('dropped_total')
         return None
+
+    # -- state (docs/state.md) ------------------------------------------------------------------
+    def snapshot_state(self) -> dict[str, Any]:
+        """Cooldowns as plain data; monotonic times as wall-clock times (valid in another process)."""
+        entries = self.gate.entries()
+        if not self._use_event_ts:
+            offset = self.wall() - self.monotonic()
+            entries = [[k, t + offset, s] for k, t, s in entries]
+        return {'clock': 'event_ts' if self._use_event_ts else 'wall', 'entries': entries}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        entries = state.get('entries') if isinstance(state, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(e, list) and len(e) == 3 for e in entries):
+            raise ValueError('state entries must be a list of [key, time, severity]')
+        clock = state.get('clock')
+        if clock != ('event_ts' if self._use_event_ts else 'wall'):
+            self.log.warning(f'{self.node_id}: state kept with clock {clock!r}, the node now uses '
+                             f'{self.params.get("clock")!r}: cooldowns start fresh')
+            return
+        if not self._use_event_ts:
+            offset = self.monotonic() - self.wall()
+            entries = [[k, t + offset, s] for k, t, s in entries]
+        self.gate.load(entries)
+        evicted = self.gate.evict(self.state_max_keys)
+        if evicted:
+            self.count('state_evicted_total', evicted)

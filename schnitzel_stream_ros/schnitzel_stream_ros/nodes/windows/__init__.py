@@ -1,0 +1,1 @@
+"""Windows and aggregates on event time: tumbling, sliding and session windows by key."""
