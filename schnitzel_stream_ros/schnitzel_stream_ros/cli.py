@@ -34,6 +34,8 @@ VERBS: dict[str, tuple[str, str]] = {
                 'schnitzel_stream_ros.graph.commands:COMPILE'),
     'plugins': ('list installed plugins with their ports and parameters',
                 'schnitzel_stream_ros.graph.commands:PLUGINS'),
+    'state': ("list, inspect or clear the checkpoints of a graph's stateful nodes (state --help)",
+              'schnitzel_stream_ros.state.commands:STATE'),
 }
 
 

@@ -245,3 +245,42 @@ class CrashOnSeq(Plugin):
 
             ctypes.string_at(0)  # a read of address 0 in C: what a buggy extension does
         return packet
+
+
+class StandingPeople(Plugin):
+    """Detection frames of camera `cam0` showing `people` persons who barely move, until stopped.
+
+    Event time advances `step_sec` per frame from 2026-01-01T00:00:00Z. Person i stands at
+    x = 100 * i and drifts 0.01 px per frame, so a tracker keeps every id for the whole run, also
+    across a pause. Person 0 leaves after `leave_after_frames` (0: never): the others then keep ids
+    2, 3, ... where a tracker starting afresh would number them 1, 2, ...
+    """
+
+    ROLE = Role.SOURCE
+    INPUTS = ()
+    OUTPUTS = (Port('out', frozenset({'detection'})),)
+    PARAMS = (
+        Param('rate_hz', float, 50.0, 'frames per second', min=0.1),
+        Param('people', int, 3, 'persons in every frame', min=1),
+        Param('step_sec', float, 0.1, 'event time between two frames', min=0.001),
+        Param('leave_after_frames', int, 0, 'person 0 leaves after this many frames (0: never)', min=0),
+    )
+
+    def produce(self) -> Iterator[StreamPacket]:
+        from schnitzel_stream_ros.nodes.fusion.sensor_history import micros_to_ts
+
+        start_us = 1_767_225_600 * 1_000_000  # 2026-01-01T00:00:00Z
+        frame = 0
+        leave = self.params['leave_after_frames']
+        period = 1.0 / self.params['rate_hz']
+        while not self.stopping:
+            drift = 0.01 * frame
+            dets = [{'bbox': {'x1': 100.0 * i + drift, 'y1': 100.0,
+                              'x2': 100.0 * i + 50 + drift, 'y2': 200.0},
+                     'confidence': 0.9, 'object_type': 'PERSON', 'class_id': 0}
+                    for i in range(self.params['people'])
+                    if i or not leave or frame < leave]
+            ts = micros_to_ts(start_us + round(frame * self.params['step_sec'] * 1e6))
+            yield StreamPacket.new('detection', 'cam0', dets, {'frame_idx': frame}, ts=ts)
+            frame += 1
+            self.ctx.stop_event.wait(period)
