@@ -284,3 +284,30 @@ class StandingPeople(Plugin):
             yield StreamPacket.new('detection', 'cam0', dets, {'frame_idx': frame}, ts=ts)
             frame += 1
             self.ctx.stop_event.wait(period)
+
+
+class PacedReadings(Plugin):
+    """`count` readings {zone, v, seq} at `rate_hz`, event time 0.1 s apart from 2026-01-01, then ends.
+
+    The same packets (payload and ts) on every run: a test can compute what windows over them hold.
+    """
+
+    ROLE = Role.SOURCE
+    INPUTS = ()
+    OUTPUTS = (Port('out', frozenset({'sensor'})),)
+    PARAMS = (
+        Param('rate_hz', float, 100.0, 'readings per second', min=0.1),
+        Param('count', int, 1000, 'readings in all', min=1),
+    )
+
+    def produce(self) -> Iterator[StreamPacket]:
+        from schnitzel_stream_ros.nodes.fusion.sensor_history import micros_to_ts
+
+        start_us = 1_767_225_600 * 1_000_000
+        period = 1.0 / self.params['rate_hz']
+        for i in range(self.params['count']):
+            if self.stopping:
+                return
+            payload = {'zone': 'ab'[i % 2], 'v': float(i % 7), 'seq': i}
+            yield StreamPacket.new('sensor', 'readings', payload, ts=micros_to_ts(start_us + i * 100_000))
+            self.ctx.stop_event.wait(period)

@@ -19,6 +19,14 @@ clean stop and, with `write_ahead: true`, after every packet or batch (one commi
 the durable queue's group commit) so that nothing the node accepted is lost by a crash. At most
 `state.max_keys` open windows: beyond, the oldest fires early as it is (`partial: true`) and is
 counted (`state_evicted_total`).
+
+Exactly-once totals over a durable queue (docs/state.md): fed by a SqliteQueueSource, with
+`write_ahead: true` and its `done` port wired to a SqliteQueueAckSink, a queue row is acked only
+after the checkpoint holding it is durable; rows a crash left unacked come again and are skipped
+when the checkpoint already holds them (highest seq per queue kept in the state, counted as
+`redelivered_total`, still passed to `done`). Results fired before a crash may not have left the
+process: after a restore, the latest revision of every fired window still in the state is emitted
+again with its idempotency key (`replayed: true`), so a consumer that keys on it sees each once.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from schnitzel_stream_ros.packet import Kind, MetaKey, StreamPacket
 from schnitzel_stream_ros.plugin import Outputs, Param, Plugin, Port
 
 LATE_PORT = 'late'
+DONE_PORT = 'done'
 _US = 1_000_000
 
 
@@ -61,6 +70,8 @@ class WindowAggregateNode(Plugin):
     OUTPUTS = (
         Port('out', frozenset({Kind.METRICS}), description='one result per window, key and revision'),
         Port(LATE_PORT, description='packets too late for every window they belong to, unchanged'),
+        Port(DONE_PORT, description='with write_ahead: every input packet once its state is durable '
+             '(wire to SqliteQueueAckSink)'),
     )
     PARAMS = (
         Param('window', str, TUMBLING, 'window kind', choices=WINDOW_KINDS),
@@ -76,6 +87,8 @@ class WindowAggregateNode(Plugin):
         Param('time_field', str, '', 'payload field with the event time (ISO 8601); empty: the packet ts'),
         Param('aggregates', list, ['count'], f'any of {list(aggregates.AGGREGATES)}'),
         Param('write_ahead', bool, False, 'checkpoint after every packet or batch (needs config.state)'),
+        Param('queue_meta_key', str, 'durable',
+              'meta key of queue rows {path, seq}: redeliveries are skipped'),
     )
     STATE_VERSION = 1
 
@@ -120,6 +133,19 @@ class WindowAggregateNode(Plugin):
             watermark_delay_us=round(p['watermark_delay_sec'] * _US),
         )
         self.state = WindowState(spec)
+        self.queue_seq: dict[str, int] = {}  # queue path -> highest row seq the state holds
+        self._replay = False  # restored: re-emit the fired windows before the next results
+
+    def _redelivered(self, packet: StreamPacket) -> bool:
+        """A queue row the state already holds (a crash came between checkpoint and ack)."""
+        row = packet.meta.get(self.params['queue_meta_key']) if self.params['queue_meta_key'] else None
+        if not isinstance(row, Mapping) or not isinstance(row.get('seq'), int):
+            return False
+        queue = str(row.get('path', ''))
+        if row['seq'] <= self.queue_seq.get(queue, -1):
+            return True
+        self.queue_seq[queue] = row['seq']
+        return False
 
     # -- data path --------------------------------------------------------------------------------
     def _event_time(self, packet: StreamPacket) -> int:
@@ -131,6 +157,9 @@ class WindowAggregateNode(Plugin):
                              f'ISO-8601 time ({self.time_field or "ts"})') from None
 
     def _accept(self, packet: StreamPacket) -> list[StreamPacket]:
+        if self._redelivered(packet):
+            self.count('redelivered_total')
+            return []
         t_us = self._event_time(packet)
         payload = packet.payload
         key = field_value(payload, self.key_field) if self.key_field else ''
@@ -158,8 +187,17 @@ class WindowAggregateNode(Plugin):
         self.gauge('watermark_lag_sec', round((self.state.max_seen - self.state.watermark) / _US, 6))
         return out
 
-    def _result(self, fired: Fired, partial: bool = False) -> StreamPacket:
-        self.count('windows_fired_total')
+    def _replayed(self) -> list[StreamPacket]:
+        self._replay = False
+        out = []
+        for (key, start), window in self.state.windows.items():
+            if window['fired'] and not window['dirty']:
+                fired = Fired(key, start, window['end'], window['fired'], window['acc'])
+                out.append(self._result(fired, replayed=True))
+        return out
+
+    def _result(self, fired: Fired, partial: bool = False, replayed: bool = False) -> StreamPacket:
+        self.count('windows_replayed_total' if replayed else 'windows_fired_total')
         payload = {
             'window': self.state.spec.kind,
             'key': fired.key,
@@ -170,28 +208,30 @@ class WindowAggregateNode(Plugin):
         }
         if partial:
             payload['partial'] = True
+        if replayed:
+            payload['replayed'] = True
         key = f'{self.node_id}:{fired.key}:{fired.start_us}:{fired.revision}'
         return StreamPacket.new(Kind.METRICS, self.node_id, payload, {MetaKey.IDEMPOTENCY_KEY: key},
                                 ts=micros_to_ts(fired.end_us))
 
     def process(self, packet: StreamPacket, port: str = 'in') -> Outputs:
-        out = self._accept(packet)
-        if self.params['write_ahead']:
-            self.checkpoint()
-        return out
+        return self.process_batch((packet,), port)
 
     def process_batch(self, packets: Sequence[StreamPacket], port: str = 'in') -> Outputs:
-        out: list[StreamPacket] = []
+        out: list[StreamPacket] = self._replayed() if self._replay else []
         for packet in packets:
             out += self._accept(packet)
         if self.params['write_ahead']:
             self.checkpoint()  # one commit for the batch (group commit)
+            for packet in packets:  # now durable: the queue may forget them
+                self.emit(packet, DONE_PORT)
         return out
 
     # -- state (docs/state.md) --------------------------------------------------------------------
     def snapshot_state(self) -> dict[str, Any]:
         spec = self.state.spec
-        return {'spec': [spec.kind, spec.size_us, spec.slide_us, spec.gap_us], **self.state.snapshot()}
+        return {'spec': [spec.kind, spec.size_us, spec.slide_us, spec.gap_us],
+                'queue_seq': dict(self.queue_seq), **self.state.snapshot()}
 
     def restore_state(self, state: dict[str, Any]) -> None:
         spec = self.state.spec
@@ -201,4 +241,6 @@ class WindowAggregateNode(Plugin):
                              f'now has {now!r}: windows start fresh')
             return
         self.state.load(state)
+        self.queue_seq = {str(k): int(v) for k, v in dict(state.get('queue_seq') or {}).items()}
+        self._replay = True
         self.gauge('open_windows', len(self.state))
