@@ -49,8 +49,8 @@ def _check_value(key: str, value: Any) -> str | None:
     integer = key != 'checkpoint_sec'
     number = isinstance(value, int if integer else int | float) and not isinstance(value, bool)
     if not number or not low <= value <= high:
-        kind = 'an integer' if integer else 'a number'
-        return f'state {key} must be {kind} in [{low:g}, {high:g}], got {value!r}'
+        kind, bounds = ('an integer', f'[{low}, {high}]') if integer else ('a number', f'[{low:g}, {high:g}]')
+        return f'state {key} must be {kind} in {bounds}, got {value!r}'
     return None
 
 
