@@ -153,6 +153,7 @@ class PluginContext(Protocol):
     # optional (a context without them: no checkpoints, DEFAULT_STATE_MAX_KEYS)
     # def checkpoint(self) -> None: ...   make the plugin's state durable now (Plugin.checkpoint)
     # state_max_keys: int                  bound of the plugin's keyed state (Plugin.state_max_keys)
+    # blackboard: Blackboard | None        the graph's blackboard (Plugin.blackboard)
 
 
 Outputs = StreamPacket | Iterable[StreamPacket] | None
@@ -281,6 +282,15 @@ class Plugin:
             request()
 
     @property
+    def blackboard(self) -> Any:
+        """The graph's blackboard (state/blackboard.py Blackboard: get, put, watch, changes); raises
+        when the graph configures none (`config.blackboard`)."""
+        board = getattr(self.ctx, 'blackboard', None)
+        if board is None:
+            raise RuntimeError(f"node '{self.node_id}': the graph has no blackboard (config.blackboard)")
+        return board
+
+    @property
     def state_max_keys(self) -> int:
         """How many entries of keyed state this node may keep (graph `config.state.max_keys`); the
         plugin evicts beyond it and counts `state_evicted_total` (state/bounded.py helps)."""
@@ -348,6 +358,7 @@ class SimpleContext:
     outputs: dict[str, list[StreamPacket]] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
     state_max_keys: int = DEFAULT_STATE_MAX_KEYS
+    blackboard: Any = None  # a state.blackboard.Blackboard, when a test wants one
     #: what `checkpoint()` recorded: the plugin's snapshot_state() each time (set `plugin` first)
     checkpoints: list[Any] = field(default_factory=list)
     plugin: Any = None

@@ -27,6 +27,7 @@ from schnitzel_stream_ros.document_limits import (
     decode_text,
     read_file,
 )
+from schnitzel_stream_ros.graph.blackboard_config import BlackboardSpec, parse_blackboard
 from schnitzel_stream_ros.graph.errors import GraphError, node_subject
 from schnitzel_stream_ros.graph.interpolate import InterpolationError, interpolate_text
 from schnitzel_stream_ros.graph.model import (
@@ -205,6 +206,12 @@ class _Reader:
         spec, problems = parse_graph_state(raw)
         for key, problem in problems:
             self.error((*path, key) if key else path, problem, '', 'state')
+        return spec
+
+    def blackboard(self, raw: Any, path: Path) -> BlackboardSpec | None:
+        spec, problems = parse_blackboard(raw)
+        for key, problem in problems:
+            self.error((*path, key) if key else path, problem, '', 'blackboard')
         return spec
 
     def runtime(self, config: Mapping[str, Any], path: Path, subject: str) -> RuntimeSpec:
@@ -472,6 +479,7 @@ def load_graph_text(
         position=Position(file, 1),
         allow_cycles=config.get('allow_cycles') is True,
         state=reader.graph_state(config.get('state'), ('config', 'state')),
+        blackboard=reader.blackboard(config.get('blackboard'), ('config', 'blackboard')),
     )
     return reader.result(graph)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from schnitzel_stream_ros.graph.blackboard_config import BlackboardSpec
 from schnitzel_stream_ros.graph.restart import RestartSpec
 from schnitzel_stream_ros.graph.state_config import StateSpec
 
@@ -181,6 +182,8 @@ class GraphSpec:
     allow_cycles: bool = False
     #: checkpoints of stateful nodes (`config.state`, graph/state_config.py); None: none
     state: StateSpec | None = None
+    #: the graph's blackboard (`config.blackboard`, graph/blackboard_config.py); None: none
+    blackboard: BlackboardSpec | None = None
 
     def node(self, node_id: str) -> NodeSpec | None:
         return next((n for n in self.nodes if n.id == node_id), None)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schnitzel_stream_ros.document_limits import MIB, json_text_limits, load_json
+from schnitzel_stream_ros.graph.blackboard_config import blackboard_params
 from schnitzel_stream_ros.graph.model import ResolvedNode, ValidatedGraph
 from schnitzel_stream_ros.graph.restart import restart_params
 from schnitzel_stream_ros.graph.state_config import node_state, state_params
@@ -47,7 +48,7 @@ def inbox_overflow_param(port: str) -> str:
 
 def is_reserved_param(name: str) -> bool:
     """True for wiring parameters (never plugin parameters: those are identifiers without dots)."""
-    families = ('inputs', 'qos', 'inbox', 'restart', 'state')
+    families = ('inputs', 'qos', 'inbox', 'restart', 'state', 'blackboard')
     return name == CONTAINER_GROUP_PARAM or name.split('.', 1)[0] in families
 
 
@@ -135,6 +136,7 @@ def node_load_request(graph: ValidatedGraph, node: ResolvedNode) -> LoadRequest:
     params.update(restart_params(node.spec.restart))
     if node.plugin_cls.STATE_VERSION >= 1:  # stateful: checkpointed when the graph says where
         params.update(state_params(node_state(graph.spec.state, node.spec.state)))
+    params.update(blackboard_params(graph.spec.blackboard, graph.spec.namespace))
     params[CONTAINER_GROUP_PARAM] = node.container
     remaps = tuple(
         f'~/{port}:={node.output_topics[port]}'

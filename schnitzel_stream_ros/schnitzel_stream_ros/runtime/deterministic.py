@@ -36,6 +36,7 @@ from schnitzel_stream_ros.packet import StreamPacket
 from schnitzel_stream_ros.plugin import Role
 from schnitzel_stream_ros.runtime.inbox import Inbox, Offer
 from schnitzel_stream_ros.runtime.plugin_host import DeliveryError, PluginError, PluginHost
+from schnitzel_stream_ros.state.blackboard import start_of_graph
 
 ENGINE_NAME = 'deterministic'
 
@@ -92,6 +93,9 @@ class DeterministicEngine:
         self.edges: list[tuple[EdgeMetrics, _Input]] = []
         self._fifo: deque[_Input] = deque()
         self.emitted = 0
+        spec = graph.spec.blackboard
+        board = None if spec is None else (spec, graph.spec.namespace)
+        start_of_graph(spec and spec.path, spec is None or spec.persist)
         for node in graph.nodes:
             role = Role(node.plugin_cls.ROLE)
             self.hosts[node.id] = PluginHost(
@@ -104,6 +108,7 @@ class DeterministicEngine:
                 # checkpoints as in a live run: same file, same row per node (runtime/checkpoints.py)
                 state=node_state(graph.spec.state, node.spec.state),
                 state_node=('' if node.namespace == '/' else node.namespace) + '/' + node.id,
+                blackboard=board,
             )
         for spec in (s for node in graph.nodes for s in graph.inputs_of(node.id)):
             self.inputs[(spec.node, spec.port)] = _Input(

@@ -41,6 +41,7 @@ from schnitzel_stream_ros.runtime.deterministic import RunOutcome
 from schnitzel_stream_ros.runtime.executors import DEFAULT_EXECUTOR, Spinner, make_executor
 from schnitzel_stream_ros.runtime.reconciler import Reconciler
 from schnitzel_stream_ros.runtime.start_gate import open_gate
+from schnitzel_stream_ros.state.blackboard import start_of_graph
 
 ENGINE_NAME = 'live'
 POLL_SEC = 0.2
@@ -167,6 +168,9 @@ class LiveRun:
         reason = 'error'
         snapshots: list[dict[str, Any]] = []
         try:
+            board = self.graph.spec.blackboard
+            if board is not None:  # a start of the graph, not a container restart
+                start_of_graph(board.path, board.persist)
             self._open_containers()
             self.reconciler = Reconciler(self.graph, self.handles, max_restarts=self.container_restarts)
             errors += self.reconciler.load_all()

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schnitzel_stream_ros.codec.interfaces import message_class as interface_class
+from schnitzel_stream_ros.graph.blackboard_config import PARAM_PREFIX as BLACKBOARD_PREFIX
+from schnitzel_stream_ros.graph.blackboard_config import BlackboardSpec, blackboard_from_params
 from schnitzel_stream_ros.graph.model import DEFAULT_INBOX_MAX, DEFAULT_QOS_DEPTH, Overflow, Reliability
 from schnitzel_stream_ros.graph.names import namespace_problem, node_name_problem, topic_problem
 from schnitzel_stream_ros.graph.registry import PluginError as RegistryError
@@ -91,6 +93,7 @@ class NodeLoadSpec:
     group: str = ''
     restart: RestartSpec | None = None  # process() failure policy (graph/restart.py)
     state: StateSpec | None = None  # checkpoints of a stateful plugin (graph/state_config.py)
+    blackboard: tuple[BlackboardSpec, str] | None = None  # the graph's blackboard and its scope
     log_level: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # accepted, but worth a line in the container's log
@@ -264,6 +267,7 @@ def parse_load_request(
     try:
         restart = restart_from_params(reserved)
         state = state_from_params(reserved)
+        blackboard = blackboard_from_params(reserved)
     except ValueError as exc:
         raise LoadError(f'{subject}: {exc}') from None
     group = reserved.get(CONTAINER_GROUP_PARAM, '')
@@ -291,6 +295,7 @@ def parse_load_request(
         group=group,
         restart=restart,
         state=state,
+        blackboard=blackboard,
         log_level=log_level,
         extra=dict(extra or {}),
         warnings=tuple(warnings),
@@ -339,7 +344,8 @@ def _input_wiring(
 ) -> dict[str, InputWiring]:
     """Reserved parameters -> per input port wiring; parameters for unknown ports are refused."""
     for name in reserved:
-        if name == CONTAINER_GROUP_PARAM or name.startswith((RESTART_PREFIX, STATE_PREFIX)):
+        not_wiring = (RESTART_PREFIX, STATE_PREFIX, BLACKBOARD_PREFIX)
+        if name == CONTAINER_GROUP_PARAM or name.startswith(not_wiring):
             continue  # not port wiring (checked by restart_from_params, state_from_params)
         parts = name.split('.')
         family, port = parts[0], parts[1] if len(parts) > 1 else ''

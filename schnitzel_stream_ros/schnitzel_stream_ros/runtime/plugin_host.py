@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from schnitzel_stream_ros.graph.blackboard_config import BlackboardSpec
 from schnitzel_stream_ros.graph.secrets import resolve_secrets
 from schnitzel_stream_ros.graph.state_config import StateSpec
 from schnitzel_stream_ros.observability.metrics import NodeMetrics
@@ -23,6 +24,7 @@ from schnitzel_stream_ros.observability.plugin_log import PluginLog
 from schnitzel_stream_ros.packet import StreamPacket
 from schnitzel_stream_ros.plugin import DEFAULT_OUTPUT, DEFAULT_STATE_MAX_KEYS, Plugin
 from schnitzel_stream_ros.runtime.checkpoints import NodeCheckpoints, StateRefused, upgrade
+from schnitzel_stream_ros.state.blackboard import Blackboard, BlackboardError, shared_blackboard
 from schnitzel_stream_ros.state.store import StateStoreError
 
 #: Where an output port's packets go (set by the run mode: engine router or in-container topic).
@@ -60,6 +62,10 @@ class NodeContext:
     def checkpoint(self) -> None:
         self._host.checkpoint_now(self)
 
+    @property
+    def blackboard(self) -> Blackboard | None:
+        return self._host.blackboard_view()
+
     def emit(self, packet: StreamPacket, port: str = DEFAULT_OUTPUT) -> None:
         self._host.emit(packet, port)
 
@@ -94,6 +100,7 @@ class PluginHost:
         stop_event: threading.Event | None = None,
         state: StateSpec | None = None,
         state_node: str | None = None,
+        blackboard: tuple[BlackboardSpec, str] | None = None,
     ) -> None:
         self.node_id = node_id
         # checkpoints of a stateful plugin (runtime/checkpoints.py): created at setup()
@@ -101,6 +108,8 @@ class PluginHost:
         self.state_node = state_node or f'/{node_id}'
         self.checkpoints: NodeCheckpoints | None = None
         self._state_live = False  # the current instance was set up (and restored): its state counts
+        self.blackboard_spec = blackboard
+        self._blackboard: Blackboard | None = None
         self.plugin_cls = plugin_cls
         self.is_source = is_source
         self.metrics = NodeMetrics(node_id, is_source, is_sink)
@@ -185,6 +194,17 @@ class PluginHost:
             checkpoints = self._checkpointing()
             if checkpoints is not None:
                 checkpoints.write(self.plugin, 'periodic')
+
+    def blackboard_view(self) -> Blackboard | None:
+        """This node's view of the graph's blackboard (opened at first use), None without one."""
+        if self._blackboard is None and self.blackboard_spec is not None:
+            spec, scope = self.blackboard_spec
+            try:
+                store = shared_blackboard(spec.path, spec.max_versions)
+            except BlackboardError as exc:
+                raise PluginError(f"node '{self.node_id}': {exc}") from None
+            self._blackboard = Blackboard(store, scope, self.state_node)
+        return self._blackboard
 
     def refresh_state(self) -> None:
         """The age of the last checkpoint, for a snapshot taken now."""

@@ -125,6 +125,7 @@ class PluginNode(Node):
             logger=self.get_logger(),
             state=spec.state,
             state_node=spec.full_name,
+            blackboard=spec.blackboard,
         )
         self.mailbox = Mailbox(spec.node_name)
         self.restarts = NodeRestarts(self.host, self.mailbox, spec.restart)

@@ -311,3 +311,61 @@ class PacedReadings(Plugin):
             payload = {'zone': 'ab'[i % 2], 'v': float(i % 7), 'seq': i}
             yield StreamPacket.new('sensor', 'readings', payload, ts=micros_to_ts(start_us + i * 100_000))
             self.ctx.stop_event.wait(period)
+
+
+class BoardCounter(Plugin):
+    """Counts `key` on the blackboard up to `target` by compare-and-set, one increment per step;
+    emits {n, by} for each increment it committed, then ends. A restarted instance goes on from the
+    value the blackboard holds."""
+
+    ROLE = Role.SOURCE
+    INPUTS = ()
+    OUTPUTS = (Port('out', frozenset({'raw'})),)
+    PARAMS = (
+        Param('key', str, 'counter', 'blackboard key'),
+        Param('target', int, 100, 'count up to this', min=1),
+        Param('pause_sec', float, 0.005, 'between two increments', min=0.0),
+    )
+
+    def produce(self) -> Iterator[StreamPacket | None]:
+        from schnitzel_stream_ros.state.blackboard import BlackboardConflict
+
+        board = self.blackboard
+        while not self.stopping:
+            value, version = board.get(self.params['key'])
+            n = 0 if value is None else value['n']
+            if n >= self.params['target']:
+                return
+            try:
+                board.put(self.params['key'], {'n': n + 1, 'by': self.node_id}, expect=version)
+            except BlackboardConflict:
+                self.count('conflicts_total')
+                yield None
+                continue
+            yield StreamPacket.new('raw', self.node_id, {'n': n + 1, 'by': self.node_id})
+            self.ctx.stop_event.wait(self.params['pause_sec'])
+
+
+class BoardWatcher(Plugin):
+    """Watches `key` from the first version in the log; emits {version, n, by} per version seen, in
+    the order the blackboard committed them; ends when it has seen `target`."""
+
+    ROLE = Role.SOURCE
+    INPUTS = ()
+    OUTPUTS = (Port('out', frozenset({'raw'})),)
+    PARAMS = (Param('key', str, 'counter', 'blackboard key'), Param('target', int, 100, 'last n', min=1))
+
+    def setup(self) -> None:
+        self.blackboard.watch(self.params['key'], from_start=True)
+
+    def produce(self) -> Iterator[StreamPacket | None]:
+        while not self.stopping:
+            changes = self.blackboard.changes()
+            for key, value, version in changes:
+                if key == self.params['key']:
+                    yield StreamPacket.new('raw', self.node_id, {'version': version, **value})
+                    if value['n'] >= self.params['target']:
+                        return
+            if not changes:
+                self.ctx.stop_event.wait(0.01)
+                yield None
