@@ -201,11 +201,13 @@ class Blackboard:
 
     def get(self, key: str) -> tuple[Any, int]:
         """(value, version) of `key`; (None, 0) when it has none."""
+        BlackboardStore._check_key(key)
         found = self._store.get(self._scope + key)
         return (None, 0) if found is None else (found.value, found.version)
 
     def put(self, key: str, value: Any, expect: int | None = None) -> int:
         """Commit `value`; returns its version. `expect`: compare-and-set (BlackboardConflict)."""
+        BlackboardStore._check_key(key)
         return self._store.put(self._scope + key, value, self.writer, expect).version
 
     def watch(self, prefix: str = '', from_start: bool = False) -> None:
