@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from test_diagnostics import DiagnosticsListener
 from test_supervision import _children, _wait
 
 from schnitzel_stream_ros.testing import processes
@@ -73,7 +74,7 @@ def _t(event: dict) -> float:
     return datetime.fromisoformat(event['ts'].replace('Z', '+00:00')).timestamp()
 
 
-def test_kill9_keeps_dedup_cooldowns_and_track_ids(tmp_path, ros_env):
+def test_kill9_keeps_dedup_cooldowns_and_track_ids(tmp_path, ros_env, ros_domain):
     plugins = Path(__file__).resolve().parents[1] / 'runtime_plugins'
     env = {**ros_env, 'PYTHONPATH': f'{plugins}{os.pathsep}{ros_env.get("PYTHONPATH", "")}',
            'SCHNITZEL_STREAM_PLUGIN_ALLOWLIST': 'runtime_test_plugins'}
@@ -87,6 +88,7 @@ def test_kill9_keeps_dedup_cooldowns_and_track_ids(tmp_path, ros_env):
         run = processes.start([sys.executable, '-m', 'schnitzel_stream_ros', 'run', str(graph),
                                '--duration', '100', '--report-json', str(report_path)],
                               env, stdout=subprocess.DEVNULL, stderr=stream)
+    listener = DiagnosticsListener(ros_domain, ('/diagnostics',))
     try:
         # the first round of events (three people), then a second one after the cooldown (two)
         _wait(lambda: len(_events(out)) >= 5, 60, 'two rounds of events', run, err)
@@ -96,6 +98,14 @@ def test_kill9_keeps_dedup_cooldowns_and_track_ids(tmp_path, ros_env):
         containers = _children(run.pid)
         os.kill(containers['back'], signal.SIGKILL)
         _wait(lambda: "container 'back' is back" in err.read_text(), 30, 'the restart', run, err)
+        # the restored state on /diagnostics: its checkpoint seq, size and age, per node
+        restored = listener.wait_for(
+            lambda: [s for _, s in listener.statuses('/st/back: dedup')
+                     if float(s['values'].get('state_restored', 0)) > 0
+                     and 'state_checkpoint_age_sec' in s['values'] and 'state_bytes' in s['values']],
+            15, 'the restored dedup state on /diagnostics',
+        )
+        assert float(restored[0]['values']['state_checkpoint_age_sec']) < 60
         # run on past two more cooldowns after the restart
         t_restart = max(_t(e) for e in _events(out))
         _wait(lambda: any(_t(e) >= t_restart + 2 * COOLDOWN_SEC for e in _events(out)), 60,
@@ -103,6 +113,7 @@ def test_kill9_keeps_dedup_cooldowns_and_track_ids(tmp_path, ros_env):
         run.send_signal(signal.SIGTERM)
         assert run.wait(timeout=60) == 0, err.read_text()[-3000:]
     finally:
+        listener.close()
         processes.stop(run)
     events = _events(out)
     after = events[len(before):]
