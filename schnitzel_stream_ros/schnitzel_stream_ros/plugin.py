@@ -260,8 +260,10 @@ class Plugin:
     def upgrade_state(cls, state: Any, version: int) -> Any:
         """State written at `version`, as this STATE_VERSION reads it; StateVersionError if it cannot.
 
-        The runtime calls it before restore_state, for checkpoints and hot-replace alike; a refusal
-        leaves the running instance (hot-replace) or refuses the load (checkpoint), with this reason.
+        The runtime calls it before restore_state of a stateful plugin (STATE_VERSION >= 1), for
+        checkpoints and hot-replace alike; a refusal leaves the running instance (hot-replace) or
+        refuses the load (checkpoint), with this reason. A plugin without declared state (0) is not
+        asked: on a hot-replace it gets what the old instance handed over (the default ignores it).
         Override to read older versions of your own format.
         """
         if version != cls.STATE_VERSION:

@@ -455,8 +455,10 @@ class PluginHost:
             raise PluginError(
                 f"node '{self.node_id}': snapshot_state() failed: {type(exc).__name__}: {exc}"
             ) from exc
-        if state is not None:
-            try:  # the same version check as a checkpoint's: a format the new class cannot read stops here
+        if state is not None and replacement.plugin_cls.STATE_VERSION >= 1:
+            # a stateful new class: the same version check as a checkpoint's (a format it cannot read
+            # stops here); a class without declared state takes what it is given, as it always did
+            try:
                 state = upgrade(replacement.plugin_cls, state, type(old).STATE_VERSION,
                                 f"node '{self.node_id}': hand-over to {replacement.plugin_cls.__name__}")
             except StateRefused as exc:

@@ -147,3 +147,13 @@ def test_a_damaged_checkpoint_file_is_one_line_naming_it(tmp_path):
     with pytest.raises(PluginError, match='damaged'):
         _host(DedupPolicyNode, path, {})
     sqlite3.connect(tmp_path / 'other.db').close()
+
+
+def test_a_replacement_without_declared_state_takes_over_and_the_state_is_simply_dropped(tmp_path):
+    from schnitzel_stream_ros.nodes.core.identity import Identity
+
+    host, _ = _host(DedupPolicyNode, tmp_path / 'state.db', {'clock': 'event_ts'})
+    host.handle(_event(1, '2026-01-01T00:00:00Z'), 'in')
+    plain = host.prepare_replacement(Identity, {})
+    host.take_over(plain)  # Identity keeps no state: nothing to refuse
+    assert host.plugin is plain.plugin
