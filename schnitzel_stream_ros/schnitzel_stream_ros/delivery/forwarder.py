@@ -49,6 +49,8 @@ class ForwarderConfig:
     max_age_sec: float | None = None  # dead-letter a failing row older than this (None/0: never)
     idle_poll_sec: float = 0.25
     settle_interval_sec: float = 0.2
+    # a settle waits up to this long to share an enqueue's commit (keeps the producer's p99 low)
+    settle_linger_sec: float = 0.005
     backoff: Backoff = field(default_factory=Backoff)
     breaker_failure_threshold: int = 5
     breaker_open_sec: float = 1.0
@@ -60,6 +62,8 @@ class ForwarderConfig:
             raise ValueError(f'batch_size: must be >= 1, got {self.batch_size}')
         if self.body not in BODY_MODES:
             raise ValueError(f"body: must be 'payload' or 'packet', got {self.body!r}")
+        if self.settle_linger_sec < 0:
+            raise ValueError(f'settle_linger_sec: must be >= 0, got {self.settle_linger_sec}')
         if self.lease_sec <= 0:
             raise ValueError(f'lease_sec: must be > 0, got {self.lease_sec}')
 
@@ -375,7 +379,9 @@ class Forwarder:
         if not outcomes:
             return
         try:
-            self.queue.settle(outcomes.acks, outcomes.nacks, outcomes.deads)
+            self.queue.settle(
+                outcomes.acks, outcomes.nacks, outcomes.deads, linger_sec=self.config.settle_linger_sec
+            )
             settled.update(outcomes.acks)
             settled.update(n.seq for n in outcomes.nacks)
             settled.update(d.seq for d in outcomes.deads)
