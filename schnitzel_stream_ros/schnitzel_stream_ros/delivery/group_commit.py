@@ -15,6 +15,8 @@ A write nobody is waiting for urgently (the forwarder recording delivery outcome
 waits up to `linger_sec` for another write to share its commit instead of starting one of its own.
 Without that, a producer's enqueue that arrives while a settle-only commit is on disk waits for
 that commit and then for its own: two fsyncs, the p99 of acceptance doubled while delivering.
+A write lingers only while other writes are arriving (one within the last `ACTIVE_WINDOW_SEC`):
+with no producer at work there is nobody to wait for, and delivery alone is not slowed down.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from typing import Any
 from schnitzel_stream_ros.delivery.errors import QueueClosedError
 
 _LOG = logging.getLogger('schnitzel_stream.delivery.group_commit')
+
+#: Writers count as active (worth lingering for) this long after their last write.
+ACTIVE_WINDOW_SEC = 0.05
 
 
 class Txn:
@@ -94,8 +99,10 @@ class GroupCommitter:
         name: str = 'queue-committer',
         max_batch_weight: int = 4096,
         map_error: Callable[[sqlite3.Error], BaseException] | None = None,
+        active_window_sec: float = ACTIVE_WINDOW_SEC,
     ) -> None:
         self._conn = conn
+        self._active_window_sec = active_window_sec
         self._begin = begin
         self._finish = finish
         self._map_error = map_error or (lambda exc: exc)
@@ -103,6 +110,7 @@ class GroupCommitter:
         self._cond = threading.Condition()
         self._pending: list[WriteOp] = []
         self._closing = False
+        self._last_urgent = float('-inf')  # monotonic time of the last write that does not linger
         self.commits_total = 0
         self.ops_total = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -114,7 +122,10 @@ class GroupCommitter:
             if self._closing:
                 raise QueueClosedError('queue is closed')
             self._pending.append(op)
-            if len(self._pending) == 1 or not op.commit_by:  # an urgent op ends a linger
+            if not op.commit_by:
+                self._last_urgent = time.monotonic()
+                self._cond.notify()  # ends a linger
+            elif len(self._pending) == 1:
                 self._cond.notify()
         return op
 
@@ -140,12 +151,13 @@ class GroupCommitter:
                     return None
                 if self._closing:
                     break
-                # every pending op lingers: wait for company until the earliest one is due
+                # every pending op lingers: wait for company (if any is coming) until the
+                # earliest one is due
                 commit_by = min(op.commit_by for op in self._pending)
-                wait = commit_by - time.monotonic()
-                if not commit_by or wait <= 0:
+                now = time.monotonic()
+                if not commit_by or commit_by <= now or now - self._last_urgent > self._active_window_sec:
                     break
-                self._cond.wait(wait)
+                self._cond.wait(commit_by - now)
             cut = 0
             weight = 0
             while cut < len(self._pending):
