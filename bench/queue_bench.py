@@ -140,7 +140,7 @@ class TimedSinkSettleAlone(TimedSink):
 
 
 def bench_runtime_producer(
-    workdir: Path, url: str, count: int, sink: str, rate_hz: float = 0.0, deliver: bool = True
+    workdir: Path, url: str, count: int, sink: str, rate_hz: float = 0.0, deliver: bool = True, tag: str = ''
 ) -> dict:
     import importlib
 
@@ -162,7 +162,7 @@ def bench_runtime_producer(
             'qb',
         )
         params = {
-            'path': str(workdir / f'runtime-{sink}-{rate_hz:g}-{deliver}.db'),  # a fresh queue each run
+            'path': str(workdir / f'runtime-{sink}-{rate_hz:g}-{deliver}-{tag}.db'),  # a fresh queue each run
             # deliver=False: nothing listens at port 9, the breaker stays open: enqueue alone
             'url': (url if deliver else 'http://127.0.0.1:9') + '/events',
             'breaker_open_sec': 1.0 if deliver else 3600.0,
@@ -203,10 +203,40 @@ def bench_runtime_producer(
     return result
 
 
+#: The one producer at an offered 10,000/s: runtime result name -> (sink class, forwarder delivering)
+LATENCY_CASES = {
+    'batched_offered_10000_per_sec': ('TimedSink', True),
+    'info_batched_offered_10000_per_sec_no_delivery': ('TimedSink', False),
+    'baseline_batched_offered_10000_per_sec_settle_alone': ('TimedSinkSettleAlone', True),
+}
+LATENCY_KEYS = ('accepted_per_sec', 'commit_p50_ms', 'commit_p99_ms', 'accept_p50_ms', 'accept_p99_ms')
+
+
+def bench_producer_latency(workdir: Path, url: str, count: int, rounds: int) -> dict:
+    """The three cases in alternating rounds (a shared machine's load then falls on each alike);
+    each case's figures are the median over the rounds, its rounds listed too."""
+    results: dict[str, list[dict]] = {name: [] for name in LATENCY_CASES}
+    for index in range(rounds):
+        for name, (sink, deliver) in LATENCY_CASES.items():
+            results[name].append(
+                bench_runtime_producer(
+                    workdir, url, count, sink, GOALS['enqueue_per_sec'], deliver, tag=str(index)
+                )
+            )
+    merged = {}
+    for name, runs in results.items():
+        merged[name] = {
+            **runs[0],
+            **{k: round(statistics.median(r.get(k, 1e9) for r in runs), 3) for k in LATENCY_KEYS},
+            'rounds': [{k: r.get(k) for k in LATENCY_KEYS} for r in runs],
+        }
+    return merged
+
+
 def producer_latency(runtime: dict) -> dict:
     """The one producer's enqueue latency at an offered 10,000/s, with and without the forwarder
-    delivering meanwhile (same run): commit = one sink call until its packets are accepted,
-    accept = one packet from its emission to its commit."""
+    delivering meanwhile (same run, medians over alternating rounds): commit = one sink call until
+    its packets are accepted, accept = one packet from its emission to its commit."""
     if not runtime:
         return {}
     cases = {
@@ -214,8 +244,10 @@ def producer_latency(runtime: dict) -> dict:
         'with_concurrent_delivery': 'batched_offered_10000_per_sec',
         'baseline_with_delivery_settle_alone': 'baseline_batched_offered_10000_per_sec_settle_alone',
     }
-    keys = ('accepted_per_sec', 'commit_p50_ms', 'commit_p99_ms', 'accept_p50_ms', 'accept_p99_ms')
-    return {case: {k: runtime[name].get(k) for k in keys} for case, name in cases.items()}
+    return {
+        case: {**{k: runtime[name].get(k) for k in LATENCY_KEYS}, 'rounds': runtime[name]['rounds']}
+        for case, name in cases.items()
+    }
 
 
 def sample_event(i: int) -> StreamPacket:
@@ -557,6 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         '--runtime-events', type=int, default=40_000, help='events of the one-producer runtime run (0 = skip)'
     )
+    parser.add_argument('--latency-rounds', type=int, default=2, help='rounds of the producer latency cases')
     parser.add_argument('--backend-rounds', type=int, default=2, help='aiohttp vs hand-written rounds')
     parser.add_argument('--serve-two-segments', type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument('--dir', default=None, help='where the SQLite files go (default: a temp dir)')
@@ -597,25 +630,8 @@ def main(argv: list[str] | None = None) -> int:
                     'batched_unthrottled': bench_runtime_producer(
                         workdir, url, args.runtime_events, 'TimedSink'
                     ),
-                    'batched_offered_10000_per_sec': bench_runtime_producer(
-                        workdir, url, args.runtime_events, 'TimedSink', rate_hz=GOALS['enqueue_per_sec']
-                    ),
-                    'info_batched_offered_10000_per_sec_no_delivery': bench_runtime_producer(
-                        workdir,
-                        url,
-                        args.runtime_events,
-                        'TimedSink',
-                        rate_hz=GOALS['enqueue_per_sec'],
-                        deliver=False,
-                    ),
-                    'baseline_batched_offered_10000_per_sec_settle_alone': bench_runtime_producer(
-                        workdir,
-                        url,
-                        args.runtime_events,
-                        'TimedSinkSettleAlone',
-                        rate_hz=GOALS['enqueue_per_sec'],
-                    ),
                 }
+                runtime.update(bench_producer_latency(workdir, url, args.runtime_events, args.latency_rounds))
             deliver_events = events[: args.deliver_events]
             delivery_baseline = bench_delivery(
                 workdir,
