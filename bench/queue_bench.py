@@ -18,7 +18,7 @@ Latency p50/p99 are per call (= until the event is accepted).
                       sink call (= until every packet of it is accepted); accept p50/p99: per packet
                       from its emission to its commit.
   producer latency    the same one producer at an offered 10,000/s without delivery, with the
-                      forwarder delivering meanwhile (as shipped: a settle lingers up to 5 ms to
+                      forwarder delivering meanwhile (as shipped: a settle lingers up to 20 ms to
                       share an enqueue's commit), and the baseline with delivery where every settle
                       is a commit of its own (the producer then waits behind it).
 Delivery: a pre-filled queue drained by the Forwarder to the reference backend (aiohttp) running in
@@ -99,8 +99,14 @@ class TimedSink(DurableForwarderSink):
 
     calls_ns: ClassVar[list[int]] = []
     accept_ns: ClassVar[list[int]] = []
+    queue_stats: ClassVar[dict] = {}
     first_ns = 0
     last_ns = 0
+
+    def close(self) -> None:
+        if self.queue is not None:
+            type(self).queue_stats = self.queue.stats()
+        super().close()
 
     def _timed(self, packets, call):
         t0 = time.perf_counter_ns()
@@ -150,6 +156,7 @@ def bench_runtime_producer(
     # the container imports this file as the module BENCH_MODULE (not __main__): read its classes
     sink_cls = getattr(importlib.import_module(BENCH_MODULE), sink)
     sink_cls.calls_ns, sink_cls.accept_ns, sink_cls.first_ns, sink_cls.last_ns = [], [], 0, 0
+    sink_cls.queue_stats = {}
     handle = LocalContainerHandle('queue_bench', '/qb', executor='events', max_events=None, drain_timeout=5.0)
     try:
         source = LoadRequest(
@@ -195,6 +202,9 @@ def bench_runtime_producer(
         'accepted_per_sec': round(accepted / elapsed) if elapsed else 0,
         'sink_calls': len(calls),
         'packets_per_call': round(accepted / max(1, len(calls)), 1),
+        # commits of settles alone, and enqueues that had to wait behind one (group_commit.py)
+        'settle_only_commits': sink_cls.queue_stats.get('settle_only_commits_total'),
+        'enqueues_behind_a_settle_commit': sink_cls.queue_stats.get('enqueues_behind_settle_commit_total'),
     }
     if accepted:
         result.update({f'commit_{k}': v for k, v in percentiles(calls).items()})
@@ -209,7 +219,16 @@ LATENCY_CASES = {
     'info_batched_offered_10000_per_sec_no_delivery': ('TimedSink', False),
     'baseline_batched_offered_10000_per_sec_settle_alone': ('TimedSinkSettleAlone', True),
 }
-LATENCY_KEYS = ('accepted_per_sec', 'commit_p50_ms', 'commit_p99_ms', 'accept_p50_ms', 'accept_p99_ms')
+LATENCY_KEYS = (
+    'accepted_per_sec',
+    'commit_p50_ms',
+    'commit_p99_ms',
+    'accept_p50_ms',
+    'accept_p99_ms',
+    'sink_calls',
+    'settle_only_commits',
+    'enqueues_behind_a_settle_commit',
+)
 
 
 def bench_producer_latency(workdir: Path, url: str, count: int, rounds: int) -> dict:
@@ -227,10 +246,15 @@ def bench_producer_latency(workdir: Path, url: str, count: int, rounds: int) -> 
     for name, runs in results.items():
         merged[name] = {
             **runs[0],
-            **{k: round(statistics.median(r.get(k, 1e9) for r in runs), 3) for k in LATENCY_KEYS},
+            **{k: _median([r.get(k) for r in runs]) for k in LATENCY_KEYS},
             'rounds': [{k: r.get(k) for k in LATENCY_KEYS} for r in runs],
         }
     return merged
+
+
+def _median(values: list) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 3) if present else None
 
 
 def producer_latency(runtime: dict) -> dict:

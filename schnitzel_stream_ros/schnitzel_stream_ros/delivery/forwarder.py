@@ -49,8 +49,11 @@ class ForwarderConfig:
     max_age_sec: float | None = None  # dead-letter a failing row older than this (None/0: never)
     idle_poll_sec: float = 0.25
     settle_interval_sec: float = 0.2
-    # a settle waits up to this long to share an enqueue's commit (keeps the producer's p99 low)
-    settle_linger_sec: float = 0.005
+    # While a producer writes, a settle waits up to this long to share an enqueue's commit instead
+    # of making the producer wait behind a commit of its own (group_commit.py). Longer than the gap
+    # between a busy producer's commits (a few ms at 10,000/s, more when the CPU is short); the
+    # price is a worker pausing that long per settle, i.e. per batch_size POSTs.
+    settle_linger_sec: float = 0.02
     backoff: Backoff = field(default_factory=Backoff)
     breaker_failure_threshold: int = 5
     breaker_open_sec: float = 1.0
