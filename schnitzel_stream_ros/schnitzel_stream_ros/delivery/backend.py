@@ -15,7 +15,10 @@ oracle of the fault suite holds no protocol code of its own. What is left here i
 events stored once per key in batches (everything that arrived in one event-loop turn goes into
 one SQLite transaction, so the store is not what a delivery benchmark measures), counters, and
 fault injection (backend_faults.py). bench/queue_bench.py measures delivery into this server
-against the former hand-written asyncio server (bench/handwritten_backend.py) in the same run.
+against the former hand-written asyncio server (backend_handwritten.py, kept for its lower CPU
+per event, and fuzzed) in the same run.
+
+`serve_in_thread`, `run_in_thread`, `build_parser` and `serve_until_signal` serve both servers.
 """
 
 from __future__ import annotations
