@@ -17,10 +17,18 @@ Latency p50/p99 are per call (= until the event is accepted).
                       path with one process() call and one commit per packet. commit p50/p99: per
                       sink call (= until every packet of it is accepted); accept p50/p99: per packet
                       from its emission to its commit.
-Delivery: a pre-filled queue drained by the Forwarder to the reference backend running in its own
-process (as in production), default settings vs a baseline of one worker claiming one row at a
-time (one claim + one ack transaction per event).
-Goals from issue 6: enqueue >= 10,000/s with p99 <= 5 ms; delivery >= 5,000/s.
+  producer latency    the same one producer at an offered 10,000/s without delivery, with the
+                      forwarder delivering meanwhile (as shipped: a settle lingers up to 20 ms to
+                      share an enqueue's commit), and the baseline with delivery where every settle
+                      is a commit of its own (the producer then waits behind it).
+Delivery: a pre-filled queue drained by the Forwarder to the reference backend (aiohttp) running in
+its own process (as in production), default settings vs a baseline of one worker claiming one row
+at a time (one claim + one ack transaction per event); our HTTP client vs urllib3's; a
+two-segment backend; and the same backlog into the aiohttp backend vs the hand-written one
+(alternating rounds, with the backend process's CPU per event, the figure a shared machine's load
+disturbs least).
+Goals from issues 6 and 11: enqueue >= 10,000/s with p99 <= 5 ms (also while delivering);
+delivery >= 5,000/s; two-segment backend >= 2,000/s.
 """
 
 from __future__ import annotations
@@ -91,8 +99,14 @@ class TimedSink(DurableForwarderSink):
 
     calls_ns: ClassVar[list[int]] = []
     accept_ns: ClassVar[list[int]] = []
+    queue_stats: ClassVar[dict] = {}
     first_ns = 0
     last_ns = 0
+
+    def close(self) -> None:
+        if self.queue is not None:
+            type(self).queue_stats = self.queue.stats()
+        super().close()
 
     def _timed(self, packets, call):
         t0 = time.perf_counter_ns()
@@ -118,8 +132,21 @@ class TimedSinkPerPacket(TimedSink):
     process_batch = Plugin.process_batch
 
 
+SINK_NAMES = {'TimedSink': 'batched', 'TimedSinkSettleAlone': 'batched_settle_alone'}
+
+
+class TimedSinkSettleAlone(TimedSink):
+    """Baseline of the producer's p99 while delivering: the forwarder's settles do not linger for
+    an enqueue to share their commit (each is a commit of its own, as before the fix)."""
+
+    def setup(self) -> None:
+        super().setup()
+        assert self.forwarder is not None
+        self.forwarder.config.settle_linger_sec = 0.0
+
+
 def bench_runtime_producer(
-    workdir: Path, url: str, count: int, sink: str, rate_hz: float = 0.0, deliver: bool = True
+    workdir: Path, url: str, count: int, sink: str, rate_hz: float = 0.0, deliver: bool = True, tag: str = ''
 ) -> dict:
     import importlib
 
@@ -129,6 +156,7 @@ def bench_runtime_producer(
     # the container imports this file as the module BENCH_MODULE (not __main__): read its classes
     sink_cls = getattr(importlib.import_module(BENCH_MODULE), sink)
     sink_cls.calls_ns, sink_cls.accept_ns, sink_cls.first_ns, sink_cls.last_ns = [], [], 0, 0
+    sink_cls.queue_stats = {}
     handle = LocalContainerHandle('queue_bench', '/qb', executor='events', max_events=None, drain_timeout=5.0)
     try:
         source = LoadRequest(
@@ -141,7 +169,7 @@ def bench_runtime_producer(
             'qb',
         )
         params = {
-            'path': str(workdir / f'runtime-{sink}-{rate_hz:g}-{deliver}.db'),  # a fresh queue each run
+            'path': str(workdir / f'runtime-{sink}-{rate_hz:g}-{deliver}-{tag}.db'),  # a fresh queue each run
             # deliver=False: nothing listens at port 9, the breaker stays open: enqueue alone
             'url': (url if deliver else 'http://127.0.0.1:9') + '/events',
             'breaker_open_sec': 1.0 if deliver else 3600.0,
@@ -166,7 +194,7 @@ def bench_runtime_producer(
     elapsed = (sink_cls.last_ns - sink_cls.first_ns) / 1e9 if accepted else 0.0
     calls = [ns / 1e9 for ns in sink_cls.calls_ns]
     result = {
-        'sink': 'batched' if sink == 'TimedSink' else 'per_packet',
+        'sink': SINK_NAMES.get(sink, 'per_packet'),
         'offered_per_sec': rate_hz or 'unthrottled',
         'forwarder_delivering_meanwhile': deliver,
         'events': count,
@@ -174,12 +202,76 @@ def bench_runtime_producer(
         'accepted_per_sec': round(accepted / elapsed) if elapsed else 0,
         'sink_calls': len(calls),
         'packets_per_call': round(accepted / max(1, len(calls)), 1),
+        # commits of settles alone, and enqueues that had to wait behind one (group_commit.py)
+        'settle_only_commits': sink_cls.queue_stats.get('settle_only_commits_total'),
+        'enqueues_behind_a_settle_commit': sink_cls.queue_stats.get('enqueues_behind_settle_commit_total'),
     }
     if accepted:
         result.update({f'commit_{k}': v for k, v in percentiles(calls).items()})
         accept = [ns / 1e9 for ns in sink_cls.accept_ns]
         result.update({f'accept_{k}': v for k, v in percentiles(accept).items()})
     return result
+
+
+#: The one producer at an offered 10,000/s: runtime result name -> (sink class, forwarder delivering)
+LATENCY_CASES = {
+    'batched_offered_10000_per_sec': ('TimedSink', True),
+    'info_batched_offered_10000_per_sec_no_delivery': ('TimedSink', False),
+    'baseline_batched_offered_10000_per_sec_settle_alone': ('TimedSinkSettleAlone', True),
+}
+LATENCY_KEYS = (
+    'accepted_per_sec',
+    'commit_p50_ms',
+    'commit_p99_ms',
+    'accept_p50_ms',
+    'accept_p99_ms',
+    'sink_calls',
+    'settle_only_commits',
+    'enqueues_behind_a_settle_commit',
+)
+
+
+def bench_producer_latency(workdir: Path, url: str, count: int, rounds: int) -> dict:
+    """The three cases in alternating rounds (a shared machine's load then falls on each alike);
+    each case's figures are the median over the rounds, its rounds listed too."""
+    results: dict[str, list[dict]] = {name: [] for name in LATENCY_CASES}
+    for index in range(rounds):
+        for name, (sink, deliver) in LATENCY_CASES.items():
+            results[name].append(
+                bench_runtime_producer(
+                    workdir, url, count, sink, GOALS['enqueue_per_sec'], deliver, tag=str(index)
+                )
+            )
+    merged = {}
+    for name, runs in results.items():
+        merged[name] = {
+            **runs[0],
+            **{k: _median([r.get(k) for r in runs]) for k in LATENCY_KEYS},
+            'rounds': [{k: r.get(k) for k in LATENCY_KEYS} for r in runs],
+        }
+    return merged
+
+
+def _median(values: list) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 3) if present else None
+
+
+def producer_latency(runtime: dict) -> dict:
+    """The one producer's enqueue latency at an offered 10,000/s, with and without the forwarder
+    delivering meanwhile (same run, medians over alternating rounds): commit = one sink call until
+    its packets are accepted, accept = one packet from its emission to its commit."""
+    if not runtime:
+        return {}
+    cases = {
+        'without_delivery': 'info_batched_offered_10000_per_sec_no_delivery',
+        'with_concurrent_delivery': 'batched_offered_10000_per_sec',
+        'baseline_with_delivery_settle_alone': 'baseline_batched_offered_10000_per_sec_settle_alone',
+    }
+    return {
+        case: {**{k: runtime[name].get(k) for k in LATENCY_KEYS}, 'rounds': runtime[name]['rounds']}
+        for case, name in cases.items()
+    }
 
 
 def sample_event(i: int) -> StreamPacket:
@@ -302,15 +394,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_backend(workdir: Path) -> tuple[subprocess.Popen, str]:
+BACKENDS = {
+    'aiohttp': 'schnitzel_stream_ros.delivery.backend',  # the reference backend (tests, demo, soak)
+    'handwritten': 'schnitzel_stream_ros.delivery.backend_handwritten',  # kept for its speed
+}
+
+
+def process_cpu_sec(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc): CPU per event is what a
+    shared machine's load changes least."""
+    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def start_backend(workdir: Path, server: str = 'aiohttp') -> tuple[subprocess.Popen, str]:
     cmd = [
         sys.executable,
         '-m',
-        'schnitzel_stream_ros.delivery.backend',
+        BACKENDS[server],
         '--port',
         str(free_port()),
         '--db',
-        str(workdir / 'backend.db'),
+        str(workdir / f'backend-{server}.db'),
     ]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True
@@ -435,6 +540,7 @@ def bench_delivery(
     name: str,
     config: ForwarderConfig,
     client: str = 'ours',
+    backend_pid: int | None = None,
 ) -> dict:
     path = workdir / f'deliver-{name}.db'
     queue = DurableQueue(path)
@@ -445,6 +551,7 @@ def bench_delivery(
     target = HttpTarget(url + '/events')
     factory = (lambda: Urllib3JsonClient(target)) if client == 'urllib3' else None
     forwarder = Forwarder(queue, target, config, client_factory=factory)
+    cpu_before = process_cpu_sec(backend_pid) if backend_pid else 0.0
     started = time.perf_counter()
     forwarder.start()
     drained = forwarder.wait_idle(600, poll_sec=0.005)
@@ -452,7 +559,7 @@ def bench_delivery(
     forwarder.stop()
     metrics = forwarder.metrics()
     queue.close()
-    return {
+    result = {
         'name': name,
         'client': client,
         'concurrency': config.concurrency,
@@ -463,6 +570,38 @@ def bench_delivery(
         'posted_total': metrics['posted_total'],
         'failed_total': metrics['failed_total'],
     }
+    if backend_pid:
+        used = process_cpu_sec(backend_pid) - cpu_before
+        result['backend_cpu_us_per_event'] = round(used / max(1, metrics['posted_total']) * 1e6, 1)
+    return result
+
+
+def bench_backends(workdir: Path, events: list[StreamPacket], rounds: int = 2) -> dict:
+    """The same backlog delivered (default forwarder) into the aiohttp reference backend and into
+    the hand-written one, alternating, `rounds` times each: delivery rate and backend CPU/event."""
+    servers = {name: start_backend(workdir, name) for name in BACKENDS}
+    runs: dict[str, list[dict]] = {name: [] for name in BACKENDS}
+    try:
+        for index in range(rounds):
+            for name, (proc, url) in servers.items():
+                runs[name].append(
+                    bench_delivery(
+                        workdir, url, events, f'{name}-{index}', ForwarderConfig(), backend_pid=proc.pid
+                    )
+                )
+    finally:
+        for proc, _ in servers.values():
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(10)
+    summary = {}
+    for name, results in runs.items():
+        summary[name] = {
+            'events_per_sec': [r['events_per_sec'] for r in results],
+            'median_events_per_sec': round(statistics.median(r['events_per_sec'] for r in results)),
+            'backend_cpu_us_per_event': [r['backend_cpu_us_per_event'] for r in results],
+            'drained': all(r['drained'] for r in results),
+        }
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -474,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         '--runtime-events', type=int, default=40_000, help='events of the one-producer runtime run (0 = skip)'
     )
+    parser.add_argument('--latency-rounds', type=int, default=2, help='rounds of the producer latency cases')
+    parser.add_argument('--backend-rounds', type=int, default=2, help='aiohttp vs hand-written rounds')
     parser.add_argument('--serve-two-segments', type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument('--dir', default=None, help='where the SQLite files go (default: a temp dir)')
     args = parser.parse_args(argv)
@@ -513,18 +654,8 @@ def main(argv: list[str] | None = None) -> int:
                     'batched_unthrottled': bench_runtime_producer(
                         workdir, url, args.runtime_events, 'TimedSink'
                     ),
-                    'batched_offered_10000_per_sec': bench_runtime_producer(
-                        workdir, url, args.runtime_events, 'TimedSink', rate_hz=GOALS['enqueue_per_sec']
-                    ),
-                    'info_batched_offered_10000_per_sec_no_delivery': bench_runtime_producer(
-                        workdir,
-                        url,
-                        args.runtime_events,
-                        'TimedSink',
-                        rate_hz=GOALS['enqueue_per_sec'],
-                        deliver=False,
-                    ),
                 }
+                runtime.update(bench_producer_latency(workdir, url, args.runtime_events, args.latency_rounds))
             deliver_events = events[: args.deliver_events]
             delivery_baseline = bench_delivery(
                 workdir,
@@ -537,6 +668,9 @@ def main(argv: list[str] | None = None) -> int:
             delivery_urllib3 = bench_delivery(
                 workdir, url, deliver_events, 'urllib3', ForwarderConfig(), client='urllib3'
             )
+            delivery_ours_again = bench_delivery(
+                workdir, url, deliver_events, 'ours-again', ForwarderConfig()
+            )
             delivery_wide = bench_delivery(
                 workdir, url, deliver_events, 'wide', ForwarderConfig(concurrency=8, batch_size=256)
             )
@@ -544,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
             os.killpg(backend.pid, signal.SIGTERM)
             backend.wait(10)
         two_segments = bench_delivery_two_segments(workdir, events[: args.deliver_events])
+        backends = bench_backends(workdir, events[: args.deliver_events], rounds=args.backend_rounds)
 
     best_enqueue = max(concurrent, key=lambda r: r['events_per_sec'])
     within_p99 = [r for r in concurrent if r['p99_ms'] <= GOALS['enqueue_p99_ms']]
@@ -568,12 +703,16 @@ def main(argv: list[str] | None = None) -> int:
             'speedup_enqueue_many_vs_baseline': round(many['events_per_sec'] / baseline['events_per_sec'], 1),
         },
         'runtime_one_producer_into_durable_forwarder_sink': runtime,
+        'producer_enqueue_latency_one_producer': producer_latency(runtime),
         'delivery': {
+            'backend': 'aiohttp reference backend (own process)',
             'baseline_1_worker_1_row': delivery_baseline,
             'default': delivery_default,
             'default_with_urllib3_client': delivery_urllib3,
+            'default_again_after_urllib3': delivery_ours_again,
             'concurrency_8_batch_256': delivery_wide,
             'two_segment_backend': two_segments,
+            'backends_aiohttp_vs_handwritten': backends,
         },
         'goals': GOALS,
         'goals_met': {
@@ -583,6 +722,15 @@ def main(argv: list[str] | None = None) -> int:
             ),
             'enqueue_many_per_sec': many['events_per_sec'] >= GOALS['enqueue_per_sec'],
             'deliver_per_sec': best_delivery['events_per_sec'] >= GOALS['deliver_per_sec'],
+            'deliver_per_sec_into_aiohttp_backend': backends['aiohttp']['median_events_per_sec']
+            >= GOALS['deliver_per_sec'],
+            'deliver_per_sec_into_handwritten_backend': backends['handwritten']['median_events_per_sec']
+            >= GOALS['deliver_per_sec'],
+            'enqueue_p99_with_concurrent_delivery': bool(
+                runtime
+                and runtime['batched_offered_10000_per_sec'].get('commit_p99_ms', 1e9)
+                <= GOALS['enqueue_p99_ms']
+            ),
             'deliver_two_segment_per_sec': two_segments['default_with_quickack']['events_per_sec']
             >= GOALS['deliver_two_segment_per_sec'],
             'one_producer_runtime_per_sec': bool(

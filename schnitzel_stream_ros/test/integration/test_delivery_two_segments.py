@@ -19,6 +19,8 @@ import time
 
 import pytest
 
+from schnitzel_stream_ros.delivery import http_wire
+from schnitzel_stream_ros.delivery.backend import serve_in_thread
 from schnitzel_stream_ros.delivery.http_client import HttpJsonClient, HttpTarget, Verdict
 
 pytestmark = pytest.mark.integration
@@ -65,3 +67,39 @@ def test_a_two_segment_answer_does_not_stall_on_delayed_acks(two_segment_server)
         client.close()
     median = statistics.median(durations[5:])
     assert median < 0.02, f'median exchange {median * 1000:.1f} ms: delayed-ACK stall'
+
+
+def _median_exchange(url: str, tag: str) -> float:
+    client = HttpJsonClient(HttpTarget(url, timeout_sec=2.0))
+    try:
+        durations = []
+        for i in range(25):
+            t0 = time.perf_counter()
+            result = client.post(b'{"i":%d}' % i, f'{tag}{i}')
+            durations.append(time.perf_counter() - t0)
+            assert result.verdict is Verdict.DELIVERED
+        assert client.connects_total == 1
+    finally:
+        client.close()
+    return statistics.median(durations[5:])
+
+
+def test_the_reference_backend_two_segments_mode_reproduces_the_stall(monkeypatch):
+    """The fault soak's two-segment phase is the reference backend (aiohttp) in mode two_segments:
+    it must answer as http.server does (head, then body, Nagle on), or the soak proves nothing.
+    A client without TCP_QUICKACK (as before the fix) stalls on the delayed-ACK timer (>= 40 ms on
+    Linux); the shipped client does not."""
+    backend = serve_in_thread()
+    shipped = http_wire._TCP_QUICKACK
+    try:
+        backend.set_control(mode='two_segments')
+        monkeypatch.setattr(http_wire, '_TCP_QUICKACK', None)
+        without_quickack = _median_exchange(backend.url + '/events', 'slow')
+        monkeypatch.setattr(http_wire, '_TCP_QUICKACK', shipped)
+        with_quickack = _median_exchange(backend.url + '/events', 'fast')
+        stats = backend.stats()
+    finally:
+        backend.stop()
+    assert stats['unique'] == 50  # stored like any other answer mode
+    assert without_quickack >= 0.03, f'median {without_quickack * 1000:.1f} ms: the answer was not split'
+    assert with_quickack < 0.02, f'median {with_quickack * 1000:.1f} ms: delayed-ACK stall'

@@ -244,6 +244,8 @@ class Housekeeping:
             'in_flight': self.in_flight(),
             'dead_letter_depth': dead_depth,
             'commits_total': self._committer.commits_total,
+            'settle_only_commits_total': self._committer.background_only_commits_total,
+            'enqueues_behind_settle_commit_total': self._committer.urgent_behind_background_total,
             **run,
         }
 

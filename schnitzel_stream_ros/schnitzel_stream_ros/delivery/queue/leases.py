@@ -4,8 +4,10 @@ in one transaction, giving rows back, and making waiting retries due when the ba
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
+import sqlite3
 from collections.abc import Iterable
 from functools import partial
 
@@ -26,6 +28,24 @@ from schnitzel_stream_ros.delivery.queue.schema import (
 )
 
 _LOG = logging.getLogger('schnitzel_stream.delivery.queue')
+
+#: Acks deleted per statement. The settle runs on the committer thread, inside the transaction a
+#: producer's enqueue shares: one statement per row meant one GIL round trip per row, and with the
+#: forwarder's workers busy each round trip can wait up to a switch interval (5 ms) for the GIL
+#: (profiled on the shared 2-core machine: commits carrying a 128-row settle p99 11-23 ms against
+#: 7 ms for enqueue-only ones). Set-based, a settle is two statements per chunk whatever its size.
+_SETTLE_CHUNK = 500
+
+
+def _delete_rows(conn: sqlite3.Connection, seqs: list[int]) -> tuple[int, int]:
+    """Delete the rows `seqs` in two statements; returns (rows that were there, their bytes)."""
+    marks = ','.join('?' * len(seqs))
+    found, found_bytes = conn.execute(
+        f'SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM packets WHERE seq IN ({marks})', seqs
+    ).fetchone()
+    if found:
+        conn.execute(f'DELETE FROM packets WHERE seq IN ({marks})', seqs)
+    return int(found), int(found_bytes)
 
 
 class Leasing:
@@ -73,13 +93,17 @@ class Leasing:
                 _LOG.warning('node %s: %d leases expired; the rows are due again', self.node_id, len(expired))
                 self._committer.submit(WriteOp(partial(self._note_expired, expired), weight=len(expired)))
             now_w = self._wall()
+            # Leased rows are skipped inside SQLite (one JSON parameter, any number of leases):
+            # reading them into Python only to drop them held the GIL that the producer's commit
+            # needs, for every claim of every worker.
             with self._reader_lock:
                 found = self._reader.execute(
-                    f'SELECT {_ROW_COLUMNS} FROM packets WHERE next_attempt_at <= ? OR next_attempt_at > ? '
-                    'ORDER BY seq LIMIT ?',
-                    (now_w, now_w + self.max_retry_delay_sec, limit + len(skip)),
+                    f'SELECT {_ROW_COLUMNS} FROM packets '
+                    'WHERE (next_attempt_at <= ? OR next_attempt_at > ?) '
+                    'AND seq NOT IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?',
+                    (now_w, now_w + self.max_retry_delay_sec, json.dumps(sorted(skip)), limit),
                 ).fetchall()
-            rows = [QueuedRow(*r) for r in found if r[0] not in skip][:limit]
+            rows = [QueuedRow(*r) for r in found]
             deadline = now_m + lease_sec
             with self._lease_lock:
                 for row in rows:
@@ -123,15 +147,22 @@ class Leasing:
         return self.settle(deads=deads).dead_lettered
 
     def settle(
-        self, acks: Iterable[int] = (), nacks: Iterable[Nack] = (), deads: Iterable[DeadLetter] = ()
+        self,
+        acks: Iterable[int] = (),
+        nacks: Iterable[Nack] = (),
+        deads: Iterable[DeadLetter] = (),
+        linger_sec: float = 0.0,
     ) -> SettleResult:
         """Record outcomes of delivery attempts in one transaction (acks delete the row and bump
-        the acked ledger in the same commit), then end the leases."""
+        the acked ledger in the same commit), then end the leases. `linger_sec` > 0: the record
+        may wait that long to share the commit of an enqueue (see group_commit) rather than make
+        a producer wait behind a commit of its own."""
         acks, nacks, deads = list(acks), list(nacks), list(deads)
         if not (acks or nacks or deads):
             return SettleResult(0, 0, 0)
         weight = len(acks) + len(nacks) + len(deads)
-        return self._committer.run(partial(self._settle_op, acks, nacks, deads), weight=weight)
+        settle = partial(self._settle_op, acks, nacks, deads)
+        return self._committer.run(settle, weight=weight, background=True, linger_sec=linger_sec)
 
     def _settle_op(
         self, acks: list[int], nacks: list[Nack], deads: list[DeadLetter], txn: Txn
@@ -140,11 +171,10 @@ class Leasing:
         now = self._wall()
         removed_rows = removed_bytes = 0
         acked = 0
-        for seq in acks:
-            row = conn.execute('DELETE FROM packets WHERE seq = ? RETURNING size_bytes', (seq,)).fetchone()
-            if row is not None:
-                acked += 1
-                removed_bytes += row[0]
+        for start in range(0, len(acks), _SETTLE_CHUNK):
+            found, found_bytes = _delete_rows(conn, acks[start : start + _SETTLE_CHUNK])
+            acked += found
+            removed_bytes += found_bytes
         nacked = 0
         for nack in nacks:
             delay = min(max(0.0, nack.delay_sec), self.max_retry_delay_sec)
