@@ -140,9 +140,8 @@ def build_app(plane: ControlPlane) -> FastAPI:
 
     @app.post('/api/graph/apply', summary='validate, diff and apply a new version of the graph in place')
     async def apply(request: Request, body: GraphText) -> dict[str, Any]:
-        result = await act(request, f'apply graph {body.label} ({len(body.graph_text)} chars'
-                           f'{", force" if body.force else ""})', plane.apply_graph, body.graph_text, body.label,
-                           body.force)
+        what = f'apply graph {body.label} ({len(body.graph_text)} chars{", force" if body.force else ""})'
+        result = await act(request, what, plane.apply_graph, body.graph_text, body.label, body.force)
         request.state.audit_result = '; '.join(result['lines'])
         return result
 
@@ -155,7 +154,8 @@ def build_app(plane: ControlPlane) -> FastAPI:
         return result
 
     @app.post('/api/queues/{node_id}/dead-letters/purge', summary='delete dead letters for good')
-    async def purge(request: Request, node_id: str, body: Annotated[DeadLetterSelection, Body()]) -> dict[str, Any]:
+    async def purge(request: Request, node_id: str,
+                    body: Annotated[DeadLetterSelection, Body()]) -> dict[str, Any]:
         which = 'all' if body.seqs is None else f'{len(body.seqs)} seqs'
         result = await act(request, f'purge {which} of {node_id}', plane.purge, node_id, body.seqs)
         request.state.audit_result = json.dumps(result)
@@ -168,7 +168,7 @@ def build_app(plane: ControlPlane) -> FastAPI:
         return result
 
     # -- server push ------------------------------------------------------------------------------
-    @app.get('/api/stream', summary='server-sent events: metrics, health, new events/decisions, queues (<= 2 Hz)')
+    @app.get('/api/stream', summary='server push (SSE, <= 2 Hz): metrics, health, events, decisions, queues')
     async def stream(request: Request) -> StreamingResponse:
         if streams['open'] >= MAX_STREAMS:
             raise ActionError(503, f'{MAX_STREAMS} pages are watching already')

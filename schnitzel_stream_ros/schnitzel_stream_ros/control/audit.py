@@ -42,7 +42,8 @@ class AuditLog:
     def write(self, *, who: str, authenticated: bool, method: str, path: str, what: str,
               started: float, finished: float, status: int, result: str) -> None:
         line = {
-            'when': _iso(started), 'finished': _iso(finished), 'duration_ms': round((finished - started) * 1000, 1),
+            'when': _iso(started), 'finished': _iso(finished),
+            'duration_ms': round((finished - started) * 1000, 1),
             'who': who, 'authenticated': authenticated, 'method': method, 'path': _short(path),
             'what': _short(what), 'status': status, 'result': _short(result),
         }

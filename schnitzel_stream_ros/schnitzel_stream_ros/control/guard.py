@@ -66,11 +66,11 @@ class Guard:
         started = time.time()
         state = scope.setdefault('state', {})
         if mutating and not self._authorized(headers):
-            for message in _json_response(401, 'this call needs the control token (Authorization: Bearer ...)',
-                                          [(b'www-authenticate', b'Bearer')]):
+            refusal = 'this call needs the control token (Authorization: Bearer ...)'
+            for message in _json_response(401, refusal, [(b'www-authenticate', b'Bearer')]):
                 await send(message)
-            self.audit.write(who=who, authenticated=False, method=method, path=path, what='',
-                             started=started, finished=time.time(), status=401, result='refused: no valid token')
+            self.audit.write(who=who, authenticated=False, method=method, path=path, what='', started=started,
+                             finished=time.time(), status=401, result='refused: no valid token')
             return
 
         seen = 0
@@ -108,7 +108,8 @@ class Guard:
         if mutating:
             self.audit.write(
                 who=who, authenticated=True, method=method, path=path, what=state.get('audit_what', ''),
-                started=state.get('action_started', started), finished=state.get('action_finished', time.time()),
+                started=state.get('action_started', started),
+                finished=state.get('action_finished', time.time()),
                 status=status, result=_outcome(status, bytes(captured), state),
             )
 

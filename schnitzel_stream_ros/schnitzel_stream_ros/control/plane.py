@@ -87,8 +87,8 @@ class ControlPlane:
             except ParamRefused as exc:
                 raise ActionError(503, str(exc)) from None
         return {'node': node_id, 'fq_name': fq, 'params': [
-            {'name': n, 'type': schema[n].type_name, 'value': values.get(n), 'description': schema[n].description,
-             'min': schema[n].min, 'max': schema[n].max,
+            {'name': n, 'type': schema[n].type_name, 'value': values.get(n),
+             'description': schema[n].description, 'min': schema[n].min, 'max': schema[n].max,
              'choices': list(schema[n].choices) if schema[n].choices else None}
             for n in names
         ]}

@@ -43,7 +43,7 @@ def to_parameter_value(name: str, value: Any, current_type: int) -> Any:
         v.type, v.bool_value = t, value
     elif t == ParameterType.PARAMETER_INTEGER and isinstance(value, int) and not isinstance(value, bool):
         v.type, v.integer_value = t, value
-    elif t == ParameterType.PARAMETER_DOUBLE and isinstance(value, int | float) and not isinstance(value, bool):
+    elif t == ParameterType.PARAMETER_DOUBLE and isinstance(value, int | float) and type(value) is not bool:
         v.type, v.double_value = t, float(value)
     elif t == ParameterType.PARAMETER_STRING and isinstance(value, str):
         v.type, v.string_value = t, value
@@ -54,7 +54,8 @@ def to_parameter_value(name: str, value: Any, current_type: int) -> Any:
     else:
         names = {1: 'bool', 2: 'integer', 3: 'double', 4: 'string'}
         raise ParamRefused(
-            f"parameter '{name}': expected a {names.get(t, 'value of type ' + str(t))}, got {type(value).__name__}"
+            f"parameter '{name}': expected a {names.get(t, 'value of type ' + str(t))}, "
+            f'got {type(value).__name__}'
         )
     return v
 
@@ -148,11 +149,13 @@ class RosBridge:
             time.sleep(0.01)
         return future.result()
 
-    def get_parameters(self, fq_node: str, names: list[str], timeout: float = SERVICE_TIMEOUT_SEC) -> dict[str, Any]:
+    def get_parameters(self, fq_node: str, names: list[str],
+                       timeout: float = SERVICE_TIMEOUT_SEC) -> dict[str, Any]:
         """name -> (type, value) as the node holds them now."""
         from rcl_interfaces.srv import GetParameters
 
-        answer = self._call(GetParameters, f'{fq_node}/get_parameters', GetParameters.Request(names=names), timeout)
+        request = GetParameters.Request(names=names)
+        answer = self._call(GetParameters, f'{fq_node}/get_parameters', request, timeout)
         return {n: (v.type, parameter_value_to_json(v)) for n, v in zip(names, answer.values, strict=False)}
 
     def set_parameter(self, fq_node: str, name: str, value: Any, timeout: float = SERVICE_TIMEOUT_SEC) -> Any:
@@ -162,8 +165,8 @@ class RosBridge:
 
         current_type = self.get_parameters(fq_node, [name], timeout)[name][0]
         param = Parameter(name=name, value=to_parameter_value(name, value, current_type))
-        answer = self._call(SetParameters, f'{fq_node}/set_parameters', SetParameters.Request(parameters=[param]),
-                            timeout)
+        request = SetParameters.Request(parameters=[param])
+        answer = self._call(SetParameters, f'{fq_node}/set_parameters', request, timeout)
         result = answer.results[0]
         if not result.successful:
             reason = ' '.join((result.reason or 'refused').split())

@@ -37,7 +37,8 @@ class ControlServer:
             self.sock.bind((config.host, config.port))
         except OSError as exc:
             self.sock.close()
-            raise OSError(f'--control {config.host}:{config.port}: cannot listen: {exc.strerror or exc}') from None
+            where = f'{config.host}:{config.port}'
+            raise OSError(f'--control {where}: cannot listen: {exc.strerror or exc}') from None
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         app = Guard(build_app(plane), token=config.token, audit=self.audit)

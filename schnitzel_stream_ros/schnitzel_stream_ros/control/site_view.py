@@ -141,7 +141,8 @@ class SiteView:
                 edges[label] = {
                     'packets': packets, 'rate': round((packets - last[0]) / dt, 2),
                     'dropped_total': dropped, 'drop_rate': round((dropped - last[1]) / dt, 2),
-                    'inbox_depth': row.get('inbox_depth', 0), 'inbox_depth_max': row.get('inbox_depth_max', 0),
+                    'inbox_depth': row.get('inbox_depth', 0),
+                    'inbox_depth_max': row.get('inbox_depth_max', 0),
                     'latency_p50_ms': p50, 'latency_p99_ms': p99,
                 }
         return {'t': round(now - self._t0, 3), 'nodes': nodes, 'edges': edges}
@@ -203,7 +204,8 @@ class SiteView:
         with self._lock:
             self._seq += 1
             self.events_total += 1
-            self._events.append({'seq': self._seq, 'topic': topic, 'received': time.time(), 'event': dict(event)})
+            self._events.append({'seq': self._seq, 'topic': topic, 'received': time.time(),
+                                 'event': dict(event)})
             self.version += 1
 
     def add_decision(self, topic: str, decision: Any) -> None:

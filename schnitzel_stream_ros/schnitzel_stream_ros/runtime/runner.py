@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     control.add_argument('--control-dir', default=DEFAULT_CONTROL_DIR,
                          help='token file (created if absent) and audit log (default %(default)s)')
     control.add_argument('--control-token-file', default=None,
-                         help='file holding the token (default CONTROL_DIR/token; SCHNITZEL_CONTROL_TOKEN wins)')
+                         help='file holding the token (default CONTROL_DIR/token); '
+                         'SCHNITZEL_CONTROL_TOKEN wins')
     control.add_argument('--control-tls-cert', default=None, help='PEM certificate for HTTPS')
     control.add_argument('--control-tls-key', default=None, help='PEM private key for HTTPS')
     parser.add_argument('--quiet', action='store_true', help='no progress line')
@@ -156,8 +157,9 @@ def _start_control(args: argparse.Namespace, run: Any, graph_path: str, observer
         return None if service is None else service.submit
 
     def report() -> dict[str, Any]:
-        return build_report(graph_path=graph_path, engine='live', snapshots=plane.view.snapshots(), graph=run.graph,
-                            stop_reason='running (snapshot)', duration_sec=time.monotonic() - started,
+        return build_report(graph_path=graph_path, engine='live', snapshots=plane.view.snapshots(),
+                            graph=run.graph, stop_reason='running (snapshot)',
+                            duration_sec=time.monotonic() - started,
                             extra={'mode': 'live', 'snapshot': True})
 
     plane = ControlPlane(config, graph=lambda: run.graph, submit=submit, report=report)
