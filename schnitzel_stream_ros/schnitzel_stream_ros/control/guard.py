@@ -1,11 +1,12 @@
 """The gate in front of every request: body size limit, the token on mutating calls, the audit line.
 
-A plain ASGI middleware, so it runs before any route parses a body: an oversized request is a 413
-before it is read (Content-Length) or as soon as it grows past the limit (chunked); a mutating
-request (POST/PUT/PATCH/DELETE, except the read-only ones listed) without the right
-`Authorization: Bearer <token>` is a 401 before the route runs. Every mutating request, refused or
-not, leaves one audit line with the status and the one-line reason or outcome the route gave.
-The token is compared in constant time and never written anywhere.
+A plain ASGI middleware, so it runs before any route parses a body. An oversized request is a 413:
+at once when its Content-Length says so, or as soon as a chunked body grows past the limit (the
+body of a POST/PUT/PATCH/DELETE is read here, bounded, and handed on). A mutating request (those
+methods, except the read-only ones listed) without the right `Authorization: Bearer <token>` is a
+401 before the route runs. Every mutating request, refused or not, leaves one audit line with the
+status and the one-line reason or outcome the route gave, written before the answer's last byte
+leaves. The token is compared in constant time and never written anywhere.
 """
 
 from __future__ import annotations
@@ -23,10 +24,6 @@ READ_ONLY_POSTS = frozenset({'/api/graph/validate'})
 #: a graph file may be 1 MiB (runtime/graph_service.MAX_GRAPH_TEXT) plus its JSON escaping
 MAX_BODY_BYTES = (1 << 20) * 2 + 4096
 MAX_CAPTURED = 8192  # bytes of a response body kept to take the audit's one-line result from
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _json_response(status: int, detail: str, extra_headers: list[tuple[bytes, bytes]] | None = None):
@@ -66,52 +63,68 @@ class Guard:
         started = time.time()
         state = scope.setdefault('state', {})
         if mutating and not self._authorized(headers):
+            # the audit line is written before the answer leaves: a client that got it finds the line
+            self.audit.write(who=who, authenticated=False, method=method, path=path, what='', started=started,
+                             finished=time.time(), status=401, result='refused: no valid token')
             refusal = 'this call needs the control token (Authorization: Bearer ...)'
             for message in _json_response(401, refusal, [(b'www-authenticate', b'Bearer')]):
                 await send(message)
-            self.audit.write(who=who, authenticated=False, method=method, path=path, what='', started=started,
-                             finished=time.time(), status=401, result='refused: no valid token')
             return
 
-        seen = 0
+        body = bytearray()
+        if method in MUTATING:  # the whole (bounded) body is read here: too large is a 413, not a parse error
+            while True:
+                message = await receive()
+                if message['type'] != 'http.request':
+                    return  # the client went away
+                body.extend(message.get('body', b''))
+                if len(body) > self.max_body:
+                    if mutating:
+                        self.audit.write(who=who, authenticated=True, method=method, path=path, what='',
+                                         started=started, finished=time.time(), status=413,
+                                         result='refused: request body too large')
+                    for reply in _json_response(413, f'request body larger than {self.max_body} bytes'):
+                        await send(reply)
+                    return
+                if not message.get('more_body', False):
+                    break
+        replayed = False
 
-        async def limited_receive() -> Any:
-            nonlocal seen
-            message = await receive()
-            if message['type'] == 'http.request':
-                seen += len(message.get('body', b''))
-                if seen > self.max_body:
-                    raise _TooLarge
-            return message
+        async def replay_receive() -> Any:
+            nonlocal replayed
+            if method in MUTATING and not replayed:
+                replayed = True
+                return {'type': 'http.request', 'body': bytes(body), 'more_body': False}
+            return await receive()
 
         status = 500
         captured = bytearray()
-        response_started = False
+        audited = False
+
+        def audit() -> None:
+            nonlocal audited
+            if mutating and not audited:
+                audited = True
+                self.audit.write(
+                    who=who, authenticated=True, method=method, path=path, what=state.get('audit_what', ''),
+                    started=state.get('action_started', started),
+                    finished=state.get('action_finished', time.time()),
+                    status=status, result=_outcome(status, bytes(captured), state),
+                )
 
         async def capture_send(message: Any) -> None:
-            nonlocal status, response_started
+            nonlocal status
             if message['type'] == 'http.response.start':
                 status = message['status']
-                response_started = True
-            elif message['type'] == 'http.response.body' and len(captured) < MAX_CAPTURED:
-                captured.extend(message.get('body', b'')[: MAX_CAPTURED - len(captured)])
+            elif message['type'] == 'http.response.body':
+                if len(captured) < MAX_CAPTURED:
+                    captured.extend(message.get('body', b'')[: MAX_CAPTURED - len(captured)])
+                if not message.get('more_body', False):
+                    audit()  # before the last byte leaves: a client that got its answer finds the line
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, capture_send)
-        except _TooLarge:
-            status = 413
-            if not response_started:
-                for message in _json_response(413, f'request body larger than {self.max_body} bytes'):
-                    await send(message)
-            captured[:] = json.dumps({'detail': 'request body too large'}).encode()
-        if mutating:
-            self.audit.write(
-                who=who, authenticated=True, method=method, path=path, what=state.get('audit_what', ''),
-                started=state.get('action_started', started),
-                finished=state.get('action_finished', time.time()),
-                status=status, result=_outcome(status, bytes(captured), state),
-            )
+        await self.app(scope, replay_receive, capture_send)
+        audit()  # an app that ended without a body (it should not): still one line
 
 
 def _outcome(status: int, body: bytes, state: dict[str, Any]) -> str:
