@@ -35,7 +35,8 @@ GRAPH = """
     nodes:
       - {id: src, plugin: SyntheticSource, container: front, config: {rate_hz: 20.0, count: 0, kind: event}}
       - {id: dedup, plugin: DedupPolicyNode, container: front}
-      - {id: tap, kind: sink, plugin: JsonlSink, container: front, config: {path: TMP/tap.jsonl, body: payload}}
+      - {id: tap, kind: sink, plugin: JsonlSink, container: front,
+         config: {path: TMP/tap.jsonl, body: payload}}
       - {id: evsrc, plugin: SyntheticSource, container: back,
          config: {rate_hz: 20.0, count: DEAD, kind: event}}
       - {id: backend, plugin: DurableForwarderSink, container: back,
@@ -55,7 +56,7 @@ class RefusingBackend:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 length = int(self.headers.get('content-length') or 0)
                 self.rfile.read(min(length, 1 << 20))
                 outer.refused += 1
@@ -80,8 +81,9 @@ class RefusingBackend:
 
 
 def graph_text(tmp: Path, url: str) -> str:
-    return (textwrap.dedent(GRAPH).replace('TMP', str(tmp)).replace('URL', url)
-            .replace('DEAD', str(DEAD_LETTERS)))
+    return (
+        textwrap.dedent(GRAPH).replace('TMP', str(tmp)).replace('URL', url).replace('DEAD', str(DEAD_LETTERS))
+    )
 
 
 class ControlSite:
@@ -101,35 +103,64 @@ class ControlSite:
         self.stderr_path = tmp / 'run.txt'
         with self.stderr_path.open('w') as err:
             self.proc = processes.start(
-                [sys.executable, '-m', 'schnitzel_stream_ros', 'run', str(self.graph_path), '--duration', '600',
-                 '--quiet', '--report-json', str(self.report), '--control', '127.0.0.1:0',
-                 '--control-dir', str(self.control_dir)],
-                self.env, stdout=subprocess.DEVNULL, stderr=err,
+                [
+                    sys.executable,
+                    '-m',
+                    'schnitzel_stream_ros',
+                    'run',
+                    str(self.graph_path),
+                    '--duration',
+                    '600',
+                    '--quiet',
+                    '--report-json',
+                    str(self.report),
+                    '--control',
+                    '127.0.0.1:0',
+                    '--control-dir',
+                    str(self.control_dir),
+                ],
+                self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
             )
         self.port = self._wait_port()
         self.peer = RosPeer(self.domain_id, 'control_test_peer')
-        # running: the progress snapshots (they start after the start gate, with the graph service) show packets
-        self.wait_for(lambda: self.call('GET', '/api/metrics')[1]['nodes'].get('src', {}).get('produced'),
-                      60, 'the graph to run')
+        # running: progress snapshots (they start after the start gate, with the graph service) show packets
+        self.wait_for(
+            lambda: self.call('GET', '/api/metrics')[1]['nodes'].get('src', {}).get('produced'),
+            60,
+            'the graph to run',
+        )
 
     def _wait_port(self) -> int:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            found = re.search(r'control: operator page and API on http://127\.0\.0\.1:(\d+)/',
-                              self.stderr_path.read_text())
+            found = re.search(
+                r'control: operator page and API on http://127\.0\.0\.1:(\d+)/', self.stderr_path.read_text()
+            )
             if found:
                 return int(found.group(1))
             assert self.proc.poll() is None, self.stderr_path.read_text()[-3000:]
             time.sleep(0.1)
-        raise AssertionError('the control plane did not announce its address:\n' + self.stderr_path.read_text())
+        raise AssertionError(
+            'the control plane did not announce its address:\n' + self.stderr_path.read_text()
+        )
 
     @property
     def url(self) -> str:
         return f'http://127.0.0.1:{self.port}/'
 
-    def call(self, method: str, path: str, body: Any = None, *, token: str | None = TOKEN,
-             raw: bytes | None = None, headers: dict[str, str] | None = None,
-             timeout: float = 60.0) -> tuple[int, Any]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = TOKEN,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> tuple[int, Any]:
         conn = http.client.HTTPConnection('127.0.0.1', self.port, timeout=timeout)
         try:
             sent = {'content-type': 'application/json', **(headers or {})}
@@ -165,7 +196,9 @@ class ControlSite:
         from rcl_interfaces.srv import GetParameters
         from rclpy.parameter import parameter_value_to_python
 
-        answer = self.peer.call(GetParameters, f'{fq_node}/get_parameters', GetParameters.Request(names=[name]))
+        answer = self.peer.call(
+            GetParameters, f'{fq_node}/get_parameters', GetParameters.Request(names=[name])
+        )
         return parameter_value_to_python(answer.values[0])
 
     def close(self) -> str:

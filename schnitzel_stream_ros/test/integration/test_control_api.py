@@ -12,6 +12,7 @@ or audit line. One site serves the whole module (starting it is the expensive pa
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import threading
 import time
@@ -36,28 +37,52 @@ def test_read_endpoints_show_the_running_site(site):
     status, graph = site.call('GET', '/api/graph', token=None)
     assert status == 200
     assert [n['id'] for n in graph['nodes']] == ['src', 'dedup', 'tap', 'evsrc', 'backend']
-    assert {e['label'] for e in graph['edges']} == {'src.out->dedup.in', 'dedup.out->tap.in',
-                                                      'evsrc.out->backend.in'}
+    assert {e['label'] for e in graph['edges']} == {
+        'src.out->dedup.in',
+        'dedup.out->tap.in',
+        'evsrc.out->backend.in',
+    }
     assert {c['name']: c['nodes'] for c in graph['containers']} == {
-        'front': ['src', 'dedup', 'tap'], 'back': ['evsrc', 'backend']}
+        'front': ['src', 'dedup', 'tap'],
+        'back': ['evsrc', 'backend'],
+    }
     assert graph['nodes'][0]['dynamic_params'] == ['rate_hz']
 
     metrics = site.wait_for(
-        lambda: (m := site.call('GET', '/api/metrics')[1])['edges'].get('src.out->dedup.in', {}).get('rate')
-        and m, 30, 'a rate on the edge src -> dedup')
+        lambda: (
+            (m := site.call('GET', '/api/metrics')[1])['edges'].get('src.out->dedup.in', {}).get('rate') and m
+        ),
+        30,
+        'a rate on the edge src -> dedup',
+    )
     assert metrics['nodes']['src']['rate'] > 0 and metrics['nodes']['src']['container'] == 'front'
     assert metrics['edges']['src.out->dedup.in']['packets'] > 0
 
-    health = site.wait_for(lambda: (h := site.call('GET', '/api/health')[1])['nodes'].keys()
-                           >= {'src', 'dedup', 'tap', 'evsrc', 'backend'} and h, 30, 'a level for every node')
+    health = site.wait_for(
+        lambda: (
+            (h := site.call('GET', '/api/health')[1])['nodes'].keys()
+            >= {'src', 'dedup', 'tap', 'evsrc', 'backend'}
+            and h
+        ),
+        30,
+        'a level for every node',
+    )
     assert set(health['containers']) == {'front', 'back'}
     assert all(s['level'] in (0, 1, 2, 3) for s in health['statuses'])
 
     queues = site.wait_for(
-        lambda: [q for q in site.call('GET', '/api/queues')[1]['queues'] if q.get('dead_letters') == DEAD_LETTERS],
-        60, f'{DEAD_LETTERS} dead letters in the queue')
+        lambda: [
+            q for q in site.call('GET', '/api/queues')[1]['queues'] if q.get('dead_letters') == DEAD_LETTERS
+        ],
+        60,
+        f'{DEAD_LETTERS} dead letters in the queue',
+    )
     (queue,) = queues
-    assert queue['node'] == 'backend' and queue['depth'] == 0 and queue['breaker'] in ('closed', 'open', 'half-open')
+    assert (
+        queue['node'] == 'backend'
+        and queue['depth'] == 0
+        and queue['breaker'] in ('closed', 'open', 'half-open')
+    )
     assert queue['oldest_age_sec'] == 0.0
     status, dead = site.call('GET', '/api/queues/backend/dead-letters?limit=5')
     assert status == 200 and dead['total'] == DEAD_LETTERS and len(dead['dead_letters']) == 5
@@ -80,8 +105,15 @@ def test_events_and_decisions_published_on_the_domain_appear(site):
     before = site.call('GET', '/api/events')[1]['total']
 
     def published() -> bool:
-        event = build_event(site_id='S1', camera_id='cam9', ts='2026-01-01T00:00:00Z', object_type='PERSON',
-                            bbox={'x1': 1, 'y1': 2, 'x2': 3, 'y2': 4}, confidence=0.9, track_id=1)
+        event = build_event(
+            site_id='S1',
+            camera_id='cam9',
+            ts='2026-01-01T00:00:00Z',
+            object_type='PERSON',
+            bbox={'x1': 1, 'y1': 2, 'x2': 3, 'y2': 4},
+            confidence=0.9,
+            track_id=1,
+        )
         events.publish(event_to_msg(event))
         decisions.publish(String(data=json.dumps({'knob': 'det.every_n', 'value': 2, 'reason': 'cpu'})))
         decisions.publish(String(data='not json {'))
@@ -102,8 +134,12 @@ def test_events_and_decisions_published_on_the_domain_appear(site):
 
 def _mutating_routes(site) -> list[tuple[str, str]]:
     schema = site.call('GET', '/api/openapi.json')[1]
-    routes = [(method.upper(), path) for path, ops in schema['paths'].items() for method in ops
-              if method in ('post', 'put', 'patch', 'delete') and path != '/api/graph/validate']
+    routes = [
+        (method.upper(), path)
+        for path, ops in schema['paths'].items()
+        for method in ops
+        if method in ('post', 'put', 'patch', 'delete') and path != '/api/graph/validate'
+    ]
     return [(m, p.replace('{node_id}', 'backend').replace('{name}', 'rate_hz')) for m, p in routes]
 
 
@@ -154,8 +190,9 @@ def test_invalid_graph_is_refused_with_validator_lines_and_changes_nothing(site)
     before = site.call('GET', '/api/graph')[1]
     text = graph_text(site.tmp, site.backend.url).replace('DedupPolicyNode', 'NoSuchPlugin')
     text = text.replace('count: 0', 'count: -5')
-    status, checked = site.call('POST', '/api/graph/validate', {'graph_text': text, 'label': 'bad.yaml'},
-                                token=None)
+    status, checked = site.call(
+        'POST', '/api/graph/validate', {'graph_text': text, 'label': 'bad.yaml'}, token=None
+    )
     assert status == 200 and checked['valid'] is False
     assert len(checked['lines']) >= 2 and all(line.startswith('bad.yaml:') for line in checked['lines'])
     assert any('NoSuchPlugin' in line for line in checked['lines'])
@@ -173,12 +210,19 @@ def test_invalid_graph_is_refused_with_validator_lines_and_changes_nothing(site)
 def test_apply_shows_the_diff_then_changes_the_running_graph(site):
     text = graph_text(site.tmp, site.backend.url).replace(
         '{id: dedup, plugin: DedupPolicyNode, container: front}',
-        '{id: dedup, plugin: DedupPolicyNode, container: front, config: {cooldown_sec: 3.0}}')
-    text = text.replace('  - {from: dedup, to: tap}\n', '  - {from: dedup, to: tap}\n  - {from: src, to: tap2}\n')
-    text = text.replace('\nedges:', '\n  - {id: tap2, kind: sink, plugin: JsonlSink, container: front,\n'
-                        f'     config: {{path: {site.tmp}/tap2.jsonl, body: payload}}}}\nedges:')
-    status, checked = site.call('POST', '/api/graph/validate', {'graph_text': text, 'label': 'v2.yaml'},
-                                token=None)
+        '{id: dedup, plugin: DedupPolicyNode, container: front, config: {cooldown_sec: 3.0}}',
+    )
+    text = text.replace(
+        '  - {from: dedup, to: tap}\n', '  - {from: dedup, to: tap}\n  - {from: src, to: tap2}\n'
+    )
+    text = text.replace(
+        '\nedges:',
+        '\n  - {id: tap2, kind: sink, plugin: JsonlSink, container: front,\n'
+        f'     config: {{path: {site.tmp}/tap2.jsonl, body: payload}}}}\nedges:',
+    )
+    status, checked = site.call(
+        'POST', '/api/graph/validate', {'graph_text': text, 'label': 'v2.yaml'}, token=None
+    )
     assert status == 200 and checked['valid'] and checked['applicable'], checked
     assert any('add node tap2' in line for line in checked['diff']), checked
     assert 'set dedup: cooldown_sec=3.0' in checked['diff'], checked
@@ -187,15 +231,23 @@ def test_apply_shows_the_diff_then_changes_the_running_graph(site):
     assert status == 200 and applied['applied'], applied
     assert 'tap2' in [n['id'] for n in site.call('GET', '/api/graph')[1]['nodes']]
     assert site.param('/cpt/dedup', 'cooldown_sec') == 3.0
-    site.wait_for(lambda: (site.tmp / 'tap2.jsonl').exists() and (site.tmp / 'tap2.jsonl').stat().st_size > 0,
-                  30, 'packets in the added node')
-    audit = [line for line in site.audit_lines() if line['path'] == '/api/graph/apply' and line['status'] == 200]
+    site.wait_for(
+        lambda: (site.tmp / 'tap2.jsonl').exists() and (site.tmp / 'tap2.jsonl').stat().st_size > 0,
+        30,
+        'packets in the added node',
+    )
+    audit = [
+        line for line in site.audit_lines() if line['path'] == '/api/graph/apply' and line['status'] == 200
+    ]
     assert audit and 'tap2' in audit[-1]['result']
 
 
 def test_dead_letters_redrive_and_purge(site):
-    site.wait_for(lambda: site.call('GET', '/api/queues/backend/dead-letters')[1]['total'] == DEAD_LETTERS,
-                  60, 'all dead letters')
+    site.wait_for(
+        lambda: site.call('GET', '/api/queues/backend/dead-letters')[1]['total'] == DEAD_LETTERS,
+        60,
+        'all dead letters',
+    )
     rows = site.call('GET', '/api/queues/backend/dead-letters?limit=3')[1]['dead_letters']
     first, second = rows[0]['seq'], rows[1]['seq']
     refused_before = site.backend.refused
@@ -203,8 +255,11 @@ def test_dead_letters_redrive_and_purge(site):
     assert status == 200 and moved['moved'] == 1 and moved['dead_letters_left'] == DEAD_LETTERS - 1
     # delivered again (the backend refuses it again: a dead letter once more)
     site.wait_for(lambda: site.backend.refused > refused_before, 30, 'the re-driven event at the backend')
-    site.wait_for(lambda: site.call('GET', '/api/queues/backend/dead-letters')[1]['total'] == DEAD_LETTERS,
-                  30, 'the re-driven event dead again')
+    site.wait_for(
+        lambda: site.call('GET', '/api/queues/backend/dead-letters')[1]['total'] == DEAD_LETTERS,
+        30,
+        'the re-driven event dead again',
+    )
     status, purged = site.call('POST', '/api/queues/backend/dead-letters/purge', {'seqs': [second]})
     assert status == 200 and purged == {'purged': 1, 'dead_letters_left': DEAD_LETTERS - 1}
     assert site.call('POST', '/api/queues/nope/dead-letters/purge', {'seqs': None})[0] == 404
@@ -212,12 +267,20 @@ def test_dead_letters_redrive_and_purge(site):
     status, purged = site.call('POST', '/api/queues/backend/dead-letters/purge', {'seqs': None})
     assert status == 200 and purged == {'purged': DEAD_LETTERS - 1, 'dead_letters_left': 0}
     queue = site.call('GET', '/api/queues')[1]['queues'][0]
-    site.wait_for(lambda: site.call('GET', '/api/queues')[1]['queues'][0]['dead_letters'] == 0, 5,
-                  'the queue summary to follow')
+    site.wait_for(
+        lambda: site.call('GET', '/api/queues')[1]['queues'][0]['dead_letters'] == 0,
+        5,
+        'the queue summary to follow',
+    )
     assert queue['node'] == 'backend'
-    audit = [line for line in site.audit_lines() if '/dead-letters/' in line['path'] and line['status'] == 200]
+    audit = [
+        line for line in site.audit_lines() if '/dead-letters/' in line['path'] and line['status'] == 200
+    ]
     assert [line['what'] for line in audit[-3:]] == [
-        'redrive 1 seqs of backend', 'purge 1 seqs of backend', 'purge all of backend']
+        'redrive 1 seqs of backend',
+        'purge 1 seqs of backend',
+        'purge all of backend',
+    ]
 
 
 def test_concurrent_actions_are_serialised(site):
@@ -238,8 +301,11 @@ def test_concurrent_actions_are_serialised(site):
     assert answers == [200] * 8
     lines = sorted(site.audit_lines()[before:], key=lambda line: line['when'])
     assert len(lines) == 8
-    for earlier, later in zip(lines, lines[1:], strict=False):
-        assert earlier['finished'] <= later['when'], (earlier, later)  # one after the other, never overlapping
+    for earlier, later in itertools.pairwise(lines):
+        assert earlier['finished'] <= later['when'], (
+            earlier,
+            later,
+        )  # one after the other, never overlapping
 
 
 def test_snapshot_of_the_run_report(site):
@@ -259,8 +325,13 @@ def test_request_size_limits_and_malformed_bodies(site):
     # the same without a Content-Length (chunked): refused once it grows past the limit
     conn = http.client.HTTPConnection('127.0.0.1', site.port, timeout=30)
     try:
-        conn.request('POST', '/api/graph/validate', body=iter([huge[i:i + 65536] for i in range(0, len(huge), 65536)]),
-                     headers={'content-type': 'application/json'}, encode_chunked=True)
+        conn.request(
+            'POST',
+            '/api/graph/validate',
+            body=iter([huge[i : i + 65536] for i in range(0, len(huge), 65536)]),
+            headers={'content-type': 'application/json'},
+            encode_chunked=True,
+        )
         assert conn.getresponse().status == 413
     except (BrokenPipeError, ConnectionResetError):
         pass  # the server may close the connection while the client still sends: refused all the same
@@ -275,12 +346,25 @@ def test_request_size_limits_and_malformed_bodies(site):
 
 
 def test_no_traversal_out_of_the_static_files_and_no_token_in_pages(site):
-    for path in ('/static/../plane.py', '/static/%2e%2e/plane.py', '/static/..%2fplane.py',
-                 '/static/%2e%2e%2f%2e%2e%2fconfig.py', '/static//etc/passwd', '/static/../../../../etc/passwd'):
+    for path in (
+        '/static/../plane.py',
+        '/static/%2e%2e/plane.py',
+        '/static/..%2fplane.py',
+        '/static/%2e%2e%2f%2e%2e%2fconfig.py',
+        '/static//etc/passwd',
+        '/static/../../../../etc/passwd',
+    ):
         status, body = site.call('GET', path, token=None)
         assert status == 404, (path, status)
         assert 'import' not in str(body) and 'root:' not in str(body)
-    for path in ('/', '/static/page.js', '/static/page.css', '/api/graph', '/api/health', '/api/openapi.json'):
+    for path in (
+        '/',
+        '/static/page.js',
+        '/static/page.css',
+        '/api/graph',
+        '/api/health',
+        '/api/openapi.json',
+    ):
         status, body = site.call('GET', path, token=None)
         assert status == 200 and TOKEN not in str(body), path
     assert TOKEN not in (site.control_dir / 'audit.jsonl').read_text()
