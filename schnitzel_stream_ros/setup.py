@@ -95,6 +95,8 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*']),
+    # the operator page (control/static): served by the runner from the installed package
+    package_data={'schnitzel_stream_ros.control': ['static/*']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         # `ros2 component types` reads this resource (lines `TypeName;library`): our plugins, named as

@@ -1,7 +1,8 @@
 """The HTTP API and the operator page (FastAPI: typed routes, the OpenAPI schema at /api/openapi.json).
 
 Reads: /api/graph, /api/metrics, /api/health, /api/events, /api/queues (+ dead letters),
-/api/decisions, /api/nodes/{id}/params, and /api/stream (server-sent events, at most 2 a second).
+/api/decisions, /api/nodes/{id}/params, /api/cameras (+ the latest annotated frame of each),
+and /api/stream (server-sent events, at most 2 a second).
 Actions (token, audit line, one at a time): set a parameter, apply a graph, re-drive / purge dead
 letters, snapshot the run report. /api/graph/validate validates and shows the diff, changing nothing.
 Every refusal is a 4xx/5xx JSON body `{"detail": "<one line>"}` (+ `lines` for validator output).
@@ -19,7 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -123,6 +124,18 @@ def build_app(plane: ControlPlane) -> FastAPI:
     async def node_params(node_id: str) -> dict[str, Any]:
         return await run_in_threadpool(plane.node_params, node_id)
 
+    @app.get('/api/cameras', summary='cameras with an annotated frame (at most one kept per second each)')
+    async def cameras() -> dict[str, Any]:
+        return {'cameras': plane.frames.cameras()}
+
+    @app.get('/api/cameras/{camera}/frame.jpg', summary='the latest annotated frame of a camera (JPEG)',
+             response_class=Response)
+    async def camera_frame(camera: str) -> Response:
+        jpeg = plane.frames.jpeg(camera)
+        if jpeg is None:
+            raise ActionError(404, f"no frame of camera '{camera[:64]}'")
+        return Response(jpeg, media_type='image/jpeg', headers={'cache-control': 'no-store'})
+
     @app.post('/api/graph/validate', summary='validate a graph and show its diff against the running one')
     async def validate(body: GraphText) -> dict[str, Any]:
         return await run_in_threadpool(plane.validate_graph, body.graph_text, body.label)
@@ -194,6 +207,7 @@ def build_app(plane: ControlPlane) -> FastAPI:
                             'health': {k: health[k] for k in ('worst', 'worst_name', 'nodes', 'containers')},
                             'events': new_events, 'decisions': new_decisions,
                             'queues': await run_in_threadpool(plane.queue_summary),
+                            'cameras': plane.frames.cameras(),
                         }
                         yield f'data: {json.dumps(update, separators=(",", ":"), default=str)}\n\n'
                         last_version, last_sent = version, now

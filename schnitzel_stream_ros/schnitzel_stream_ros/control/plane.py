@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from schnitzel_stream_ros.control.camera_frames import CameraFrames
 from schnitzel_stream_ros.control.config import ControlConfig
 from schnitzel_stream_ros.control.queues import QueueInspector, UnknownQueue
 from schnitzel_stream_ros.control.site_view import SiteView, fq_name, graph_document
@@ -23,6 +24,7 @@ from schnitzel_stream_ros.graph.model import ValidatedGraph
 Submit = Callable[[ValidatedGraph, bool, bool], tuple[bool, list[str]]]
 #: queue statistics are read from SQLite at most this often, however many pages watch
 QUEUE_STATS_EVERY_SEC = 1.0
+ANNOTATED_SINK = ':AnnotatedImageSink'
 
 
 class ActionError(Exception):
@@ -45,11 +47,12 @@ class ControlPlane:
         self._report = report
         self.view = SiteView(graph)
         self.queues = QueueInspector()
+        self.frames = CameraFrames()
         self.bridge: Any = None
         if ros:
             from schnitzel_stream_ros.control.ros_bridge import RosBridge
 
-            self.bridge = RosBridge(self.view)
+            self.bridge = RosBridge(self.view, image_topics=self.image_topics, frames=self.frames)
         self._queue_cache: tuple[float, list[dict[str, Any]]] = (0.0, [])
         self._queue_lock = threading.Lock()
         self.closing = False  # set at close(): open push streams end
@@ -57,6 +60,11 @@ class ControlPlane:
     # -- reads ----------------------------------------------------------------------------------
     def graph_doc(self) -> dict[str, Any]:
         return graph_document(self.graph())
+
+    def image_topics(self) -> set[str]:
+        """Output topics of the graph's annotated-image sinks (the camera frames the page shows)."""
+        return {topic for n in self.graph().nodes if n.plugin_ref.endswith(ANNOTATED_SINK)
+                for topic in n.output_topics.values()}
 
     def queue_summary(self) -> list[dict[str, Any]]:
         with self._queue_lock:

@@ -3,8 +3,9 @@
 Its own context and executor thread (as the graph service's), so nothing here ever waits on the
 runner's executor. It subscribes to
 - `/diagnostics`: the health levels, exactly as the containers and the supervisor publish them;
-- every topic of type `schnitzel_stream_msgs/msg/Event` (the site's typed events) and every
-  `*/decisions` topic of type `std_msgs/msg/String` (a controller's JSON decision records),
+- every topic of type `schnitzel_stream_msgs/msg/Event` (the site's typed events), every
+  `*/decisions` topic of type `std_msgs/msg/String` (a controller's JSON decision records) and the
+  image topics of the graph's annotated-image sinks (control/camera_frames.py),
   found by looking at the graph of topics every DISCOVERY_SEC, at most MAX_TOPICS of them.
 Messages are hostile input: decisions longer than MAX_DECISION_BYTES or not JSON are counted and
 dropped. Parameters are set through the node's standard `set_parameters` service, the way
@@ -22,6 +23,7 @@ from schnitzel_stream_ros.control.site_view import SiteView
 EVENT_TYPE = 'schnitzel_stream_msgs/msg/Event'
 DECISION_TYPE = 'std_msgs/msg/String'
 DECISION_SUFFIX = '/decisions'
+IMAGE_TYPE = 'sensor_msgs/msg/Image'
 DISCOVERY_SEC = 2.0
 MAX_TOPICS = 32
 MAX_DECISION_BYTES = 64 * 1024
@@ -70,7 +72,8 @@ def parameter_value_to_json(v: Any) -> Any:
 class RosBridge:
     """The node, its subscriptions and parameter clients; `close()` ends it."""
 
-    def __init__(self, view: SiteView, name: str = 'control_plane') -> None:
+    def __init__(self, view: SiteView, name: str = 'control_plane', *,
+                 image_topics: Any = None, frames: Any = None) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.node import Node
 
@@ -79,6 +82,8 @@ class RosBridge:
         from schnitzel_stream_ros.runtime.executors import Spinner, make_executor
 
         self.view = view
+        self.image_topics = image_topics or (lambda: set())  # the graph's annotated-image topics, now
+        self.frames = frames
         self.context = init_context()
         self.node = Node(name, context=self.context)
         self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics, QOS)
@@ -100,10 +105,12 @@ class RosBridge:
         )
 
     def _discover(self) -> None:
+        from sensor_msgs.msg import Image
         from std_msgs.msg import String
 
         from schnitzel_stream_msgs.msg import Event
 
+        images = self.image_topics() if self.frames is not None else set()
         for topic, types in self.node.get_topic_names_and_types():
             if topic in self.topics or len(self.topics) >= MAX_TOPICS:
                 continue
@@ -113,6 +120,9 @@ class RosBridge:
             elif DECISION_TYPE in types and topic.endswith(DECISION_SUFFIX):
                 self.topics[topic] = self.node.create_subscription(
                     String, topic, lambda msg, t=topic: self._on_decision(t, msg), 50)
+            elif IMAGE_TYPE in types and topic in images:  # depth 1: only the newest frame matters
+                self.topics[topic] = self.node.create_subscription(
+                    Image, topic, lambda msg, t=topic: self.frames.offer(t, msg), 1)
 
     def _on_event(self, topic: str, msg: Any) -> None:
         from schnitzel_stream_ros.codec.event_protocol import msg_to_event

@@ -2,10 +2,10 @@
 while the site demo runs (config/site.yaml: two cameras, the detector, 16 nodes in two containers).
 
 The page loads with no console errors; it draws the site's 16 nodes; rates on the edges update;
-the events feed grows; a parameter override set on the page (token typed into the page) shows up
-through the node's parameter service, as `ros2 param get` reads it; an invalid graph pasted on the
-page shows the validator's lines and changes nothing. Screenshots go to the test's tmp folder
-(their paths are printed).
+the events feed grows; the latest annotated frame of cam0 is shown, 320 pixels wide; a parameter
+override set on the page (token typed into the page) shows up through the node's parameter
+service, as `ros2 param get` reads it; an invalid graph pasted on the page shows the validator's
+lines and changes nothing. Screenshots go to the test's tmp folder (their paths are printed).
 """
 
 from __future__ import annotations
@@ -158,6 +158,19 @@ def test_operator_page_in_a_real_browser_while_the_site_demo_runs(tmp_path):
         _wait(
             lambda: len(driver.find_elements(By.CSS_SELECTOR, '#events li')) > seen, 90, 'more events', demo
         )
+        # the latest annotated frame of cam0, small
+        shown = (
+            "const i = document.querySelector('#cameras figure[data-camera=\"cam0\"] img');"
+            'return i !== null && i.complete && i.naturalWidth;'
+        )
+        _wait(lambda: driver.execute_script(shown) == 320, 30, 'the annotated frame of cam0', demo)
+        with urllib.request.urlopen(page + 'api/cameras/cam0/frame.jpg', timeout=10) as answer:
+            jpeg = answer.read()
+        import cv2
+        import numpy as np
+
+        frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert frame.shape[1] == 320 and len(jpeg) < 100_000
         driver.save_screenshot(str(tmp_path / 'page-live.png'))
 
         # a parameter override on the page shows up through the node's parameter service

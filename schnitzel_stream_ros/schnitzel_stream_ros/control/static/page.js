@@ -4,7 +4,7 @@
 'use strict';
 
 const SVG = 'http://www.w3.org/2000/svg';
-const NODE_W = 132, NODE_H = 34, COL_W = 190, ROW_H = 52, PAD = 14;
+const NODE_W = 136, NODE_H = 34, COL_W = 215, ROW_H = 54, PAD = 14;
 const MAX_FEED = 100, HISTORY = 240;
 const $ = (id) => document.getElementById(id);
 let graph = null;
@@ -78,9 +78,9 @@ function drawGraph(doc) {
     const mx = (x1 + x2) / 2;
     const g = el('g', {class: 'edge', 'data-edge': e.label});
     g.append(el('path', {d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`}));
-    const ty = (y1 + y2) / 2 - 3 + (i % 2) * 8;
-    g.append(el('text', {class: 'rate', x: mx - 18, y: ty}, ''));
-    g.append(el('text', {class: 'drops', x: mx - 18, y: ty + 10}, ''));
+    const ty = (y1 + y2) / 2 - 3 + (i % 2) * 4;
+    g.append(el('text', {class: 'rate', x: mx - 16, y: ty}, ''));
+    g.append(el('text', {class: 'drops', x: mx - 16, y: ty + 10}, ''));
     const title = el('title', {}, `${e.label} (${e.topic}, inbox ${e.inbox_max} ${e.overflow})`);
     g.append(title);
     edgeLayer.append(g);
@@ -104,7 +104,9 @@ function updateGraph(metrics, health) {
     if (!m) continue;
     g.querySelector('.rate').textContent = `${m.rate.toFixed(1)}/s`;
     const drops = g.querySelector('.drops');
-    drops.textContent = m.dropped_total ? `${m.dropped_total} dropped (${m.drop_rate.toFixed(1)}/s)` : '';
+    drops.textContent = m.dropped_total ? `drop ${m.drop_rate.toFixed(1)}/s` : '';
+    g.querySelector('title').textContent = `${g.dataset.edge}: ${m.packets} packets, ${m.dropped_total} dropped, ` +
+      `inbox ${m.inbox_depth}, latency p50 ${m.latency_p50_ms ?? '–'} ms`;
     g.classList.toggle('dropping', m.drop_rate > 0);
   }
   for (const g of document.querySelectorAll('#graph .node')) {
@@ -201,6 +203,31 @@ function drawRates(metrics) {
   });
 }
 
+const cameraShown = {};  // camera -> time its image was last asked for
+
+function showCameras(rows) {
+  const box = $('cameras');
+  if (rows.length && box.querySelector('p')) box.replaceChildren();
+  for (const cam of rows) {
+    let figure = box.querySelector(`figure[data-camera="${CSS.escape(cam.camera)}"]`);
+    if (!figure) {
+      figure = document.createElement('figure');
+      figure.dataset.camera = cam.camera;
+      const img = document.createElement('img');
+      img.alt = cam.camera;
+      const caption = document.createElement('figcaption');
+      figure.append(img, caption);
+      box.append(figure);
+    }
+    figure.querySelector('figcaption').textContent = `${cam.camera} (${cam.topic}, ${cam.age_sec.toFixed(0)} s ago)`;
+    const now = Date.now();
+    if (!cameraShown[cam.camera] || now - cameraShown[cam.camera] >= 2000) {  // at most one image per 2 s
+      cameraShown[cam.camera] = now;
+      figure.querySelector('img').src = `/api/cameras/${encodeURIComponent(cam.camera)}/frame.jpg?t=${now}`;
+    }
+  }
+}
+
 // -- parameters -------------------------------------------------------------------------------
 function fillParamNodes(doc) {
   const select = $('param-node');
@@ -281,6 +308,7 @@ function connect() {
     addEvents(update.events);
     addDecisions(update.decisions);
     showQueues(update.queues);
+    showCameras(update.cameras || []);
     drawRates(update.metrics);
     $('stream-state').textContent = 'live · t=' + update.metrics.t.toFixed(0) + ' s';
   };
