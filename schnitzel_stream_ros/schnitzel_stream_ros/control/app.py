@@ -126,11 +126,13 @@ def build_app(plane: ControlPlane) -> FastAPI:
 
     @app.get('/api/cameras', summary='cameras with an annotated frame (at most one kept per second each)')
     async def cameras() -> dict[str, Any]:
+        plane.frames.want()
         return {'cameras': plane.frames.cameras()}
 
     @app.get('/api/cameras/{camera}/frame.jpg', summary='the latest annotated frame of a camera (JPEG)',
              response_class=Response)
     async def camera_frame(camera: str) -> Response:
+        plane.frames.want()
         jpeg = plane.frames.jpeg(camera)
         if jpeg is None:
             raise ActionError(404, f"no frame of camera '{camera[:64]}'")
@@ -185,13 +187,14 @@ def build_app(plane: ControlPlane) -> FastAPI:
     async def stream(request: Request) -> StreamingResponse:
         if streams['open'] >= MAX_STREAMS:
             raise ActionError(503, f'{MAX_STREAMS} pages are watching already')
-        streams['open'] += 1
 
         async def push() -> Any:
             last_version, events_after, decisions_after, last_sent = -1, 0, 0, 0.0
+            streams['open'] += 1  # counted here: a stream whose client left before it began never opens
             try:
                 yield 'retry: 2000\n\n'
                 while not plane.closing and not await request.is_disconnected():
+                    plane.frames.want()  # a page is open: camera frames are received
                     now = time.monotonic()
                     version = plane.view.version
                     if version != last_version or now - last_sent > 5.0:

@@ -4,7 +4,8 @@ The annotated-image sinks of the graph (AnnotatedImageSink: boxes, tracks, zones
 sensor_msgs/Image; the control plane listens to exactly those topics. Per camera (the image's
 frame_id, the packet's source_id) at most one frame every MIN_INTERVAL_SEC is kept: checked like
 any message from outside (codec/image.py), scaled to at most MAX_WIDTH pixels wide and JPEG-encoded
-once, so a page asking twice a second costs a dictionary look-up. At most MAX_CAMERAS are kept.
+once, so a page asking twice a second costs a dictionary look-up. At most MAX_CAMERAS are kept, and
+the topics are subscribed only while a page or client looked at frames in the last WANTED_FOR_SEC.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ MAX_WIDTH = 320
 MIN_INTERVAL_SEC = 1.0
 MAX_CAMERAS = 16
 JPEG_QUALITY = 70
+#: Image topics are subscribed only while someone looked at frames this recently (a page open):
+#: receiving raw frames costs the runner a few % of a core even when nobody watches.
+WANTED_FOR_SEC = 10.0
 MAX_NAME = 64
 
 
@@ -25,6 +29,14 @@ class CameraFrames:
         self._lock = threading.Lock()
         self._frames: dict[str, tuple[float, bytes, str]] = {}  # camera -> (monotonic, jpeg, topic)
         self.refused = 0
+        self._wanted_at = float('-inf')
+
+    def want(self) -> None:
+        """Someone (a page's push stream, an API call) looks at frames now."""
+        self._wanted_at = time.monotonic()
+
+    def wanted(self) -> bool:
+        return time.monotonic() - self._wanted_at < WANTED_FOR_SEC
 
     def due(self, camera: str) -> bool:
         """True when a frame of `camera` would be kept now (decode nothing otherwise)."""

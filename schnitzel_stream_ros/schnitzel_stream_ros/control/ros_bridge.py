@@ -88,6 +88,7 @@ class RosBridge:
         self.node = Node(name, context=self.context)
         self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics, QOS)
         self.topics: dict[str, Any] = {}
+        self.image_subscriptions: dict[str, Any] = {}
         self.dropped_decisions = 0
         self.dropped_events = 0
         self._clients: dict[tuple[str, str], Any] = {}
@@ -110,8 +111,14 @@ class RosBridge:
 
         from schnitzel_stream_msgs.msg import Event
 
-        images = self.image_topics() if self.frames is not None else set()
+        images = self.image_topics() if self.frames is not None and self.frames.wanted() else set()
+        for topic in [t for t in self.image_subscriptions if t not in images]:  # nobody looks: stop receiving
+            self.node.destroy_subscription(self.image_subscriptions.pop(topic))
         for topic, types in self.node.get_topic_names_and_types():
+            if IMAGE_TYPE in types and topic in images and topic not in self.image_subscriptions:
+                # depth 1: only the newest frame matters
+                self.image_subscriptions[topic] = self.node.create_subscription(
+                    Image, topic, lambda msg, t=topic: self.frames.offer(t, msg), 1)
             if topic in self.topics or len(self.topics) >= MAX_TOPICS:
                 continue
             if EVENT_TYPE in types:
@@ -120,9 +127,6 @@ class RosBridge:
             elif DECISION_TYPE in types and topic.endswith(DECISION_SUFFIX):
                 self.topics[topic] = self.node.create_subscription(
                     String, topic, lambda msg, t=topic: self._on_decision(t, msg), 50)
-            elif IMAGE_TYPE in types and topic in images:  # depth 1: only the newest frame matters
-                self.topics[topic] = self.node.create_subscription(
-                    Image, topic, lambda msg, t=topic: self.frames.offer(t, msg), 1)
 
     def _on_event(self, topic: str, msg: Any) -> None:
         from schnitzel_stream_ros.codec.event_protocol import msg_to_event
