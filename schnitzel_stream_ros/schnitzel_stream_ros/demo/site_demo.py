@@ -51,6 +51,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _port_free(port: int) -> bool:
+    """The default page port may be taken (another demo, a test running one): then any free port."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(('127.0.0.1', port))
+        except OSError:
+            return False
+    return True
+
+
 def _get_json(url: str, timeout: float = 2.0) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as response:  # loopback only
         return json.load(response)
@@ -158,7 +168,7 @@ def run_demo(duration: float, out: Path, lanes: bool = False,
                 start_lanes(env, out, duration, started)
             control: list[str] = []
             if control_port is not None:  # the operator page and API (control/), on loopback only
-                port = control_port or _free_port()
+                port = control_port if control_port and _port_free(control_port) else _free_port()
                 control = ['--control', f'127.0.0.1:{port}', '--control-dir', str(out / 'control')]
                 print(f'site demo: operator page http://127.0.0.1:{port}/ (token for actions in '
                       f'{out / "control" / "token"})', file=sys.stderr, flush=True)
