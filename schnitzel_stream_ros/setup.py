@@ -128,6 +128,8 @@ setup(
             'pingpong = schnitzel_stream_ros.demo.pingpong:main',
             # a simulated robot: drives a path, drains a battery (robot lane tests and demo)
             'sim_robot = schnitzel_stream_ros.demo.sim_robot:main',
+            # the control plane (HTTP API + operator page) beside a launched graph (control/standalone.py)
+            'control_plane = schnitzel_stream_ros.control.standalone:main',
         ],
         'schnitzel_stream_ros.plugins': PLUGINS,
     },

@@ -1,11 +1,12 @@
 """What the control plane can see and do, without HTTP: the API (control/app.py) is a thin layer on it.
 
-The runner gives it three callables — the graph that runs now, `submit(graph, force, dry_run)`
-(the reconciler's job queue of runtime/graph_service.py: the one reconciler, also behind
-`schnitzel-stream apply`) and `report()` (the run report of this moment) — and feeds `view` with its
-progress snapshots. Actions raise ActionError with an HTTP status and a one-line reason; nothing is
-half-applied (graph edits are all-or-nothing in the reconciler, a parameter is one service call,
-dead-letter operations are one SQLite transaction each).
+Its owner — the runner, or the standalone `schnitzel-stream control` next to a launched graph
+(control/standalone.py) — gives it three callables: the graph that runs now, `submit()` (the way to
+the one reconciler: the runner's job queue of runtime/graph_service.py, or the `_graph/apply`
+service that also serves `schnitzel-stream apply`) and `report()` (the run report of this moment),
+and feeds `view` with progress snapshots. Actions raise ActionError with an HTTP status and a
+one-line reason; nothing is half-applied (graph edits are all-or-nothing in the reconciler, a
+parameter is one service call, dead-letter operations are one SQLite transaction each).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from schnitzel_stream_ros.control.queues import QueueInspector, UnknownQueue
 from schnitzel_stream_ros.control.site_view import SiteView, fq_name, graph_document
 from schnitzel_stream_ros.graph.model import ValidatedGraph
 
-Submit = Callable[[ValidatedGraph, bool, bool], tuple[bool, list[str]]]
+#: (validated graph, its text, its label, force, dry_run) -> (success, lines): the runner hands the graph
+#: to its reconciler's queue; a standalone control plane sends the text to the `_graph/apply` service
+Submit = Callable[[ValidatedGraph, str, str, bool, bool], tuple[bool, list[str]]]
 #: queue statistics are read from SQLite at most this often, however many pages watch
 QUEUE_STATS_EVERY_SEC = 1.0
 ANNOTATED_SINK = ':AnnotatedImageSink'
@@ -124,11 +127,12 @@ class ControlPlane:
             raise ActionError(422, 'refused: the new graph is invalid', errors)
         return graph
 
-    def _reconcile(self, graph: ValidatedGraph, force: bool, dry_run: bool) -> tuple[bool, list[str]]:
+    def _reconcile(self, graph: ValidatedGraph, text: str, label: str, force: bool,
+                   dry_run: bool) -> tuple[bool, list[str]]:
         submit = self._submit()
         if submit is None:
             raise ActionError(503, 'the graph is not running yet (or no longer): no reconciler to edit it')
-        return submit(graph, force, dry_run)
+        return submit(graph, text, label, force, dry_run)
 
     def validate_graph(self, text: str, label: str) -> dict[str, Any]:
         """Validate, then the diff against what runs (a dry run of the reconciler); changes nothing."""
@@ -136,12 +140,12 @@ class ControlPlane:
             graph = self.check_graph(text, label)
         except ActionError as exc:
             return {'valid': False, 'lines': exc.lines, 'diff': []}
-        ok, lines = self._reconcile(graph, False, True)
+        ok, lines = self._reconcile(graph, text, label, False, True)
         return {'valid': True, 'applicable': ok, 'lines': [] if ok else lines, 'diff': lines if ok else []}
 
     def apply_graph(self, text: str, label: str, force: bool) -> dict[str, Any]:
         graph = self.check_graph(text, label)
-        ok, lines = self._reconcile(graph, force, False)
+        ok, lines = self._reconcile(graph, text, label, force, False)
         if not ok:
             raise ActionError(409, lines[0] if lines else 'refused by the reconciler', lines)
         return {'applied': True, 'lines': lines}

@@ -154,7 +154,9 @@ def _start_control(args: argparse.Namespace, run: Any, graph_path: str, observer
 
     def submit() -> Any:
         service = run.graph_service
-        return None if service is None else service.submit
+        if service is None:
+            return None
+        return lambda graph, _text, _label, force, dry_run: service.submit(graph, force, dry_run)
 
     def report() -> dict[str, Any]:
         return build_report(graph_path=graph_path, engine='live', snapshots=plane.view.snapshots(),
