@@ -149,7 +149,8 @@ class RosBridge:
         self.view.add_decision(topic, decision)
 
     # -- parameters -----------------------------------------------------------------------------
-    def _call(self, srv_type: Any, service: str, request: Any, timeout: float) -> Any:
+    def call(self, srv_type: Any, service: str, request: Any, timeout: float) -> Any:
+        """One service call with a deadline (one client per service is kept: discovery happens once)."""
         client = self._clients.get((service, srv_type.__name__))
         if client is None:
             client = self._clients[(service, srv_type.__name__)] = self.node.create_client(srv_type, service)
@@ -169,7 +170,7 @@ class RosBridge:
         from rcl_interfaces.srv import GetParameters
 
         request = GetParameters.Request(names=names)
-        answer = self._call(GetParameters, f'{fq_node}/get_parameters', request, timeout)
+        answer = self.call(GetParameters, f'{fq_node}/get_parameters', request, timeout)
         return {n: (v.type, parameter_value_to_json(v)) for n, v in zip(names, answer.values, strict=False)}
 
     def set_parameter(self, fq_node: str, name: str, value: Any, timeout: float = SERVICE_TIMEOUT_SEC) -> Any:
@@ -180,7 +181,7 @@ class RosBridge:
         current_type = self.get_parameters(fq_node, [name], timeout)[name][0]
         param = Parameter(name=name, value=to_parameter_value(name, value, current_type))
         request = SetParameters.Request(parameters=[param])
-        answer = self._call(SetParameters, f'{fq_node}/set_parameters', request, timeout)
+        answer = self.call(SetParameters, f'{fq_node}/set_parameters', request, timeout)
         result = answer.results[0]
         if not result.successful:
             reason = ' '.join((result.reason or 'refused').split())

@@ -83,7 +83,7 @@ class _Site:
 
         request = ApplyGraph.Request(graph_text=text, source_label=label, dry_run=dry_run, force=force)
         try:
-            answer = self.bridge._call(ApplyGraph, service_name(self.namespace), request, APPLY_TIMEOUT_SEC)
+            answer = self.bridge.call(ApplyGraph, service_name(self.namespace), request, APPLY_TIMEOUT_SEC)
         except ParamRefused as exc:
             return False, [f'no reconciler answers: {exc}']
         if answer.success and not dry_run:

@@ -389,3 +389,32 @@ def test_server_push_sends_updates_at_most_twice_a_second(site):
         assert updates[-1]['metrics']['nodes']['src']['rate'] > 0
     finally:
         conn.close()
+
+
+def test_at_most_eight_pages_watch_at_once(site):
+    from schnitzel_stream_ros.control.app import MAX_STREAMS
+
+    open_streams = []
+    try:
+        for _ in range(MAX_STREAMS):
+            conn = http.client.HTTPConnection('127.0.0.1', site.port, timeout=30)
+            conn.request('GET', '/api/stream')
+            response = conn.getresponse()
+            assert response.status == 200
+            response.fp.readline()  # the stream has begun (counted)
+            open_streams.append(conn)
+        status, body = site.call('GET', '/api/stream', token=None)
+        assert status == 503 and 'watching already' in body['detail']
+    finally:
+        for conn in open_streams:
+            conn.close()
+    site.wait_for(lambda: _stream_opens(site), 15, 'a stream slot once the pages left')
+
+
+def _stream_opens(site) -> bool:
+    conn = http.client.HTTPConnection('127.0.0.1', site.port, timeout=30)
+    try:
+        conn.request('GET', '/api/stream')
+        return conn.getresponse().status == 200
+    finally:
+        conn.close()
