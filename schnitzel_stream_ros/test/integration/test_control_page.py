@@ -2,10 +2,11 @@
 while the site demo runs (config/site.yaml: two cameras, the detector, 16 nodes in two containers).
 
 The page loads with no console errors; it draws the site's 16 nodes; rates on the edges update;
-the events feed grows; the latest annotated frame of cam0 is shown, 320 pixels wide; a parameter
-override set on the page (token typed into the page) shows up through the node's parameter
-service, as `ros2 param get` reads it; an invalid graph pasted on the page shows the validator's
-lines and changes nothing. Screenshots go to the test's tmp folder (their paths are printed).
+the events feed grows; the run report's three plots are drawn live; the latest annotated frame of
+cam0 is shown, 320 pixels wide; a parameter override set on the page (token typed into the page)
+shows up through the node's parameter service, as `ros2 param get` reads it; an invalid graph
+pasted on the page shows the validator's lines and changes nothing. Screenshots go to the test's
+tmp folder (their paths are printed).
 """
 
 from __future__ import annotations
@@ -158,6 +159,14 @@ def test_operator_page_in_a_real_browser_while_the_site_demo_runs(tmp_path):
         _wait(
             lambda: len(driver.find_elements(By.CSS_SELECTOR, '#events li')) > seen, 90, 'more events', demo
         )
+        # the run report's plots, live: something drawn on each of the three charts
+        inked = (
+            'const c = document.getElementById(arguments[0]);'
+            'const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;'
+            'let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;'
+        )
+        for canvas in ('plot-sources', 'plot-fed', 'plot-latency'):
+            _wait(lambda c=canvas: driver.execute_script(inked, c) > 2000, 30, f'lines on {canvas}', demo)
         # the latest annotated frame of cam0, small
         shown = (
             "const i = document.querySelector('#cameras figure[data-camera=\"cam0\"] img');"

@@ -8,7 +8,6 @@ const NODE_W = 136, NODE_H = 34, COL_W = 215, ROW_H = 54, PAD = 14;
 const MAX_FEED = 100, HISTORY = 240;
 const $ = (id) => document.getElementById(id);
 let graph = null;
-const rateHistory = {};  // source node -> [rate, ...]
 
 function el(tag, attrs, text) {
   const node = document.createElementNS(SVG, tag);
@@ -175,32 +174,62 @@ $('queues').addEventListener('click', async (ev) => {
   say('queue-result', r.ok ? `${b.dataset.verb}: ${JSON.stringify(r.data)}` : r.data.detail, r.ok);
 });
 
-function drawRates(metrics) {
-  if (!graph) return;
-  for (const n of graph.nodes.filter((x) => x.kind === 'source')) {
-    const h = rateHistory[n.id] = rateHistory[n.id] || [];
-    h.push(metrics.nodes[n.id] ? metrics.nodes[n.id].rate : 0);
-    if (h.length > HISTORY) h.shift();
-  }
-  const canvas = $('rates'), ctx = canvas.getContext('2d');
+// The run report's three plots, live: what the sources deliver, what the nodes they feed process,
+// and the latency of the edges out of the sources and into the sinks (p50, log scale).
+const history = {sources: {}, fed: {}, latency: {}};
+const COLORS = ['#1565c0', '#ef6c00', '#2e7d32', '#6a1b9a', '#c62828', '#00838f', '#5d4037', '#455a64'];
+
+function remember(group, name, value) {
+  const h = history[group][name] = history[group][name] || [];
+  h.push(value);
+  if (h.length > HISTORY) h.shift();
+}
+
+function chart(canvas, series, unit, log) {
+  const ctx = canvas.getContext('2d');
   ctx.clearRect(0, 0, canvas.width, canvas.height);
-  const all = Object.values(rateHistory).flat();
-  const top = Math.max(1, ...all) * 1.1;
-  const colors = ['#1565c0', '#2e7d32', '#ef6c00', '#6a1b9a', '#c62828', '#00838f'];
+  const values = Object.values(series).flat().filter((v) => v !== null && v > 0);
+  const f = log ? (v) => Math.log10(v) : (v) => v;
+  const top = values.length ? Math.max(...values.map(f)) + (log ? 0.3 : Math.max(...values) * 0.1) : 1;
+  const bottom = log && values.length ? Math.min(...values.map(f)) - 0.3 : 0;
+  const left = 46, right = canvas.width - 190, h = canvas.height - 18;
   ctx.font = '11px sans-serif';
   ctx.fillStyle = '#445';
-  ctx.fillText(`${top.toFixed(0)}/s`, 2, 11);
-  Object.entries(rateHistory).forEach(([id, h], i) => {
-    ctx.strokeStyle = colors[i % colors.length];
+  ctx.fillText(unit, 2, 11);
+  ctx.fillText(log ? (10 ** top).toPrecision(2) : top.toFixed(0), 2, 24);
+  ctx.fillText(log ? (10 ** bottom).toPrecision(2) : '0', 2, h);
+  ctx.strokeStyle = '#ccd';
+  ctx.strokeRect(left, 4, right - left, h - 4);
+  Object.entries(series).forEach(([name, points], i) => {
+    ctx.strokeStyle = ctx.fillStyle = COLORS[i % COLORS.length];
     ctx.beginPath();
-    h.forEach((v, x) => {
-      const px = 40 + x * (canvas.width - 50) / HISTORY, py = canvas.height - 4 - v / top * (canvas.height - 16);
-      if (x === 0) ctx.moveTo(px, py); else ctx.lineTo(px, py);
+    let drawing = false;
+    points.forEach((v, x) => {
+      if (v === null || (log && v <= 0)) { drawing = false; return; }
+      const px = left + x * (right - left) / HISTORY;
+      const py = h - (f(v) - bottom) / Math.max(top - bottom, 1e-9) * (h - 8);
+      if (drawing) ctx.lineTo(px, py); else ctx.moveTo(px, py);
+      drawing = true;
     });
     ctx.stroke();
-    ctx.fillStyle = colors[i % colors.length];
-    ctx.fillText(id, canvas.width - 90, 14 + i * 12);
+    ctx.fillText(name, right + 8, 14 + i * 13);  // the legend beside the plot, never on the curves
   });
+}
+
+function drawRates(metrics) {
+  if (!graph) return;
+  const sources = graph.nodes.filter((n) => n.kind === 'source').map((n) => n.id);
+  const sinks = new Set(graph.nodes.filter((n) => n.kind === 'sink').map((n) => n.id));
+  const fed = [...new Set(graph.edges.filter((e) => sources.includes(e.src)).map((e) => e.dst))];
+  for (const id of sources) remember('sources', id, metrics.nodes[id] ? metrics.nodes[id].rate : null);
+  for (const id of fed) remember('fed', id, metrics.nodes[id] ? metrics.nodes[id].consumed_rate : null);
+  for (const e of graph.edges.filter((x) => sources.includes(x.src) || sinks.has(x.dst))) {
+    const m = metrics.edges[e.label];
+    remember('latency', e.label, m ? m.latency_p50_ms : null);
+  }
+  chart($('plot-sources'), history.sources, 'packets/s', false);
+  chart($('plot-fed'), history.fed, 'packets/s', false);
+  chart($('plot-latency'), history.latency, 'ms (log)', true);
 }
 
 const cameraShown = {};  // camera -> time its image was last asked for
