@@ -4,11 +4,14 @@ Fed from three sides, each on its own thread: the runner's progress snapshots (`
 dicts the progress line and the timeline get), `/diagnostics` statuses and the event/decision
 topics (control/ros_bridge.py). Readers (HTTP handlers, the page's push stream) get plain JSON-able
 dicts. Everything kept is bounded: the last snapshot, the newest MAX_EVENTS events and
-MAX_DECISIONS decisions, at most MAX_STATUSES health statuses (the oldest evicted, counted).
+MAX_DECISIONS decisions, at most MAX_STATUSES health statuses (the oldest evicted, counted); texts
+of a status are cut to MAX_TEXT, an event larger than MAX_EVENT_BYTES is counted and dropped (they
+come from anyone on the domain).
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -24,6 +27,10 @@ from schnitzel_stream_ros.observability.metrics import percentiles_ms
 MAX_EVENTS = 200
 MAX_DECISIONS = 200
 MAX_STATUSES = 2048
+#: what one status or event may hold here (they come from anyone on the ROS domain)
+MAX_TEXT = 512
+MAX_VALUES = 64
+MAX_EVENT_BYTES = 64 * 1024
 #: Rates are computed over at least this interval (the page is pushed at most at 2 Hz).
 RATE_INTERVAL_SEC = 0.5
 #: A health status not refreshed for this long is reported STALE (containers publish every second).
@@ -87,6 +94,7 @@ class SiteView:
         self._last_edges: dict[str, tuple[float, float, list[int]]] = {}
         self._statuses: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.statuses_evicted = 0
+        self.events_dropped = 0  # larger than MAX_EVENT_BYTES
         self._events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self._decisions: deque[dict[str, Any]] = deque(maxlen=MAX_DECISIONS)
         self._seq = 0
@@ -161,9 +169,13 @@ class SiteView:
         now = time.monotonic()
         with self._lock:
             for name, level, message, hardware_id, values in statuses:
+                name = name[:MAX_TEXT]
                 self._statuses.pop(name, None)
-                self._statuses[name] = {'name': name, 'level': level, 'message': message,
-                                        'hardware_id': hardware_id, 'values': dict(values), 'at': now}
+                self._statuses[name] = {
+                    'name': name, 'level': level if level in (0, 1, 2, 3) else 2,
+                    'message': message[:MAX_TEXT], 'hardware_id': hardware_id[:MAX_TEXT],
+                    'values': {k[:MAX_TEXT]: v[:MAX_TEXT] for k, v in list(values)[:MAX_VALUES]}, 'at': now,
+                }
                 while len(self._statuses) > MAX_STATUSES:
                     self._statuses.popitem(last=False)
                     self.statuses_evicted += 1
@@ -201,6 +213,10 @@ class SiteView:
 
     # -- events and decisions ------------------------------------------------------------------
     def add_event(self, topic: str, event: Mapping[str, Any]) -> None:
+        if len(json.dumps(event, default=str)) > MAX_EVENT_BYTES:
+            with self._lock:
+                self.events_dropped += 1
+            return
         with self._lock:
             self._seq += 1
             self.events_total += 1
@@ -219,7 +235,8 @@ class SiteView:
     def events(self, after: int = 0, limit: int = MAX_EVENTS) -> dict[str, Any]:
         with self._lock:
             rows = [e for e in self._events if e['seq'] > after][-limit:]
-            return {'events': rows, 'total': self.events_total, 'kept': len(self._events)}
+            return {'events': rows, 'total': self.events_total, 'kept': len(self._events),
+                    'dropped_too_large': self.events_dropped}
 
     def decisions(self, after: int = 0, limit: int = MAX_DECISIONS) -> dict[str, Any]:
         with self._lock:

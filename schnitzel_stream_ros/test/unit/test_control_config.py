@@ -186,3 +186,19 @@ def test_the_page_is_packaged_with_no_outside_assets():
             path
         )
         assert 'innerHTML' not in text, path
+
+
+def test_statuses_and_events_from_the_domain_are_bounded(graph):
+    from schnitzel_stream_ros.control.site_view import MAX_TEXT, MAX_VALUES
+
+    view = SiteView(lambda: graph)
+    values = [(f'k{i}', 'v' * 10_000) for i in range(500)]
+    view.add_statuses([('/u/a: src' + 'x' * 10_000, 7, 'm' * 100_000, 'h' * 10_000, values)])
+    (status,) = view.health()['statuses']
+    assert len(status['name']) == MAX_TEXT and len(status['message']) == MAX_TEXT
+    assert len(status['values']) == MAX_VALUES and all(len(v) == MAX_TEXT for v in status['values'].values())
+    assert status['level'] == 2  # an unknown level counts as an error, never as OK
+    view.add_event('/u/events', {'big': 'x' * 100_000})
+    view.add_event('/u/events', {'small': 1})
+    events = view.events()
+    assert [e['event'] for e in events['events']] == [{'small': 1}] and events['dropped_too_large'] == 1
