@@ -135,5 +135,6 @@ def _outcome(status: int, body: bytes, state: dict[str, Any]) -> str:
     except ValueError:
         data = None
     if isinstance(data, dict) and 'detail' in data:
-        return f'refused: {data["detail"]}' if status >= 400 else str(data['detail'])
+        detail = str(data['detail'])
+        return detail if status < 400 or detail.startswith('refused') else f'refused: {detail}'
     return 'ok' if status < 400 else f'failed ({status})'

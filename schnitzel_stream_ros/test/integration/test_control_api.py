@@ -204,7 +204,7 @@ def test_invalid_graph_is_refused_with_validator_lines_and_changes_nothing(site)
     assert site.call('GET', '/api/graph')[1] == before
     assert site.param('/cpt/dedup', 'cooldown_sec') == 10.0
     audit = [line for line in site.audit_lines() if line['path'] == '/api/graph/apply']
-    assert audit[-1]['status'] == 422 and audit[-1]['result'] == 'refused: refused: the new graph is invalid'
+    assert audit[-1]['status'] == 422 and audit[-1]['result'] == 'refused: the new graph is invalid'
 
 
 def test_apply_shows_the_diff_then_changes_the_running_graph(site):
