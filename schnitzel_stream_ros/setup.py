@@ -97,6 +97,8 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*']),
+    # the operator page (control/static): served by the runner from the installed package
+    package_data={'schnitzel_stream_ros.control': ['static/*']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         # `ros2 component types` reads this resource (lines `TypeName;library`): our plugins, named as
@@ -128,6 +130,8 @@ setup(
             'pingpong = schnitzel_stream_ros.demo.pingpong:main',
             # a simulated robot: drives a path, drains a battery (robot lane tests and demo)
             'sim_robot = schnitzel_stream_ros.demo.sim_robot:main',
+            # the control plane (HTTP API + operator page) beside a launched graph (control/standalone.py)
+            'control_plane = schnitzel_stream_ros.control.standalone:main',
         ],
         'schnitzel_stream_ros.plugins': PLUGINS,
     },

@@ -85,6 +85,8 @@ PROGRAMS: dict[str, tuple[str, str]] = {
                'schnitzel_stream_ros.recording.record'),
     'replay': ('run a graph fed by an MCAP recording (options: replay --help)',
                'schnitzel_stream_ros.recording.replay'),
+    'control': ('the HTTP API and operator page for a graph run by launch or another runner (control --help)',
+                'schnitzel_stream_ros.control.standalone'),
     'deadletter': ('inspect, re-drive or purge the dead letters of a durable queue (deadletter --help)',
                    'schnitzel_stream_ros.delivery.deadletter_cli'),
 }

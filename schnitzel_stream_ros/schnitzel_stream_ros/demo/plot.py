@@ -1,22 +1,21 @@
-"""PNG line charts of a run timeline (observability/timeline.py), drawn with OpenCV.
+"""PNG charts of a run timeline (observability/timeline.py), drawn with matplotlib.
 
-OpenCV is already a dependency (frames, JPEG/PNG); a plotting library would be one more for a
-single picture. Two panels: frames per second of the cameras and detectors, and the latency
-(p50 solid, p99 thin) of the edges a site operator watches.
+Three panels that read at a glance: frames per second the cameras deliver, frames per second the
+detectors process (their own panel: on one axis the camera curves hid under the detector curves),
+and the latency of the edges a site operator watches (p50 solid, p99 dashed, one colour per edge,
+logarithmic: 0.1 ms and 500 ms on one axis). Every axis says its unit; legends sit beside the
+plots, never on the curves. A bare matplotlib Figure draws on the Agg canvas: no display (servers,
+CI), no global pyplot state.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import cv2
-import numpy as np
-
-WIDTH, PANEL_HEIGHT, MARGIN = 960, 300, 60
-COLOURS = [(200, 80, 0), (0, 140, 255), (60, 170, 60), (180, 60, 180), (40, 40, 220), (120, 120, 0)]
-#: (node, series): cameras by frames produced, detectors by frames processed (they emit two packets each)
-FPS_SERIES = (('cam0', 'rate'), ('cam1', 'rate'), ('det0', 'consumed_rate'), ('det1', 'consumed_rate'))
+#: (node, series, label): cameras by frames produced, detectors by frames processed
+CAMERA_SERIES = (('cam0', 'rate', 'cam0'), ('cam1', 'rate', 'cam1'))
+DETECTOR_SERIES = (('det0', 'consumed_rate', 'det0 (cam0)'), ('det1', 'consumed_rate', 'det1 (cam1)'))
 LATENCY_EDGES = ('cam0.out->det0.in', 'cam1.out->det1.in', 'fusion.out->backend.in', 'fusion.out->robot.in')
 
 
@@ -30,58 +29,48 @@ def _load(path: Path) -> list[dict]:
     return rows
 
 
-def _panel(title: str, unit: str, series: Sequence[tuple[str, list[float], list[float | None], int]],
-           t_max: float, paired: bool = False) -> np.ndarray:
-    """One chart; `paired`: consecutive series (p50, p99 of one edge) share a colour."""
-    img = np.full((PANEL_HEIGHT, WIDTH, 3), 255, np.uint8)
-    left, right, top, bottom = MARGIN, WIDTH - 20, 30, PANEL_HEIGHT - 40
-    values = [v for _name, _t, ys, _w in series for v in ys if v is not None]
-    y_max = max(values) * 1.15 if values and max(values) > 0 else 1.0
-    cv2.rectangle(img, (left, top), (right, bottom), (0, 0, 0), 1)
-    cv2.putText(img, title, (left, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-    for i in range(5):
-        y_val = y_max * i / 4
-        y = int(bottom - (bottom - top) * i / 4)
-        cv2.line(img, (left, y), (right, y), (225, 225, 225), 1)
-        cv2.putText(img, f'{y_val:.3g}', (5, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (60, 60, 60), 1,
-                    cv2.LINE_AA)
-    cv2.putText(img, unit, (5, top - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (60, 60, 60), 1, cv2.LINE_AA)
-    cv2.putText(img, f'time [s], 0 .. {t_max:.0f}', (right - 170, PANEL_HEIGHT - 12),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.4, (60, 60, 60), 1, cv2.LINE_AA)
-    legend_x = left + 10
-    for index, (name, ts, ys, width) in enumerate(series):
-        colour = COLOURS[(index // 2 if paired else index) % len(COLOURS)]
-        points = [
-            (int(left + (right - left) * t / max(t_max, 1e-6)), int(bottom - (bottom - top) * y / y_max))
-            for t, y in zip(ts, ys, strict=True) if y is not None
-        ]
-        if len(points) > 1:
-            cv2.polylines(img, [np.array(points, np.int32)], False, colour, width * 2 - 1 if width > 1 else 1,
-                          cv2.LINE_AA)
-        cv2.putText(img, name, (legend_x, top + 16 + 14 * index), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1,
-                    cv2.LINE_AA)
-    return img
+def _series(rows: list[dict], part: str, name: str, key: str) -> tuple[list[float], list[float]]:
+    """(t, value) where the timeline has a value (a node or edge that appeared late starts late)."""
+    points = [(r['t'], r[part].get(name, {}).get(key)) for r in rows]
+    kept = [(t, v) for t, v in points if isinstance(v, int | float)]
+    return [t for t, _ in kept], [float(v) for _, v in kept]
+
+
+def draw_timeline(rows: list[dict]) -> Any:
+    """The figure (three axes) for timeline rows; plot_timeline() saves it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, 9), layout='constrained')
+    FigureCanvasAgg(figure)  # drawn in memory: no display, no pyplot state
+    cameras, detectors, latency = figure.subplots(3, 1, sharex=True)
+    for axis, series, title in ((cameras, CAMERA_SERIES, 'cameras: frames delivered'),
+                                (detectors, DETECTOR_SERIES, 'detectors: frames processed')):
+        for node, key, label in series:
+            t, v = _series(rows, 'nodes', node, key)
+            axis.plot(t, v, linewidth=1.6, label=label)
+        axis.set_title(title, loc='left', fontsize=11)
+        axis.set_ylabel('frames/s')
+        axis.set_ylim(bottom=0)
+    for index, edge in enumerate(LATENCY_EDGES):
+        colour = f'C{index}'
+        t, p50 = _series(rows, 'edges', edge, 'latency_p50_ms')
+        latency.plot(t, p50, color=colour, linewidth=1.6, label=f'{edge} p50')
+        t, p99 = _series(rows, 'edges', edge, 'latency_p99_ms')
+        latency.plot(t, p99, color=colour, linewidth=1.0, linestyle='--', label=f'{edge} p99')
+    latency.set_title('edge latency: emitted -> taken from the inbox', loc='left', fontsize=11)
+    latency.set_ylabel('ms (log)')
+    latency.set_yscale('log')
+    latency.set_xlabel('time since start [s]')
+    for axis in (cameras, detectors, latency):
+        axis.grid(True, alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+    return figure
 
 
 def plot_timeline(timeline: Path, png: Path) -> Path:
     rows = _load(timeline) if timeline.is_file() else []
-    ts = [r['t'] for r in rows]
-    t_max = ts[-1] if ts else 1.0
-    fps = [
-        (f'{node} {"frames" if key == "rate" else "processed"}/s', ts,
-         [r['nodes'].get(node, {}).get(key) for r in rows], 2)
-        for node, key in FPS_SERIES
-    ]
-    latency: list[tuple[str, list[float], list[float | None], int]] = []
-    for edge in LATENCY_EDGES:
-        latency.append((f'{edge} p50', ts, [r['edges'].get(edge, {}).get('latency_p50_ms') for r in rows], 2))
-        latency.append((f'{edge} p99', ts, [r['edges'].get(edge, {}).get('latency_p99_ms') for r in rows], 1))
-    image = np.vstack([
-        _panel('frames per second', 'fps', fps, t_max),
-        _panel('edge latency: emit -> taken from the inbox (p50 thick, p99 thin)', 'ms', latency, t_max,
-               paired=True),
-    ])
     png.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(png), image):
-        raise OSError(f'could not write {png}')
+    draw_timeline(rows).savefig(png, dpi=100)
     return png

@@ -8,7 +8,9 @@ localhost-only ROS domain. While it runs, one progress line: fps per camera, det
 queue depth, backend acks. At the end: a JSON summary, the run report and a PNG plot of fps and
 latency over time, all in the output folder; every process started here is stopped.
 
-    python -m schnitzel_stream_ros.demo.site_demo [--duration 90] [--out out/demo]
+    python -m schnitzel_stream_ros.demo.site_demo [--duration 90] [--out out/demo] [--control-port 8765]
+
+While it runs, the operator page (control/) is at http://127.0.0.1:8765/ (printed at the start).
 
 Exit 0 only when the run report says ok, events reached the backend, and people were detected in
 at least 90 % of the frames of cam0 the detector processed (the clip has people in every frame).
@@ -35,6 +37,10 @@ from schnitzel_stream_ros.testing.dds import lease_domain, localhost_env
 REQUIRED_DETECTION_RATIO = 0.9
 
 
+#: The operator page of the demo: http://127.0.0.1:8765/ (control/, docs/control.md)
+DEFAULT_CONTROL_PORT = 8765
+
+
 def _repo() -> Path:
     return Path(os.environ.get('SCHNITZEL_STREAM_REPO') or Path(__file__).resolve().parents[3])
 
@@ -43,6 +49,16 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    """The default page port may be taken (another demo, a test running one): then any free port."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(('127.0.0.1', port))
+        except OSError:
+            return False
+    return True
 
 
 def _get_json(url: str, timeout: float = 2.0) -> Any:
@@ -110,7 +126,8 @@ def summarize(report: dict[str, Any], backend: dict[str, Any], out: Path) -> dic
     }
 
 
-def run_demo(duration: float, out: Path, lanes: bool = False) -> int:
+def run_demo(duration: float, out: Path, lanes: bool = False,
+             control_port: int | None = DEFAULT_CONTROL_PORT) -> int:
     repo = _repo()
     assets = repo / 'assets'
     video, clip = assets / 'vtest.avi', assets / 'vtest_h264.mp4'
@@ -149,12 +166,18 @@ def run_demo(duration: float, out: Path, lanes: bool = False) -> int:
                   f'backend {backend_url}, output {out}', file=sys.stderr)
             if lanes:  # the audio and robot lanes beside the cameras (config/site_lanes.yaml)
                 start_lanes(env, out, duration, started)
+            control: list[str] = []
+            if control_port is not None:  # the operator page and API (control/), on loopback only
+                port = control_port if control_port and _port_free(control_port) else _free_port()
+                control = ['--control', f'127.0.0.1:{port}', '--control-dir', str(out / 'control')]
+                print(f'site demo: operator page http://127.0.0.1:{port}/ (token for actions in '
+                      f'{out / "control" / "token"})', file=sys.stderr, flush=True)
             runner = processes.start(
                 processes.python_cmd('-m', 'schnitzel_stream_ros', 'run',
                                      str(repo / 'schnitzel_stream_ros' / 'config' / 'site.yaml'),
                                      '--duration', str(duration), '--quiet',
                                      '--report-json', str(out / 'report.json'),
-                                     '--timeline', str(out / 'timeline.jsonl')), env)
+                                     '--timeline', str(out / 'timeline.jsonl'), *control), env)
             started.append(runner)
             t0 = time.monotonic()
             backend: dict[str, Any] = {}
@@ -193,9 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--out', type=Path, default=_repo() / 'out' / 'demo', help='output folder')
     parser.add_argument('--lanes', action=argparse.BooleanOptionalAction, default=False,
                         help='also run the audio and robot lanes (config/site_lanes.yaml; scripts/demo: on)')
+    parser.add_argument('--control-port', type=int, default=DEFAULT_CONTROL_PORT,
+                        help='operator page + API on 127.0.0.1:PORT (default %(default)s; 0: a free port)')
+    parser.add_argument('--no-control', action='store_true', help='no operator page / API')
     args = parser.parse_args(argv)
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'  # DDS discovery never leaves this machine
-    return run_demo(args.duration, args.out.resolve(), args.lanes)
+    control_port = None if args.no_control else args.control_port
+    return run_demo(args.duration, args.out.resolve(), args.lanes, control_port)
 
 
 if __name__ == '__main__':

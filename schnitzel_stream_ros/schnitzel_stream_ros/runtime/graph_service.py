@@ -103,17 +103,21 @@ class GraphService:
         if graph is None:
             response.success, response.messages = False, ['refused: the new graph is invalid', *errors]
             return response
-        job = ApplyJob(graph, bool(request.force), bool(request.dry_run))
+        response.success, response.messages = self.submit(graph, bool(request.force), bool(request.dry_run))
+        return response
+
+    def submit(self, graph: ValidatedGraph, force: bool, dry_run: bool,
+               timeout: float = APPLY_TIMEOUT_SEC) -> tuple[bool, list[str]]:
+        """Hand a validated graph to the reconciler's thread and wait for its answer (the ROS service
+        and the control plane's HTTP API both come through here: one queue, one reconciler)."""
+        job = ApplyJob(graph, force, dry_run)
         try:
             self.jobs.put_nowait(job)
         except queue.Full:
-            response.success, response.messages = False, ['refused: other edits are still waiting']
-            return response
-        if not job.done.wait(APPLY_TIMEOUT_SEC):
-            response.success, response.messages = False, ['the reconciler did not answer in time']
-            return response
-        response.success, response.messages = job.success, job.messages
-        return response
+            return False, ['refused: other edits are still waiting']
+        if not job.done.wait(timeout):
+            return False, ['the reconciler did not answer in time']
+        return job.success, job.messages
 
     def run_pending(self, apply: Callable[[ValidatedGraph, bool, bool], tuple[bool, list[str]]]) -> None:
         """Run the waiting jobs (on the caller's thread)."""
@@ -132,6 +136,13 @@ class GraphService:
     def close(self) -> None:
         import rclpy
 
+        while True:  # an edit still waiting is answered now, not after APPLY_TIMEOUT_SEC
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            job.success, job.messages = False, ['refused: the run is ending']
+            job.done.set()
         self.spinner.stop()
         self.node.destroy_node()
         with contextlib.suppress(Exception):

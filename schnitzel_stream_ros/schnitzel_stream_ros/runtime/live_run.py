@@ -185,7 +185,8 @@ class LiveRun:
             errors.append(f'runner: {type(exc).__name__}: {exc}')
         finally:
             if self.graph_service is not None:
-                self.graph_service.close()
+                service, self.graph_service = self.graph_service, None  # no edit may wait on it now
+                service.close()
             snapshots = self._finish(errors)
             self._close_containers()
             if self.reconciler is not None:

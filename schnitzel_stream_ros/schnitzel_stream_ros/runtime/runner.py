@@ -39,12 +39,7 @@ from schnitzel_stream_ros.runtime.start_gate import parse_await
 MODES = ('live', 'deterministic')
 DEFAULT_RUN_DRAIN_SEC = 30.0
 EXIT_OK, EXIT_ERROR, EXIT_INVALID = 0, 1, 2
-
-
-
-
-
-
+DEFAULT_CONTROL_DIR = 'out/control'
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
         help='live mode: the start gate also waits (up to 15 s) for N (default 1) outside subscriptions on '
         'TOPIC, e.g. a recorder that must get the first packet; repeatable',
     )
+    control = parser.add_argument_group('control plane (HTTP API + operator page, docs/control.md)')
+    control.add_argument('--control', metavar='HOST:PORT', default=None,
+                         help='serve the API and the operator page here (live mode), e.g. 127.0.0.1:8765; '
+                         'a non-loopback HOST needs --control-tls-cert/--control-tls-key')
+    control.add_argument('--control-dir', default=DEFAULT_CONTROL_DIR,
+                         help='token file (created if absent) and audit log (default %(default)s)')
+    control.add_argument('--control-token-file', default=None,
+                         help='file holding the token (default CONTROL_DIR/token); '
+                         'SCHNITZEL_CONTROL_TOKEN wins')
+    control.add_argument('--control-tls-cert', default=None, help='PEM certificate for HTTPS')
+    control.add_argument('--control-tls-key', default=None, help='PEM private key for HTTPS')
     parser.add_argument('--quiet', action='store_true', help='no progress line')
     parser.add_argument(
         '--timeline', default=None, help='append the metrics of every second to this JSONL file (for plots)'
@@ -129,6 +135,45 @@ def _summary(report: dict[str, Any]) -> str:
         f'{m.get("packets.source_emitted_total", 0)} emitted, {m.get("packets.consumed_total", 0)} consumed, '
         f'{m.get("packets.dropped_total", 0)} dropped'
     )
+
+
+def _start_control(args: argparse.Namespace, run: Any, graph_path: str, observers: list[Any]) -> Any:
+    """The control plane of this run (control/): API + page on --control, fed by the progress snapshots."""
+    import time
+
+    from schnitzel_stream_ros.control.config import build_config
+    from schnitzel_stream_ros.control.plane import ControlPlane
+    from schnitzel_stream_ros.control.server import ControlServer
+
+    config = build_config(
+        args.control, control_dir=Path(args.control_dir),
+        token_file=Path(args.control_token_file) if args.control_token_file else None,
+        tls_cert=args.control_tls_cert, tls_key=args.control_tls_key, report_path=args.report_json,
+    )
+    started = time.monotonic()
+
+    def submit() -> Any:
+        service = run.graph_service
+        if service is None:
+            return None
+        return lambda graph, _text, _label, force, dry_run: service.submit(graph, force, dry_run)
+
+    def report() -> dict[str, Any]:
+        return build_report(graph_path=graph_path, engine='live', snapshots=plane.view.snapshots(),
+                            graph=run.graph, stop_reason='running (snapshot)',
+                            duration_sec=time.monotonic() - started,
+                            extra={'mode': 'live', 'snapshot': True})
+
+    plane = ControlPlane(config, graph=lambda: run.graph, submit=submit, report=report)
+    try:
+        server = ControlServer(config, plane).start()
+    except BaseException:
+        plane.close()
+        raise
+    observers.append(plane.view.observe)
+    print(f'control: operator page and API on {server.url} (token in {config.token_source})', file=sys.stderr,
+          flush=True)
+    return server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         for observe in observers:
             observe(snapshots)
 
+    if args.control and args.mode != 'live':
+        parser.error('--control needs --mode live')
     with _StopOnSignal() as stopper:
         if args.mode == 'deterministic':
             from schnitzel_stream_ros.runtime.deterministic import DeterministicEngine
@@ -203,7 +250,19 @@ def main(argv: list[str] | None = None) -> int:
                 await_subscribers=awaited,
                 container_restarts=args.container_restarts,
             )
-            outcome = run.run()
+            control = None
+            if args.control:
+                try:
+                    control = _start_control(args, run, graph_path, observers)
+                except (ValueError, OSError, RuntimeError) as exc:
+                    print(f'schnitzel-stream run: {exc}', file=sys.stderr)
+                    return EXIT_ERROR
+            try:
+                outcome = run.run()
+            finally:
+                if control is not None:
+                    control.stop()
+                    control.plane.close()
             extra = {
                 'executor': args.executor,
                 'containers': [g.name for g in graph.containers],

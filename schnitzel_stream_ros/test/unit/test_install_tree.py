@@ -68,7 +68,7 @@ def test_package_manifest_parses_as_ament_python_with_rosdep_keys():
     assert {'rclpy', 'rcl_interfaces', 'builtin_interfaces', 'std_msgs', 'sensor_msgs', 'std_srvs',
             'composition_interfaces', 'ament_index_python', 'launch', 'launch_ros', 'schnitzel_stream_msgs',
             'python3-yaml', 'python3-numpy', 'python3-opencv', 'python3-serial',
-            'python3-onnxruntime-pip'} <= run_keys
+            'python3-onnxruntime-pip', 'python3-fastapi', 'python3-uvicorn', 'python3-matplotlib'} <= run_keys
 
 
 @pytest.mark.parametrize('name', ['component_container', 'component_container_mt',
