@@ -42,6 +42,8 @@ LOG_LEVELS = (0, 10, 20, 30, 40, 50)
 #: `extra_arguments` rclcpp_components understands; both must be booleans there too.
 INTRA_PROCESS_ARG = 'use_intra_process_comms'
 FORWARD_GLOBAL_ARG = 'forward_global_arguments'
+#: Ours: false loads the node unconfigured, for a lifecycle manager (docs/runtime.md, "Managed nodes").
+AUTOSTART_ARG = 'autostart'
 #: Remap sources that would rename the node: its name and namespace come from their own fields.
 _NAME_REMAPS = frozenset({'__node', '__name', '__ns'})
 
@@ -308,10 +310,12 @@ def _check_extra_arguments(subject: str, extra: Mapping[str, Any]) -> list[str]:
     is always the object itself (docs/runtime.md), which is what intra-process comms buy in rclcpp.
     `forward_global_arguments:=true` is refused: the container's own command line (`__node:=`, its
     remaps) would then rename and rewire the node.
+    `autostart` (ours, a boolean) overrides the container's `autostart` parameter for this node:
+    false leaves it unconfigured after the load, for `ros2 lifecycle set` or a lifecycle manager.
     """
     warnings = []
     for name, value in extra.items():
-        if name in (INTRA_PROCESS_ARG, FORWARD_GLOBAL_ARG):
+        if name in (INTRA_PROCESS_ARG, FORWARD_GLOBAL_ARG, AUTOSTART_ARG):
             if not isinstance(value, bool):
                 raise LoadError(f"{subject}: extra argument '{name}' must be a boolean, got {value!r}")
             if name == FORWARD_GLOBAL_ARG and value:
