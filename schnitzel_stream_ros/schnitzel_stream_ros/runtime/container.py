@@ -583,5 +583,9 @@ class Container:
                 'inputs_matched': {t: c for node in nodes for t, c in node.bridged_publishers().items()},
                 # lifecycle state of every node (unconfigured, inactive, active, finalized)
                 'lifecycle': {n.get_name(): n.lifecycle_state for n in nodes},
+                # why the last transition of a node failed (one line naming the node), while it stands
+                'lifecycle_errors': {
+                    n.get_name(): n.last_transition_error for n in nodes if n.last_transition_error
+                },
             },
         )

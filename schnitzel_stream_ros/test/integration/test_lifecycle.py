@@ -1,0 +1,300 @@
+"""Plugin nodes are managed (lifecycle) nodes, driven from another process as `ros2 lifecycle` does.
+
+The container is the installed `component_container` process; this test process is the lifecycle
+client (lifecycle_msgs services `~/change_state`, `~/get_state`, `~/get_available_states`,
+`~/get_available_transitions`, the `~/transition_event` topic) and an outside subscriber of the
+nodes' output topics, all over real DDS on the test's leased domain.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode
+from lifecycle_msgs.msg import Transition, TransitionEvent
+from lifecycle_msgs.srv import ChangeState, GetAvailableStates, GetAvailableTransitions, GetState
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_srvs.srv import Trigger
+
+from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
+from schnitzel_stream_ros.codec.packet_codec import decode_packet
+from schnitzel_stream_ros.runtime.container_handles import container_command
+from schnitzel_stream_ros.testing import processes
+from schnitzel_stream_ros.testing.ros_peer import RosPeer
+
+pytestmark = pytest.mark.integration
+
+CONTAINER = '/t/box'
+SOURCE = 'schnitzel_stream_ros.nodes.core.synthetic_source:SyntheticSource'
+IDENTITY = 'schnitzel_stream_ros.nodes.core.identity:Identity'
+
+
+class LifecycleClient(RosPeer):
+    """What `ros2 lifecycle` and `ros2 component load` do, from this test process."""
+
+    def __init__(self, domain_id: int) -> None:
+        super().__init__(domain_id, 'lifecycle_client')
+        self._lock = threading.Lock()
+
+    def load(self, plugin: str, name: str, params: dict, extra: dict | None = None):
+        request = LoadNode.Request(
+            package_name='schnitzel_stream_ros', plugin_name=plugin, node_name=name, node_namespace='/t'
+        )
+        request.parameters = [Parameter(k, value=v).to_parameter_msg() for k, v in params.items()]
+        request.extra_arguments = [Parameter(k, value=v).to_parameter_msg() for k, v in (extra or {}).items()]
+        response = self.call(LoadNode, f'{CONTAINER}/_container/load_node', request)
+        assert response.success, response.error_message
+        return response
+
+    def change(self, node: str, label: str) -> bool:
+        request = ChangeState.Request(transition=Transition(label=label))
+        return self.call(ChangeState, f'/t/{node}/change_state', request).success
+
+    def change_by_id(self, node: str, transition_id: int) -> bool:
+        request = ChangeState.Request(transition=Transition(id=transition_id))
+        return self.call(ChangeState, f'/t/{node}/change_state', request).success
+
+    def state(self, node: str) -> str:
+        return self.call(GetState, f'/t/{node}/get_state', GetState.Request()).current_state.label
+
+    def transitions(self, node: str) -> set[str]:
+        response = self.call(
+            GetAvailableTransitions, f'/t/{node}/get_available_transitions', GetAvailableTransitions.Request()
+        )
+        return {t.transition.label for t in response.available_transitions}
+
+    def report(self) -> dict:
+        return json.loads(self.call(Trigger, f'{CONTAINER}/_schnitzel/report', Trigger.Request()).message)
+
+    def collect_seqs(self, topic: str) -> list[int]:
+        """The payload `seq` of every packet arriving on `topic`, in arrival order (a live list)."""
+        seqs: list[int] = []
+        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+
+        def on_msg(msg: StreamPacketMsg) -> None:
+            with self._lock:
+                seqs.append(decode_packet(msg).payload['seq'])
+
+        self.node.create_subscription(StreamPacketMsg, topic, on_msg, qos)
+        return seqs
+
+    def collect_events(self, node: str) -> list[tuple[str, str]]:
+        """(start state, goal state) of every `~/transition_event` of `node`: rcl publishes one as
+        a transition starts (active -> deactivating) and one as it ends (deactivating -> inactive).
+        Its `transition` field comes as rcl fills it (id 0, no label, with the Jazzy wheels), so the
+        states are what is checked."""
+        events: list[tuple[str, str]] = []
+
+        def on_event(msg: TransitionEvent) -> None:
+            with self._lock:
+                events.append((msg.start_state.label, msg.goal_state.label))
+
+        self.node.create_subscription(TransitionEvent, f'/t/{node}/transition_event', on_event, 100)
+        return events
+
+
+def _wait_for(predicate, timeout: float = 20.0, what: str = 'condition'):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f'timed out waiting for {what}')
+
+
+def _start_container(env: dict, tmp_path, *, paused: bool = False, ros_params: tuple[str, ...] = ()):
+    cmd = container_command('box', '/t', executor='events', max_events=None)
+    if not paused:
+        cmd.remove('--paused')  # as launch starts it: loaded nodes run at once
+    for param in ros_params:
+        cmd += ['-p', param]
+    log = (tmp_path / 'container.log').open('w')
+    return processes.start(cmd, env, stdout=log, stderr=subprocess.STDOUT), log
+
+
+@pytest.fixture
+def container(plugin_env, tmp_path):
+    proc, log = _start_container(plugin_env, tmp_path)
+    yield proc
+    processes.stop(proc)
+    log.close()
+
+
+@pytest.fixture
+def client(ros_domain):
+    c = LifecycleClient(ros_domain)
+    yield c
+    c.close()
+
+
+def test_deactivate_pauses_and_activate_resumes_with_nothing_lost(container, client):
+    """A source and the node after it are paused and resumed: no packet missing, none repeated."""
+    client.load(SOURCE, 'src', {'rate_hz': 20.0, 'count': 0})
+    client.load(
+        IDENTITY, 'mid', {'inputs.in': ['/t/src/out'], 'inbox.in.max': 1000, 'qos.out.depth': 1000}
+    )
+    events = client.collect_events('mid')
+    seqs = client.collect_seqs('/t/mid/out')
+    _wait_for(lambda: len(seqs) >= 10, what='packets through mid')
+    assert client.state('mid') == 'active'
+
+    # the node after the source pauses: its output stops, the source goes on, its inbox keeps all
+    assert client.change('mid', 'deactivate')
+    assert client.state('mid') == 'inactive'
+    time.sleep(0.5)  # what was already on the wire arrives
+    seen = len(seqs)
+    produced = client.report()['nodes']['src']['produced']
+    time.sleep(1.5)
+    assert len(seqs) == seen, 'an inactive node emitted'
+    report = client.report()
+    assert report['nodes']['src']['produced'] >= produced + 10, 'the source stopped too'
+    assert report['state']['lifecycle'] == {'src': 'active', 'mid': 'inactive'}
+    waiting = report['nodes']['src']['produced'] - report['nodes']['mid']['consumed']
+    assert waiting >= 10, 'nothing waited in the inactive node'
+
+    assert client.change('mid', 'activate')
+    assert client.state('mid') == 'active'
+    _wait_for(lambda: len(seqs) >= seen + waiting, what='the waiting packets after activate')
+
+    # the source pauses: nothing is produced, then it goes on with the packet that was next
+    assert client.change('src', 'deactivate')
+    time.sleep(0.5)
+    produced = client.report()['nodes']['src']['produced']
+    time.sleep(1.5)
+    assert client.report()['nodes']['src']['produced'] == produced, 'an inactive source produced'
+    assert client.change('src', 'activate')
+    _wait_for(lambda: len(seqs) >= produced + 10 - seqs[0], what='packets after the source resumed')
+
+    with client._lock:
+        got = list(seqs)
+    assert got == list(range(got[0], got[0] + len(got))), 'a packet was lost or repeated over the pauses'
+    with client._lock:
+        mid_events = list(events)
+    assert mid_events[-4:] == [
+        ('active', 'deactivating'),
+        ('deactivating', 'inactive'),
+        ('inactive', 'activating'),
+        ('activating', 'active'),
+    ]
+    assert container.poll() is None
+
+
+def test_state_queries_and_invalid_transitions_are_refused(container, client):
+    client.load(SOURCE, 'src', {'rate_hz': 20.0, 'count': 0})
+    states = client.call(GetAvailableStates, '/t/src/get_available_states', GetAvailableStates.Request())
+    labels = {s.label for s in states.available_states}
+    assert {'unconfigured', 'inactive', 'active', 'finalized', 'configuring', 'activating'} <= labels
+    assert client.state('src') == 'active'
+    assert client.transitions('src') == {'deactivate', 'shutdown'}
+
+    # refused as rclcpp refuses them: success=false, nothing changes, the container keeps serving
+    assert not client.change('src', 'configure')
+    assert not client.change('src', 'cleanup')
+    assert not client.change_by_id('src', Transition.TRANSITION_ACTIVATE)
+    assert not client.change('src', 'fly')
+    assert client.state('src') == 'active'
+    produced = client.report()['nodes']['src']['produced']
+    _wait_for(lambda: client.report()['nodes']['src']['produced'] > produced + 5, what='the source to go on')
+    report = client.report()
+    assert 'transition 3 is not available in state' in report['state']['lifecycle_errors']['src']
+
+    assert client.change('src', 'deactivate')
+    assert client.transitions('src') == {'activate', 'cleanup', 'shutdown'}
+    assert not client.change('src', 'deactivate')
+    assert client.state('src') == 'inactive'
+    assert container.poll() is None
+
+
+@pytest.fixture
+def managed_container(plugin_env, tmp_path):
+    """Nodes stay unconfigured after their load (container parameter autostart:=false)."""
+    proc, log = _start_container(plugin_env, tmp_path, ros_params=('autostart:=false',))
+    yield proc
+    processes.stop(proc)
+    log.close()
+
+
+def test_unconfigured_nodes_are_brought_up_and_down_from_outside(managed_container, client, tmp_path):
+    marker = tmp_path / 'closed.txt'
+    failed_marker = tmp_path / 'failed_closed.txt'
+    client.load(SOURCE, 'src', {'rate_hz': 50.0, 'count': 0})
+    sink_params = {'closed_marker': str(marker), 'inputs.in': ['/t/src/out']}
+    client.load('runtime_test_plugins:MarkClosedSink', 'sink', sink_params)
+    client.load('runtime_test_plugins:FailingSetup', 'bad', {'closed_marker': str(failed_marker)})
+    events = client.collect_events('sink')
+    assert set(client.report()['state']['lifecycle'].values()) == {'unconfigured'}
+    assert client.transitions('src') == {'configure', 'shutdown'}
+    time.sleep(0.5)
+    assert client.report()['nodes']['src']['produced'] == 0, 'an unconfigured source produced'
+
+    # a failing configure: refused with the reason, close() ran, the node stays unconfigured
+    assert not client.change('bad', 'configure')
+    assert client.state('bad') == 'unconfigured'
+    assert failed_marker.read_text() == 'closed'
+    reason = client.report()['state']['lifecycle_errors']['bad']
+    assert reason == "node 'bad': setup() failed: RuntimeError: cannot open the device"
+
+    # configure opens, activate runs: the sink before the source, as a manager orders it
+    for node in ('sink', 'src'):
+        assert client.change(node, 'configure')
+        assert client.state(node) == 'inactive'
+    time.sleep(0.3)
+    assert client.report()['nodes']['src']['produced'] == 0, 'an inactive source produced'
+    for node in ('sink', 'src'):
+        assert client.change(node, 'activate')
+    _wait_for(lambda: client.report()['nodes']['sink']['consumed'] >= 20, what='packets at the sink')
+
+    # deactivate + cleanup: the plugin closes (its close() writes what it consumed)
+    assert client.change('src', 'deactivate')
+    assert client.change('sink', 'deactivate')
+    assert client.change('sink', 'cleanup')
+    assert client.state('sink') == 'unconfigured'
+    assert int(marker.read_text().split('=')[1]) >= 20
+    marker.unlink()
+
+    # and back up: a fresh instance, packets flow again
+    assert client.change('sink', 'configure')
+    assert client.change('sink', 'activate')
+    assert client.change('src', 'activate')
+    _wait_for(lambda: client.report()['nodes']['sink']['consumed'] >= 10, what='packets after configure')
+
+    # shutdown from active: drained and closed; finalized; the container unloads it as any node
+    assert client.change('sink', 'shutdown')
+    assert client.state('sink') == 'finalized'
+    assert client.transitions('sink') == set()
+    assert int(marker.read_text().split('=')[1]) >= 10
+    with client._lock:
+        seen = list(events)
+    assert ('configuring', 'inactive') in seen and ('cleaningup', 'unconfigured') in seen
+    assert seen[-2:] == [('active', 'shuttingdown'), ('shuttingdown', 'finalized')]
+    listed = client.call(ListNodes, f'{CONTAINER}/_container/list_nodes', ListNodes.Request())
+    uid = dict(zip(listed.full_node_names, listed.unique_ids, strict=True))['/t/sink']
+    unload = UnloadNode.Request(unique_id=uid)
+    unloaded = client.call(UnloadNode, f'{CONTAINER}/_container/unload_node', unload)
+    assert unloaded.success, unloaded.error_message
+    assert managed_container.poll() is None
+
+
+@pytest.fixture
+def paused_container(plugin_env, tmp_path):
+    proc, log = _start_container(plugin_env, tmp_path, paused=True)
+    yield proc
+    processes.stop(proc)
+    log.close()
+
+
+def test_the_start_gate_activates_autostart_nodes_and_leaves_managed_ones_alone(paused_container, client):
+    client.load(SOURCE, 'src', {'rate_hz': 20.0, 'count': 0})
+    client.load(IDENTITY, 'mid', {'inputs.in': ['/t/src/out']}, extra={'autostart': False})
+    assert client.report()['state']['lifecycle'] == {'src': 'inactive', 'mid': 'unconfigured'}
+    assert client.state('src') == 'inactive'  # configured at its load; the gate is not open yet
+    client.call(Trigger, f'{CONTAINER}/_schnitzel/start', Trigger.Request())
+    assert client.report()['state']['lifecycle'] == {'src': 'active', 'mid': 'unconfigured'}
+    _wait_for(lambda: client.report()['nodes']['src']['produced'] >= 5, what='the source to start')
+    assert client.report()['nodes']['mid']['consumed'] == 0
