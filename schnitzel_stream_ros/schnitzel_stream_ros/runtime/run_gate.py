@@ -13,15 +13,22 @@ from __future__ import annotations
 import threading
 import time
 
-#: How often a thread waiting at a paused gate looks at its stop event.
+#: How often a thread waiting at a paused gate looks at its stop event; how often `pause` looks
+#: whether the calls in progress have returned.
 _POLL_SEC = 0.2
+_PAUSE_POLL_SEC = 0.002
 
 
 class RunGate:
-    """Open (active), paused (inactive) or closed (released for good); thread-safe."""
+    """Open (active), paused (inactive) or closed (released for good); thread-safe.
+
+    Passing an open gate is one plain lock round trip each way (it is on every packet's path);
+    only the rare waits — at a paused gate, in `pause` — poll.
+    """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._wakeup = threading.Event()  # set while open or closed: waiting threads look again
         self._open = False
         self._closed = False
         self._inside = 0
@@ -33,55 +40,59 @@ class RunGate:
     def enter(self, stop: threading.Event | None = None) -> bool:
         """Wait until the gate is open, then count the caller in. False: closed (or `stop` set) —
         the caller runs no plugin code and ends."""
-        with self._cond:
-            while not self._open and not self._closed:
-                if stop is not None and stop.is_set():
+        while True:
+            with self._lock:
+                if self._closed:
                     return False
-                self._cond.wait(_POLL_SEC)
-            if self._closed:
+                if self._open:
+                    self._inside += 1
+                    return True
+            if stop is not None and stop.is_set():
                 return False
-            self._inside += 1
-            return True
+            self._wakeup.wait(_POLL_SEC)
 
     def try_enter(self) -> bool:
         """Count the caller in if the gate is open now; never waits."""
-        with self._cond:
+        with self._lock:
             if not self._open or self._closed:
                 return False
             self._inside += 1
             return True
 
     def leave(self) -> None:
-        with self._cond:
+        with self._lock:
             self._inside -= 1
-            if self._inside == 0:
-                self._cond.notify_all()
 
     def open(self) -> None:
-        with self._cond:
+        with self._lock:
             self._open = True
-            self._cond.notify_all()
+            self._wakeup.set()
 
     def pause(self, timeout: float) -> bool:
         """Let no new call in; wait up to `timeout` for the calls in progress. False: one is still
         running (stuck in plugin code); it is the last one, the gate is paused behind it."""
         deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             self._open = False
-            while self._inside > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-            return True
+            if not self._closed:
+                self._wakeup.clear()
+        while True:
+            with self._lock:
+                if self._inside == 0:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_PAUSE_POLL_SEC)
 
     def close(self) -> None:
         """For good: waiting threads return False from enter() at once."""
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+            self._wakeup.set()
 
     def wake(self) -> None:
         """Threads waiting at a paused gate look at their stop event now."""
-        with self._cond:
-            self._cond.notify_all()
+        with self._lock:
+            if not self._open and not self._closed:
+                self._wakeup.set()  # wakes every waiter; cleared again, they wait once more
+                self._wakeup.clear()
