@@ -60,7 +60,7 @@ _QOS_KEYS = ('reliability', 'depth')
 _INBOX_KEYS = ('max', 'overflow')
 _RUNTIME_KEYS = ('inbox_max', 'inbox_overflow')
 _PORT_KEYS = ('kinds', 'profile')
-_GRAPH_CONFIG_SWITCHES = {'allow_cycles': bool}
+_GRAPH_CONFIG_SWITCHES = {'allow_cycles': bool, 'autostart': bool}
 
 
 @dataclass(frozen=True)
@@ -456,6 +456,7 @@ def load_graph_text(
         sha256=digest,
         position=Position(file, 1),
         allow_cycles=config.get('allow_cycles') is True,
+        autostart=config.get('autostart') is not False,
     )
     return reader.result(graph)
 

@@ -177,6 +177,8 @@ class GraphSpec:
     position: Position = UNKNOWN_POSITION
     #: graph-level switches (upstream `config`): cycles allowed through delay/initial nodes
     allow_cycles: bool = False
+    #: false: every node loads unconfigured, for a lifecycle manager (docs/runtime.md, "Managed nodes")
+    autostart: bool = True
 
     def node(self, node_id: str) -> NodeSpec | None:
         return next((n for n in self.nodes if n.id == node_id), None)

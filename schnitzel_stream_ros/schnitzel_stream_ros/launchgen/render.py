@@ -51,6 +51,9 @@ def _node_lines(request: LoadRequest, indent: str) -> list[str]:
             source, _, target = rule.partition(':=')
             lines.append(f'{inner}    ({source!r}, {target!r}),')
         lines.append(f'{inner}],')
+    if request.extra_arguments:
+        extra = ', '.join(f'{k!r}: {parameter_value(v)}' for k, v in request.extra_arguments.items())
+        lines.append(f'{inner}extra_arguments=[{{{extra}}}],')
     lines.append(f'{indent}),')
     return lines
 

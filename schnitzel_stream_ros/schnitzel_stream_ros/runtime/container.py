@@ -49,7 +49,7 @@ from std_srvs.srv import Trigger
 
 from schnitzel_stream_ros.graph.allowlist import Allowlist
 from schnitzel_stream_ros.graph.registry import PluginRegistry
-from schnitzel_stream_ros.graph.wiring import PACKAGE_NAME, LoadRequest
+from schnitzel_stream_ros.graph.wiring import AUTOSTART_ARG, PACKAGE_NAME, LoadRequest
 from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC, HealthRules
 from schnitzel_stream_ros.observability.snapshot import runtime_snapshot
 from schnitzel_stream_ros.runtime.bus import Bus
@@ -57,7 +57,6 @@ from schnitzel_stream_ros.runtime.diagnostics import DiagnosticsPublisher
 from schnitzel_stream_ros.runtime.executors import supports_message_info
 from schnitzel_stream_ros.runtime.hot_replace import ReplaceRefused
 from schnitzel_stream_ros.runtime.load_spec import (
-    AUTOSTART_ARG,
     INTRA_PROCESS_ARG,
     UNKNOWN_PARAMETER_POLICIES,
     LoadError,
@@ -292,6 +291,7 @@ class Container:
             node_namespace=request.node_namespace,
             remap_rules=list(request.remap_rules),
             parameters=dict(request.parameters),
+            extra=dict(request.extra_arguments),
         )
 
     def load(

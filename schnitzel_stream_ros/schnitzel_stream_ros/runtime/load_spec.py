@@ -24,6 +24,7 @@ from schnitzel_stream_ros.graph.restart import PARAM_PREFIX as RESTART_PREFIX
 from schnitzel_stream_ros.graph.restart import RestartSpec, restart_from_params
 from schnitzel_stream_ros.graph.suggest import did_you_mean
 from schnitzel_stream_ros.graph.wiring import (
+    AUTOSTART_ARG,
     CONTAINER_GROUP_PARAM,
     PACKAGE_NAME,
     decode_param_value,
@@ -42,8 +43,6 @@ LOG_LEVELS = (0, 10, 20, 30, 40, 50)
 #: `extra_arguments` rclcpp_components understands; both must be booleans there too.
 INTRA_PROCESS_ARG = 'use_intra_process_comms'
 FORWARD_GLOBAL_ARG = 'forward_global_arguments'
-#: Ours: false loads the node unconfigured, for a lifecycle manager (docs/runtime.md, "Managed nodes").
-AUTOSTART_ARG = 'autostart'
 #: Remap sources that would rename the node: its name and namespace come from their own fields.
 _NAME_REMAPS = frozenset({'__node', '__name', '__ns'})
 
