@@ -39,6 +39,16 @@ def _join(namespace: str, name: str) -> str:
     return ('' if namespace == '/' else namespace.rstrip('/')) + '/' + name
 
 
+def cross_topics(graph: ValidatedGraph) -> dict[str, int]:
+    """topic -> subscriptions in other containers its publisher must have matched."""
+    container_of = {n.id: n.container for n in graph.nodes}
+    needed: dict[str, set[tuple[str, str]]] = {}
+    for edge in graph.edges:
+        if container_of[edge.src] != container_of[edge.dst]:
+            needed.setdefault(edge.topic, set()).add((edge.dst, edge.dst_port))
+    return {topic: len(ends) for topic, ends in sorted(needed.items())}
+
+
 @dataclass(frozen=True)
 class GatePlan:
     """What must be there before a graph starts: nodes per container, subscriptions per crossing topic."""
@@ -48,18 +58,12 @@ class GatePlan:
 
     @classmethod
     def from_graph(cls, graph: ValidatedGraph) -> GatePlan:
-        container_of = {n.id: n.container for n in graph.nodes}
-        needed: dict[str, set[tuple[str, str]]] = {}
-        for edge in graph.edges:
-            if container_of[edge.src] != container_of[edge.dst]:
-                needed.setdefault(edge.topic, set()).add((edge.dst, edge.dst_port))
         containers = {
             _join(graph.spec.namespace, group): tuple(_join(r.node_namespace, r.node_name) for r in requests)
             for group, requests in load_requests_by_container(graph).items()
         }
-        if not graph.spec.autostart:  # nodes load unconfigured: wired when their manager configures them
-            needed = {}
-        return cls(containers, {topic: len(ends) for topic, ends in sorted(needed.items())})
+        # nodes that load unconfigured are wired when their manager configures them: it waits then
+        return cls(containers, cross_topics(graph) if graph.spec.autostart else {})
 
     def awaiting(self, subscribers: Mapping[str, int]) -> GatePlan:
         """This plan, also waiting for `n` more matched subscriptions on each topic — outside

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import threading
 import time
 
@@ -24,6 +25,8 @@ from std_srvs.srv import Trigger
 from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
 from schnitzel_stream_ros.codec.packet_codec import decode_packet
 from schnitzel_stream_ros.runtime.container_handles import container_command
+from schnitzel_stream_ros.runtime.lifecycle_manager import BringUpPlan
+from schnitzel_stream_ros.runtime.start_gate import GatePlan
 from schnitzel_stream_ros.testing import processes
 from schnitzel_stream_ros.testing.ros_peer import RosPeer
 
@@ -298,3 +301,40 @@ def test_the_start_gate_activates_autostart_nodes_and_leaves_managed_ones_alone(
     assert client.report()['state']['lifecycle'] == {'src': 'active', 'mid': 'unconfigured'}
     _wait_for(lambda: client.report()['nodes']['src']['produced'] >= 5, what='the source to start')
     assert client.report()['nodes']['mid']['consumed'] == 0
+
+
+def _run_manager(env: dict, plan: BringUpPlan) -> subprocess.CompletedProcess:
+    """The lifecycle_manager executable (its module: the installed script is the same main)."""
+    cmd = [sys.executable, '-m', 'schnitzel_stream_ros.runtime.lifecycle_manager_main',
+           '--plan', plan.to_json(), '--timeout', '30']
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_lifecycle_manager_brings_a_graph_up_consumers_first(managed_container, client, plugin_env):
+    client.load(SOURCE, 'src', {'rate_hz': 0.0, 'count': 50})  # finite and unthrottled: nothing may be lost
+    client.load(IDENTITY, 'mid', {'inputs.in': ['/t/src/out']})
+    client.load(IDENTITY, 'sink', {'inputs.in': ['/t/mid/out']})
+    nodes = ('/t/src', '/t/mid', '/t/sink')
+    plan = BringUpPlan(GatePlan({CONTAINER: nodes}, {}), tuple(reversed(nodes)))
+    done = _run_manager(plugin_env, plan)
+    assert done.returncode == 0, done.stderr
+    log = done.stderr.splitlines()
+    activated = [n for line in log for n in ('/t/sink', '/t/mid', '/t/src') if line.endswith(f'{n}: active')]
+    assert activated == ['/t/sink', '/t/mid', '/t/src'], done.stderr  # consumers before producers
+    assert client.report()['state']['lifecycle'] == {'src': 'active', 'mid': 'active', 'sink': 'active'}
+    _wait_for(lambda: client.report()['nodes']['sink']['consumed'] == 50, what='all 50 packets at the end')
+
+
+def test_a_failing_configure_is_reported_and_the_graph_not_started(managed_container, client, plugin_env):
+    client.load(SOURCE, 'src', {'rate_hz': 20.0, 'count': 0})
+    client.load('runtime_test_plugins:FailingSetup', 'bad', {})
+    client.load(IDENTITY, 'mid', {'inputs.in': ['/t/src/out']})
+    nodes = ('/t/src', '/t/bad', '/t/mid')
+    plan = BringUpPlan(GatePlan({CONTAINER: nodes}, {}), ('/t/mid', '/t/bad', '/t/src'))
+    done = _run_manager(plugin_env, plan)
+    assert done.returncode == 1
+    assert ("configure of /t/bad failed: node 'bad': setup() failed: RuntimeError: cannot open the device; "
+            'graph not started') in done.stderr
+    report = client.report()
+    assert report['state']['lifecycle'] == {'src': 'unconfigured', 'bad': 'unconfigured', 'mid': 'inactive'}
+    assert report['nodes']['src']['produced'] == 0

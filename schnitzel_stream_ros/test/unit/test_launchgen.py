@@ -16,6 +16,7 @@ from schnitzel_stream_ros.graph.registry import PluginRegistry
 from schnitzel_stream_ros.graph.validate import compile_graph, load_and_validate
 from schnitzel_stream_ros.graph.wiring import load_requests
 from schnitzel_stream_ros.launchgen import render_launch_file
+from schnitzel_stream_ros.runtime.lifecycle_manager import BringUpPlan
 from schnitzel_stream_ros.runtime.start_gate import GatePlan, requests_from_json
 
 PACKAGE = Path(__file__).resolve().parents[2]
@@ -178,6 +179,22 @@ def test_a_graph_with_autostart_false_loads_every_node_unconfigured(monkeypatch,
     bad.write_text(text.replace('config: {}', "config: {autostart: 'no'}"))
     result = load_and_validate(bad, PluginRegistry(Allowlist()))
     assert any('config.autostart must be a bool' in str(e) for e in result.errors)
+
+
+def test_with_a_lifecycle_manager_nodes_load_unconfigured_and_the_manager_comes_last(monkeypatch):
+    graph = compile_graph(PACKAGE / regenerate.GOLDEN_GRAPHS['two_containers'], PluginRegistry(Allowlist()))
+    launch_api_standins.install(monkeypatch)
+    scope: dict = {}
+    exec(compile(render_launch_file(graph, lifecycle_manager=True), 'managed', 'exec'), scope)
+    *containers, gate, manager = scope['generate_launch_description']().entities
+    assert all(node.extra_arguments == [{'autostart': False}] for c in containers for node in c.nodes)
+    assert gate.executable == 'start_gate'  # still the supervisor; it opens nothing for unconfigured nodes
+    assert (manager.package, manager.executable, manager.name) == (
+        'schnitzel_stream_ros', 'lifecycle_manager', 'lifecycle_manager')
+    flag, plan = manager.kwargs['arguments']
+    assert flag == '--plan' and BringUpPlan.from_json(plan) == BringUpPlan.from_graph(graph)
+    assert render_launch_file(graph) == regenerate.golden_path('two_containers').read_text().replace(
+        regenerate.GOLDEN_GRAPHS['two_containers'], graph.spec.source)  # without the flag: unchanged
 
 
 def test_strings_that_yaml_would_retype_stay_strings():
