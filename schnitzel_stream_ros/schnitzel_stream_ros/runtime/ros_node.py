@@ -641,7 +641,13 @@ class PluginNode(LifecycleNode):
 
     @property
     def source_done(self) -> bool:
-        return self.source_worker is None or self.source_worker.done.is_set()
+        """A source that has ended (or was shut down). One that never ran — unconfigured, or not
+        activated yet — has not: a run of a graph whose nodes wait for their manager goes on."""
+        if self.spec.role is not Role.SOURCE:
+            return True
+        if self.source_worker is None:
+            return self.lifecycle_state == 'finalized'
+        return self.source_worker.done.is_set()
 
     @property
     def idle(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -338,3 +339,55 @@ def test_a_failing_configure_is_reported_and_the_graph_not_started(managed_conta
     report = client.report()
     assert report['state']['lifecycle'] == {'src': 'unconfigured', 'bad': 'unconfigured', 'mid': 'inactive'}
     assert report['nodes']['src']['produced'] == 0
+
+
+def test_a_run_of_a_managed_graph_waits_for_its_manager_and_loses_nothing(tmp_path, plugin_env):
+    """`schnitzel-stream run` of a graph with config.autostart: false across two containers: the
+    nodes wait unconfigured (the run does not end) until `lifecycle_manager --graph` brings them up;
+    then all 300 packets of the unthrottled finite source arrive in order and the run ends as any
+    finite run. (The manager's wait for cross-container matches is not what this run depends on
+    here: configuring consumers first already gives discovery the time; the wait is for slower
+    discovery.)"""
+    cross = textwrap.dedent(CROSS_GRAPH).replace('TMP', str(tmp_path))
+    graph = tmp_path / 'managed.yaml'
+    graph.write_text(cross)
+    report_path = tmp_path / 'report.json'
+    log = (tmp_path / 'run.log').open('w')
+    run = processes.start(
+        [sys.executable, '-m', 'schnitzel_stream_ros', 'run', str(graph),
+         '--report-json', str(report_path), '--duration', '90'],
+        plugin_env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        time.sleep(3.0)
+        assert run.poll() is None, 'the run ended before its nodes were brought up'
+        done = subprocess.run(
+            [sys.executable, '-m', 'schnitzel_stream_ros.runtime.lifecycle_manager_main',
+             '--graph', str(graph), '--timeout', '60'],
+            env=plugin_env, capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert run.wait(timeout=60) == 0
+    finally:
+        processes.stop(run)
+        log.close()
+    report = json.loads(report_path.read_text())
+    assert (report['status'], report['stop_reason']) == ('ok', 'sources_done')
+    seqs = [json.loads(line)['seq'] for line in (tmp_path / 'out.jsonl').read_text().splitlines()]
+    assert seqs == list(range(300))
+
+
+CROSS_GRAPH = """
+    version: 2
+    namespace: /lm
+    config: {autostart: false}
+    nodes:
+      - {id: src, plugin: SyntheticSource, container: cam,
+         config: {rate_hz: 0.0, count: 300, payload_bytes: 16}}
+      - {id: ident, plugin: Identity, container: cam, qos: {out: {depth: 500}}}
+      - {id: log, kind: sink, plugin: JsonlSink, container: store,
+         config: {path: TMP/out.jsonl, body: payload}}
+    edges:
+      - {from: src, to: ident, inbox: {max: 64, overflow: block}}
+      - {from: ident, to: log, inbox: {max: 1000, overflow: block}, qos: {depth: 500}}
+"""
