@@ -132,12 +132,14 @@ def render_launch_file(
         lines += [
             '        # Configures every node, waits until cross-container topics are matched, activates',
             '        # every node: consumers before producers; a failed transition is reported with why.',
+            '        # Then stays: the nodes of a respawned container (reloaded above) come up again.',
             '        Node(',
             f'            package={PACKAGE_NAME!r},',
             f'            executable={LIFECYCLE_MANAGER_EXECUTABLE!r},',
             "            name='lifecycle_manager',",
             f'            namespace={graph.spec.namespace!r},',
-            f"            arguments=['--plan', {BringUpPlan.from_graph(graph).to_json()!r}],",
+            f"            arguments=['--plan', {BringUpPlan.from_graph(graph).to_json()!r}, '--supervise'],",
+            '            respawn=True,',
             "            output='screen',",
             '        ),',
         ]

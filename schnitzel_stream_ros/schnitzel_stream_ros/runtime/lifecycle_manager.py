@@ -15,7 +15,8 @@ its service clients is runtime/lifecycle_manager_main.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -109,10 +110,13 @@ def bring_up(
     target: LifecycleTarget,
     wait_wired: Callable[[], Sequence[str]],
     log: Callable[[str], None] = lambda _line: None,
+    only: Collection[str] | None = None,
 ) -> str | None:
     """configure all, wait until wired, activate all; None when the graph is up, else one line
-    naming the node and the reason. Nodes already configured or active are left as they are."""
-    for node in plan.order:
+    naming the node and the reason. Nodes already configured or active are left as they are.
+    `only`: just these nodes (still in the plan's order; supervision brings back respawned ones)."""
+    nodes = [n for n in plan.order if only is None or n in only]
+    for node in nodes:
         state = target.state(node)
         if state == 'unconfigured':
             if not target.change(node, 'configure'):
@@ -124,9 +128,40 @@ def bring_up(
     missing = wait_wired()
     if missing:
         return f'not wired after configure: {"; ".join(missing)}; graph not started'
-    for node in plan.order:
+    for node in nodes:
         if target.state(node) == 'inactive':
             if not target.change(node, 'activate'):
                 return f'activate of {node} failed: {target.reason(node) or "no reason given"}'
             log(f'{node}: active')
     return None
+
+
+#: How often supervision looks at the containers' reports.
+SUPERVISE_POLL_SEC = 0.5
+
+
+def supervise(
+    plan: BringUpPlan,
+    target: LifecycleTarget,
+    states: Callable[[], Mapping[str, str]],
+    wait_wired: Callable[[], Sequence[str]],
+    stop: threading.Event,
+    log: Callable[[str], None],
+) -> None:
+    """Until `stop`: nodes found `unconfigured` again — a respawned container's, loaded again by
+    the start gate's supervisor — are brought up again (only those: a node deactivated on purpose
+    stays inactive). `states`: node full name -> lifecycle state, from the containers' reports."""
+    reported = ''
+    while not stop.wait(SUPERVISE_POLL_SEC):
+        try:
+            current = states()
+            down = [n for n in plan.order if current.get(n) == 'unconfigured']
+            if not down:
+                continue
+            log(f'unconfigured again: {", ".join(down)}; bringing them up')
+            failure = bring_up(plan, target, wait_wired, log, only=set(down))
+        except RuntimeError as exc:  # a container or node not reachable yet (respawning)
+            failure = str(exc)
+        if failure is not None and failure != reported:
+            log(failure)  # once per distinct failure: it is tried again at every poll
+        reported = failure or ''

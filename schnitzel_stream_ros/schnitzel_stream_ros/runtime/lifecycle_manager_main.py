@@ -9,6 +9,10 @@ before producers (runtime/lifecycle_manager.py). Through the standard lifecycle 
 (`~/change_state`, `~/get_state`), as any lifecycle manager would. Exit 0 when the graph is up; 1
 with one line naming the node and the reason when a transition failed or --timeout passed; 2 on a
 bad plan or graph.
+
+With `--supervise` it stays after the bring-up (what generated launch files do): nodes that come
+back unconfigured — a container launch respawned, its nodes loaded again by the start gate's
+supervisor — are brought up again. It ends on SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import threading
 import time
 from typing import Any
 
-from schnitzel_stream_ros.runtime.lifecycle_manager import BringUpPlan, bring_up
+from schnitzel_stream_ros.runtime.lifecycle_manager import BringUpPlan, bring_up, supervise
 from schnitzel_stream_ros.runtime.start_gate import GatePlan, wait_until_wired
 
 DEFAULT_TIMEOUT_SEC = 60.0
@@ -34,6 +38,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     what.add_argument('--graph', help='a graph file: the plan is derived from it (validated first)')
     parser.add_argument('--timeout', type=float, default=DEFAULT_TIMEOUT_SEC,
                         help=f'for the loads and the wiring, seconds (default {DEFAULT_TIMEOUT_SEC:g})')
+    parser.add_argument('--supervise', action='store_true',
+                        help='stay, and bring nodes that come back unconfigured (a respawn) up again')
     return parser.parse_args(argv)
 
 
@@ -82,6 +88,20 @@ class ServiceTarget:
 
         request = ChangeState.Request(transition=Transition(label=label))
         return bool(self._call(self._change[node], request).success)
+
+    def states(self) -> dict[str, str]:
+        """node full name -> lifecycle state, for every node of the containers that answer now."""
+        out: dict[str, str] = {}
+        for container, nodes in self.plan.gate.containers.items():
+            try:
+                lifecycle = self.containers[container].snapshot().get('state', {}).get('lifecycle', {})
+            except Exception:  # not reachable (respawning): asked again at the next poll
+                continue
+            for node in nodes:
+                state = lifecycle.get(node.rsplit('/', 1)[-1]) if isinstance(lifecycle, dict) else None
+                if isinstance(state, str):
+                    out[node] = state
+        return out
 
     def reason(self, node: str) -> str:
         try:
@@ -138,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
             log.error(failure)
             return 1
         log.info(json.dumps({'graph_up': len(plan.order), 'seconds': round(time.monotonic() - t0, 2)}))
+        if args.supervise:
+            import signal
+
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+            log.info('supervising: nodes that come back unconfigured are brought up again')
+            supervise(plan, target, target.states, wired, stop, log.info)
         return 0
     except RuntimeError as exc:  # a service that never came or never answered
         log.error(str(exc))

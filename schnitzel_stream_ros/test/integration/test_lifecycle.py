@@ -9,6 +9,8 @@ nodes' output topics, all over real DDS on the test's leased domain.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -391,3 +393,85 @@ CROSS_GRAPH = """
       - {from: src, to: ident, inbox: {max: 64, overflow: block}}
       - {from: ident, to: log, inbox: {max: 1000, overflow: block}, qos: {depth: 500}}
 """
+
+
+RESPAWN_GRAPH = """
+    version: 2
+    namespace: /lr
+    nodes:
+      - {id: src, plugin: SyntheticSource, container: a, config: {rate_hz: 100.0, count: 0, payload_bytes: 4}}
+      - {id: out, kind: sink, plugin: JsonlSink, container: b, config: {path: TMP/out.jsonl, body: payload}}
+    edges:
+      - {from: src, to: out, qos: {depth: 1000}, inbox: {max: 1000}}
+"""
+
+
+def test_compiled_with_a_lifecycle_manager_a_respawned_container_comes_back_active(
+        tmp_path, plugin_env, ros_domain, monkeypatch):
+    """The launch file of `compile --lifecycle-manager`, its actions carried out for real as in
+    test_launch_supervision.py (launch is not installable here; its API is played by stand-ins):
+    containers, the start gate supervisor, the lifecycle manager, loads with launch_ros' fields.
+    The manager brings the graph up; after a kill -9 and launch's respawn of container b, the start
+    gate reloads b's node (unconfigured) and the manager brings it up again."""
+    from test_start_gate import Client, launch_api_standins, node_command  # (it puts test/unit on the path)
+
+    from schnitzel_stream_ros.graph.allowlist import Allowlist
+    from schnitzel_stream_ros.graph.registry import PluginRegistry
+    from schnitzel_stream_ros.graph.validate import compile_graph
+    from schnitzel_stream_ros.graph.wiring import LoadRequest
+    from schnitzel_stream_ros.launchgen import render_launch_file
+
+    graph_path = tmp_path / 'graph.yaml'
+    graph_path.write_text(textwrap.dedent(RESPAWN_GRAPH).replace('TMP', str(tmp_path)))
+    launch_api_standins.install(monkeypatch)
+    scope: dict = {}
+    graph = compile_graph(graph_path, PluginRegistry(Allowlist()))
+    exec(compile(render_launch_file(graph, lifecycle_manager=True), 'managed', 'exec'), scope)
+    *containers, gate, manager = scope['generate_launch_description']().entities
+    started: list[subprocess.Popen] = []
+
+    def start(name: str, cmd: list[str]) -> subprocess.Popen:
+        with (tmp_path / f'{name}.log').open('w') as out:
+            started.append(processes.start(cmd, plugin_env, stdout=out, stderr=subprocess.STDOUT))
+        return started[-1]
+
+    loader = Client(ros_domain)
+    try:
+        commands = {c.name: node_command(c.kwargs['executable'], c.kwargs['arguments'], c.name, c.namespace)
+                    for c in containers}
+        running = {name: start(name, cmd) for name, cmd in commands.items()}
+        start('gate', node_command(gate.executable, gate.kwargs['arguments'], gate.name, gate.namespace))
+        start('manager', node_command(manager.executable, manager.kwargs['arguments'], manager.name,
+                                      manager.namespace))
+        for container in containers:  # launch_ros: one load request after the previous answer
+            target = loader.container(f'/lr/{container.name}')
+            for d in container.nodes:
+                (params,) = d.parameters
+                values = {k: getattr(v, 'value', v) for k, v in params.items()}
+                (extra,) = d.extra_arguments
+                remaps = tuple(f'{a}:={b}' for a, b in d.remappings)
+                request = LoadRequest(
+                    d.package, d.plugin, d.name, d.namespace, remaps, values, container.name, extra
+                )
+                assert target.load(request).success
+        out = tmp_path / 'out.jsonl'
+
+        def count() -> int:
+            return len(out.read_text().splitlines()) if out.exists() else 0
+
+        _wait_for(lambda: count() > 50, 40, 'packets after the manager brought the graph up')
+        manager_log = (tmp_path / 'manager.log').read_text()
+        assert manager_log.index('/lr/out: active') < manager_log.index('/lr/src: active')
+
+        os.kill(running['b'].pid, signal.SIGKILL)
+        running['b'].wait(10)
+        before = count()
+        start('b-respawned', commands['b'])  # launch: respawn=True
+        _wait_for(lambda: count() > before + 50, 40, 'packets after the respawn')
+        assert 'unconfigured again: /lr/out; bringing them up' in (tmp_path / 'manager.log').read_text()
+        lifecycle = loader.container('/lr/b').snapshot()['state']['lifecycle']
+        assert lifecycle == {'out': 'active'}
+    finally:
+        loader.close()
+        for proc in started:
+            processes.stop(proc)

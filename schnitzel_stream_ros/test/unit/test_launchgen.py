@@ -191,8 +191,9 @@ def test_with_a_lifecycle_manager_nodes_load_unconfigured_and_the_manager_comes_
     assert gate.executable == 'start_gate'  # still the supervisor; it opens nothing for unconfigured nodes
     assert (manager.package, manager.executable, manager.name) == (
         'schnitzel_stream_ros', 'lifecycle_manager', 'lifecycle_manager')
-    flag, plan = manager.kwargs['arguments']
+    flag, plan, supervise = manager.kwargs['arguments']
     assert flag == '--plan' and BringUpPlan.from_json(plan) == BringUpPlan.from_graph(graph)
+    assert supervise == '--supervise' and manager.kwargs['respawn'] is True
     assert render_launch_file(graph) == regenerate.golden_path('two_containers').read_text().replace(
         regenerate.GOLDEN_GRAPHS['two_containers'], graph.spec.source)  # without the flag: unchanged
 
