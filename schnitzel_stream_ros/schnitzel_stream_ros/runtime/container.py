@@ -173,6 +173,26 @@ class Container:
                 f'container {node.get_fully_qualified_name()}: parameter autostart: expected a boolean, '
                 f'got {self.autostart!r}'
             )
+        self.lifecycle_services = node.declare_parameter(
+            'lifecycle_services',
+            True,
+            ParameterDescriptor(
+                description='plugin nodes serve the lifecycle services and ~/transition_event; false '
+                'saves their DDS entities (about 0.6 MB and 15 ms per node) where nothing outside '
+                'manages them: the container still runs configure/activate itself',
+                read_only=True,
+            ),
+        ).value
+        if not isinstance(self.lifecycle_services, bool):
+            raise ValueError(
+                f'container {node.get_fully_qualified_name()}: parameter lifecycle_services: expected a '
+                f'boolean, got {self.lifecycle_services!r}'
+            )
+        if not self.lifecycle_services and not self.autostart:
+            raise ValueError(
+                f'container {node.get_fully_qualified_name()}: autostart:=false needs lifecycle_services: '
+                'nothing could bring the nodes up'
+            )
         self._intra_process_noted = False
         self.diagnostics: DiagnosticsPublisher | None = None
         self.bus = Bus()
@@ -338,8 +358,15 @@ class Container:
                     on_warning=self._on_warning,
                     message_info=supports_message_info(self.executor),
                     inline=not self.isolated,
+                    lifecycle_services=self.lifecycle_services,
                 )
                 node.autostart = bool(spec.extra.get(AUTOSTART_ARG, self.autostart))
+                if not node.autostart and not self.lifecycle_services:
+                    node.destroy()
+                    raise LoadError(
+                        f"node '{spec.node_name}': extra argument autostart:=false needs the container's "
+                        'lifecycle_services (false here): nothing could bring the node up'
+                    )
                 if node.autostart:
                     ok, reason = node.change_state('configure')
                     if not ok:

@@ -118,6 +118,7 @@ class PluginNode(LifecycleNode):
         on_warning: Notify,
         message_info: bool = True,
         inline: bool = True,
+        lifecycle_services: bool = True,
     ) -> None:
         cli_args = ['--ros-args']
         for rule in spec.remap_rules:
@@ -130,6 +131,8 @@ class PluginNode(LifecycleNode):
                 context=context,
                 cli_args=cli_args,
                 use_global_arguments=False,
+                # without: the same state machine, driven by the container only (no services, no events)
+                enable_communication_interface=lifecycle_services,
             )
         except RCLInvalidROSArgsError as exc:  # rcl's own verdict on a remap rule (e.g. wildcards)
             reason = str(exc).split(', at ')[0].removeprefix('Failed to parse ROS arguments: ')

@@ -475,3 +475,41 @@ def test_compiled_with_a_lifecycle_manager_a_respawned_container_comes_back_acti
         loader.close()
         for proc in started:
             processes.stop(proc)
+
+
+def test_without_lifecycle_services_nodes_still_run_and_cannot_be_left_unconfigured(
+        plugin_env, tmp_path, client):
+    """`-p lifecycle_services:=false`: the DDS entities of the lifecycle interface are saved where
+    nothing outside manages the nodes; the container still configures and activates them."""
+    proc, log = _start_container(plugin_env, tmp_path, ros_params=('lifecycle_services:=false',))
+    try:
+        client.load(SOURCE, 'src', {'rate_hz': 20.0, 'count': 0})
+        _wait_for(lambda: client.report()['nodes']['src']['produced'] >= 5, what='the source to run')
+        assert client.report()['state']['lifecycle'] == {'src': 'active'}
+        def discovered() -> dict | None:
+            names = dict(client.node.get_service_names_and_types())
+            return names if '/t/src/get_parameters' in names else None
+
+        services = _wait_for(discovered, what="the node's parameter services")
+        assert '/t/src/get_state' not in services and '/t/src/change_state' not in services
+        request = LoadNode.Request(
+            package_name='schnitzel_stream_ros', plugin_name=IDENTITY, node_name='mid', node_namespace='/t'
+        )
+        request.extra_arguments = [Parameter('autostart', value=False).to_parameter_msg()]
+        refused = client.call(LoadNode, f'{CONTAINER}/_container/load_node', request)
+        assert not refused.success
+        assert refused.error_message == (
+            "node 'mid': extra argument autostart:=false needs the container's lifecycle_services (false "
+            'here): nothing could bring the node up'
+        )
+    finally:
+        processes.stop(proc)
+        log.close()
+    contradiction = ('lifecycle_services:=false', 'autostart:=false')
+    proc, log = _start_container(plugin_env, tmp_path, ros_params=contradiction)
+    try:
+        assert proc.wait(timeout=30) == 2
+    finally:
+        processes.stop(proc)
+        log.close()
+    assert 'autostart:=false needs lifecycle_services' in (tmp_path / 'container.log').read_text()
