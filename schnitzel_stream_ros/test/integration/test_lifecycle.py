@@ -463,6 +463,9 @@ def test_compiled_with_a_lifecycle_manager_a_respawned_container_comes_back_acti
         manager_log = (tmp_path / 'manager.log').read_text()
         assert manager_log.index('/lr/out: active') < manager_log.index('/lr/src: active')
 
+        # the gate supervises once it has seen every node loaded (here it opens nothing: all are managed)
+        gate_log = tmp_path / 'gate.log'
+        _wait_for(lambda: 'supervising' in gate_log.read_text(), 40, 'the start gate to supervise')
         os.kill(running['b'].pid, signal.SIGKILL)
         running['b'].wait(10)
         before = count()
