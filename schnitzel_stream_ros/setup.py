@@ -127,6 +127,8 @@ setup(
             'component_container_isolated = schnitzel_stream_ros.runtime.container_main:main_isolated',
             # opens a launched graph's start gate once every node is loaded and wired
             'start_gate = schnitzel_stream_ros.runtime.start_gate_main:main',
+            # brings a graph of unconfigured managed nodes up in dependency order (lifecycle)
+            'lifecycle_manager = schnitzel_stream_ros.runtime.lifecycle_manager_main:main',
             'pingpong = schnitzel_stream_ros.demo.pingpong:main',
             # a simulated robot: drives a path, drains a battery (robot lane tests and demo)
             'sim_robot = schnitzel_stream_ros.demo.sim_robot:main',

@@ -87,6 +87,9 @@ def _configure_compile(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('graph', help='graph file')
     parser.add_argument('-o', '--output', required=True, metavar='FILE',
                         help="launch file to write ('-' = stdout)")
+    parser.add_argument('--lifecycle-manager', action='store_true',
+                        help='nodes load unconfigured and a lifecycle_manager brings the graph up in '
+                             'dependency order (docs/runtime.md, "Managed nodes")')
     _allowlist_arguments(parser)
 
 
@@ -100,7 +103,7 @@ def _compile(args: argparse.Namespace) -> int:
             print(error, file=sys.stderr)
         print(f'{args.graph}: invalid, no launch file written', file=sys.stderr)
         return EXIT_INVALID
-    text = render_launch_file(result.graph, source_label=args.graph)
+    text = render_launch_file(result.graph, source_label=args.graph, lifecycle_manager=args.lifecycle_manager)
     if args.output == '-':
         sys.stdout.write(text)
         return EXIT_OK

@@ -20,6 +20,7 @@ changes show up as rewired (or replaced) consumers. They are listed for the oper
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,6 +137,5 @@ def union_inputs(old: LoadRequest, new: LoadRequest) -> LoadRequest:
     for key, topics in _inputs(old).items():
         if key in params:
             params[key] = list(dict.fromkeys([*params[key], *topics]))
-    return LoadRequest(new.package_name, new.plugin_name, new.node_name, new.node_namespace, new.remap_rules,
-                       params, new.container_group)
+    return dataclasses.replace(new, parameters=params)
 

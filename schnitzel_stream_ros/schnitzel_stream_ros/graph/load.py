@@ -63,7 +63,7 @@ _QOS_KEYS = ('reliability', 'depth')
 _INBOX_KEYS = ('max', 'overflow')
 _RUNTIME_KEYS = ('inbox_max', 'inbox_overflow')
 _PORT_KEYS = ('kinds', 'profile')
-_GRAPH_CONFIG_SWITCHES = {'allow_cycles': bool}
+_GRAPH_CONFIG_SWITCHES = {'allow_cycles': bool, 'autostart': bool}
 
 
 @dataclass(frozen=True)
@@ -480,6 +480,7 @@ def load_graph_text(
         allow_cycles=config.get('allow_cycles') is True,
         state=reader.graph_state(config.get('state'), ('config', 'state')),
         blackboard=reader.blackboard(config.get('blackboard'), ('config', 'blackboard')),
+        autostart=config.get('autostart') is not False,
     )
     return reader.result(graph)
 

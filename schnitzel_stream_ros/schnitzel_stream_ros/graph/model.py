@@ -184,6 +184,8 @@ class GraphSpec:
     state: StateSpec | None = None
     #: the graph's blackboard (`config.blackboard`, graph/blackboard_config.py); None: none
     blackboard: BlackboardSpec | None = None
+    #: false: every node loads unconfigured, for a lifecycle manager (docs/runtime.md, "Managed nodes")
+    autostart: bool = True
 
     def node(self, node_id: str) -> NodeSpec | None:
         return next((n for n in self.nodes if n.id == node_id), None)

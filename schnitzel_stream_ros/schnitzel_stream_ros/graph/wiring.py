@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from schnitzel_stream_ros.document_limits import MIB, json_text_limits, load_json
@@ -52,6 +52,10 @@ def is_reserved_param(name: str) -> bool:
     return name == CONTAINER_GROUP_PARAM or name.split('.', 1)[0] in families
 
 
+#: LoadNode extra argument (ours): false loads a node unconfigured, for a lifecycle manager.
+AUTOSTART_ARG = 'autostart'
+
+
 @dataclass(frozen=True)
 class LoadRequest:
     """The fields of a `composition_interfaces/srv/LoadNode` request for one graph node."""
@@ -63,6 +67,8 @@ class LoadRequest:
     remap_rules: tuple[str, ...]
     parameters: Mapping[str, Any]  # ordered: plugin parameters, then wiring parameters
     container_group: str
+    #: LoadNode extra_arguments: {'autostart': False} when the graph's nodes are managed from outside
+    extra_arguments: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _is_scalar(value: Any) -> bool:
@@ -151,6 +157,7 @@ def node_load_request(graph: ValidatedGraph, node: ResolvedNode) -> LoadRequest:
         remap_rules=remaps,
         parameters=params,
         container_group=node.container,
+        extra_arguments={} if graph.spec.autostart else {AUTOSTART_ARG: False},
     )
 
 

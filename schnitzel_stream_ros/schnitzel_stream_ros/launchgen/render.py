@@ -7,6 +7,8 @@ wiring order — so regenerating from an unchanged graph is byte-identical (gold
 """
 from __future__ import annotations
 
+import dataclasses
+
 from schnitzel_stream_ros.graph.model import ValidatedGraph
 from schnitzel_stream_ros.graph.wiring import (
     PACKAGE_NAME,
@@ -15,6 +17,7 @@ from schnitzel_stream_ros.graph.wiring import (
     load_requests_by_container,
 )
 from schnitzel_stream_ros.launchgen.literals import parameter_value
+from schnitzel_stream_ros.runtime.lifecycle_manager import BringUpPlan
 from schnitzel_stream_ros.runtime.start_gate import GatePlan, requests_to_json
 
 GENERATOR_VERSION = 2
@@ -22,6 +25,8 @@ GENERATOR_VERSION = 2
 CONTAINER_EXECUTABLE = 'component_container'
 #: Opens the start gate once launch_ros has loaded and wired every node (runtime/start_gate.py).
 START_GATE_EXECUTABLE = 'start_gate'
+#: Brings unconfigured nodes up in dependency order (runtime/lifecycle_manager.py), on request.
+LIFECYCLE_MANAGER_EXECUTABLE = 'lifecycle_manager'
 
 #: Every name the generated file imports, by module (tests check this set exactly).
 IMPORTS: tuple[tuple[str, str], ...] = (
@@ -51,13 +56,24 @@ def _node_lines(request: LoadRequest, indent: str) -> list[str]:
             source, _, target = rule.partition(':=')
             lines.append(f'{inner}    ({source!r}, {target!r}),')
         lines.append(f'{inner}],')
+    if request.extra_arguments:
+        extra = ', '.join(f'{k!r}: {parameter_value(v)}' for k, v in request.extra_arguments.items())
+        lines.append(f'{inner}extra_arguments=[{{{extra}}}],')
     lines.append(f'{indent}),')
     return lines
 
 
-def render_launch_file(graph: ValidatedGraph, source_label: str | None = None) -> str:
-    """The launch file text. `source_label` names the graph in the header (default: its path)."""
+def render_launch_file(
+    graph: ValidatedGraph, source_label: str | None = None, *, lifecycle_manager: bool = False
+) -> str:
+    """The launch file text. `source_label` names the graph in the header (default: its path).
+
+    `lifecycle_manager`: every node loads unconfigured (as with the graph switch `autostart: false`)
+    and a `lifecycle_manager` process brings the graph up in dependency order, then exits.
+    """
     label = source_label if source_label is not None else graph.spec.source
+    if lifecycle_manager:
+        graph = dataclasses.replace(graph, spec=dataclasses.replace(graph.spec, autostart=False))
     groups = load_requests_by_container(graph)
     node_count = sum(len(r) for r in groups.values())
     plural = 's' if len(groups) != 1 else ''
@@ -111,6 +127,21 @@ def render_launch_file(graph: ValidatedGraph, source_label: str | None = None) -
         '            respawn=True,',
         "            output='screen',",
         '        ),',
-        '    ])',
     ]
+    if lifecycle_manager:
+        lines += [
+            '        # Configures every node, waits until cross-container topics are matched, activates',
+            '        # every node: consumers before producers; a failed transition is reported with why.',
+            '        # Then stays: the nodes of a respawned container (reloaded above) come up again.',
+            '        Node(',
+            f'            package={PACKAGE_NAME!r},',
+            f'            executable={LIFECYCLE_MANAGER_EXECUTABLE!r},',
+            "            name='lifecycle_manager',",
+            f'            namespace={graph.spec.namespace!r},',
+            f"            arguments=['--plan', {BringUpPlan.from_graph(graph).to_json()!r}, '--supervise'],",
+            '            respawn=True,',
+            "            output='screen',",
+            '        ),',
+        ]
+    lines.append('    ])')
     return '\n'.join(lines) + '\n'

@@ -278,6 +278,9 @@ class ContainerClient:
         msg.parameters = [
             Parameter(name, value=value).to_parameter_msg() for name, value in request.parameters.items()
         ]
+        msg.extra_arguments = [
+            Parameter(name, value=value).to_parameter_msg() for name, value in request.extra_arguments.items()
+        ]
         return msg
 
     def load(self, request: LoadRequest, timeout: float = SERVICE_TIMEOUT_SEC) -> LoadResult:

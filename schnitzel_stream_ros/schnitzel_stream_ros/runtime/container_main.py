@@ -6,7 +6,8 @@ and by `schnitzel-stream run` for graphs with several container groups. The usua
 are accepted: `--ros-args -r __node:=<name> -r __ns:=<namespace>` name the container node (only the
 container node: plugin nodes get their names from their load requests), `-p plugin_allowlist:=[...]`
 widens the plugin allowlist, `-p diagnostics_period_sec:=S` sets the period of /diagnostics
-(default 1 s, 0 = off) and `-p diagnostics_stall_sec:=S` the default stall threshold of sources.
+(default 1 s, 0 = off), `-p diagnostics_stall_sec:=S` the default stall threshold of sources and
+`-p autostart:=false` loads nodes unconfigured for a lifecycle manager (runtime/container.py).
 
 Own options (before --ros-args):
     --executor events|single|multi   rclpy executor of the ROS side (default events)

@@ -28,6 +28,7 @@ from schnitzel_stream_ros.graph.state_config import PARAM_PREFIX as STATE_PREFIX
 from schnitzel_stream_ros.graph.state_config import StateSpec, state_from_params
 from schnitzel_stream_ros.graph.suggest import did_you_mean
 from schnitzel_stream_ros.graph.wiring import (
+    AUTOSTART_ARG,
     CONTAINER_GROUP_PARAM,
     PACKAGE_NAME,
     decode_param_value,
@@ -318,10 +319,12 @@ def _check_extra_arguments(subject: str, extra: Mapping[str, Any]) -> list[str]:
     is always the object itself (docs/runtime.md), which is what intra-process comms buy in rclcpp.
     `forward_global_arguments:=true` is refused: the container's own command line (`__node:=`, its
     remaps) would then rename and rewire the node.
+    `autostart` (ours, a boolean) overrides the container's `autostart` parameter for this node:
+    false leaves it unconfigured after the load, for `ros2 lifecycle set` or a lifecycle manager.
     """
     warnings = []
     for name, value in extra.items():
-        if name in (INTRA_PROCESS_ARG, FORWARD_GLOBAL_ARG):
+        if name in (INTRA_PROCESS_ARG, FORWARD_GLOBAL_ARG, AUTOSTART_ARG):
             if not isinstance(value, bool):
                 raise LoadError(f"{subject}: extra argument '{name}' must be a boolean, got {value!r}")
             if name == FORWARD_GLOBAL_ARG and value:

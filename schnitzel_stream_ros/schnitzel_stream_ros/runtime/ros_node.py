@@ -5,13 +5,30 @@ list` shows it, `ros2 param` describes and changes its parameters, its output po
 on `~/<port>` (remappable), its inputs are subscriptions when their topic comes from outside the
 container. To the plugin it is invisible: the plugin only sees its PluginContext (plugin_host.py).
 
-Life cycle, driven by the container: __init__ (declare parameters, plugin setup(), wire ports —
-any failure raises LoadError and leaves nothing behind) -> start() (worker/source threads) ->
-stop_sources() -> close_inputs() -> join() -> close() (plugin close(), always) -> destroy().
+A managed (lifecycle) node, as rclcpp_lifecycle's and rclpy.lifecycle's: `~/change_state`,
+`~/get_state`, `~/get_available_states`, `~/get_available_transitions`, `~/transition_event`, so
+`ros2 lifecycle get|set|list` and lifecycle managers drive it (docs/runtime.md, "Managed nodes"):
+    created       ROS node, parameters declared and checked           -> unconfigured
+    configure     plugin setup() (resources opened), ports wired      -> inactive
+    activate      worker/source threads run the plugin                -> active
+    deactivate    plugin calls pause between two packets; inputs keep
+                  arriving into the inboxes (their overflow policy applies), a source's produce()
+                  stays where it is: nothing is lost that the policy keeps  -> inactive
+    cleanup       threads end, what waits is dropped and counted, plugin close(), ports unwired
+                                                                       -> unconfigured
+    shutdown      from active: sources stop and inputs drain (bounded) first; then as cleanup
+                                                                       -> finalized
+A failed transition leaves the node where it was (configure: close() ran, nothing wired) and
+`last_transition_error` says why in one line naming the node; an invalid one (activate while
+unconfigured) is refused with success=false, as rclcpp does, and changes nothing.
+
+The container's own teardown (stop_sources() -> close_inputs() -> join() -> close() ->
+destroy()) works in every state.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +36,8 @@ from typing import Any
 from rcl_interfaces.msg import SetParametersResult
 from rclpy._rclpy_pybind11 import RCLInvalidROSArgsError
 from rclpy.context import Context
+from rclpy.lifecycle import LifecycleNode, LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.logging import LoggingSeverity
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -45,6 +62,7 @@ from schnitzel_stream_ros.runtime.ros_params import (
     unchanged_parameter,
     update_wiring_parameters,
 )
+from schnitzel_stream_ros.runtime.run_gate import RunGate
 from schnitzel_stream_ros.runtime.workers import (
     CostMeter,
     EmissionBudget,
@@ -54,6 +72,12 @@ from schnitzel_stream_ros.runtime.workers import (
 )
 
 Notify = Callable[[str], None]
+#: What `deactivate` waits for a plugin call in progress (a source waiting for its next frame).
+PAUSE_TIMEOUT_SEC = 2.0
+#: What `shutdown` of an active node gives its inputs to drain before they are dropped and counted.
+SHUTDOWN_DRAIN_SEC = 2.0
+SUCCESS = TransitionCallbackReturn.SUCCESS
+FAILURE = TransitionCallbackReturn.FAILURE
 
 
 def qos_profile(reliability: Reliability, depth: int) -> QoSProfile:
@@ -80,8 +104,8 @@ def _payload_as(msg_cls: type) -> Callable[[StreamPacket], Any]:
     return payload
 
 
-class PluginNode(Node):
-    """One graph node hosted in our container."""
+class PluginNode(LifecycleNode):
+    """One graph node hosted in our container; a managed node (see the module's docstring)."""
 
     def __init__(
         self,
@@ -94,17 +118,21 @@ class PluginNode(Node):
         on_warning: Notify,
         message_info: bool = True,
         inline: bool = True,
+        lifecycle_services: bool = True,
     ) -> None:
         cli_args = ['--ros-args']
         for rule in spec.remap_rules:
             cli_args += ['-r', rule]
         try:  # as rclcpp_components: the request's rules only, never the container's command line
-            super().__init__(
+            LifecycleNode.__init__(
+                self,
                 spec.node_name,
                 namespace=spec.namespace,
                 context=context,
                 cli_args=cli_args,
                 use_global_arguments=False,
+                # without: the same state machine, driven by the container only (no services, no events)
+                enable_communication_interface=lifecycle_services,
             )
         except RCLInvalidROSArgsError as exc:  # rcl's own verdict on a remap rule (e.g. wildcards)
             reason = str(exc).split(', at ')[0].removeprefix('Failed to parse ROS arguments: ')
@@ -115,30 +143,18 @@ class PluginNode(Node):
         self.on_warning = on_warning
         self.budget = budget
         self.message_info = message_info
-        role = spec.role
-        self.host = PluginHost(
-            spec.node_name,
-            spec.plugin_cls,
-            spec.params,
-            is_source=role is Role.SOURCE,
-            is_sink=role is Role.SINK,
-            logger=self.get_logger(),
-            state=spec.state,
-            state_node=spec.full_name,
-            blackboard=spec.blackboard,
-        )
-        self.mailbox = Mailbox(spec.node_name)
-        self.restarts = NodeRestarts(self.host, self.mailbox, spec.restart)
-        self.cost = CostMeter(inline)  # cheap nodes may run inline in DDS callbacks (unless isolated)
+        self.inline = inline
         self.outputs: list[OutputPort] = []
         self.subscribers: list[LocalSubscriber] = []
         self._bridges: dict[int, Any] = {}  # id(LocalSubscriber) -> rclpy Subscription while bridged
-        self.input_worker: InputWorker | None = None
-        self.source_worker: SourceWorker | None = None
-        self.started = False
         self._decode_warned = False
         self._redeclaring = False  # a hot-replace re-declares parameters: checks stand aside
         self.replaced_total = 0
+        self.configured = False  # plugin set up, ports wired (inactive or active)
+        self.last_transition_error = ''
+        self._transition_lock = threading.RLock()
+        self._dynamic_changes: dict[str, Any] = {}  # `ros2 param set` values, kept over a cleanup
+        self._fresh_instance()
         try:
             if spec.log_level:
                 self.get_logger().set_level(LoggingSeverity(spec.log_level))
@@ -147,24 +163,37 @@ class PluginNode(Node):
             declare_parameters(self, schema, spec.params, given)
             self.add_on_set_parameters_callback(self._check_params)
             self.add_post_set_parameters_callback(self._params_changed)
-            self.host.setup()
-            self._wire_outputs()
-            self._wire_inputs()
-        except (PluginError, ValueError) as exc:
-            message = (
-                str(exc)
-                if str(exc).startswith(f"node '{spec.node_name}'")
-                else f"node '{spec.node_name}': {exc}"
-            )
-            try:
-                self.host.close()  # close() always runs, also when setup() failed half-way
-            except PluginError as close_exc:
-                message += f'; {close_exc}'
+        except ValueError as exc:
+            message = str(exc)
+            if not message.startswith(f"node '{spec.node_name}'"):
+                message = f"node '{spec.node_name}': {message}"
             self.destroy()
             raise LoadError(message) from exc
         except BaseException:
             self.destroy()
             raise
+
+    def _fresh_instance(self) -> None:
+        """What one configure..cleanup cycle uses: host (no plugin yet), mailbox, gate, threads."""
+        spec = self.spec
+        self.host = PluginHost(
+            spec.node_name,
+            spec.plugin_cls,
+            {**spec.params, **self._dynamic_changes},
+            is_source=spec.role is Role.SOURCE,
+            is_sink=spec.role is Role.SINK,
+            logger=self.get_logger(),
+            state=spec.state,
+            state_node=spec.full_name,
+            blackboard=spec.blackboard,
+        )
+        self.mailbox = Mailbox(spec.node_name)
+        self.restarts = NodeRestarts(self.host, self.mailbox, spec.restart)
+        self.cost = CostMeter(self.inline)  # cheap nodes may run inline in DDS callbacks (unless isolated)
+        self.gate = RunGate()
+        self.input_worker: InputWorker | None = None
+        self.source_worker: SourceWorker | None = None
+        self.workers_started = False
 
     # -- wiring ---------------------------------------------------------------------------------
     def _wire_outputs(self) -> None:
@@ -272,13 +301,19 @@ class PluginNode(Node):
                     )
                 return None
 
+        gate = self.gate
+
         def deliver(packet: StreamPacket, t_emit: int) -> None:
-            if cost.cheap and self.input_worker is not None and mailbox.try_claim():
-                try:  # a cheap idle node runs right here: no hand-over to its thread (Mailbox.try_claim)
-                    run_inline(self.host, cost, packet, port, t_emit, edge, self.on_fatal, on_error)
+            if cost.cheap and self.input_worker is not None and gate.try_enter():
+                try:
+                    if mailbox.try_claim():
+                        try:  # a cheap idle active node runs right here: no hand-over (Mailbox.try_claim)
+                            run_inline(self.host, cost, packet, port, t_emit, edge, self.on_fatal, on_error)
+                        finally:
+                            mailbox.release()
+                        return
                 finally:
-                    mailbox.release()
-                return
+                    gate.leave()
             try:  # never waits: this thread serves every cross-process input of the container
                 mailbox.offer_nowait(token, (packet, t_emit, edge))
             except DeliveryError as exc:
@@ -338,6 +373,7 @@ class PluginNode(Node):
         _, changed = check_change(self.spec.plugin_cls.param_schema(), params)
         if not changed:
             return
+        self._dynamic_changes.update(changed)
 
         def apply() -> None:
             self.host.apply_params(changed)
@@ -360,6 +396,12 @@ class PluginNode(Node):
         between two packets, then rewired. Inboxes, publishers and counters stay. Returns what was
         done, one line. Raises ReplaceRefused with the reason; then nothing changed."""
         name = self.get_name()
+        if not self.configured:
+            raise ReplaceRefused(
+                f"node '{name}': replace refused: it is {self.lifecycle_state}; configure it first"
+            )
+        if self.workers_started and not self.gate.is_open:
+            raise ReplaceRefused(f"node '{name}': replace refused: it is inactive; activate it first")
         problems = wiring_problems(self.spec, spec)
         if problems:
             raise ReplaceRefused(f"node '{name}': replace refused: {'; '.join(problems)}")
@@ -420,19 +462,178 @@ class PluginNode(Node):
         except Exception as exc:
             self.on_warning(f"node '{self.get_name()}': close() of a replaced instance failed: {exc}")
 
-    # -- life cycle -----------------------------------------------------------------------------
-    def start(self, on_source_done: Callable[[SourceWorker], None] | None = None) -> None:
-        if self.started:
-            return
-        self.started = True
-        if self.mailbox.inboxes:
-            self.input_worker = InputWorker(
-                self.host, self.mailbox, self.on_fatal, self.cost, on_error=self.restarts.failed
+    # -- life cycle (managed node) ---------------------------------------------------------------
+    @property
+    def lifecycle_state(self) -> str:
+        """'unconfigured', 'inactive', 'active', 'finalized' (or a transition state meanwhile)."""
+        return self._state_machine.current_state[1]
+
+    @property
+    def started(self) -> bool:
+        """Active: its plugin runs (what health and the container mean by a started node)."""
+        return self.gate.is_open
+
+    def _LifecycleNodeMixin__change_state(self, transition_id: int) -> TransitionCallbackReturn:  # noqa: N802
+        """Every transition, from `~/change_state` or the container, goes through here.
+
+        This overrides rclpy's private LifecycleNodeMixin.__change_state (name-mangled) for two
+        reasons: one transition at a time (the service and the container's start gate run on
+        different threads), and an invalid transition is refused like rclcpp refuses it
+        (success=false). rclpy 7 lets rcl's error escape the service callback instead, which
+        ends the executor serving every node of the container.
+        """
+        with self._transition_lock:
+            machine = self._state_machine
+            available = {t[0]: t[1] for t in machine.available_transitions}
+            if transition_id not in available:
+                labels = sorted(set(available.values()))
+                self.last_transition_error = (
+                    f"node '{self.get_name()}': transition {transition_id} is not available in state "
+                    f"'{self.lifecycle_state}' (available: {', '.join(labels) or 'none'})"
+                )
+                self.get_logger().warning(self.last_transition_error)
+                return FAILURE
+            return LifecycleNodeMixin._LifecycleNodeMixin__change_state(self, transition_id)
+
+    def change_state(self, label: str) -> tuple[bool, str]:
+        """Trigger a transition by its label (configure, activate, ...): (success, reason)."""
+        with self._transition_lock:
+            try:
+                transition_id = self._state_machine.get_transition_by_label(label)
+            except Exception:
+                labels = sorted({t[1] for t in self._state_machine.available_transitions})
+                reason = (
+                    f"node '{self.get_name()}': transition '{label}' is not available in state "
+                    f"'{self.lifecycle_state}' (available: {', '.join(labels) or 'none'})"
+                )
+                self.last_transition_error = reason
+                return False, reason
+            result = self._LifecycleNodeMixin__change_state(transition_id)
+            return result == SUCCESS, '' if result == SUCCESS else self.last_transition_error
+
+    def _transition(self, verb: str, action: Callable[[], None]) -> TransitionCallbackReturn:
+        """Run one transition's work; a failure is logged in one line naming the node and answers
+        FAILURE (rclpy then leaves the node in the state it was in)."""
+        try:
+            action()
+        except Exception as exc:
+            name = self.get_name()
+            text = str(exc) if str(exc).startswith(f"node '{name}'") else f'{type(exc).__name__}: {exc}'
+            self.last_transition_error = (
+                text if text.startswith(f"node '{name}'") else f"node '{name}': {verb} failed: {text}"
             )
-            self.input_worker.start()
-        if self.spec.role is Role.SOURCE:
-            self.source_worker = SourceWorker(self.host, self.budget, self.on_fatal, on_source_done)
-            self.source_worker.start()
+            self.get_logger().error(self.last_transition_error)
+            return FAILURE
+        self.last_transition_error = ''
+        self.get_logger().debug(f'{verb}: now {self._state_after(verb)}')
+        return SUCCESS
+
+    @staticmethod
+    def _state_after(verb: str) -> str:
+        return {'configure': 'inactive', 'activate': 'active', 'deactivate': 'inactive'}.get(
+            verb, 'unconfigured' if verb == 'cleanup' else 'finalized'
+        )
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition('configure', self._configure)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition('activate', self._activate)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition('deactivate', self._deactivate)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition('cleanup', self._release)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition('shutdown', lambda: self._release(drain=state.label == 'active'))
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised past _transition (a bug): release everything, back to unconfigured."""
+        return self._transition('error processing', self._release)
+
+    def _configure(self) -> None:
+        """Plugin setup() and wiring; on failure close() runs and nothing stays wired."""
+        if self.host.closed or self.host.plugin is not None:  # configured before and cleaned up
+            self._fresh_instance()
+        try:
+            self.host.setup()
+            self._wire_outputs()
+            self._wire_inputs()
+        except BaseException as exc:
+            message = str(exc)
+            try:
+                self.host.close()  # close() always runs, also when setup() failed half-way
+            except PluginError as close_exc:
+                message += f'; {close_exc}'
+            self._unwire()
+            self._fresh_instance()
+            if isinstance(exc, PluginError | ValueError):
+                raise PluginError(message) from exc
+            raise
+        self.configured = True
+
+    def _activate(self, on_source_done: Callable[[SourceWorker], None] | None = None) -> None:
+        if not self.workers_started:
+            self.workers_started = True
+            if self.mailbox.inboxes:
+                self.input_worker = InputWorker(
+                    self.host,
+                    self.mailbox,
+                    self.on_fatal,
+                    self.cost,
+                    on_error=self.restarts.failed,
+                    gate=self.gate,
+                )
+            if self.spec.role is Role.SOURCE:
+                self.source_worker = SourceWorker(
+                    self.host, self.budget, self.on_fatal, on_source_done, gate=self.gate
+                )
+        self.refresh_outputs()
+        self.gate.open()
+        for worker in (self.input_worker, self.source_worker):
+            if worker is not None and worker.thread.ident is None:
+                worker.start()
+
+    def _deactivate(self) -> None:
+        if not self.gate.pause(PAUSE_TIMEOUT_SEC):
+            self.on_warning(
+                f"node '{self.get_name()}': deactivated while a plugin call of it still runs "
+                f'(>{PAUSE_TIMEOUT_SEC:.0f} s); it pauses when that call returns'
+            )
+
+    def _release(self, drain: bool = False) -> None:
+        """cleanup/shutdown: threads end, the plugin closes, ports are unwired. `drain` (shutdown of
+        an active node): sources stop first and the inputs get SHUTDOWN_DRAIN_SEC to drain."""
+        if not self.configured:
+            return
+        name = self.get_name()
+        if drain and self.gate.is_open:
+            self.stop_sources()
+            if self.source_worker is not None:
+                self.source_worker.thread.join(SHUTDOWN_DRAIN_SEC)
+            self.mailbox.close()
+            self.join(SHUTDOWN_DRAIN_SEC)
+        dropped = self.close_inputs(discard=True)
+        if dropped:
+            self.on_warning(f"node '{name}': {dropped} packets waiting in its inboxes dropped at release")
+        if not self.join(PAUSE_TIMEOUT_SEC):
+            self.on_warning(f"node '{name}': its thread did not stop at release (stuck in plugin code)")
+        try:
+            if not self.close():
+                self.on_warning(f"node '{name}': close() deferred: it runs when the stuck call returns")
+        finally:
+            self._unwire()
+            self.configured = False
+
+    def _unwire(self) -> None:
+        """Leave the bus and destroy the ports' publishers and subscriptions (the node stays)."""
+        self._teardown()
+        for port in self.outputs:
+            self.destroy_publisher(port.publisher)
+        self.outputs = []
+        self.subscribers = []
 
     def refresh_outputs(self) -> None:
         for port in self.outputs:
@@ -442,19 +643,30 @@ class PluginNode(Node):
         """Sources stop pulling (their plugins see stop_event); inputs keep draining."""
         if self.source_worker is not None:
             self.host.stop_event.set()
+            self.gate.wake()  # an inactive source waits at its gate: it ends now
 
     @property
     def source_done(self) -> bool:
-        return self.source_worker is None or self.source_worker.done.is_set()
+        """A source that has ended (or was shut down). One that never ran — unconfigured, or not
+        activated yet — has not: a run of a graph whose nodes wait for their manager goes on."""
+        if self.spec.role is not Role.SOURCE:
+            return True
+        if self.source_worker is None:
+            return self.lifecycle_state == 'finalized'
+        return self.source_worker.done.is_set()
 
     @property
     def idle(self) -> bool:
         return self.mailbox.idle
 
     def close_inputs(self, discard: bool = False) -> int:
-        """Accept no more packets; the worker drains what waits (or it is discarded and counted)."""
+        """Accept no more packets; the worker drains what waits (or it is discarded and counted,
+        and an inactive node's worker drops the packet it holds and ends)."""
         self.host.stop_event.set()
-        return self.mailbox.close(discard)
+        dropped = self.mailbox.close(discard)
+        if discard:
+            self.gate.close()
+        return dropped
 
     def join(self, timeout: float) -> bool:
         """Wait for the node's threads; False if one is still busy (stuck in plugin code)."""

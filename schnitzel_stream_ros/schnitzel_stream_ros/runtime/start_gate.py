@@ -39,6 +39,16 @@ def _join(namespace: str, name: str) -> str:
     return ('' if namespace == '/' else namespace.rstrip('/')) + '/' + name
 
 
+def cross_topics(graph: ValidatedGraph) -> dict[str, int]:
+    """topic -> subscriptions in other containers its publisher must have matched."""
+    container_of = {n.id: n.container for n in graph.nodes}
+    needed: dict[str, set[tuple[str, str]]] = {}
+    for edge in graph.edges:
+        if container_of[edge.src] != container_of[edge.dst]:
+            needed.setdefault(edge.topic, set()).add((edge.dst, edge.dst_port))
+    return {topic: len(ends) for topic, ends in sorted(needed.items())}
+
+
 @dataclass(frozen=True)
 class GatePlan:
     """What must be there before a graph starts: nodes per container, subscriptions per crossing topic."""
@@ -48,16 +58,12 @@ class GatePlan:
 
     @classmethod
     def from_graph(cls, graph: ValidatedGraph) -> GatePlan:
-        container_of = {n.id: n.container for n in graph.nodes}
-        needed: dict[str, set[tuple[str, str]]] = {}
-        for edge in graph.edges:
-            if container_of[edge.src] != container_of[edge.dst]:
-                needed.setdefault(edge.topic, set()).add((edge.dst, edge.dst_port))
         containers = {
             _join(graph.spec.namespace, group): tuple(_join(r.node_namespace, r.node_name) for r in requests)
             for group, requests in load_requests_by_container(graph).items()
         }
-        return cls(containers, {topic: len(ends) for topic, ends in sorted(needed.items())})
+        # nodes that load unconfigured are wired when their manager configures them: it waits then
+        return cls(containers, cross_topics(graph) if graph.spec.autostart else {})
 
     def awaiting(self, subscribers: Mapping[str, int]) -> GatePlan:
         """This plan, also waiting for `n` more matched subscriptions on each topic — outside
@@ -206,6 +212,7 @@ def requests_to_json(graph: ValidatedGraph) -> str:
                 'node_namespace': r.node_namespace,
                 'remap_rules': list(r.remap_rules),
                 'parameters': dict(r.parameters),
+                **({'extra_arguments': dict(r.extra_arguments)} if r.extra_arguments else {}),
             }
             for r in requests
         ]
@@ -241,12 +248,18 @@ def requests_from_json(text: str) -> dict[str, tuple[LoadRequest, ...]]:
         requests = []
         for i, item in enumerate(items):
             where = f'load requests: {container}[{i}]'
-            if not isinstance(item, dict) or set(item) != {
+            if not isinstance(item, dict) or set(item) - {'extra_arguments'} != {
                 'plugin_name', 'node_name', 'node_namespace', 'remap_rules', 'parameters'
             }:
                 raise ValueError(
-                    f'{where}: expected plugin_name, node_name, node_namespace, remap_rules, parameters'
+                    f'{where}: expected plugin_name, node_name, node_namespace, remap_rules, parameters '
+                    '(and optionally extra_arguments)'
                 )
+            extra = item.get('extra_arguments', {})
+            if not isinstance(extra, dict) or not all(
+                isinstance(k, str) and isinstance(v, bool) for k, v in extra.items()
+            ):
+                raise ValueError(f'{where}: extra_arguments must map names to booleans')
             strings = [item['plugin_name'], item['node_name'], item['node_namespace'], *item['remap_rules']] \
                 if isinstance(item['remap_rules'], list) else [None]
             params = item['parameters']
@@ -257,7 +270,8 @@ def requests_from_json(text: str) -> dict[str, tuple[LoadRequest, ...]]:
             entries += 1 + len(params)
             group = container.rsplit('/', 1)[1]
             requests.append(LoadRequest(PACKAGE_NAME, item['plugin_name'], item['node_name'],
-                                        item['node_namespace'], tuple(item['remap_rules']), params, group))
+                                        item['node_namespace'], tuple(item['remap_rules']), params, group,
+                                        extra))
         out[container] = tuple(requests)
     if entries > MAX_PLAN_ENTRIES * 10:
         raise ValueError(f'load requests: more than {MAX_PLAN_ENTRIES * 10} entries')

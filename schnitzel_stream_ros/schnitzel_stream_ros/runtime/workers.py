@@ -22,6 +22,7 @@ from typing import Any
 from schnitzel_stream_ros.backoff import Backoff
 from schnitzel_stream_ros.runtime.mailbox import Control, Mailbox
 from schnitzel_stream_ros.runtime.plugin_host import DeliveryError, PluginError, PluginHost
+from schnitzel_stream_ros.runtime.run_gate import RunGate
 
 FatalHandler = Callable[[str], None]
 #: A node's restart policy (runtime/node_restart.py): (error, caught on the node's worker thread?)
@@ -113,12 +114,14 @@ class InputWorker:
         on_fatal: FatalHandler,
         cost: CostMeter | None = None,
         on_error: ErrorHandler | None = None,
+        gate: RunGate | None = None,
     ) -> None:
         self.host = host
         self.mailbox = mailbox
         self.on_fatal = on_fatal
         self.on_error = on_error
         self.cost = cost or CostMeter()
+        self.gate = gate  # lifecycle: plugin code runs only while it is open (runtime/run_gate.py)
         self.thread = threading.Thread(target=self._run, name=f'node:{host.node_id}', daemon=True)
 
     def start(self) -> None:
@@ -132,9 +135,15 @@ class InputWorker:
         handle = host.handle
         batches = host.handles_batches
         cost = self.cost
+        gate = self.gate
         while True:
             job = take()  # also marks the previous item done
             if job is None:
+                return
+            if gate is not None and not gate.enter():  # released while inactive: nothing more runs
+                if type(job) is tuple:
+                    job[1][2].dropped += 1
+                self.mailbox.done()
                 return
             try:
                 if type(job) is tuple:
@@ -157,6 +166,9 @@ class InputWorker:
                     self.on_error(exc, True)
             except DeliveryError as exc:
                 self.on_fatal(str(exc))
+            finally:
+                if gate is not None:
+                    gate.leave()
 
 
 def run_inline(
@@ -206,8 +218,10 @@ class SourceWorker:
         on_fatal: FatalHandler,
         on_done: Callable[[SourceWorker], None] | None = None,
         restart: Backoff | None = None,
+        gate: RunGate | None = None,
     ) -> None:
         self.host = host
+        self.gate = gate  # lifecycle: pulls only while it is open; a pause keeps produce() where it is
         self.budget = budget
         self.on_fatal = on_fatal
         self.on_done = on_done
@@ -230,25 +244,36 @@ class SourceWorker:
         stop = host.stop_event
         failures = 0  # restarts since the source last ran SOURCE_HEALTHY_SEC without raising
         started = time.monotonic()
+        gate = self.gate
         try:
             while True:
-                while self.controls:
-                    try:
-                        self.controls.popleft()()
-                    except PluginError as exc:
-                        _report_plugin_error(host, exc)
-                if stop.is_set():
+                if gate is not None and not gate.enter(stop):
                     self.end_reason = 'stopped'
                     return
-                if not self.budget.take():
-                    self.end_reason = 'max_events'
-                    return
-                before = metrics.produced
+                error: PluginError | None = None
                 try:
-                    alive = host.pull()
-                except PluginError as exc:
+                    while self.controls:
+                        try:
+                            self.controls.popleft()()
+                        except PluginError as exc:
+                            _report_plugin_error(host, exc)
+                    if stop.is_set():
+                        self.end_reason = 'stopped'
+                        return
+                    if not self.budget.take():
+                        self.end_reason = 'max_events'
+                        return
+                    before = metrics.produced
+                    try:
+                        alive = host.pull()
+                    except PluginError as exc:
+                        error = exc
+                finally:
+                    if gate is not None:
+                        gate.leave()
+                if error is not None:  # the backoff is waited outside the gate: a pause never waits for it
                     self.budget.give_back()
-                    _report_plugin_error(host, exc)
+                    _report_plugin_error(host, error)
                     if time.monotonic() - started >= SOURCE_HEALTHY_SEC:
                         failures = 0
                     failures += 1

@@ -77,6 +77,7 @@ class ComposableNode:
                  extra_arguments: list[Any] | None = None, condition: Any = None) -> None:
         self.package, self.plugin, self.name, self.namespace = package, plugin, name, namespace
         self.parameters, self.remappings = parameters or [], remappings or []
+        self.extra_arguments = extra_arguments or []
 
 
 class ParameterValue:

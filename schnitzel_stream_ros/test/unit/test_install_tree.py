@@ -66,13 +66,14 @@ def test_package_manifest_parses_as_ament_python_with_rosdep_keys():
         d.name for d in manifest.build_export_depends}
     # what the installed code imports, by rosdep key (plus the launch side and the container services)
     assert {'rclpy', 'rcl_interfaces', 'builtin_interfaces', 'std_msgs', 'sensor_msgs', 'std_srvs',
-            'composition_interfaces', 'ament_index_python', 'launch', 'launch_ros', 'schnitzel_stream_msgs',
+            'composition_interfaces', 'lifecycle_msgs', 'ament_index_python', 'launch', 'launch_ros',
+            'schnitzel_stream_msgs',
             'python3-yaml', 'python3-numpy', 'python3-opencv', 'python3-serial',
             'python3-onnxruntime-pip', 'python3-fastapi', 'python3-uvicorn', 'python3-matplotlib'} <= run_keys
 
 
 @pytest.mark.parametrize('name', ['component_container', 'component_container_mt',
-                                  'component_container_isolated', 'schnitzel-stream'])
+                                  'component_container_isolated', 'schnitzel-stream', 'lifecycle_manager'])
 def test_installed_executables_run_with_an_interpreter_that_has_the_suite_dependencies(name):
     """launch_ros and `ros2 run` execute these files directly: their shebang picks the interpreter.
 

@@ -16,6 +16,7 @@ from schnitzel_stream_ros.graph.registry import PluginRegistry
 from schnitzel_stream_ros.graph.validate import compile_graph, load_and_validate
 from schnitzel_stream_ros.graph.wiring import load_requests
 from schnitzel_stream_ros.launchgen import render_launch_file
+from schnitzel_stream_ros.runtime.lifecycle_manager import BringUpPlan
 from schnitzel_stream_ros.runtime.start_gate import GatePlan, requests_from_json
 
 PACKAGE = Path(__file__).resolve().parents[2]
@@ -38,7 +39,8 @@ ALLOWED_CALLS = {
     'ComposableNodeContainer': {'name', 'namespace', 'package', 'executable', 'output', 'arguments',
                                 'respawn', 'composable_node_descriptions'},
     'Node': {'package', 'executable', 'name', 'namespace', 'arguments', 'respawn', 'output'},
-    'ComposableNode': {'package', 'plugin', 'name', 'namespace', 'parameters', 'remappings'},
+    'ComposableNode': {'package', 'plugin', 'name', 'namespace', 'parameters', 'remappings',
+                       'extra_arguments'},
     'ParameterValue': {'value_type'},
 }
 #: everything launch/site.launch.py may import: the standard library, launch and ament_index_python —
@@ -146,6 +148,54 @@ def test_launch_hands_the_container_exactly_the_load_requests(stem, monkeypatch)
     assert (requests_flag, supervise, gate.kwargs['respawn']) == ('--requests', '--supervise', True)
     reloads = [r for reqs in requests_from_json(requests).values() for r in reqs]
     assert reloads == list(load_requests(graph))
+
+
+def test_a_graph_with_autostart_false_loads_every_node_unconfigured(monkeypatch, tmp_path):
+    """config.autostart: false -> LoadNode extra argument autostart:=false on every node, in the
+    launch file as in the runner's requests; the start gate then waits for no cross-container
+    match (the nodes wire themselves when their lifecycle manager configures them)."""
+    text = (PACKAGE / regenerate.GOLDEN_GRAPHS['two_containers']).read_text()
+    assert text.count('config: {}') == 1
+    managed = tmp_path / 'managed.yaml'
+    managed.write_text(text.replace('config: {}', 'config: {autostart: false}'))
+    graph = compile_graph(managed, PluginRegistry(Allowlist()))
+    requests = load_requests(graph)
+    assert requests and all(dict(r.extra_arguments) == {'autostart': False} for r in requests)
+    assert GatePlan.from_graph(graph).cross_topics == {}
+    assert GatePlan.from_graph(compile_graph(PACKAGE / regenerate.GOLDEN_GRAPHS['two_containers'],
+                                             PluginRegistry(Allowlist()))).cross_topics != {}
+
+    launch_api_standins.install(monkeypatch)
+    scope: dict = {}
+    exec(compile(render_launch_file(graph), 'managed', 'exec'), scope)
+    *containers, gate = scope['generate_launch_description']().entities
+    extras = [node.extra_arguments for container in containers for node in container.nodes]
+    assert extras == [[{'autostart': False}]] * len(requests)
+    _flag, _plan, _requests_flag, requests_json, _supervise = gate.kwargs['arguments']
+    reloads = [r for reqs in requests_from_json(requests_json).values() for r in reqs]
+    assert reloads == list(requests)  # a respawned container gets its nodes back unconfigured too
+
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text(text.replace('config: {}', "config: {autostart: 'no'}"))
+    result = load_and_validate(bad, PluginRegistry(Allowlist()))
+    assert any('config.autostart must be a bool' in str(e) for e in result.errors)
+
+
+def test_with_a_lifecycle_manager_nodes_load_unconfigured_and_the_manager_comes_last(monkeypatch):
+    graph = compile_graph(PACKAGE / regenerate.GOLDEN_GRAPHS['two_containers'], PluginRegistry(Allowlist()))
+    launch_api_standins.install(monkeypatch)
+    scope: dict = {}
+    exec(compile(render_launch_file(graph, lifecycle_manager=True), 'managed', 'exec'), scope)
+    *containers, gate, manager = scope['generate_launch_description']().entities
+    assert all(node.extra_arguments == [{'autostart': False}] for c in containers for node in c.nodes)
+    assert gate.executable == 'start_gate'  # still the supervisor; it opens nothing for unconfigured nodes
+    assert (manager.package, manager.executable, manager.name) == (
+        'schnitzel_stream_ros', 'lifecycle_manager', 'lifecycle_manager')
+    flag, plan, supervise = manager.kwargs['arguments']
+    assert flag == '--plan' and BringUpPlan.from_json(plan) == BringUpPlan.from_graph(graph)
+    assert supervise == '--supervise' and manager.kwargs['respawn'] is True
+    assert render_launch_file(graph) == regenerate.golden_path('two_containers').read_text().replace(
+        regenerate.GOLDEN_GRAPHS['two_containers'], graph.spec.source)  # without the flag: unchanged
 
 
 def test_strings_that_yaml_would_retype_stay_strings():
