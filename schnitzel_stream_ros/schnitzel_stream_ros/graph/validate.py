@@ -349,11 +349,27 @@ class _Validator:
                 if problem:
                     self.node_error(node, f'topics.{name}: {topic!r} {problem}', 'ros-name')
                     topic = None
+            if topic is None:
+                topic = self.param_topic(node, outputs[name])
             self.topics[(node.id, name)] = (resolve_topic(topic, namespace, node.id) if topic
                                             else default_topic(namespace, node.id, name))
             qos = node.qos.get(name, QosSpec())
             self.pub_qos[(node.id, name)] = QosSpec(qos.reliability or Reliability.RELIABLE,
                                                     qos.depth or DEFAULT_QOS_DEPTH)
+
+    def param_topic(self, node: NodeSpec, port: Port) -> str | None:
+        """The topic an output's `topic_param` names (Port.topic_param), checked; None when unset."""
+        if not port.topic_param or port.msg_type == STREAM_PACKET_MSG:
+            return None
+        topic = self.params.get(node.id, {}).get(port.topic_param)
+        if not isinstance(topic, str) or not topic:
+            return None
+        problem = topic_problem(topic)
+        if problem:
+            self.node_error(node, f'parameter {port.topic_param!r}: {topic!r} {problem}', 'ros-name',
+                            node.param_position(port.topic_param))
+            return None
+        return topic
 
     def check_containers(self) -> None:
         for group in self.spec.containers:

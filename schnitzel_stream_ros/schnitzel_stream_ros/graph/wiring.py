@@ -133,9 +133,9 @@ def node_load_request(graph: ValidatedGraph, node: ResolvedNode) -> LoadRequest:
     params.update(restart_params(node.spec.restart))
     params[CONTAINER_GROUP_PARAM] = node.container
     remaps = tuple(
-        f'~/{port}:={node.output_topics[port]}'
-        for port in (p.name for p in node.outputs)
-        if port in node.spec.topics
+        f'~/{port.name}:={node.output_topics[port.name]}'
+        for port in node.outputs
+        if port.name in node.spec.topics or (port.topic_param and node.params.get(port.topic_param))
     )
     return LoadRequest(
         package_name=PACKAGE_NAME,

@@ -71,6 +71,8 @@ class OutputWiring:
     reliability: Reliability = Reliability.RELIABLE
     depth: int = DEFAULT_QOS_DEPTH
     msg_cls: type | None = None
+    #: topic named by the port's `topic_param` (Port.topic_param) when no remap rule names one
+    topic: str | None = None
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,7 @@ def parse_load_request(
             None
             if port.msg_type == STREAM_PACKET_MSG
             else message_class(port.msg_type, f'{subject}: port {name}'),
+            _param_topic(subject, port, params, remap_rules),
         )
         for name, port in outputs_by_name.items()
     }
@@ -290,6 +293,24 @@ def parse_load_request(
         extra=dict(extra or {}),
         warnings=tuple(warnings),
     )
+
+
+def _param_topic(
+    subject: str, port: Port, params: Mapping[str, Any], remap_rules: tuple[str, ...] | list[str]
+) -> str | None:
+    """An output's topic from its `topic_param` (e.g. a /cmd_vel sink's `topic`), unless remapped."""
+    if not port.topic_param or port.msg_type == STREAM_PACKET_MSG:
+        return None
+    topic = params.get(port.topic_param)
+    if not isinstance(topic, str) or not topic:
+        return None
+    if any(rule.partition(':=')[0] == f'~/{port.name}' for rule in remap_rules):
+        return None  # the request's remap rule names it (the graph path always does)
+    if topic_problem(topic) or not topic.startswith('/'):
+        raise LoadError(
+            f"{subject}: parameter '{port.topic_param}': {topic!r} is not an absolute ROS topic name"
+        )
+    return topic
 
 
 def _quote_hint(exc: ParamError, schema: Mapping[str, Any], given: Mapping[str, Any]) -> str:
@@ -364,11 +385,19 @@ def _input_wiring(
             and params['topic']
         ):
             topics = (params['topic'],)  # a ROS topic source: the topic its parameter names
+        elif (
+            port.topic_param
+            and port.msg_type != STREAM_PACKET_MSG
+            and isinstance(params.get(port.topic_param), str)
+            and params[port.topic_param]
+        ):
+            topics = (params[port.topic_param],)  # e.g. an e-stop input: the topic its parameter names
         else:
             continue  # not connected: the port stays idle
         for topic in topics:
             problem = topic_problem(topic)
-            if problem or (not topic.startswith('/') and topic != params.get('topic')):
+            if problem or (not topic.startswith('/') and topic not in (params.get('topic'),
+                                                                       params.get(port.topic_param))):
                 raise LoadError(f'{where}: topic {topic!r} must be an absolute ROS topic name')
         wiring[name] = InputWiring(
             port=port,

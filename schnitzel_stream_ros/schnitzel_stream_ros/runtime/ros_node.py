@@ -50,6 +50,7 @@ from schnitzel_stream_ros.runtime.workers import (
     EmissionBudget,
     InputWorker,
     SourceWorker,
+    Ticker,
     run_inline,
 )
 
@@ -132,6 +133,7 @@ class PluginNode(Node):
         self._bridges: dict[int, Any] = {}  # id(LocalSubscriber) -> rclpy Subscription while bridged
         self.input_worker: InputWorker | None = None
         self.source_worker: SourceWorker | None = None
+        self.ticker: Ticker | None = None
         self.started = False
         self._decode_warned = False
         self._redeclaring = False  # a hot-replace re-declares parameters: checks stand aside
@@ -168,7 +170,7 @@ class PluginNode(Node):
         for name, wiring in self.spec.outputs.items():
             msg_cls = wiring.msg_cls or StreamPacketMsg
             publisher = self.create_publisher(
-                msg_cls, f'~/{name}', qos_profile(wiring.reliability, wiring.depth)
+                msg_cls, wiring.topic or f'~/{name}', qos_profile(wiring.reliability, wiring.depth)
             )
             topic = self.bus.topic(publisher.topic_name)
             port = OutputPort(
@@ -427,6 +429,10 @@ class PluginNode(Node):
                 self.host, self.mailbox, self.on_fatal, self.cost, on_error=self.restarts.failed
             )
             self.input_worker.start()
+            period = self.spec.plugin_cls.tick_period(self.host.params)
+            if period is not None and period > 0:
+                self.ticker = Ticker(self.host, self.mailbox.post, period)
+                self.ticker.start()
         if self.spec.role is Role.SOURCE:
             self.source_worker = SourceWorker(self.host, self.budget, self.on_fatal, on_source_done)
             self.source_worker.start()
@@ -457,7 +463,7 @@ class PluginNode(Node):
         """Wait for the node's threads; False if one is still busy (stuck in plugin code)."""
         deadline = time.monotonic() + timeout
         ok = True
-        for worker in (self.source_worker, self.input_worker):
+        for worker in (self.source_worker, self.input_worker, self.ticker):
             if worker is not None and worker.thread.is_alive():
                 worker.thread.join(max(0.0, deadline - time.monotonic()))
                 ok = ok and not worker.thread.is_alive()

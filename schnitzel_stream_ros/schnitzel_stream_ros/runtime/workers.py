@@ -184,6 +184,41 @@ def run_inline(
     cost.add(time.perf_counter_ns() - t_start)
 
 
+class Ticker:
+    """Posts a node's on_tick() to its own worker every period (Plugin.TICK_SEC), until it stops.
+
+    A thread of its own, not an rclpy timer: the tick must run on the node's worker thread (never
+    beside process()), and the mailbox's control queue is how work gets there. At most one tick
+    waits at a time, so a node stuck in a slow packet gets one tick after it, not a backlog.
+    """
+
+    def __init__(self, host: PluginHost, post: Callable[[Control], None], period_sec: float) -> None:
+        self.host = host
+        self.post = post
+        self.period = period_sec
+        self._pending = False
+        self.thread = threading.Thread(target=self._run, name=f'tick:{host.node_id}', daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        stop = self.host.stop_event
+        next_at = time.monotonic() + self.period
+        while not stop.wait(max(0.0, next_at - time.monotonic())):
+            now = time.monotonic()
+            next_at = max(next_at + self.period, now)  # after a stall: no burst of catch-up ticks
+            if self._pending:
+                self.host.metrics.count('ticks_skipped_total')
+                continue
+            self._pending = True
+            self.post(self._tick)
+
+    def _tick(self) -> None:
+        self._pending = False
+        self.host.tick()
+
+
 #: How a source whose produce() raised is restarted: 0.5 s doubling to 30 s, ±20 % jitter. The step
 #: goes back to the first delay once a restarted source has run this long without raising.
 SOURCE_RESTART_BACKOFF = dict(base_sec=0.5, factor=2.0, cap_sec=30.0, jitter='proportional', spread=0.2)
