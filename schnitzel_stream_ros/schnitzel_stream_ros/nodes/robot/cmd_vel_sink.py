@@ -9,7 +9,7 @@ Jazzy's nav2 expects: `stamped: true`).
 Because this is what moves a robot, the sink is a safety layer of its own, whatever feeds it:
 - limits: |linear_x| <= max_linear, |angular_z| <= max_angular; the change between two published
   commands <= max_*_accel x elapsed time (a jump from 0 to full speed becomes a ramp). Stops are
-  never ramped: zero is published at once.
+  never ramped: a zero command, and every stop below, is published at once.
 - watchdog (the node's tick): no fresh command within `command_timeout_sec` -> zero (input stalled:
   camera, detector or follow node gone quiet).
 - e-stop: a std_msgs/Bool on `estop_topic`; `true` latches zero — commands are refused, zero is
@@ -207,7 +207,8 @@ class Ros2CmdVelSink(Plugin):
         if self.stop_reason is not None:
             self.stop_reason = None
             self.gauge('stopped', 0)
-        self._publish(*self._limited(*command, now))
+        # a zero command is a stop (no target, a stalled camera upstream): never ramped
+        self._publish(*(command if command == (0.0, 0.0) else self._limited(*command, now)))
         return packet if self.params['forward'] else None
 
     def _on_estop(self, msg: Any) -> None:
