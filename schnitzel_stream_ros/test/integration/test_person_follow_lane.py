@@ -12,6 +12,7 @@ when the container stops.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import threading
@@ -174,7 +175,7 @@ def test_person_follow_commands_and_every_stop_reach_another_process(container, 
         settle((W / 2, 0.8), lambda lx, az: lx < -0.1 and az == 0.0, 'backward from a near person')
         moving = robot.since(0.0)
         assert all(abs(lx) <= MAX_LINEAR + 1e-9 and abs(az) <= MAX_ANGULAR + 1e-9 for _, lx, az in moving)
-        steps = [(abs(b[1] - a[1]), abs(b[2] - a[2])) for a, b in zip(moving, moving[1:], strict=False)
+        steps = [(abs(b[1] - a[1]), abs(b[2] - a[2])) for a, b in itertools.pairwise(moving)
                  if b[1:] != (0.0, 0.0)]  # stops are immediate by design, motion is ramped
         assert max(s[0] for s in steps) <= LINEAR_ACCEL * RAMP_STEP_SEC + 1e-9
         assert max(s[1] for s in steps) <= ANGULAR_ACCEL * RAMP_STEP_SEC + 1e-9
