@@ -188,7 +188,7 @@ class PluginNode(Node):
 
     def _wire_inputs(self) -> None:
         for name, wiring in self.spec.inputs.items():
-            inbox = Inbox(f'{self.get_name()}.{name}', wiring.inbox_max, wiring.overflow)
+            inbox = Inbox(f'{self.get_name()}.{name}', wiring.inbox_max, wiring.overflow, wiring.drop_weights)
             self.mailbox.add_inbox(name, inbox)
             rewrap = None
             if wiring.msg_cls is not None:
