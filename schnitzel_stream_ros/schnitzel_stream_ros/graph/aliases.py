@@ -21,6 +21,9 @@ _UPSTREAM_CLASSES: dict[str, tuple[str, ...]] = {
         'MockDetectorNode', 'YoloV8DetectorNode', 'ProtocolV02EventBuilderNode', 'ZonePolicyNode',
         'DedupPolicyNode', 'OpenCvBboxDisplaySink',
     ),
+    'schnitzel_stream.packs.experiments.nodes': (
+        'SyntheticRiskEventSource', 'SlowScoringNode', 'BackpressureMetricsSink',
+    ),
     'schnitzel_stream.packs.robotics.nodes': ('PersonFollowCmdVelNode', 'Ros2CmdVelSink'),
 }
 
