@@ -1,16 +1,20 @@
 """Upstream's backpressure-fairness benchmark through this runtime, placements side by side.
 
     python bench/backpressure_fairness.py [--repeats 1] [--seed-base 12000] [--policies drop_new,...]
-        [--workloads balanced,...] [--placements deterministic,live,live_2c] [--no-baseline] [--out DIR]
+        [--workloads balanced,...] [--placements deterministic,live_paced,live,live_2c] [--no-baseline]
+        [--out DIR]
 
 Upstream's experiment files (schnitzel-stream-platform, exp/backpressure-paper-submission; copies in
 schnitzel_stream_ros/test/graphs/upstream_exp/) are composed into one graph per run exactly as
 upstream's runner does (schnitzel_stream_ros/experiments/fairness_configs.py), then run in:
 - `deterministic`: one thread, upstream's in-process order (drain after every emission);
-- `live`: `schnitzel-stream run`, every node on its own thread, one container;
+- `live_paced`: `schnitzel-stream run`, every node on its own thread, one container, with the graph
+  option `config.pace_sources: true` — the source emits its next packet once the graph has drained
+  the previous one, upstream's in-process pacing (docs/runtime.md);
+- `live`: the same, unpaced;
 - `live_2c`: the same with processor and sink in a second container, the burst -> processor edge over DDS.
-Live runs are unpaced: the source emits its plan as fast as it can (plus upstream's outage pause),
-so the processor's inbox policy decides what gets through. Upstream leaves the other inboxes
+Unpaced, the source emits its plan as fast as it can (plus upstream's outage pause), so the
+processor's inbox policy decides what gets through. Upstream leaves the other inboxes
 unbounded; here they are bounded at the run's packet count, and the DDS edge keeps that many in its
 history, so the processor's policy is the only place a packet may be dropped. Each live run checks
 it: packets the burst published = packets the processor took + the processor's counted policy drops.
@@ -46,7 +50,7 @@ from schnitzel_stream_ros.testing import processes  # noqa: E402
 from schnitzel_stream_ros.testing.dds import lease_domain, localhost_env  # noqa: E402
 
 EXPERIMENT_DIR = REPO / 'schnitzel_stream_ros' / 'test' / 'graphs' / 'upstream_exp'
-PLACEMENTS = ('deterministic', 'live', 'live_2c')
+PLACEMENTS = ('deterministic', 'live_paced', 'live', 'live_2c')
 RUN_TIMEOUT_SEC = 300
 #: DDS history of the baseline's topic: what a plain rclpy user writes (create_publisher(..., 10))
 BASELINE_DEPTH = 10
@@ -145,9 +149,11 @@ def _runtime_block(node: dict[str, Any], **settings: Any) -> None:
     config['__runtime__'] = {**(config.get('__runtime__') or {}), **settings}
 
 
-def live_graph(plan: RunPlan, two_containers: bool) -> dict[str, Any]:
+def live_graph(plan: RunPlan, two_containers: bool, paced: bool = False) -> dict[str, Any]:
     """The plan's graph for a live run: only the processor's inbox is bounded as upstream wrote it."""
     graph = json.loads(json.dumps(plan.graph))
+    if paced:
+        graph['config'] = {**(graph.get('config') or {}), 'pace_sources': True}
     room = max(1, plan.expected_total)
     ids = plan.node_ids
     for node in graph['nodes']:
@@ -163,7 +169,7 @@ def live_graph(plan: RunPlan, two_containers: bool) -> dict[str, Any]:
 
 
 def run_live(plan: RunPlan, run_dir: Path, placement: str) -> dict[str, Any]:
-    graph = live_graph(plan, placement == 'live_2c')
+    graph = live_graph(plan, placement == 'live_2c', placement == 'live_paced')
     graph_path = run_dir / 'graphs' / f'{plan.run_id}.yaml'
     graph_path.parent.mkdir(parents=True, exist_ok=True)
     graph_path.write_text(json.dumps(graph))  # JSON is YAML: the loader reads it
@@ -291,6 +297,7 @@ def main() -> int:
         placements.append('rclpy')
     out = args.out or Path(tempfile.mkdtemp(prefix='backpressure_fairness_'))
     runners = {'deterministic': lambda plan, d: run_deterministic(plan, d),
+               'live_paced': lambda plan, d: run_live(plan, d, 'live_paced'),
                'live': lambda plan, d: run_live(plan, d, 'live'),
                'live_2c': lambda plan, d: run_live(plan, d, 'live_2c'), 'rclpy': run_baseline}
     runs: dict[str, list[dict[str, Any]]] = {p: [] for p in placements}

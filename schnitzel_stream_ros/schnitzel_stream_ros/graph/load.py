@@ -63,7 +63,7 @@ _INBOX_KEYS = ('max', 'overflow', 'weights', 'weight_key', 'default_weight')
 _RUNTIME_KEYS = ('inbox_max', 'inbox_overflow', 'overflow_weights', 'overflow_weight_key',
                  'overflow_default_weight')
 _PORT_KEYS = ('kinds', 'profile')
-_GRAPH_CONFIG_SWITCHES = {'allow_cycles': bool}
+_GRAPH_CONFIG_SWITCHES = {'allow_cycles': bool, 'pace_sources': bool}
 
 
 @dataclass(frozen=True)
@@ -493,6 +493,8 @@ def load_graph_text(
         sha256=digest,
         position=Position(file, 1),
         allow_cycles=config.get('allow_cycles') is True,
+        pace_sources=config.get('pace_sources') is True,
+        pace_position=reader.pos(('config', 'pace_sources')),
     )
     return reader.result(graph)
 

@@ -201,6 +201,10 @@ class GraphSpec:
     position: Position = UNKNOWN_POSITION
     #: graph-level switches (upstream `config`): cycles allowed through delay/initial nodes
     allow_cycles: bool = False
+    #: live mode: a source emits its next packet only once the graph has drained the previous one
+    #: (upstream's in-process pacing; one container only in this version, docs/runtime.md)
+    pace_sources: bool = False
+    pace_position: Position = UNKNOWN_POSITION
 
     def node(self, node_id: str) -> NodeSpec | None:
         return next((n for n in self.nodes if n.id == node_id), None)

@@ -56,7 +56,7 @@ from schnitzel_stream_ros.runtime.load_spec import (
 )
 from schnitzel_stream_ros.runtime.plugin_host import PluginError
 from schnitzel_stream_ros.runtime.ros_node import PluginNode
-from schnitzel_stream_ros.runtime.workers import EmissionBudget
+from schnitzel_stream_ros.runtime.workers import DrainPacer, EmissionBudget
 
 SERVICE_PREFIX = '~/_container/'
 CONTROL_PREFIX = '~/_schnitzel/'
@@ -97,6 +97,7 @@ class Container:
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT_SEC,
         diagnostics_period_sec: float = DEFAULT_PERIOD_SEC,
         isolated: bool = False,
+        pace_sources: bool = False,
     ) -> None:
         self.node = node
         self.isolated = isolated  # component_container_isolated: plugin code never runs inline
@@ -154,6 +155,8 @@ class Container:
         self.diagnostics: DiagnosticsPublisher | None = None
         self.bus = Bus()
         self.budget = EmissionBudget(max_events)
+        # config.pace_sources: sources wait for this container's graph to drain (workers.DrainPacer)
+        self.pacer = DrainPacer(lambda: list(self._nodes.values())) if pace_sources else None
         self.started = autostart
         self.stopped = False
         self.fatal: list[str] = []
@@ -314,6 +317,7 @@ class Container:
                     on_warning=self._on_warning,
                     message_info=supports_message_info(self.executor),
                     inline=not self.isolated,
+                    pacer=self.pacer,
                 )
             except LoadError as exc:
                 self.log.error(f'load refused: {exc}')

@@ -47,6 +47,7 @@ from schnitzel_stream_ros.runtime.ros_params import (
 )
 from schnitzel_stream_ros.runtime.workers import (
     CostMeter,
+    DrainPacer,
     EmissionBudget,
     InputWorker,
     SourceWorker,
@@ -95,6 +96,7 @@ class PluginNode(Node):
         on_warning: Notify,
         message_info: bool = True,
         inline: bool = True,
+        pacer: DrainPacer | None = None,
     ) -> None:
         cli_args = ['--ros-args']
         for rule in spec.remap_rules:
@@ -115,6 +117,7 @@ class PluginNode(Node):
         self.on_fatal = on_fatal
         self.on_warning = on_warning
         self.budget = budget
+        self.pacer = pacer
         self.message_info = message_info
         role = spec.role
         self.host = PluginHost(
@@ -434,7 +437,8 @@ class PluginNode(Node):
                 self.ticker = Ticker(self.host, self.mailbox.post, period)
                 self.ticker.start()
         if self.spec.role is Role.SOURCE:
-            self.source_worker = SourceWorker(self.host, self.budget, self.on_fatal, on_source_done)
+            self.source_worker = SourceWorker(self.host, self.budget, self.on_fatal, on_source_done,
+                                              pacer=self.pacer)
             self.source_worker.start()
 
     def refresh_outputs(self) -> None:

@@ -184,6 +184,35 @@ def run_inline(
     cost.add(time.perf_counter_ns() - t_start)
 
 
+class DrainPacer:
+    """`config.pace_sources`: a source pulls its next packet only once every node is idle — upstream's
+    in-process pacing (drain the graph after every emission), so a live run sees the load upstream's
+    runner sees. One container: hand-offs between its nodes are synchronous (a packet is in the next
+    inbox before the emitting worker goes idle), so "every node idle, and no packet offered to any
+    inbox while looking" means drained. `nodes()` gives the container's nodes, each with `idle` and
+    `subscribers` (whose edge counters grow with every packet offered, dropped ones included).
+    """
+
+    #: between two looks at a busy graph (the pace costs a source at most this much per packet)
+    POLL_SEC = 0.0002
+
+    def __init__(self, nodes: Callable[[], list[Any]]) -> None:
+        self.nodes = nodes
+
+    def _offered(self, nodes: list[Any]) -> int:
+        return sum(sub.edge.packets for node in nodes for sub in node.subscribers)
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Until the graph is drained (True) or `stop` is set (False)."""
+        while not stop.is_set():
+            nodes = self.nodes()
+            before = self._offered(nodes)
+            if all(node.idle for node in nodes) and self._offered(nodes) == before:
+                return True
+            stop.wait(self.POLL_SEC)
+        return False
+
+
 class Ticker:
     """Posts a node's on_tick() to its own worker every period (Plugin.TICK_SEC), until it stops.
 
@@ -241,9 +270,11 @@ class SourceWorker:
         on_fatal: FatalHandler,
         on_done: Callable[[SourceWorker], None] | None = None,
         restart: Backoff | None = None,
+        pacer: DrainPacer | None = None,
     ) -> None:
         self.host = host
         self.budget = budget
+        self.pacer = pacer
         self.on_fatal = on_fatal
         self.on_done = on_done
         self.restart = restart or Backoff(**SOURCE_RESTART_BACKOFF)
@@ -273,6 +304,9 @@ class SourceWorker:
                     except PluginError as exc:
                         _report_plugin_error(host, exc)
                 if stop.is_set():
+                    self.end_reason = 'stopped'
+                    return
+                if self.pacer is not None and not self.pacer.wait(stop):
                     self.end_reason = 'stopped'
                     return
                 if not self.budget.take():
