@@ -15,9 +15,10 @@ upstream's runner does (schnitzel_stream_ros/experiments/fairness_configs.py), t
 - `live_2c`: the same with processor and sink in a second container, the burst -> processor edge over DDS.
 Unpaced, the source emits its plan as fast as it can (plus upstream's outage pause), so the
 processor's inbox policy decides what gets through. Upstream leaves the other inboxes
-unbounded; here they are bounded at the run's packet count, and the DDS edge keeps that many in its
-history, so the processor's policy is the only place a packet may be dropped. Each live run checks
-it: packets the burst published = packets the processor took + the processor's counted policy drops.
+unbounded; here they are bounded at the run's packet count, and both ends of the DDS edge keep that
+many in their history (KEEP_LAST: a writer's depth-10 history overwrites what a slow reader has not
+acknowledged yet; the runtime counts such transport losses as edge drops), so the processor's
+policy is the only place a packet may be dropped. Each live run checks it: packets the burst published = packets the processor took + the processor's counted policy drops.
 
 Baseline in the same run (`rclpy`): the same graph as two plain rclpy processes — a publisher (the
 same plan, the burst copies, JSON std_msgs/String, reliable, depth 10 as one writes by default) and a
@@ -161,6 +162,8 @@ def live_graph(plan: RunPlan, two_containers: bool, paced: bool = False) -> dict
             _runtime_block(node, inbox_max=room, inbox_overflow='block')
         if two_containers and node['id'] in (ids['processor'], ids['sink']):
             node['container'] = 'second'
+        if two_containers and node['id'] == ids['burst']:  # the writer's history: KEEP_LAST depth
+            node['qos'] = {'out': {'reliability': 'reliable', 'depth': min(room, 100_000)}}
     if two_containers:
         for edge in graph['edges']:
             if edge.get('to') == ids['processor']:

@@ -175,9 +175,11 @@ def test_sink_limits_velocity_and_acceleration_and_stops_at_once():
     assert last == pytest.approx((0.3, -1.0))  # clamped to the velocity limits
     sink.process(cmd(float('nan'), 0.0))
     assert published(ctx) == [] and ctx.counters['invalid_commands_total'] == 1
-    sink.process(StreamPacket.new('cmd_vel', 'x', {'twist': {'linear': {'x': 0.0}, 'angular': {'z': 0.0}}}))
+    sink.process(StreamPacket.new('cmd_vel', 'x', {'twist': {'linear': {'x': 0.05}, 'angular': {'z': -0.1}}}))
     ((lx, az),) = published(ctx)
     assert 0.3 - 0.2 <= lx < 0.3 and -1.0 < az <= -1.0 + 0.4  # a commanded slow-down ramps too
+    sink.process(cmd(0.0, 0.0))
+    assert published(ctx) == [(0.0, 0.0)]  # a stop does not: zero at once
     assert command_of({'twist': {'linear': {'x': 0.1}, 'angular': {'z': 0.2}}}) == (0.1, 0.2)
 
 
