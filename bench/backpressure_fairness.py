@@ -18,7 +18,8 @@ processor's inbox policy decides what gets through. Upstream leaves the other in
 unbounded; here they are bounded at the run's packet count, and both ends of the DDS edge keep that
 many in their history (KEEP_LAST: a writer's depth-10 history overwrites what a slow reader has not
 acknowledged yet; the runtime counts such transport losses as edge drops), so the processor's
-policy is the only place a packet may be dropped. Each live run checks it: packets the burst published = packets the processor took + the processor's counted policy drops.
+policy is the only place a packet may be dropped. Each live run checks it: packets the burst
+published = packets the processor took + the processor's counted policy drops.
 
 Baseline in the same run (`rclpy`): the same graph as two plain rclpy processes — a publisher (the
 same plan, the burst copies, JSON std_msgs/String, reliable, depth 10 as one writes by default) and a
