@@ -53,6 +53,11 @@ PLUGINS = [
     'BatteryPolicyNode = schnitzel_stream_ros.nodes.robot.battery:BatteryPolicyNode',
     'StallPolicyNode = schnitzel_stream_ros.nodes.robot.stall:StallPolicyNode',
     'DiagnosticsPolicyNode = schnitzel_stream_ros.nodes.robot.diagnostics:DiagnosticsPolicyNode',
+    'SyntheticRiskEventSource = schnitzel_stream_ros.nodes.experiments.risk_source:SyntheticRiskEventSource',
+    'SlowScoringNode = schnitzel_stream_ros.nodes.experiments.slow_scoring:SlowScoringNode',
+    'BackpressureMetricsSink = schnitzel_stream_ros.nodes.experiments.metrics_sink:BackpressureMetricsSink',
+    'PersonFollowCmdVelNode = schnitzel_stream_ros.nodes.robot.person_follow:PersonFollowCmdVelNode',
+    'Ros2CmdVelSink = schnitzel_stream_ros.nodes.robot.cmd_vel_sink:Ros2CmdVelSink',
     # audio lane: sources, resampling, loudness, voice activity, LOUD_NOISE / VOICE policy
     'AudioFileSource = schnitzel_stream_ros.nodes.audio.file_source:AudioFileSource',
     'AudioCaptureSource = schnitzel_stream_ros.nodes.audio.capture_source:AudioCaptureSource',

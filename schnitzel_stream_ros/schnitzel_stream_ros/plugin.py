@@ -49,6 +49,10 @@ class Port:
     msg_type: str = STREAM_PACKET_MSG
     required: bool = True  # inputs only: a required input without an edge is a graph error
     description: str = ''
+    #: Ports of other ROS types only: the plugin parameter naming the ROS topic of this port when the
+    #: graph names none (an output the graph's `topics:` does not remap; an input without edges),
+    #: e.g. a /cmd_vel sink's `topic` or an e-stop input's `estop_topic`. Empty value = not wired.
+    topic_param: str = ''
 
     def __post_init__(self) -> None:
         object.__setattr__(self, 'kinds', frozenset(self.kinds))
@@ -182,6 +186,10 @@ class Plugin:
     #: None = the container's default (docs/diagnostics.md); 0 = never (a source that waits for
     #: events, where silence is normal). A `timeout_sec` parameter of the plugin takes precedence.
     STALL_TIMEOUT_SEC: ClassVar[float | None] = None
+    #: Live mode: seconds between on_tick() calls (None = never). For watchdogs — a node that must act
+    #: when packets stop coming (a robot command that goes stale). Override tick_period() when a
+    #: parameter decides it. The deterministic engine has no clock of its own and never ticks.
+    TICK_SEC: ClassVar[float | None] = None
 
     def __init__(self, ctx: PluginContext) -> None:
         self.ctx = ctx
@@ -223,6 +231,13 @@ class Plugin:
 
     def on_params(self, changed: Mapping[str, Any]) -> None:
         """Dynamic parameters changed at run time (already validated); `self.params` is updated."""
+
+    def on_tick(self) -> Outputs:
+        """Live mode, every tick_period() seconds: on the node's own thread, between two packets,
+        never concurrently with process(). Returns what process() would (packets for `out`); emit()
+        reaches other ports. Keep it short: packets wait meanwhile. A tick whose predecessor has not
+        run yet is skipped (ticks never pile up behind a slow packet)."""
+        return None
 
     def close(self) -> None:
         """Release what setup() took. Always called, also after errors."""
@@ -326,6 +341,11 @@ class Plugin:
         """(inputs, outputs) for these parameters. Override when ports depend on parameters
         (a router's output per route, a source declaring exactly the kinds it is configured with)."""
         return cls.INPUTS, cls.OUTPUTS
+
+    @classmethod
+    def tick_period(cls, params: Mapping[str, Any]) -> float | None:
+        """Seconds between on_tick() calls for these parameters (None or <= 0: no ticks)."""
+        return cls.TICK_SEC
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any]) -> list[str]:

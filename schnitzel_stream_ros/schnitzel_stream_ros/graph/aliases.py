@@ -21,6 +21,10 @@ _UPSTREAM_CLASSES: dict[str, tuple[str, ...]] = {
         'MockDetectorNode', 'YoloV8DetectorNode', 'ProtocolV02EventBuilderNode', 'ZonePolicyNode',
         'DedupPolicyNode', 'OpenCvBboxDisplaySink',
     ),
+    'schnitzel_stream.packs.experiments.nodes': (
+        'SyntheticRiskEventSource', 'SlowScoringNode', 'BackpressureMetricsSink',
+    ),
+    'schnitzel_stream.packs.robotics.nodes': ('PersonFollowCmdVelNode', 'Ros2CmdVelSink'),
 }
 
 #: upstream `module:Class` -> entry-point name in the `schnitzel_stream_ros.plugins` group

@@ -12,6 +12,7 @@ then the counts of nodes, edges and the size of each parameter value.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from schnitzel_stream_ros.graph.model import (
     DEFAULT_NAMESPACE,
     RUNTIME_KEY,
     DeliverySpec,
+    DropWeights,
     EdgeSpec,
     GraphSpec,
     NodeKind,
@@ -60,10 +62,11 @@ _NODE_KEYS = ('id', 'node_id', 'kind', 'plugin', 'config', 'namespace', 'contain
               'description', 'restart', 'state')
 _EDGE_KEYS = ('from', 'src', 'to', 'dst', 'from_port', 'src_port', 'to_port', 'dst_port', 'qos', 'inbox')
 _QOS_KEYS = ('reliability', 'depth')
-_INBOX_KEYS = ('max', 'overflow')
-_RUNTIME_KEYS = ('inbox_max', 'inbox_overflow')
+_INBOX_KEYS = ('max', 'overflow', 'weights', 'weight_key', 'default_weight')
+_RUNTIME_KEYS = ('inbox_max', 'inbox_overflow', 'overflow_weights', 'overflow_weight_key',
+                 'overflow_default_weight')
 _PORT_KEYS = ('kinds', 'profile')
-_GRAPH_CONFIG_SWITCHES = {'allow_cycles': bool, 'autostart': bool}
+_GRAPH_CONFIG_SWITCHES = {'allow_cycles': bool, 'autostart': bool, 'pace_sources': bool}
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,32 @@ class _Reader:
             return None
         return raw
 
+    def drop_weights(self, raw: Mapping[str, Any], path: Path, subject: str,
+                     names: tuple[str, str, str]) -> DropWeights | None:
+        """weighted_drop settings (`names`: the weights, key and default-weight keys); None if unset."""
+        weights_name, key_name, default_name = names
+        if not any(name in raw for name in names):
+            return None
+        table: list[tuple[str, float]] = []
+        for value, weight in self.mapping(raw.get(weights_name), (*path, weights_name), subject,
+                                          weights_name).items():
+            if not _finite_number(weight):
+                self.error((*path, weights_name, value), f'{weights_name}.{value} must be a finite number, '
+                           f'got {weight!r}', subject, 'inbox')
+                continue
+            table.append((str(value), float(weight)))
+        key = raw.get(key_name, DropWeights.key)
+        if not isinstance(key, str) or not key.strip():
+            self.error((*path, key_name), f'{key_name} must be a non-empty string, got {key!r}', subject,
+                       'inbox')
+            key = DropWeights.key
+        default = raw.get(default_name, DropWeights.default)
+        if not _finite_number(default):
+            self.error((*path, default_name), f'{default_name} must be a finite number, got {default!r}',
+                       subject, 'inbox')
+            default = DropWeights.default
+        return DropWeights(key.strip(), tuple(table), float(default))
+
     def restart(self, raw: Any, path: Path, subject: str) -> RestartSpec | None:
         spec, problems = parse_restart(raw)
         for key, problem in problems:
@@ -222,6 +251,8 @@ class _Reader:
             inbox_max=self.inbox_max(raw.get('inbox_max'), (*rpath, 'inbox_max'), subject, 'inbox_max'),
             inbox_overflow=self.overflow(raw.get('inbox_overflow'), (*rpath, 'inbox_overflow'), subject,
                                          'inbox_overflow'),
+            drop_weights=self.drop_weights(raw, rpath, subject, ('overflow_weights', 'overflow_weight_key',
+                                                                  'overflow_default_weight')),
         )
 
     def ports(self, raw: Any, path: Path, subject: str) -> dict[str, PortOverride]:
@@ -347,8 +378,14 @@ class _Reader:
             qos=self.qos(raw.get('qos'), (*path, 'qos'), label),
             overflow=self.overflow(inbox.get('overflow'), (*inbox_path, 'overflow'), label, 'inbox overflow'),
             inbox_max=self.inbox_max(inbox.get('max'), (*inbox_path, 'max'), label, 'inbox max'),
+            drop_weights=self.drop_weights(inbox, inbox_path, label,
+                                           ('weights', 'weight_key', 'default_weight')),
         )
         return EdgeSpec(src, dst, ports[0], ports[1], delivery, self.pos(path))
+
+
+def _finite_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 def _owner(data: Any, path: Path) -> str:
@@ -481,6 +518,8 @@ def load_graph_text(
         state=reader.graph_state(config.get('state'), ('config', 'state')),
         blackboard=reader.blackboard(config.get('blackboard'), ('config', 'blackboard')),
         autostart=config.get('autostart') is not False,
+        pace_sources=config.get('pace_sources') is True,
+        pace_position=reader.pos(('config', 'pace_sources')),
     )
     return reader.result(graph)
 

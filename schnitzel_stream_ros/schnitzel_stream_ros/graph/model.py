@@ -71,6 +71,28 @@ class Overflow(StrEnum):
     DROP_OLDEST = 'drop_oldest'
     BLOCK = 'block'
     ERROR = 'error'
+    WEIGHTED_DROP = 'weighted_drop'  # evict the lowest-weight waiting packet (DropWeights)
+
+
+#: Upstream defaults of weighted_drop: the packet's `group_id` decides, unknown values weigh 1.0.
+DEFAULT_WEIGHT_KEY = 'group_id'
+DEFAULT_DROP_WEIGHT = 1.0
+
+
+@dataclass(frozen=True)
+class DropWeights:
+    """How `weighted_drop` ranks waiting packets (upstream `overflow_weights`, `overflow_weight_key`,
+    `overflow_default_weight`): a full inbox evicts the waiting packet of lowest weight, the oldest of
+    those on ties, and takes the new one. The weight of a packet is `weights[str(value)]` of its
+    meta[key] (else payload[key] when the payload is a mapping), `default` when the value is not
+    listed — upstream's lookup, `None` included as the text 'None'."""
+
+    key: str = DEFAULT_WEIGHT_KEY
+    weights: tuple[tuple[str, float], ...] = ()
+    default: float = DEFAULT_DROP_WEIGHT
+
+    def table(self) -> dict[str, float]:
+        return dict(self.weights)
 
 
 @dataclass(frozen=True)
@@ -91,6 +113,7 @@ class DeliverySpec:
     qos: QosSpec = field(default_factory=QosSpec)
     overflow: Overflow | None = None
     inbox_max: int | None = None
+    drop_weights: DropWeights | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +131,7 @@ class RuntimeSpec:
 
     inbox_max: int | None = None
     inbox_overflow: Overflow | None = None
+    drop_weights: DropWeights | None = None  # overflow_weights / _weight_key / _default_weight
 
 
 @dataclass(frozen=True)
@@ -186,6 +210,10 @@ class GraphSpec:
     blackboard: BlackboardSpec | None = None
     #: false: every node loads unconfigured, for a lifecycle manager (docs/runtime.md, "Managed nodes")
     autostart: bool = True
+    #: live mode: a source emits its next packet only once the graph has drained the previous one
+    #: (upstream's in-process pacing; one container only in this version, docs/runtime.md)
+    pace_sources: bool = False
+    pace_position: Position = UNKNOWN_POSITION
 
     def node(self, node_id: str) -> NodeSpec | None:
         return next((n for n in self.nodes if n.id == node_id), None)
@@ -249,6 +277,7 @@ class ResolvedEdge:
     overflow: Overflow
     inbox_max: int
     position: Position = UNKNOWN_POSITION
+    drop_weights: DropWeights | None = None  # set when overflow is weighted_drop
 
     @property
     def label(self) -> str:
@@ -266,6 +295,7 @@ class InputSpec:
     depth: int
     overflow: Overflow
     inbox_max: int
+    drop_weights: DropWeights | None = None
 
 
 @dataclass(frozen=True)
@@ -299,5 +329,5 @@ class ValidatedGraph:
             first = edges[0]
             topics = tuple(dict.fromkeys(e.topic for e in edges))
             specs.append(InputSpec(node_id, port, topics, first.reliability, first.depth,
-                                   first.overflow, first.inbox_max))
+                                   first.overflow, first.inbox_max, first.drop_weights))
         return tuple(specs)

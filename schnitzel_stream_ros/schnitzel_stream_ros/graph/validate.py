@@ -33,6 +33,7 @@ from schnitzel_stream_ros.graph.load import DEFAULT_GRAPH_LIMITS, GraphLimits, l
 from schnitzel_stream_ros.graph.model import (
     DEFAULT_INBOX_MAX,
     DEFAULT_QOS_DEPTH,
+    DropWeights,
     EdgeSpec,
     GraphSpec,
     NodeKind,
@@ -61,6 +62,8 @@ from schnitzel_stream_ros.packet import NON_PORTABLE_KINDS, PayloadProfile, prof
 from schnitzel_stream_ros.plugin import STREAM_PACKET_MSG, Param, ParamError, Port, Role
 
 PortKey = tuple[str, str]  # (node id, port name)
+#: what is decided for one input: reliability, QoS depth, overflow, inbox size, weighted_drop ranks
+Delivery = tuple[Reliability, int, Overflow, int, DropWeights | None]
 _ANY_KIND = frozenset({'*'})
 _PARAM_NAMED = re.compile(r"parameter '([A-Za-z_][A-Za-z0-9_]*)'")
 
@@ -349,13 +352,36 @@ class _Validator:
                 if problem:
                     self.node_error(node, f'topics.{name}: {topic!r} {problem}', 'ros-name')
                     topic = None
+            if topic is None:
+                topic = self.param_topic(node, outputs[name])
             self.topics[(node.id, name)] = (resolve_topic(topic, namespace, node.id) if topic
                                             else default_topic(namespace, node.id, name))
             qos = node.qos.get(name, QosSpec())
             self.pub_qos[(node.id, name)] = QosSpec(qos.reliability or Reliability.RELIABLE,
                                                     qos.depth or DEFAULT_QOS_DEPTH)
 
+    def param_topic(self, node: NodeSpec, port: Port) -> str | None:
+        """The topic an output's `topic_param` names (Port.topic_param), checked; None when unset."""
+        if not port.topic_param or port.msg_type == STREAM_PACKET_MSG:
+            return None
+        topic = self.params.get(node.id, {}).get(port.topic_param)
+        if not isinstance(topic, str) or not topic:
+            return None
+        problem = topic_problem(topic)
+        if problem:
+            self.node_error(node, f'parameter {port.topic_param!r}: {topic!r} {problem}', 'ros-name',
+                            node.param_position(port.topic_param))
+            return None
+        return topic
+
     def check_containers(self) -> None:
+        if self.spec.pace_sources and len(self.spec.containers) > 1:
+            names = ', '.join(repr(g.name) for g in self.spec.containers)
+            self.errors.append(GraphError(
+                self.spec.pace_position,
+                f'config.pace_sources: pacing works within one container; this graph has '
+                f'{len(self.spec.containers)} ({names}): put every node in one container or drop the '
+                'option', '', 'pacing'))
         for group in self.spec.containers:
             first = self.nodes.get(group.node_ids[0])
             position = first.position if first else self.spec.position
@@ -580,11 +606,11 @@ class _Validator:
                                     'container-boundary')
 
     # -- delivery -----------------------------------------------------------------------------
-    def check_delivery(self, ends: list[_EdgeEnds]) -> dict[PortKey, tuple[Reliability, int, Overflow, int]]:
+    def check_delivery(self, ends: list[_EdgeEnds]) -> dict[PortKey, Delivery]:
         by_input: dict[PortKey, list[_EdgeEnds]] = {}
         for end in ends:
             by_input.setdefault((end.edge.dst, end.dst_port), []).append(end)
-        decided: dict[PortKey, tuple[Reliability, int, Overflow, int]] = {}
+        decided: dict[PortKey, Delivery] = {}
         for (node_id, port), group in by_input.items():
             into = f'{node_id}.{port}'
             values: dict[str, Any] = {}
@@ -593,6 +619,7 @@ class _Validator:
                 ('depth', 'qos depth', lambda e: e.delivery.qos.depth),
                 ('overflow', 'inbox overflow', lambda e: e.delivery.overflow),
                 ('inbox_max', 'inbox max', lambda e: e.delivery.inbox_max),
+                ('drop_weights', 'inbox weights', lambda e: e.delivery.drop_weights),
             ):
                 first: EdgeSpec | None = None
                 for end in group:
@@ -617,11 +644,17 @@ class _Validator:
                                         f'receive from best_effort publisher {end.edge.src}.{end.src_port}',
                                         'qos')
             runtime = self.nodes[node_id].runtime
+            overflow = values.get('overflow') or runtime.inbox_overflow or Overflow.DROP_NEW
+            weights = values.get('drop_weights') or runtime.drop_weights
+            # weighted_drop without weights: upstream's defaults (group_id, all weigh 1.0); the other
+            # policies ignore weights, as upstream does
+            weights = (weights or DropWeights()) if overflow is Overflow.WEIGHTED_DROP else None
             decided[(node_id, port)] = (
                 reliability,
                 values.get('depth') or DEFAULT_QOS_DEPTH,
-                values.get('overflow') or runtime.inbox_overflow or Overflow.DROP_NEW,
+                overflow,
                 values.get('inbox_max') or runtime.inbox_max or DEFAULT_INBOX_MAX,
+                weights,
             )
         return decided
 
@@ -649,8 +682,7 @@ class _Validator:
                                     'dangling-input')
 
     # -- result -------------------------------------------------------------------------------
-    def build(self, ends: list[_EdgeEnds], delivery: Mapping[PortKey, tuple[Reliability, int, Overflow, int]]
-              ) -> ValidatedGraph:
+    def build(self, ends: list[_EdgeEnds], delivery: Mapping[PortKey, Delivery]) -> ValidatedGraph:
         nodes = []
         for node in self.spec.nodes:
             info = self.plugins[node.id]
@@ -670,11 +702,11 @@ class _Validator:
             ))
         edges = []
         for end in ends:
-            reliability, depth, overflow, inbox_max = delivery[(end.edge.dst, end.dst_port)]
+            reliability, depth, overflow, inbox_max, weights = delivery[(end.edge.dst, end.dst_port)]
             edges.append(ResolvedEdge(
                 src=end.edge.src, src_port=end.src_port, dst=end.edge.dst, dst_port=end.dst_port,
                 topic=self.topics[(end.edge.src, end.src_port)], reliability=reliability, depth=depth,
-                overflow=overflow, inbox_max=inbox_max, position=end.edge.position,
+                overflow=overflow, inbox_max=inbox_max, position=end.edge.position, drop_weights=weights,
             ))
         return ValidatedGraph(self.spec, tuple(nodes), tuple(edges), tuple(self.warnings))
 

@@ -46,6 +46,11 @@ def inbox_overflow_param(port: str) -> str:
     return f'inbox.{port}.overflow'
 
 
+def inbox_weights_params(port: str) -> tuple[str, str, str]:
+    """weighted_drop: (weights as JSON text, weight key, default weight) of an input's inbox."""
+    return f'inbox.{port}.weights', f'inbox.{port}.weight_key', f'inbox.{port}.default_weight'
+
+
 def is_reserved_param(name: str) -> bool:
     """True for wiring parameters (never plugin parameters: those are identifiers without dots)."""
     families = ('inputs', 'qos', 'inbox', 'restart', 'state', 'blackboard')
@@ -135,6 +140,11 @@ def node_load_request(graph: ValidatedGraph, node: ResolvedNode) -> LoadRequest:
         params[qos_depth_param(port.name)] = spec.depth
         params[inbox_max_param(port.name)] = spec.inbox_max
         params[inbox_overflow_param(port.name)] = str(spec.overflow)
+        if spec.drop_weights is not None:
+            weights, key, default = inbox_weights_params(port.name)
+            params[weights] = json.dumps(spec.drop_weights.table(), sort_keys=True, separators=(',', ':'))
+            params[key] = spec.drop_weights.key
+            params[default] = spec.drop_weights.default
     for port in node.outputs:
         qos = node.output_qos[port.name]
         params[qos_reliability_param(port.name)] = str(qos.reliability)
@@ -145,9 +155,9 @@ def node_load_request(graph: ValidatedGraph, node: ResolvedNode) -> LoadRequest:
     params.update(blackboard_params(graph.spec.blackboard, graph.spec.namespace))
     params[CONTAINER_GROUP_PARAM] = node.container
     remaps = tuple(
-        f'~/{port}:={node.output_topics[port]}'
-        for port in (p.name for p in node.outputs)
-        if port in node.spec.topics
+        f'~/{port.name}:={node.output_topics[port.name]}'
+        for port in node.outputs
+        if port.name in node.spec.topics or (port.topic_param and node.params.get(port.topic_param))
     )
     return LoadRequest(
         package_name=PACKAGE_NAME,

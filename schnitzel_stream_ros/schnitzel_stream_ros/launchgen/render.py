@@ -102,7 +102,9 @@ def render_launch_file(
             f'            namespace={graph.spec.namespace!r},',
             f'            package={PACKAGE_NAME!r},',
             f'            executable={CONTAINER_EXECUTABLE!r},',
-            "            arguments=['--paused'],  # nodes wait for the start gate",
+            "            arguments=['--paused'],  # nodes wait for the start gate"
+            if not graph.spec.pace_sources else
+            "            arguments=['--paused', '--pace-sources'],  # start gate; config.pace_sources",
             "            respawn=True,  # the start_gate supervisor loads its nodes again",
             "            output='screen',",
             '            composable_node_descriptions=[',

@@ -64,7 +64,7 @@ from schnitzel_stream_ros.runtime.load_spec import (
 )
 from schnitzel_stream_ros.runtime.plugin_host import PluginError
 from schnitzel_stream_ros.runtime.ros_node import PluginNode
-from schnitzel_stream_ros.runtime.workers import EmissionBudget
+from schnitzel_stream_ros.runtime.workers import DrainPacer, EmissionBudget
 
 SERVICE_PREFIX = '~/_container/'
 CONTROL_PREFIX = '~/_schnitzel/'
@@ -105,6 +105,7 @@ class Container:
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT_SEC,
         diagnostics_period_sec: float = DEFAULT_PERIOD_SEC,
         isolated: bool = False,
+        pace_sources: bool = False,
     ) -> None:
         self.node = node
         self.isolated = isolated  # component_container_isolated: plugin code never runs inline
@@ -197,6 +198,8 @@ class Container:
         self.diagnostics: DiagnosticsPublisher | None = None
         self.bus = Bus()
         self.budget = EmissionBudget(max_events)
+        # config.pace_sources: sources wait for this container's graph to drain (workers.DrainPacer)
+        self.pacer = DrainPacer(lambda: list(self._nodes.values())) if pace_sources else None
         self.started = autostart
         self.stopped = False
         self.fatal: list[str] = []
@@ -359,6 +362,7 @@ class Container:
                     message_info=supports_message_info(self.executor),
                     inline=not self.isolated,
                     lifecycle_services=self.lifecycle_services,
+                    pacer=self.pacer,
                 )
                 node.autostart = bool(spec.extra.get(AUTOSTART_ARG, self.autostart))
                 if not node.autostart and not self.lifecycle_services:

@@ -79,6 +79,7 @@ class LocalContainerHandle:
         max_events: int | None,
         drain_timeout: float,
         diagnostics_period_sec: float = DEFAULT_PERIOD_SEC,
+        pace_sources: bool = False,
     ) -> None:
         self.name = name
         self.full_name = container_full_name(name, namespace)
@@ -92,6 +93,7 @@ class LocalContainerHandle:
             max_events=max_events,
             drain_timeout=drain_timeout,
             diagnostics_period_sec=diagnostics_period_sec,
+            pace_sources=pace_sources,
         )
         self.container.serve()
         self.executors.control.add_node(self.node)

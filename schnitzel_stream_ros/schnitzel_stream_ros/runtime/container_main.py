@@ -14,6 +14,7 @@ Own options (before --ros-args):
     --threads N                      threads of the multi executor (default: parameter thread_num)
     --paused                         loaded nodes wait for ~/_schnitzel/start (used by the runner)
     --max-events N                   emission budget of all sources in this container
+    --pace-sources                   sources wait for the graph to drain each packet (config.pace_sources)
     --drain-timeout S                what in-flight packets get at SIGTERM
 
 A drop-in for rclcpp_components' containers, so a launch file written for them runs unchanged:
@@ -72,6 +73,7 @@ def parse_args(argv: list[str], flavour: str = 'component_container') -> tuple[a
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--paused', action='store_true')
     parser.add_argument('--max-events', type=int, default=None)
+    parser.add_argument('--pace-sources', action='store_true')  # graph config.pace_sources
     parser.add_argument('--drain-timeout', type=float, default=DEFAULT_DRAIN_TIMEOUT_SEC)
     if isolated:
         parser.add_argument(ISOLATED_MT_FLAG, action='store_true')
@@ -125,6 +127,7 @@ def main(argv: list[str] | None = None, flavour: str = 'component_container') ->
             max_events=args.max_events,
             drain_timeout=args.drain_timeout,
             isolated=args.isolated,
+            pace_sources=args.pace_sources,
         )
     except ValueError as exc:  # a container parameter out of range: one line, no traceback
         print(f'{flavour}: {exc}', file=sys.stderr)

@@ -114,7 +114,7 @@ class DeterministicEngine:
             self.inputs[(spec.node, spec.port)] = _Input(
                 self.hosts[spec.node],
                 spec.port,
-                Inbox(f'{spec.node}.{spec.port}', spec.inbox_max, spec.overflow),
+                Inbox(f'{spec.node}.{spec.port}', spec.inbox_max, spec.overflow, spec.drop_weights),
             )
         targets: dict[tuple[str, str], list[tuple[EdgeMetrics, _Input]]] = {}
         for edge in graph.edges:

@@ -1,8 +1,13 @@
 """Bounded inbox of one input port: the only place where packets wait, and where they are dropped.
 
 Every packet that waits for a node waits here, so this is where the overflow policy
-(`drop_new` | `drop_oldest` | `block` | `error`, docs/wiring.md) is applied and where every drop is
-counted — nothing is lost silently anywhere else in the runtime.
+(`drop_new` | `drop_oldest` | `weighted_drop` | `block` | `error`, docs/wiring.md) is applied and
+where every drop is counted — nothing is lost silently anywhere else in the runtime.
+
+`weighted_drop` (upstream's fairness policy) evicts the waiting packet of lowest weight — the
+oldest of those on ties — and takes the new one, whatever the new one weighs (as upstream: the
+new packet is only refused when nothing waits). Finding it is a scan of the inbox, paid only on
+overflow; inboxes are small and bounded.
 
 The inbox itself takes no lock: the deterministic engine is single-threaded, and the live mailbox
 (runtime/mailbox.py) already holds one lock over all inboxes of a node. `block` therefore cannot wait
@@ -16,7 +21,7 @@ from collections import deque
 from enum import Enum
 from typing import Any
 
-from schnitzel_stream_ros.graph.model import Overflow
+from schnitzel_stream_ros.graph.model import DropWeights, Overflow
 from schnitzel_stream_ros.observability.metrics import EdgeMetrics
 from schnitzel_stream_ros.runtime.plugin_host import DeliveryError
 
@@ -29,7 +34,7 @@ class Offer(Enum):
     """What happened to an offered packet."""
 
     ACCEPTED = 'accepted'  # appended: one more item waits
-    REPLACED = 'replaced'  # appended after evicting the oldest (drop_oldest): the count is unchanged
+    REPLACED = 'replaced'  # appended after evicting one (drop_oldest, weighted_drop): count unchanged
     DROPPED = 'dropped'  # the new packet was refused (drop_new)
     FULL = 'full'  # policy block and no space: nothing changed, the caller waits and offers again
 
@@ -43,18 +48,23 @@ class Inbox:
     """FIFO of at most `maxsize` items of one input port, with one overflow policy and drop counters."""
 
     __slots__ = (
+        'default_weight',
         'depth_max',
         'discarded',
         'dropped_new',
         'dropped_oldest',
+        'dropped_weighted',
         'items',
+        'key',
         'label',
         'maxsize',
         'overflow',
         'spill',
+        'weights',
     )
 
-    def __init__(self, label: str, maxsize: int, overflow: Overflow | str = Overflow.DROP_NEW) -> None:
+    def __init__(self, label: str, maxsize: int, overflow: Overflow | str = Overflow.DROP_NEW,
+                 drop_weights: DropWeights | None = None) -> None:
         if maxsize < 1:
             raise ValueError(f'{label}: inbox size must be >= 1, got {maxsize}')
         self.label = label  # 'node.port', named in errors
@@ -66,6 +76,11 @@ class Inbox:
         self.spill: deque[Item] = deque()
         self.dropped_new = 0
         self.dropped_oldest = 0
+        self.dropped_weighted = 0  # evicted by weighted_drop
+        ranks = drop_weights or DropWeights()
+        self.key = ranks.key
+        self.weights = ranks.table()
+        self.default_weight = ranks.default
         self.discarded = 0  # still waiting when the run ended without a drain
         self.depth_max = 0
 
@@ -74,7 +89,14 @@ class Inbox:
 
     @property
     def dropped_total(self) -> int:
-        return self.dropped_new + self.dropped_oldest + self.discarded
+        return self.dropped_new + self.dropped_oldest + self.dropped_weighted + self.discarded
+
+    def weight_of(self, packet: Any) -> float:
+        """weighted_drop rank of a packet: meta[key], else payload[key], looked up as text."""
+        value = packet.meta.get(self.key)
+        if value is None and isinstance(packet.payload, dict):
+            value = packet.payload.get(self.key)
+        return self.weights.get(str(value), self.default_weight)
 
     def offer(self, item: Item) -> Offer:
         """Apply the policy to one new item. Raises InboxOverflowError for policy `error`."""
@@ -94,6 +116,18 @@ class Inbox:
         if policy is Overflow.DROP_OLDEST:
             evicted = items.popleft()
             self.dropped_oldest += 1
+            evicted[2].dropped += 1
+            items.append(item)
+            return Offer.REPLACED
+        if policy is Overflow.WEIGHTED_DROP:
+            lowest, at = None, 0
+            for index, waiting in enumerate(items):
+                weight = self.weight_of(waiting[0])
+                if lowest is None or weight < lowest:  # strict: the oldest wins a tie
+                    lowest, at = weight, index
+            evicted = items[at]
+            del items[at]
+            self.dropped_weighted += 1
             evicted[2].dropped += 1
             items.append(item)
             return Offer.REPLACED

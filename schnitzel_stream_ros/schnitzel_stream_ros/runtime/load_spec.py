@@ -10,6 +10,7 @@ wiring parameters (`inputs.<port>`, `qos.<port>.*`, `inbox.<port>.*`, `container
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,13 @@ from typing import Any
 from schnitzel_stream_ros.codec.interfaces import message_class as interface_class
 from schnitzel_stream_ros.graph.blackboard_config import PARAM_PREFIX as BLACKBOARD_PREFIX
 from schnitzel_stream_ros.graph.blackboard_config import BlackboardSpec, blackboard_from_params
-from schnitzel_stream_ros.graph.model import DEFAULT_INBOX_MAX, DEFAULT_QOS_DEPTH, Overflow, Reliability
+from schnitzel_stream_ros.graph.model import (
+    DEFAULT_INBOX_MAX,
+    DEFAULT_QOS_DEPTH,
+    DropWeights,
+    Overflow,
+    Reliability,
+)
 from schnitzel_stream_ros.graph.names import namespace_problem, node_name_problem, topic_problem
 from schnitzel_stream_ros.graph.registry import PluginError as RegistryError
 from schnitzel_stream_ros.graph.registry import PluginRegistry
@@ -66,6 +73,7 @@ class InputWiring:
     inbox_max: int = DEFAULT_INBOX_MAX
     overflow: Overflow = Overflow.DROP_NEW
     msg_cls: type | None = None  # ROS message class of the subscription
+    drop_weights: DropWeights | None = None  # weighted_drop only
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,8 @@ class OutputWiring:
     reliability: Reliability = Reliability.RELIABLE
     depth: int = DEFAULT_QOS_DEPTH
     msg_cls: type | None = None
+    #: topic named by the port's `topic_param` (Port.topic_param) when no remap rule names one
+    topic: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +167,33 @@ def _positive_int(value: Any, where: str) -> int:
     return value
 
 
+def _weight(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise LoadError(f'{where}: expected a finite number, got {value!r}')
+    return float(value)
+
+
+def _weight_key(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise LoadError(f'{where}: expected a non-empty string, got {value!r}')
+    return value.strip()
+
+
+def _weight_table(value: Any, where: str) -> tuple[tuple[str, float], ...]:
+    """JSON text {value: weight} (graph/wiring.py), bounded like every JSON parameter."""
+    try:
+        table = decode_param_value(value, dict)
+    except ValueError as exc:
+        raise LoadError(f'{where}: {exc}') from None
+    if not isinstance(table, dict):
+        raise LoadError(f'{where}: expected a JSON object of weights, got {value!r}')
+    return tuple((str(k), _weight(v, f'{where}: {k}')) for k, v in table.items())
+
+
 _WIRING_CHECKS: dict[tuple[str, str], Any] = {
+    ('inbox', 'weights'): _weight_table,
+    ('inbox', 'weight_key'): _weight_key,
+    ('inbox', 'default_weight'): _weight,
     ('inputs', 'topics'): _as_str_list,
     ('qos', 'reliability'): lambda value, where: _choice(Reliability, value, where),
     ('qos', 'depth'): _positive_int,
@@ -262,6 +298,7 @@ def parse_load_request(
             None
             if port.msg_type == STREAM_PACKET_MSG
             else message_class(port.msg_type, f'{subject}: port {name}'),
+            _param_topic(subject, port, params, remap_rules),
         )
         for name, port in outputs_by_name.items()
     }
@@ -301,6 +338,24 @@ def parse_load_request(
         extra=dict(extra or {}),
         warnings=tuple(warnings),
     )
+
+
+def _param_topic(
+    subject: str, port: Port, params: Mapping[str, Any], remap_rules: tuple[str, ...] | list[str]
+) -> str | None:
+    """An output's topic from its `topic_param` (e.g. a /cmd_vel sink's `topic`), unless remapped."""
+    if not port.topic_param or port.msg_type == STREAM_PACKET_MSG:
+        return None
+    topic = params.get(port.topic_param)
+    if not isinstance(topic, str) or not topic:
+        return None
+    if any(rule.partition(':=')[0] == f'~/{port.name}' for rule in remap_rules):
+        return None  # the request's remap rule names it (the graph path always does)
+    if topic_problem(topic) or not topic.startswith('/'):
+        raise LoadError(
+            f"{subject}: parameter '{port.topic_param}': {topic!r} is not an absolute ROS topic name"
+        )
+    return topic
 
 
 def _quote_hint(exc: ParamError, schema: Mapping[str, Any], given: Mapping[str, Any]) -> str:
@@ -378,11 +433,19 @@ def _input_wiring(
             and params['topic']
         ):
             topics = (params['topic'],)  # a ROS topic source: the topic its parameter names
+        elif (
+            port.topic_param
+            and port.msg_type != STREAM_PACKET_MSG
+            and isinstance(params.get(port.topic_param), str)
+            and params[port.topic_param]
+        ):
+            topics = (params[port.topic_param],)  # e.g. an e-stop input: the topic its parameter names
         else:
             continue  # not connected: the port stays idle
         for topic in topics:
             problem = topic_problem(topic)
-            if problem or (not topic.startswith('/') and topic != params.get('topic')):
+            if problem or (not topic.startswith('/') and topic not in (params.get('topic'),
+                                                                       params.get(port.topic_param))):
                 raise LoadError(f'{where}: topic {topic!r} must be an absolute ROS topic name')
         wiring[name] = InputWiring(
             port=port,
@@ -406,5 +469,19 @@ def _input_wiring(
             msg_cls=None
             if port.msg_type == STREAM_PACKET_MSG
             else message_class(port.msg_type, f'{subject}: port {name}'),
+            drop_weights=_drop_weights(subject, name, reserved),
         )
     return wiring
+
+
+def _drop_weights(subject: str, port: str, reserved: Mapping[str, Any]) -> DropWeights | None:
+    """weighted_drop settings of one input (None: not weighted_drop); defaults as upstream's."""
+    if reserved.get(f'inbox.{port}.overflow') != Overflow.WEIGHTED_DROP:
+        return None
+    where = f'{subject}: inbox.{port}'
+    table = reserved.get(f'inbox.{port}.weights')
+    return DropWeights(
+        _weight_key(reserved.get(f'inbox.{port}.weight_key', DropWeights.key), f'{where}.weight_key'),
+        () if table is None else _weight_table(table, f'{where}.weights'),
+        _weight(reserved.get(f'inbox.{port}.default_weight', DropWeights.default), f'{where}.default_weight'),
+    )

@@ -325,6 +325,26 @@ class PluginHost:
         for item in packets:
             self.emit(item)
 
+    def tick(self) -> None:
+        """The plugin's on_tick() (live mode timer); what it returns goes to the default output."""
+        try:
+            with self._call_lock:
+                plugin = self.plugin
+                if plugin is None or self.closed:
+                    return
+                try:
+                    out = plugin.on_tick()
+                except (PluginError, DeliveryError):
+                    raise
+                except Exception as exc:
+                    raise PluginError(
+                        f"node '{self.node_id}': on_tick() failed: {type(exc).__name__}: {exc}"
+                    ) from exc
+                self._route_outputs(out, 'on_tick()')
+        finally:
+            if self.close_deferred:
+                self._close_if_deferred()
+
     @property
     def handles_batches(self) -> bool:
         """The plugin overrides Plugin.process_batch (the live runtime then hands it batches)."""

@@ -65,9 +65,11 @@ from schnitzel_stream_ros.runtime.ros_params import (
 from schnitzel_stream_ros.runtime.run_gate import RunGate
 from schnitzel_stream_ros.runtime.workers import (
     CostMeter,
+    DrainPacer,
     EmissionBudget,
     InputWorker,
     SourceWorker,
+    Ticker,
     run_inline,
 )
 
@@ -119,6 +121,7 @@ class PluginNode(LifecycleNode):
         message_info: bool = True,
         inline: bool = True,
         lifecycle_services: bool = True,
+        pacer: DrainPacer | None = None,
     ) -> None:
         cli_args = ['--ros-args']
         for rule in spec.remap_rules:
@@ -142,6 +145,7 @@ class PluginNode(LifecycleNode):
         self.on_fatal = on_fatal
         self.on_warning = on_warning
         self.budget = budget
+        self.pacer = pacer
         self.message_info = message_info
         self.inline = inline
         self.outputs: list[OutputPort] = []
@@ -193,6 +197,7 @@ class PluginNode(LifecycleNode):
         self.gate = RunGate()
         self.input_worker: InputWorker | None = None
         self.source_worker: SourceWorker | None = None
+        self.ticker: Ticker | None = None
         self.workers_started = False
 
     # -- wiring ---------------------------------------------------------------------------------
@@ -200,7 +205,7 @@ class PluginNode(LifecycleNode):
         for name, wiring in self.spec.outputs.items():
             msg_cls = wiring.msg_cls or StreamPacketMsg
             publisher = self.create_publisher(
-                msg_cls, f'~/{name}', qos_profile(wiring.reliability, wiring.depth)
+                msg_cls, wiring.topic or f'~/{name}', qos_profile(wiring.reliability, wiring.depth)
             )
             topic = self.bus.topic(publisher.topic_name)
             port = OutputPort(
@@ -218,7 +223,7 @@ class PluginNode(LifecycleNode):
 
     def _wire_inputs(self) -> None:
         for name, wiring in self.spec.inputs.items():
-            inbox = Inbox(f'{self.get_name()}.{name}', wiring.inbox_max, wiring.overflow)
+            inbox = Inbox(f'{self.get_name()}.{name}', wiring.inbox_max, wiring.overflow, wiring.drop_weights)
             self.mailbox.add_inbox(name, inbox)
             rewrap = None
             if wiring.msg_cls is not None:
@@ -586,13 +591,16 @@ class PluginNode(LifecycleNode):
                     on_error=self.restarts.failed,
                     gate=self.gate,
                 )
+                period = self.spec.plugin_cls.tick_period(self.host.params)
+                if period is not None and period > 0:
+                    self.ticker = Ticker(self.host, self.mailbox.post, period)
             if self.spec.role is Role.SOURCE:
                 self.source_worker = SourceWorker(
-                    self.host, self.budget, self.on_fatal, on_source_done, gate=self.gate
+                    self.host, self.budget, self.on_fatal, on_source_done, gate=self.gate, pacer=self.pacer
                 )
         self.refresh_outputs()
         self.gate.open()
-        for worker in (self.input_worker, self.source_worker):
+        for worker in (self.input_worker, self.source_worker, self.ticker):
             if worker is not None and worker.thread.ident is None:
                 worker.start()
 
@@ -672,7 +680,7 @@ class PluginNode(LifecycleNode):
         """Wait for the node's threads; False if one is still busy (stuck in plugin code)."""
         deadline = time.monotonic() + timeout
         ok = True
-        for worker in (self.source_worker, self.input_worker):
+        for worker in (self.source_worker, self.input_worker, self.ticker):
             if worker is not None and worker.thread.is_alive():
                 worker.thread.join(max(0.0, deadline - time.monotonic()))
                 ok = ok and not worker.thread.is_alive()

@@ -196,6 +196,70 @@ def run_inline(
     cost.add(time.perf_counter_ns() - t_start)
 
 
+class DrainPacer:
+    """`config.pace_sources`: a source pulls its next packet only once every node is idle — upstream's
+    in-process pacing (drain the graph after every emission), so a live run sees the load upstream's
+    runner sees. One container: hand-offs between its nodes are synchronous (a packet is in the next
+    inbox before the emitting worker goes idle), so "every node idle, and no packet offered to any
+    inbox while looking" means drained. `nodes()` gives the container's nodes, each with `idle` and
+    `subscribers` (whose edge counters grow with every packet offered, dropped ones included).
+    """
+
+    #: between two looks at a busy graph (the pace costs a source at most this much per packet)
+    POLL_SEC = 0.0002
+
+    def __init__(self, nodes: Callable[[], list[Any]]) -> None:
+        self.nodes = nodes
+
+    def _offered(self, nodes: list[Any]) -> int:
+        return sum(sub.edge.packets for node in nodes for sub in node.subscribers)
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Until the graph is drained (True) or `stop` is set (False)."""
+        while not stop.is_set():
+            nodes = self.nodes()
+            before = self._offered(nodes)
+            if all(node.idle for node in nodes) and self._offered(nodes) == before:
+                return True
+            stop.wait(self.POLL_SEC)
+        return False
+
+
+class Ticker:
+    """Posts a node's on_tick() to its own worker every period (Plugin.TICK_SEC), until it stops.
+
+    A thread of its own, not an rclpy timer: the tick must run on the node's worker thread (never
+    beside process()), and the mailbox's control queue is how work gets there. At most one tick
+    waits at a time, so a node stuck in a slow packet gets one tick after it, not a backlog.
+    """
+
+    def __init__(self, host: PluginHost, post: Callable[[Control], None], period_sec: float) -> None:
+        self.host = host
+        self.post = post
+        self.period = period_sec
+        self._pending = False
+        self.thread = threading.Thread(target=self._run, name=f'tick:{host.node_id}', daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        stop = self.host.stop_event
+        next_at = time.monotonic() + self.period
+        while not stop.wait(max(0.0, next_at - time.monotonic())):
+            now = time.monotonic()
+            next_at = max(next_at + self.period, now)  # after a stall: no burst of catch-up ticks
+            if self._pending:
+                self.host.metrics.count('ticks_skipped_total')
+                continue
+            self._pending = True
+            self.post(self._tick)
+
+    def _tick(self) -> None:
+        self._pending = False
+        self.host.tick()
+
+
 #: How a source whose produce() raised is restarted: 0.5 s doubling to 30 s, ±20 % jitter. The step
 #: goes back to the first delay once a restarted source has run this long without raising.
 SOURCE_RESTART_BACKOFF = dict(base_sec=0.5, factor=2.0, cap_sec=30.0, jitter='proportional', spread=0.2)
@@ -219,10 +283,12 @@ class SourceWorker:
         on_done: Callable[[SourceWorker], None] | None = None,
         restart: Backoff | None = None,
         gate: RunGate | None = None,
+        pacer: DrainPacer | None = None,
     ) -> None:
         self.host = host
         self.gate = gate  # lifecycle: pulls only while it is open; a pause keeps produce() where it is
         self.budget = budget
+        self.pacer = pacer
         self.on_fatal = on_fatal
         self.on_done = on_done
         self.restart = restart or Backoff(**SOURCE_RESTART_BACKOFF)
@@ -247,6 +313,10 @@ class SourceWorker:
         gate = self.gate
         try:
             while True:
+                # the pace is waited outside the gate: a pause never waits for the graph to drain
+                if self.pacer is not None and not self.pacer.wait(stop):
+                    self.end_reason = 'stopped'
+                    return
                 if gate is not None and not gate.enter(stop):
                     self.end_reason = 'stopped'
                     return

@@ -42,10 +42,14 @@ def test_every_core_plugin_is_registered_and_loads():
 
 
 def test_the_alias_table_covers_the_upstream_contract():
-    assert len(UPSTREAM_ALIASES) == 22
+    assert len(UPSTREAM_ALIASES) == 27  # 22 of the main branch, 5 of exp/backpressure-paper-submission
     vision, durable = 'schnitzel_stream.packs.vision.nodes', 'schnitzel_stream.nodes.durable_sqlite'
     assert UPSTREAM_ALIASES[f'{vision}:EveryNthFrameSamplerNode'] == 'EveryNthFrameSamplerNode'
     assert UPSTREAM_ALIASES[f'{durable}:SqliteQueueAckSink'] == 'SqliteQueueAckSink'
+    robotics = 'schnitzel_stream.packs.robotics.nodes'
+    experiments = 'schnitzel_stream.packs.experiments.nodes'
+    assert UPSTREAM_ALIASES[f'{robotics}:Ros2CmdVelSink'] == 'Ros2CmdVelSink'
+    assert UPSTREAM_ALIASES[f'{experiments}:SlowScoringNode'] == 'SlowScoringNode'
 
 
 def test_alias_without_installed_plugin_is_not_available_never_a_stub():

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from schnitzel_stream_ros.graph.model import DropWeights
 from schnitzel_stream_ros.observability.metrics import EdgeMetrics, LatencyHistogram
 from schnitzel_stream_ros.observability.report import collect_metrics, decide_status
 from schnitzel_stream_ros.observability.snapshot import runtime_snapshot
@@ -30,6 +31,29 @@ def _drain(inbox: Inbox) -> list[int]:
     while (item := inbox.pop()) is not None:
         out.append(item[0].payload)
     return out
+
+
+def test_weighted_drop_evicts_the_lowest_weight_oldest_on_ties_whatever_the_new_one_weighs():
+    edge = EdgeMetrics('/t', 'n', 'in')
+    ranks = DropWeights('group_id', (('a', 1.0), ('b', 2.0)), 1.5)
+    inbox = Inbox('n.in', 3, 'weighted_drop', ranks)
+
+    def offer(n: int, group, where: str = 'meta') -> Offer:
+        meta, payload = ({'group_id': group}, n) if where == 'meta' else ({}, {'group_id': group, 'n': n})
+        return inbox.offer((StreamPacket.new('event', 's', payload, meta), 0, edge))
+
+    assert [offer(0, 'b'), offer(1, 'a'), offer(2, 'a')] == [Offer.ACCEPTED] * 3
+    assert offer(3, 'b') is Offer.REPLACED  # evicts 1: lowest weight, the older of the two a's
+    assert offer(4, 'a') is Offer.REPLACED  # evicts 2; the new one may weigh the least (upstream)
+    assert offer(5, 'zzz') is Offer.REPLACED  # evicts 4 (a = 1.0 < default 1.5)
+    assert offer(6, 'b', where='payload') is Offer.REPLACED  # key read from the payload: evicts 5 (1.5)
+    assert offer(7, None) is Offer.REPLACED  # oldest b (0) among b, b, b: ties go to the oldest
+    waiting = [i[0].payload if isinstance(i[0].payload, int) else i[0].payload['n'] for i in inbox.items]
+    assert waiting == [3, 6, 7]
+    assert (inbox.dropped_weighted, inbox.dropped_total, edge.packets, edge.dropped) == (5, 5, 8, 5)
+    plain = Inbox('n.in', 1, 'weighted_drop')  # no weights: all weigh 1.0 -> oldest first
+    plain.offer(_item(edge, 0))
+    assert plain.offer(_item(edge, 1)) is Offer.REPLACED and _drain(plain) == [1]
 
 
 def test_drop_new_keeps_the_first_and_counts_the_rest():

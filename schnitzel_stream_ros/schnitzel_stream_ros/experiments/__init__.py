@@ -1,0 +1,1 @@
+"""Upstream's backpressure-fairness experiment on this runtime: configs, runs, metrics (bench/)."""

@@ -1,0 +1,1 @@
+"""Plugins of upstream's backpressure-fairness benchmark (bench/backpressure_fairness.py)."""
