@@ -30,6 +30,7 @@ import itertools
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -267,10 +268,13 @@ def child_main(role: str, executor: str, seconds: float) -> None:
         result = handle.load(_request('src', f'{BENCH_MODULE}:BenchSource', {'count': 0}))
         assert result.success, result.error_message
         node = next(iter(handle.container._nodes.values()))
-        while node.outputs[0].refresh() == 0:
+        port = node.outputs[0]
+        while port.refresh() == 0:
             time.sleep(0.02)
+        window = _PublisherWindow(port.publisher.get_subscription_count, lambda: port.dds_published)
         handle.start()
         _wait_for_stdin_close()
+        window.report()
         handle.shutdown(1.0)
         handle.close()
     elif role == 'ours-sub':
@@ -303,10 +307,46 @@ def _measure(read: Any, seconds: float) -> dict[str, Any]:
             return {'per_second': 0, 'error': 'nothing received'}
         time.sleep(0.01)
     time.sleep(min(1.0, seconds / 3))  # warm-up
-    c0, t0 = read(), time.perf_counter()
+    c0, t0, cpu0 = read(), time.perf_counter(), _cpu_seconds()
     time.sleep(seconds)
-    c1, t1 = read(), time.perf_counter()
-    return {'per_second': round((c1 - c0) / (t1 - t0)), 'seconds': round(t1 - t0, 3)}
+    c1, t1, cpu1 = read(), time.perf_counter(), _cpu_seconds()
+    return {
+        'per_second': round((c1 - c0) / (t1 - t0)),
+        'seconds': round(t1 - t0, 3),
+        'cpu_us_per_packet': round((cpu1 - cpu0) / max(1, c1 - c0) * 1e6, 1),
+    }
+
+
+class _PublisherWindow:
+    """CPU per packet of a publisher while its subscriber is there (from now until the subscription
+    goes): the time before and after, when the publisher may run without publishing, is left out."""
+
+    def __init__(self, subscriptions: Any, published: Any) -> None:
+        self._published = published
+        self._start = (_cpu_seconds(), published())
+        self._end: tuple[float, int] | None = None
+        self._thread = threading.Thread(target=self._watch, args=(subscriptions,), daemon=True)
+        self._thread.start()
+
+    def _watch(self, subscriptions: Any) -> None:
+        while subscriptions() > 0:
+            time.sleep(0.02)
+        self._end = (_cpu_seconds(), self._published())
+
+    def report(self) -> None:
+        """On stdout for run_hop: {'published': n, 'cpu_us_per_packet': x}."""
+        self._thread.join(2.0)
+        end = self._end or (_cpu_seconds(), self._published())
+        published = end[1] - self._start[1]
+        cpu_us = (end[0] - self._start[0]) / max(1, published) * 1e6
+        print(json.dumps({'published': published, 'cpu_us_per_packet': round(cpu_us, 1)}), flush=True)
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this whole process (every thread, user + system): what a packet costs here,
+    less disturbed by a busy machine than packets per second."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _plain_publisher(executor: str) -> None:
@@ -330,9 +370,11 @@ def _plain_publisher(executor: str) -> None:
     while pub.get_subscription_count() == 0 and not stop.is_set():
         time.sleep(0.02)
     prefix, ts, seq = str(uuid.uuid4())[:24], now_ts(), 0
+    window = _PublisherWindow(pub.get_subscription_count, lambda: seq)
     while not stop.is_set():  # the equivalent message: a new packet per publish, encoded, published
         pub.publish(encode_packet(StreamPacket(f'{prefix}{seq:012x}', ts, Kind.RAW, 'src', {'seq': seq})))
         seq += 1
+    window.report()
     spinner.stop()
     node.destroy_node()
     rclpy.shutdown(context=context)
@@ -371,24 +413,38 @@ def run_hop(kind: str, executor: str, seconds: float, env: dict[str, str]) -> di
     me = [sys.executable, str(Path(__file__).resolve()), '--child']
     common = ['--executor', executor, '--seconds', str(seconds)]
     pub = subprocess.Popen(
-        [*me, f'{kind}-pub', *common], env=env, stdin=subprocess.PIPE, start_new_session=True
+        [*me, f'{kind}-pub', *common],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
+    pub_out = ''
     try:
         sub = subprocess.run(
             [*me, f'{kind}-sub', *common], env=env, capture_output=True, text=True, timeout=seconds + 60
         )
     finally:
-        with contextlib.suppress(Exception):
-            pub.stdin.close()
         try:
-            pub.wait(timeout=15)
+            pub_out, _ = pub.communicate(input='', timeout=15)  # closes its stdin: the publisher stops
         except subprocess.TimeoutExpired:
             pub.kill()
-            pub.wait()
+            pub.communicate()
     lines = [line for line in sub.stdout.splitlines() if line.startswith('{')]
     if sub.returncode != 0 or not lines:
         return {'per_second': 0, 'error': sub.stderr[-500:]}
-    return {**json.loads(lines[-1]), 'executor': executor}
+    pub_lines = [line for line in (pub_out or '').splitlines() if line.startswith('{')]
+    publisher = json.loads(pub_lines[-1]) if pub_lines else {}
+    return {
+        **json.loads(lines[-1]),
+        'publisher_cpu_us_per_packet': publisher.get('cpu_us_per_packet'),
+        'executor': executor,
+    }
+
+
+def _medians(samples: dict[str, list[float]]) -> dict[str, float | None]:
+    return {kind: round(statistics.median(v), 1) if v else None for kind, v in samples.items()}
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -461,9 +517,16 @@ def main() -> None:
         hops: dict[str, Any] = {'goal_ratio': 0.9, 'rounds': args.rounds}
         for executor in executors:
             samples: dict[str, list[int]] = {'ours': [], 'plain': [], 'floor': []}
+            sub_cpu: dict[str, list[float]] = {kind: [] for kind in samples}
+            pub_cpu: dict[str, list[float]] = {kind: [] for kind in samples}
             for _ in range(args.rounds):  # interleaved, so a busy machine slows all alike
                 for kind, runs in samples.items():
-                    runs.append(run_hop(kind, executor, args.seconds, env)['per_second'])
+                    hop = run_hop(kind, executor, args.seconds, env)
+                    runs.append(hop['per_second'])
+                    if hop.get('cpu_us_per_packet'):
+                        sub_cpu[kind].append(hop['cpu_us_per_packet'])
+                    if hop.get('publisher_cpu_us_per_packet'):
+                        pub_cpu[kind].append(hop['publisher_cpu_us_per_packet'])
             median = {kind: round(statistics.median(runs)) for kind, runs in samples.items()}
             hops[executor] = {
                 'ours_per_second': median['ours'],
@@ -472,6 +535,9 @@ def main() -> None:
                 'info_plain_rclpy_count_only_per_second': median['floor'],
                 'ratio_to_count_only': round(median['ours'] / max(1, median['floor']), 2),
                 'samples_per_second': samples,
+                # CPU per packet (median over rounds): steadier than packets/s on a busy machine
+                'subscriber_cpu_us_per_packet': _medians(sub_cpu),
+                'publisher_cpu_us_per_packet': _medians(pub_cpu),
             }
         report['P3_one_hop_across_processes'] = hops
     lease.release()
