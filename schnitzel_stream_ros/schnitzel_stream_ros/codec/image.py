@@ -33,6 +33,7 @@ from schnitzel_stream_ros.codec.image_encodings import (
     default_encoding,
     pixel_format,
 )
+from schnitzel_stream_ros.codec.message_builders import new_image
 
 _log = logging.getLogger(__name__)
 _NATIVE_BIG_ENDIAN = sys.byteorder == 'big'
@@ -132,24 +133,23 @@ class BuiltinImageConverter:
     def to_msg(self, frame: np.ndarray, encoding: str, header: Header | None) -> Image:
         if not frame.flags.c_contiguous:
             frame = np.ascontiguousarray(frame)  # one strided copy; the memcpy below is the second
-        msg = Image(check_fields=True)
-        if header is not None:
-            msg.header = header
         height = frame.shape[0]
-        msg.height = height
-        msg.width = frame.shape[1]
-        msg.encoding = encoding
-        msg.is_bigendian = 1 if _is_big_endian(frame.dtype) else 0
-        msg.step = frame.nbytes // height
         data = backing_array(frame)
         if data is None:
-            # The memcpy comes last: it evicts the CPU caches, and Python work after it runs cold.
             data = array.array('B')
             data.frombytes(
                 memoryview(frame).cast('B') if frame.dtype.isnative else frame.reshape(-1).view(np.uint8)
             )
-        msg.data = data  # taken as is: the check_fields=True setter accepts array.array('B') unchanged
-        return msg
+        # every field is checked above (frame_layout, resolve_encoding): built without field checks
+        return new_image(
+            header if header is not None else Header(),
+            height,
+            frame.shape[1],
+            encoding,
+            1 if _is_big_endian(frame.dtype) else 0,
+            frame.nbytes // height,
+            data,
+        )
 
     def to_array(self, msg: Image, fmt: PixelFormat) -> np.ndarray:
         dtype = fmt.dtype.newbyteorder('>' if msg.is_bigendian else '<')
