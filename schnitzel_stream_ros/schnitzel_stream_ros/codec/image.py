@@ -2,8 +2,8 @@
 
 Frames are the bulk of the traffic, so the conversion does as little as it can:
 - encode: the frame's bytes go into an `array.array('B')` with one `frombytes` (a memcpy), and the
-  message is built with `check_fields=True`, whose `data` setter takes an array.array as is (the
-  default setter re-creates the array element by element: ten times slower);
+  message is built by filling its slots (codec/message_builders.py: the generated constructor and
+  checking setters cost more than the rest of the conversion without the copy);
 - decode: `np.frombuffer` over the message's array (no copy unless rows are padded or the byte order
   is foreign). The result is read-only, because a decoded packet may be shared by several nodes;
   pass `copy=True` for a private, writable frame.
