@@ -10,6 +10,8 @@
   schnitzel_stream_msgs/StreamPacket (what composition without our in-process hand-off gives),
   spun by the same executor; relays forward the received message object (no decode/encode), and the
   source keeps at most 10 messages in flight (no wasted publishes), like our `block` inboxes.
+- P3 (frames): the same with 640x480x3 frames: ours publishes frame packets (StreamPacket with a
+  sensor_msgs/Image inside), the baseline plain sensor_msgs/Image as cv_bridge makes and reads it.
 - P3: one StreamPacket hop between two processes, ours (a container publishing for a container) vs
   plain rclpy publishing the equivalent message (a new packet per publish, encoded) to a plain rclpy
   subscriber that decodes it back into the StreamPacket (the equivalent of what our receiving node
@@ -20,6 +22,7 @@ All DDS traffic stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, 
 
 Usage: python bench/runtime_bench.py [--seconds S] [--p1-count N] [--p2-count N] [--rounds N]
                                      [--executors events,single,multi] [--only P1,P2,P3]
+                                     [--p3-payloads small,frame]
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ IDENTITY = 'schnitzel_stream_ros.nodes.core.identity:Identity'
 SYNTHETIC = 'schnitzel_stream_ros.nodes.core.synthetic_source:SyntheticSource'
 FRAME_SHAPE = (480, 640, 3)
 P3_TOPIC = '/bench/src/out'
+P3_IMAGE_TOPIC = '/plain/image'  # the plain frame baseline's topic (sensor_msgs/Image)
 CHAIN_TIMEOUT_SEC = 120.0  # far above any healthy P1/P2 run: only a stalled chain reaches it
 DISCOVERY_TIMEOUT_SEC = 30.0  # same bound as _measure's wait for the first packet
 
@@ -261,11 +265,12 @@ def _close_rclpy(spinner: Any, ex: Any, nodes: list[Any], context: Any) -> None:
 
 
 # -- P3 children -------------------------------------------------------------------------------------
-def child_main(role: str, executor: str, seconds: float) -> None:
+def child_main(role: str, executor: str, seconds: float, payload: str = 'small') -> None:
     """One side of the cross-process hop; prints {'per_second': ...} for subscribers."""
     if role == 'ours-pub':
         handle = _container(executor)
-        result = handle.load(_request('src', f'{BENCH_MODULE}:BenchSource', {'count': 0}))
+        source = 'FrameSource' if payload == 'frame' else 'BenchSource'
+        result = handle.load(_request('src', f'{BENCH_MODULE}:{source}', {'count': 0}))
         assert result.success, result.error_message
         node = next(iter(handle.container._nodes.values()))
         port = node.outputs[0]
@@ -286,12 +291,10 @@ def child_main(role: str, executor: str, seconds: float) -> None:
         print(json.dumps(_measure(lambda: metrics.consumed, seconds)), flush=True)
         handle.shutdown(1.0)
         handle.close()
-    elif role == 'plain-pub':
-        _plain_publisher(executor)
+    elif role in ('plain-pub', 'floor-pub'):
+        _plain_publisher(executor, payload)
     elif role in ('plain-sub', 'floor-sub'):
-        _plain_subscriber(executor, seconds, decode=role == 'plain-sub')
-    elif role == 'floor-pub':
-        _plain_publisher(executor)
+        _plain_subscriber(executor, seconds, decode=role == 'plain-sub', payload=payload)
     else:
         raise SystemExit(f'unknown child role {role!r}')
 
@@ -349,10 +352,11 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _plain_publisher(executor: str) -> None:
+def _plain_publisher(executor: str, payload: str) -> None:
     import rclpy
     from rclpy.node import Node
     from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import Image
 
     from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
     from schnitzel_stream_ros.codec.packet_codec import encode_packet
@@ -361,7 +365,10 @@ def _plain_publisher(executor: str) -> None:
 
     context = init_context()
     node = Node('plain_pub', context=context)
-    pub = node.create_publisher(StreamPacketMsg, P3_TOPIC, QoSProfile(depth=10))
+    frames = payload == 'frame'
+    pub = node.create_publisher(
+        Image if frames else StreamPacketMsg, P3_IMAGE_TOPIC if frames else P3_TOPIC, QoSProfile(depth=10)
+    )
     ex = make_executor(executor, context)
     ex.add_node(node)
     spinner = Spinner(ex, context).start()
@@ -371,6 +378,16 @@ def _plain_publisher(executor: str) -> None:
         time.sleep(0.02)
     prefix, ts, seq = str(uuid.uuid4())[:24], now_ts(), 0
     window = _PublisherWindow(pub.get_subscription_count, lambda: seq)
+    if frames:  # sensor_msgs/Image as cv_bridge's cv2_to_imgmsg makes it, from the same 8-frame pool
+        pool = [np.full(FRAME_SHAPE, i, dtype=np.uint8) for i in range(8)]
+        while not stop.is_set():
+            frame = pool[seq % 8]
+            msg = Image(height=FRAME_SHAPE[0], width=FRAME_SHAPE[1], encoding='bgr8', step=FRAME_SHAPE[1] * 3)
+            msg.header.stamp = node.get_clock().now().to_msg()
+            msg.header.frame_id = 'src'
+            msg.data.frombytes(frame.tobytes())
+            pub.publish(msg)
+            seq += 1
     while not stop.is_set():  # the equivalent message: a new packet per publish, encoded, published
         pub.publish(encode_packet(StreamPacket(f'{prefix}{seq:012x}', ts, Kind.RAW, 'src', {'seq': seq})))
         seq += 1
@@ -380,10 +397,11 @@ def _plain_publisher(executor: str) -> None:
     rclpy.shutdown(context=context)
 
 
-def _plain_subscriber(executor: str, seconds: float, decode: bool) -> None:
+def _plain_subscriber(executor: str, seconds: float, decode: bool, payload: str) -> None:
     import rclpy
     from rclpy.node import Node
     from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import Image
 
     from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
     from schnitzel_stream_ros.codec.packet_codec import decode_packet
@@ -399,7 +417,15 @@ def _plain_subscriber(executor: str, seconds: float, decode: bool) -> None:
             decode_packet(msg)
         count[0] += 1
 
-    node.create_subscription(StreamPacketMsg, P3_TOPIC, on_message, QoSProfile(depth=10))
+    def on_image(msg: Any) -> None:
+        if decode:  # as cv_bridge's imgmsg_to_cv2: a numpy view of the message's buffer
+            np.ndarray((msg.height, msg.width, 3), dtype=np.uint8, buffer=msg.data)
+        count[0] += 1
+
+    if payload == 'frame':
+        node.create_subscription(Image, P3_IMAGE_TOPIC, on_image, QoSProfile(depth=10))
+    else:
+        node.create_subscription(StreamPacketMsg, P3_TOPIC, on_message, QoSProfile(depth=10))
     ex = make_executor(executor, context)
     ex.add_node(node)
     spinner = Spinner(ex, context).start()
@@ -409,9 +435,11 @@ def _plain_subscriber(executor: str, seconds: float, decode: bool) -> None:
     rclpy.shutdown(context=context)
 
 
-def run_hop(kind: str, executor: str, seconds: float, env: dict[str, str]) -> dict[str, Any]:
+def run_hop(
+    kind: str, executor: str, seconds: float, env: dict[str, str], payload: str = 'small'
+) -> dict[str, Any]:
     me = [sys.executable, str(Path(__file__).resolve()), '--child']
-    common = ['--executor', executor, '--seconds', str(seconds)]
+    common = ['--executor', executor, '--seconds', str(seconds), '--payload', payload]
     pub = subprocess.Popen(
         [*me, f'{kind}-pub', *common],
         env=env,
@@ -443,6 +471,38 @@ def run_hop(kind: str, executor: str, seconds: float, env: dict[str, str]) -> di
     }
 
 
+def run_p3(
+    payload: str, executors: list[str], rounds: int, seconds: float, env: dict[str, str]
+) -> dict[str, Any]:
+    """Ours, plain and count-only hops per executor, interleaved rounds, medians."""
+    hops: dict[str, Any] = {'goal_ratio': 0.9, 'rounds': rounds}
+    for executor in executors:
+        samples: dict[str, list[int]] = {'ours': [], 'plain': [], 'floor': []}
+        sub_cpu: dict[str, list[float]] = {kind: [] for kind in samples}
+        pub_cpu: dict[str, list[float]] = {kind: [] for kind in samples}
+        for _ in range(rounds):  # interleaved, so a busy machine slows all alike
+            for kind, runs in samples.items():
+                hop = run_hop(kind, executor, seconds, env, payload)
+                runs.append(hop['per_second'])
+                if hop.get('cpu_us_per_packet'):
+                    sub_cpu[kind].append(hop['cpu_us_per_packet'])
+                if hop.get('publisher_cpu_us_per_packet'):
+                    pub_cpu[kind].append(hop['publisher_cpu_us_per_packet'])
+        median = {kind: round(statistics.median(runs)) for kind, runs in samples.items()}
+        hops[executor] = {
+            'ours_per_second': median['ours'],
+            'baseline_plain_rclpy_per_second': median['plain'],
+            'ratio': round(median['ours'] / max(1, median['plain']), 2),
+            'info_plain_rclpy_count_only_per_second': median['floor'],
+            'ratio_to_count_only': round(median['ours'] / max(1, median['floor']), 2),
+            'samples_per_second': samples,
+            # CPU per packet (median over rounds): steadier than packets/s on a busy machine
+            'subscriber_cpu_us_per_packet': _medians(sub_cpu),
+            'publisher_cpu_us_per_packet': _medians(pub_cpu),
+        }
+    return hops
+
+
 def _medians(samples: dict[str, list[float]]) -> dict[str, float | None]:
     return {kind: round(statistics.median(v), 1) if v else None for kind, v in samples.items()}
 
@@ -458,12 +518,15 @@ def main() -> None:
     parser.add_argument('--rounds', type=int, default=3, help='interleaved rounds of each P3 case (median)')
     parser.add_argument('--child', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--executor', default='events', help=argparse.SUPPRESS)
+    parser.add_argument('--payload', default='small', help=argparse.SUPPRESS)
+    parser.add_argument('--p3-payloads', default='small,frame',
+                        help='P3 payloads: small packets, 640x480x3 frames (vs plain sensor_msgs/Image)')
     args = parser.parse_args()
 
     os.environ['SCHNITZEL_STREAM_PLUGIN_ALLOWLIST'] = BENCH_MODULE  # our own bench plugins
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     if args.child:
-        child_main(args.child, args.executor, args.seconds)
+        child_main(args.child, args.executor, args.seconds, args.payload)
         return
 
     from schnitzel_stream_ros.codec.packet_codec import encode_packet
@@ -514,32 +577,15 @@ def main() -> None:
             'ours_vs_baseline': round(ours['per_second'] / max(1, baseline['per_second']), 1),
         }
     if 'P3' in only:
-        hops: dict[str, Any] = {'goal_ratio': 0.9, 'rounds': args.rounds}
-        for executor in executors:
-            samples: dict[str, list[int]] = {'ours': [], 'plain': [], 'floor': []}
-            sub_cpu: dict[str, list[float]] = {kind: [] for kind in samples}
-            pub_cpu: dict[str, list[float]] = {kind: [] for kind in samples}
-            for _ in range(args.rounds):  # interleaved, so a busy machine slows all alike
-                for kind, runs in samples.items():
-                    hop = run_hop(kind, executor, args.seconds, env)
-                    runs.append(hop['per_second'])
-                    if hop.get('cpu_us_per_packet'):
-                        sub_cpu[kind].append(hop['cpu_us_per_packet'])
-                    if hop.get('publisher_cpu_us_per_packet'):
-                        pub_cpu[kind].append(hop['publisher_cpu_us_per_packet'])
-            median = {kind: round(statistics.median(runs)) for kind, runs in samples.items()}
-            hops[executor] = {
-                'ours_per_second': median['ours'],
-                'baseline_plain_rclpy_per_second': median['plain'],
-                'ratio': round(median['ours'] / max(1, median['plain']), 2),
-                'info_plain_rclpy_count_only_per_second': median['floor'],
-                'ratio_to_count_only': round(median['ours'] / max(1, median['floor']), 2),
-                'samples_per_second': samples,
-                # CPU per packet (median over rounds): steadier than packets/s on a busy machine
-                'subscriber_cpu_us_per_packet': _medians(sub_cpu),
-                'publisher_cpu_us_per_packet': _medians(pub_cpu),
+        payloads = [p.strip() for p in args.p3_payloads.split(',') if p.strip()]
+        if 'small' in payloads:
+            report['P3_one_hop_across_processes'] = run_p3('small', executors, args.rounds, args.seconds, env)
+        if 'frame' in payloads:
+            report['P3_frames_640x480x3_across_processes'] = {
+                'baseline': "plain rclpy sensor_msgs/Image, made as cv_bridge's cv2_to_imgmsg makes it, "
+                'read as a numpy view (imgmsg_to_cv2); count-only: the same Image, not read',
+                **run_p3('frame', executors, args.rounds, args.seconds, env),
             }
-        report['P3_one_hop_across_processes'] = hops
     lease.release()
     print(json.dumps(report, indent=2))
 
