@@ -12,11 +12,12 @@
   source keeps at most 10 messages in flight (no wasted publishes), like our `block` inboxes.
 - P3 (frames): the same with 640x480x3 frames: ours publishes frame packets (StreamPacket with a
   sensor_msgs/Image inside), the baseline plain sensor_msgs/Image as cv_bridge makes and reads it.
-- P3: one StreamPacket hop between two processes, ours (a container publishing for a container) vs
-  plain rclpy publishing the equivalent message (a new packet per publish, encoded) to a plain rclpy
-  subscriber that decodes it back into the StreamPacket (the equivalent of what our receiving node
-  gets), both sides spun by the same executor, per executor kind (events, single, multi). Goal: ours
-  >= 0.9x. For information also a subscriber that only counts (the floor of rclpy itself).
+- P3: one StreamPacket hop between two processes, ours (a container publishing for a container whose
+  sink node receives) vs plain rclpy publishing the equivalent message (a new packet per publish,
+  encoded) to a plain rclpy subscriber that decodes it back into the StreamPacket (the equivalent of
+  what our receiving node gets), both sides spun by the same executor, per executor kind (events,
+  single, multi). Goal: ours >= 0.9x. For information also a subscriber that only counts (the floor
+  of rclpy itself). Each end also reports its CPU time per packet (steadier on a busy machine).
 
 All DDS traffic stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, a leased domain).
 
@@ -94,6 +95,19 @@ class FrameSource(Plugin):
         while (count == 0 or seq < count) and not self.stopping:
             yield StreamPacket(str(seq), ts, Kind.FRAME, self.node_id, pool[seq % 8], {'frame_idx': seq})
             seq += 1
+
+
+class BenchSink(Plugin):
+    """Takes every packet (counted by the runtime) and publishes nothing: the receiving end of P3,
+    like the plain subscriber it is compared with (an Identity would add an output publisher, whose
+    event handlers the Python executors poll on every spin)."""
+
+    ROLE = Role.SINK
+    INPUTS = (Port('in', profile=PayloadProfile.INPROC_ANY),)
+    OUTPUTS = ()
+
+    def process(self, packet: StreamPacket, port: str = 'in') -> None:
+        return None
 
 
 # -- ours: a container in this process ------------------------------------------------------------
@@ -284,7 +298,7 @@ def child_main(role: str, executor: str, seconds: float, payload: str = 'small')
         handle.close()
     elif role == 'ours-sub':
         handle = _container(executor)
-        result = handle.load(_request('sink', IDENTITY, {}, P3_TOPIC))
+        result = handle.load(_request('sink', f'{BENCH_MODULE}:BenchSink', {}, P3_TOPIC))
         assert result.success, result.error_message
         handle.start()
         metrics = next(iter(handle.container._nodes.values())).host.metrics
