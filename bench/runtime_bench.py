@@ -124,12 +124,10 @@ def _request(
     return LoadRequest('schnitzel_stream_ros', plugin, name, '/bench', (), p, 'bench')
 
 
-def _container(executor: str) -> Any:
+def _container(executor: str, name: str = 'bench_container') -> Any:
     from schnitzel_stream_ros.runtime.container_handles import LocalContainerHandle
 
-    return LocalContainerHandle(
-        'bench_container', '/bench', executor=executor, max_events=None, drain_timeout=2.0
-    )
+    return LocalContainerHandle(name, '/bench', executor=executor, max_events=None, drain_timeout=2.0)
 
 
 def run_chain_ours(
@@ -517,6 +515,75 @@ def run_p3(
     return hops
 
 
+def run_p3_python_cost(executor: str, count: int, rounds: int) -> dict[str, Any]:
+    """The Python work of each P3 end per packet, ours vs plain, in this process and without DDS
+    traffic: CPU time of this thread, interleaved rounds, the lowest round (what the code costs, not
+    what the machine lets it have). Ours: the receiving container's DDS callback with a message
+    (decode, hand-off to the sink node, counters) and the sending container's source pull (packet,
+    emit, output port, encode, publish); plain: decode_packet alone, encode_packet + publish."""
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile
+
+    from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
+    from schnitzel_stream_ros.codec.packet_codec import decode_packet, encode_packet
+
+    receiver, sender = _container(executor, 'bench_receiver'), _container(executor, 'bench_sender')
+    try:
+        assert receiver.load(_request('sink', f'{BENCH_MODULE}:BenchSink', {}, P3_TOPIC)).success
+        assert sender.load(_request('src', f'{BENCH_MODULE}:BenchSource', {'count': 0})).success
+        sink = next(iter(receiver.container._nodes.values()))
+        src = next(iter(sender.container._nodes.values()))
+        receiver.start()  # the sender is never started: this thread pulls its source
+        callback = next(iter(sink._bridges.values())).callback
+        with_info = sink.message_info
+        prefix, ts = str(uuid.uuid4())[:24], now_ts()
+        msgs = [encode_packet(StreamPacket(f'{prefix}{i:012x}', ts, Kind.RAW, 'src', {'seq': i}))
+                for i in range(count)]
+        port = src.outputs[0]
+        port.external_subscribers, port._next_check_ns = 1, 1 << 62  # publish, as for a listener
+        plain_node = Node('plain_cost', context=sender.context)
+        plain_pub = plain_node.create_publisher(StreamPacketMsg, '/plain/cost', QoSProfile(depth=10))
+
+        def ours_receive() -> None:
+            for msg in msgs:
+                callback(msg, None) if with_info else callback(msg)
+
+        def plain_receive() -> None:
+            for msg in msgs:
+                decode_packet(msg)
+
+        def ours_send() -> None:
+            pull = src.host.pull
+            for _ in range(count):
+                pull()
+
+        def plain_send() -> None:
+            for seq in range(count):
+                packet = StreamPacket(f'{prefix}{seq:012x}', ts, Kind.RAW, 'src', {'seq': seq})
+                plain_pub.publish(encode_packet(packet))
+
+        cases = {'ours_receive': ours_receive, 'plain_receive': plain_receive,
+                 'ours_send': ours_send, 'plain_send': plain_send}
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(rounds):
+            for name, run in cases.items():
+                t0 = time.thread_time()
+                run()
+                samples[name].append((time.thread_time() - t0) / count * 1e6)
+        us = {name: round(min(v), 2) for name, v in samples.items()}
+        plain_node.destroy_node()
+    finally:
+        for handle in (receiver, sender):
+            handle.shutdown(1.0)
+            handle.close()
+    return {
+        'us_per_packet': us,
+        'ours_extra_us_receive': round(us['ours_receive'] - us['plain_receive'], 2),
+        'ours_extra_us_send': round(us['ours_send'] - us['plain_send'], 2),
+        'executor': executor,
+    }
+
+
 def _medians(samples: dict[str, list[float]]) -> dict[str, float | None]:
     return {kind: round(statistics.median(v), 1) if v else None for kind, v in samples.items()}
 
@@ -594,6 +661,9 @@ def main() -> None:
         payloads = [p.strip() for p in args.p3_payloads.split(',') if p.strip()]
         if 'small' in payloads:
             report['P3_one_hop_across_processes'] = run_p3('small', executors, args.rounds, args.seconds, env)
+            report['P3_info_python_work_per_packet'] = {
+                executor: run_p3_python_cost(executor, 10_000, max(3, args.rounds)) for executor in executors
+            }
         if 'frame' in payloads:
             report['P3_frames_640x480x3_across_processes'] = {
                 'baseline': "plain rclpy sensor_msgs/Image, made as cv_bridge's cv2_to_imgmsg makes it, "
