@@ -276,8 +276,6 @@ class PluginNode(Node):
         try_claim, release, offer_nowait = mailbox.try_claim, mailbox.release, mailbox.offer_nowait
 
         def deliver(packet: StreamPacket, t_emit: int) -> None:
-            # one function per message, its helpers inlined: this runs for every packet that comes
-            # in from another process, on the one thread that serves them all
             if cost.cheap and self.input_worker is not None and try_claim():
                 try:  # a cheap idle node runs right here: no hand-over to its thread (Mailbox.try_claim)
                     run_inline(host, cost, packet, port, t_emit, edge, self.on_fatal, on_error)
@@ -290,6 +288,8 @@ class PluginNode(Node):
                 self.on_fatal(str(exc))
 
         def on_message(msg: Any) -> None:
+            # decoding inlined (no to_packet call): this runs for every packet that comes in from
+            # another process, on the one thread that serves them all
             transport.dds_received_total += 1
             if is_packet:
                 try:
