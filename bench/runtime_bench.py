@@ -10,16 +10,20 @@
   schnitzel_stream_msgs/StreamPacket (what composition without our in-process hand-off gives),
   spun by the same executor; relays forward the received message object (no decode/encode), and the
   source keeps at most 10 messages in flight (no wasted publishes), like our `block` inboxes.
-- P3: one StreamPacket hop between two processes, ours (a container publishing for a container) vs
-  plain rclpy publishing the equivalent message (a new packet per publish, encoded) to a plain rclpy
-  subscriber that decodes it back into the StreamPacket (the equivalent of what our receiving node
-  gets), both sides spun by the same executor, per executor kind (events, single, multi). Goal: ours
-  >= 0.9x. For information also a subscriber that only counts (the floor of rclpy itself).
+- P3 (frames): the same with 640x480x3 frames: ours publishes frame packets (StreamPacket with a
+  sensor_msgs/Image inside), the baseline plain sensor_msgs/Image as cv_bridge makes and reads it.
+- P3: one StreamPacket hop between two processes, ours (a container publishing for a container whose
+  sink node receives) vs plain rclpy publishing the equivalent message (a new packet per publish,
+  encoded) to a plain rclpy subscriber that decodes it back into the StreamPacket (the equivalent of
+  what our receiving node gets), both sides spun by the same executor, per executor kind (events,
+  single, multi). Goal: ours >= 0.9x. For information also a subscriber that only counts (the floor
+  of rclpy itself). Each end also reports its CPU time per packet (steadier on a busy machine).
 
 All DDS traffic stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, a leased domain).
 
 Usage: python bench/runtime_bench.py [--seconds S] [--p1-count N] [--p2-count N] [--rounds N]
                                      [--executors events,single,multi] [--only P1,P2,P3]
+                                     [--p3-payloads small,frame]
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import itertools
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -50,6 +55,7 @@ IDENTITY = 'schnitzel_stream_ros.nodes.core.identity:Identity'
 SYNTHETIC = 'schnitzel_stream_ros.nodes.core.synthetic_source:SyntheticSource'
 FRAME_SHAPE = (480, 640, 3)
 P3_TOPIC = '/bench/src/out'
+P3_IMAGE_TOPIC = '/plain/image'  # the plain frame baseline's topic (sensor_msgs/Image)
 CHAIN_TIMEOUT_SEC = 120.0  # far above any healthy P1/P2 run: only a stalled chain reaches it
 DISCOVERY_TIMEOUT_SEC = 30.0  # same bound as _measure's wait for the first packet
 
@@ -91,6 +97,19 @@ class FrameSource(Plugin):
             seq += 1
 
 
+class BenchSink(Plugin):
+    """Takes every packet (counted by the runtime) and publishes nothing: the receiving end of P3,
+    like the plain subscriber it is compared with (an Identity would add an output publisher, whose
+    event handlers the Python executors poll on every spin)."""
+
+    ROLE = Role.SINK
+    INPUTS = (Port('in', profile=PayloadProfile.INPROC_ANY),)
+    OUTPUTS = ()
+
+    def process(self, packet: StreamPacket, port: str = 'in') -> None:
+        return None
+
+
 # -- ours: a container in this process ------------------------------------------------------------
 def _request(
     name: str, plugin: str, params: dict[str, Any], upstream: str | None = None, depth: int = 10
@@ -105,12 +124,10 @@ def _request(
     return LoadRequest('schnitzel_stream_ros', plugin, name, '/bench', (), p, 'bench')
 
 
-def _container(executor: str) -> Any:
+def _container(executor: str, name: str = 'bench_container') -> Any:
     from schnitzel_stream_ros.runtime.container_handles import LocalContainerHandle
 
-    return LocalContainerHandle(
-        'bench_container', '/bench', executor=executor, max_events=None, drain_timeout=2.0
-    )
+    return LocalContainerHandle(name, '/bench', executor=executor, max_events=None, drain_timeout=2.0)
 
 
 def run_chain_ours(
@@ -260,34 +277,36 @@ def _close_rclpy(spinner: Any, ex: Any, nodes: list[Any], context: Any) -> None:
 
 
 # -- P3 children -------------------------------------------------------------------------------------
-def child_main(role: str, executor: str, seconds: float) -> None:
+def child_main(role: str, executor: str, seconds: float, payload: str = 'small') -> None:
     """One side of the cross-process hop; prints {'per_second': ...} for subscribers."""
     if role == 'ours-pub':
         handle = _container(executor)
-        result = handle.load(_request('src', f'{BENCH_MODULE}:BenchSource', {'count': 0}))
+        source = 'FrameSource' if payload == 'frame' else 'BenchSource'
+        result = handle.load(_request('src', f'{BENCH_MODULE}:{source}', {'count': 0}))
         assert result.success, result.error_message
         node = next(iter(handle.container._nodes.values()))
-        while node.outputs[0].refresh() == 0:
+        port = node.outputs[0]
+        while port.refresh() == 0:
             time.sleep(0.02)
+        window = _PublisherWindow(port.publisher.get_subscription_count, lambda: port.dds_published)
         handle.start()
         _wait_for_stdin_close()
+        window.report()
         handle.shutdown(1.0)
         handle.close()
     elif role == 'ours-sub':
         handle = _container(executor)
-        result = handle.load(_request('sink', IDENTITY, {}, P3_TOPIC))
+        result = handle.load(_request('sink', f'{BENCH_MODULE}:BenchSink', {}, P3_TOPIC))
         assert result.success, result.error_message
         handle.start()
         metrics = next(iter(handle.container._nodes.values())).host.metrics
         print(json.dumps(_measure(lambda: metrics.consumed, seconds)), flush=True)
         handle.shutdown(1.0)
         handle.close()
-    elif role == 'plain-pub':
-        _plain_publisher(executor)
+    elif role in ('plain-pub', 'floor-pub'):
+        _plain_publisher(executor, payload)
     elif role in ('plain-sub', 'floor-sub'):
-        _plain_subscriber(executor, seconds, decode=role == 'plain-sub')
-    elif role == 'floor-pub':
-        _plain_publisher(executor)
+        _plain_subscriber(executor, seconds, decode=role == 'plain-sub', payload=payload)
     else:
         raise SystemExit(f'unknown child role {role!r}')
 
@@ -303,16 +322,53 @@ def _measure(read: Any, seconds: float) -> dict[str, Any]:
             return {'per_second': 0, 'error': 'nothing received'}
         time.sleep(0.01)
     time.sleep(min(1.0, seconds / 3))  # warm-up
-    c0, t0 = read(), time.perf_counter()
+    c0, t0, cpu0 = read(), time.perf_counter(), _cpu_seconds()
     time.sleep(seconds)
-    c1, t1 = read(), time.perf_counter()
-    return {'per_second': round((c1 - c0) / (t1 - t0)), 'seconds': round(t1 - t0, 3)}
+    c1, t1, cpu1 = read(), time.perf_counter(), _cpu_seconds()
+    return {
+        'per_second': round((c1 - c0) / (t1 - t0)),
+        'seconds': round(t1 - t0, 3),
+        'cpu_us_per_packet': round((cpu1 - cpu0) / max(1, c1 - c0) * 1e6, 1),
+    }
 
 
-def _plain_publisher(executor: str) -> None:
+class _PublisherWindow:
+    """CPU per packet of a publisher while its subscriber is there (from now until the subscription
+    goes): the time before and after, when the publisher may run without publishing, is left out."""
+
+    def __init__(self, subscriptions: Any, published: Any) -> None:
+        self._published = published
+        self._start = (_cpu_seconds(), published())
+        self._end: tuple[float, int] | None = None
+        self._thread = threading.Thread(target=self._watch, args=(subscriptions,), daemon=True)
+        self._thread.start()
+
+    def _watch(self, subscriptions: Any) -> None:
+        while subscriptions() > 0:
+            time.sleep(0.02)
+        self._end = (_cpu_seconds(), self._published())
+
+    def report(self) -> None:
+        """On stdout for run_hop: {'published': n, 'cpu_us_per_packet': x}."""
+        self._thread.join(2.0)
+        end = self._end or (_cpu_seconds(), self._published())
+        published = end[1] - self._start[1]
+        cpu_us = (end[0] - self._start[0]) / max(1, published) * 1e6
+        print(json.dumps({'published': published, 'cpu_us_per_packet': round(cpu_us, 1)}), flush=True)
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this whole process (every thread, user + system): what a packet costs here,
+    less disturbed by a busy machine than packets per second."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _plain_publisher(executor: str, payload: str) -> None:
     import rclpy
     from rclpy.node import Node
     from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import Image
 
     from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
     from schnitzel_stream_ros.codec.packet_codec import encode_packet
@@ -321,7 +377,10 @@ def _plain_publisher(executor: str) -> None:
 
     context = init_context()
     node = Node('plain_pub', context=context)
-    pub = node.create_publisher(StreamPacketMsg, P3_TOPIC, QoSProfile(depth=10))
+    frames = payload == 'frame'
+    pub = node.create_publisher(
+        Image if frames else StreamPacketMsg, P3_IMAGE_TOPIC if frames else P3_TOPIC, QoSProfile(depth=10)
+    )
     ex = make_executor(executor, context)
     ex.add_node(node)
     spinner = Spinner(ex, context).start()
@@ -330,18 +389,31 @@ def _plain_publisher(executor: str) -> None:
     while pub.get_subscription_count() == 0 and not stop.is_set():
         time.sleep(0.02)
     prefix, ts, seq = str(uuid.uuid4())[:24], now_ts(), 0
+    window = _PublisherWindow(pub.get_subscription_count, lambda: seq)
+    if frames:  # sensor_msgs/Image as cv_bridge's cv2_to_imgmsg makes it, from the same 8-frame pool
+        pool = [np.full(FRAME_SHAPE, i, dtype=np.uint8) for i in range(8)]
+        while not stop.is_set():
+            frame = pool[seq % 8]
+            msg = Image(height=FRAME_SHAPE[0], width=FRAME_SHAPE[1], encoding='bgr8', step=FRAME_SHAPE[1] * 3)
+            msg.header.stamp = node.get_clock().now().to_msg()
+            msg.header.frame_id = 'src'
+            msg.data.frombytes(frame.tobytes())
+            pub.publish(msg)
+            seq += 1
     while not stop.is_set():  # the equivalent message: a new packet per publish, encoded, published
         pub.publish(encode_packet(StreamPacket(f'{prefix}{seq:012x}', ts, Kind.RAW, 'src', {'seq': seq})))
         seq += 1
+    window.report()
     spinner.stop()
     node.destroy_node()
     rclpy.shutdown(context=context)
 
 
-def _plain_subscriber(executor: str, seconds: float, decode: bool) -> None:
+def _plain_subscriber(executor: str, seconds: float, decode: bool, payload: str) -> None:
     import rclpy
     from rclpy.node import Node
     from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import Image
 
     from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
     from schnitzel_stream_ros.codec.packet_codec import decode_packet
@@ -357,7 +429,15 @@ def _plain_subscriber(executor: str, seconds: float, decode: bool) -> None:
             decode_packet(msg)
         count[0] += 1
 
-    node.create_subscription(StreamPacketMsg, P3_TOPIC, on_message, QoSProfile(depth=10))
+    def on_image(msg: Any) -> None:
+        if decode:  # as cv_bridge's imgmsg_to_cv2: a numpy view of the message's buffer
+            np.ndarray((msg.height, msg.width, 3), dtype=np.uint8, buffer=msg.data)
+        count[0] += 1
+
+    if payload == 'frame':
+        node.create_subscription(Image, P3_IMAGE_TOPIC, on_image, QoSProfile(depth=10))
+    else:
+        node.create_subscription(StreamPacketMsg, P3_TOPIC, on_message, QoSProfile(depth=10))
     ex = make_executor(executor, context)
     ex.add_node(node)
     spinner = Spinner(ex, context).start()
@@ -367,28 +447,145 @@ def _plain_subscriber(executor: str, seconds: float, decode: bool) -> None:
     rclpy.shutdown(context=context)
 
 
-def run_hop(kind: str, executor: str, seconds: float, env: dict[str, str]) -> dict[str, Any]:
+def run_hop(
+    kind: str, executor: str, seconds: float, env: dict[str, str], payload: str = 'small'
+) -> dict[str, Any]:
     me = [sys.executable, str(Path(__file__).resolve()), '--child']
-    common = ['--executor', executor, '--seconds', str(seconds)]
+    common = ['--executor', executor, '--seconds', str(seconds), '--payload', payload]
     pub = subprocess.Popen(
-        [*me, f'{kind}-pub', *common], env=env, stdin=subprocess.PIPE, start_new_session=True
+        [*me, f'{kind}-pub', *common],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
+    pub_out = ''
     try:
         sub = subprocess.run(
             [*me, f'{kind}-sub', *common], env=env, capture_output=True, text=True, timeout=seconds + 60
         )
     finally:
-        with contextlib.suppress(Exception):
-            pub.stdin.close()
         try:
-            pub.wait(timeout=15)
+            pub_out, _ = pub.communicate(input='', timeout=15)  # closes its stdin: the publisher stops
         except subprocess.TimeoutExpired:
             pub.kill()
-            pub.wait()
+            pub.communicate()
     lines = [line for line in sub.stdout.splitlines() if line.startswith('{')]
     if sub.returncode != 0 or not lines:
         return {'per_second': 0, 'error': sub.stderr[-500:]}
-    return {**json.loads(lines[-1]), 'executor': executor}
+    pub_lines = [line for line in (pub_out or '').splitlines() if line.startswith('{')]
+    publisher = json.loads(pub_lines[-1]) if pub_lines else {}
+    return {
+        **json.loads(lines[-1]),
+        'publisher_cpu_us_per_packet': publisher.get('cpu_us_per_packet'),
+        'executor': executor,
+    }
+
+
+def run_p3(
+    payload: str, executors: list[str], rounds: int, seconds: float, env: dict[str, str]
+) -> dict[str, Any]:
+    """Ours, plain and count-only hops per executor, interleaved rounds, medians."""
+    hops: dict[str, Any] = {'goal_ratio': 0.9, 'rounds': rounds}
+    for executor in executors:
+        samples: dict[str, list[int]] = {'ours': [], 'plain': [], 'floor': []}
+        sub_cpu: dict[str, list[float]] = {kind: [] for kind in samples}
+        pub_cpu: dict[str, list[float]] = {kind: [] for kind in samples}
+        for _ in range(rounds):  # interleaved, so a busy machine slows all alike
+            for kind, runs in samples.items():
+                hop = run_hop(kind, executor, seconds, env, payload)
+                runs.append(hop['per_second'])
+                if hop.get('cpu_us_per_packet'):
+                    sub_cpu[kind].append(hop['cpu_us_per_packet'])
+                if hop.get('publisher_cpu_us_per_packet'):
+                    pub_cpu[kind].append(hop['publisher_cpu_us_per_packet'])
+        median = {kind: round(statistics.median(runs)) for kind, runs in samples.items()}
+        hops[executor] = {
+            'ours_per_second': median['ours'],
+            'baseline_plain_rclpy_per_second': median['plain'],
+            'ratio': round(median['ours'] / max(1, median['plain']), 2),
+            'info_plain_rclpy_count_only_per_second': median['floor'],
+            'ratio_to_count_only': round(median['ours'] / max(1, median['floor']), 2),
+            'samples_per_second': samples,
+            # CPU per packet (median over rounds): steadier than packets/s on a busy machine
+            'subscriber_cpu_us_per_packet': _medians(sub_cpu),
+            'publisher_cpu_us_per_packet': _medians(pub_cpu),
+        }
+    return hops
+
+
+def run_p3_python_cost(executor: str, count: int, rounds: int) -> dict[str, Any]:
+    """The Python work of each P3 end per packet, ours vs plain, in this process and without DDS
+    traffic: CPU time of this thread, interleaved rounds, the lowest round (what the code costs, not
+    what the machine lets it have). Ours: the receiving container's DDS callback with a message
+    (decode, hand-off to the sink node, counters) and the sending container's source pull (packet,
+    emit, output port, encode, publish); plain: decode_packet alone, encode_packet + publish."""
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile
+
+    from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
+    from schnitzel_stream_ros.codec.packet_codec import decode_packet, encode_packet
+
+    receiver, sender = _container(executor, 'bench_receiver'), _container(executor, 'bench_sender')
+    try:
+        assert receiver.load(_request('sink', f'{BENCH_MODULE}:BenchSink', {}, P3_TOPIC)).success
+        assert sender.load(_request('src', f'{BENCH_MODULE}:BenchSource', {'count': 0})).success
+        sink = next(iter(receiver.container._nodes.values()))
+        src = next(iter(sender.container._nodes.values()))
+        receiver.start()  # the sender is never started: this thread pulls its source
+        callback = next(iter(sink._bridges.values())).callback
+        with_info = sink.message_info
+        prefix, ts = str(uuid.uuid4())[:24], now_ts()
+        msgs = [encode_packet(StreamPacket(f'{prefix}{i:012x}', ts, Kind.RAW, 'src', {'seq': i}))
+                for i in range(count)]
+        port = src.outputs[0]
+        port.external_subscribers, port._next_check_ns = 1, 1 << 62  # publish, as for a listener
+        plain_node = Node('plain_cost', context=sender.context)
+        plain_pub = plain_node.create_publisher(StreamPacketMsg, '/plain/cost', QoSProfile(depth=10))
+
+        def ours_receive() -> None:
+            for msg in msgs:
+                callback(msg, None) if with_info else callback(msg)
+
+        def plain_receive() -> None:
+            for msg in msgs:
+                decode_packet(msg)
+
+        def ours_send() -> None:
+            pull = src.host.pull
+            for _ in range(count):
+                pull()
+
+        def plain_send() -> None:
+            for seq in range(count):
+                packet = StreamPacket(f'{prefix}{seq:012x}', ts, Kind.RAW, 'src', {'seq': seq})
+                plain_pub.publish(encode_packet(packet))
+
+        cases = {'ours_receive': ours_receive, 'plain_receive': plain_receive,
+                 'ours_send': ours_send, 'plain_send': plain_send}
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(rounds):
+            for name, run in cases.items():
+                t0 = time.thread_time()
+                run()
+                samples[name].append((time.thread_time() - t0) / count * 1e6)
+        us = {name: round(min(v), 2) for name, v in samples.items()}
+        plain_node.destroy_node()
+    finally:
+        for handle in (receiver, sender):
+            handle.shutdown(1.0)
+            handle.close()
+    return {
+        'us_per_packet': us,
+        'ours_extra_us_receive': round(us['ours_receive'] - us['plain_receive'], 2),
+        'ours_extra_us_send': round(us['ours_send'] - us['plain_send'], 2),
+        'executor': executor,
+    }
+
+
+def _medians(samples: dict[str, list[float]]) -> dict[str, float | None]:
+    return {kind: round(statistics.median(v), 1) if v else None for kind, v in samples.items()}
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -402,12 +599,15 @@ def main() -> None:
     parser.add_argument('--rounds', type=int, default=3, help='interleaved rounds of each P3 case (median)')
     parser.add_argument('--child', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--executor', default='events', help=argparse.SUPPRESS)
+    parser.add_argument('--payload', default='small', help=argparse.SUPPRESS)
+    parser.add_argument('--p3-payloads', default='small,frame',
+                        help='P3 payloads: small packets, 640x480x3 frames (vs plain sensor_msgs/Image)')
     args = parser.parse_args()
 
     os.environ['SCHNITZEL_STREAM_PLUGIN_ALLOWLIST'] = BENCH_MODULE  # our own bench plugins
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     if args.child:
-        child_main(args.child, args.executor, args.seconds)
+        child_main(args.child, args.executor, args.seconds, args.payload)
         return
 
     from schnitzel_stream_ros.codec.packet_codec import encode_packet
@@ -458,22 +658,18 @@ def main() -> None:
             'ours_vs_baseline': round(ours['per_second'] / max(1, baseline['per_second']), 1),
         }
     if 'P3' in only:
-        hops: dict[str, Any] = {'goal_ratio': 0.9, 'rounds': args.rounds}
-        for executor in executors:
-            samples: dict[str, list[int]] = {'ours': [], 'plain': [], 'floor': []}
-            for _ in range(args.rounds):  # interleaved, so a busy machine slows all alike
-                for kind, runs in samples.items():
-                    runs.append(run_hop(kind, executor, args.seconds, env)['per_second'])
-            median = {kind: round(statistics.median(runs)) for kind, runs in samples.items()}
-            hops[executor] = {
-                'ours_per_second': median['ours'],
-                'baseline_plain_rclpy_per_second': median['plain'],
-                'ratio': round(median['ours'] / max(1, median['plain']), 2),
-                'info_plain_rclpy_count_only_per_second': median['floor'],
-                'ratio_to_count_only': round(median['ours'] / max(1, median['floor']), 2),
-                'samples_per_second': samples,
+        payloads = [p.strip() for p in args.p3_payloads.split(',') if p.strip()]
+        if 'small' in payloads:
+            report['P3_one_hop_across_processes'] = run_p3('small', executors, args.rounds, args.seconds, env)
+            report['P3_info_python_work_per_packet'] = {
+                executor: run_p3_python_cost(executor, 10_000, max(3, args.rounds)) for executor in executors
             }
-        report['P3_one_hop_across_processes'] = hops
+        if 'frame' in payloads:
+            report['P3_frames_640x480x3_across_processes'] = {
+                'baseline': "plain rclpy sensor_msgs/Image, made as cv_bridge's cv2_to_imgmsg makes it, "
+                'read as a numpy view (imgmsg_to_cv2); count-only: the same Image, not read',
+                **run_p3('frame', executors, args.rounds, args.seconds, env),
+            }
     lease.release()
     print(json.dumps(report, indent=2))
 

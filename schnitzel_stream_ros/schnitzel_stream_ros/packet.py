@@ -155,6 +155,16 @@ class StreamPacket:
     meta: Mapping[str, Any] = dataclasses.field(default_factory=lambda: _EMPTY_META)
 
     def __post_init__(self) -> None:
+        if (  # the common case in one expression: this runs for every packet made anywhere
+            type(self.packet_id) is str
+            and type(self.ts) is str
+            and type(self.kind) is str
+            and type(self.source_id) is str
+            and self.kind
+        ):
+            if type(self.meta) is not FrozenMeta:
+                object.__setattr__(self, 'meta', _freeze(self.meta))
+            return
         for name in ('packet_id', 'ts', 'kind', 'source_id'):
             value = getattr(self, name)
             if not isinstance(value, str):

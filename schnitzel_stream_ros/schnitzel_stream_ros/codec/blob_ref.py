@@ -13,7 +13,6 @@ only be read through a store whose root contains them.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
@@ -144,7 +143,7 @@ class FileBlobStore:
         """Store bytes; return their reference (path relative to the root)."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f'data: expected bytes, got {type(data).__name__}')
-        digest = hashlib.sha256(data).hexdigest()
+        digest = _sha256_hex(data)
         relative = name if name is not None else f'{digest[:2]}/{digest}'
         if Path(relative).is_absolute():
             raise ValueError(f'name: {relative!r} must be relative to the blob root')
@@ -177,7 +176,15 @@ class FileBlobStore:
                 raise ValueError(
                     f'{field}.size_bytes: ref says {ref.size_bytes}, the file has {len(data)} bytes'
                 )
-            digest = hashlib.sha256(data).hexdigest()
+            digest = _sha256_hex(data)
             if digest != ref.sha256:
                 raise ValueError(f'{field}.sha256: ref says {ref.sha256}, the file hashes to {digest}')
         return data
+
+
+def _sha256_hex(data: bytes) -> str:
+    """hashlib on first use: it loads OpenSSL's libcrypto (~3.5 MB resident), which a container
+    that never writes or checks a blob does not need."""
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

@@ -37,8 +37,10 @@ from schnitzel_stream_ros.codec.timestamps import stamp_to_ts, ts_to_stamp
 from schnitzel_stream_ros.packet import Kind, MetaKey, StreamPacket, parse_ts
 
 EVENT_PROTOCOL_VERSION = '0.2'
-#: uuid5 namespace of event ids: uuid5(NAMESPACE_DNS, "schnitzel_stream:event_protocol_v0.2").
-EVENT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, 'schnitzel_stream:event_protocol_v0.2')
+#: uuid5 namespace of event ids: uuid5(NAMESPACE_DNS, "schnitzel_stream:event_protocol_v0.2"), written
+#: out (a unit test recomputes it): computing it at import would load hashlib and OpenSSL's libcrypto
+#: (~3.5 MB resident) into every process that imports the protocol, also those that never make an id.
+EVENT_ID_NAMESPACE = uuid.UUID('c5b2d7c1-3170-585c-90de-e92b07e756de')
 
 
 class Severity(StrEnum):

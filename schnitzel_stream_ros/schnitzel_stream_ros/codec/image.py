@@ -2,8 +2,8 @@
 
 Frames are the bulk of the traffic, so the conversion does as little as it can:
 - encode: the frame's bytes go into an `array.array('B')` with one `frombytes` (a memcpy), and the
-  message is built with `check_fields=True`, whose `data` setter takes an array.array as is (the
-  default setter re-creates the array element by element: ten times slower);
+  message is built by filling its slots (codec/message_builders.py: the generated constructor and
+  checking setters cost more than the rest of the conversion without the copy);
 - decode: `np.frombuffer` over the message's array (no copy unless rows are padded or the byte order
   is foreign). The result is read-only, because a decoded packet may be shared by several nodes;
   pass `copy=True` for a private, writable frame.
@@ -33,6 +33,7 @@ from schnitzel_stream_ros.codec.image_encodings import (
     default_encoding,
     pixel_format,
 )
+from schnitzel_stream_ros.codec.message_builders import new_image
 
 _log = logging.getLogger(__name__)
 _NATIVE_BIG_ENDIAN = sys.byteorder == 'big'
@@ -132,24 +133,23 @@ class BuiltinImageConverter:
     def to_msg(self, frame: np.ndarray, encoding: str, header: Header | None) -> Image:
         if not frame.flags.c_contiguous:
             frame = np.ascontiguousarray(frame)  # one strided copy; the memcpy below is the second
-        msg = Image(check_fields=True)
-        if header is not None:
-            msg.header = header
         height = frame.shape[0]
-        msg.height = height
-        msg.width = frame.shape[1]
-        msg.encoding = encoding
-        msg.is_bigendian = 1 if _is_big_endian(frame.dtype) else 0
-        msg.step = frame.nbytes // height
         data = backing_array(frame)
         if data is None:
-            # The memcpy comes last: it evicts the CPU caches, and Python work after it runs cold.
             data = array.array('B')
             data.frombytes(
                 memoryview(frame).cast('B') if frame.dtype.isnative else frame.reshape(-1).view(np.uint8)
             )
-        msg.data = data  # taken as is: the check_fields=True setter accepts array.array('B') unchanged
-        return msg
+        # every field is checked above (frame_layout, resolve_encoding): built without field checks
+        return new_image(
+            header if header is not None else Header(),
+            height,
+            frame.shape[1],
+            encoding,
+            1 if _is_big_endian(frame.dtype) else 0,
+            frame.nbytes // height,
+            data,
+        )
 
     def to_array(self, msg: Image, fmt: PixelFormat) -> np.ndarray:
         dtype = fmt.dtype.newbyteorder('>' if msg.is_bigendian else '<')

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from builtin_interfaces.msg import Time
 
+from schnitzel_stream_ros.codec.message_builders import new_time
 from schnitzel_stream_ros.packet import format_ts, parse_ts
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -34,16 +35,29 @@ def datetime_to_stamp(dt: datetime, field: str = 'ts') -> Time:
             f'{field}: {format_ts(dt)} is outside the range of header.stamp (int32 seconds: '
             '1901-12-13T20:45:52Z .. 2038-01-19T03:14:07Z)'
         )
-    return Time(sec=seconds, nanosec=delta.microseconds * 1000)
+    return new_time(seconds, delta.microseconds * 1000)
+
+
+# The last conversion each way, as one tuple (replaced whole, so threads never see half of one):
+# consecutive packets of a stream often share their time (a frame and everything derived from it),
+# and the conversions are a good part of the codec's per-packet cost.
+_last_ts: tuple[str, int, int] = ('', 0, 0)
+_last_stamp: tuple[int, int, str] = (0, -1, '')
 
 
 def ts_to_stamp(ts: str, field: str = 'ts') -> Time:
     """ISO-8601 packet time -> Time (digits below the microsecond are dropped)."""
+    global _last_ts
+    last = _last_ts
+    if last[0] == ts:
+        return new_time(last[1], last[2])
     try:
         dt = parse_ts(ts)
     except ValueError as exc:
         raise ValueError(f'{field}: not an ISO-8601 time: {ts!r}') from exc
-    return datetime_to_stamp(dt, field)
+    stamp = datetime_to_stamp(dt, field)
+    _last_ts = (ts, stamp.sec, stamp.nanosec)
+    return stamp
 
 
 def stamp_to_datetime(stamp: Time, field: str = 'header.stamp') -> datetime:
@@ -56,7 +70,14 @@ def stamp_to_datetime(stamp: Time, field: str = 'header.stamp') -> datetime:
 
 def stamp_to_ts(stamp: Time, field: str = 'header.stamp') -> str:
     """Time -> canonical packet time text."""
-    return format_ts(stamp_to_datetime(stamp, field))
+    global _last_stamp
+    sec, nanosec = stamp.sec, stamp.nanosec
+    last = _last_stamp
+    if last[0] == sec and last[1] == nanosec:
+        return last[2]
+    ts = format_ts(stamp_to_datetime(stamp, field))
+    _last_stamp = (sec, nanosec, ts)
+    return ts
 
 
 def header_ts(msg: object) -> str | None:

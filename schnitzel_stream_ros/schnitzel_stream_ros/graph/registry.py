@@ -13,7 +13,6 @@ API version, and plugins whose declarations are inconsistent — all before a gr
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +103,10 @@ class PluginRegistry:
     @property
     def entry_points(self) -> dict[str, str]:
         if self._entry_points is None:
+            # imported here: importlib.metadata brings the email package (~2 MB resident), which a
+            # container whose load requests name 'module:Class' (what the runner sends) never needs
+            import importlib.metadata
+
             found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
             self._entry_points = {
                 ep.name: ep.value.replace(' ', '') for ep in sorted(found, key=lambda e: e.name)

@@ -50,6 +50,7 @@ from std_srvs.srv import Trigger
 from schnitzel_stream_ros.graph.allowlist import Allowlist
 from schnitzel_stream_ros.graph.registry import PluginRegistry
 from schnitzel_stream_ros.graph.wiring import AUTOSTART_ARG, PACKAGE_NAME, LoadRequest
+from schnitzel_stream_ros.memory import release_free_heap
 from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC, HealthRules
 from schnitzel_stream_ros.observability.snapshot import runtime_snapshot
 from schnitzel_stream_ros.runtime.bus import Bus
@@ -490,6 +491,9 @@ class Container:
     # -- run control ----------------------------------------------------------------------------
     def start(self) -> None:
         """Start every loaded node (sources begin to pull); later loads start at once."""
+        # what loading freed (imports, parsed configs, models' intermediate copies) goes back to the
+        # OS before the long run begins, instead of staying resident for months (memory.py)
+        release_free_heap()
         with self._lock:
             self.started = True
             for node in self._nodes.values():

@@ -286,50 +286,64 @@ class PluginNode(LifecycleNode):
         now_ns = time.time_ns
         clock = time.perf_counter_ns
         is_packet = wiring.msg_cls is None
+        decode = decode_packet
 
         mailbox, token, edge, port = sub.mailbox, sub.token, sub.edge, sub.port
         cost = self.cost
         on_error = self.restarts.failed
 
+        def undecodable(exc: Exception) -> None:
+            transport.decode_failed_total += 1
+            if not self._decode_warned:
+                self._decode_warned = True
+                self.on_warning(
+                    f"node '{self.get_name()}': input '{port}': undecodable message on {sub.topic}: {exc}"
+                )
+
         def to_packet(msg: Any) -> StreamPacket | None:
-            transport.dds_received_total += 1
             if not is_packet:
                 return StreamPacket.new(sub.rewrap_kind or Kind.RAW, sub.topic, msg)
             try:
-                return decode_packet(msg)
+                return decode(msg)
             except (TypeError, ValueError) as exc:
-                transport.decode_failed_total += 1
-                if not self._decode_warned:
-                    self._decode_warned = True
-                    self.on_warning(
-                        f"node '{self.get_name()}': input '{port}': undecodable message on {sub.topic}: {exc}"
-                    )
+                undecodable(exc)
                 return None
 
-        gate = self.gate
+        host, gate = self.host, self.gate
+        try_claim, release, offer_nowait = mailbox.try_claim, mailbox.release, mailbox.offer_nowait
 
         def deliver(packet: StreamPacket, t_emit: int) -> None:
             if cost.cheap and self.input_worker is not None and gate.try_enter():
                 try:
-                    if mailbox.try_claim():
+                    if try_claim():
                         try:  # a cheap idle active node runs right here: no hand-over (Mailbox.try_claim)
-                            run_inline(self.host, cost, packet, port, t_emit, edge, self.on_fatal, on_error)
+                            run_inline(host, cost, packet, port, t_emit, edge, self.on_fatal, on_error)
                         finally:
-                            mailbox.release()
+                            release()
                         return
                 finally:
                     gate.leave()
             try:  # never waits: this thread serves every cross-process input of the container
-                mailbox.offer_nowait(token, (packet, t_emit, edge))
+                offer_nowait(token, (packet, t_emit, edge))
             except DeliveryError as exc:
                 self.on_fatal(str(exc))
 
         def on_message(msg: Any) -> None:
-            packet = to_packet(msg)
-            if packet is not None:
-                deliver(packet, clock())
+            # decoding inlined (no to_packet call): this runs for every packet that comes in from
+            # another process, on the one thread that serves them all
+            transport.dds_received_total += 1
+            if is_packet:
+                try:
+                    packet = decode(msg)
+                except (TypeError, ValueError) as exc:
+                    undecodable(exc)
+                    return
+            else:
+                packet = StreamPacket.new(sub.rewrap_kind or Kind.RAW, sub.topic, msg)
+            deliver(packet, clock())
 
         def on_message_with_info(msg: Any, info: Any) -> None:
+            transport.dds_received_total += 1
             packet = to_packet(msg)
             if packet is not None:
                 t = clock()

@@ -311,6 +311,8 @@ class SourceWorker:
         failures = 0  # restarts since the source last ran SOURCE_HEALTHY_SEC without raising
         started = time.monotonic()
         gate = self.gate
+        controls, pull, budget = self.controls, host.pull, self.budget
+        limited = budget.limit is not None  # without --max-events no budget call per packet
         try:
             while True:
                 # the pace is waited outside the gate: a pause never waits for the graph to drain
@@ -322,20 +324,20 @@ class SourceWorker:
                     return
                 error: PluginError | None = None
                 try:
-                    while self.controls:
+                    while controls:
                         try:
-                            self.controls.popleft()()
+                            controls.popleft()()
                         except PluginError as exc:
                             _report_plugin_error(host, exc)
                     if stop.is_set():
                         self.end_reason = 'stopped'
                         return
-                    if not self.budget.take():
+                    if limited and not budget.take():
                         self.end_reason = 'max_events'
                         return
                     before = metrics.produced
                     try:
-                        alive = host.pull()
+                        alive = pull()
                     except PluginError as exc:
                         error = exc
                 finally:

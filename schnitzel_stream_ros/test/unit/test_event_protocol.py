@@ -90,6 +90,8 @@ def test_pinned_event_ids(changes, key, literal_id):
 
 def test_namespace_and_heartbeat_id_are_pinned():
     assert str(EVENT_ID_NAMESPACE) == 'c5b2d7c1-3170-585c-90de-e92b07e756de'
+    # the constant is written out in the module (no hashlib at import); it is still the uuid5 it says
+    assert uuid.uuid5(uuid.NAMESPACE_DNS, 'schnitzel_stream:event_protocol_v0.2') == EVENT_ID_NAMESPACE
     heartbeat = build_event(
         site_id='S001',
         camera_id='cam01',

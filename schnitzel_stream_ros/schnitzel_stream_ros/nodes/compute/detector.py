@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from schnitzel_stream_ros.memory import release_free_heap
 from schnitzel_stream_ros.nodes.compute.decoders import (
     DECODERS,
     decode_ssd,
@@ -77,6 +78,7 @@ def shared_session(model_path: Path, intra_op_threads: int, providers: Sequence[
             options = session_options(intra_op_threads)
             session = ort.InferenceSession(key[0], options, providers=list(providers))
             _SESSIONS[key] = session
+            release_free_heap()  # the model's parse and optimisation copies are freed: give them back
         return session
 
 

@@ -18,9 +18,7 @@ import logging
 import os
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,6 +213,11 @@ class HttpZones:
 
     def fetch_once(self) -> tuple[Zone, ...]:
         """One GET; raises ZoneError naming the URL on any failure."""
+        # urllib.request on first use: it brings http.client, ssl and OpenSSL (~5 MB resident), which
+        # a process whose zones come from a file or the graph (every camera container) never needs
+        import urllib.error
+        import urllib.request
+
         where = f'GET {mask_url(self.settings.url)}'
         request = urllib.request.Request(
             self.settings.url, headers={'Accept': 'application/json', **self.settings.headers}
