@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import ssl
-import subprocess
 
 import pytest
 
@@ -21,6 +19,7 @@ from schnitzel_stream_ros.control.plane import ControlPlane
 from schnitzel_stream_ros.control.server import ControlServer
 from schnitzel_stream_ros.graph.load import load_graph_text
 from schnitzel_stream_ros.graph.validate import validate
+from schnitzel_stream_ros.testing.tls import self_signed_certificate
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -37,32 +36,10 @@ edges:
 
 @pytest.fixture
 def certificate(tmp_path):
-    if shutil.which('openssl') is None:
+    made = self_signed_certificate(tmp_path)
+    if made is None:
         pytest.skip('openssl CLI not installed: cannot make a self-signed certificate')
-    cert, key = tmp_path / 'cert.pem', tmp_path / 'key.pem'
-    subprocess.run(
-        [
-            'openssl',
-            'req',
-            '-x509',
-            '-newkey',
-            'rsa:2048',
-            '-nodes',
-            '-keyout',
-            str(key),
-            '-out',
-            str(cert),
-            '-days',
-            '1',
-            '-subj',
-            '/CN=127.0.0.1',
-            '-addext',
-            'subjectAltName=IP:127.0.0.1',
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    cert, key = made
     return cert, key
 
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 import http.server
 import json
 import logging
-import shutil
 import ssl
-import subprocess
 import threading
 import time
 from typing import ClassVar
@@ -25,6 +23,7 @@ from schnitzel_stream_ros.delivery.forwarder import Forwarder, ForwarderConfig
 from schnitzel_stream_ros.delivery.http_client import HttpJsonClient, HttpTarget, Verdict
 from schnitzel_stream_ros.delivery.queue import DurableQueue
 from schnitzel_stream_ros.packet import StreamPacket
+from schnitzel_stream_ros.testing.tls import self_signed_certificate
 
 pytestmark = pytest.mark.integration
 
@@ -211,32 +210,10 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def https_recorder(tmp_path):
-    if shutil.which('openssl') is None:
+    made = self_signed_certificate(tmp_path)
+    if made is None:
         pytest.skip('openssl CLI not installed: cannot make a self-signed certificate')
-    cert, key = tmp_path / 'cert.pem', tmp_path / 'key.pem'
-    subprocess.run(
-        [
-            'openssl',
-            'req',
-            '-x509',
-            '-newkey',
-            'rsa:2048',
-            '-nodes',
-            '-keyout',
-            str(key),
-            '-out',
-            str(cert),
-            '-days',
-            '1',
-            '-subj',
-            '/CN=127.0.0.1',
-            '-addext',
-            'subjectAltName=IP:127.0.0.1',
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    cert, key = made
     _Recorder.seen = []
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _Recorder)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
