@@ -169,6 +169,9 @@ class Plugin:
     #: None = the container's default (docs/diagnostics.md); 0 = never (a source that waits for
     #: events, where silence is normal). A `timeout_sec` parameter of the plugin takes precedence.
     STALL_TIMEOUT_SEC: ClassVar[float | None] = None
+    #: Nodes that may close a cycle (graph kind `delay` or `initial`): only a plugin declaring it
+    #: here holds packets back or seeds the loop, so the validator admits a cycle only through it.
+    CYCLE_KIND: ClassVar[str | None] = None
 
     def __init__(self, ctx: PluginContext) -> None:
         self.ctx = ctx
@@ -207,6 +210,14 @@ class Plugin:
             else:
                 outputs.extend(out)
         return outputs
+
+    def on_start(self) -> None:
+        """Optional: the graph starts running (every node is wired; sources begin at this moment).
+
+        Called once, on the node's own thread, before its first packet; it may emit (an
+        InitialValue seeds its loop here). Not called again for an instance that replaces a running
+        one (hot-replace): the graph is already running.
+        """
 
     def on_params(self, changed: Mapping[str, Any]) -> None:
         """Dynamic parameters changed at run time (already validated); `self.params` is updated."""
@@ -271,6 +282,13 @@ class Plugin:
     @classmethod
     def param_schema(cls) -> dict[str, Param]:
         return {p.name: p for p in cls.PARAMS}
+
+    @classmethod
+    def runtime_params(cls, params: Mapping[str, Any]) -> tuple[Param, ...]:
+        """Dynamic parameters that exist only on the running node, named after the configuration
+        (a controller's `pin.<knob>`): never in a graph file, settable with `ros2 param set`, and
+        delivered to on_params like any dynamic parameter. Each must be `dynamic` and optional."""
+        return ()
 
     @classmethod
     def input_port(cls, name: str) -> Port | None:

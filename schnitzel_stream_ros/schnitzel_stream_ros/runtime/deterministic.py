@@ -16,6 +16,12 @@ token, so tokens and waiting packets always match and the drain is breadth-first
 
 A plugin exception or an `error` overflow ends the run with status error (upstream raised); the
 live mode (runtime/container.py) survives plugin exceptions instead.
+
+Cycles (through Delay/InitialValue nodes, graph/validate.py): after setup every non-source node's
+on_start() runs in declaration order (an InitialValue emits its seed) and that work is drained
+before the first pull. A Delay holds packets back, so one pull's work ends; a cycle whose packets
+keep circulating anyway (a pass-through InitialValue around a node that always answers) ends the
+run with an error after CYCLE_HANDOFF_LIMIT hand-offs in one drain instead of spinning for ever.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from schnitzel_stream_ros.runtime.inbox import Inbox, Offer
 from schnitzel_stream_ros.runtime.plugin_host import DeliveryError, PluginError, PluginHost
 
 ENGINE_NAME = 'deterministic'
+#: Most hand-offs one drain may take in a graph with cycles (see the module docstring).
+CYCLE_HANDOFF_LIMIT = 1_000_000
 
 
 @dataclass
@@ -91,6 +99,7 @@ class DeterministicEngine:
         self.edges: list[tuple[EdgeMetrics, _Input]] = []
         self._fifo: deque[_Input] = deque()
         self.emitted = 0
+        self.cyclic = any(node.kind.breaks_cycles for node in graph.nodes)
         for node in graph.nodes:
             role = Role(node.plugin_cls.ROLE)
             self.hosts[node.id] = PluginHost(
@@ -137,9 +146,16 @@ class DeterministicEngine:
     def _drain(self) -> None:
         fifo = self._fifo
         clock = time.perf_counter_ns
+        budget = CYCLE_HANDOFF_LIMIT if self.cyclic else -1
         while fifo:
             if self.stop_event.is_set():
                 return
+            budget -= 1
+            if budget == -1:  # never reached without cycles (the budget starts below zero)
+                raise DeliveryError(
+                    f'packets keep circulating in a cycle: over {CYCLE_HANDOFF_LIMIT} hand-offs in one '
+                    f"drain, last into '{fifo[0].inbox.label}' (does the cycle pass a Delay?)"
+                )
             dst = fifo.popleft()
             item = dst.inbox.pop()
             if item is None:
@@ -160,6 +176,10 @@ class DeterministicEngine:
             for host in self.hosts.values():
                 started.append(host)
                 host.setup()
+            for host in self.hosts.values():
+                if not host.is_source:
+                    host.start()
+            self._drain()
             stop_reason = self._pull_loop(t0)
         except (PluginError, DeliveryError) as exc:
             errors.append(str(exc))

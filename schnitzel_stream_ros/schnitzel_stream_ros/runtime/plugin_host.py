@@ -129,6 +129,20 @@ class PluginHost:
         except Exception as exc:
             raise PluginError(f"node '{self.node_id}': setup() failed: {type(exc).__name__}: {exc}") from exc
 
+    def start(self) -> None:
+        """The graph starts: the plugin's on_start() (it may emit, e.g. a loop's seed value)."""
+        with self._call_lock:
+            plugin = self.plugin
+            assert plugin is not None, 'setup() first'
+            try:
+                plugin.on_start()
+            except (PluginError, DeliveryError):
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"node '{self.node_id}': on_start() failed: {type(exc).__name__}: {exc}"
+                ) from exc
+
     def close(self, wait_sec: float = 0.0) -> bool:
         """Run the plugin's close() once (also after errors); errors name the node.
 

@@ -423,13 +423,24 @@ class PluginNode(Node):
             return
         self.started = True
         if self.mailbox.inboxes:
+            self.mailbox.post(self._on_start)  # on the node's own thread, before its first packet
             self.input_worker = InputWorker(
                 self.host, self.mailbox, self.on_fatal, self.cost, on_error=self.restarts.failed
             )
             self.input_worker.start()
+        elif self.spec.role is not Role.SOURCE:
+            self._on_start()  # no inputs, no worker thread: nothing else calls this plugin
         if self.spec.role is Role.SOURCE:
             self.source_worker = SourceWorker(self.host, self.budget, self.on_fatal, on_source_done)
             self.source_worker.start()
+
+    def _on_start(self) -> None:
+        try:
+            self.host.start()
+        except PluginError as exc:
+            self.on_warning(str(exc))
+        except DeliveryError as exc:
+            self.on_fatal(str(exc))
 
     def refresh_outputs(self) -> None:
         for port in self.outputs:
