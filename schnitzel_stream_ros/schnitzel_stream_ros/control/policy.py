@@ -206,7 +206,9 @@ class Policy:
             knob = self.spec.knobs[watch.knob]
             if worse <= self.spec.rollback.worse_by or self.values[watch.knob] != watch.new:
                 continue  # helped (or not enough worse), or something else moved the knob since
-            self._rules[watch.rule.id].suppressed = True
+            state = self._rules[watch.rule.id]
+            state.suppressed = True
+            state.last_outcome = (g.ROLLED_BACK, watch.knob)  # the rollback record says it; no second line
             out.append(self._set(knob, watch.old, now, watch.rule.id, g.ROLLBACK,
                                  f'{target.text} went from {watch.before:g} to {after:g} after the change '
                                  f'({worse:+.0%} worse): undone, rule off until its condition clears', seen))
