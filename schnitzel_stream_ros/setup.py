@@ -31,6 +31,7 @@ PLUGINS = [
     'RateGate = schnitzel_stream_ros.nodes.control.rate_gate:RateGate',
     'PidController = schnitzel_stream_ros.nodes.control.pid:PidController',
     'SimulatedLoadNode = schnitzel_stream_ros.nodes.control.simulated_load:SimulatedLoadNode',
+    'AutonomicController = schnitzel_stream_ros.nodes.control.autonomic_controller:AutonomicController',
     # vision sources and models
     'OpenCvVideoFileSource = schnitzel_stream_ros.nodes.vision.video_file:OpenCvVideoFileSource',
     'OpenCvRtspSource = schnitzel_stream_ros.nodes.vision.rtsp:OpenCvRtspSource',

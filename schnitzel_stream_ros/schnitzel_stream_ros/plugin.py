@@ -12,7 +12,7 @@ for; the registry refuses a plugin whose major differs from ours (see docs/plugi
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
@@ -49,6 +49,9 @@ class Port:
     msg_type: str = STREAM_PACKET_MSG
     required: bool = True  # inputs only: a required input without an edge is a graph error
     description: str = ''
+    #: inputs of another ROS type, not required: without an edge, the port subscribes to the topic
+    #: that this parameter of the plugin names (a controller's `/diagnostics`); '' = never
+    topic_param: str = ''
 
     def __post_init__(self) -> None:
         object.__setattr__(self, 'kinds', frozenset(self.kinds))
@@ -124,8 +127,27 @@ class Param:
         return value
 
 
+#: Answer of a remote parameter call: (value or None, error text or None).
+ParamDone = Callable[[Any, 'str | None'], None]
+
+
+class RemoteParameters(Protocol):
+    """Parameters of other nodes, the way an operator reaches them (`ros2 param get/set`): the only
+    way a plugin acts on another node. `node` is a node name, relative to the plugin's namespace or
+    absolute. Both calls return at once; `done(value, error)` runs later on the plugin's own thread
+    (error None: success; `set` answers with the value that was set)."""
+
+    def get(self, node: str, name: str, done: ParamDone) -> None: ...
+
+    def set(self, node: str, name: str, value: Any, done: ParamDone) -> None: ...
+
+
 class PluginContext(Protocol):
-    """What the runtime gives a plugin: its identity, parameters, logger, outputs and counters."""
+    """What the runtime gives a plugin: its identity, parameters, logger, outputs and counters.
+
+    `parameters` is a RemoteParameters (None where the run mode has none, e.g. a unit test's
+    SimpleContext without one).
+    """
 
     node_id: str
     params: Mapping[str, Any]
@@ -141,6 +163,9 @@ class PluginContext(Protocol):
     def count(self, name: str, n: int = 1) -> None: ...
 
     def gauge(self, name: str, value: float) -> None: ...
+
+    @property
+    def parameters(self) -> RemoteParameters | None: ...
 
 
 Outputs = StreamPacket | Iterable[StreamPacket] | None
@@ -312,6 +337,7 @@ class SimpleContext:
     stop_event: threading.Event = field(default_factory=threading.Event)
     outputs: dict[str, list[StreamPacket]] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
+    parameters: RemoteParameters | None = None
 
     def __post_init__(self) -> None:
         if self.logger is None:

@@ -178,8 +178,9 @@ class Policy:
                 if knob.safe is None:
                     continue
                 if knob.name in self.pins:
-                    out.append(Decision(now, 'safe_mode', 'reject', knob=knob.name, old=self.values[knob.name],
-                                        new=knob.safe, guardrail=g.PINNED, reason='pinned by the operator'))
+                    out.append(Decision(now, 'safe_mode', 'reject', knob=knob.name,
+                                        old=self.values[knob.name], new=knob.safe, guardrail=g.PINNED,
+                                        reason='pinned by the operator'))
                 elif self.values[knob.name] != knob.safe:
                     out.append(self._set(knob, knob.safe, now, 'safe_mode', g.SAFE_MODE,
                                          'safe value while metrics are missing', seen))
@@ -234,8 +235,8 @@ class Policy:
     def _mode(self, seen: dict[str, float], now: float) -> list[Decision]:
         wanted = next((r.mode for r in self.spec.rules
                        if r.mode and self._rules[r.id].active and not self._rules[r.id].suppressed), None)
-        rule = next((r.id for r in self.spec.rules if r.mode and r.mode == wanted and self._rules[r.id].active),
-                    'rules')
+        rule = next((r.id for r in self.spec.rules
+                     if r.mode and r.mode == wanted and self._rules[r.id].active), 'rules')
         wanted = wanted or 'normal'
         if self.pinned_mode is not None:
             if wanted != self.pinned_mode:
@@ -250,7 +251,8 @@ class Policy:
     def _switch_mode(self, mode: str, now: float, rule: str,
                      seen: dict[str, float] | None = None) -> list[Decision]:
         seen = seen if seen is not None else self._seen(now)
-        out = [Decision(now, rule, 'leave', mode=self.mode, reason=f'mode {self.mode} -> {mode}', metrics=seen)]
+        out = [Decision(now, rule, 'leave', mode=self.mode, reason=f'mode {self.mode} -> {mode}',
+                        metrics=seen)]
         for knob_name, value in self._saved.items():  # what the old mode set goes back
             if knob_name in self.pins:
                 continue
@@ -262,8 +264,9 @@ class Policy:
         for knob_name, value in self.spec.modes.get(mode, {}).items():
             knob = self.spec.knobs[knob_name]
             if knob_name in self.pins:
-                out.append(Decision(now, rule, 'reject', knob=knob_name, mode=mode, old=self.values[knob_name],
-                                    new=value, guardrail=g.PINNED, reason='pinned by the operator'))
+                out.append(Decision(now, rule, 'reject', knob=knob_name, mode=mode,
+                                    old=self.values[knob_name], new=value, guardrail=g.PINNED,
+                                    reason='pinned by the operator'))
                 continue
             current = self.values[knob_name]
             if current is not None:
@@ -296,9 +299,9 @@ class Policy:
             if shaped != self._shape(knob, new, clamp=False):
                 guardrail = g.BOUNDS
             if shaped == old:
+                bound = f' (bound {shaped:g})' if guardrail else ''
                 out += self._reject_once(rule.id, knob.name, proposed, guardrail or g.NO_CHANGE,
-                                         f'already at {old:g}' + (f' (bound {shaped:g})' if guardrail else ''),
-                                         seen, now)
+                                         f'already at {old:g}{bound}', seen, now)
                 continue
             state.last_outcome = ('set', None)
             out.append(self._set(knob, shaped, now, rule.id, guardrail,

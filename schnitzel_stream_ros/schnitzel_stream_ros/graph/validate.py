@@ -504,8 +504,9 @@ class _Validator:
         for end in blocking:
             edge = end.edge
             if component[edge.src] == component[edge.dst]:
-                self.edge_error(edge, "inbox overflow 'block' inside a cycle could deadlock (the loop's nodes "
-                                'would wait for each other); use drop_new or drop_oldest', 'cycle-block')
+                self.edge_error(edge, "inbox overflow 'block' inside a cycle could deadlock (the loop's "
+                                'nodes would wait for each other); use drop_new or drop_oldest',
+                                'cycle-block')
 
     def _breaks(self, node_id: str) -> bool:
         node = self.nodes[node_id]

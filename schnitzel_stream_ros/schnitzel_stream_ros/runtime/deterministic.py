@@ -40,6 +40,7 @@ from schnitzel_stream_ros.observability.snapshot import runtime_snapshot
 from schnitzel_stream_ros.packet import StreamPacket
 from schnitzel_stream_ros.plugin import Role
 from schnitzel_stream_ros.runtime.inbox import Inbox, Offer
+from schnitzel_stream_ros.runtime.local_parameters import LocalParameters
 from schnitzel_stream_ros.runtime.plugin_host import DeliveryError, PluginError, PluginHost
 
 ENGINE_NAME = 'deterministic'
@@ -110,6 +111,9 @@ class DeterministicEngine:
                 is_sink=node.kind is NodeKind.SINK,
                 stop_event=self.stop_event,
             )
+        parameters = LocalParameters(self.hosts)  # a controller's knobs (plugin.RemoteParameters)
+        for host in self.hosts.values():
+            host.parameters = parameters
         for spec in (s for node in graph.nodes for s in graph.inputs_of(node.id)):
             self.inputs[(spec.node, spec.port)] = _Input(
                 self.hosts[spec.node],

@@ -364,11 +364,20 @@ def _input_wiring(
             and params['topic']
         ):
             topics = (params['topic'],)  # a ROS topic source: the topic its parameter names
+        elif (
+            port.topic_param
+            and not port.required
+            and port.msg_type != STREAM_PACKET_MSG
+            and isinstance(params.get(port.topic_param), str)
+            and params[port.topic_param]
+        ):
+            topics = (params[port.topic_param],)  # e.g. a controller's /diagnostics
         else:
             continue  # not connected: the port stays idle
         for topic in topics:
             problem = topic_problem(topic)
-            if problem or (not topic.startswith('/') and topic != params.get('topic')):
+            named = (params.get('topic'), params.get(port.topic_param) if port.topic_param else None)
+            if problem or (not topic.startswith('/') and topic not in named):
                 raise LoadError(f'{where}: topic {topic!r} must be an absolute ROS topic name')
         wiring[name] = InputWiring(
             port=port,

@@ -41,12 +41,13 @@ def _unconnected(_packet: StreamPacket) -> None:
 class NodeContext:
     """The PluginContext the runtime gives a plugin (see plugin.PluginContext)."""
 
-    __slots__ = ('_host', 'logger', 'node_id', 'params', 'stop_event')
+    __slots__ = ('_host', 'logger', 'node_id', 'parameters', 'params', 'stop_event')
 
     def __init__(
         self, host: PluginHost, params: dict[str, Any], logger: Any, stop_event: threading.Event
     ) -> None:
         self._host = host
+        self.parameters: Any = host.parameters  # RemoteParameters of the run mode (plugin.py), or None
         self.node_id = host.node_id
         self.params = params
         self.logger = PluginLog(logger)  # any level from any call site, also on rclpy's logger
@@ -90,6 +91,8 @@ class PluginHost:
         self.is_source = is_source
         self.metrics = NodeMetrics(node_id, is_source, is_sink)
         self.stop_event = stop_event or threading.Event()
+        #: other nodes' parameters (plugin.RemoteParameters), set by the run mode before setup()
+        self.parameters: Any = None
         _inputs, outputs = plugin_cls.ports_for(params)  # a router's ports depend on its routes
         self._routes: dict[str, Route] = {port.name: _unconnected for port in outputs}
         self.ctx = NodeContext(
@@ -124,6 +127,7 @@ class PluginHost:
             # secret references (${secret:NAME}) become values here, in the container process:
             # the ROS parameters and launch files only ever hold the reference (graph/secrets.py)
             self.ctx.params.update(resolve_secrets(self.ctx.params))
+            self.ctx.parameters = self.parameters
             self.plugin = self.plugin_cls(self.ctx)
             self.plugin.setup()
         except Exception as exc:

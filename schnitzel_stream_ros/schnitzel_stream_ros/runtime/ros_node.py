@@ -38,6 +38,7 @@ from schnitzel_stream_ros.runtime.load_spec import LoadError, NodeLoadSpec
 from schnitzel_stream_ros.runtime.mailbox import Mailbox
 from schnitzel_stream_ros.runtime.node_restart import NodeRestarts
 from schnitzel_stream_ros.runtime.plugin_host import DeliveryError, PluginError, PluginHost
+from schnitzel_stream_ros.runtime.ros_parameters import RosParameters
 from schnitzel_stream_ros.runtime.ros_params import (
     check_change,
     declare_parameters,
@@ -54,6 +55,15 @@ from schnitzel_stream_ros.runtime.workers import (
 )
 
 Notify = Callable[[str], None]
+
+
+def _full_schema(spec: NodeLoadSpec) -> dict[str, Any]:
+    """The plugin's parameters plus those that exist only on the running node (Plugin.runtime_params)."""
+    schema: dict[str, Any] = dict(spec.plugin_cls.param_schema())
+    for param in spec.plugin_cls.runtime_params(spec.params):
+        if param.dynamic and not param.required and param.name not in schema:
+            schema[param.name] = param
+    return schema
 
 
 def qos_profile(reliability: Reliability, depth: int) -> QoSProfile:
@@ -139,9 +149,10 @@ class PluginNode(Node):
         try:
             if spec.log_level:
                 self.get_logger().set_level(LoggingSeverity(spec.log_level))
-            schema = spec.plugin_cls.param_schema()
+            schema = self._schema = _full_schema(spec)
             given = {k: v for k, v in spec.ros_params.items() if k in schema or is_reserved_param(k)}
             declare_parameters(self, schema, spec.params, given)
+            self.host.parameters = RosParameters(self, self._post_to_plugin)
             self.add_on_set_parameters_callback(self._check_params)
             self.add_post_set_parameters_callback(self._params_changed)
             self.host.setup()
@@ -326,13 +337,13 @@ class PluginNode(Node):
     def _check_params(self, params: list[Parameter]) -> Any:
         if self._redeclaring:
             return SetParametersResult(successful=True)
-        result, _ = check_change(self.spec.plugin_cls.param_schema(), params)
+        result, _ = check_change(self._schema, params)
         return result
 
     def _params_changed(self, params: list[Parameter]) -> None:
         if self._redeclaring:
             return
-        _, changed = check_change(self.spec.plugin_cls.param_schema(), params)
+        _, changed = check_change(self._schema, params)
         if not changed:
             return
 
@@ -398,6 +409,7 @@ class PluginNode(Node):
         self.restarts.reset(spec.restart)
         old_schema = self.spec.plugin_cls.param_schema()
         self.spec = spec
+        self._schema = _full_schema(spec)
         self._redeclaring = True
         try:
             given = {k: v for k, v in spec.ros_params.items() if not is_reserved_param(k)}
@@ -433,6 +445,19 @@ class PluginNode(Node):
         if self.spec.role is Role.SOURCE:
             self.source_worker = SourceWorker(self.host, self.budget, self.on_fatal, on_source_done)
             self.source_worker.start()
+
+    def _post_to_plugin(self, call: Callable[[], None]) -> None:
+        """Run `call` on the plugin's own thread (answers of remote parameter calls)."""
+        def run() -> None:
+            try:
+                call()
+            except Exception as exc:  # the plugin's callback raised: its error, not the container's
+                self.on_warning(f"node '{self.get_name()}': {type(exc).__name__}: {exc}")
+
+        if self.input_worker is not None:
+            self.mailbox.post(run)
+        else:
+            run()  # no worker thread: nothing else calls this plugin
 
     def _on_start(self) -> None:
         try:

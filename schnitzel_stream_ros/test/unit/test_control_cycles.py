@@ -6,6 +6,7 @@ the numbers are exact: the loop's outputs are compared with an independent step-
 computation of the same plant, gate and controller, and the end state with the analytic answer
 (latency 120 ms <=> 10 frames/s kept).
 """
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,11 @@ import pytest
 
 from schnitzel_stream_ros.graph.load import load_graph
 from schnitzel_stream_ros.graph.validate import compile_graph, load_and_validate
-from schnitzel_stream_ros.observability.report import build_report
-from schnitzel_stream_ros.plugin import SimpleContext
 from schnitzel_stream_ros.nodes.control.delay import Delay
 from schnitzel_stream_ros.nodes.control.initial_value import InitialValue
+from schnitzel_stream_ros.observability.report import build_report
 from schnitzel_stream_ros.packet import StreamPacket
+from schnitzel_stream_ros.plugin import SimpleContext
 from schnitzel_stream_ros.runtime.deterministic import DeterministicEngine
 
 EXAMPLE = Path(__file__).resolve().parents[2] / 'config' / 'examples' / 'pid_fps.yaml'
@@ -53,7 +54,8 @@ def test_initial_value_seeds_on_start_then_passes_through():
     seed = InitialValue(ctx)
     seed.on_start()
     assert [(p.kind, p.source_id, dict(p.payload)) for p in ctx.outputs['out']] == [
-        ('control', 'seed', {'fps': 30.0})]
+        ('control', 'seed', {'fps': 30.0})
+    ]
     later = StreamPacket.new('control', 'pid', {'fps': 12.0})
     assert seed.process(later) is later
 
@@ -91,7 +93,8 @@ def test_strict_mode_refuses_the_cycle_even_through_a_delay(tmp_path):
 def test_kind_delay_on_a_plugin_that_does_not_hold_packets_is_refused(tmp_path):
     errors = _errors(_write(tmp_path, LOOP % ('true', 'kind: delay, plugin: Identity', '')))
     assert len(errors) == 1
-    assert "node 'b'" in errors[0] and "kind 'delay' but plugin Identity does not hold packets back" in errors[0]
+    assert "node 'b'" in errors[0]
+    assert "kind 'delay' but plugin Identity does not hold packets back" in errors[0]
     assert 'graph.yaml:7' in errors[0]
 
 
@@ -103,10 +106,11 @@ def test_cycle_without_a_breaker_is_refused_with_its_path(tmp_path):
 def test_block_inbox_inside_a_cycle_is_refused(tmp_path):
     errors = _errors(_write(tmp_path, LOOP % ('true', 'plugin: Delay', ', inbox: {overflow: block}')))
     assert len(errors) == 1
-    assert "edge b->a" in errors[0] and "'block' inside a cycle could deadlock" in errors[0]
+    assert 'edge b->a' in errors[0] and "'block' inside a cycle could deadlock" in errors[0]
     # block outside the cycle stays allowed (an input fed from the loop, not part of it)
     text = (LOOP % ('true', 'plugin: Delay', '')).replace(
-        '      - {id: b,', "      - {id: out, plugin: JsonlSink, config: {path: OUT}}\n      - {id: b,")
+        '      - {id: b,', '      - {id: out, plugin: JsonlSink, config: {path: OUT}}\n      - {id: b,'
+    )
     text += '      - {from: a, to: out, inbox: {overflow: block}}\n'
     assert _errors(_write(tmp_path, text)) == []
 
@@ -114,7 +118,9 @@ def test_block_inbox_inside_a_cycle_is_refused(tmp_path):
 # -- the engine -----------------------------------------------------------------------------------
 def test_a_cycle_that_circulates_for_ever_ends_with_an_error(tmp_path):
     """InitialValue passes everything on: around an Identity its seed would circulate for ever."""
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
         version: 2
         config: {allow_cycles: true}
         nodes:
@@ -125,8 +131,10 @@ def test_a_cycle_that_circulates_for_ever_ends_with_an_error(tmp_path):
           - {from: src, to: a}
           - {from: a, to: seed}
           - {from: seed, to: a}
-    """)
+    """,
+    )
     import schnitzel_stream_ros.runtime.deterministic as engine_module
+
     limit = engine_module.CYCLE_HANDOFF_LIMIT
     engine_module.CYCLE_HANDOFF_LIMIT = 1000
     try:
@@ -134,7 +142,10 @@ def test_a_cycle_that_circulates_for_ever_ends_with_an_error(tmp_path):
     finally:
         engine_module.CYCLE_HANDOFF_LIMIT = limit
     assert outcome.stop_reason == 'error'
-    assert len(outcome.errors) == 1 and 'packets keep circulating in a cycle: over 1000 hand-offs' in outcome.errors[0]
+    assert (
+        len(outcome.errors) == 1
+        and 'packets keep circulating in a cycle: over 1000 hand-offs' in outcome.errors[0]
+    )
 
 
 # -- the PID example ----------------------------------------------------------------------------
@@ -180,7 +191,9 @@ def test_pid_example_converges_on_the_simulated_plant(tmp_path, monkeypatch):
     got = [(rec['payload']['measured'], rec['payload']['fps']) for rec in lines]
     expected = _expected_loop(30 * 90)
     assert len(got) == len(expected) == 89  # one sample per full second of camera time
-    assert [x for pair in got for x in pair] == pytest.approx([x for pair in expected for x in pair], abs=1e-9)
+    assert [x for pair in got for x in pair] == pytest.approx(
+        [x for pair in expected for x in pair], abs=1e-9
+    )
     # the first samples, written out: the plant loaded at 30 fps, the loop backing off
     assert [round(v, 2) for v, _ in got[:7]] == [160.0, 220.0, 190.0, 175.0, 167.5, 163.75, 141.88]
     assert [round(f, 2) for _, f in got[:3]] == [27.2, 21.0, 18.1]
@@ -188,9 +201,15 @@ def test_pid_example_converges_on_the_simulated_plant(tmp_path, monkeypatch):
     latency, fps = got[-1]
     assert latency == pytest.approx(120.0, abs=1e-6)
     assert fps == pytest.approx(10.0, abs=1e-3)
-    report = build_report(graph_path=str(EXAMPLE), engine='deterministic', snapshots=outcome.snapshots,
-                          graph=graph, errors=outcome.errors, warnings=outcome.warnings,
-                          stop_reason=outcome.stop_reason)
+    report = build_report(
+        graph_path=str(EXAMPLE),
+        engine='deterministic',
+        snapshots=outcome.snapshots,
+        graph=graph,
+        errors=outcome.errors,
+        warnings=outcome.warnings,
+        stop_reason=outcome.stop_reason,
+    )
     metrics = report['metrics']
     assert metrics['node.seed.seeded_total'] == 1
     assert metrics['node.hold.held'] == 1  # the delay holds exactly one control packet at the end

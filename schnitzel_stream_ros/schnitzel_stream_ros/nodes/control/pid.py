@@ -48,7 +48,8 @@ class PidController(Plugin):
     def process(self, packet: StreamPacket, port: str = 'in') -> StreamPacket | None:
         payload = packet.payload
         measured = payload.get(self.params['measure']) if isinstance(payload, dict) else None
-        if isinstance(measured, bool) or not isinstance(measured, (int, float)) or not math.isfinite(measured):
+        if isinstance(measured, bool) or not isinstance(measured, (int, float)) \
+                or not math.isfinite(measured):
             self.count('samples_refused_total')
             return None
         p = self.params

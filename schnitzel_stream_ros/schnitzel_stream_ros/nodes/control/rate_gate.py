@@ -46,6 +46,7 @@ class RateGate(Plugin):
     def on_params(self, changed: Any) -> None:
         if 'fps' in changed:
             self._fps = float(changed['fps'])
+            self.gauge('fps', self._fps)
 
     def process(self, packet: StreamPacket, port: str = 'in') -> StreamPacket | None:
         if port == 'control':
