@@ -133,7 +133,7 @@ class AutonomicController(Plugin):
         self._remote_type: dict[str, type] = {}
         self._asked: dict[str, float] = {}
         path = self.params['decision_log']
-        self._log = (RotatingLines(path, max_bytes=self.params['decision_log_max_bytes'],
+        self._decision_file = (RotatingLines(path, max_bytes=self.params['decision_log_max_bytes'],
                                    keep=self.params['decision_log_keep']) if path else None)
         self.gauge('mode_code', 0)
         self.gauge('safe_mode', 0)
@@ -148,8 +148,8 @@ class AutonomicController(Plugin):
             self._apply(self.policy.pin_mode(self.params['pin_mode'], self._clock()))
 
     def close(self) -> None:
-        if getattr(self, '_log', None) is not None:
-            self._log.close()
+        if getattr(self, '_decision_file', None) is not None:
+            self._decision_file.close()
 
     # -- inputs -----------------------------------------------------------------------------------
     def process(self, packet: StreamPacket, port: str = 'in') -> None:
@@ -244,8 +244,8 @@ class AutonomicController(Plugin):
         self.gauge('safe_mode', 1 if self.policy.safe else 0)
         self.gauge('repeats_total', self.policy.repeats)
         text = json.dumps(record, sort_keys=True, allow_nan=False)
-        if self._log is not None:
-            self._log.write(text)
+        if self._decision_file is not None:
+            self._decision_file.write(text)
         self.emit(StreamPacket.new(Kind.CONTROL, self.node_id, String(data=text)), 'decisions')
 
 
