@@ -132,6 +132,11 @@ class Operator(RosPeer):
         raise AssertionError(f'no decision {what} within {timeout} s: {self.decisions[-10:]}')
 
 
+def _control(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-m', 'schnitzel_stream_ros', 'control', *args], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
 def _double(value: float) -> ParameterValue:
     return ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
 
@@ -153,8 +158,14 @@ def test_controller_tunes_over_ros_and_honours_operator_pins(tmp_path, ros_env, 
         assert operator.get('/ctl_live/gate', 'fps').double_value < 30.0
 
         # pin the knob: honoured (the gate gets the value), logged, rules refused while pinned
+        follow = processes.start([sys.executable, '-m', 'schnitzel_stream_ros', 'control', 'decisions',
+                                  '/ctl_live/ctl', '--count', '1', '--duration', '30'], ros_env,
+                                 stdout=subprocess.PIPE, text=True)
+        time.sleep(3.0)  # the follower's subscription matches
         assert operator.set('/ctl_live/ctl', 'pin.fps', _double(7.0)).successful
         pin = operator.wait_for(lambda d: d['action'] == 'pin' and d['knob'] == 'fps', 10, 'pin')
+        followed, _ = follow.communicate(timeout=40)
+        assert follow.returncode == 0 and json.loads(followed.splitlines()[0])['controller'] == 'ctl'
         assert pin['rule'] == 'operator' and pin['new'] == 7.0
         time.sleep(0.5)
         assert operator.get('/ctl_live/gate', 'fps').double_value == 7.0
@@ -168,13 +179,16 @@ def test_controller_tunes_over_ros_and_honours_operator_pins(tmp_path, ros_env, 
         operator.wait_for(lambda d: d['t'] > unpin['t'] and d['action'] == 'set' and d['rule'] != 'operator',
                           20, 'rules acting after the pin')
 
-        # pin a mode: its knob values are applied; lifting it restores what was before
+        # pin a mode with the CLI: its knob values are applied; lifting it restores what was before
         before = operator.get('/ctl_live/gate', 'fps').double_value
-        assert operator.set('/ctl_live/ctl', 'pin_mode', _text('low_power')).successful
+        done = _control(ros_env, 'mode', '/ctl_live/ctl', 'low_power')
+        assert done.returncode == 0 and "pin_mode = 'low_power'" in done.stdout, done.stderr
         operator.wait_for(lambda d: d['action'] == 'enter' and d['mode'] == 'low_power', 10, 'low_power')
         time.sleep(0.5)
         assert operator.get('/ctl_live/gate', 'fps').double_value == 4.0
-        assert operator.set('/ctl_live/ctl', 'pin_mode', _text('')).successful
+        refused = _control(ros_env, 'pin', '/ctl_live/ctl', 'fps', '99')
+        assert refused.returncode == 1 and 'refused pin.fps=99.0' in refused.stderr
+        assert _control(ros_env, 'mode', '/ctl_live/ctl', '--lift').returncode == 0
         operator.wait_for(lambda d: d['action'] == 'enter' and d['mode'] == 'normal', 10, 'back to normal')
         time.sleep(0.5)
         restored = operator.get('/ctl_live/gate', 'fps').double_value
