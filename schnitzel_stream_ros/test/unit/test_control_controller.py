@@ -142,3 +142,25 @@ def test_local_parameters_apply_the_node_checks():
         (12.0, None),
         (None, "no parameter 'fps' on node 'nope'"),
     ]
+
+
+def test_diagnostics_are_read_as_node_metrics():
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    from schnitzel_stream_ros.nodes.control.autonomic_controller import MAX_STATUSES, diagnostics_metrics
+
+    def status(name: str, **values: str) -> DiagnosticStatus:
+        return DiagnosticStatus(name=name, values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+    array = DiagnosticArray(status=[
+        status('/site/vision', cpu_percent='57.5', started='true'),
+        status('/site/vision: det0', latency_p99_ms='212.5', inbox_shed_total='14', plugin='OnnxDetectorNode',
+               consumed_per_sec=''),
+        status('/site/vision: /site/cam0/out -> det0.in', dropped_total='3'),  # an edge status: not a node
+        status('/site/vision: det1', latency_p99_ms='nan', inbox_depth='inf'),
+    ])
+    assert diagnostics_metrics(array) == {
+        'vision.cpu_percent': 57.5, 'det0.latency_p99_ms': 212.5, 'det0.inbox_shed_total': 14.0}
+    # a hostile peer's huge array costs a bounded amount of work
+    many = DiagnosticArray(status=[status(f'/x: n{i}', v='1') for i in range(MAX_STATUSES + 500)])
+    assert len(diagnostics_metrics(many)) == MAX_STATUSES
