@@ -66,14 +66,15 @@ def lane(video: str, out: Path, controller: bool) -> dict:
         nodes.append({'id': 'ctl', 'plugin': 'AutonomicController', 'config': {
             'decision_log': str(out / 'decisions.jsonl'),
             'stale_after_sec': 5.0,
+            'rate_window_sec': 5.0,
             'knobs': {'cam_fps': {'node': 'cam0', 'param': 'fps', 'min': 2, 'max': 10, 'max_step': 2,
                                   'cooldown_sec': 4}},
             'rules': [
                 {'id': 'shedding', 'do': {'knob': 'cam_fps', 'by': -2},
                  'when': {'metric': 'rate(det0.inbox_shed_total)', 'above': 0.3, 'clear_below': 0.05,
-                          'for_sec': 2}},
+                          'for_sec': 4}},
                 {'id': 'recovered', 'do': {'knob': 'cam_fps', 'by': 2},
-                 'when': {'metric': 'det0.inference_ms', 'below': 110, 'clear_above': 130, 'for_sec': 8}},
+                 'when': {'metric': 'det0.inference_ms', 'below': 110, 'clear_above': 130, 'for_sec': 10}},
             ],
         }})
     return {'version': 2, 'namespace': NAMESPACE, 'nodes': nodes, 'edges': edges}

@@ -31,10 +31,9 @@ from schnitzel_stream_ros.control import decision as g
 from schnitzel_stream_ros.control.decision import Decision
 from schnitzel_stream_ros.control.spec import ControllerSpec, Knob, MetricRef, Rule
 
-#: Samples kept per metric for rate(...) (bounded; the rate spans the oldest to the newest).
-RATE_SAMPLES = 32
-#: Window of rate(...) in seconds.
-RATE_WINDOW_SEC = 30.0
+#: Samples kept per metric for rate(...) (bounded; the rate spans the oldest to the newest of the
+#: configured window, `rate_window_sec`).
+RATE_SAMPLES = 64
 
 
 @dataclass
@@ -99,7 +98,7 @@ class Policy:
             return None
         if not ref.rate:
             return samples[-1][1]
-        window = [s for s in samples if now - s[0] <= RATE_WINDOW_SEC]
+        window = [s for s in samples if now - s[0] <= self.spec.rate_window_sec]
         if len(window) < 2 or window[-1][0] <= window[0][0]:
             return None
         return (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])

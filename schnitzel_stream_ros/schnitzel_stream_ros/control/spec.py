@@ -97,6 +97,7 @@ class ControllerSpec:
     modes: Mapping[str, Mapping[str, float]]  # mode -> knob -> value (normal: usually empty)
     rollback: Rollback
     stale_after_sec: float
+    rate_window_sec: float = 10.0  # rate(...) spans the samples of this many seconds
 
     @property
     def metrics(self) -> tuple[MetricRef, ...]:
@@ -219,7 +220,8 @@ def _rule(index: int, data: Any, knobs: Mapping[str, Knob]) -> Rule:
     return Rule(rule_id, when, knob, by, set_to, mode, target, lower)
 
 
-def parse_spec(knobs: Any, rules: Any, modes: Any, rollback: Any, stale_after_sec: float) -> ControllerSpec:
+def parse_spec(knobs: Any, rules: Any, modes: Any, rollback: Any, stale_after_sec: float,
+               rate_window_sec: float = 10.0) -> ControllerSpec:
     """The controller configuration, or SpecError naming the first problem."""
     knobs = _mapping(knobs, 'knobs')
     if len(knobs) > MAX_KNOBS:
@@ -255,4 +257,5 @@ def parse_spec(knobs: Any, rules: Any, modes: Any, rollback: Any, stale_after_se
     _unknown(rollback, {'after_sec', 'worse_by'}, 'rollback')
     parsed_rollback = Rollback(_number(rollback.get('after_sec', 10.0), 'rollback.after_sec', minimum=0.0),
                                _number(rollback.get('worse_by', 0.1), 'rollback.worse_by', minimum=0.0))
-    return ControllerSpec(parsed, parsed_rules, parsed_modes, parsed_rollback, stale_after_sec)
+    return ControllerSpec(parsed, parsed_rules, parsed_modes, parsed_rollback, stale_after_sec,
+                          rate_window_sec)

@@ -47,7 +47,7 @@ _MODE_CODES = {mode: i for i, mode in enumerate(MODES)}
 
 def _spec_of(params: Mapping[str, Any]):
     return parse_spec(params['knobs'], params['rules'], params['modes'], params['rollback'],
-                      params['stale_after_sec'])
+                      params['stale_after_sec'], params['rate_window_sec'])
 
 
 def _number(text: Any) -> float | None:
@@ -95,6 +95,8 @@ class AutonomicController(Plugin):
         Param('modes', dict, {}, 'mode -> {knob: value} (normal, low_power, low_bandwidth)'),
         Param('rollback', dict, {}, '{after_sec: 10, worse_by: 0.1}'),
         Param('stale_after_sec', float, 5.0, 'a metric older than this is missing (safe mode)', min=0.01),
+        Param('rate_window_sec', float, 10.0, 'rate(node.key) is the growth over this many seconds',
+              min=0.1, max=3600.0),
         Param('diagnostics_topic', str, '/diagnostics',
               'where container diagnostics come from; empty = none'),
         Param('decision_log', str, '', 'JSONL file of every decision (rotated); empty = none'),
