@@ -137,7 +137,8 @@ class PluginHost:
         """The graph starts: the plugin's on_start() (it may emit, e.g. a loop's seed value)."""
         with self._call_lock:
             plugin = self.plugin
-            assert plugin is not None, 'setup() first'
+            if plugin is None or self.closed:
+                return  # closed before the graph started: nothing to start
             try:
                 plugin.on_start()
             except (PluginError, DeliveryError):
