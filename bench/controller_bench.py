@@ -8,8 +8,10 @@ each time in its own process on its own leased DDS domain, with the same schedul
     warm-up | before (measured) | a burner process takes one core for --burn-sec | recovery | after
 
 - manual: today's settings (every frame the camera gives, 10/s), nothing adapts;
-- controller: the same lane plus an AutonomicController reading /diagnostics: frames shed at the
-  detector's inbox -> lower the camera's `fps` knob; inference back to normal -> raise it again.
+- controller: the same lane plus a LatencyProbe before the event topic and an AutonomicController
+  reading /diagnostics: event latency p99 near the target, or frames shed at the detector's inbox
+  -> lower the camera's `fps` knob (rolled back if latency got worse); latency well below the
+  target for 10 s -> raise it again, up to the full 10 frames/s.
 
 Measured from outside, as a robot would see it: every event's end-to-end latency (arrival on the
 JSON event topic minus the frame's capture time `ts`), per phase; frames shed at the detector inbox
@@ -48,7 +50,7 @@ EVENTS_TOPIC = f'{NAMESPACE}/ai_events'
 BURNER = 'import time\nend = time.monotonic() + {sec}\nwhile time.monotonic() < end:\n    pass\n'
 
 
-def lane(video: str, out: Path, controller: bool) -> dict:
+def lane(video: str, out: Path, controller: bool, target_ms: float) -> dict:
     nodes = [
         {'id': 'cam0', 'plugin': 'OpenCvVideoFileSource',
          'config': {'path': video, 'source_id': 'cam0', 'loop': True, 'realtime': True, 'fps': 10.0}},
@@ -57,24 +59,31 @@ def lane(video: str, out: Path, controller: bool) -> dict:
         {'id': 'trk0', 'plugin': 'IouTrackerNode'},
         {'id': 'events0', 'plugin': 'ProtocolV02EventBuilderNode', 'config': {'site_id': 'S001',
                                                                                'camera_id': 'cam0'}},
+        {'id': 'probe', 'plugin': 'LatencyProbe', 'config': {'window_sec': 5.0, 'every_sec': 1.0}},
         {'id': 'robot', 'plugin': 'RobotEventSink', 'topics': {'legacy_json': EVENTS_TOPIC},
          'config': {'typed': False, 'legacy_json': True}},
     ]
     edges = [{'from': 'cam0', 'to': 'det0'}, {'from': 'det0', 'to': 'trk0'},
-             {'from': 'trk0', 'to': 'events0'}, {'from': 'events0', 'to': 'robot'}]
+             {'from': 'trk0', 'to': 'events0'}, {'from': 'events0', 'to': 'probe'},
+             {'from': 'probe', 'to': 'robot'}]
     if controller:
         nodes.append({'id': 'ctl', 'plugin': 'AutonomicController', 'config': {
             'decision_log': str(out / 'decisions.jsonl'),
             'stale_after_sec': 5.0,
             'rate_window_sec': 5.0,
+            'rollback': {'after_sec': 8.0, 'worse_by': 0.25},
             'knobs': {'cam_fps': {'node': 'cam0', 'param': 'fps', 'min': 2, 'max': 10, 'max_step': 2,
                                   'cooldown_sec': 4}},
             'rules': [
+                {'id': 'slow', 'do': {'knob': 'cam_fps', 'by': -2}, 'target': 'probe.age_p99_ms',
+                 'when': {'metric': 'probe.age_p99_ms', 'above': 0.8 * target_ms,
+                          'clear_below': 0.5 * target_ms, 'for_sec': 3}},
                 {'id': 'shedding', 'do': {'knob': 'cam_fps', 'by': -2},
-                 'when': {'metric': 'rate(det0.inbox_shed_total)', 'above': 0.3, 'clear_below': 0.05,
+                 'when': {'metric': 'rate(det0.inbox_shed_total)', 'above': 0.5, 'clear_below': 0.05,
                           'for_sec': 4}},
                 {'id': 'recovered', 'do': {'knob': 'cam_fps', 'by': 2},
-                 'when': {'metric': 'det0.inference_ms', 'below': 110, 'clear_above': 130, 'for_sec': 10}},
+                 'when': {'metric': 'probe.age_p99_ms', 'below': 0.5 * target_ms,
+                          'clear_above': 0.7 * target_ms, 'for_sec': 10}},
             ],
         }})
     return {'version': 2, 'namespace': NAMESPACE, 'nodes': nodes, 'edges': edges}
@@ -168,7 +177,8 @@ def run_variant(name: str, video: str, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp, lease_domain() as lease:
         out = Path(tmp)
         graph = out / 'lane.yaml'
-        graph.write_text(yaml.safe_dump(lane(video, out, name == 'controller'), sort_keys=False))
+        spec = lane(video, out, name == 'controller', args.target_p99_ms)
+        graph.write_text(yaml.safe_dump(spec, sort_keys=False))
         env = localhost_env(lease.domain_id)
         listener = Listener(lease.domain_id)
         total = args.warmup_sec + args.before_sec + args.burn_sec + args.recover_sec + args.after_sec

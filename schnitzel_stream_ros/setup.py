@@ -32,6 +32,7 @@ PLUGINS = [
     'PidController = schnitzel_stream_ros.nodes.control.pid:PidController',
     'SimulatedLoadNode = schnitzel_stream_ros.nodes.control.simulated_load:SimulatedLoadNode',
     'AutonomicController = schnitzel_stream_ros.nodes.control.autonomic_controller:AutonomicController',
+    'LatencyProbe = schnitzel_stream_ros.nodes.control.latency_probe:LatencyProbe',
     # vision sources and models
     'OpenCvVideoFileSource = schnitzel_stream_ros.nodes.vision.video_file:OpenCvVideoFileSource',
     'OpenCvRtspSource = schnitzel_stream_ros.nodes.vision.rtsp:OpenCvRtspSource',

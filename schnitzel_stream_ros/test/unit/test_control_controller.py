@@ -164,3 +164,26 @@ def test_diagnostics_are_read_as_node_metrics():
     # a hostile peer's huge array costs a bounded amount of work
     many = DiagnosticArray(status=[status(f'/x: n{i}', v='1') for i in range(MAX_STATUSES + 500)])
     assert len(diagnostics_metrics(many)) == MAX_STATUSES
+
+
+def test_latency_probe_measures_packet_age_over_its_window():
+    from datetime import UTC, datetime, timedelta
+
+    from schnitzel_stream_ros.nodes.control.latency_probe import LatencyProbe
+    from schnitzel_stream_ros.packet import StreamPacket, format_ts
+    from schnitzel_stream_ros.plugin import SimpleContext
+
+    ctx = SimpleContext('probe', {'window_sec': 60.0, 'every_sec': 3600.0})
+    probe = LatencyProbe(ctx)
+    probe.setup()
+    now = datetime.now(UTC)
+    packets = [StreamPacket.new('event', 'cam0', {'i': i}, ts=format_ts(now - timedelta(milliseconds=10 * i)))
+               for i in range(1, 101)]  # 10 .. 1000 ms old
+    assert [probe.process(p) for p in packets] == packets  # passed through unchanged
+    probe._next = 0.0  # the next packet publishes (every_sec is long: only now)
+    probe.process(packets[0])
+    p50, p99 = ctx.counters['age_p50_ms'], ctx.counters['age_p99_ms']
+    assert 500 <= p50 < 500 + 250 and 990 <= p99 < 1000 + 250  # + the time this test took
+    first, metrics = ctx.outputs['metrics']  # at the first packet, then when due again
+    assert first.payload['age_p99_ms'] < 100  # only the first packet (10 ms old) was seen then
+    assert metrics.kind == 'metrics' and metrics.payload['age_p99_ms'] == p99
