@@ -18,7 +18,7 @@ JSON event topic minus the frame's capture time `ts`), per phase; frames shed at
 and frames the camera delivered (from /diagnostics), per phase; the knob's final value. The
 controller's decision log is part of the output. One JSON object on stdout:
 
-    python bench/controller_bench.py [--burn-sec 60] [--target-p99-ms 400]
+    python bench/controller_bench.py [--burn-sec 60] [--burners 1] [--target-p99-ms 400]
 
 Figures depend on the machine and its load (both variants see the same machine, one after the
 other); nothing here is asserted.
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -186,7 +187,7 @@ def run_variant(name: str, video: str, args: argparse.Namespace) -> dict:
         run = processes.start(processes.python_cmd('-m', 'schnitzel_stream_ros', 'run', str(graph), '--quiet',
                                                    '--duration', str(total), '--report-json', str(report)),
                               env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        burner = None
+        burners: list[subprocess.Popen] = []
         try:
             t0 = time.time()
             marks = {'before': t0 + args.warmup_sec}
@@ -195,12 +196,14 @@ def run_variant(name: str, video: str, args: argparse.Namespace) -> dict:
             marks['after'] = marks['recover'] + args.recover_sec
             marks['end'] = marks['after'] + args.after_sec
             time.sleep(max(0.0, marks['burn'] - time.time()))
-            burner = processes.start(processes.python_cmd('-c', BURNER.format(sec=args.burn_sec)), env)
+            burners = [processes.start(processes.python_cmd('-c', BURNER.format(sec=args.burn_sec)), env)
+                       for _ in range(args.burners)]
             time.sleep(max(0.0, marks['recover'] - time.time()))
-            burner.wait(timeout=30)
+            for burner in burners:
+                burner.wait(timeout=30)
             run.wait(timeout=total + 120)
         finally:
-            if burner is not None:
+            for burner in burners:
                 processes.stop(burner)
             stderr = run.stderr.read().decode(errors='replace') if run.stderr else ''
             processes.stop(run)
@@ -235,6 +238,8 @@ def main() -> int:
     parser.add_argument('--recover-sec', type=float, default=30.0, help='after the burner, not measured')
     parser.add_argument('--after-sec', type=float, default=30.0)
     parser.add_argument('--target-p99-ms', type=float, default=400.0)
+    parser.add_argument('--burners', type=int, default=1,
+                        help='busy processes during the contention (one core each)')
     args = parser.parse_args()
     if not Path(args.video).is_file():
         print(json.dumps({'error': f'{args.video}: missing (scripts/fetch-test-assets)'}))
@@ -251,6 +256,7 @@ def main() -> int:
         verdict['controller_sheds_fewer_frames'] = fewer
     verdict['controller_back_to_full_rate'] = results['controller'].get('knob_cam_fps_at_end') == 10.0
     print(json.dumps({'bench': 'controller', 'target_p99_ms': args.target_p99_ms, 'burn_sec': args.burn_sec,
+                      'burners': args.burners, 'cpu_count': os.cpu_count(),
                       'verdict': verdict, **results}, indent=1))
     return 0
 
