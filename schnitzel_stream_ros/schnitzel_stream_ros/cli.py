@@ -85,8 +85,8 @@ PROGRAMS: dict[str, tuple[str, str]] = {
                'schnitzel_stream_ros.recording.replay'),
     'deadletter': ('inspect, re-drive or purge the dead letters of a durable queue (deadletter --help)',
                    'schnitzel_stream_ros.delivery.deadletter_cli'),
-    'control': ("pin a controller's knob or mode, lift a pin, follow its decisions (control --help)",
-                'schnitzel_stream_ros.control.cli'),
+    'controller': ("pin a controller's knob or mode, lift a pin, follow its decisions (controller --help)",
+                   'schnitzel_stream_ros.autonomic.cli'),
 }
 
 

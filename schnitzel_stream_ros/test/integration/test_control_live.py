@@ -133,7 +133,7 @@ class Operator(RosPeer):
 
 
 def _control(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-m', 'schnitzel_stream_ros', 'control', *args], env=env,
+    return subprocess.run([sys.executable, '-m', 'schnitzel_stream_ros', 'controller', *args], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -158,7 +158,7 @@ def test_controller_tunes_over_ros_and_honours_operator_pins(tmp_path, ros_env, 
         assert operator.get('/ctl_live/gate', 'fps').double_value < 30.0
 
         # pin the knob: honoured (the gate gets the value), logged, rules refused while pinned
-        follow = processes.start([sys.executable, '-m', 'schnitzel_stream_ros', 'control', 'decisions',
+        follow = processes.start([sys.executable, '-m', 'schnitzel_stream_ros', 'controller', 'decisions',
                                   '/ctl_live/ctl', '--count', '1', '--duration', '30'], ros_env,
                                  stdout=subprocess.PIPE, text=True)
         time.sleep(3.0)  # the follower's subscription matches

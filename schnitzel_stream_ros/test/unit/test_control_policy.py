@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from schnitzel_stream_ros.control.policy import Policy
-from schnitzel_stream_ros.control.spec import SpecError, parse_spec
+from schnitzel_stream_ros.autonomic.policy import Policy
+from schnitzel_stream_ros.autonomic.spec import SpecError, parse_spec
 
 LATENCY = 'det.latency_p99_ms'
 

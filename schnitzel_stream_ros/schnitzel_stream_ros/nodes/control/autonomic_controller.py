@@ -13,7 +13,7 @@ It lives in the graph like any plugin and never reaches into the runtime:
   modes), and logs each decision and rejection: JSONL file (rotated), `~/decisions` (std_msgs/String
   JSON), counters in the run report;
 - the operator pins a knob with `ros2 param set <controller> pin.<knob> <value>` (empty string: lift)
-  and a mode with `pin_mode` (docs/control.md). Those parameters are the interface of any control
+  and a mode with `pin_mode` (docs/autonomic.md). Those parameters are the interface of any control
   plane too.
 """
 from __future__ import annotations
@@ -27,9 +27,9 @@ from typing import Any
 
 from std_msgs.msg import String
 
-from schnitzel_stream_ros.control.decision import Decision
-from schnitzel_stream_ros.control.policy import Policy
-from schnitzel_stream_ros.control.spec import MODES, SpecError, parse_spec
+from schnitzel_stream_ros.autonomic.decision import Decision
+from schnitzel_stream_ros.autonomic.policy import Policy
+from schnitzel_stream_ros.autonomic.spec import MODES, SpecError, parse_spec
 from schnitzel_stream_ros.observability.rotating_file import RotatingLines
 from schnitzel_stream_ros.packet import Kind, PayloadProfile, StreamPacket, format_ts, parse_ts
 from schnitzel_stream_ros.plugin import Param, Plugin, Port

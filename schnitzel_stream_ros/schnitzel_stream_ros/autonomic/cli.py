@@ -1,9 +1,9 @@
-"""`schnitzel-stream control`: the operator's override of a running AutonomicController.
+"""`schnitzel-stream controller`: the operator's override of a running AutonomicController.
 
-    schnitzel-stream control pin /site/ctl cam_fps 10        # hold knob cam_fps at 10
-    schnitzel-stream control unpin /site/ctl cam_fps         # the rules act on it again
-    schnitzel-stream control mode /site/ctl low_power        # hold a mode ('' or --lift: the rules decide)
-    schnitzel-stream control decisions /site/ctl --count 5   # print decisions as they are made (JSON lines)
+    schnitzel-stream controller pin /site/ctl cam_fps 10        # hold knob cam_fps at 10
+    schnitzel-stream controller unpin /site/ctl cam_fps         # the rules act on it again
+    schnitzel-stream controller mode /site/ctl low_power        # hold a mode ('' or --lift: the rules decide)
+    schnitzel-stream controller decisions /site/ctl --count 5   # print decisions as they are made (JSONL)
 
 Nothing here is special: `pin`, `unpin` and `mode` set the controller's parameters `pin.<knob>` and
 `pin_mode` through its standard parameter service, exactly as `ros2 param set` (or a control plane)
@@ -23,7 +23,7 @@ MODES = ('normal', 'low_power', 'low_bandwidth')
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog='schnitzel-stream control', description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='schnitzel-stream controller', description=__doc__.split('\n\n')[0])
     verbs = parser.add_subparsers(dest='action', required=True, metavar='ACTION')
     pin = verbs.add_parser('pin', help='hold a knob at a value')
     pin.add_argument('controller', help='node name of the controller, e.g. /site/ctl')

@@ -2,7 +2,7 @@
 
 Every record says why: the rule (or `operator`, `safe_mode`, `mode`), the metric values it saw,
 the knob's old and new value, and the guardrail that limited or refused it. The same dict goes to
-the JSONL log, the `~/decisions` topic and the run report (docs/control.md).
+the JSONL log, the `~/decisions` topic and the run report (docs/autonomic.md).
 """
 from __future__ import annotations
 

@@ -27,9 +27,9 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from schnitzel_stream_ros.control import decision as g
-from schnitzel_stream_ros.control.decision import Decision
-from schnitzel_stream_ros.control.spec import ControllerSpec, Knob, MetricRef, Rule
+from schnitzel_stream_ros.autonomic import decision as g
+from schnitzel_stream_ros.autonomic.decision import Decision
+from schnitzel_stream_ros.autonomic.spec import ControllerSpec, Knob, MetricRef, Rule
 
 #: Samples kept per metric for rate(...) (bounded; the rate spans the oldest to the newest of the
 #: configured window, `rate_window_sec`).
