@@ -25,6 +25,14 @@ PLUGINS = [
     'schnitzel_stream_ros.nodes.core.every_nth_sampler:EveryNthFrameSamplerNode',
     'SyntheticSource = schnitzel_stream_ros.nodes.core.synthetic_source:SyntheticSource',
     'McapReplaySource = schnitzel_stream_ros.nodes.core.mcap_replay:McapReplaySource',
+    # control loops (issue 13): cycle breakers, the camera rate gate, PID, a simulated plant, the controller
+    'Delay = schnitzel_stream_ros.nodes.control.delay:Delay',
+    'InitialValue = schnitzel_stream_ros.nodes.control.initial_value:InitialValue',
+    'RateGate = schnitzel_stream_ros.nodes.control.rate_gate:RateGate',
+    'PidController = schnitzel_stream_ros.nodes.control.pid:PidController',
+    'SimulatedLoadNode = schnitzel_stream_ros.nodes.control.simulated_load:SimulatedLoadNode',
+    'AutonomicController = schnitzel_stream_ros.nodes.control.autonomic_controller:AutonomicController',
+    'LatencyProbe = schnitzel_stream_ros.nodes.control.latency_probe:LatencyProbe',
     # vision sources and models
     'OpenCvVideoFileSource = schnitzel_stream_ros.nodes.vision.video_file:OpenCvVideoFileSource',
     'OpenCvRtspSource = schnitzel_stream_ros.nodes.vision.rtsp:OpenCvRtspSource',
@@ -112,6 +120,7 @@ setup(
         (f'share/{PACKAGE}', ['package.xml']),
         (f'share/{PACKAGE}/launch', sorted(glob('launch/*.py'))),
         (f'share/{PACKAGE}/config', sorted(glob('config/*.yaml'))),
+        (f'share/{PACKAGE}/config/examples', sorted(glob('config/examples/*.yaml'))),
         # the bundled person detector and its provenance note (nodes/compute/models.py finds them here)
         (f'share/{PACKAGE}/models', [*sorted(glob('models/*.onnx')), 'models/README.md']),
     ],

@@ -89,6 +89,8 @@ PROGRAMS: dict[str, tuple[str, str]] = {
                 'schnitzel_stream_ros.control.standalone'),
     'deadletter': ('inspect, re-drive or purge the dead letters of a durable queue (deadletter --help)',
                    'schnitzel_stream_ros.delivery.deadletter_cli'),
+    'controller': ("pin a controller's knob or mode, lift a pin, follow its decisions (controller --help)",
+                   'schnitzel_stream_ros.autonomic.cli'),
 }
 
 

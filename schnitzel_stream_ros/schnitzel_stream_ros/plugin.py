@@ -12,7 +12,7 @@ for; the registry refuses a plugin whose major differs from ours (see docs/plugi
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
@@ -51,7 +51,8 @@ class Port:
     description: str = ''
     #: Ports of other ROS types only: the plugin parameter naming the ROS topic of this port when the
     #: graph names none (an output the graph's `topics:` does not remap; an input without edges),
-    #: e.g. a /cmd_vel sink's `topic` or an e-stop input's `estop_topic`. Empty value = not wired.
+    #: e.g. a /cmd_vel sink's `topic`, an e-stop input's `estop_topic`, a controller's `/diagnostics`.
+    #: Empty value = not wired.
     topic_param: str = ''
 
     def __post_init__(self) -> None:
@@ -136,8 +137,27 @@ class Param:
         return value
 
 
+#: Answer of a remote parameter call: (value or None, error text or None).
+ParamDone = Callable[[Any, 'str | None'], None]
+
+
+class RemoteParameters(Protocol):
+    """Parameters of other nodes, the way an operator reaches them (`ros2 param get/set`): the only
+    way a plugin acts on another node. `node` is a node name, relative to the plugin's namespace or
+    absolute. Both calls return at once; `done(value, error)` runs later on the plugin's own thread
+    (error None: success; `set` answers with the value that was set)."""
+
+    def get(self, node: str, name: str, done: ParamDone) -> None: ...
+
+    def set(self, node: str, name: str, value: Any, done: ParamDone) -> None: ...
+
+
 class PluginContext(Protocol):
-    """What the runtime gives a plugin: its identity, parameters, logger, outputs and counters."""
+    """What the runtime gives a plugin: its identity, parameters, logger, outputs and counters.
+
+    `parameters` is a RemoteParameters (None where the run mode has none, e.g. a unit test's
+    SimpleContext without one).
+    """
 
     node_id: str
     params: Mapping[str, Any]
@@ -153,6 +173,9 @@ class PluginContext(Protocol):
     def count(self, name: str, n: int = 1) -> None: ...
 
     def gauge(self, name: str, value: float) -> None: ...
+
+    @property
+    def parameters(self) -> RemoteParameters | None: ...
 
     # optional (a context without them: no checkpoints, DEFAULT_STATE_MAX_KEYS)
     # def checkpoint(self) -> None: ...   make the plugin's state durable now (Plugin.checkpoint)
@@ -190,6 +213,9 @@ class Plugin:
     #: when packets stop coming (a robot command that goes stale). Override tick_period() when a
     #: parameter decides it. The deterministic engine has no clock of its own and never ticks.
     TICK_SEC: ClassVar[float | None] = None
+    #: Nodes that may close a cycle (graph kind `delay` or `initial`): only a plugin declaring it
+    #: here holds packets back or seeds the loop, so the validator admits a cycle only through it.
+    CYCLE_KIND: ClassVar[str | None] = None
 
     def __init__(self, ctx: PluginContext) -> None:
         self.ctx = ctx
@@ -228,6 +254,14 @@ class Plugin:
             else:
                 outputs.extend(out)
         return outputs
+
+    def on_start(self) -> None:
+        """Optional: the graph starts running (every node is wired; sources begin at this moment).
+
+        Called once, on the node's own thread, before its first packet; it may emit (an
+        InitialValue seeds its loop here). Not called again for an instance that replaces a running
+        one (hot-replace): the graph is already running.
+        """
 
     def on_params(self, changed: Mapping[str, Any]) -> None:
         """Dynamic parameters changed at run time (already validated); `self.params` is updated."""
@@ -358,6 +392,13 @@ class Plugin:
         return {p.name: p for p in cls.PARAMS}
 
     @classmethod
+    def runtime_params(cls, params: Mapping[str, Any]) -> tuple[Param, ...]:
+        """Dynamic parameters that exist only on the running node, named after the configuration
+        (a controller's `pin.<knob>`): never in a graph file, settable with `ros2 param set`, and
+        delivered to on_params like any dynamic parameter. Each must be `dynamic` and optional."""
+        return ()
+
+    @classmethod
     def input_port(cls, name: str) -> Port | None:
         return next((p for p in cls.INPUTS if p.name == name), None)
 
@@ -384,6 +425,7 @@ class SimpleContext:
     #: what `checkpoint()` recorded: the plugin's snapshot_state() each time (set `plugin` first)
     checkpoints: list[Any] = field(default_factory=list)
     plugin: Any = None
+    parameters: RemoteParameters | None = None
 
     def __post_init__(self) -> None:
         if self.logger is None:

@@ -17,6 +17,7 @@ file; on restart it is due again (leases live in memory). That is the whole loss
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -144,7 +145,13 @@ class Forwarder:
         self._enqueue_rate = RateMeter()
         self._deliver_rate = RateMeter()
 
+    def set_batch_size(self, batch_size: int) -> None:
+        """A new claim size from the next claim on (a live knob): the workers read the config per
+        claim, and replacing it is one reference assignment."""
+        self.config = dataclasses.replace(self.config, batch_size=batch_size)
+
     # -- lifecycle ---------------------------------------------------------------------------
+
     def start(self) -> Forwarder:
         if self._threads:
             return self

@@ -178,6 +178,7 @@ class _Validator:
             return self.stopped()
         self.check_flow(ends)
         delivery = self.check_delivery(ends)
+        self.check_cycle_delivery(ends, delivery)
         self.check_topics()
         self.check_required_inputs(ends)
         if self.errors or self.incomplete:
@@ -250,7 +251,15 @@ class _Validator:
         kind = node.kind or NodeKind(role.value)
         if node.kind is None and role is Role.SINK and node.id in self.edge_sources:
             kind = NodeKind.NODE
+        cycle_kind = getattr(info.cls, 'CYCLE_KIND', None)
+        if node.kind is None and cycle_kind in (NodeKind.DELAY, NodeKind.INITIAL):
+            kind = NodeKind(cycle_kind)
         self.kinds[node.id] = kind
+        if kind.breaks_cycles and cycle_kind != kind:
+            self.node_error(node, f'kind {str(kind)!r} but plugin {info.display_name} does not '
+                            f'{"hold packets back" if kind is NodeKind.DELAY else "seed a loop"} '
+                            f"(use {'Delay' if kind is NodeKind.DELAY else 'InitialValue'})", 'kind-role')
+            return False
         if kind is NodeKind.SOURCE and role is not Role.SOURCE:
             self.node_error(node, f"kind 'source' but plugin {info.display_name} is not a source "
                             f'(role {role})', 'kind-role')
@@ -508,6 +517,23 @@ class _Validator:
                         message = f'closes a cycle (strict mode): {text}{hint}'
                     self.edge_error(edge, message, 'cycle')
 
+    def check_cycle_delivery(self, ends: list[_EdgeEnds],
+                             delivery: Mapping[PortKey, tuple[Reliability, int, Overflow, int]]) -> None:
+        """No `block` inbox inside a cycle: two nodes of a loop could each wait for the other's room."""
+        if not self.spec.allow_cycles:
+            return  # no cycles at all (check_cycles)
+        blocking = [e for e in ends if delivery.get((e.edge.dst, e.dst_port), (None, 0, None))[2]
+                    is Overflow.BLOCK]
+        if not blocking:
+            return
+        component = _strong_components(self.nodes, [e.edge for e in ends])
+        for end in blocking:
+            edge = end.edge
+            if component[edge.src] == component[edge.dst]:
+                self.edge_error(edge, "inbox overflow 'block' inside a cycle could deadlock (the loop's "
+                                'nodes would wait for each other); use drop_new or drop_oldest',
+                                'cycle-block')
+
     def _breaks(self, node_id: str) -> bool:
         node = self.nodes[node_id]
         kind = self.kinds.get(node_id) or node.kind
@@ -709,6 +735,45 @@ class _Validator:
                 overflow=overflow, inbox_max=inbox_max, position=end.edge.position, drop_weights=weights,
             ))
         return ValidatedGraph(self.spec, tuple(nodes), tuple(edges), tuple(self.warnings))
+
+
+def _strong_components(nodes: Mapping[str, Any], edges: list[EdgeSpec]) -> dict[str, int]:
+    """Node id -> number of its strongly connected component (Kosaraju, iterative: graphs from
+    outside may be deep enough to overflow a recursive walk)."""
+    forward: dict[str, list[str]] = {n: [] for n in nodes}
+    backward: dict[str, list[str]] = {n: [] for n in nodes}
+    for edge in edges:
+        forward[edge.src].append(edge.dst)
+        backward[edge.dst].append(edge.src)
+    finished: list[str] = []
+    seen: set[str] = set()
+    for root in nodes:
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, iter(forward[root]))]
+        while stack:
+            node_id, successors = stack[-1]
+            for nxt in successors:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, iter(forward[nxt])))
+                    break
+            else:
+                stack.pop()
+                finished.append(node_id)
+    component: dict[str, int] = {}
+    for number, root in enumerate(reversed(finished)):
+        if root in component:
+            continue
+        component[root] = number
+        todo = [root]
+        while todo:
+            for prev in backward[todo.pop()]:
+                if prev not in component:
+                    component[prev] = number
+                    todo.append(prev)
+    return component
 
 
 def _cycle_text(cycle: list[str], shown: int = 6) -> str:

@@ -213,6 +213,8 @@ class _EdgeMemory:
 class _ContainerMemory:
     transport_failures: _Increase = field(default_factory=_Increase)
     warnings: _Increase = field(default_factory=_Increase)
+    cpu_sec: float = 0.0  # process CPU time at the previous sample
+    cpu_at: float | None = None
 
 
 def _rate(now_value: float, before: float, now: float, then: float | None) -> float | None:
@@ -231,8 +233,10 @@ class HealthMonitor:
         self._edges: dict[tuple[str, str, str], _EdgeMemory] = {}
         self._self = _ContainerMemory()
 
-    def update(self, now: float, snapshot: Mapping[str, Any], views: Mapping[str, NodeView]) -> Health:
-        """One sample: `now` from a monotonic clock, `snapshot` from Container.snapshot()."""
+    def update(self, now: float, snapshot: Mapping[str, Any], views: Mapping[str, NodeView],
+               cpu_sec: float | None = None) -> Health:
+        """One sample: `now` from a monotonic clock, `snapshot` from Container.snapshot(), `cpu_sec`
+        the process's CPU time (time.process_time(): all its threads), for `cpu_percent`."""
         state = snapshot.get('state', {})
         source_end: Mapping[str, str] = state.get('source_end', {})
         edges_by_dst: dict[str, list[Mapping[str, Any]]] = {}
@@ -259,10 +263,12 @@ class HealthMonitor:
             node_statuses.append(status)
         for gone in set(self._nodes) - set(nodes):  # unloaded nodes: forget them (bounded memory)
             del self._nodes[gone]
-        return Health([self._container_health(now, snapshot, nodes), *node_statuses], edge_statuses)
+        container = self._container_health(now, snapshot, nodes, cpu_sec)
+        return Health([container, *node_statuses], edge_statuses)
 
     # -- container ------------------------------------------------------------------------------
-    def _container_health(self, now: float, snapshot: Mapping[str, Any], nodes: Mapping[str, Any]) -> Status:
+    def _container_health(self, now: float, snapshot: Mapping[str, Any], nodes: Mapping[str, Any],
+                          cpu_sec: float | None = None) -> Status:
         rules = self.rules
         state = snapshot.get('state', {})
         transport = snapshot.get('transport', {})
@@ -296,9 +302,19 @@ class HealthMonitor:
             ('fatal_errors', len(fatal)),
             ('warnings', len(warnings)),
             ('budget_used', state.get('budget_used', 0)),
+            # the process's CPU over the last period, in % of one core (a controller's metric)
+            ('cpu_percent', self._cpu_percent(now, cpu_sec)),
             *((f'transport.{k}', v) for k, v in sorted(transport.items())),
         ]
         return Status(self.container, level, message, self.container, tuple((k, fmt(v)) for k, v in values))
+
+    def _cpu_percent(self, now: float, cpu_sec: float | None) -> float | None:
+        memory = self._self
+        if cpu_sec is None:
+            return None
+        rate = _rate(cpu_sec, memory.cpu_sec, now, memory.cpu_at)
+        memory.cpu_sec, memory.cpu_at = cpu_sec, now
+        return None if rate is None else round(rate * 100.0, 1)
 
     # -- nodes ----------------------------------------------------------------------------------
     def _node_health(

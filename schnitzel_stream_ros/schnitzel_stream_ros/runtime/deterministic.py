@@ -16,6 +16,12 @@ token, so tokens and waiting packets always match and the drain is breadth-first
 
 A plugin exception or an `error` overflow ends the run with status error (upstream raised); the
 live mode (runtime/container.py) survives plugin exceptions instead.
+
+Cycles (through Delay/InitialValue nodes, graph/validate.py): after setup every non-source node's
+on_start() runs in declaration order (an InitialValue emits its seed) and that work is drained
+before the first pull. A Delay holds packets back, so one pull's work ends; a cycle whose packets
+keep circulating anyway (a pass-through InitialValue around a node that always answers) ends the
+run with an error after CYCLE_HANDOFF_LIMIT hand-offs in one drain instead of spinning for ever.
 """
 
 from __future__ import annotations
@@ -35,10 +41,13 @@ from schnitzel_stream_ros.observability.snapshot import runtime_snapshot
 from schnitzel_stream_ros.packet import StreamPacket
 from schnitzel_stream_ros.plugin import Role
 from schnitzel_stream_ros.runtime.inbox import Inbox, Offer
+from schnitzel_stream_ros.runtime.local_parameters import LocalParameters
 from schnitzel_stream_ros.runtime.plugin_host import DeliveryError, PluginError, PluginHost
 from schnitzel_stream_ros.state.blackboard import start_of_graph
 
 ENGINE_NAME = 'deterministic'
+#: Most hand-offs one drain may take in a graph with cycles (see the module docstring).
+CYCLE_HANDOFF_LIMIT = 1_000_000
 
 
 @dataclass
@@ -96,6 +105,7 @@ class DeterministicEngine:
         spec = graph.spec.blackboard
         board = None if spec is None else (spec, graph.spec.namespace)
         start_of_graph(spec and spec.path, spec is None or spec.persist)
+        self.cyclic = any(node.kind.breaks_cycles for node in graph.nodes)
         for node in graph.nodes:
             role = Role(node.plugin_cls.ROLE)
             self.hosts[node.id] = PluginHost(
@@ -110,6 +120,9 @@ class DeterministicEngine:
                 state_node=('' if node.namespace == '/' else node.namespace) + '/' + node.id,
                 blackboard=board,
             )
+        parameters = LocalParameters(self.hosts)  # a controller's knobs (plugin.RemoteParameters)
+        for host in self.hosts.values():
+            host.parameters = parameters
         for spec in (s for node in graph.nodes for s in graph.inputs_of(node.id)):
             self.inputs[(spec.node, spec.port)] = _Input(
                 self.hosts[spec.node],
@@ -146,9 +159,16 @@ class DeterministicEngine:
     def _drain(self) -> None:
         fifo = self._fifo
         clock = time.perf_counter_ns
+        budget = CYCLE_HANDOFF_LIMIT if self.cyclic else -1
         while fifo:
             if self.stop_event.is_set():
                 return
+            budget -= 1
+            if budget == -1:  # never reached without cycles (the budget starts below zero)
+                raise DeliveryError(
+                    f'packets keep circulating in a cycle: over {CYCLE_HANDOFF_LIMIT} hand-offs in one '
+                    f"drain, last into '{fifo[0].inbox.label}' (does the cycle pass a Delay?)"
+                )
             dst = fifo.popleft()
             item = dst.inbox.pop()
             if item is None:
@@ -169,6 +189,10 @@ class DeterministicEngine:
             for host in self.hosts.values():
                 started.append(host)
                 host.setup()
+            for host in self.hosts.values():
+                if not host.is_source:
+                    host.start()
+            self._drain()
             stop_reason = self._pull_loop(t0)
         except (PluginError, DeliveryError) as exc:
             errors.append(str(exc))

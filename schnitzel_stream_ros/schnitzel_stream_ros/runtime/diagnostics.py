@@ -109,7 +109,7 @@ class DiagnosticsPublisher:
                 node.get_name(): node_view(node, container.started, self.rules.stall_sec)
                 for node in container.plugin_nodes()
             }
-            health = self.monitor.update(time.monotonic(), snapshot, views)
+            health = self.monitor.update(time.monotonic(), snapshot, views, time.process_time())
             stamp = container.node.get_clock().now().to_msg()
             self.publisher.publish(to_message(health.statuses, stamp))
             if health.edges:

@@ -439,13 +439,13 @@ def _input_wiring(
             and isinstance(params.get(port.topic_param), str)
             and params[port.topic_param]
         ):
-            topics = (params[port.topic_param],)  # e.g. an e-stop input: the topic its parameter names
+            topics = (params[port.topic_param],)  # e.g. an e-stop input, a controller's /diagnostics
         else:
             continue  # not connected: the port stays idle
         for topic in topics:
             problem = topic_problem(topic)
-            if problem or (not topic.startswith('/') and topic not in (params.get('topic'),
-                                                                       params.get(port.topic_param))):
+            named = (params.get('topic'), params.get(port.topic_param) if port.topic_param else None)
+            if problem or (not topic.startswith('/') and topic not in named):
                 raise LoadError(f'{where}: topic {topic!r} must be an absolute ROS topic name')
         wiring[name] = InputWiring(
             port=port,

@@ -47,12 +47,13 @@ def _unconnected(_packet: StreamPacket) -> None:
 class NodeContext:
     """The PluginContext the runtime gives a plugin (see plugin.PluginContext)."""
 
-    __slots__ = ('_host', 'logger', 'node_id', 'params', 'state_max_keys', 'stop_event')
+    __slots__ = ('_host', 'logger', 'node_id', 'parameters', 'params', 'state_max_keys', 'stop_event')
 
     def __init__(
         self, host: PluginHost, params: dict[str, Any], logger: Any, stop_event: threading.Event
     ) -> None:
         self._host = host
+        self.parameters: Any = host.parameters  # RemoteParameters of the run mode (plugin.py), or None
         self.node_id = host.node_id
         self.params = params
         self.logger = PluginLog(logger)  # any level from any call site, also on rclpy's logger
@@ -114,6 +115,8 @@ class PluginHost:
         self.is_source = is_source
         self.metrics = NodeMetrics(node_id, is_source, is_sink)
         self.stop_event = stop_event or threading.Event()
+        #: other nodes' parameters (plugin.RemoteParameters), set by the run mode before setup()
+        self.parameters: Any = None
         _inputs, outputs = plugin_cls.ports_for(params)  # a router's ports depend on its routes
         self._routes: dict[str, Route] = {port.name: _unconnected for port in outputs}
         self.ctx = NodeContext(
@@ -148,6 +151,7 @@ class PluginHost:
             # secret references (${secret:NAME}) become values here, in the container process:
             # the ROS parameters and launch files only ever hold the reference (graph/secrets.py)
             self.ctx.params.update(resolve_secrets(self.ctx.params))
+            self.ctx.parameters = self.parameters
             self.plugin = self.plugin_cls(self.ctx)
             self.plugin.setup()
         except Exception as exc:
@@ -210,6 +214,21 @@ class PluginHost:
         """The age of the last checkpoint, for a snapshot taken now."""
         if self.checkpoints is not None:
             self.checkpoints.refresh()
+
+    def start(self) -> None:
+        """The graph starts: the plugin's on_start() (it may emit, e.g. a loop's seed value)."""
+        with self._call_lock:
+            plugin = self.plugin
+            if plugin is None or self.closed:
+                return  # closed before the graph started: nothing to start
+            try:
+                plugin.on_start()
+            except (PluginError, DeliveryError):
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"node '{self.node_id}': on_start() failed: {type(exc).__name__}: {exc}"
+                ) from exc
 
     def close(self, wait_sec: float = 0.0) -> bool:
         """Run the plugin's close() once (also after errors); errors name the node.

@@ -55,6 +55,7 @@ from schnitzel_stream_ros.runtime.load_spec import LoadError, NodeLoadSpec
 from schnitzel_stream_ros.runtime.mailbox import Mailbox
 from schnitzel_stream_ros.runtime.node_restart import NodeRestarts
 from schnitzel_stream_ros.runtime.plugin_host import DeliveryError, PluginError, PluginHost
+from schnitzel_stream_ros.runtime.ros_parameters import RosParameters
 from schnitzel_stream_ros.runtime.ros_params import (
     check_change,
     declare_parameters,
@@ -80,6 +81,15 @@ PAUSE_TIMEOUT_SEC = 2.0
 SHUTDOWN_DRAIN_SEC = 2.0
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
+
+
+def _full_schema(spec: NodeLoadSpec) -> dict[str, Any]:
+    """The plugin's parameters plus those that exist only on the running node (Plugin.runtime_params)."""
+    schema: dict[str, Any] = dict(spec.plugin_cls.param_schema())
+    for param in spec.plugin_cls.runtime_params(spec.params):
+        if param.dynamic and not param.required and param.name not in schema:
+            schema[param.name] = param
+    return schema
 
 
 def qos_profile(reliability: Reliability, depth: int) -> QoSProfile:
@@ -162,9 +172,10 @@ class PluginNode(LifecycleNode):
         try:
             if spec.log_level:
                 self.get_logger().set_level(LoggingSeverity(spec.log_level))
-            schema = spec.plugin_cls.param_schema()
+            schema = self._schema = _full_schema(spec)
             given = {k: v for k, v in spec.ros_params.items() if k in schema or is_reserved_param(k)}
             declare_parameters(self, schema, spec.params, given)
+            self.host.parameters = RosParameters(self, self._post_to_plugin)
             self.add_on_set_parameters_callback(self._check_params)
             self.add_post_set_parameters_callback(self._params_changed)
         except ValueError as exc:
@@ -383,13 +394,13 @@ class PluginNode(LifecycleNode):
     def _check_params(self, params: list[Parameter]) -> Any:
         if self._redeclaring:
             return SetParametersResult(successful=True)
-        result, _ = check_change(self.spec.plugin_cls.param_schema(), params)
+        result, _ = check_change(self._schema, params)
         return result
 
     def _params_changed(self, params: list[Parameter]) -> None:
         if self._redeclaring:
             return
-        _, changed = check_change(self.spec.plugin_cls.param_schema(), params)
+        _, changed = check_change(self._schema, params)
         if not changed:
             return
         self._dynamic_changes.update(changed)
@@ -462,6 +473,7 @@ class PluginNode(LifecycleNode):
         self.restarts.reset(spec.restart)
         old_schema = self.spec.plugin_cls.param_schema()
         self.spec = spec
+        self._schema = _full_schema(spec)
         self._redeclaring = True
         try:
             given = {k: v for k, v in spec.ros_params.items() if not is_reserved_param(k)}
@@ -594,9 +606,11 @@ class PluginNode(LifecycleNode):
         self.configured = True
 
     def _activate(self, on_source_done: Callable[[SourceWorker], None] | None = None) -> None:
-        if not self.workers_started:
+        first = not self.workers_started  # the first activation of this configured instance
+        if first:
             self.workers_started = True
             if self.mailbox.inboxes:
+                self.mailbox.post(self._on_start)  # on the node's own thread, before its first packet
                 self.input_worker = InputWorker(
                     self.host,
                     self.mailbox,
@@ -614,6 +628,8 @@ class PluginNode(LifecycleNode):
                 )
         self.refresh_outputs()
         self.gate.open()
+        if first and not self.mailbox.inboxes and self.spec.role is not Role.SOURCE:
+            self._on_start()  # no inputs, no worker thread: nothing else calls this plugin
         for worker in (self.input_worker, self.source_worker, self.ticker):
             if worker is not None and worker.thread.ident is None:
                 worker.start()
@@ -656,6 +672,27 @@ class PluginNode(LifecycleNode):
             self.destroy_publisher(port.publisher)
         self.outputs = []
         self.subscribers = []
+
+    def _post_to_plugin(self, call: Callable[[], None]) -> None:
+        """Run `call` on the plugin's own thread (answers of remote parameter calls)."""
+        def run() -> None:
+            try:
+                call()
+            except Exception as exc:  # the plugin's callback raised: its error, not the container's
+                self.on_warning(f"node '{self.get_name()}': {type(exc).__name__}: {exc}")
+
+        if self.input_worker is not None:
+            self.mailbox.post(run)
+        else:
+            run()  # no worker thread: nothing else calls this plugin
+
+    def _on_start(self) -> None:
+        try:
+            self.host.start()
+        except PluginError as exc:
+            self.on_warning(str(exc))
+        except DeliveryError as exc:
+            self.on_fatal(str(exc))
 
     def refresh_outputs(self) -> None:
         for port in self.outputs:

@@ -99,6 +99,10 @@ def check_change(
             return SetParametersResult(
                 successful=False, reason=f"parameter '{p.name}' is read-only while the node runs"
             ), {}
+        unset = isinstance(p.value, str) and p.value.strip().lower() in ('', 'none', 'null')
+        if spec.default is None and unset:
+            changed[p.name] = None  # an optional parameter back to "not set" (e.g. a lifted pin)
+            continue
         try:
             value = decode_param_value(p.value, spec.type)
             changed[p.name] = spec.check(value)

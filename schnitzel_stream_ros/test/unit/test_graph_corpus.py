@@ -28,9 +28,11 @@ ENV = {'SCHNITZEL_TEST_SOURCE_ID': 'cam42'}
 
 
 def core_registry() -> PluginRegistry:
-    """Installed entry points of this package's core plugins only (deterministic corpus)."""
+    """Installed entry points of this package's core plugins only (deterministic corpus), with the
+    cycle breakers (Delay, InitialValue) that the cycle rules name."""
     installed = PluginRegistry(TEST_ALLOWLIST).entry_points
-    core = {n: t for n, t in installed.items() if t.startswith('schnitzel_stream_ros.nodes.core.')}
+    core = {n: t for n, t in installed.items()
+            if t.startswith('schnitzel_stream_ros.nodes.core.') or n in ('Delay', 'InitialValue')}
     assert len(core) >= 10, f'core plugins are not registered (run scripts/bootstrap): {core}'
     return PluginRegistry(TEST_ALLOWLIST, entry_points=core)
 

@@ -87,7 +87,7 @@ config: {allow_cycles: %s}
 nodes:
   - {id: src, plugin: StaticSource}
   - {id: a, plugin: Identity}
-  - {id: d, kind: delay, plugin: Identity}
+  - {id: d, kind: delay, plugin: Delay}
 edges:
   - {from: src, to: a}
   - {from: a, to: d}

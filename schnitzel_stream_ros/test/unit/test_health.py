@@ -282,6 +282,19 @@ def test_unloaded_nodes_and_edges_are_forgotten(monitor):
     assert monitor._nodes == {} and monitor._edges == {}
 
 
+def test_container_reports_process_cpu_over_the_last_period(monitor):
+    snapshot = runtime_snapshot('vision', [], [])
+
+    def cpu(now: float, cpu_sec: float | None) -> str:
+        values = dict(monitor.update(now, snapshot, {}, cpu_sec).statuses[0].values)
+        return values['cpu_percent']
+
+    assert cpu(0.0, 10.0) == ''  # no period yet
+    assert cpu(2.0, 11.0) == '50'  # 1 s of CPU in 2 s: half a core
+    assert cpu(3.0, 12.5) == '150'  # two threads busy: more than one core
+    assert cpu(4.0, None) == ''  # not measured
+
+
 def test_decide_and_fmt():
     assert decide([]) == (OK, 'OK')
     assert decide([(WARN, 'a'), (ERROR, 'b'), (ERROR, 'c')]) == (ERROR, 'b; c')

@@ -35,6 +35,7 @@ def test_share_has_launch_config_and_manifest():
     assert (share / 'package.xml').is_file()
     assert (share / 'launch').is_dir()
     assert (share / 'config').is_dir()
+    assert (share / 'config' / 'examples' / 'pid_fps.yaml').is_file()  # the control loop example
 
 
 def test_executables_are_where_ros2_run_looks():

@@ -127,3 +127,11 @@ def test_bad_start_ts_names_the_parameter(clip):
     ctx = SimpleContext('cam0', params)
     with pytest.raises(ValueError, match=r"parameter 'start_ts': ts: not an ISO-8601 time"):
         OpenCvVideoFileSource(ctx).setup()
+
+
+def test_rate_and_resolution_knobs_skip_and_shrink_by_file_time(clip):
+    packets, ctx = run_source(path=str(clip), start_ts=START, fps=5.0, resolution_scale=0.5)
+    assert [p.meta['frame_idx'] for p in packets] == [0, 2, 4]  # 10 fps file, 5 fps kept
+    assert ctx.counters['frames_skipped_total'] == 3
+    assert packets[0].payload.shape == (24, 32, 3)
+    assert [p.meta['idempotency_key'] for p in packets] == ['frame:cam0:0', 'frame:cam0:2', 'frame:cam0:4']

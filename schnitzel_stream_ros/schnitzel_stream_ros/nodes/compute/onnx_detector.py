@@ -79,8 +79,8 @@ class OnnxDetectorNode(Plugin):
         Param('decoder', str, 'ssd', choices=DECODERS, description='output format: ssd | yolov8'),
         Param('input_size', list, None, description='model input [width, height] or [size] '
               '(default: from the model, else 300 for ssd and 640 for yolov8)'),
-        Param('conf', float, None, min=0.0, max=1.0,
-              description='score threshold (default 0.5 for ssd, 0.25 for yolov8)'),
+        Param('conf', float, None, min=0.0, max=1.0, dynamic=True,
+              description='score threshold (default 0.5 for ssd, 0.25 for yolov8); a knob: settable live'),
         Param('iou', float, 0.45, min=0.0, max=1.0, description='NMS IoU threshold (yolov8)'),
         Param('max_det', int, 100, min=1, description='most detections per frame'),
         Param('classes', list, None, description='keep only these class ids'),
@@ -142,6 +142,11 @@ class OnnxDetectorNode(Plugin):
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
             raise ValueError(f"{where}: parameter 'classes': expected a list of class ids, got {raw!r}")
         return frozenset(raw)
+
+    def on_params(self, changed: Mapping[str, Any]) -> None:
+        if 'conf' in changed:  # the next frame is scored with it; None: the decoder's default again
+            conf = changed['conf']
+            self.detector.conf = conf if conf is not None else _DEFAULT_CONF[self.params['decoder']]
 
     def process(self, packet: StreamPacket, port: str = DEFAULT_INPUT) -> None:
         frame = as_bgr(frame_of(packet, self.node_id))

@@ -46,7 +46,8 @@ class DurableForwarderSink(Plugin):
         *HTTP_PARAMS,
         *BACKOFF_PARAMS,
         Param('concurrency', int, 4, 'parallel connections to the backend', min=1, max=64),
-        Param('batch_size', int, 128, 'rows claimed (and settled in one transaction) at a time', min=1),
+        Param('batch_size', int, 128, 'rows claimed (and settled in one transaction) at a time; a knob: '
+              'settable live', min=1, max=100_000, dynamic=True),
         Param('lease_sec', float, 60.0, 'a claimed row not settled within this is sent again', min=1.0),
         Param(
             'max_attempts', int, 0, 'failed attempts before an event becomes a dead letter (0 = never)', min=0
@@ -103,6 +104,10 @@ class DurableForwarderSink(Plugin):
         if backlog:
             self.log.info(f'node {self.node_id}: {backlog} events from before the start are being delivered')
         self._gauges = GaugeReporter(self.node_id, self.forwarder.metrics, self.gauge).start()
+
+    def on_params(self, changed: Mapping[str, Any]) -> None:
+        if 'batch_size' in changed and self.forwarder is not None:
+            self.forwarder.set_batch_size(changed['batch_size'])
 
     def process(self, packet: StreamPacket, port: str = 'in') -> StreamPacket | None:
         assert self.queue is not None, 'setup() was not called'

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from schnitzel_stream_ros.nodes.vision.frame_knobs import FRAME_KNOB_PARAMS, FrameThrottle
 from schnitzel_stream_ros.nodes.vision.frames import frame_packet
 from schnitzel_stream_ros.nodes.vision.live_capture import LiveCapture, Opener, ReconnectPolicy
 from schnitzel_stream_ros.nodes.vision.video_file import FRAME_OUTPUT
@@ -36,6 +37,7 @@ def live_params(backoff_sec: float, backoff_max_sec: float) -> tuple[Param, ...]
         Param('timeout_sec', float, 5.0, min=0.1,
               description='stall watchdog: reconnect when no frame arrived for this long'),
         Param('open_timeout_sec', float, 3.0, min=0.1, description='connection (open) timeout'),
+        *FRAME_KNOB_PARAMS,
     )
 
 
@@ -84,12 +86,19 @@ class LiveCameraSource(Plugin):
         max_frames: int = self.params['max_frames']
         extra = self.extra_meta()
         frame_idx = 0
+        throttle = FrameThrottle()
         while not self.stopping:
             capture = self._new_capture()
             with self._lock:
                 self._capture = capture
             try:
                 for got in capture.frames():
+                    if not throttle.keep(got.wall_time, self.params['fps']):  # dynamic: read every time
+                        self.count('frames_skipped_total')
+                        frame_idx += 1
+                        if max_frames and frame_idx >= max_frames:
+                            return
+                        continue
                     meta = {
                         MetaKey.FRAME_IDX: frame_idx,
                         MetaKey.EPOCH: got.epoch,
@@ -97,7 +106,8 @@ class LiveCameraSource(Plugin):
                         **extra,
                     }
                     ts = format_ts_from_epoch(got.wall_time)
-                    yield frame_packet(self.source_id, got.frame, ts, meta)
+                    frame = throttle.scale(got.frame, self.params['resolution_scale'])
+                    yield frame_packet(self.source_id, frame, ts, meta)
                     frame_idx += 1
                     if max_frames and frame_idx >= max_frames:
                         return

@@ -18,6 +18,7 @@ from typing import Any
 
 import cv2
 
+from schnitzel_stream_ros.nodes.vision.frame_knobs import FRAME_KNOB_PARAMS, FrameThrottle
 from schnitzel_stream_ros.nodes.vision.frames import frame_packet
 from schnitzel_stream_ros.packet import (
     Kind,
@@ -47,6 +48,7 @@ class OpenCvVideoFileSource(Plugin):
         Param('max_frames', int, 0, min=0, description='stop after this many frames (0: no limit)'),
         Param('start_ts', str, None, description='ISO-8601 time of the first frame: deterministic ts'),
         Param('realtime', bool, False, description="pace frames at the file's frame rate"),
+        *FRAME_KNOB_PARAMS,  # fps (skipping by the file's own time: a replay skips the same frames), scale
     )
 
     def setup(self) -> None:
@@ -85,6 +87,7 @@ class OpenCvVideoFileSource(Plugin):
         pass_offset_ms = 0.0  # length of the passes already played (loop)
         last_pos_ms = 0.0
         t0 = time.monotonic()
+        throttle = FrameThrottle()
         while not self.stopping:
             ok, frame = self._cap.read()
             if not ok or frame is None:
@@ -103,6 +106,13 @@ class OpenCvVideoFileSource(Plugin):
                 delay = t0 + stream_ms / 1000.0 - time.monotonic()
                 if delay > 0 and self.ctx.stop_event.wait(delay):
                     return
+            if not throttle.keep(stream_ms / 1000.0, self.params['fps']):  # dynamic: read every frame
+                self.count('frames_skipped_total')
+                frame_idx += 1
+                if max_frames and frame_idx >= max_frames:
+                    return
+                continue
+            frame = throttle.scale(frame, self.params['resolution_scale'])
             ts = format_ts(self.start + timedelta(milliseconds=stream_ms)) if self.start else now_ts()
             meta = {
                 MetaKey.FRAME_IDX: frame_idx,

@@ -1,0 +1,1 @@
+"""Autonomic control: rules over metrics acting on knobs (dynamic parameters), with guardrails."""

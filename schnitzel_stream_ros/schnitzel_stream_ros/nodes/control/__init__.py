@@ -1,0 +1,1 @@
+"""Control loops: cycle breakers (Delay, InitialValue), a rate gate, a PID controller, a simulated plant."""
