@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO / 'schnitzel_stream_ros'))
 
 from schnitzel_stream_ros.delivery.backend import serve_in_thread  # noqa: E402
 from schnitzel_stream_ros.delivery.queue import DEFAULT_WAL_LIMIT_BYTES  # noqa: E402
+from schnitzel_stream_ros.observability.report import FAILURE_COUNTER_SUFFIXES  # noqa: E402
 from schnitzel_stream_ros.observability.timeline import TIMELINE_KEEP, TIMELINE_MAX_BYTES  # noqa: E402
 from schnitzel_stream_ros.testing import processes  # noqa: E402
 from schnitzel_stream_ros.testing.dds import lease_domain, localhost_env  # noqa: E402
@@ -228,9 +229,7 @@ def soak(graph: dict, out: Path, env: dict, duration: float, interval: float, ba
         'outcome': report.get('outcome'),
         'events_emitted': m.get('packets.source_emitted_total'),
         'warnings': report.get('warnings', [])[:3],
-        'failure_counters': {
-            k: v for k, v in m.items() if k.endswith(('failed_total', 'failures_total', 'refused_total')) and v
-        },
+        'failure_counters': {k: v for k, v in m.items() if k.endswith(FAILURE_COUNTER_SUFFIXES) and v},
         'series': {name: series(points) for name, points in sorted(samples.items())},
         'stderr_tail': stderr[-600:] if proc.returncode not in (0, 3) else '',
     }
