@@ -18,6 +18,7 @@ and the run ends `degraded` (exit 3: it had to hold back, it lost nothing).
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -183,5 +184,46 @@ def test_a_full_disk_holds_the_lane_back_and_nothing_is_lost(tmp_path, small_fs,
     conn = sqlite3.connect(queue)
     try:
         assert conn.execute('SELECT COUNT(*) FROM packets').fetchone()[0] == 0
+    finally:
+        conn.close()
+
+
+def test_a_stop_during_the_hold_ends_the_run_within_its_drain_timeout(tmp_path, small_fs, backend, ros_env):
+    """SIGTERM while the disk is full: the hold ends with the drain timeout, the run says `failed`
+    (the packets it held and those waiting in its inbox were not accepted) and counts each of them;
+    everything accepted is in the intact queue file."""
+    backend.set_control(mode='5xx', status=503)
+    fill(small_fs, leave_free_bytes=1 * MB, name='recordings.bin')
+    queue = small_fs / 'queue.db'
+    report_path = tmp_path / 'report.json'
+    cmd = [
+        sys.executable, '-m', 'schnitzel_stream_ros', 'run',
+        str(_graph(tmp_path, queue, backend.url + '/events', frames=False)),
+        '--report-json', str(report_path), '--drain-timeout', '3',
+    ]  # fmt: skip
+    proc = processes.start(cmd, ros_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        stderr = _Lines(proc.stderr)
+        assert stderr.wait_for('holding', 90), f'the disk never filled:\n{stderr.tail()}'
+        time.sleep(1.0)
+        t_signal = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        stopped_after = time.monotonic() - t_signal
+    finally:
+        processes.stop(proc)
+    assert stopped_after < 15, f'took {stopped_after:.1f} s to stop'
+    report = json.loads(report_path.read_text())
+    m = report['metrics']
+    assert proc.returncode == 1 and report['outcome'] == 'failed', stderr.tail()
+    assert report['stop_reason'] == 'signal SIGTERM'
+    accepted, refused = m['node.q.accepted_total'], m['node.q.refused_total']
+    assert refused > 0 and report['lost']['refused'] == refused
+    # every packet the source emitted is accepted, or counted as refused (held) or dropped (waiting)
+    assert m['node.src.produced'] == accepted + refused + m['packets.dropped_total']
+    assert _integrity(queue) == 'ok'
+    conn = sqlite3.connect(queue)
+    try:
+        assert conn.execute('SELECT COUNT(*) FROM packets').fetchone()[0] == accepted
     finally:
         conn.close()
