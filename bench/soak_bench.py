@@ -151,9 +151,9 @@ def queue_depth(db: Path) -> int | None:
     return int(row[0]) if row else None
 
 
-def slope_per_min(points: list[tuple[float, float]]) -> float | None:
-    """Least-squares slope (units per minute) of (t_sec, value) after a 20 % warm-up."""
-    points = points[len(points) // 5 :]
+def slope_per_min(points: list[tuple[float, float]], warmup: float = 0.2) -> float | None:
+    """Least-squares slope (units per minute) of (t_sec, value) after a warm-up share of the samples."""
+    points = points[int(len(points) * warmup) :]
     if len(points) < 3:
         return None
     n = len(points)
@@ -165,13 +165,17 @@ def slope_per_min(points: list[tuple[float, float]]) -> float | None:
     return round(60.0 * sum((t - mt) * (v - mv) for t, v in points) / var, 3)
 
 
-def series(points: list[tuple[float, float]]) -> dict:
+def series(points: list[tuple[float, float]], duration: float) -> dict:
+    """Figures of one sampled series; `slope_last_third_per_min` is the steady state after the
+    outage (the middle third), where a leak shows without the backlog's own growth and drain."""
     values = [v for _, v in points]
+    last_third = [(t, v) for t, v in points if t >= 2 * duration / 3]
     return {
         'start': values[0] if values else None,
         'end': values[-1] if values else None,
         'max': max(values) if values else None,
         'slope_per_min': slope_per_min(points),
+        'slope_last_third_per_min': slope_per_min(last_third, warmup=0.0),
     }
 
 
@@ -197,6 +201,9 @@ def soak(graph: dict, out: Path, env: dict, duration: float, interval: float, ba
     try:
         while proc.poll() is None:
             t = time.monotonic() - t0
+            if t > duration - interval:  # the run is ending: shutdown is no steady state
+                time.sleep(interval)
+                continue
             if backend is not None:
                 wanted = 'down' if outage[0] <= t < outage[1] else 'up'
                 if wanted != state:
@@ -230,7 +237,7 @@ def soak(graph: dict, out: Path, env: dict, duration: float, interval: float, ba
         'events_emitted': m.get('packets.source_emitted_total'),
         'warnings': report.get('warnings', [])[:3],
         'failure_counters': {k: v for k, v in m.items() if k.endswith(FAILURE_COUNTER_SUFFIXES) and v},
-        'series': {name: series(points) for name, points in sorted(samples.items())},
+        'series': {name: series(points, duration) for name, points in sorted(samples.items())},
         'stderr_tail': stderr[-600:] if proc.returncode not in (0, 3) else '',
     }
 
