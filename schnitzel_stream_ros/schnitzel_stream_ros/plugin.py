@@ -362,6 +362,12 @@ class Plugin:
     def stopping(self) -> bool:
         return self.ctx.stop_event.is_set()
 
+    def wait_for_stop(self, seconds: float) -> bool:
+        """Sleep up to `seconds` between retries, waking at once when the node must stop; True =
+        stop. A node that holds packets while something outside recovers (a full disk) waits here,
+        so a stop is never delayed by its backoff."""
+        return self.ctx.stop_event.wait(max(0.0, seconds))
+
     # -- declarations, as the registry and validator read them ----------------------------
     @classmethod
     def describe(cls) -> str:

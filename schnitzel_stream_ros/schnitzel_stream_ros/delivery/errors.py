@@ -27,6 +27,10 @@ class DiskFullError(QueueFullError):
     """SQLITE_FULL (disk full or max_page_count reached): nothing of the write was accepted."""
 
 
+class LowDiskSpaceError(DiskFullError):
+    """The free-space reserve of the queue's filesystem refused the write before anything was written."""
+
+
 class QueueClosedError(DeliveryError):
     """The queue was closed while the call waited."""
 

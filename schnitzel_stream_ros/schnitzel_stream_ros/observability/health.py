@@ -43,6 +43,13 @@ BREAKER_GAUGE = 'breaker_state_code'
 BREAKER_NAMES = {1: 'open', 2: 'half-open'}
 #: A plugin parameter of this name is the source's own stall threshold (live cameras have it).
 STALL_PARAM = 'timeout_sec'
+#: Durable forwarder gauge: why it holds packets instead of committing them (back-pressure upstream).
+STORAGE_BLOCKED_GAUGE = 'storage_blocked_code'
+STORAGE_BLOCKED_NAMES = {
+    1: 'a row/byte limit of the queue',
+    2: 'the free-space reserve of its filesystem',
+    3: 'a full disk',
+}
 
 
 def stall_threshold(plugin_cls: type[Plugin], params: Mapping[str, Any], default_sec: float) -> float:
@@ -459,6 +466,13 @@ class HealthMonitor:
             )
         else:
             memory.breaker_since = None
+        blocked = _number(counters, STORAGE_BLOCKED_GAUGE)
+        if blocked in STORAGE_BLOCKED_NAMES:
+            held = _number(counters, 'storage_held_packets') or 0
+            findings.append(
+                (ERROR, f'queue cannot take events: {STORAGE_BLOCKED_NAMES[int(blocked)]}; holding '
+                        f'{fmt(held)} packets, the inbox and the producers upstream are held back')
+            )
         depth = _number(counters, 'queue_depth')
         if depth is not None:
             memory.depths.append((now, float(depth)))

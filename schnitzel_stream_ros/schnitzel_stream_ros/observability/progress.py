@@ -34,9 +34,13 @@ class ProgressLine:
             return
         dt = max(now - self._last_t, 1e-6)
         sources: list[str] = []
+        holding: list[str] = []
         consumed = dropped = errors = 0
         for snap in snapshots:
             for node_id, values in snap.get('nodes', {}).items():
+                held = _holding(values.get('counters', {}))
+                if held:
+                    holding.append(f'{node_id} {held}')
                 consumed += values.get('consumed', 0)
                 dropped += values.get('inbox_dropped_total', 0)
                 errors += values.get('errors_total', 0)
@@ -50,6 +54,7 @@ class ProgressLine:
             + (' '.join(sources) or 'no sources')
             + f' | consumed {consumed:,} dropped {dropped:,}'
             + (f' errors {errors:,}' if errors else '')
+            + (f' | HOLDING (no room): {", ".join(holding)}' if holding else '')
         )
         self._last_t = self._last_shown = now
         if self.tty:
@@ -64,3 +69,15 @@ class ProgressLine:
         if self.enabled and self.tty and self._width:
             self.stream.write('\n')
             self.stream.flush()
+
+
+#: storage_blocked_code of a durable sink (observability/health.py has the long names)
+_BLOCKED_SHORT = {1: 'queue limit', 2: 'free-space reserve', 3: 'disk full'}
+
+
+def _holding(counters: Mapping[str, Any]) -> str:
+    """'disk full, 128 packets held' while a durable sink holds its packets for room, else ''."""
+    code = counters.get('storage_blocked_code')
+    if code not in _BLOCKED_SHORT:
+        return ''
+    return f'{_BLOCKED_SHORT[int(code)]}, {int(counters.get("storage_held_packets", 0))} packets held'

@@ -27,6 +27,16 @@ Status (upstream always wrote ok):
   a camera) are the graph's design: counted in `packets.dropped_total` (upstream) and
   `packets.shed_total`, not degraded;
 - ok: none of that.
+
+Outcome (`outcome`, and the exit code of `schnitzel-stream run`) answers the one question a
+supervisor or CI has — did this run lose data? — on top of the status:
+- `failed` (exit 1): status error, or data was lost: a packet dropped outside a keep-freshest inbox
+  (or lost between processes), a packet a node raised on (`errors_total`), an event a queue refused
+  (`refused_total`), a packet that failed to encode/decode. `lost` counts each kind;
+- `degraded` (exit 3): the run finished and lost nothing, but something needs a look (warnings, a
+  backlog left queued for the next start, dead letters kept in the queue file, a restart, a queue
+  that had to hold its producers back for room: `storage_blocked_total`);
+- `ok` (exit 0). An invalid graph exits 2 before anything runs.
 """
 
 from __future__ import annotations
@@ -160,6 +170,38 @@ def collect_metrics(
     return {**head, **metrics}
 
 
+#: Plugin counters that need a look but lose nothing (degraded, never failed).
+ATTENTION_COUNTERS = ('storage_blocked_total',)
+#: Exit codes of `schnitzel-stream run` per outcome (docs/runtime.md).
+OUTCOME_EXIT_CODES = {'ok': 0, 'failed': 1, 'degraded': 3}
+
+
+def _node_sum(metrics: Mapping[str, Any], suffix: str) -> int:
+    return int(
+        sum(
+            v
+            for k, v in metrics.items()
+            if k.startswith('node.') and k.endswith(suffix) and isinstance(v, int | float)
+        )
+    )
+
+
+def lost_counts(metrics: Mapping[str, Any]) -> dict[str, int]:
+    """What the run lost, by kind (see the module docstring); all zero = nothing lost."""
+    return {
+        'dropped': int(metrics.get('packets.dropped_total', 0) - metrics.get('packets.shed_total', 0)),
+        'node_errors': _node_sum(metrics, '.errors_total'),
+        'refused': _node_sum(metrics, '.refused_total'),
+        'transport_failures': int(sum(metrics.get(f'transport.{n}', 0) for n in _TRANSPORT_FAILURES)),
+    }
+
+
+def decide_outcome(status: str, lost: Mapping[str, int]) -> str:
+    if status == 'error' or any(lost.values()):
+        return 'failed'
+    return 'degraded' if status == 'degraded' else 'ok'
+
+
 def decide_status(metrics: Mapping[str, Any], errors: list[str], warnings: list[str]) -> str:
     if errors:
         return 'error'
@@ -171,7 +213,8 @@ def decide_status(metrics: Mapping[str, Any], errors: list[str], warnings: list[
         for k, v in metrics.items()
         if k.startswith('node.') and k.endswith(FAILURE_COUNTER_SUFFIXES) and isinstance(v, int | float)
     )
-    if warnings or unplanned_drops or node_errors or transport_failures or plugin_failures:
+    attention = sum(_node_sum(metrics, f'.{name}') for name in ATTENTION_COUNTERS)
+    if warnings or unplanned_drops or node_errors or transport_failures or plugin_failures or attention:
         return 'degraded'
     return 'ok'
 
@@ -195,9 +238,13 @@ def build_report(
         errors += [e for e in state.get('fatal', []) if e not in errors]
         warnings += [w for w in state.get('warnings', []) if w not in warnings]
     metrics = collect_metrics(snapshots, graph)
+    status = decide_status(metrics, errors, warnings)
+    lost = lost_counts(metrics)
     report: dict[str, Any] = {
         'ts': format_ts(datetime.now(UTC)),
-        'status': decide_status(metrics, errors, warnings),
+        'status': status,
+        'outcome': decide_outcome(status, lost),
+        'lost': lost,
         'engine': engine,
         'graph_version': graph.spec.version if graph is not None else 2,
         'graph': graph_path,

@@ -15,7 +15,9 @@
 - When finite sources end, durable sinks keep delivering what they accepted until their queue is
   empty or `--drain-timeout` passes (default 30 s); what is left is reported (warning) and is
   delivered at the next start. SIGINT/SIGTERM during that drain stop at once; nothing is lost.
-- Exit code: 0 when the run ended with status ok or degraded, 1 on status error, 2 for an invalid graph.
+- Exit code (observability/report.py, "Outcome"): 0 ok; 3 degraded (finished, nothing lost, something
+  needs a look); 1 failed (the run failed, or it lost data: the report's `lost` says what);
+  2 an invalid graph.
 """
 
 from __future__ import annotations
@@ -32,13 +34,13 @@ from schnitzel_stream_ros.graph.errors import GraphInvalid
 from schnitzel_stream_ros.graph.validate import compile_graph
 from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC
 from schnitzel_stream_ros.observability.progress import ProgressLine
-from schnitzel_stream_ros.observability.report import build_report, write_report
+from schnitzel_stream_ros.observability.report import OUTCOME_EXIT_CODES, build_report, write_report
 from schnitzel_stream_ros.runtime.executors import DEFAULT_EXECUTOR, EXECUTOR_KINDS
 from schnitzel_stream_ros.runtime.start_gate import parse_await
 
 MODES = ('live', 'deterministic')
 DEFAULT_RUN_DRAIN_SEC = 30.0
-EXIT_OK, EXIT_ERROR, EXIT_INVALID = 0, 1, 2
+EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_DEGRADED = 0, 1, 2, 3
 DEFAULT_CONTROL_DIR = 'out/control'
 
 
@@ -130,10 +132,12 @@ class _StopOnSignal:
 
 def _summary(report: dict[str, Any]) -> str:
     m = report['metrics']
+    lost = {k: v for k, v in report.get('lost', {}).items() if v}
     return (
         f'run {report["status"]}: {report["stop_reason"]} after {report["duration_sec"]:.1f} s, '
         f'{m.get("packets.source_emitted_total", 0)} emitted, {m.get("packets.consumed_total", 0)} consumed, '
-        f'{m.get("packets.dropped_total", 0)} dropped'
+        f'{m.get("packets.dropped_total", 0)} dropped; outcome {report.get("outcome", "failed")}'
+        + (f' (lost: {", ".join(f"{k} {v}" for k, v in lost.items())})' if lost else '')
     )
 
 
@@ -290,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f'warning: {line}', file=sys.stderr)
     for line in report['errors']:
         print(f'error: {line}', file=sys.stderr)
-    return EXIT_ERROR if report['status'] == 'error' else EXIT_OK
+    return OUTCOME_EXIT_CODES.get(report['outcome'], EXIT_ERROR)
 
 
 if __name__ == '__main__':

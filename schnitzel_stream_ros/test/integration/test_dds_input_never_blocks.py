@@ -69,13 +69,16 @@ def test_a_full_block_inbox_does_not_stall_other_cross_process_inputs(tmp_path, 
         text=True,
         timeout=90,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode in (0, 1), done.stderr[-3000:]
     lags = sorted(float(x) for x in (tmp_path / 'fast_lag.txt').read_text().split())
     assert len(lags) == COUNT
     # emission -> the fast sink: milliseconds when its input flows; seconds when the DDS callback
     # thread waits on the slow inbox (0.2 s per packet) -- a stall, not a speed
     assert lags[int(COUNT * 0.9)] < 1.0, f'90th percentile lag {lags[int(COUNT * 0.9)]:.2f} s'
-    m = json.loads(report_path.read_text())['metrics']
+    report = json.loads(report_path.read_text())
+    m = report['metrics']
+    # exit 1 exactly when packets were lost (the slow input's drops), 0 when none were
+    assert done.returncode == (1 if any(report['lost'].values()) else 0), report['lost']
     # the slow input: what did not fit its inbox and spill is dropped and counted, never hidden
     slow = 'edge.slow_src.out->slow.in'
     assert m[f'{slow}.packets'] == COUNT

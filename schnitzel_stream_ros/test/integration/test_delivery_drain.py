@@ -96,8 +96,9 @@ def test_what_the_drain_timeout_leaves_is_reported_and_stays_queued(tmp_path, ba
         text=True,
         timeout=90,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 3, done.stderr[-3000:]  # degraded: a backlog left queued, nothing lost
     report = json.loads(report_path.read_text())
+    assert report['outcome'] == 'degraded' and not any(report['lost'].values())
     queued = _queued_keys(tmp_path / 'q.db')
     [warning] = [w for w in report['warnings'] if 'still undelivered' in w]
     left = int(warning.split("node 'deliver': ", 1)[1].split(' ', 1)[0])
@@ -128,7 +129,7 @@ def test_sigint_during_the_drain_stops_at_once_and_loses_nothing(tmp_path, backe
         stopped_after = time.monotonic() - t_signal
     finally:
         processes.stop(proc)
-    assert proc.returncode == 0
+    assert proc.returncode == 3  # degraded: what the stop left stays queued, nothing lost
     assert stopped_after < 10, f'took {stopped_after:.1f} s to stop'
     report = json.loads(report_path.read_text())
     assert report['stop_reason'] == 'signal SIGINT'

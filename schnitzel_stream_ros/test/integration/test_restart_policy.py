@@ -54,7 +54,8 @@ def _run(tmp_path: Path, ros_env: dict, restart: str) -> tuple[dict, list[int]]:
          '--quiet', '--duration', '60'],
         env=env, capture_output=True, text=True, timeout=90,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    # every failure cost its packet: data lost, so the run's outcome is failed (exit 1)
+    assert done.returncode == 1, done.stderr[-3000:]
     out = tmp_path / 'out.jsonl'
     seqs = [json.loads(line)['seq'] for line in out.read_text().splitlines()] if out.exists() else []
     return json.loads(report.read_text()), seqs
@@ -64,7 +65,8 @@ def test_on_failure_restarts_the_plugin_and_the_graph_keeps_running(tmp_path, ro
     report, seqs = _run(tmp_path, ros_env, '{policy: on-failure, backoff_sec: 0.001}')
     m = report['metrics']
     assert report['stop_reason'] == 'sources_done'
-    assert report['status'] == 'degraded'
+    assert report['status'] == 'degraded' and report['outcome'] == 'failed'
+    assert report['lost']['node_errors'] == COUNT // 10
     assert seqs == [s for s in range(COUNT) if s % 10 != 9]  # each failure cost its own packet only
     assert m['node.flaky.errors_total'] == COUNT // 10
     assert m['node.flaky.restarts_total'] == COUNT // 10

@@ -238,6 +238,26 @@ def test_breaker_open_is_error_and_backlog_warns_with_its_trend(monitor):
     assert site.sample(monitor, 16.0)[2].value('queue_depth') == '2'
 
 
+def test_a_sink_holding_packets_for_room_is_error_with_the_reason_and_clears_when_it_resumes(monitor):
+    site = Site()
+    sink = site.node
+    sink.gauge('storage_blocked_code', 0)
+    assert site.sample(monitor, 0.0)[2].level == OK
+    sink.gauge('storage_blocked_code', 3)
+    sink.gauge('storage_held_packets', 64)
+    _, _, det, _ = site.sample(monitor, 1.0)
+    assert det.level == ERROR
+    assert det.message == (
+        'queue cannot take events: a full disk; holding 64 packets, '
+        'the inbox and the producers upstream are held back'
+    )
+    sink.gauge('storage_blocked_code', 2)
+    assert 'the free-space reserve of its filesystem' in site.sample(monitor, 2.0)[2].message
+    sink.gauge('storage_blocked_code', 0)  # room again: resumed by itself
+    sink.count('storage_blocked_total')  # an episode: counted for the report, no failure counter
+    assert site.sample(monitor, 3.0)[2].level == OK
+
+
 def test_backlog_growing_without_breaker(monitor):
     site = Site()
     for t, depth in ((0.0, 5), (10.0, 50), (20.0, 90)):
@@ -350,3 +370,17 @@ def test_restart_policy_restarts_warn_and_isolation_is_an_error_while_it_lasts(m
     site.node.gauge('isolated', 0)  # a hot-replace brought a new instance
     _, _, det, _ = site.sample(monitor, 31.0)
     assert det.level == OK
+
+
+def test_the_progress_line_names_a_sink_that_holds_packets_for_room():
+    import io
+
+    from schnitzel_stream_ros.observability.progress import ProgressLine
+
+    out = io.StringIO()
+    line = ProgressLine(out, interval_sec=0.0)
+    holding = {'consumed': 10, 'counters': {'storage_blocked_code': 3, 'storage_held_packets': 64}}
+    line.update([{'nodes': {'q': holding}}], force=True)
+    assert out.getvalue().rstrip().endswith('| HOLDING (no room): q disk full, 64 packets held')
+    line.update([{'nodes': {'q': {'consumed': 12, 'counters': {'storage_blocked_code': 0}}}}], force=True)
+    assert 'HOLDING' not in out.getvalue().splitlines()[-1]

@@ -37,8 +37,10 @@ def _run(*args) -> int:
 
 def test_report_has_upstream_keys_and_truthful_status(tmp_path):
     report_path = tmp_path / 'report.json'
-    assert _run(_write(tmp_path), '--max-events', 3, '--report-json', report_path) == 0
+    # packets were dropped (drop_new, not a keep-freshest inbox): data lost, the run failed -> exit 1
+    assert _run(_write(tmp_path), '--max-events', 3, '--report-json', report_path) == 1
     report = json.loads(report_path.read_text())
+    assert report['outcome'] == 'failed' and report['lost']['dropped'] == 3
     assert {'ts', 'status', 'engine', 'graph_version', 'graph', 'metrics'} <= set(report)
     assert report['engine'] == 'deterministic' and report['graph_version'] == 2
     assert report['stop_reason'] == 'max_events'
@@ -55,6 +57,39 @@ def test_report_has_upstream_keys_and_truthful_status(tmp_path):
         'a2',
         'a2',
     ]
+
+
+def test_a_run_that_loses_nothing_exits_0_and_one_that_needs_a_look_exits_3(tmp_path, capsys):
+    report_path = tmp_path / 'report.json'
+    assert _run(_write(tmp_path, 'block'), '--report-json', report_path) == 0
+    report = json.loads(report_path.read_text())
+    assert (report['status'], report['outcome']) == ('ok', 'ok') and not any(report['lost'].values())
+    assert 'outcome ok' in capsys.readouterr().err
+
+
+def test_outcome_separates_lost_data_from_a_run_that_only_needs_a_look():
+    from schnitzel_stream_ros.observability.report import build_report
+
+    def outcome(counters, warnings=(), errors=()):
+        snapshot = {'nodes': {'q': {'consumed': 5, 'counters': counters}}}
+        report = build_report(
+            graph_path='g.yaml',
+            engine='live',
+            snapshots=[snapshot],
+            warnings=list(warnings),
+            errors=list(errors),
+        )
+        return report['status'], report['outcome'], {k: v for k, v in report['lost'].items() if v}
+
+    assert outcome({}) == ('ok', 'ok', {})
+    # the queue held the producer back for room, a backlog stays queued: nothing lost
+    assert outcome({'storage_blocked_total': 1}) == ('degraded', 'degraded', {})
+    assert outcome({}, warnings=["node 'q': 12 events still undelivered"]) == ('degraded', 'degraded', {})
+    assert outcome({'dead_letter_total': 2}) == ('degraded', 'degraded', {})
+    # refused events and packets a node raised on are lost
+    assert outcome({'refused_total': 3}) == ('degraded', 'failed', {'refused': 3})
+    assert outcome({'errors_total': 4}) == ('degraded', 'failed', {'node_errors': 4})
+    assert outcome({}, errors=['container died']) == ('error', 'failed', {})
 
 
 def test_error_status_exits_1_and_still_writes_the_report(tmp_path, capsys):

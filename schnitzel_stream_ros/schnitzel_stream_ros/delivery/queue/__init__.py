@@ -35,6 +35,11 @@ from schnitzel_stream_ros.delivery.errors import QueueStorageError
 from schnitzel_stream_ros.delivery.group_commit import GroupCommitter
 from schnitzel_stream_ros.delivery.queue.commit_frame import CommitFrame
 from schnitzel_stream_ros.delivery.queue.dead_letters import DeadLetterOps
+from schnitzel_stream_ros.delivery.queue.disk_space import (
+    DEFAULT_MIN_FREE_BYTES,
+    DEFAULT_WAL_LIMIT_BYTES,
+    DiskSpace,
+)
 from schnitzel_stream_ros.delivery.queue.housekeeping import Housekeeping
 from schnitzel_stream_ros.delivery.queue.leases import Leasing
 from schnitzel_stream_ros.delivery.queue.producing import Producing
@@ -52,6 +57,8 @@ from schnitzel_stream_ros.delivery.queue.schema import LEDGER, SCHEMA_VERSION, _
 _LOG = logging.getLogger('schnitzel_stream.delivery.queue')
 
 __all__ = [
+    'DEFAULT_MIN_FREE_BYTES',
+    'DEFAULT_WAL_LIMIT_BYTES',
     'LEDGER',
     'SCHEMA_VERSION',
     'DeadLetter',
@@ -65,7 +72,7 @@ __all__ = [
 ]
 
 
-class DurableQueue(Producing, Leasing, DeadLetterOps, Housekeeping, CommitFrame):
+class DurableQueue(Producing, Leasing, DeadLetterOps, Housekeeping, DiskSpace, CommitFrame):
     """A durable, idempotent, leased queue of StreamPackets in one SQLite file.
 
     Thread-safe. One process may hold the consumer role (claim) per file at a time (an flock on
@@ -84,6 +91,8 @@ class DurableQueue(Producing, Leasing, DeadLetterOps, Housekeeping, CommitFrame)
         block_timeout_sec: float = 10.0,
         max_retry_delay_sec: float = 60.0,
         max_page_count: int | None = None,
+        min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
+        wal_limit_bytes: int = DEFAULT_WAL_LIMIT_BYTES,
         busy_timeout_sec: float = 10.0,
         checkpoint_interval_sec: float = 0.5,
         max_batch_rows: int = 4096,
@@ -110,6 +119,8 @@ class DurableQueue(Producing, Leasing, DeadLetterOps, Housekeeping, CommitFrame)
         self.block_timeout_sec = block_timeout_sec
         self.max_retry_delay_sec = max_retry_delay_sec
         self._max_page_count = max_page_count
+        self.min_free_bytes = max(0, int(min_free_bytes))  # 0 = no reserve (ENOSPC still refuses cleanly)
+        self.wal_limit_bytes = max(64 * 1024, int(wal_limit_bytes))
         self._busy_timeout_sec = busy_timeout_sec
         self._on_incident = on_incident
         self._wall = wall_clock
@@ -126,6 +137,8 @@ class DurableQueue(Producing, Leasing, DeadLetterOps, Housekeeping, CommitFrame)
                 'dead_letter_total',
                 'refused_total',
                 'disk_full_total',
+                'low_space_total',
+                'space_returned_bytes_total',
                 'quarantined_total',
                 'salvaged_total',
                 'lease_expired_total',

@@ -42,12 +42,14 @@ class Housekeeping:
     def _open_writer(self) -> sqlite3.Connection:
         conn = _connect(self.path, self._busy_timeout_sec)
         try:
+            # before WAL: incremental vacuum can only be chosen before the file has a header
+            # (disk_space.py); the checkpoint thread keeps the WAL small, the autocheckpoint and
+            # journal_size_limit set there are the bound for a stalled one.
+            self._space_pragmas(conn)
             mode = conn.execute('PRAGMA journal_mode=WAL').fetchone()[0]
             if str(mode).lower() != 'wal':
                 raise QueueStorageError(f'queue file {self.path}: cannot switch to WAL (journal_mode={mode})')
             conn.execute('PRAGMA synchronous=FULL')
-            # The checkpoint thread keeps the WAL small; this is only the safety net for a stalled one.
-            conn.execute('PRAGMA wal_autocheckpoint=16384')
             if self._max_page_count:
                 conn.execute(f'PRAGMA max_page_count={int(self._max_page_count)}')
             migrate(conn)
@@ -258,9 +260,12 @@ class Housekeeping:
             _LOG.exception('node %s: checkpoint connection failed; relying on autocheckpoint', self.node_id)
             return
         try:
+            conn.execute(f'PRAGMA journal_size_limit={int(self.wal_limit_bytes)}')
             while not self._checkpoint_stop.wait(interval):
                 try:
                     conn.execute('PRAGMA wal_checkpoint(PASSIVE)').fetchall()
+                    self._bound_wal(conn)
+                    self._give_back_space(conn)
                 except sqlite3.Error as exc:
                     _LOG.debug('node %s: checkpoint skipped: %s', self.node_id, exc)
         finally:

@@ -11,12 +11,14 @@ from typing import Any
 
 from schnitzel_stream_ros.delivery.errors import (
     BatchTooLargeError,
+    LowDiskSpaceError,
     QueueClosedError,
     QueueFullError,
     QueueStorageError,
 )
 from schnitzel_stream_ros.delivery.group_commit import Txn
 from schnitzel_stream_ros.delivery.idempotency_key import wire_key
+from schnitzel_stream_ros.delivery.queue.disk_space import _LowSpace
 from schnitzel_stream_ros.delivery.queue.rows import (
     FullPolicy,
     _NoRoom,
@@ -69,7 +71,8 @@ class Producing:
         """Store `packet`; returns its seq once committed (or the seq of the row with the same key).
 
         Raises NotJsonError for a non-JSON payload/meta, QueueFullError when a limit refuses it
-        (policy 'refuse', or 'block' past `timeout`/block_timeout_sec), DiskFullError on SQLITE_FULL.
+        (policy 'refuse', or 'block' past `timeout`/block_timeout_sec), LowDiskSpaceError when the
+        free-space reserve does (same policy), DiskFullError on SQLITE_FULL.
         When it returns, the event is accepted: nothing short of losing the disk loses it.
         """
         return self.enqueue_many([packet], [idempotency_key], timeout=timeout)[0]
@@ -79,8 +82,12 @@ class Producing:
         packets: Sequence[StreamPacket],
         keys: Sequence[str | None] | None = None,
         timeout: float | None = None,
+        count_refused: bool = True,
     ) -> list[int]:
-        """Store several packets in one transaction (all or none); returns their seqs in order."""
+        """Store several packets in one transaction (all or none); returns their seqs in order.
+
+        `count_refused=False`: the caller keeps the packets and tries again (a sink holding them
+        while the disk is full), so a refusal is no lost event and not counted as `refused_total`."""
         if self._closed:
             raise QueueClosedError(f'node {self.node_id!r}: queue {self.path} is closed')
         if not packets:
@@ -100,15 +107,21 @@ class Producing:
             try:
                 return self._committer.run(partial(self._insert_rows, rows), weight=len(rows))
             except _NoRoom as full:
+                low_space = isinstance(full, _LowSpace)
                 if self.full_policy is FullPolicy.REFUSE or self._mono() >= deadline:
-                    self._count('refused_total', len(rows))
+                    if count_refused:
+                        self._count('refused_total', len(rows))
+                    if low_space:
+                        self._count('low_space_total')
                     how = (
                         'refused'
                         if self.full_policy is FullPolicy.REFUSE
                         else f'blocked {wait:g} s, then refused'
                     )
-                    _LOG.warning('node %s: queue full: %s (%s)', self.node_id, full, how)
-                    raise QueueFullError(
+                    if count_refused:
+                        _LOG.warning('node %s: queue full: %s (%s)', self.node_id, full, how)
+                    error = LowDiskSpaceError if low_space else QueueFullError
+                    raise error(
                         f'node {self.node_id!r}: queue {self.path} is full ({full}); '
                         f'event {how}, not accepted'
                     ) from None
@@ -152,6 +165,7 @@ class Producing:
         per row is what lets hundreds of producers share a commit. The returned list is filled
         in before the commit, i.e. before the caller sees it."""
         size = sum(r[9] for r in rows)
+        self._check_reserve(txn, size, len(rows))
         if self._fits(txn, len(rows), size) is None:
             txn.state['rows'] += len(rows)  # provisional; duplicates are given back in _finish_txn
             txn.state['bytes'] += size

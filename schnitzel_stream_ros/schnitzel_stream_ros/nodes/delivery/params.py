@@ -13,7 +13,12 @@ from urllib.parse import urlsplit
 
 from schnitzel_stream_ros.backoff import Backoff
 from schnitzel_stream_ros.delivery.http_client import PARK_STATUSES, RETRY_STATUSES, HttpTarget
-from schnitzel_stream_ros.delivery.queue import DurableQueue, FullPolicy
+from schnitzel_stream_ros.delivery.queue import (
+    DEFAULT_MIN_FREE_BYTES,
+    DEFAULT_WAL_LIMIT_BYTES,
+    DurableQueue,
+    FullPolicy,
+)
 from schnitzel_stream_ros.delivery.redact import mask_url
 from schnitzel_stream_ros.delivery.shared import open_shared
 from schnitzel_stream_ros.packet import StreamPacket
@@ -28,10 +33,33 @@ QUEUE_PARAMS = (
         'full_policy',
         str,
         FullPolicy.BLOCK.value,
-        'at a limit: block (wait up to block_timeout_sec, then refuse) or refuse at once; never drop',
+        'at a limit, the free-space reserve or a full disk: block (wait for room; the durable '
+        'forwarder holds its packets until there is room, back-pressure on its inbox) or refuse '
+        'at once; never drop',
         choices=tuple(p.value for p in FullPolicy),
     ),
-    Param('block_timeout_sec', float, 10.0, 'longest wait for room with full_policy block', min=0.0),
+    Param(
+        'block_timeout_sec',
+        float,
+        10.0,
+        'longest wait for room with full_policy block (the durable forwarder: of one attempt)',
+        min=0.0,
+    ),
+    Param(
+        'min_free_bytes',
+        int,
+        DEFAULT_MIN_FREE_BYTES,
+        'free-space reserve: the queue takes no new rows that would leave less than this free on its '
+        'filesystem (its own unused pages count as free; acks are never refused; 0 = no reserve)',
+        min=0,
+    ),
+    Param(
+        'wal_limit_bytes',
+        int,
+        DEFAULT_WAL_LIMIT_BYTES,
+        'bound of the write-ahead log (journal_size_limit and autocheckpoint)',
+        min=64 * 1024,
+    ),
 )
 
 HTTP_PARAMS = (
@@ -134,6 +162,8 @@ def open_queue(node_id: str, params: Mapping[str, Any], **extra: Any) -> Durable
         max_bytes=params['max_bytes'] or None,
         full_policy=params['full_policy'],
         block_timeout_sec=params['block_timeout_sec'],
+        min_free_bytes=params.get('min_free_bytes', DEFAULT_MIN_FREE_BYTES),
+        wal_limit_bytes=params.get('wal_limit_bytes', DEFAULT_WAL_LIMIT_BYTES),
         **extra,
     )
 
