@@ -79,7 +79,8 @@ def test_writers_in_two_containers_and_a_watcher_that_sees_every_version_in_orde
         os.kill(_children(run.pid)['a'], signal.SIGKILL)
         at_kill = counted()
         _wait(lambda: "container 'a' is back" in err.read_text(), 30, 'the restart', run, err)
-        assert run.wait(timeout=90) == 0, err.read_text()[-3000:]  # the sources end at TARGET
+        # the sources end at TARGET; degraded (exit 3): a container was restarted, nothing was lost
+        assert run.wait(timeout=90) == 3, err.read_text()[-3000:]
     finally:
         processes.stop(run)
     versions = _lines(seen)

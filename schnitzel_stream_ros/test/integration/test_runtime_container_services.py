@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -285,7 +286,11 @@ def test_every_type_ros2_component_types_lists_loads_in_our_container(paused_con
     unload = f'{CONTAINER}/_container/unload_node'
     for _name, uid in loaded:
         unloaded = client.call(UnloadNode, unload, UnloadNode.Request(unique_id=uid))
-        assert (unloaded.success, unloaded.error_message) == (True, '')
+        assert unloaded.success, unloaded.error_message
+        # the only remark an unload may make here: topic inputs (a controller's /diagnostics, which this
+        # container publishes) queued packets in the paused, inactive node, and those were dropped
+        assert re.fullmatch(r'(\S+: \d+ packets waiting in the inactive node were dropped; )?',
+                            unloaded.error_message), unloaded.error_message
     assert client.listed() == []
     assert paused_container.poll() is None
 

@@ -111,7 +111,9 @@ def test_kill9_keeps_dedup_cooldowns_and_track_ids(tmp_path, ros_env, ros_domain
         _wait(lambda: any(_t(e) >= t_restart + 2 * COOLDOWN_SEC for e in _events(out)), 60,
               'events two cooldowns after the last one before the kill', run, err)
         run.send_signal(signal.SIGTERM)
-        assert run.wait(timeout=60) == 0, err.read_text()[-3000:]
+        # not ok: a container was killed and restarted — degraded (3), or failed (1) when packets sent
+        # to it while it was down were dropped (counted); what this test checks is the state
+        assert run.wait(timeout=60) in (1, 3), err.read_text()[-3000:]
     finally:
         listener.close()
         processes.stop(run)
