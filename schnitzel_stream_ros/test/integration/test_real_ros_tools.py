@@ -50,6 +50,7 @@ pytestmark = [
 
 PACKAGE = 'schnitzel_stream_ros'
 SYNTHETIC = 'schnitzel_stream_ros.nodes.core.synthetic_source:SyntheticSource'
+IDENTITY = 'schnitzel_stream_ros.nodes.core.identity:Identity'
 
 PYTHON_LAUNCH = """
 from launch import LaunchDescription
@@ -62,7 +63,7 @@ def generate_launch_description():
     return LaunchDescription([
         GroupAction([
             PushROSNamespace('robot'),
-            SetRemap(src='chatter', dst='/elsewhere'),
+            SetRemap(src='/robot/upstream', dst='/robot/cam/frames'),
             SetParameter(name='payload_bytes', value=24),
             ComposableNodeContainer(
                 package='schnitzel_stream_ros',
@@ -77,15 +78,45 @@ def generate_launch_description():
                         plugin='SYNTHETIC',
                         name='src',
                         namespace='cam',
-                        parameters=[{'rate_hz': 40.0, 'count': 0, 'source_id': 'cam-src'}],
+                        parameters=['PARAMS_FILE', {'rate_hz': 40.0, 'count': 0}],
                         remappings=[('~/out', 'frames')],
                         extra_arguments=[{'use_intra_process_comms': True}],
+                    ),
+                    ComposableNode(
+                        package='schnitzel_stream_ros',
+                        plugin='IDENTITY',
+                        name='ident',
+                        parameters=[{'inputs.in': ['/robot/upstream']}],
                     ),
                 ],
             ),
         ]),
     ])
-""".replace('SYNTHETIC', SYNTHETIC)
+"""
+
+#: A ROS parameter file as launch_ros expands it itself: `/**` for every node, then the node's section.
+PARAMS_FILE = """
+/**:
+  ros__parameters:
+    count: 5
+    kind: from-wildcard
+/robot/cam/src:
+  ros__parameters:
+    source_id: cam-src
+other_node:
+  ros__parameters:
+    source_id: not-this
+"""
+
+
+def python_launch_file(tmp_path: Path) -> Path:
+    params = tmp_path / 'params.yaml'
+    params.write_text(PARAMS_FILE)
+    launch_file = tmp_path / 'box.launch.py'
+    launch_file.write_text(PYTHON_LAUNCH.replace('SYNTHETIC', SYNTHETIC).replace('IDENTITY', IDENTITY)
+                           .replace('PARAMS_FILE', str(params)))
+    return launch_file
+
 
 XML_LAUNCH = """
 <launch>
@@ -112,7 +143,7 @@ launch:
       namespace: yaml
   - set_parameter:
       name: payload_bytes
-      value: 12
+      value: '12'  # launch_yaml takes text here (typed as ROS does it)
   - node_container:
       pkg: schnitzel_stream_ros
       exec: component_container
@@ -155,6 +186,12 @@ class Ros2:
 
     def __call__(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
         return subprocess.run(['ros2', *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def says(self, *args: str) -> str:
+        """The command's answer (stdout); its stderr in the message when it answered nothing."""
+        result = self(*args)
+        assert result.stdout.strip(), f'`ros2 {" ".join(args)}` said nothing: {result.stderr!r}'
+        return result.stdout.strip()
 
     def until(self, *args: str, expect: str, timeout: float = 60.0) -> str:
         """Repeat the command until its stdout holds `expect` (the daemon learns the graph over time)."""
@@ -228,9 +265,7 @@ def report(peer: RosPeer, container: str) -> dict:
 
 
 def test_python_launch_file_with_group_namespace_remap_and_parameter_pushes(launch, ros2, peer, tmp_path):
-    launch_file = tmp_path / 'box.launch.py'
-    launch_file.write_text(PYTHON_LAUNCH)
-    proc, log = launch(launch_file)
+    proc, log = launch(python_launch_file(tmp_path))
     text = launch.wait_loaded(proc, log, '/robot/cam/src')
     assert "Loaded node '/robot/cam/src' in container '/robot/box'" in text
     # the container got `args` and took no offence (rclcpp ignores unknown arguments too)
@@ -242,17 +277,27 @@ def test_python_launch_file_with_group_namespace_remap_and_parameter_pushes(laun
     # SetParameter of the group (sent first) and the node's own parameters
     assert ros2.until('param', 'get', '/robot/cam/src', 'payload_bytes',
                       expect='Integer value is: 24').strip() == 'Integer value is: 24'
-    assert ros2('param', 'get', '/robot/cam/src', 'rate_hz').stdout.strip() == 'Double value is: 40.0'
-    assert ros2('param', 'get', '/robot/cam/src', 'source_id').stdout.strip() == 'String value is: cam-src'
+    assert ros2.says('param', 'get', '/robot/cam/src', 'rate_hz') == 'Double value is: 40.0'
+    # the parameter file: the `/**` section, the node's own section (not another node's), the dict after it
+    assert ros2.says('param', 'get', '/robot/cam/src', 'source_id') == 'String value is: cam-src'
+    assert ros2.says('param', 'get', '/robot/cam/src', 'kind') == 'String value is: from-wildcard'
+    got = peer.call(GetParameters, '/robot/cam/src/get_parameters', GetParameters.Request(names=['count']))
+    assert got.values[0].integer_value == 0
     # `~/out` -> `frames`, resolved in the pushed namespace: the topic in the ROS graph
     topics = wait_for(lambda: publishers_of(peer, 'src', '/robot/cam') or None, 20, 'the node to publish')
     assert '/robot/cam/frames' in topics and '/robot/cam/src/out' not in topics
     frames = ros2.until('topic', 'info', '/robot/cam/frames', expect='Publisher count: 1')
     assert 'schnitzel_stream_msgs/msg/StreamPacket' in frames
-    # the node runs in the container launch_ros started
-    wait_for(lambda: report(peer, '/robot/box')['nodes']['src']['produced'] >= 10, 30, 'packets produced')
-    got = peer.call(GetParameters, '/robot/cam/src/get_parameters', GetParameters.Request(names=['count']))
-    assert got.values[0].integer_value == 0
+    # the group's SetRemap turned ident's input /robot/upstream into /robot/cam/frames: packets arrive
+    # (the node without a namespace of its own sits in the pushed one). Its producer is in the same
+    # container, so they are handed over inside it (no DDS subscription shows in the graph)
+    loaded = launch.wait_loaded(proc, log, '/robot/ident')
+    assert "Loaded node '/robot/ident' in container '/robot/box'" in loaded
+    box = wait_for(lambda: (r := report(peer, '/robot/box'))['nodes']['ident']['consumed'] >= 10 and r,
+                   30, 'packets at ident')
+    assert set(box['topics']) == {'/robot/cam/frames', '/robot/ident/out'}  # no /robot/upstream
+    nodes = box['nodes']
+    assert nodes['src']['produced'] >= 10
 
 
 @pytest.mark.parametrize(('kind', 'text', 'namespace', 'payload_bytes', 'rate'), [
@@ -271,16 +316,14 @@ def test_xml_and_yaml_launch_files_load_the_same_container(
         ros2.until('node', 'list', expect=f'{namespace}/cam/src').split())
     assert ros2.until('param', 'get', f'{namespace}/cam/src', 'payload_bytes',
                       expect='Integer value is').strip() == f'Integer value is: {payload_bytes}'
-    assert ros2('param', 'get', f'{namespace}/cam/src', 'rate_hz').stdout.strip() == rate
+    assert ros2.says('param', 'get', f'{namespace}/cam/src', 'rate_hz') == rate
     topics = wait_for(lambda: publishers_of(peer, 'src', f'{namespace}/cam') or None, 20,
                       'the node to publish')
     assert f'{namespace}/cam/frames' in topics
 
 
 def test_ros2_lifecycle_get_and_set_on_a_launched_node(launch, ros2, peer, tmp_path):
-    launch_file = tmp_path / 'box.launch.py'
-    launch_file.write_text(PYTHON_LAUNCH)
-    proc, log = launch(launch_file)
+    proc, log = launch(python_launch_file(tmp_path))
     launch.wait_loaded(proc, log, '/robot/cam/src')
     node = '/robot/cam/src'
     assert node in ros2.until('lifecycle', 'nodes', expect=node).split()
@@ -288,14 +331,14 @@ def test_ros2_lifecycle_get_and_set_on_a_launched_node(launch, ros2, peer, tmp_p
 
     done = ros2('lifecycle', 'set', node, 'deactivate')
     assert (done.returncode, done.stdout.strip()) == (0, 'Transitioning successful'), done.stderr
-    assert ros2('lifecycle', 'get', node).stdout.strip() == 'inactive [2]'
+    assert ros2.says('lifecycle', 'get', node) == 'inactive [2]'
     paused_at = report(peer, '/robot/box')['nodes']['src']['produced']
     time.sleep(1.0)  # at 40 Hz a running source would make ~40 more
     assert report(peer, '/robot/box')['nodes']['src']['produced'] <= paused_at + 1
 
     done = ros2('lifecycle', 'set', node, 'activate')
     assert (done.returncode, done.stdout.strip()) == (0, 'Transitioning successful'), done.stderr
-    assert ros2('lifecycle', 'get', node).stdout.strip() == 'active [3]'
+    assert ros2.says('lifecycle', 'get', node) == 'active [3]'
     wait_for(lambda: report(peer, '/robot/box')['nodes']['src']['produced'] > paused_at + 10, 20,
              'the source to go on after activate')
 
@@ -304,9 +347,9 @@ def test_ros2_lifecycle_get_and_set_on_a_launched_node(launch, ros2, peer, tmp_p
     assert refused.returncode != 0
     assert 'Unknown transition requested, available ones are:' in refused.stderr
     assert '- deactivate [4]' in refused.stderr and '- configure' not in refused.stderr
-    assert ros2('lifecycle', 'get', node).stdout.strip() == 'active [3]'
+    assert ros2.says('lifecycle', 'get', node) == 'active [3]'
     assert proc.poll() is None
-    assert report(peer, '/robot/box')['state']['lifecycle'] == {'src': 'active'}
+    assert report(peer, '/robot/box')['state']['lifecycle'] == {'src': 'active', 'ident': 'active'}
 
 
 TWO_CONTAINERS = """
