@@ -16,7 +16,8 @@ on our side runs for real, across processes over DDS:
 - every result is read back from the running nodes by another process: node names from the graph,
   parameters through the nodes' parameter services, remapped topics from the ROS graph, packets
   from the container's report, log levels from its output.
-The same checks with the real `ros2 launch` (Python, XML, YAML), `ros2 component load`, `ros2 param
+Where the real tools are installed, test_real_ros_tools.py runs `ros2 launch` (Python, XML, YAML),
+`ros2 lifecycle` and `ros2 param` against the container; `ros2 component load` and `ros2 param
 dump/load` were run by hand on a ROS install (docs/runtime.md, "Drop-in").
 """
 
