@@ -79,8 +79,9 @@ def test_writers_in_two_containers_and_a_watcher_that_sees_every_version_in_orde
         os.kill(_children(run.pid)['a'], signal.SIGKILL)
         at_kill = counted()
         _wait(lambda: "container 'a' is back" in err.read_text(), 30, 'the restart', run, err)
-        # the sources end at TARGET; degraded (exit 3): a container was restarted, nothing was lost
-        assert run.wait(timeout=90) == 3, err.read_text()[-3000:]
+        # the sources end at TARGET; not ok: a container was killed and restarted — degraded (3), or
+        # failed (1) when packets sent to it while it was down were dropped (counted)
+        assert run.wait(timeout=90) in (1, 3), err.read_text()[-3000:]
     finally:
         processes.stop(run)
     versions = _lines(seen)
