@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,50 @@ def summarize(report: dict[str, Any], backend: dict[str, Any], out: Path) -> dic
     }
 
 
+def site_graph(repo: Path | None = None) -> Path:
+    """config/site.yaml of this checkout."""
+    return (repo or _repo()) / 'schnitzel_stream_ros' / 'config' / 'site.yaml'
+
+
+@contextlib.contextmanager
+def local_site(out: Path, env: dict[str, str], video: Path,
+               clip: Path) -> Iterator[tuple[str, list[subprocess.Popen]]]:
+    """The site's outside world on this machine, for as long as the block runs.
+
+    The reference backend (its database in `out`), camera cam1 as an RTSP server playing `clip`,
+    the distance sensor on a pty; `env` (a localhost DDS environment) gets the SITE_* variables
+    config/site.yaml reads, with `video` as camera cam0 and `out` as SITE_OUT. Yields the backend's
+    address and the started processes: a caller adds its own, all are stopped, last first.
+    """
+    from schnitzel_stream_ros.testing.rtsp_server import RtspServer
+
+    started: list[subprocess.Popen] = []
+    rtsp = RtspServer(str(clip), mount='cam1', port=0)
+    backend_port = _free_port()
+    backend_url = f'http://127.0.0.1:{backend_port}'
+    try:
+        started.append(processes.start(
+            processes.python_cmd('-m', 'schnitzel_stream_ros.delivery.backend', '--host', '127.0.0.1',
+                                 '--port', str(backend_port), '--db', str(out / 'backend.db')),
+            env, stdout=subprocess.DEVNULL))
+        _wait_for(lambda: _get_json(f'{backend_url}/stats') is not None, 20, 'the reference backend')
+        rtsp_url = rtsp.start()
+        serial_link = out / 'distance.tty'
+        started.append(processes.start(
+            processes.python_cmd('-m', 'schnitzel_stream_ros.testing.serial_sensor_sim',
+                                 '--link', str(serial_link), '--rate-hz', '10'), env))
+        _wait_for(serial_link.exists, 10, 'the serial distance sensor')
+        env.update({
+            'SITE_VIDEO': str(video), 'SITE_RTSP_URL': rtsp_url, 'SITE_SERIAL_PORT': str(serial_link),
+            'SITE_BACKEND_URL': f'{backend_url}/events', 'SITE_OUT': str(out),
+        })
+        yield backend_url, started
+    finally:
+        for proc in reversed(started):
+            processes.stop(proc)
+        rtsp.stop()
+
+
 def run_demo(duration: float, out: Path, lanes: bool = False,
              control_port: int | None = DEFAULT_CONTROL_PORT) -> int:
     repo = _repo()
@@ -138,32 +183,11 @@ def run_demo(duration: float, out: Path, lanes: bool = False,
     out.mkdir(parents=True, exist_ok=True)
     for stale in ('queue.db', 'queue.db-wal', 'queue.db-shm', 'backend.db', 'events.jsonl', 'timeline.jsonl'):
         (out / stale).unlink(missing_ok=True)
-    from schnitzel_stream_ros.testing.rtsp_server import RtspServer
-
-    started: list[subprocess.Popen] = []
-    rtsp = RtspServer(str(clip), mount='cam1', port=0)
     with lease_domain() as lease:
         env = localhost_env(lease.domain_id)
-        backend_port = _free_port()
-        backend_url = f'http://127.0.0.1:{backend_port}'
-        try:
-            started.append(processes.start(
-                processes.python_cmd('-m', 'schnitzel_stream_ros.delivery.backend', '--host', '127.0.0.1',
-                                     '--port', str(backend_port), '--db', str(out / 'backend.db')),
-                env, stdout=subprocess.DEVNULL))
-            _wait_for(lambda: _get_json(f'{backend_url}/stats') is not None, 20, 'the reference backend')
-            rtsp_url = rtsp.start()
-            serial_link = out / 'distance.tty'
-            started.append(processes.start(
-                processes.python_cmd('-m', 'schnitzel_stream_ros.testing.serial_sensor_sim',
-                                     '--link', str(serial_link), '--rate-hz', '10'), env))
-            _wait_for(serial_link.exists, 10, 'the serial distance sensor')
-            env.update({
-                'SITE_VIDEO': str(video), 'SITE_RTSP_URL': rtsp_url, 'SITE_SERIAL_PORT': str(serial_link),
-                'SITE_BACKEND_URL': f'{backend_url}/events', 'SITE_OUT': str(out),
-            })
-            print(f'site demo: ROS_DOMAIN_ID={lease.domain_id} (localhost only), camera cam1 {rtsp_url}, '
-                  f'backend {backend_url}, output {out}', file=sys.stderr)
+        with local_site(out, env, video, clip) as (backend_url, started):
+            print(f'site demo: ROS_DOMAIN_ID={lease.domain_id} (localhost only), camera cam1 '
+                  f'{env["SITE_RTSP_URL"]}, backend {backend_url}, output {out}', file=sys.stderr)
             if lanes:  # the audio and robot lanes beside the cameras (config/site_lanes.yaml)
                 start_lanes(env, out, duration, started)
             control: list[str] = []
@@ -173,8 +197,7 @@ def run_demo(duration: float, out: Path, lanes: bool = False,
                 print(f'site demo: operator page http://127.0.0.1:{port}/ (token for actions in '
                       f'{out / "control" / "token"})', file=sys.stderr, flush=True)
             runner = processes.start(
-                processes.python_cmd('-m', 'schnitzel_stream_ros', 'run',
-                                     str(repo / 'schnitzel_stream_ros' / 'config' / 'site.yaml'),
+                processes.python_cmd('-m', 'schnitzel_stream_ros', 'run', str(site_graph(repo)),
                                      '--duration', str(duration), '--quiet',
                                      '--report-json', str(out / 'report.json'),
                                      '--timeline', str(out / 'timeline.jsonl'), *control), env)
@@ -189,10 +212,6 @@ def run_demo(duration: float, out: Path, lanes: bool = False,
                 print(line, file=sys.stderr, flush=True)
             time.sleep(1.0)  # the last forwarder posts land
             backend = _get_json(f'{backend_url}/stats')
-        finally:
-            for proc in reversed(started):
-                processes.stop(proc)
-            rtsp.stop()
     report = json.loads((out / 'report.json').read_text())
     plot_timeline(out / 'timeline.jsonl', out / 'demo.png')
     summary = summarize(report, backend, out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 
 import pytest
 
@@ -157,3 +158,29 @@ def test_a_replacement_without_declared_state_takes_over_and_the_state_is_simply
     plain = host.prepare_replacement(Identity, {})
     host.take_over(plain)  # Identity keeps no state: nothing to refuse
     assert host.plugin is plain.plugin
+
+
+class _SlowOnceDedup(DedupPolicyNode):
+    """A dedup whose third snapshot takes 200 ms (a slow disk or a large state, once)."""
+
+    snapshots = 0
+
+    def snapshot_state(self):
+        type(self).snapshots += 1
+        if type(self).snapshots == 3:
+            time.sleep(0.2)
+        return super().snapshot_state()
+
+
+def test_checkpoint_time_percentiles_cover_every_checkpoint_not_only_the_last(tmp_path):
+    host, out = _host(_SlowOnceDedup, tmp_path / 'state.db', {'clock': 'event_ts'}, checkpoint_sec=3600)
+    for track in range(1, 7):  # six passes: six write-ahead checkpoints, the third one slow
+        host.handle(_event(track, '2026-01-01T00:00:00Z'), 'in')
+    assert len(out) == 6
+    host.refresh_state()  # what a snapshot (run report, /diagnostics) does
+    counters = host.metrics.counters
+    assert counters['state_checkpoints_total'] == 6
+    assert counters['state_checkpoint_ms'] < 100  # the last one was fast ...
+    assert counters['state_checkpoint_max_ms'] >= 200  # ... the slow one is still seen
+    assert counters['state_checkpoint_p99_ms'] >= 180  # its bucket (within ~9 %)
+    assert counters['state_checkpoint_p50_ms'] < 100
