@@ -52,6 +52,7 @@ import yaml
 from schnitzel_stream_ros.demo.site_demo import local_site, site_graph
 from schnitzel_stream_ros.graph.state_config import DEFAULT_CHECKPOINT_SEC
 from schnitzel_stream_ros.graph.validate import compile_graph
+from schnitzel_stream_ros.observability.timeline import last_complete_line
 from schnitzel_stream_ros.runtime.deterministic import DeterministicEngine
 from schnitzel_stream_ros.testing.assets import PEDESTRIAN_CLIP, asset, missing_reason
 from schnitzel_stream_ros.testing.dds import lease_domain, localhost_env
@@ -104,19 +105,6 @@ def tree_cpu(root: int) -> float:
     return total
 
 
-def _last_row(timeline: Path) -> dict[str, Any] | None:
-    try:
-        lines = timeline.read_text().splitlines()
-    except FileNotFoundError:
-        return None
-    for line in reversed(lines):
-        try:
-            return json.loads(line)
-        except json.JSONDecodeError:
-            continue  # the line being written
-    return None
-
-
 def _detectors_work(row: dict[str, Any] | None) -> bool:
     return row is not None and all(row['nodes'].get(d, {}).get('consumed', 0) > 0 for d in DETECTORS)
 
@@ -158,7 +146,7 @@ def run_site(folder: Path, env: dict[str, str], seconds: float, state: Path | No
             now = time.monotonic()
             if now - launched > seconds + RUN_GRACE_SEC:
                 raise RuntimeError(f'site run did not end within {seconds + RUN_GRACE_SEC:.0f} s')
-            if (not samples and _detectors_work(_last_row(timeline))) or (
+            if (not samples and _detectors_work(last_complete_line(timeline))) or (
                     len(samples) == 1 and now - launched >= seconds - 1.0):
                 samples.append((time.monotonic(), tree_cpu(runner.pid)))
     finally:

@@ -32,6 +32,7 @@ from typing import Any
 
 from schnitzel_stream_ros.demo.lanes import start_lanes, summarize_lanes
 from schnitzel_stream_ros.demo.plot import plot_timeline
+from schnitzel_stream_ros.observability.timeline import last_complete_line
 from schnitzel_stream_ros.testing import processes
 from schnitzel_stream_ros.testing.dds import lease_domain, localhost_env
 
@@ -77,19 +78,6 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
             pass
         time.sleep(0.2)
     raise RuntimeError(f'site demo: {what} did not come up within {timeout:.0f} s')
-
-
-def _last_line(path: Path) -> dict[str, Any] | None:
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return None
-    for line in reversed(lines):
-        try:
-            return json.loads(line)
-        except json.JSONDecodeError:
-            continue  # the line being written
-    return None
 
 
 def _node(sample: dict[str, Any] | None, node_id: str) -> dict[str, Any]:
@@ -208,7 +196,8 @@ def run_demo(duration: float, out: Path, lanes: bool = False,
                 time.sleep(2.0)
                 with contextlib.suppress(OSError):
                     backend = _get_json(f'{backend_url}/stats')
-                line = progress_text(_last_line(out / 'timeline.jsonl'), backend, time.monotonic() - t0)
+                sample = last_complete_line(out / 'timeline.jsonl')
+                line = progress_text(sample, backend, time.monotonic() - t0)
                 print(line, file=sys.stderr, flush=True)
             time.sleep(1.0)  # the last forwarder posts land
             backend = _get_json(f'{backend_url}/stats')

@@ -29,6 +29,20 @@ TIMELINE_MAX_BYTES = 32 << 20
 TIMELINE_KEEP = 3
 
 
+def last_complete_line(path: Path) -> dict[str, Any] | None:
+    """The newest complete line of a timeline another process is writing (None: no file or no line yet)."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the line being written
+    return None
+
+
 class TimelineWriter:
     def __init__(
         self,
