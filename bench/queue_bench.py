@@ -21,12 +21,12 @@ Latency p50/p99 are per call (= until the event is accepted).
                       forwarder delivering meanwhile (as shipped: a settle lingers up to 20 ms to
                       share an enqueue's commit), and the baseline with delivery where every settle
                       is a commit of its own (the producer then waits behind it).
-Delivery: a pre-filled queue drained by the Forwarder to the reference backend (aiohttp) running in
-its own process (as in production), default settings vs a baseline of one worker claiming one row
-at a time (one claim + one ack transaction per event); our HTTP client vs urllib3's; a
-two-segment backend; and the same backlog into the aiohttp backend vs the hand-written one
-(alternating rounds, with the backend process's CPU per event, the figure a shared machine's load
-disturbs least).
+Delivery: a pre-filled queue drained by the Forwarder to the reference backend (uvicorn, httptools,
+uvloop) running in its own process (as in production), default settings vs a baseline of one worker
+claiming one row at a time (one claim + one ack transaction per event); our HTTP client vs urllib3's;
+a two-segment backend; and the same backlog into the reference backend as shipped (uvicorn with
+httptools on uvloop) vs httptools on asyncio vs h11 on asyncio (alternating rounds, with the backend
+process's CPU per event, the figure a shared machine's load disturbs least).
 Goals from issues 6 and 11: enqueue >= 10,000/s with p99 <= 5 ms (also while delivering);
 delivery >= 5,000/s; two-segment backend >= 2,000/s.
 """
@@ -394,9 +394,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-BACKENDS = {
-    'aiohttp': 'schnitzel_stream_ros.delivery.backend',  # the reference backend (tests, demo, soak)
-    'handwritten': 'schnitzel_stream_ros.delivery.backend_handwritten',  # kept for its speed
+#: The reference backend (uvicorn) as shipped (httptools parser on uvloop) and with what it would be
+#: without the two C extras: httptools on asyncio, h11 (pure Python) on asyncio (the control plane's
+#: setup): (--http, --loop). The measurement behind the choice.
+BACKEND_SETUPS = {
+    'httptools_uvloop': ('httptools', 'uvloop'),
+    'httptools_asyncio': ('httptools', 'asyncio'),
+    'h11_asyncio': ('h11', 'asyncio'),
 }
 
 
@@ -407,15 +411,20 @@ def process_cpu_sec(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
-def start_backend(workdir: Path, server: str = 'aiohttp') -> tuple[subprocess.Popen, str]:
+def start_backend(workdir: Path, setup: str = 'httptools_uvloop') -> tuple[subprocess.Popen, str]:
+    http, loop = BACKEND_SETUPS[setup]
     cmd = [
         sys.executable,
         '-m',
-        BACKENDS[server],
+        'schnitzel_stream_ros.delivery.backend',
+        '--http',
+        http,
+        '--loop',
+        loop,
         '--port',
         str(free_port()),
         '--db',
-        str(workdir / f'backend-{server}.db'),
+        str(workdir / f'backend-{setup}.db'),
     ]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True
@@ -577,10 +586,11 @@ def bench_delivery(
 
 
 def bench_backends(workdir: Path, events: list[StreamPacket], rounds: int = 2) -> dict:
-    """The same backlog delivered (default forwarder) into the aiohttp reference backend and into
-    the hand-written one, alternating, `rounds` times each: delivery rate and backend CPU/event."""
-    servers = {name: start_backend(workdir, name) for name in BACKENDS}
-    runs: dict[str, list[dict]] = {name: [] for name in BACKENDS}
+    """The same backlog delivered (default forwarder) into the reference backend as shipped
+    (uvicorn, httptools, uvloop) and in the other BACKEND_SETUPS, alternating, `rounds` times each:
+    delivery rate and the backend's CPU per event."""
+    servers = {name: start_backend(workdir, name) for name in BACKEND_SETUPS}
+    runs: dict[str, list[dict]] = {name: [] for name in BACKEND_SETUPS}
     try:
         for index in range(rounds):
             for name, (proc, url) in servers.items():
@@ -599,6 +609,9 @@ def bench_backends(workdir: Path, events: list[StreamPacket], rounds: int = 2) -
             'events_per_sec': [r['events_per_sec'] for r in results],
             'median_events_per_sec': round(statistics.median(r['events_per_sec'] for r in results)),
             'backend_cpu_us_per_event': [r['backend_cpu_us_per_event'] for r in results],
+            'median_backend_cpu_us_per_event': statistics.median(
+                r['backend_cpu_us_per_event'] for r in results
+            ),
             'drained': all(r['drained'] for r in results),
         }
     return summary
@@ -614,10 +627,20 @@ def main(argv: list[str] | None = None) -> int:
         '--runtime-events', type=int, default=40_000, help='events of the one-producer runtime run (0 = skip)'
     )
     parser.add_argument('--latency-rounds', type=int, default=2, help='rounds of the producer latency cases')
-    parser.add_argument('--backend-rounds', type=int, default=2, help='aiohttp vs hand-written rounds')
+    parser.add_argument(
+        '--backend-rounds', type=int, default=2, help='rounds of the backend setups comparison'
+    )
     parser.add_argument('--serve-two-segments', type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument('--dir', default=None, help='where the SQLite files go (default: a temp dir)')
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='a short run (fewer events, 1 round each, producers 1,32): for a loaded machine or a smoke test',
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.events, args.deliver_events, args.runtime_events = 10_000, 10_000, 20_000
+        args.producers, args.latency_rounds, args.backend_rounds = '1,32', 1, 1
     if args.serve_two_segments:
         serve_two_segments(args.serve_two_segments)
         return 0
@@ -705,14 +728,14 @@ def main(argv: list[str] | None = None) -> int:
         'runtime_one_producer_into_durable_forwarder_sink': runtime,
         'producer_enqueue_latency_one_producer': producer_latency(runtime),
         'delivery': {
-            'backend': 'aiohttp reference backend (own process)',
+            'backend': 'reference backend, uvicorn + httptools + uvloop (own process)',
             'baseline_1_worker_1_row': delivery_baseline,
             'default': delivery_default,
             'default_with_urllib3_client': delivery_urllib3,
             'default_again_after_urllib3': delivery_ours_again,
             'concurrency_8_batch_256': delivery_wide,
             'two_segment_backend': two_segments,
-            'backends_aiohttp_vs_handwritten': backends,
+            'backend_setups': backends,
         },
         'goals': GOALS,
         'goals_met': {
@@ -722,10 +745,13 @@ def main(argv: list[str] | None = None) -> int:
             ),
             'enqueue_many_per_sec': many['events_per_sec'] >= GOALS['enqueue_per_sec'],
             'deliver_per_sec': best_delivery['events_per_sec'] >= GOALS['deliver_per_sec'],
-            'deliver_per_sec_into_aiohttp_backend': backends['aiohttp']['median_events_per_sec']
-            >= GOALS['deliver_per_sec'],
-            'deliver_per_sec_into_handwritten_backend': backends['handwritten']['median_events_per_sec']
-            >= GOALS['deliver_per_sec'],
+            **{
+                f'deliver_per_sec_into_backend_{name}'
+                if name == 'httptools_uvloop'
+                else f'info_deliver_per_sec_into_backend_{name}': figures['median_events_per_sec']
+                >= GOALS['deliver_per_sec']
+                for name, figures in backends.items()
+            },
             'enqueue_p99_with_concurrent_delivery': bool(
                 runtime
                 and runtime['batched_offered_10000_per_sec'].get('commit_p99_ms', 1e9)
@@ -745,8 +771,37 @@ def main(argv: list[str] | None = None) -> int:
             ),
         },
     }
+    result['summary'] = summary(result, runtime, best_delivery, two_segments, backends)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def summary(result: dict, runtime: dict, best_delivery: dict, two_segments: dict, backends: dict) -> dict:
+    """The decisive figures next to their goals (the last key of the output, read first)."""
+    latency = result['producer_enqueue_latency_one_producer']
+    shipped = latency.get('with_concurrent_delivery', {})
+    return {
+        'loadavg_1m_at_end': round(os.getloadavg()[0], 2),
+        'one_producer_accepted_per_sec_unthrottled': runtime.get('batched_unthrottled', {}).get(
+            'accepted_per_sec'
+        ),
+        'one_producer_at_10000_per_sec_with_delivery': {
+            k: shipped.get(k) for k in ('accepted_per_sec', 'commit_p50_ms', 'commit_p99_ms', 'accept_p99_ms')
+        },
+        'same_run_baselines_commit_p99_ms': {
+            case: figures.get('commit_p99_ms')
+            for case, figures in latency.items()
+            if case != 'with_concurrent_delivery'
+        },
+        'delivery_per_sec_reference_backend': best_delivery['events_per_sec'],
+        'delivery_into_backend_setups_per_sec_and_backend_cpu_us_per_event': {
+            name: [figures['median_events_per_sec'], figures['median_backend_cpu_us_per_event']]
+            for name, figures in backends.items()
+        },
+        'delivery_per_sec_two_segment_backend': two_segments['default_with_quickack']['events_per_sec'],
+        'goals': GOALS,
+        'goals_met': result['goals_met'],
+    }
 
 
 if __name__ == '__main__':

@@ -83,13 +83,11 @@ class BackendStore:
                 created.append(posts == 1)
             new = sum(created)
             dup = len(items) - new
-            conn.execute(
-                "UPDATE backend_counters SET value = value + ? WHERE name = 'total_posts'", (len(items),)
+            conn.execute(  # one statement for both counters: per-statement cost is the store's CPU
+                "UPDATE backend_counters SET value = value + CASE name WHEN 'total_posts' THEN ? ELSE ? END "
+                "WHERE name IN ('total_posts', 'duplicates')",
+                (len(items), dup),
             )
-            if dup:
-                conn.execute(
-                    "UPDATE backend_counters SET value = value + ? WHERE name = 'duplicates'", (dup,)
-                )
             conn.execute('COMMIT')
         except BaseException:
             if conn.in_transaction:

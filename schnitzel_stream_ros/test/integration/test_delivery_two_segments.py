@@ -85,7 +85,7 @@ def _median_exchange(url: str, tag: str) -> float:
 
 
 def test_the_reference_backend_two_segments_mode_reproduces_the_stall(monkeypatch):
-    """The fault soak's two-segment phase is the reference backend (aiohttp) in mode two_segments:
+    """The fault soak's two-segment phase is the reference backend (uvicorn) in mode two_segments:
     it must answer as http.server does (head, then body, Nagle on), or the soak proves nothing.
     A client without TCP_QUICKACK (as before the fix) stalls on the delayed-ACK timer (>= 40 ms on
     Linux); the shipped client does not."""
