@@ -132,7 +132,11 @@ class TimedSinkPerPacket(TimedSink):
     process_batch = Plugin.process_batch
 
 
-SINK_NAMES = {'TimedSink': 'batched', 'TimedSinkSettleAlone': 'batched_settle_alone'}
+SINK_NAMES = {
+    'TimedSink': 'batched',
+    'TimedSinkSettleAlone': 'batched_settle_alone',
+    'TimedSinkCheckpointsInline': 'batched_checkpoints_inline',
+}
 
 
 class TimedSinkSettleAlone(TimedSink):
@@ -143,6 +147,17 @@ class TimedSinkSettleAlone(TimedSink):
         super().setup()
         assert self.forwarder is not None
         self.forwarder.config.settle_linger_sec = 0.0
+
+
+class TimedSinkCheckpointsInline(TimedSink):
+    """Baseline of the producer's p99 while delivering: WAL housekeeping as before the fix -- the
+    writer-blocking part (TRUNCATE checkpoint, giving pages back) whenever it is due, not in a
+    moment without enqueues (a producer's BEGIN then waits in SQLite's busy handler)."""
+
+    def setup(self) -> None:
+        super().setup()
+        assert self.queue is not None
+        self.queue.housekeeping_quiet_sec = 0.0
 
 
 def bench_runtime_producer(
@@ -205,6 +220,9 @@ def bench_runtime_producer(
         # commits of settles alone, and enqueues that had to wait behind one (group_commit.py)
         'settle_only_commits': sink_cls.queue_stats.get('settle_only_commits_total'),
         'enqueues_behind_a_settle_commit': sink_cls.queue_stats.get('enqueues_behind_settle_commit_total'),
+        # checkpoints on the checkpointer thread; writer-blocking housekeeping while a producer wrote
+        'checkpoints': sink_cls.queue_stats.get('checkpoints_total'),
+        'housekeeping_blocked_writers': sink_cls.queue_stats.get('housekeeping_blocked_writers_total'),
     }
     if accepted:
         result.update({f'commit_{k}': v for k, v in percentiles(calls).items()})
@@ -218,6 +236,7 @@ LATENCY_CASES = {
     'batched_offered_10000_per_sec': ('TimedSink', True),
     'info_batched_offered_10000_per_sec_no_delivery': ('TimedSink', False),
     'baseline_batched_offered_10000_per_sec_settle_alone': ('TimedSinkSettleAlone', True),
+    'baseline_offered_10000_per_sec_checkpoints_inline': ('TimedSinkCheckpointsInline', True),
 }
 LATENCY_KEYS = (
     'accepted_per_sec',
@@ -228,6 +247,8 @@ LATENCY_KEYS = (
     'sink_calls',
     'settle_only_commits',
     'enqueues_behind_a_settle_commit',
+    'checkpoints',
+    'housekeeping_blocked_writers',
 )
 
 
@@ -267,6 +288,7 @@ def producer_latency(runtime: dict) -> dict:
         'without_delivery': 'info_batched_offered_10000_per_sec_no_delivery',
         'with_concurrent_delivery': 'batched_offered_10000_per_sec',
         'baseline_with_delivery_settle_alone': 'baseline_batched_offered_10000_per_sec_settle_alone',
+        'baseline_with_delivery_checkpoints_inline': 'baseline_offered_10000_per_sec_checkpoints_inline',
     }
     return {
         case: {**{k: runtime[name].get(k) for k in LATENCY_KEYS}, 'rounds': runtime[name]['rounds']}

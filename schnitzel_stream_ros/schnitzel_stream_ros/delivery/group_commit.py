@@ -127,6 +127,11 @@ class GroupCommitter:
         self._thread.start()
 
     # -- callers ---------------------------------------------------------------------------
+    def seconds_since_urgent_write(self) -> float:
+        """How long ago a write that somebody waits for (an enqueue) was submitted (inf: never).
+        Housekeeping that would block writers waits for a quiet moment by it."""
+        return time.monotonic() - self._last_urgent
+
     def submit(self, op: WriteOp) -> WriteOp:
         with self._cond:
             if self._closing:

@@ -144,6 +144,8 @@ class DurableQueue(Producing, Leasing, DeadLetterOps, Housekeeping, DiskSpace, C
                 'lease_expired_total',
                 'redriven_total',
                 'purged_total',
+                'checkpoints_total',
+                'housekeeping_blocked_writers_total',
             ),
             0,
         )

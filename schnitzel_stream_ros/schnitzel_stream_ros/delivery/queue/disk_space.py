@@ -11,7 +11,8 @@ room. The reserve is what those writes, the WAL and the rest of the box live on.
 The WAL is bounded by `journal_size_limit` (truncated to it after every checkpoint reset) and an
 autocheckpoint at the same size; the checkpointer gives freed pages back to the filesystem once a
 backlog has drained (incremental vacuum, then a TRUNCATE checkpoint), so a long outage's backlog
-does not keep its disk after it was delivered.
+does not keep its disk after it was delivered. Both block writers, so they wait for a moment
+without enqueues (housekeeping.py).
 """
 
 from __future__ import annotations
@@ -110,16 +111,16 @@ class DiskSpace:
         if _size(self.path.with_name(self.path.name + '-wal')) > self.wal_limit_bytes:
             conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchall()
 
-    def _give_back_space(self, conn: sqlite3.Connection) -> None:
+    def _give_back_space(self, conn: sqlite3.Connection) -> bool:
         """On the checkpointer's connection: once most of the file is unused pages (a backlog was
-        delivered), return them to the filesystem and shrink the WAL to nothing."""
+        delivered), return them to the filesystem and shrink the WAL to nothing. True if it did."""
         free_pages = int(conn.execute('PRAGMA freelist_count').fetchone()[0])
         pages = int(conn.execute('PRAGMA page_count').fetchone()[0])
         page_size = int(conn.execute('PRAGMA page_size').fetchone()[0])
         if free_pages * page_size < VACUUM_MIN_BYTES or free_pages * 2 < pages:
-            return
+            return False
         if int(conn.execute('PRAGMA auto_vacuum').fetchone()[0]) != 2:  # not incremental (older file)
-            return
+            return False
         # In steps, the WAL truncated after each: one vacuum of the whole freelist would need WAL
         # room for all of it, on a disk that is short of room. executescript steps the pragma to
         # completion (execute() frees one page per call).
@@ -135,6 +136,7 @@ class DiskSpace:
             self._count('space_returned_bytes_total', returned * page_size)
             _LOG.info('node %s: gave %d kB of a drained backlog back to the filesystem',
                       self.node_id, returned * page_size // 1024)
+        return True
 
 
 def _size(path: os.PathLike[str] | str) -> int:

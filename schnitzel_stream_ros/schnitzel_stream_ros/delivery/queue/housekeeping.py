@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from schnitzel_stream_ros.delivery.errors import (
     QueueStorageError,
 )
 from schnitzel_stream_ros.delivery.group_commit import Txn
+from schnitzel_stream_ros.delivery.queue.disk_space import _size
 from schnitzel_stream_ros.delivery.queue.schema import (
     _connect,
     migrate,
@@ -23,9 +25,17 @@ from schnitzel_stream_ros.delivery.queue.schema import (
 
 _LOG = logging.getLogger('schnitzel_stream.delivery.queue')
 
+#: Housekeeping that blocks writers waits until no enqueue came for this long ...
+QUIET_SEC = 1.0
+#: ... but gives freed pages back at least this often while a producer never pauses.
+GIVE_BACK_BUSY_SEC = 30.0
+
 
 class Housekeeping:
     """Housekeeping: opening (integrity check, quarantine, salvage of a damaged file, migration),"""
+
+    #: see QUIET_SEC (an instance may set its own; 0 = never wait for a quiet moment)
+    housekeeping_quiet_sec: float = QUIET_SEC
 
     # -- opening ---------------------------------------------------------------------------
     def _check_or_quarantine(self, on_corrupt: str) -> quarantine.Quarantined | None:
@@ -253,19 +263,37 @@ class Housekeeping:
 
     # -- housekeeping --------------------------------------------------------------------------
     def _checkpoint_loop(self, interval: float) -> None:
-        """Copy the WAL into the main file off the enqueue path (keeps enqueue p99 low)."""
+        """Copy the WAL into the main file off the enqueue path (keeps enqueue p99 low).
+
+        A PASSIVE checkpoint never blocks the writer. What does -- a TRUNCATE checkpoint, giving
+        pages back (write transactions on this connection) -- makes a producer's BEGIN wait in
+        SQLite's busy handler, which sleeps in steps of 1, 2, 5, 10... ms: so it waits for a moment
+        without enqueues (`housekeeping_quiet_sec`) unless freed pages waited GIVE_BACK_BUSY_SEC.
+        The WAL bound holds busy or not. Either, while a producer writes, is counted
+        (`housekeeping_blocked_writers_total`)."""
         try:
             conn = _connect(self.path, self._busy_timeout_sec)
         except sqlite3.Error:
             _LOG.exception('node %s: checkpoint connection failed; relying on autocheckpoint', self.node_id)
             return
+        wal = self.path.with_name(self.path.name + '-wal')
+        last_give_back = time.monotonic()
         try:
             conn.execute(f'PRAGMA journal_size_limit={int(self.wal_limit_bytes)}')
             while not self._checkpoint_stop.wait(interval):
                 try:
                     conn.execute('PRAGMA wal_checkpoint(PASSIVE)').fetchall()
-                    self._bound_wal(conn)
-                    self._give_back_space(conn)
+                    self._count('checkpoints_total')
+                    quiet = self._committer.seconds_since_urgent_write() >= self.housekeeping_quiet_sec
+                    if _size(wal) > self.wal_limit_bytes:  # the bound holds, busy or not
+                        if not quiet:
+                            self._count('housekeeping_blocked_writers_total')
+                        self._bound_wal(conn)
+                    now = time.monotonic()
+                    if quiet or now - last_give_back >= GIVE_BACK_BUSY_SEC:
+                        last_give_back = now
+                        if self._give_back_space(conn) and not quiet:
+                            self._count('housekeeping_blocked_writers_total')
                 except sqlite3.Error as exc:
                     _LOG.debug('node %s: checkpoint skipped: %s', self.node_id, exc)
         finally:
