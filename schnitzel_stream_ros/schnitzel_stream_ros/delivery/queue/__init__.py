@@ -146,6 +146,7 @@ class DurableQueue(Producing, Leasing, DeadLetterOps, Housekeeping, DiskSpace, C
                 'purged_total',
                 'checkpoints_total',
                 'housekeeping_blocked_writers_total',
+                'wal_bounded_between_commits_total',
             ),
             0,
         )

@@ -268,9 +268,11 @@ class Housekeeping:
         A PASSIVE checkpoint never blocks the writer. What does -- a TRUNCATE checkpoint, giving
         pages back (write transactions on this connection) -- makes a producer's BEGIN wait in
         SQLite's busy handler, which sleeps in steps of 1, 2, 5, 10... ms: so it waits for a moment
-        without enqueues (`housekeeping_quiet_sec`) unless freed pages waited GIVE_BACK_BUSY_SEC.
-        The WAL bound holds busy or not. Either, while a producer writes, is counted
-        (`housekeeping_blocked_writers_total`)."""
+        without enqueues (`housekeeping_quiet_sec`) unless freed pages waited GIVE_BACK_BUSY_SEC
+        (then counted: `housekeeping_blocked_writers_total`). The WAL bound holds busy or not: while
+        a producer writes, its TRUNCATE checkpoint runs on the writer's own thread between two
+        commits (`wal_bounded_between_commits_total`), so the producer waits for the checkpoint
+        itself, never for a busy handler's sleep."""
         try:
             conn = _connect(self.path, self._busy_timeout_sec)
         except sqlite3.Error:
@@ -286,9 +288,11 @@ class Housekeeping:
                     self._count('checkpoints_total')
                     quiet = self._committer.seconds_since_urgent_write() >= self.housekeeping_quiet_sec
                     if _size(wal) > self.wal_limit_bytes:  # the bound holds, busy or not
-                        if not quiet:
-                            self._count('housekeeping_blocked_writers_total')
-                        self._bound_wal(conn)
+                        if quiet or self.housekeeping_quiet_sec <= 0:
+                            self._bound_wal(conn)
+                        else:  # between two commits, on the writer: no producer sleeps on a lock
+                            self._count('wal_bounded_between_commits_total')
+                            self._committer.request_maintenance(self._bound_wal)
                     now = time.monotonic()
                     if quiet or now - last_give_back >= GIVE_BACK_BUSY_SEC:
                         last_give_back = now
