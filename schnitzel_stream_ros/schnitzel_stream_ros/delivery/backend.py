@@ -69,6 +69,10 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _ClientGone(Exception):
+    """The client disconnected before its body was complete: nothing to store, nobody to answer."""
+
+
 def _protocol_class(http: str) -> type:
     """uvicorn's protocol for `http`, handing each connection's socket to the application (in the
     scope's `state`, per connection): fault mode two_segments turns Nagle back on for the answer, as
@@ -240,6 +244,8 @@ class BackendServer:
                 self._count('invalid_posts')
                 await _answer(send, 413, b'{"error":"body too large"}', close=True)
                 return
+            except _ClientGone:
+                return
             if method == 'POST' and path == '/control':
                 status, body = self._set_control(data)
             else:
@@ -377,7 +383,7 @@ async def _read_body(scope: dict, receive: Any) -> bytes:
     while True:
         message = await receive()
         if message['type'] != 'http.request':  # http.disconnect: the client went away
-            return b''.join(chunks)
+            raise _ClientGone
         chunk = message.get('body', b'')
         size += len(chunk)
         if size > _MAX_BODY:
