@@ -20,6 +20,7 @@ from schnitzel_stream_ros.packet import StreamPacket
 
 WAL_LIMIT = 64 * 1024
 WAIT_SEC = 30.0
+MAX_EVENTS = 100_000
 
 
 def _event(i: int) -> StreamPacket:
@@ -44,7 +45,7 @@ def test_a_wal_over_its_bound_while_a_producer_writes_is_bounded_between_commits
 
     def produce() -> None:
         i = 0
-        while not stop.is_set():
+        while not stop.is_set() and i < MAX_EVENTS:  # bounded: a failing run must not fill the disk
             queue.enqueue_many([_event(j) for j in range(i, i + 20)])
             produced.extend(range(i, i + 20))
             i += 20
