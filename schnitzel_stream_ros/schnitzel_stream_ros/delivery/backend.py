@@ -18,9 +18,10 @@ docs/delivery.md). Request parsing, keep-alive and chunked uploads are the serve
 a plain ASGI application (no framework: five routes). What is left here is the oracle: events
 stored once per key in batches (everything that arrived in one event-loop turn goes into one SQLite
 transaction, so the store is not what a delivery benchmark measures), counters, and fault injection
-(backend_faults.py). Bounds: header block 16 KiB (uvicorn answers 431/400 beyond, see
-_MAX_HEAD), body `_MAX_BODY` (413 here, from Content-Length before reading or while reading a
-chunked body), at most `_MAX_CONNECTIONS` connections (503 beyond).
+(backend_faults.py). Bounds: request head `_MAX_HEAD` (400 and close beyond; counted here for
+httptools, which has no bound of its own; with `--http h11` it is h11's bound on an incomplete
+head), body `_MAX_BODY` (413 here, from Content-Length before reading or while reading a chunked
+body), at most `_MAX_CONNECTIONS` connections (503 beyond).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from schnitzel_stream_ros.document_limits import EVENT_JSON_LIMITS, DocumentErro
 _LOG = logging.getLogger('schnitzel_stream.delivery.backend')
 
 _MAX_BODY = EVENT_JSON_LIMITS.max_bytes  # 16 MiB, then bounded in depth (document_limits)
-_MAX_HEAD = 16 * 1024  # h11's bound on a request head; the httptools protocol below enforces the same
+_MAX_HEAD = 16 * 1024  # request line + headers; enforced in the httptools protocol below
 _MAX_CONNECTIONS = 512
 _KEEP_ALIVE_SEC = 75.0  # forwarder connections idle between bursts; reconnecting costs more than a socket
 _SHUTDOWN_SEC = 1.0  # answers still held back (mode slow) when stopping: not worth waiting for
