@@ -265,13 +265,32 @@ class _Link:
 
     def publish(self, subject: str, body: bytes, msg_id: str | None) -> PostResult:
         """From a worker thread: publish and wait for the ack (bounded by the timeout)."""
+        [future] = self.submit([(subject, body, msg_id)])
+        return self.result(future)
+
+    def submit(self, items: Sequence[tuple[str, bytes, str | None]]) -> list[concurrent.futures.Future]:
+        """From a worker thread: start publishing every item at once (one hand-over to the loop);
+        each future gets the item's PostResult. At most max_in_flight wait for acks at a time."""
+        futures: list[concurrent.futures.Future] = [concurrent.futures.Future() for _ in items]
         if self.closed:
-            return PostResult(Verdict.UNSENDABLE, None, 'not sent: the JetStream target is closed')
-        future = asyncio.run_coroutine_threadsafe(self._publish(subject, body, msg_id), self._loop)
+            for future in futures:
+                future.set_result(
+                    PostResult(Verdict.UNSENDABLE, None, 'not sent: the JetStream target is closed')
+                )
+            return futures
+
+        def schedule() -> None:
+            for (subject, body, msg_id), future in zip(items, futures, strict=True):
+                task = self._loop.create_task(self._publish(subject, body, msg_id))
+                task.add_done_callback(lambda done, f=future: _hand_over(done, f))
+
+        self._loop.call_soon_threadsafe(schedule)
+        return futures
+
+    def result(self, future: concurrent.futures.Future) -> PostResult:
         try:
             return future.result(self.target.timeout_sec + 5.0)
         except concurrent.futures.TimeoutError:
-            future.cancel()
             return PostResult(Verdict.RETRY, None, f'timeout publishing to {self.target.masked_url}')
 
     async def _shutdown(self) -> None:
@@ -294,19 +313,54 @@ class _Link:
         self._thread.join(5.0)
 
 
+def _hand_over(task: asyncio.Task, future: concurrent.futures.Future) -> None:
+    """A finished publish task's result into the worker's future (never an exception there)."""
+    if task.cancelled():
+        future.set_result(PostResult(Verdict.RETRY, None, 'publish cancelled (the target is closing)'))
+    elif task.exception() is not None:
+        exc = task.exception()
+        future.set_result(
+            PostResult(Verdict.UNSENDABLE, None, f'not sent: {type(exc).__name__}: {exc}'[:300])
+        )
+    else:
+        future.set_result(task.result())
+
+
 class JetStreamClient:
-    """One forwarder worker's view of the shared link: subject from the event, key as Nats-Msg-Id."""
+    """One forwarder worker's view of the shared link: subject from the event, key as Nats-Msg-Id.
+
+    Pipelining: the forwarder hands a claimed batch to `begin()` before it posts the rows one by
+    one (target.py); the publishes of the whole batch are then in flight together and each
+    `post()` only waits for its own ack. A row the forwarder then does not post (a stop, the
+    circuit opening) may have been stored all the same: its retry carries the same Nats-Msg-Id and
+    the duplicate window takes it.
+    """
 
     def __init__(self, target: JetStreamTarget) -> None:
         self.target = target
+        self._ahead: dict[tuple[str | None, bytes], concurrent.futures.Future] = {}
+
+    def _message(self, body: bytes, idempotency_key: str | None) -> tuple[str, bytes, str | None]:
+        msg_id = header_key(idempotency_key) if idempotency_key else None
+        return nats_subject(self.target.subject_prefix, body), body, msg_id
+
+    def begin(self, batch: Sequence[tuple[bytes, str | None]]) -> None:
+        """Start publishing a claimed batch (the forwarder's optional pipelining hook)."""
+        self._ahead.clear()  # a previous batch's leftovers: rows the forwarder did not post
+        items = [self._message(body, key) for body, key in batch]
+        for (body, key), future in zip(batch, self.target.link().submit(items), strict=True):
+            self._ahead.setdefault((key, body), future)
 
     def post(self, body: bytes, idempotency_key: str | None) -> PostResult:
-        subject = nats_subject(self.target.subject_prefix, body)
-        msg_id = header_key(idempotency_key) if idempotency_key else None
-        return self.target.link().publish(subject, body, msg_id)
+        link = self.target.link()
+        future = self._ahead.pop((idempotency_key, body), None)
+        if future is None:
+            return link.publish(*self._message(body, idempotency_key))
+        return link.result(future)
 
     def close(self) -> None:
         """The link is the target's; it closes with the target."""
+        self._ahead.clear()
 
 
 def target_from_servers(servers: str | Sequence[str], **kwargs: Any) -> JetStreamTarget:

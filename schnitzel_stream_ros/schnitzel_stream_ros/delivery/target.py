@@ -12,7 +12,12 @@ so that is all a target provides:
     (REJECTED), stop delivering and keep everything queued (PARKED), or a local fault (UNSENDABLE);
   * `masked_url`: where it delivers, safe to log (no credentials);
   * `close()` on the target: releases what its clients share (the owner calls it after the
-    forwarder stopped; targets without shared resources do nothing).
+    forwarder stopped; targets without shared resources do nothing);
+  * optionally `begin(batch)` on a client, `batch` = [(body, idempotency_key), ...]: the forwarder
+    calls it with a claimed batch before it posts the rows one by one, so a target whose server
+    deduplicates by key (JetStream) can have the whole batch in flight at once; each `post()` then
+    waits only for its own answer. Only for targets where a send the forwarder then does not
+    settle is harmless (deduplicated on retry); a target without it is sent one row at a time.
 
 `HttpTarget` (http_client.py) satisfies this protocol; `JetStreamTarget` (jetstream_target.py) and
 `MqttTarget` (mqtt_target.py) are the bus targets.
