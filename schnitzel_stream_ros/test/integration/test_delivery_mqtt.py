@@ -181,3 +181,67 @@ def test_retained_status_online_then_offline_by_last_will(tmp_path):
         wait_for(lambda: retained_status(broker.port, 'look-3') == b'online', 30, 'online again')
         target.close()  # a clean stop says offline itself (a will is not sent on a clean disconnect)
         assert retained_status(broker.port, 'look-4') == b'offline'
+
+
+def test_a_graph_selects_the_mqtt_target_on_the_durable_forwarder(tmp_path):
+    import yaml
+
+    from schnitzel_stream_ros.graph.load import load_graph_text
+    from schnitzel_stream_ros.graph.validate import validate
+    from schnitzel_stream_ros.runtime.deterministic import DeterministicEngine
+
+    with MosquittoBroker(tmp_path / 'broker') as broker:
+        subscriber = Subscriber(broker.port, 'plant/#', 'graph-oracle')
+        graph = {
+            'version': 2,
+            'nodes': [
+                {
+                    'id': 'src',
+                    'kind': 'source',
+                    'plugin': 'schnitzel_stream.nodes.dev:StaticSource',
+                    'config': {
+                        'packets': [
+                            {
+                                'kind': 'event',
+                                'source_id': 'cam1',
+                                'payload': {
+                                    'site_id': 'hq',
+                                    'camera_id': 'cam1',
+                                    'event_type': 'X',
+                                    'key': f'g:{i}',
+                                },
+                                'meta': {'idempotency_key': f'g:{i}'},
+                            }
+                            for i in range(200)
+                        ]
+                    },
+                },
+                {
+                    'id': 'to_bus',
+                    'kind': 'sink',
+                    'plugin': 'DurableForwarderSink',
+                    'config': {
+                        'path': str(tmp_path / 'q.db'),
+                        'target': 'mqtt',
+                        'mqtt_url': broker.url,
+                        'mqtt_topic_prefix': 'plant/line1',
+                        'drain_on_close_sec': 60,
+                    },
+                },
+            ],
+            'edges': [{'from': 'src', 'to': 'to_bus'}],
+        }
+        loaded = load_graph_text(yaml.safe_dump(graph, sort_keys=False), 'bus.yaml')
+        assert not loaded.errors, loaded.errors
+        result = validate(loaded.graph)
+        assert result.ok, [str(e) for e in result.errors]
+        engine = DeterministicEngine(result.graph)
+        assert engine.run().errors == []
+        counters = engine.hosts['to_bus'].metrics.counters
+        assert counters['accepted_total'] == 200 and counters['acked_total'] == 200
+        try:
+            wait_for(lambda: len(subscriber.keys()) == 200, 60, 'every event at the subscriber')
+        finally:
+            subscriber.close()
+        assert {t for t, _, _ in subscriber.messages if '/status/' not in t} == {'plant/line1/hq/cam1/X'}
+        assert ('plant/line1/status/to_bus', b'offline', False) in subscriber.messages  # the clean close
