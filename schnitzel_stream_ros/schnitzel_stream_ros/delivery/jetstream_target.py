@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -93,8 +94,6 @@ class JetStreamTarget:
         if self.max_in_flight < 1:
             raise ValueError(f'nats_max_in_flight: must be >= 1, got {self.max_in_flight}')
         if self.token_env:
-            import os
-
             env = os.environ if self.environ is None else self.environ
             if not env.get(self.token_env):
                 raise ValueError(
@@ -109,11 +108,12 @@ class JetStreamTarget:
         return f'{where} stream {self.stream or "(any)"}'
 
     def link(self) -> _Link:
-        """The shared connection of this target's clients (made on first use)."""
+        """The shared connection of this target's clients (made on first use; after close() a
+        closed one, whose publishes answer UNSENDABLE, so a late worker cannot open another)."""
         with self._link_lock:  # type: ignore[attr-defined]
             box: list[_Link] = self._link_box  # type: ignore[attr-defined]
-            if not box or box[0].closed:
-                box[:] = [_Link(self)]
+            if not box:
+                box.append(_Link(self))
             return box[0]
 
     def new_client(self) -> JetStreamClient:
@@ -122,9 +122,10 @@ class JetStreamTarget:
     def close(self) -> None:
         with self._link_lock:  # type: ignore[attr-defined]
             box: list[_Link] = self._link_box  # type: ignore[attr-defined]
-            link = box.pop() if box else None
-        if link is not None:
-            link.close()
+            if not box:
+                return
+            link = box[0]
+        link.close()
 
     def connect_options(self) -> dict[str, Any]:
         options: dict[str, Any] = dict(
@@ -137,8 +138,6 @@ class JetStreamTarget:
             pending_size=self.pending_bytes,
         )
         if self.token_env:
-            import os
-
             env = os.environ if self.environ is None else self.environ
             options['token'] = env[self.token_env]
         if self.creds_file:
@@ -163,6 +162,10 @@ class _Link:
         self._connect_lock: asyncio.Lock | None = None
         self._slots: asyncio.Semaphore | None = None
         self.last_connect_error = ''
+        #: acks from the stream, and those of them that said `duplicate` (a retry the duplicate
+        #: window took: stored once). Only the loop thread writes them.
+        self.acks_total = 0
+        self.duplicate_acks_total = 0
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -251,6 +254,8 @@ class _Link:
             return PostResult(
                 Verdict.PARKED, None, f'stored in stream {ack.stream!r}, not {self.target.stream!r}'
             )
+        self.acks_total += 1
+        self.duplicate_acks_total += 1 if ack.duplicate else 0
         return PostResult(Verdict.DELIVERED, 200, '', None, time.monotonic() - started)
 
     @staticmethod
@@ -361,10 +366,3 @@ class JetStreamClient:
     def close(self) -> None:
         """The link is the target's; it closes with the target."""
         self._ahead.clear()
-
-
-def target_from_servers(servers: str | Sequence[str], **kwargs: Any) -> JetStreamTarget:
-    """`nats_servers` as the graph gives it: a list, or one comma-separated string."""
-    if isinstance(servers, str):
-        servers = [s.strip() for s in servers.split(',') if s.strip()]
-    return JetStreamTarget(servers=tuple(servers), **kwargs)

@@ -77,10 +77,12 @@ class MqttTarget:
         return f'{self.topic_prefix}/status/{token(self.client_id)}'
 
     def link(self) -> _Link:
+        """The shared connection of this target's clients (made on first use; after close() a
+        closed one, whose publishes answer UNSENDABLE, so a late worker cannot open another)."""
         with self._link_lock:  # type: ignore[attr-defined]
             box: list[_Link] = self._link_box  # type: ignore[attr-defined]
-            if not box or box[0].closed:
-                box[:] = [_Link(self)]
+            if not box:
+                box.append(_Link(self))
             return box[0]
 
     def new_client(self) -> MqttClient:
@@ -89,9 +91,10 @@ class MqttTarget:
     def close(self) -> None:
         with self._link_lock:  # type: ignore[attr-defined]
             box: list[_Link] = self._link_box  # type: ignore[attr-defined]
-            link = box.pop() if box else None
-        if link is not None:
-            link.close()
+            if not box:
+                return
+            link = box[0]
+        link.close()
 
 
 class _Link:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from schnitzel_stream_ros.backoff import Backoff
-from schnitzel_stream_ros.delivery.forwarder import Forwarder, ForwarderConfig
+from schnitzel_stream_ros.delivery.forwarder import Forwarder, ForwarderConfig, body_for
 from schnitzel_stream_ros.delivery.http_client import Verdict
 from schnitzel_stream_ros.delivery.jetstream_target import JetStreamTarget
 from schnitzel_stream_ros.delivery.queue import DurableQueue
@@ -103,6 +103,7 @@ def test_subject_from_the_event_and_a_config_error_parks(cluster, tmp_path):
         again = client.post(json.dumps(hostile).encode(), 'hostile-1')  # same key: JetStream dedups
         assert again.verdict is Verdict.DELIVERED
         assert stream_msg_ids(cluster.urls, 'ROUTE') == ['hostile-1']
+        assert target.link().duplicate_acks_total == 1  # the stream answered the repeat `duplicate`
         import asyncio
 
         import nats
@@ -123,6 +124,37 @@ def test_subject_from_the_event_and_a_config_error_parks(cluster, tmp_path):
         assert result.verdict is Verdict.PARKED and 'expected stream' in result.error
     finally:
         wrong.close()
+
+
+def test_rows_sent_again_after_a_crash_before_their_settle_are_stored_once(cluster, tmp_path):
+    """A process that published rows and died before settling them leaves them due again: the
+    next forwarder sends them again, with the same Nats-Msg-Id, and the duplicate window stores
+    each once (the acks say `duplicate`)."""
+    add_stream(cluster.urls, 'RESEND', ['resend.>'], replicas=3, duplicate_window_sec=600)
+    queue = DurableQueue(tmp_path / 'queue.db', node_id='to_nats')
+    try:
+        queue.enqueue_many(event_packets(200, 'resend'))
+        crashed = nats_target(cluster.urls, 'RESEND', 'resend')  # the process that died
+        rows = queue.claim(100, lease_sec=60)
+        client = crashed.new_client()
+        assert all(
+            client.post(body_for(row, 'payload'), row.idempotency_key).verdict is Verdict.DELIVERED
+            for row in rows
+        )
+        crashed.close()
+        queue.release([row.seq for row in rows])  # what a restart does: leases live in memory
+        forwarder = Forwarder(queue, nats_target(cluster.urls, 'RESEND', 'resend'), ForwarderConfig(**FAST))
+        forwarder.start()
+        try:
+            assert forwarder.wait_idle(120)
+            duplicates = forwarder.target.link().duplicate_acks_total
+        finally:
+            forwarder.stop()
+            forwarder.target.close()
+    finally:
+        queue.close()
+    assert duplicates == 100
+    assert_each_key_once(stream_msg_ids(cluster.urls, 'RESEND'), {f'resend:{i}' for i in range(200)})
 
 
 def test_one_server_killed_mid_stream_loses_and_duplicates_nothing(cluster, tmp_path):
@@ -151,6 +183,8 @@ def test_one_server_killed_mid_stream_loses_and_duplicates_nothing(cluster, tmp_
         assert produced.wait(300)
         assert forwarder.wait_idle(300), f'still queued: {queue.depth()}, in flight: {queue.in_flight()}'
         metrics = forwarder.metrics()
+        link = forwarder.target.link()
+        acks, duplicates = link.acks_total, link.duplicate_acks_total
     finally:
         forwarder.stop()
         forwarder.target.close()
@@ -158,6 +192,7 @@ def test_one_server_killed_mid_stream_loses_and_duplicates_nothing(cluster, tmp_
         if killed is not None:
             cluster.start_server(killed)
             cluster.wait_ready()
+    print(f'one server killed: {metrics["retry_total"]} retries, {acks} acks, {duplicates} duplicates')
     assert metrics['acked_total'] == total and metrics['dead_letter_depth'] == 0
     assert metrics['acked_total'] > acked_at_kill  # delivery went on with two of three servers
     assert_each_key_once(stream_msg_ids(cluster.urls, 'KILL1'), keys)
@@ -189,11 +224,16 @@ def test_all_servers_down_then_the_backlog_is_delivered(cluster, tmp_path):
         assert forwarder.wait_idle(180), f'still queued: {queue.depth()}, in flight: {queue.in_flight()}'
         drained_sec = time.monotonic() - back_at
         metrics = forwarder.metrics()
+        link = forwarder.target.link()
+        acks, duplicates = link.acks_total, link.duplicate_acks_total
     finally:
         forwarder.stop()
         forwarder.target.close()
         queue.close()
-    print(f'backlog of 400 delivered {drained_sec:.1f} s after the servers were started again')
+    print(
+        f'backlog of 400 delivered {drained_sec:.1f} s after the servers were started again; '
+        f'{metrics["retry_total"]} retries, {acks} acks, {duplicates} of them duplicates'
+    )
     assert metrics['acked_total'] == 600 and metrics['dead_letter_depth'] == 0
     assert metrics['retry_total'] > 0 and metrics['breaker_opened_total'] >= 1
     assert_each_key_once(stream_msg_ids(cluster.urls, 'OUTAGE'), keys)
