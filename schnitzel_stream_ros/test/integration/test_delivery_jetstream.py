@@ -104,6 +104,8 @@ def test_subject_from_the_event_and_a_config_error_parks(cluster, tmp_path):
         assert again.verdict is Verdict.DELIVERED
         assert stream_msg_ids(cluster.urls, 'ROUTE') == ['hostile-1']
         assert target.link().duplicate_acks_total == 1  # the stream answered the repeat `duplicate`
+        too_big = json.dumps({'site_id': 's', 'blob': 'x' * 1_600_000}).encode()  # max_payload: 1MB
+        assert client.post(too_big, 'big-1').verdict is Verdict.REJECTED  # a dead letter, never retried
         import asyncio
 
         import nats
