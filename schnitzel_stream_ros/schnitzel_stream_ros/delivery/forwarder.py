@@ -29,9 +29,10 @@ from typing import Any
 from schnitzel_stream_ros.backoff import Backoff
 from schnitzel_stream_ros.delivery.breaker import STATE_CODE, BreakerState, CircuitBreaker, Permit
 from schnitzel_stream_ros.delivery.errors import DeliveryError
-from schnitzel_stream_ros.delivery.http_client import HttpJsonClient, HttpTarget, PostResult, Verdict
+from schnitzel_stream_ros.delivery.http_client import PostResult, Verdict
 from schnitzel_stream_ros.delivery.queue import DeadLetter, DurableQueue, Nack, QueuedRow
 from schnitzel_stream_ros.delivery.rate_meter import RateMeter
+from schnitzel_stream_ros.delivery.target import DeliveryClient, DeliveryTarget
 
 _LOG = logging.getLogger('schnitzel_stream.delivery.forwarder')
 
@@ -99,21 +100,21 @@ class _Outcomes:
 
 
 class Forwarder:
-    """Background delivery of one queue to one HTTP target."""
+    """Background delivery of one queue to one target (HTTP, or a bus: delivery/target.py)."""
 
     def __init__(
         self,
         queue: DurableQueue,
-        target: HttpTarget,
+        target: DeliveryTarget,
         config: ForwarderConfig | None = None,
-        client_factory: Callable[[], HttpJsonClient] | None = None,
+        client_factory: Callable[[], DeliveryClient] | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.queue = queue
         self.target = target
         self.config = config or ForwarderConfig()
-        self._client_factory = client_factory or (lambda: HttpJsonClient(target))
-        self._client_factory()  # fail now (bad URL, missing token env) rather than in a thread
+        self._client_factory = client_factory or target.new_client
+        self._client_factory().close()  # fail now (bad URL, missing token env) rather than in a thread
         self._wall = wall_clock
         self.breaker = CircuitBreaker(
             self.config.breaker_failure_threshold,
@@ -262,7 +263,7 @@ class Forwarder:
         finally:
             client.close()
 
-    def _one_round(self, client: HttpJsonClient) -> None:
+    def _one_round(self, client: DeliveryClient) -> None:
         permit = self.breaker.acquire()
         if permit is Permit.WAIT:
             self._stop.wait(min(max(self.breaker.seconds_until_probe(), 0.01), self.config.idle_poll_sec))
@@ -292,12 +293,14 @@ class Forwarder:
                 _LOG.info('node %s: %d rows waiting for a retry are due now', self.queue.node_id, waiting)
 
     def _send_rows(
-        self, client: HttpJsonClient, rows: list[QueuedRow], permit: Permit, settled: set[int]
+        self, client: DeliveryClient, rows: list[QueuedRow], permit: Permit, settled: set[int]
     ) -> bool:
         """POST the claimed rows, settling every settle_interval_sec; True when the backend came back."""
         outcomes = _Outcomes()
         last_settle = time.monotonic()
         recovered = False
+        if len(rows) > 1 and hasattr(client, 'begin'):  # a pipelining target sends ahead (target.py)
+            client.begin([(body_for(row, self.config.body), row.idempotency_key) for row in rows])
         try:
             for index, row in enumerate(rows):
                 if self._stop.is_set() or (
@@ -313,7 +316,7 @@ class Forwarder:
             self._settle(outcomes, settled)
         return recovered
 
-    def _post(self, client: HttpJsonClient, row: QueuedRow) -> PostResult:
+    def _post(self, client: DeliveryClient, row: QueuedRow) -> PostResult:
         """One POST; a client that raises (a defect, a hostile row) is an unsendable attempt of
         this row, never the end of the round."""
         try:

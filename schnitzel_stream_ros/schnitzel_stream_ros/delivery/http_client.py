@@ -97,6 +97,13 @@ class HttpTarget:
     def masked_url(self) -> str:
         return mask_url(self.url)
 
+    def new_client(self) -> HttpJsonClient:
+        """One keep-alive client for one forwarder worker (the DeliveryTarget protocol, target.py)."""
+        return HttpJsonClient(self)
+
+    def close(self) -> None:
+        """Nothing shared between the clients of an HTTP target (DeliveryTarget protocol)."""
+
 
 def _retry_after(value: str | None) -> float | None:
     if not value:

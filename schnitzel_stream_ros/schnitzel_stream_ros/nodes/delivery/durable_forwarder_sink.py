@@ -1,5 +1,8 @@
 """DurableForwarderSink: accept an event durably, deliver it to the backend in the background.
 
+The backend is an HTTP endpoint (`url`), or with `target: nats` / `target: mqtt` a NATS JetStream
+stream or an MQTT broker (target_params.py, docs/buses.md); everything durable below is the same.
+
 The node the issue asks for: process() returns only after the event's row is committed (the
 event is *accepted*), and forwarder threads in the same process drain the queue to the HTTP
 backend with retries, backoff, circuit breaker and dead letters. Placed in the same container as
@@ -36,13 +39,16 @@ from schnitzel_stream_ros.delivery.shared import release_shared
 from schnitzel_stream_ros.nodes.delivery.gauge_reporter import GaugeReporter
 from schnitzel_stream_ros.nodes.delivery.params import (
     BACKOFF_PARAMS,
-    HTTP_PARAMS,
     QUEUE_PARAMS,
     backoff_from_params,
-    check_http_params,
     durable_meta,
     open_queue,
-    target_from_params,
+)
+from schnitzel_stream_ros.nodes.delivery.target_params import (
+    HTTP_PARAMS_FOR_TARGETS,
+    TARGET_PARAMS,
+    check_target_params,
+    delivery_target_from_params,
 )
 from schnitzel_stream_ros.packet import PayloadProfile, StreamPacket
 from schnitzel_stream_ros.plugin import Param, Plugin, Port, Role
@@ -67,7 +73,8 @@ class DurableForwarderSink(Plugin):
     )
     PARAMS = (
         *QUEUE_PARAMS,
-        *HTTP_PARAMS,
+        *HTTP_PARAMS_FOR_TARGETS,
+        *TARGET_PARAMS,
         *BACKOFF_PARAMS,
         Param('concurrency', int, 4, 'parallel connections to the backend', min=1, max=64),
         Param('batch_size', int, 128, 'rows claimed (and settled in one transaction) at a time; a knob: '
@@ -102,11 +109,11 @@ class DurableForwarderSink(Plugin):
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any]) -> list[str]:
-        return check_http_params(params)
+        return check_target_params(params)
 
     def setup(self) -> None:
         p = self.params
-        target = target_from_params(p)
+        target = delivery_target_from_params(p, self.node_id)  # HTTP, NATS JetStream or MQTT
         config = ForwarderConfig(
             concurrency=p['concurrency'],
             batch_size=p['batch_size'],
@@ -122,6 +129,7 @@ class DurableForwarderSink(Plugin):
         try:
             self.forwarder = Forwarder(self.queue, target, config).start()
         except BaseException:
+            target.close()
             release_shared(self.queue)
             self.queue = None
             raise
@@ -278,6 +286,7 @@ class DurableForwarderSink(Plugin):
             if self.params['drain_on_close_sec'] > 0:
                 self.forwarder.wait_idle(self.params['drain_on_close_sec'])
             self.forwarder.stop()  # in-flight POSTs finish and are settled; the rest stays queued
+            self.forwarder.target.close()  # a bus target's shared connection
         if self._gauges is not None:
             self._gauges.stop()
             self._gauges = None
