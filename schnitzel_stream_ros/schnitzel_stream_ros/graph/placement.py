@@ -64,17 +64,23 @@ def container_hosts(spec: GraphSpec) -> tuple[dict[str, str], list[GraphError]]:
             continue
         problem = host_problem(node.host)
         if problem:
-            errors.append(GraphError(node.position, f'host {node.host!r} {problem}', node_subject(node.id),
-                                     'host-name'))
+            errors.append(
+                GraphError(node.position, f'host {node.host!r} {problem}', node_subject(node.id), 'host-name')
+            )
             continue
         first = named.get(node.container)
         if first is None:
             named[node.container] = (node.host, node.id)
         elif first[0] != node.host:
-            errors.append(GraphError(
-                node.position, f'host {node.host!r}, but node {first[1]!r} places container {node.container!r} '
-                f'on host {first[0]!r} (a container group runs on one host)', node_subject(node.id),
-                'host-conflict'))
+            errors.append(
+                GraphError(
+                    node.position,
+                    f'host {node.host!r}, but node {first[1]!r} places container {node.container!r} '
+                    f'on host {first[0]!r} (a container group runs on one host)',
+                    node_subject(node.id),
+                    'host-conflict',
+                )
+            )
     hosts = {group.name: named.get(group.name, (DEFAULT_HOST, ''))[0] for group in spec.containers}
     return hosts, errors
 
@@ -88,9 +94,15 @@ def _durable_end(cls: type[Plugin] | None) -> str:
     return str(getattr(cls, DURABLE_EDGE_ATTR, '') or '') if cls is not None else ''
 
 
-def crossing_problem(edge: EdgeSpec, src_port: Port, out_kinds: frozenset[str], out_profile: PayloadProfile,
-                     src_cls: type[Plugin] | None, dst_cls: type[Plugin] | None,
-                     hosts: tuple[str, str]) -> GraphError | None:
+def crossing_problem(
+    edge: EdgeSpec,
+    src_port: Port,
+    out_kinds: frozenset[str],
+    out_profile: PayloadProfile,
+    src_cls: type[Plugin] | None,
+    dst_cls: type[Plugin] | None,
+    hosts: tuple[str, str],
+) -> GraphError | None:
     """The error of one edge from host hosts[0] to host hosts[1] (None: it may cross)."""
     if hosts[0] == hosts[1] or src_port.msg_type != STREAM_PACKET_MSG:
         return None  # typed ROS messages are portable by construction
@@ -101,19 +113,27 @@ def crossing_problem(edge: EdgeSpec, src_port: Port, out_kinds: frozenset[str], 
 
     raw = sorted(out_kinds & NON_PORTABLE_KINDS) if '*' not in out_kinds else []
     if raw and src_port.wire_encoding not in WIRE_ENCODINGS:
-        return error(f'kind {raw[0]!r} {crossing} unencoded: only an output that declares a wire encoding '
-                     f'({" or ".join(sorted(WIRE_ENCODINGS))}, e.g. FrameLinkSender, BytesToFileRefNode) '
-                     'may carry it between hosts')
+        return error(
+            f'kind {raw[0]!r} {crossing} unencoded: only an output that declares a wire encoding '
+            f'({" or ".join(sorted(WIRE_ENCODINGS))}, e.g. FrameLinkSender, BytesToFileRefNode) '
+            'may carry it between hosts'
+        )
     if not raw and out_profile is PayloadProfile.INPROC_ANY and not src_port.wire_encoding:
-        return error(f'payload profile inproc_any of {edge.src} {crossing}: process-local payloads never '
-                     'leave their host')
+        return error(
+            f'payload profile inproc_any of {edge.src} {crossing}: process-local payloads never '
+            'leave their host'
+        )
     if Kind.EVENT in out_kinds:
         if _durable_end(src_cls) != SENDER:
-            return error(f'events {crossing} only through a durable edge: {edge.src} -> DurableEdgeSender '
-                         f'(on {hosts[0]!r}) -> DurableEdgeReceiver (on {hosts[1]!r}) (docs/hosts.md)')
+            return error(
+                f'events {crossing} only through a durable edge: {edge.src} -> DurableEdgeSender '
+                f'(on {hosts[0]!r}) -> DurableEdgeReceiver (on {hosts[1]!r}) (docs/hosts.md)'
+            )
         if _durable_end(dst_cls) != RECEIVER:
-            return error(f'a DurableEdgeSender {crossing} into {edge.dst}, which is not a DurableEdgeReceiver '
-                         '(nobody would acknowledge, every event would be sent again forever)')
+            return error(
+                f'a DurableEdgeSender {crossing} into {edge.dst}, which is not a DurableEdgeReceiver '
+                '(nobody would acknowledge, every event would be sent again forever)'
+            )
     return None
 
 
@@ -144,7 +164,9 @@ def host_part(graph: ValidatedGraph, host: str) -> HostPart:
     hosts = node_hosts(graph)
     if host not in hosts.values():
         known = ', '.join(repr(h) for h in dict.fromkeys(hosts.values()))
-        raise ValueError(f'{graph.spec.source}: no container group is placed on host {host!r} (hosts: {known})')
+        raise ValueError(
+            f'{graph.spec.source}: no container group is placed on host {host!r} (hosts: {known})'
+        )
     mine = {node_id for node_id, h in hosts.items() if h == host}
     spec = replace(graph.spec, nodes=tuple(n for n in graph.spec.nodes if n.id in mine))
     return HostPart(
@@ -160,8 +182,17 @@ def host_part(graph: ValidatedGraph, host: str) -> HostPart:
 
 
 # -- the run report's cross-host section ----------------------------------------------------------
-_LINK_COUNTERS = ('sent_total', 'resent_total', 'acked_total', 'accepted_total', 'duplicate_total',
-                  'link_lost_total', 'partition_dropped_total', 'received_total', 'link_down_total')
+_LINK_COUNTERS = (
+    'sent_total',
+    'resent_total',
+    'acked_total',
+    'accepted_total',
+    'duplicate_total',
+    'link_lost_total',
+    'partition_dropped_total',
+    'received_total',
+    'link_down_total',
+)
 
 
 def cross_host_section(part: HostPart, snapshots: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -176,7 +207,10 @@ def cross_host_section(part: HostPart, snapshots: Iterable[Mapping[str, Any]]) -
             published[topic] = published.get(topic, 0) + int(row.get('published', 0))
         for row in snap.get('edges', []) or []:
             key = (row.get('topic'), row.get('dst'), row.get('dst_port'))
-            received[key] = {'packets': int(row.get('packets', 0)), 'dropped': int(row.get('dropped_total', 0))}
+            received[key] = {
+                'packets': int(row.get('packets', 0)),
+                'dropped': int(row.get('dropped_total', 0)),
+            }
         for node_id, values in (snap.get('nodes') or {}).items():
             nodes[node_id] = values
     edges = []
@@ -185,7 +219,9 @@ def cross_host_section(part: HostPart, snapshots: Iterable[Mapping[str, Any]]) -
             here = edge.src if direction == 'out' else edge.dst
             counters = dict((nodes.get(here) or {}).get('counters', {}))
             row: dict[str, Any] = {
-                'edge': edge.label, 'direction': direction, 'topic': edge.topic,
+                'edge': edge.label,
+                'direction': direction,
+                'topic': edge.topic,
                 'peer_host': part.hosts[edge.dst if direction == 'out' else edge.src],
                 'reliability': str(edge.reliability),
             }

@@ -627,8 +627,9 @@ class _Validator:
             src_group, dst_group = self.nodes[edge.src].container, self.nodes[edge.dst].container
             hosts = (self.hosts.get(src_group, DEFAULT_HOST), self.hosts.get(dst_group, DEFAULT_HOST))
             plugin_of = (self.plugins.get(edge.src), self.plugins.get(edge.dst))
-            problem = crossing_problem(edge, src, out_kinds, out_profile, *(p and p.cls for p in plugin_of), hosts)
-            if problem is not None or src.wire_encoding in WIRE_ENCODINGS:  # an encoded frame crosses anything
+            classes = tuple(p and p.cls for p in plugin_of)
+            problem = crossing_problem(edge, src, out_kinds, out_profile, *classes, hosts)
+            if problem is not None or src.wire_encoding in WIRE_ENCODINGS:  # encoded frames cross containers
                 self.errors.extend([problem] if problem else [])
                 continue
             if src_group != dst_group and src.msg_type == STREAM_PACKET_MSG:

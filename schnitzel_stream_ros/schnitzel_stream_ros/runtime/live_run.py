@@ -257,7 +257,9 @@ class LiveRun:
                 self.on_progress(snapshots)
             if any(s['state'].get('fatal') for s in snapshots):
                 return 'error'
-            done = all(s['state'].get('sources_done') and s['state'].get('idle') for s in snapshots)
+            # a host's part fed by other hosts (graph/placement.py) cannot see their end: runs until stopped
+            done = not getattr(self.graph, 'remote_in', ()) and all(
+                s['state'].get('sources_done') and s['state'].get('idle') for s in snapshots)
             counts = tuple(
                 sum(v.get(key, 0) for s in snapshots for v in s['nodes'].values())
                 for key in ('consumed', 'produced')

@@ -118,7 +118,8 @@ class HostLab:
             _ip('-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', VETH)  # DDS discovery multicast: the veth
             (self.workdir / f'fastdds_{host}.xml').write_text(
                 _PROFILE.format(address=self.addresses[host], lease=LEASE_SEC, announce=ANNOUNCE_SEC),
-                encoding='utf-8')
+                encoding='utf-8',
+            )
 
     def env(self, host: str, base: dict[str, str] | None = None) -> dict[str, str]:
         """Environment of a process in `host`: the lab's domain, discovery on the veth link only."""
@@ -134,17 +135,28 @@ class HostLab:
     def command(self, host: str, cmd: Sequence[str]) -> list[str]:
         return ['ip', 'netns', 'exec', self.namespaces[host], *cmd]
 
-    def run(self, host: str, cmd: Sequence[str], env: dict[str, str] | None = None,
-            **kwargs: object) -> subprocess.Popen:
+    def run(
+        self, host: str, cmd: Sequence[str], env: dict[str, str] | None = None, **kwargs: object
+    ) -> subprocess.Popen:
         """Start `cmd` inside `host` in its own process group (stopped by close())."""
-        proc = subprocess.Popen(self.command(host, cmd), env=env if env is not None else self.env(host),
-                                start_new_session=True, **kwargs)  # type: ignore[arg-type]
+        proc = subprocess.Popen(
+            self.command(host, cmd),
+            env=env if env is not None else self.env(host),
+            start_new_session=True,
+            **kwargs,
+        )  # type: ignore[arg-type]
         self._processes.append(proc)
         return proc
 
     def check_output(self, host: str, cmd: Sequence[str], timeout: float = 60.0) -> str:
-        return subprocess.run(self.command(host, cmd), env=self.env(host), capture_output=True, text=True,
-                              timeout=timeout, check=True).stdout
+        return subprocess.run(
+            self.command(host, cmd),
+            env=self.env(host),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        ).stdout
 
     def link_down(self, host: str) -> None:
         _ip('-n', self.namespaces[host], 'link', 'set', VETH, 'down')

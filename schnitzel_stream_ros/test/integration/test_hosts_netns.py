@@ -11,6 +11,7 @@ split by `host:` with `schnitzel-stream run --host`. DDS discovers only over the
 - the preview frames the partition cost are counted in A's report (dropped on the spot or lost on
   the link), and nothing was queued for them.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,22 +80,52 @@ class Deliveries:
 @pytest.mark.skipif(asset(PEDESTRIAN_CLIP) is None, reason=missing_reason(PEDESTRIAN_CLIP))
 def test_two_hosts_survive_a_partition_without_losing_an_event(host_lab, tmp_path):
     port = 18080
-    env_common = {'SITE_VIDEO': str(asset(PEDESTRIAN_CLIP)), 'SITE_OUT': str(tmp_path / 'a'),
-                  'SITE_OUT_EVENTS': str(tmp_path / 'b'), 'SITE_BACKEND_URL': f'http://127.0.0.1:{port}/events'}
+    env_common = {
+        'SITE_VIDEO': str(asset(PEDESTRIAN_CLIP)),
+        'SITE_OUT': str(tmp_path / 'a'),
+        'SITE_OUT_EVENTS': str(tmp_path / 'b'),
+        'SITE_BACKEND_URL': f'http://127.0.0.1:{port}/events',
+    }
     env_a = {**host_lab.env('cameras'), **env_common}
     env_b = {**host_lab.env('events'), **env_common}
     ss = [sys.executable, '-m', 'schnitzel_stream_ros']
-    host_lab.run('events', [*ss, 'backend', '--host', '127.0.0.1', '--port', str(port),
-                            '--db', str(tmp_path / 'backend.db')], env=env_b)
-    poller = host_lab.run('events', [sys.executable, '-c', POLLER, f'http://127.0.0.1:{port}/stats'],
-                          env=env_b, stdout=-1, text=True)
+    host_lab.run(
+        'events',
+        [*ss, 'backend', '--host', '127.0.0.1', '--port', str(port), '--db', str(tmp_path / 'backend.db')],
+        env=env_b,
+    )
+    poller = host_lab.run(
+        'events',
+        [sys.executable, '-c', POLLER, f'http://127.0.0.1:{port}/stats'],
+        env=env_b,
+        stdout=-1,
+        text=True,
+    )
     deliveries = Deliveries(poller.stdout)
     report_a, report_b = tmp_path / 'a.json', tmp_path / 'b.json'
-    run_b = host_lab.run('events', [*ss, 'run', str(GRAPH), '--host', 'events', '--quiet',
-                                    '--report-json', str(report_b)], env=env_b)
-    run_a = host_lab.run('cameras', [*ss, 'run', str(GRAPH), '--host', 'cameras', '--quiet',
-                                     '--max-events', str(CAMERA_FRAMES), '--drain-timeout', '120',
-                                     '--report-json', str(report_a)], env=env_a)
+    run_b = host_lab.run(
+        'events',
+        [*ss, 'run', str(GRAPH), '--host', 'events', '--quiet', '--report-json', str(report_b)],
+        env=env_b,
+    )
+    run_a = host_lab.run(
+        'cameras',
+        [
+            *ss,
+            'run',
+            str(GRAPH),
+            '--host',
+            'cameras',
+            '--quiet',
+            '--max-events',
+            str(CAMERA_FRAMES),
+            '--drain-timeout',
+            '120',
+            '--report-json',
+            str(report_a),
+        ],
+        env=env_a,
+    )
 
     assert deliveries.wait(lambda d: d.unique() > 0, 180), 'no event reached the backend over the veth link'
     time.sleep(3.0)
@@ -115,6 +146,7 @@ def test_two_hosts_survive_a_partition_without_losing_an_event(host_lab, tmp_pat
     assert deliveries.unique() == accepted, 'every accepted event reaches the backend exactly once by key'
     assert first_delivery <= FIRST_DELIVERY_BOUND_SEC
 
+    print('host cameras, cross_host:', json.dumps(a['cross_host']))
     rows = {r['edge']: r for r in a['cross_host']['edges']}
     uplink, preview = rows['uplink.out->downlink.in'], rows['preview.out->preview_rx.in']
     assert uplink['direction'] == 'out' and uplink['peer_host'] == 'events' and uplink['lost'] == 0

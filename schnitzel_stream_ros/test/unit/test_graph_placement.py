@@ -1,5 +1,6 @@
 """Placement across hosts (graph/placement.py): host of each container group, what may cross hosts,
 one host's part (compile/run --host), and the cross-host section of a host's report."""
+
 from __future__ import annotations
 
 import subprocess
@@ -46,7 +47,7 @@ def test_example_graph_places_two_hosts_and_validates():
 
 
 def test_a_container_group_runs_on_one_host():
-    text = HEAD.replace("container: a}\n  - {id: ev", "container: a, host: h2}\n  - {id: ev", 1)
+    text = HEAD.replace('container: a}\n  - {id: ev', 'container: a, host: h2}\n  - {id: ev', 1)
     text += f"""  - {{id: out, plugin: '{JSONL}', container: a, config: {{path: o.jsonl}}}}
 edges:
   - {{from: cam, to: det}}
@@ -59,19 +60,24 @@ edges:
 
 
 def test_events_cross_hosts_only_through_a_durable_edge():
-    text = HEAD + f"""  - {{id: out, plugin: '{JSONL}', container: b, host: h2, config: {{path: o.jsonl}}}}
+    text = (
+        HEAD
+        + f"""  - {{id: out, plugin: '{JSONL}', container: b, host: h2, config: {{path: o.jsonl}}}}
 edges:
   - {{from: cam, to: det}}
   - {{from: det, to: ev}}
   - {{from: ev, to: out}}
 """
+    )
     [error] = errors_of(text)
     assert error.startswith('g.yaml:10: edge ev->out: ')
     assert "events crosses from host 'h1' to 'h2' only through a durable edge" in error
 
 
 def test_a_durable_edge_must_end_in_a_receiver():
-    text = HEAD + f"""  - {{id: up, plugin: '{SENDER}', container: a, config: {{path: q.db, ack_topic: /ack}}}}
+    text = (
+        HEAD
+        + f"""  - {{id: up, plugin: '{SENDER}', container: a, config: {{path: q.db, ack_topic: /ack}}}}
   - {{id: out, plugin: '{JSONL}', container: b, host: h2, config: {{path: o.jsonl}}}}
 edges:
   - {{from: cam, to: det}}
@@ -79,27 +85,35 @@ edges:
   - {{from: ev, to: up}}
   - {{from: up, to: out}}
 """
+    )
     [error] = errors_of(text)
     assert 'edge up->out' in error and 'not a DurableEdgeReceiver' in error
 
 
 def test_raw_frames_never_cross_hosts_encoded_ones_do():
     cam_only = HEAD.split('  - {id: det')[0]
-    raw = cam_only + f"""  - {{id: rx, plugin: '{FRAMES}:FrameLinkReceiver', container: b, host: h2,
+    raw = (
+        cam_only
+        + f"""  - {{id: rx, plugin: '{FRAMES}:FrameLinkReceiver', container: b, host: h2,
       config: {{feedback_topic: /fb}}}}
 edges:
   - {{from: cam, to: rx}}
 """
+    )
     [error] = errors_of(raw)
     assert error.startswith('g.yaml:7: edge cam->rx: ')
     assert "kind 'frame' crosses from host 'h1' to 'h2' unencoded" in error
-    encoded = cam_only + f"""  - {{id: tx, plugin: '{FRAMES}:FrameLinkSender', container: a, config: {{feedback_topic: /fb}}}}
+    encoded = (
+        cam_only
+        + f"""  - {{id: tx, plugin: '{FRAMES}:FrameLinkSender', container: a,
+      config: {{feedback_topic: /fb}}}}
   - {{id: rx, plugin: '{FRAMES}:FrameLinkReceiver', container: b, host: h2,
       config: {{feedback_topic: /fb}}}}
 edges:
   - {{from: cam, to: tx}}
   - {{from: tx, to: rx}}
 """
+    )
     assert errors_of(encoded) == []
 
 
@@ -115,16 +129,25 @@ def test_host_part_wires_remote_inputs_and_leaves_the_gate_alone():
     assert [n.id for n in events.nodes] == ['downlink', 'preview_rx']
     assert [g.name for g in events.containers] == ['events']
     assert events.edges == () and {e.label for e in events.remote_in} == {
-        'uplink.out->downlink.in', 'preview.out->preview_rx.in'}
+        'uplink.out->downlink.in',
+        'preview.out->preview_rx.in',
+    }
     request = node_load_request(events, events.node('downlink'))
     assert request.parameters['inputs.in'] == ['/site/uplink/out']
     assert cross_topics(events) == {}  # nothing to wait for on another host
     cameras = host_part(graph, 'cameras')
     assert {e.label for e in cameras.remote_out} == {'uplink.out->downlink.in', 'preview.out->preview_rx.in'}
-    snapshots = [{'topics': {'/site/preview/out': {'published': 40}, '/site/uplink/out': {'published': 7}},
-                  'nodes': {'preview': {'counters': {'sent_total': 40, 'link_lost_total': 3,
-                                                     'partition_dropped_total': 200}},
-                            'uplink': {'counters': {'accepted_total': 7, 'acked_total': 7}}}}]
+    snapshots = [
+        {
+            'topics': {'/site/preview/out': {'published': 40}, '/site/uplink/out': {'published': 7}},
+            'nodes': {
+                'preview': {
+                    'counters': {'sent_total': 40, 'link_lost_total': 3, 'partition_dropped_total': 200}
+                },
+                'uplink': {'counters': {'accepted_total': 7, 'acked_total': 7}},
+            },
+        }
+    ]
     section = cross_host_section(cameras, snapshots)
     rows = {r['edge']: r for r in section['edges']}
     assert rows['preview.out->preview_rx.in']['lost'] == 203
@@ -134,12 +157,40 @@ def test_host_part_wires_remote_inputs_and_leaves_the_gate_alone():
 
 def test_compile_host_writes_only_that_hosts_containers(tmp_path):
     out = tmp_path / 'events.launch.py'
-    done = subprocess.run([sys.executable, '-m', 'schnitzel_stream_ros', 'compile', str(EXAMPLE), '--host', 'events',
-                           '-o', str(out)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'schnitzel_stream_ros',
+            'compile',
+            str(EXAMPLE),
+            '--host',
+            'events',
+            '-o',
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     text = out.read_text()
     assert "'downlink'" in text and "'cam0'" not in text
-    missing = subprocess.run([sys.executable, '-m', 'schnitzel_stream_ros', 'compile', str(EXAMPLE), '--host', 'nope',
-                              '-o', str(out)], capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'schnitzel_stream_ros',
+            'compile',
+            str(EXAMPLE),
+            '--host',
+            'nope',
+            '-o',
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert missing.returncode == 1
     assert "no container group is placed on host 'nope' (hosts: 'cameras', 'events')" in missing.stderr

@@ -21,13 +21,19 @@ from schnitzel_stream_ros.plugin import REQUIRED, Param, Port
 
 
 class DurableEdgeReceiver(DurableForwarderSink):
-    """Commit events from another host's DurableEdgeSender, acknowledge their keys, deliver them to the backend."""
+    """Commit events of another host's DurableEdgeSender, acknowledge their keys, deliver them."""
 
     DURABLE_EDGE = 'receiver'
     OUTPUTS = (
         *DurableForwarderSink.OUTPUTS,
-        Port('ack', frozenset({Kind.RAW}), PayloadProfile.INPROC_ANY, msg_type=STRING_MSG_TYPE,
-             topic_param='ack_topic', description='keys committed here, for the sender (no edge needed)'),
+        Port(
+            'ack',
+            frozenset({Kind.RAW}),
+            PayloadProfile.INPROC_ANY,
+            msg_type=STRING_MSG_TYPE,
+            topic_param='ack_topic',
+            description='keys committed here, for the sender (no edge needed)',
+        ),
     )
     PARAMS = (
         *DurableForwarderSink.PARAMS,

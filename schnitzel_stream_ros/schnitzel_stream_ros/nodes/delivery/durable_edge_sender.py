@@ -10,9 +10,9 @@ again (the queue lease expires): at-least-once, and the key travels with the eve
 (and the backend behind it) deduplicate. A link that is down for minutes costs nothing but a backlog
 on disk here; when it returns, the backlog flows on the next tick.
 
-Bounded: at most `window` rows wait for an acknowledgement at once; the table of keys sent and not
-yet acknowledged holds at most 8 x `window` entries (an acknowledgement for an evicted key is
-ignored: the row is sent again and acknowledged again). An acknowledgement is hostile input: its size
+Bounded: at most `window` rows wait for an acknowledgement at once (an overdue one is given back to
+the queue and sent again); an acknowledgement for a key no longer waiting is ignored (the row is
+sent again and acknowledged again). An acknowledgement is hostile input: its size
 and key count are bounded and only keys this node sent settle rows.
 """
 
@@ -34,6 +34,8 @@ STRING_MSG_TYPE = 'std_msgs/msg/String'
 MAX_ACK_CHARS = 1 << 20
 #: meta key of a sent event: {sender, seq} (what the receiver echoes is only the idempotency key)
 EDGE_META_KEY = 'durable_edge'
+#: Lease of a sent row: only matters when this node stops holding it (rows given back on time otherwise).
+LEASE_SAFETY_SEC = 30.0
 
 
 def ack_keys(text: str, limit: int) -> list[str]:
@@ -48,18 +50,30 @@ def ack_keys(text: str, limit: int) -> list[str]:
 
 
 class DurableEdgeSender(Plugin):
-    """Accept events into this host's queue; send them to a DurableEdgeReceiver on another host until acknowledged."""
+    """Accept events into this host's queue; send them to another host's DurableEdgeReceiver until acked."""
 
     ROLE = Role.NODE
     PASSTHROUGH = True
     DURABLE_EDGE = 'sender'
     INPUTS = (
         Port('in', profile=PayloadProfile.JSON_PORTABLE, description='events to carry to the other host'),
-        Port('ack', frozenset({Kind.RAW}), PayloadProfile.INPROC_ANY, msg_type=STRING_MSG_TYPE, required=False,
-             topic_param='ack_topic', description='acknowledgements of the receiver (no edge needed)'),
+        Port(
+            'ack',
+            frozenset({Kind.RAW}),
+            PayloadProfile.INPROC_ANY,
+            msg_type=STRING_MSG_TYPE,
+            required=False,
+            topic_param='ack_topic',
+            description='acknowledgements of the receiver (no edge needed)',
+        ),
     )
-    OUTPUTS = (Port('out', profile=PayloadProfile.JSON_PORTABLE,
-                    description='queued events, sent until acknowledged (an edge to a DurableEdgeReceiver)'),)
+    OUTPUTS = (
+        Port(
+            'out',
+            profile=PayloadProfile.JSON_PORTABLE,
+            description='queued events, sent until acknowledged (an edge to a DurableEdgeReceiver)',
+        ),
+    )
     PARAMS = (
         *QUEUE_PARAMS,
         Param('ack_topic', str, REQUIRED, "absolute topic of the receiver's acknowledgements"),
@@ -80,6 +94,8 @@ class DurableEdgeSender(Plugin):
         self.queue = open_queue(self.node_id, self.params)
         #: idempotency key -> (seq, monotonic time sent), oldest first
         self._sent: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        #: keys given back unacknowledged (to count their next sending as a resend), oldest first
+        self._overdue: OrderedDict[str, int] = OrderedDict()
         backlog = self.queue.depth()
         if backlog:
             self.log.info(f"node '{self.node_id}': {backlog} events from before the start are being sent")
@@ -102,23 +118,28 @@ class DurableEdgeSender(Plugin):
             self._pump()
 
     def _pump(self) -> None:
-        """Send due rows while fewer than `window` wait for an acknowledgement."""
+        """Give back the rows whose acknowledgement is overdue, then send due rows while fewer than
+        `window` wait for one."""
         assert self.queue is not None
         now = time.monotonic()
         resend = self.params['resend_sec']
-        waiting = sum(1 for _seq, sent in self._sent.values() if now - sent < resend)
-        room = self.params['window'] - waiting
+        overdue = [key for key, (_seq, sent) in self._sent.items() if now - sent >= resend]
+        if overdue:  # due again at once (release, not a lease expiry: a partition is not an error)
+            self.queue.release([self._sent[key][0] for key in overdue])
+            for key in overdue:
+                self._overdue[key] = self._sent.pop(key)[0]
+            while len(self._overdue) > 8 * self.params['window']:
+                self._overdue.popitem(last=False)
+        room = self.params['window'] - len(self._sent)
         if room <= 0:
             return
-        for row in self.queue.claim(room, lease_sec=resend):
-            packet = row.packet()
-            packet = packet.with_meta(**{MetaKey.IDEMPOTENCY_KEY: row.idempotency_key,
-                                         EDGE_META_KEY: {'sender': self.node_id, 'seq': row.seq}})
-            self._sent.pop(row.idempotency_key, None)
-            self._sent[row.idempotency_key] = (row.seq, now)
-            while len(self._sent) > 8 * self.params['window']:
-                self._sent.popitem(last=False)
-            self.count('resent_total' if row.attempts else 'sent_total')
+        for row in self.queue.claim(room, lease_sec=max(LEASE_SAFETY_SEC, 10 * resend)):
+            key = row.idempotency_key
+            packet = row.packet().with_meta(
+                **{MetaKey.IDEMPOTENCY_KEY: key, EDGE_META_KEY: {'sender': self.node_id, 'seq': row.seq}}
+            )
+            self._sent[key] = (row.seq, now)
+            self.count('resent_total' if self._overdue.pop(key, None) is not None else 'sent_total')
             self.emit(packet, 'out')
 
     def _settle(self, packet: StreamPacket) -> None:
@@ -131,7 +152,12 @@ class DurableEdgeSender(Plugin):
             self.count('ack_invalid_total')
             self.log.warning(f"node '{self.node_id}': acknowledgement ignored: {str(exc)[:200]}")
             return
-        seqs = [entry[0] for entry in (self._sent.pop(k, None) for k in keys) if entry is not None]
+        seqs = []
+        for key in keys:  # a late acknowledgement of a row given back still settles it
+            entry = self._sent.pop(key, None)
+            seq = entry[0] if entry is not None else self._overdue.pop(key, None)
+            if seq is not None:
+                seqs.append(seq)
         if seqs:
             assert self.queue is not None
             self.count('acked_total', self.queue.ack(seqs))

@@ -36,9 +36,15 @@ MAX_SENDERS = 64
 
 
 def _feedback_port(direction: str) -> Port:
-    return Port('feedback', frozenset({Kind.RAW}), PayloadProfile.INPROC_ANY, msg_type=STRING_MSG_TYPE,
-                required=False, topic_param='feedback_topic',
-                description=f'link feedback {direction} (std_msgs/String JSON, no edge needed)')
+    return Port(
+        'feedback',
+        frozenset({Kind.RAW}),
+        PayloadProfile.INPROC_ANY,
+        msg_type=STRING_MSG_TYPE,
+        required=False,
+        topic_param='feedback_topic',
+        description=f'link feedback {direction} (std_msgs/String JSON, no edge needed)',
+    )
 
 
 def _counter_int(value: Any) -> int | None:
@@ -48,19 +54,33 @@ def _counter_int(value: Any) -> int | None:
 class FrameLinkSender(Plugin):
     """Compress frames to JPEG and send them to another host; count what the link and partitions lose."""
 
-    INPUTS = (Port('in', frozenset({Kind.FRAME}), PayloadProfile.INPROC_ANY), _feedback_port('from the receiver'))
-    OUTPUTS = (Port('out', frozenset({Kind.FRAME}), PayloadProfile.INPROC_ANY, wire_encoding='compressed_image',
-                    description='JPEG frames numbered per sender (an edge to a FrameLinkReceiver)'),)
+    INPUTS = (
+        Port('in', frozenset({Kind.FRAME}), PayloadProfile.INPROC_ANY),
+        _feedback_port('from the receiver'),
+    )
+    OUTPUTS = (
+        Port(
+            'out',
+            frozenset({Kind.FRAME}),
+            PayloadProfile.INPROC_ANY,
+            wire_encoding='compressed_image',
+            description='JPEG frames numbered per sender (an edge to a FrameLinkReceiver)',
+        ),
+    )
     PARAMS = (
         Param('feedback_topic', str, REQUIRED, "absolute topic of the receiver's feedback"),
         Param('jpeg_quality', int, 80, 'JPEG quality of frames on the link', min=1, max=100),
         Param('link_timeout_sec', float, 2.0, 'no feedback for this long: the link is down', min=0.1),
-        Param('probe_sec', float, 1.0, 'while down, one frame per this many seconds probes the link', min=0.05),
+        Param(
+            'probe_sec', float, 1.0, 'while down, one frame per this many seconds probes the link', min=0.05
+        ),
     )
 
     def setup(self) -> None:
         if not self.params['feedback_topic'].startswith('/'):
-            raise ValueError(f"node '{self.node_id}': parameter 'feedback_topic' must be an absolute topic name")
+            raise ValueError(
+                f"node '{self.node_id}': parameter 'feedback_topic' must be an absolute topic name"
+            )
         self._seq = 0
         self._lost = 0
         self._last_feedback = time.monotonic()  # the start gate matched the link: it starts up
@@ -76,15 +96,19 @@ class FrameLinkSender(Plugin):
             if not self._down:
                 self._down = True
                 self.count('link_down_total')
-                self.log.warning(f"node '{self.node_id}': no feedback for {now - self._last_feedback:.1f} s: link "
-                                 'down, frames are dropped (counted) and probes sent')
+                self.log.warning(
+                    f"node '{self.node_id}': no feedback for {now - self._last_feedback:.1f} s: link "
+                    'down, frames are dropped (counted) and probes sent'
+                )
             if now - self._last_probe < self.params['probe_sec']:
                 self.count('partition_dropped_total')
                 return None
             self._last_probe = now
         payload = packet.payload
         if isinstance(payload, np.ndarray):
-            payload = CompressedFrame.from_msg(compress_frame(payload, 'jpeg', jpeg_quality=self.params['jpeg_quality']))
+            payload = CompressedFrame.from_msg(
+                compress_frame(payload, 'jpeg', jpeg_quality=self.params['jpeg_quality'])
+            )
         elif not isinstance(payload, CompressedFrame):
             self.count('not_a_frame_total')
             return None
@@ -118,14 +142,19 @@ class FrameLinkSender(Plugin):
         self._last_feedback = time.monotonic()
         if self._down:
             self._down = False
-            self.log.warning(f"node '{self.node_id}': feedback again: link up ({self._lost} frames lost so far)")
+            self.log.warning(
+                f"node '{self.node_id}': feedback again: link up ({self._lost} frames lost so far)"
+            )
 
 
 class FrameLinkReceiver(Plugin):
     """Receive frames from FrameLinkSenders on other hosts; tell each sender what arrived."""
 
     INPUTS = (Port('in', frozenset({Kind.FRAME}), PayloadProfile.INPROC_ANY),)
-    OUTPUTS = (Port('out', frozenset({Kind.FRAME}), PayloadProfile.INPROC_ANY), _feedback_port('to the sender'))
+    OUTPUTS = (
+        Port('out', frozenset({Kind.FRAME}), PayloadProfile.INPROC_ANY),
+        _feedback_port('to the sender'),
+    )
     PARAMS = (
         Param('feedback_topic', str, REQUIRED, 'absolute topic the feedback goes to (the senders listen)'),
         Param('feedback_sec', float, 0.5, 'seconds between feedback messages', min=0.05),
@@ -137,7 +166,9 @@ class FrameLinkReceiver(Plugin):
 
     def setup(self) -> None:
         if not self.params['feedback_topic'].startswith('/'):
-            raise ValueError(f"node '{self.node_id}': parameter 'feedback_topic' must be an absolute topic name")
+            raise ValueError(
+                f"node '{self.node_id}': parameter 'feedback_topic' must be an absolute topic name"
+            )
         self._senders: dict[str, list[int]] = {}  # sender -> [received, highest seq]
 
     def process(self, packet: StreamPacket, port: str = 'in') -> StreamPacket:
