@@ -47,19 +47,22 @@ nodes:
     plugin: 'cross_host_plugins:BenchFrameSource'
     container: tx
     host: tx
-    config: {{clip: '{clip}'}}
+    config: {{clip: '{clip}', rate_hz: {rate}}}
   - id: link
     plugin: FrameLinkSender
     container: tx
     config: {{feedback_topic: /bench/feedback, jpeg_quality: {quality}, link_timeout_sec: 5.0}}
-  - id: rx
+  - id: frames_in
     plugin: FrameLinkReceiver
     container: rx
     host: rx
     config: {{feedback_topic: /bench/feedback}}
 edges:
   - {{from: src, to: link, inbox: {{max: 1, overflow: block}}}}
-  - {{from: link, to: rx, qos: {{reliability: reliable, depth: 10}}, inbox: {{max: 10, overflow: block}}}}
+  - from: link
+    to: frames_in
+    qos: {{reliability: reliable, depth: 10}}
+    inbox: {{max: 10, overflow: block}}
 """
 
 PLAIN_TX = """
@@ -69,13 +72,14 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage
 sys.path.insert(0, sys.argv[1])
 from cross_host_plugins import WIDTH, bench_frame
-frame, quality = bench_frame(sys.argv[2]), int(sys.argv[3])
+frame, quality, rate = bench_frame(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 rclpy.init()
 node = rclpy.create_node('plain_tx')
 qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 pub = node.create_publisher(CompressedImage, '/plain/frames', qos)
-i = 0
+i, start = 0, time.monotonic()
 while rclpy.ok():
+    time.sleep(max(0.0, start + i / rate - time.monotonic()))
     ok, data = cv2.imencode('.jpg', np.roll(frame, i % WIDTH, axis=1), [cv2.IMWRITE_JPEG_QUALITY, quality])
     msg = CompressedImage(format='bgr8; jpeg compressed bgr8')
     msg.data = data.tobytes()
@@ -109,10 +113,10 @@ print(json.dumps({'frames_per_sec': round(fps, 2), 'frames': len(window)}))
 """
 
 
-def _ours(lab: HostLab, workdir: Path, seconds: float, quality: int) -> dict[str, float]:
+def _ours(lab: HostLab, workdir: Path, seconds: float, quality: int, rate: float) -> dict[str, float]:
     clip = asset(PEDESTRIAN_CLIP)
     graph = workdir / 'cross_host_bench.yaml'
-    graph.write_text(GRAPH.format(clip=clip or '', quality=quality), encoding='utf-8')
+    graph.write_text(GRAPH.format(clip=clip or '', quality=quality, rate=rate), encoding='utf-8')
     extra = {
         'PYTHONPATH': f'{BENCH}{os.pathsep}{os.environ.get("PYTHONPATH", "")}',
         'SCHNITZEL_STREAM_PLUGIN_ALLOWLIST': 'cross_host_plugins',
@@ -154,7 +158,7 @@ def _ours(lab: HostLab, workdir: Path, seconds: float, quality: int) -> dict[str
 
 
 def _points(timeline: Path) -> list[tuple[float, int]]:
-    """(t, frames consumed by rx) per timeline line."""
+    """(t, frames consumed by the receiving node) per timeline line."""
     try:
         lines = timeline.read_text().splitlines()
     except FileNotFoundError:
@@ -165,11 +169,11 @@ def _points(timeline: Path) -> list[tuple[float, int]]:
             row = json.loads(line)
         except ValueError:
             continue  # the line being written
-        points.append((float(row['t']), int(row['nodes'].get('rx', {}).get('consumed', 0))))
+        points.append((float(row['t']), int(row['nodes'].get('frames_in', {}).get('consumed', 0))))
     return points
 
 
-def _plain(lab: HostLab, seconds: float, quality: int) -> dict[str, float]:
+def _plain(lab: HostLab, seconds: float, quality: int, rate: float) -> dict[str, float]:
     clip = str(asset(PEDESTRIAN_CLIP) or '')
     rx = lab.run(
         'rx',
@@ -179,7 +183,7 @@ def _plain(lab: HostLab, seconds: float, quality: int) -> dict[str, float]:
     )
     tx = lab.run(
         'tx',
-        [sys.executable, '-c', PLAIN_TX, str(BENCH), clip, str(quality)],
+        [sys.executable, '-c', PLAIN_TX, str(BENCH), clip, str(quality), str(rate)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -205,6 +209,8 @@ def main() -> int:
         '--seconds', type=float, default=10.0, help='steady-state seconds per lane (default 10)'
     )
     parser.add_argument('--quality', type=int, default=80, help='JPEG quality (default 80)')
+    parser.add_argument('--rate', type=float, default=120.0,
+                        help='frames offered per second by both senders (default 120)')
     args = parser.parse_args()
     loadavg_before = _loadavg()
     with lease_domain() as lease, tempfile.TemporaryDirectory(prefix='cross-host-bench-') as tmp:
@@ -218,8 +224,8 @@ def main() -> int:
             for _ in range(args.rounds):
                 rounds.append(
                     {
-                        'ours': _ours(lab, Path(tmp), args.seconds, args.quality),
-                        'plain_rclpy': _plain(lab, args.seconds, args.quality),
+                        'ours': _ours(lab, Path(tmp), args.seconds, args.quality, args.rate),
+                        'plain_rclpy': _plain(lab, args.seconds, args.quality, args.rate),
                     }
                 )
         finally:
@@ -234,6 +240,7 @@ def main() -> int:
                 'quality': args.quality,
                 'link': 'veth pair through a bridge, two network namespaces, DDS on the veth only',
                 'seconds': args.seconds,
+        'offered_frames_per_sec': args.rate,
                 'rounds': rounds,
                 'median_frames_per_sec': {'ours': ours, 'plain_rclpy': plain},
                 'ratio_ours_to_plain': round(ours / plain, 3) if plain else None,
