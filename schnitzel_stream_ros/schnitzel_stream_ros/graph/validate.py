@@ -7,7 +7,8 @@ identity (ids, ROS names, namespaces, containers) -> plugins (allowlist before i
 -> node kind vs plugin role -> parameters (unknown with "did you mean", required, type, range)
 -> node extensions (ports, topics, qos) -> edges (endpoints, port names, ports exist, direction
 rules) -> cycles (strict, or only through delay/initial nodes when enabled) -> what flows on each
-edge (message type, kind overlap, payload profile, non-portable kinds, container boundaries)
+edge (message type, kind overlap, payload profile, non-portable kinds, container boundaries,
+host boundaries: graph/placement.py)
 -> delivery (edges into one input agree, QoS compatibility) -> topics unique -> required inputs.
 
 Unknown parameters: an error for a node that names its plugin natively (a registered name or a

@@ -82,11 +82,11 @@ class HostLab:
             raise ValueError('a lab has two or three distinct hosts')
         if shutil.which('ip') is None:
             raise NetnsUnavailable("the 'ip' command (iproute2) is not installed")
-        tag = f'{os.getpid() % 100000}'
+        tag = str(os.getpid())
         self.domain_id = domain_id
         self.hosts = list(hosts)
-        self.namespaces = {h: f'ssr{tag}{h}'[:15] for h in hosts}
-        self.hub = f'ssr{tag}hub'
+        self.namespaces = {h: f'ssr{tag}-{h}' for h in hosts}
+        self.hub = f'ssr{tag}-hub'
         subnet = f'{SUBNET_PREFIX}.{os.getpid() % 250 + 1}'
         self.addresses = {h: f'{subnet}.{i + 2}' for i, h in enumerate(hosts)}
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix='hostlab-'))
@@ -100,6 +100,11 @@ class HostLab:
             raise
 
     def _make(self) -> None:
+        # names carry this process's pid: existing ones were left by a killed run (of a dead process)
+        listing = subprocess.run(['ip', 'netns', 'list'], capture_output=True, text=True, timeout=20)
+        listed = listing.stdout.split()
+        for stale in {self.hub, *self.namespaces.values()} & set(listed):
+            subprocess.run(['ip', 'netns', 'del', stale], capture_output=True, timeout=20)
         _ip('netns', 'add', self.hub)
         self._made.append(self.hub)
         _ip('-n', self.hub, 'link', 'add', 'br0', 'type', 'bridge')
