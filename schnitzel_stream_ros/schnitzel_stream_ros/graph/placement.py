@@ -44,6 +44,9 @@ WIRE_ENCODINGS = frozenset({'compressed_image', 'blob_ref'})
 #: Plugin class attribute marking the two ends of a durable edge.
 DURABLE_EDGE_ATTR = 'DURABLE_EDGE'
 SENDER, RECEIVER = 'sender', 'receiver'
+#: Plugin class attribute: the parameter naming the topic a link's receiver answers on (both ends
+#: declare it; the validator checks that both ends name the same topic).
+PEER_TOPIC_ATTR = 'PEER_TOPIC_PARAM'
 _HOST_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z')
 
 
@@ -102,14 +105,22 @@ def crossing_problem(
     src_cls: type[Plugin] | None,
     dst_cls: type[Plugin] | None,
     hosts: tuple[str, str],
+    params: tuple[Mapping[str, Any], Mapping[str, Any]] = ({}, {}),
 ) -> GraphError | None:
-    """The error of one edge from host hosts[0] to host hosts[1] (None: it may cross)."""
-    if hosts[0] == hosts[1] or src_port.msg_type != STREAM_PACKET_MSG:
-        return None  # typed ROS messages are portable by construction
-    crossing = f'crosses from host {hosts[0]!r} to {hosts[1]!r}'
+    """The error of one edge from host hosts[0] to host hosts[1] (None: it may cross). `params`:
+    the two nodes' parameters (the two ends of a link must name the same way back)."""
 
     def error(message: str) -> GraphError:
         return GraphError(edge.position, message, f'edge {edge.label}', 'host-boundary')
+
+    back = getattr(src_cls, PEER_TOPIC_ATTR, '')
+    if back and back == getattr(dst_cls, PEER_TOPIC_ATTR, '') and params[0].get(back) != params[1].get(back):
+        return error(f'{back} {params[0].get(back)!r} of {edge.src} differs from {back} '
+                     f'{params[1].get(back)!r} of {edge.dst}: what {edge.dst} sends back would never reach '
+                     f'{edge.src}')
+    if hosts[0] == hosts[1] or src_port.msg_type != STREAM_PACKET_MSG:
+        return None  # typed ROS messages are portable by construction
+    crossing = f'crosses from host {hosts[0]!r} to {hosts[1]!r}'
 
     raw = sorted(out_kinds & NON_PORTABLE_KINDS) if '*' not in out_kinds else []
     if raw and src_port.wire_encoding not in WIRE_ENCODINGS:

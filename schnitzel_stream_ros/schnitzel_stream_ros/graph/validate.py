@@ -629,7 +629,8 @@ class _Validator:
             hosts = (self.hosts.get(src_group, DEFAULT_HOST), self.hosts.get(dst_group, DEFAULT_HOST))
             plugin_of = (self.plugins.get(edge.src), self.plugins.get(edge.dst))
             classes = tuple(p and p.cls for p in plugin_of)
-            problem = crossing_problem(edge, src, out_kinds, out_profile, *classes, hosts)
+            params = (self.params.get(edge.src, {}), self.params.get(edge.dst, {}))
+            problem = crossing_problem(edge, src, out_kinds, out_profile, *classes, hosts, params)
             if problem is not None or src.wire_encoding in WIRE_ENCODINGS:  # encoded frames cross containers
                 self.errors.extend([problem] if problem else [])
                 continue

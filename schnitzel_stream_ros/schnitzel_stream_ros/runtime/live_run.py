@@ -206,6 +206,14 @@ class LiveRun:
 
     def _apply(self, graph: ValidatedGraph, force: bool, dry_run: bool) -> tuple[bool, list[str]]:
         assert self.reconciler is not None
+        host = getattr(self.graph, 'host', None)
+        if host is not None:  # a host's part changes into the new version's part on this host
+            from schnitzel_stream_ros.graph.placement import host_part
+
+            try:
+                graph = host_part(graph, host)
+            except ValueError as exc:
+                return False, [str(exc)]
         ok, lines = self.reconciler.apply(graph, force=force, dry_run=dry_run)
         if ok and not dry_run:
             self.graph = self.reconciler.graph

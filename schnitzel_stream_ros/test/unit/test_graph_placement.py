@@ -194,3 +194,18 @@ def test_compile_host_writes_only_that_hosts_containers(tmp_path):
     )
     assert missing.returncode == 1
     assert "no container group is placed on host 'nope' (hosts: 'cameras', 'events')" in missing.stderr
+
+
+def test_both_ends_of_a_link_must_name_the_same_way_back():
+    cam_only = HEAD.split('  - {id: det')[0]
+    text = cam_only + f"""  - {{id: tx, plugin: '{FRAMES}:FrameLinkSender', container: a,
+      config: {{feedback_topic: /fb}}}}
+  - {{id: rx, plugin: '{FRAMES}:FrameLinkReceiver', container: b, host: h2,
+      config: {{feedback_topic: /other}}}}
+edges:
+  - {{from: cam, to: tx}}
+  - {{from: tx, to: rx}}
+"""
+    [error] = errors_of(text)
+    assert error.startswith('g.yaml:10: edge tx->rx: ')
+    assert "feedback_topic '/fb' of tx differs from feedback_topic '/other' of rx" in error

@@ -24,6 +24,7 @@ class DurableEdgeReceiver(DurableForwarderSink):
     """Commit events of another host's DurableEdgeSender, acknowledge their keys, deliver them."""
 
     DURABLE_EDGE = 'receiver'
+    PEER_TOPIC_PARAM = 'ack_topic'
     OUTPUTS = (
         *DurableForwarderSink.OUTPUTS,
         Port(

@@ -55,6 +55,7 @@ class DurableEdgeSender(Plugin):
     ROLE = Role.NODE
     PASSTHROUGH = True
     DURABLE_EDGE = 'sender'
+    PEER_TOPIC_PARAM = 'ack_topic'
     INPUTS = (
         Port('in', profile=PayloadProfile.JSON_PORTABLE, description='events to carry to the other host'),
         Port(

@@ -54,6 +54,7 @@ def _counter_int(value: Any) -> int | None:
 class FrameLinkSender(Plugin):
     """Compress frames to JPEG and send them to another host; count what the link and partitions lose."""
 
+    PEER_TOPIC_PARAM = 'feedback_topic'
     INPUTS = (
         Port('in', frozenset({Kind.FRAME}), PayloadProfile.INPROC_ANY),
         _feedback_port('from the receiver'),
@@ -150,6 +151,7 @@ class FrameLinkSender(Plugin):
 class FrameLinkReceiver(Plugin):
     """Receive frames from FrameLinkSenders on other hosts; tell each sender what arrived."""
 
+    PEER_TOPIC_PARAM = 'feedback_topic'
     INPUTS = (Port('in', frozenset({Kind.FRAME}), PayloadProfile.INPROC_ANY),)
     OUTPUTS = (
         Port('out', frozenset({Kind.FRAME}), PayloadProfile.INPROC_ANY),
