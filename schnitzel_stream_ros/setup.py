@@ -85,6 +85,10 @@ PLUGINS = [
     'HttpJsonSink = schnitzel_stream_ros.nodes.delivery.http_json_sink:HttpJsonSink',
     'DurableForwarderSink = '
     'schnitzel_stream_ros.nodes.delivery.durable_forwarder_sink:DurableForwarderSink',
+    'DurableEdgeSender = schnitzel_stream_ros.nodes.delivery.durable_edge_sender:DurableEdgeSender',
+    'DurableEdgeReceiver = schnitzel_stream_ros.nodes.delivery.durable_edge_receiver:DurableEdgeReceiver',
+    'FrameLinkSender = schnitzel_stream_ros.nodes.vision.frame_link:FrameLinkSender',
+    'FrameLinkReceiver = schnitzel_stream_ros.nodes.vision.frame_link:FrameLinkReceiver',
 ]
 
 

@@ -54,6 +54,10 @@ class Port:
     #: e.g. a /cmd_vel sink's `topic`, an e-stop input's `estop_topic`, a controller's `/diagnostics`.
     #: Empty value = not wired.
     topic_param: str = ''
+    #: Outputs only: the wire encoding this port commits to for frames/bytes ('compressed_image' or
+    #: 'blob_ref'), declared by the plugin that encodes. Only such ports may carry frames across
+    #: hosts (graph/placement.py); '' = none (raw frames stay on their host).
+    wire_encoding: str = ''
 
     def __post_init__(self) -> None:
         object.__setattr__(self, 'kinds', frozenset(self.kinds))

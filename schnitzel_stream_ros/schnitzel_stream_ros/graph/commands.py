@@ -90,6 +90,9 @@ def _configure_compile(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--lifecycle-manager', action='store_true',
                         help='nodes load unconfigured and a lifecycle_manager brings the graph up in '
                              'dependency order (docs/runtime.md, "Managed nodes")')
+    parser.add_argument('--host', default=None, metavar='HOST',
+                        help="write only HOST's part: its container groups, wired to the topics of edges "
+                             'from other hosts (docs/hosts.md)')
     _allowlist_arguments(parser)
 
 
@@ -103,7 +106,16 @@ def _compile(args: argparse.Namespace) -> int:
             print(error, file=sys.stderr)
         print(f'{args.graph}: invalid, no launch file written', file=sys.stderr)
         return EXIT_INVALID
-    text = render_launch_file(result.graph, source_label=args.graph, lifecycle_manager=args.lifecycle_manager)
+    graph = result.graph
+    if args.host is not None:
+        from schnitzel_stream_ros.graph.placement import host_part
+
+        try:
+            graph = host_part(graph, args.host)
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_ERROR
+    text = render_launch_file(graph, source_label=args.graph, lifecycle_manager=args.lifecycle_manager)
     if args.output == '-':
         sys.stdout.write(text)
         return EXIT_OK

@@ -59,7 +59,7 @@ SUPPORTED_VERSION = 2
 
 _TOP_KEYS = ('version', 'nodes', 'edges', 'config', 'namespace')
 _NODE_KEYS = ('id', 'node_id', 'kind', 'plugin', 'config', 'namespace', 'container', 'topics', 'qos', 'ports',
-              'description', 'restart', 'state')
+              'description', 'restart', 'state', 'host')
 _EDGE_KEYS = ('from', 'src', 'to', 'dst', 'from_port', 'src_port', 'to_port', 'dst_port', 'qos', 'inbox')
 _QOS_KEYS = ('reliability', 'depth')
 _INBOX_KEYS = ('max', 'overflow', 'weights', 'weight_key', 'default_weight')
@@ -325,6 +325,10 @@ class _Reader:
         if not isinstance(container, str) or not container:
             self.error((*path, 'container'), 'container must be a non-empty string', subject, 'type')
             container = DEFAULT_CONTAINER
+        host = raw.get('host')
+        if host is not None and (not isinstance(host, str) or not host.strip()):
+            self.error((*path, 'host'), 'host must be a non-empty string', subject, 'type')
+            host = None
         qos = {
             str(port): self.qos(spec, (*path, 'qos', port), subject)
             for port, spec in self.mapping(raw.get('qos'), (*path, 'qos'), subject, 'qos').items()
@@ -337,6 +341,7 @@ class _Reader:
             config=config,
             namespace=namespace,
             container=container,
+            host=host.strip() if isinstance(host, str) else None,
             topics=self.str_map(raw.get('topics'), (*path, 'topics'), subject, 'topics'),
             qos=qos,
             ports=self.ports(raw.get('ports'), (*path, 'ports'), subject),

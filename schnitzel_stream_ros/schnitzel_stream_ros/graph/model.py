@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 RUNTIME_KEY = '__runtime__'
 #: Container group of nodes that name none: by default the whole graph shares one process.
 DEFAULT_CONTAINER = 'main'
+#: Host of container groups that name none (graph `host:`, docs/hosts.md): the one machine.
+DEFAULT_HOST = 'local'
 DEFAULT_NAMESPACE = '/'
 #: Upstream defaults of a node inbox.
 DEFAULT_INBOX_MAX = 64
@@ -144,6 +146,7 @@ class NodeSpec:
     config: Mapping[str, Any] = field(default_factory=dict)  # plugin params (+ __runtime__ as written)
     namespace: str | None = None  # None: the graph namespace
     container: str = DEFAULT_CONTAINER
+    host: str | None = None  # None: not written (the container's host, else DEFAULT_HOST; graph/placement.py)
     topics: Mapping[str, str] = field(default_factory=dict)  # output port -> topic name
     qos: Mapping[str, QosSpec] = field(default_factory=dict)  # output port -> publisher QoS
     ports: Mapping[str, PortOverride] = field(default_factory=dict)  # port -> narrowing

@@ -7,7 +7,8 @@ identity (ids, ROS names, namespaces, containers) -> plugins (allowlist before i
 -> node kind vs plugin role -> parameters (unknown with "did you mean", required, type, range)
 -> node extensions (ports, topics, qos) -> edges (endpoints, port names, ports exist, direction
 rules) -> cycles (strict, or only through delay/initial nodes when enabled) -> what flows on each
-edge (message type, kind overlap, payload profile, non-portable kinds, container boundaries)
+edge (message type, kind overlap, payload profile, non-portable kinds, container boundaries,
+host boundaries: graph/placement.py)
 -> delivery (edges into one input agree, QoS compatibility) -> topics unique -> required inputs.
 
 Unknown parameters: an error for a node that names its plugin natively (a registered name or a
@@ -31,6 +32,7 @@ from schnitzel_stream_ros.graph.errors import GraphError, GraphInvalid, GraphWar
 from schnitzel_stream_ros.graph.interpolate import EnvText
 from schnitzel_stream_ros.graph.load import DEFAULT_GRAPH_LIMITS, GraphLimits, load_graph
 from schnitzel_stream_ros.graph.model import (
+    DEFAULT_HOST,
     DEFAULT_INBOX_MAX,
     DEFAULT_QOS_DEPTH,
     DropWeights,
@@ -54,6 +56,7 @@ from schnitzel_stream_ros.graph.names import (
     resolve_topic,
     topic_problem,
 )
+from schnitzel_stream_ros.graph.placement import WIRE_ENCODINGS, container_hosts, crossing_problem
 from schnitzel_stream_ros.graph.ports import declared_ports, is_passthrough, least_portable, narrow_kinds
 from schnitzel_stream_ros.graph.registry import PluginError, PluginInfo, PluginRegistry
 from schnitzel_stream_ros.graph.secrets import literal_credential
@@ -143,6 +146,7 @@ class _Validator:
         self.pub_qos: dict[PortKey, QosSpec] = {}
         self.incomplete = False
         self.topology: list[EdgeSpec] = []  # edges with known endpoints and a legal direction
+        self.hosts: dict[str, str] = {}  # container group -> host
 
     # -- reporting --------------------------------------------------------------------------
     def node_error(self, node: NodeSpec, message: str, code: str, position: Position | None = None) -> None:
@@ -170,6 +174,8 @@ class _Validator:
                 return self.stopped()
             self.check_node(node)
         self.check_containers()
+        self.hosts, host_errors = container_hosts(self.spec)  # placement across hosts (graph/placement.py)
+        self.errors.extend(host_errors)
         ends = self.check_edges()
         if self.stopped_at is not None:
             return self.stopped()
@@ -620,6 +626,14 @@ class _Validator:
                                 f'({dst.profile})', 'profile')
                 continue
             src_group, dst_group = self.nodes[edge.src].container, self.nodes[edge.dst].container
+            hosts = (self.hosts.get(src_group, DEFAULT_HOST), self.hosts.get(dst_group, DEFAULT_HOST))
+            plugin_of = (self.plugins.get(edge.src), self.plugins.get(edge.dst))
+            classes = tuple(p and p.cls for p in plugin_of)
+            params = (self.params.get(edge.src, {}), self.params.get(edge.dst, {}))
+            problem = crossing_problem(edge, src, out_kinds, out_profile, *classes, hosts, params)
+            if problem is not None or src.wire_encoding in WIRE_ENCODINGS:  # encoded frames cross containers
+                self.errors.extend([problem] if problem else [])
+                continue
             if src_group != dst_group and src.msg_type == STREAM_PACKET_MSG:
                 crossing = f'from container {src_group!r} to {dst_group!r}'
                 if non_portable:

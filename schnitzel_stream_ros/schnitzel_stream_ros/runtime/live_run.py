@@ -206,6 +206,14 @@ class LiveRun:
 
     def _apply(self, graph: ValidatedGraph, force: bool, dry_run: bool) -> tuple[bool, list[str]]:
         assert self.reconciler is not None
+        host = getattr(self.graph, 'host', None)
+        if host is not None:  # a host's part changes into the new version's part on this host
+            from schnitzel_stream_ros.graph.placement import host_part
+
+            try:
+                graph = host_part(graph, host)
+            except ValueError as exc:
+                return False, [str(exc)]
         ok, lines = self.reconciler.apply(graph, force=force, dry_run=dry_run)
         if ok and not dry_run:
             self.graph = self.reconciler.graph
@@ -257,7 +265,9 @@ class LiveRun:
                 self.on_progress(snapshots)
             if any(s['state'].get('fatal') for s in snapshots):
                 return 'error'
-            done = all(s['state'].get('sources_done') and s['state'].get('idle') for s in snapshots)
+            # a host's part fed by other hosts (graph/placement.py) cannot see their end: runs until stopped
+            done = not getattr(self.graph, 'remote_in', ()) and all(
+                s['state'].get('sources_done') and s['state'].get('idle') for s in snapshots)
             counts = tuple(
                 sum(v.get(key, 0) for s in snapshots for v in s['nodes'].values())
                 for key in ('consumed', 'produced')

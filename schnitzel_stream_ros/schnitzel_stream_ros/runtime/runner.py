@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                          'SCHNITZEL_CONTROL_TOKEN wins')
     control.add_argument('--control-tls-cert', default=None, help='PEM certificate for HTTPS')
     control.add_argument('--control-tls-key', default=None, help='PEM private key for HTTPS')
+    parser.add_argument('--host', default=None, metavar='HOST',
+                        help="run only HOST's part of the graph (its container groups; docs/hosts.md); the "
+                        "report's cross_host lists the edges to and from other hosts")
     parser.add_argument('--quiet', action='store_true', help='no progress line')
     parser.add_argument(
         '--timeline', default=None, help='append the metrics of every second to this JSONL file (for plots)'
@@ -206,6 +209,14 @@ def main(argv: list[str] | None = None) -> int:
                 args.report_json,
             )
         return EXIT_INVALID
+    if args.host is not None:
+        from schnitzel_stream_ros.graph.placement import host_part
+
+        try:
+            graph = host_part(graph, args.host)
+        except ValueError as exc:
+            print(f'schnitzel-stream run: {exc}', file=sys.stderr)
+            return EXIT_ERROR
     for warning in graph.warnings:  # what the graph says but this run ignores, one line each
         print(str(warning), file=sys.stderr)
 
@@ -272,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
                 'containers': [g.name for g in graph.containers],
                 **run.report_extra(),
             }
+            if args.host is not None:
+                from schnitzel_stream_ros.graph.placement import cross_host_section
+
+                extra['cross_host'] = cross_host_section(graph, outcome.snapshots)
         if stopper.signum is not None and outcome.stop_reason in ('stopped', 'error') and not outcome.errors:
             outcome.stop_reason = f'signal {signal.Signals(stopper.signum).name}'
     progress.update(outcome.snapshots, force=True)
