@@ -347,8 +347,12 @@ def child_main(role: str, executor: str, seconds: float, payload: str = 'small')
         result = handle.load(_request('sink', f'{BENCH_MODULE}:BenchSink', {}, P3_TOPIC))
         assert result.success, result.error_message
         handle.start()
-        metrics = next(iter(handle.container._nodes.values())).host.metrics
-        print(json.dumps(_measure(lambda: metrics.consumed, seconds)), flush=True)
+        node = next(iter(handle.container._nodes.values()))
+        metrics = node.host.metrics
+        result = _measure(lambda: metrics.consumed, seconds)
+        # whether DDS callbacks ran the sink inline at the end (runtime/workers.CostMeter)
+        result['info_inline'] = {'cheap': node.cost.cheap, 'ewma_us': round(node.cost.ewma_ns / 1000, 1)}
+        print(json.dumps(result), flush=True)
         handle.shutdown(1.0)
         handle.close()
     elif role in ('plain-pub', 'floor-pub'):
@@ -564,6 +568,7 @@ def run_p3(
         samples: dict[str, list[int]] = {'ours': [], 'plain': [], 'floor': []}
         sub_cpu: dict[str, list[float]] = {kind: [] for kind in samples}
         pub_cpu: dict[str, list[float]] = {kind: [] for kind in samples}
+        inline: list[dict[str, Any]] = []
         for round_index in range(rounds):  # interleaved, so a busy machine slows all alike
             # the order flips every round, so a load that rises or falls during a round favours no case
             kinds = list(samples) if round_index % 2 == 0 else list(reversed(samples))
@@ -571,6 +576,8 @@ def run_p3(
                 runs = samples[kind]
                 hop = run_hop(kind, executor, seconds, env, payload)
                 runs.append(hop['per_second'])
+                if hop.get('info_inline'):
+                    inline.append(hop['info_inline'])
                 if hop.get('cpu_us_per_packet'):
                     sub_cpu[kind].append(hop['cpu_us_per_packet'])
                 if hop.get('publisher_cpu_us_per_packet'):
@@ -593,6 +600,7 @@ def run_p3(
             # CPU per packet (median over rounds): steadier than packets/s on a busy machine
             'subscriber_cpu_us_per_packet': _medians(sub_cpu),
             'publisher_cpu_us_per_packet': _medians(pub_cpu),
+            'info_ours_sink_inline_per_round': inline,
         }
     return hops
 
