@@ -260,6 +260,7 @@ def main() -> int:
     parser.add_argument('--executor', default='events', help='executor of the run (events, single, multi)')
     parser.add_argument('--only', default='detector1,detector2,work')
     args = parser.parse_args()
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     clip = Path(args.clip).resolve() if args.clip else asset(PEDESTRIAN_CLIP)
     if clip is None or not clip.is_file():
         print(json.dumps({'status': 'skipped', 'reason': missing_reason(PEDESTRIAN_CLIP)}))
@@ -319,7 +320,9 @@ def main() -> int:
         'goal_ratio': 0.9,
         'goal_met': all(r is not None and r >= 0.9 for r in ratios.values()),
         'machine': {'cpus': os.cpu_count(), 'python': platform.python_version(),
-                    'onnxruntime': ort.__version__, 'opencv': cv2.__version__},
+                    'onnxruntime': ort.__version__, 'opencv': cv2.__version__,
+                    'load_average_at_start': load_at_start,
+                    'load_average_at_end': [round(x, 2) for x in os.getloadavg()]},
     }
     print(json.dumps(report, indent=2))
     return 0

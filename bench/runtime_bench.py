@@ -12,6 +12,13 @@
   source keeps at most 10 messages in flight (no wasted publishes), like our `block` inboxes.
 - P3 (frames): the same with 640x480x3 frames: ours publishes frame packets (StreamPacket with a
   sensor_msgs/Image inside), the baseline plain sensor_msgs/Image as cv_bridge makes and reads it.
+  Goal: ours >= 1x (issue 17).
+- P3 (jpeg): camera-like frames compressed by FrameCompressNode (JPEG, quality 90) in the sending
+  container, decoded back to frames on arrival, vs plain sensor_msgs/CompressedImage made and read
+  the way cv_bridge does (cv2.imencode / cv2.imdecode). Goal: ours >= 0.9x; the JSON also gives the
+  bytes per frame on the wire, raw and JPEG, and each end's CPU per frame (the cost of compressing).
+- P3 rounds: ours, plain and count-only run back to back in each round, in an order that flips every
+  round; `ratio_median_of_rounds` (the goal's figure) is the median of the per-round ours/plain.
 - P3: one StreamPacket hop between two processes, ours (a container publishing for a container whose
   sink node receives) vs plain rclpy publishing the equivalent message (a new packet per publish,
   encoded) to a plain rclpy subscriber that decodes it back into the StreamPacket (the equivalent of
@@ -23,7 +30,7 @@ All DDS traffic stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, 
 
 Usage: python bench/runtime_bench.py [--seconds S] [--p1-count N] [--p2-count N] [--rounds N]
                                      [--executors events,single,multi] [--only P1,P2,P3]
-                                     [--p3-payloads small,frame]
+                                     [--p3-payloads small,frame,jpeg]
 """
 
 from __future__ import annotations
@@ -53,9 +60,12 @@ from schnitzel_stream_ros.plugin import Param, Plugin, Port, Role
 BENCH_MODULE = 'runtime_bench'
 IDENTITY = 'schnitzel_stream_ros.nodes.core.identity:Identity'
 SYNTHETIC = 'schnitzel_stream_ros.nodes.core.synthetic_source:SyntheticSource'
+COMPRESS = 'schnitzel_stream_ros.nodes.vision.compress:FrameCompressNode'
 FRAME_SHAPE = (480, 640, 3)
 P3_TOPIC = '/bench/src/out'
 P3_IMAGE_TOPIC = '/plain/image'  # the plain frame baseline's topic (sensor_msgs/Image)
+P3_COMPRESSED_TOPIC = '/plain/image/compressed'  # the plain jpeg baseline's (sensor_msgs/CompressedImage)
+JPEG_QUALITY = 90  # ours and the plain baseline alike
 CHAIN_TIMEOUT_SEC = 120.0  # far above any healthy P1/P2 run: only a stalled chain reaches it
 DISCOVERY_TIMEOUT_SEC = 30.0  # same bound as _measure's wait for the first packet
 
@@ -89,6 +99,39 @@ class FrameSource(Plugin):
 
     def produce(self) -> Iterator[StreamPacket]:
         pool = [np.full(FRAME_SHAPE, i, dtype=np.uint8) for i in range(8)]
+        ts = now_ts()
+        count = self.params['count']
+        seq = 0
+        while (count == 0 or seq < count) and not self.stopping:
+            yield StreamPacket(str(seq), ts, Kind.FRAME, self.node_id, pool[seq % 8], {'frame_idx': seq})
+            seq += 1
+
+
+def camera_like_frames() -> list[np.ndarray]:
+    """8 camera-like 640x480x3 frames (gradients, a moving block, some noise): what JPEG is for
+    (a constant frame would compress to nothing and say nothing about the cost)."""
+    yy, xx = np.mgrid[0:FRAME_SHAPE[0], 0:FRAME_SHAPE[1]]
+    height, width = FRAME_SHAPE[:2]
+    base = np.stack([xx * 255 // (width - 1), yy * 255 // (height - 1), (xx + yy) % 256], axis=-1)
+    rng = np.random.default_rng(3)
+    frames = []
+    for i in range(8):
+        frame = base + rng.integers(-6, 7, base.shape)
+        frame[100:300, 40 + 40 * i:240 + 40 * i] = (40, 160, 220)
+        frames.append(np.clip(frame, 0, 255).astype(np.uint8))
+    return frames
+
+
+class CameraFrameSource(Plugin):
+    """The P3 jpeg lane's source: camera-like 640x480x3 frames from a pool of 8."""
+
+    ROLE = Role.SOURCE
+    INPUTS = ()
+    OUTPUTS = (Port('out', frozenset({Kind.FRAME}), PayloadProfile.INPROC_ANY),)
+    PARAMS = (Param('count', int, 1000, '0 = until stopped', min=0),)
+
+    def produce(self) -> Iterator[StreamPacket]:
+        pool = camera_like_frames()
         ts = now_ts()
         count = self.params['count']
         seq = 0
@@ -281,10 +324,15 @@ def child_main(role: str, executor: str, seconds: float, payload: str = 'small')
     """One side of the cross-process hop; prints {'per_second': ...} for subscribers."""
     if role == 'ours-pub':
         handle = _container(executor)
-        source = 'FrameSource' if payload == 'frame' else 'BenchSource'
-        result = handle.load(_request('src', f'{BENCH_MODULE}:{source}', {'count': 0}))
+        if payload == 'jpeg':  # camera-like frames -> FrameCompressNode, which publishes P3_TOPIC
+            result = handle.load(_request('cam', f'{BENCH_MODULE}:CameraFrameSource', {'count': 0}))
+            assert result.success, result.error_message
+            result = handle.load(_request('src', COMPRESS, {'jpeg_quality': JPEG_QUALITY}, '/bench/cam/out'))
+        else:
+            source = 'FrameSource' if payload == 'frame' else 'BenchSource'
+            result = handle.load(_request('src', f'{BENCH_MODULE}:{source}', {'count': 0}))
         assert result.success, result.error_message
-        node = next(iter(handle.container._nodes.values()))
+        node = list(handle.container._nodes.values())[-1]
         port = node.outputs[0]
         while port.refresh() == 0:
             time.sleep(0.02)
@@ -299,8 +347,12 @@ def child_main(role: str, executor: str, seconds: float, payload: str = 'small')
         result = handle.load(_request('sink', f'{BENCH_MODULE}:BenchSink', {}, P3_TOPIC))
         assert result.success, result.error_message
         handle.start()
-        metrics = next(iter(handle.container._nodes.values())).host.metrics
-        print(json.dumps(_measure(lambda: metrics.consumed, seconds)), flush=True)
+        node = next(iter(handle.container._nodes.values()))
+        metrics = node.host.metrics
+        result = _measure(lambda: metrics.consumed, seconds)
+        # whether DDS callbacks ran the sink inline at the end (runtime/workers.CostMeter)
+        result['info_inline'] = {'cheap': node.cost.cheap, 'ewma_us': round(node.cost.ewma_ns / 1000, 1)}
+        print(json.dumps(result), flush=True)
         handle.shutdown(1.0)
         handle.close()
     elif role in ('plain-pub', 'floor-pub'):
@@ -368,7 +420,7 @@ def _plain_publisher(executor: str, payload: str) -> None:
     import rclpy
     from rclpy.node import Node
     from rclpy.qos import QoSProfile
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CompressedImage, Image
 
     from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
     from schnitzel_stream_ros.codec.packet_codec import encode_packet
@@ -378,9 +430,12 @@ def _plain_publisher(executor: str, payload: str) -> None:
     context = init_context()
     node = Node('plain_pub', context=context)
     frames = payload == 'frame'
-    pub = node.create_publisher(
-        Image if frames else StreamPacketMsg, P3_IMAGE_TOPIC if frames else P3_TOPIC, QoSProfile(depth=10)
-    )
+    if payload == 'jpeg':
+        pub = node.create_publisher(CompressedImage, P3_COMPRESSED_TOPIC, QoSProfile(depth=10))
+    else:
+        pub = node.create_publisher(
+            Image if frames else StreamPacketMsg, P3_IMAGE_TOPIC if frames else P3_TOPIC, QoSProfile(depth=10)
+        )
     ex = make_executor(executor, context)
     ex.add_node(node)
     spinner = Spinner(ex, context).start()
@@ -400,6 +455,18 @@ def _plain_publisher(executor: str, payload: str) -> None:
             msg.data.frombytes(frame.tobytes())
             pub.publish(msg)
             seq += 1
+    if payload == 'jpeg':  # as cv_bridge's cv2_to_compressed_imgmsg: cv2.imencode, bytes into the message
+        import cv2
+
+        pool = camera_like_frames()
+        params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+        while not stop.is_set():
+            msg = CompressedImage(format='bgr8; jpeg compressed bgr8')
+            msg.header.stamp = node.get_clock().now().to_msg()
+            msg.header.frame_id = 'src'
+            msg.data = cv2.imencode('.jpg', pool[seq % 8], params)[1].tobytes()
+            pub.publish(msg)
+            seq += 1
     while not stop.is_set():  # the equivalent message: a new packet per publish, encoded, published
         pub.publish(encode_packet(StreamPacket(f'{prefix}{seq:012x}', ts, Kind.RAW, 'src', {'seq': seq})))
         seq += 1
@@ -413,7 +480,7 @@ def _plain_subscriber(executor: str, seconds: float, decode: bool, payload: str)
     import rclpy
     from rclpy.node import Node
     from rclpy.qos import QoSProfile
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CompressedImage, Image
 
     from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
     from schnitzel_stream_ros.codec.packet_codec import decode_packet
@@ -434,7 +501,16 @@ def _plain_subscriber(executor: str, seconds: float, decode: bool, payload: str)
             np.ndarray((msg.height, msg.width, 3), dtype=np.uint8, buffer=msg.data)
         count[0] += 1
 
-    if payload == 'frame':
+    def on_compressed(msg: Any) -> None:
+        if decode:  # as cv_bridge's compressed_imgmsg_to_cv2: cv2.imdecode of the message's bytes
+            cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        count[0] += 1
+
+    if payload == 'jpeg':
+        import cv2
+
+        node.create_subscription(CompressedImage, P3_COMPRESSED_TOPIC, on_compressed, QoSProfile(depth=10))
+    elif payload == 'frame':
         node.create_subscription(Image, P3_IMAGE_TOPIC, on_image, QoSProfile(depth=10))
     else:
         node.create_subscription(StreamPacketMsg, P3_TOPIC, on_message, QoSProfile(depth=10))
@@ -484,33 +560,47 @@ def run_hop(
 
 
 def run_p3(
-    payload: str, executors: list[str], rounds: int, seconds: float, env: dict[str, str]
+    payload: str, executors: list[str], rounds: int, seconds: float, env: dict[str, str], goal: float = 0.9
 ) -> dict[str, Any]:
     """Ours, plain and count-only hops per executor, interleaved rounds, medians."""
-    hops: dict[str, Any] = {'goal_ratio': 0.9, 'rounds': rounds}
+    hops: dict[str, Any] = {'goal_ratio': goal, 'rounds': rounds}
     for executor in executors:
         samples: dict[str, list[int]] = {'ours': [], 'plain': [], 'floor': []}
         sub_cpu: dict[str, list[float]] = {kind: [] for kind in samples}
         pub_cpu: dict[str, list[float]] = {kind: [] for kind in samples}
-        for _ in range(rounds):  # interleaved, so a busy machine slows all alike
-            for kind, runs in samples.items():
+        inline: list[dict[str, Any]] = []
+        for round_index in range(rounds):  # interleaved, so a busy machine slows all alike
+            # the order flips every round, so a load that rises or falls during a round favours no case
+            kinds = list(samples) if round_index % 2 == 0 else list(reversed(samples))
+            for kind in kinds:
+                runs = samples[kind]
                 hop = run_hop(kind, executor, seconds, env, payload)
                 runs.append(hop['per_second'])
+                if hop.get('info_inline'):
+                    inline.append(hop['info_inline'])
                 if hop.get('cpu_us_per_packet'):
                     sub_cpu[kind].append(hop['cpu_us_per_packet'])
                 if hop.get('publisher_cpu_us_per_packet'):
                     pub_cpu[kind].append(hop['publisher_cpu_us_per_packet'])
         median = {kind: round(statistics.median(runs)) for kind, runs in samples.items()}
+        # ours and plain of the same round ran back to back under the same load: their ratio per
+        # round, and the median of those, cancels most of the machine's drift between rounds
+        pairs = zip(samples['ours'], samples['plain'], strict=True)
+        round_ratios = [round(ours / max(1, plain), 2) for ours, plain in pairs]
         hops[executor] = {
             'ours_per_second': median['ours'],
             'baseline_plain_rclpy_per_second': median['plain'],
             'ratio': round(median['ours'] / max(1, median['plain']), 2),
+            'ratio_per_round': round_ratios,
+            'ratio_median_of_rounds': round(statistics.median(round_ratios), 2),
+            'goal_met': statistics.median(round_ratios) >= goal,
             'info_plain_rclpy_count_only_per_second': median['floor'],
             'ratio_to_count_only': round(median['ours'] / max(1, median['floor']), 2),
             'samples_per_second': samples,
             # CPU per packet (median over rounds): steadier than packets/s on a busy machine
             'subscriber_cpu_us_per_packet': _medians(sub_cpu),
             'publisher_cpu_us_per_packet': _medians(pub_cpu),
+            'info_ours_sink_inline_per_round': inline,
         }
     return hops
 
@@ -584,6 +674,22 @@ def run_p3_python_cost(executor: str, count: int, rounds: int) -> dict[str, Any]
     }
 
 
+def _jpeg_wire_bytes() -> dict[str, int]:
+    """Size of one frame on the wire, raw and as JPEG (serialised StreamPacket messages)."""
+    from rclpy.serialization import serialize_message
+
+    from schnitzel_stream_ros.codec.packet_codec import encode_packet
+    from schnitzel_stream_ros.nodes.vision.compress import FrameCompressNode
+    from schnitzel_stream_ros.plugin import SimpleContext, resolve_params
+
+    frame = camera_like_frames()[0]
+    node = FrameCompressNode(SimpleContext(node_id='src', params=resolve_params(
+        FrameCompressNode, {'jpeg_quality': JPEG_QUALITY})))
+    packet = StreamPacket.new(Kind.FRAME, 'src', frame)
+    return {'raw': len(serialize_message(encode_packet(packet))),
+            'jpeg': len(serialize_message(encode_packet(node.process(packet))))}
+
+
 def _medians(samples: dict[str, list[float]]) -> dict[str, float | None]:
     return {kind: round(statistics.median(v), 1) if v else None for kind, v in samples.items()}
 
@@ -600,8 +706,9 @@ def main() -> None:
     parser.add_argument('--child', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--executor', default='events', help=argparse.SUPPRESS)
     parser.add_argument('--payload', default='small', help=argparse.SUPPRESS)
-    parser.add_argument('--p3-payloads', default='small,frame',
-                        help='P3 payloads: small packets, 640x480x3 frames (vs plain sensor_msgs/Image)')
+    parser.add_argument('--p3-payloads', default='small,frame,jpeg',
+                        help='P3 payloads: small packets, 640x480x3 frames (vs plain sensor_msgs/Image), '
+                        'the same frames as JPEG (vs plain sensor_msgs/CompressedImage)')
     args = parser.parse_args()
 
     os.environ['SCHNITZEL_STREAM_PLUGIN_ALLOWLIST'] = BENCH_MODULE  # our own bench plugins
@@ -624,6 +731,7 @@ def main() -> None:
             'python': platform.python_version(),
             'cpus': os.cpu_count(),
             'platform': platform.platform(),
+            'load_average_at_start': [round(x, 2) for x in os.getloadavg()],
         },
         'ros_domain_id': lease.domain_id,
     }
@@ -668,9 +776,19 @@ def main() -> None:
             report['P3_frames_640x480x3_across_processes'] = {
                 'baseline': "plain rclpy sensor_msgs/Image, made as cv_bridge's cv2_to_imgmsg makes it, "
                 'read as a numpy view (imgmsg_to_cv2); count-only: the same Image, not read',
-                **run_p3('frame', executors, args.rounds, args.seconds, env),
+                **run_p3('frame', executors, args.rounds, args.seconds, env, goal=1.0),
+            }
+        if 'jpeg' in payloads:
+            report['P3_jpeg_frames_640x480x3_across_processes'] = {
+                'ours': f'camera-like frames -> FrameCompressNode (JPEG quality {JPEG_QUALITY}) -> '
+                'StreamPacket with a CompressedImage -> decoded to a numpy frame in the receiving container',
+                'baseline': "plain rclpy sensor_msgs/CompressedImage as cv_bridge's cv2_to_compressed_imgmsg "
+                'makes it, decoded with cv2.imdecode (compressed_imgmsg_to_cv2); count-only: not decoded',
+                'wire_bytes_per_frame': _jpeg_wire_bytes(),
+                **run_p3('jpeg', executors, args.rounds, args.seconds, env, goal=0.9),
             }
     lease.release()
+    report['machine']['load_average_at_end'] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(report, indent=2))
 
 

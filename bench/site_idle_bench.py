@@ -117,6 +117,7 @@ def main() -> int:
     parser.add_argument('--diagnostics-period', type=float, default=None,
                         help='passed to the run (default: the runner default, 1 s; 0 = no /diagnostics)')
     args = parser.parse_args()
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp, lease_domain() as lease:
         folder = Path(tmp)
         env = localhost_env(lease.domain_id)
@@ -151,6 +152,8 @@ def main() -> int:
         'window_sec': args.seconds,
         'graph': 'config/site.yaml, cameras unreachable, no sensor, backend down',
         'executor': 'runner default',
+        'machine': {'cpus': os.cpu_count(), 'load_average_at_start': load_at_start,
+                    'load_average_at_end': [round(x, 2) for x in os.getloadavg()]},
         'diagnostics_period_sec': 1.0 if args.diagnostics_period is None else args.diagnostics_period,
         'containers': containers,
         'baseline_plain_rclpy_idle_node': sample[baseline.pid],

@@ -36,6 +36,7 @@ PLUGINS = [
     # vision sources and models
     'OpenCvVideoFileSource = schnitzel_stream_ros.nodes.vision.video_file:OpenCvVideoFileSource',
     'OpenCvRtspSource = schnitzel_stream_ros.nodes.vision.rtsp:OpenCvRtspSource',
+    'FrameCompressNode = schnitzel_stream_ros.nodes.vision.compress:FrameCompressNode',
     'OpenCvWebcamSource = schnitzel_stream_ros.nodes.vision.webcam:OpenCvWebcamSource',
     'MockDetectorNode = schnitzel_stream_ros.nodes.compute.mock_detector:MockDetectorNode',
     'YoloV8DetectorNode = schnitzel_stream_ros.nodes.compute.onnx_detector:YoloV8DetectorNode',

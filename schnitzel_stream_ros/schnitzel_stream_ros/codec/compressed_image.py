@@ -116,6 +116,21 @@ def compress_frame(
     field: str = 'payload',
 ) -> CompressedImage:
     """Compress a frame into sensor_msgs/CompressedImage (rgb input is stored as bgr, as ROS tools expect)."""
+    return compress_to_payload(
+        frame, fmt, encoding=encoding, jpeg_quality=jpeg_quality, png_level=png_level, field=field
+    ).to_msg(header)
+
+
+def compress_to_payload(
+    frame: np.ndarray,
+    fmt: str = 'jpeg',
+    *,
+    encoding: str | None = None,
+    jpeg_quality: int = 90,
+    png_level: int = 3,
+    field: str = 'payload',
+) -> CompressedFrame:
+    """Compress a frame into a CompressedFrame payload (what `compress_frame` puts in a message)."""
     container = _FORMAT_ALIASES.get(fmt)
     if container is None:
         raise ValueError(f'image_compression: {fmt!r} is not one of jpeg, png')
@@ -141,7 +156,7 @@ def compress_frame(
     ok, encoded = cv2.imencode(_EXTENSION[container], np.ascontiguousarray(pixels), params)
     if not ok:
         raise ValueError(f'{field}: OpenCV could not encode the frame as {container}')
-    return CompressedFrame(f'{chosen}; {container} compressed {target}', encoded.tobytes()).to_msg(header)
+    return CompressedFrame(f'{chosen}; {container} compressed {target}', encoded.tobytes())
 
 
 def _parse_format(text: str, field: str) -> tuple[str | None, str | None]:

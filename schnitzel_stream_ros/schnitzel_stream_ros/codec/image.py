@@ -1,10 +1,14 @@
-"""numpy frame <-> sensor_msgs/Image, at the cost of one memcpy.
+"""numpy frame <-> sensor_msgs/Image without copying the pixels (a strided frame is compacted once).
 
 Frames are the bulk of the traffic, so the conversion does as little as it can:
-- encode: the frame's bytes go into an `array.array('B')` with one `frombytes` (a memcpy), and the
-  message is built by filling its slots (codec/message_builders.py: the generated constructor and
-  checking setters cost more than the rest of the conversion without the copy);
-- decode: `np.frombuffer` over the message's array (no copy unless rows are padded or the byte order
+- encode: the message's `data` is a flat, read-only-safe `memoryview` of the frame's own bytes, and
+  the message is built by filling its slots (codec/message_builders.py: the generated constructor
+  and checking setters cost more than the rest of the conversion). Publishing reads `data` through
+  the buffer protocol (the generated C conversion copies any buffer into the C message), so the one
+  copy a publish needs is rclpy's own; an `array.array` copy here would be a second one. The frame
+  must not be written to while the message is in use (frames in packets never are: packets are
+  immutable once emitted). A strided frame is made contiguous first (one copy).
+- decode: `np.ndarray` over the message's buffer (no copy unless rows are padded or the byte order
   is foreign). The result is read-only, because a decoded packet may be shared by several nodes;
   pass `copy=True` for a private, writable frame.
 
@@ -81,10 +85,11 @@ def _is_big_endian(dtype: np.dtype) -> bool:
 
 
 def new_frame(shape: tuple[int, ...], dtype: np.dtype | type = np.uint8) -> np.ndarray:
-    """A zeroed, writable frame whose memory is an array.array('B'): it encodes without a copy.
+    """A zeroed, writable frame whose memory is an array.array('B'), like a received frame's.
 
     For sources that fill frames themselves (e.g. `cv2.VideoCapture.read(frame)` writes into the
-    array it is given). Once the frame is in a packet, it must not be written to again.
+    array it is given). Once the frame is in a packet, it must not be written to again. (Every
+    C-contiguous frame encodes without a copy; this one also has the layout of a decoded frame.)
     """
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
@@ -96,8 +101,8 @@ def new_frame(shape: tuple[int, ...], dtype: np.dtype | type = np.uint8) -> np.n
 def backing_array(frame: np.ndarray) -> array.array | None:
     """The array.array('B') that holds exactly this frame's bytes, if there is one.
 
-    True for frames made by `new_frame` and for frames decoded from a message, so relaying a
-    received frame, or sending one a source filled in place, costs no copy.
+    True for frames made by `new_frame` and for frames decoded from a message rclpy received (its
+    `data` is an array.array): such a frame is a view of the message, not a copy of it.
     """
     base: object = frame
     while isinstance(base, np.ndarray):
@@ -126,27 +131,24 @@ class ImageConverter(Protocol):
 
 
 class BuiltinImageConverter:
-    """The converter of this package: one memcpy out, zero copies in."""
+    """The converter of this package: no copy out (publishing makes the one copy), none in."""
 
     name = 'builtin'
 
     def to_msg(self, frame: np.ndarray, encoding: str, header: Header | None) -> Image:
         if not frame.flags.c_contiguous:
-            frame = np.ascontiguousarray(frame)  # one strided copy; the memcpy below is the second
+            frame = np.ascontiguousarray(frame)  # a strided frame: the one copy
         height = frame.shape[0]
-        data = backing_array(frame)
-        if data is None:
-            data = array.array('B')
-            data.frombytes(
-                memoryview(frame).cast('B') if frame.dtype.isnative else frame.reshape(-1).view(np.uint8)
-            )
+        dtype = frame.dtype
+        # the frame's own bytes, flat: rclpy's publish copies them into the C message (module doc)
+        data = memoryview(frame).cast('B') if dtype.isnative else memoryview(frame.reshape(-1).view(np.uint8))
         # every field is checked above (frame_layout, resolve_encoding): built without field checks
         return new_image(
             header if header is not None else Header(),
             height,
             frame.shape[1],
             encoding,
-            1 if _is_big_endian(frame.dtype) else 0,
+            1 if _is_big_endian(dtype) else 0,
             frame.nbytes // height,
             data,
         )

@@ -72,7 +72,8 @@ def _fast_packet_msg(
 
 
 def _fast_image(
-    header: Header, height: int, width: int, encoding: str, is_bigendian: int, step: int, data: array.array
+    header: Header, height: int, width: int, encoding: str, is_bigendian: int, step: int,
+    data: array.array | memoryview,
 ) -> Image:
     msg = Image.__new__(Image)
     msg._check_fields = False
@@ -87,8 +88,13 @@ def _fast_image(
 
 
 def _generated_image(
-    header: Header, height: int, width: int, encoding: str, is_bigendian: int, step: int, data: array.array
+    header: Header, height: int, width: int, encoding: str, is_bigendian: int, step: int,
+    data: array.array | memoryview,
 ) -> Image:
+    if not isinstance(data, array.array):  # the checking setter would test a buffer value by value
+        copied = array.array('B')
+        copied.frombytes(data)
+        data = copied
     msg = Image(check_fields=True)  # its data setter takes an array.array('B') as is (no copy)
     msg.header = header
     msg.height = height
@@ -156,7 +162,8 @@ FAST_BUILDERS = _verified()
 new_time = _fast_time if FAST_BUILDERS else _generated_time
 new_header = _fast_header if FAST_BUILDERS else _generated_header
 new_packet_msg = _fast_packet_msg if FAST_BUILDERS else _generated_packet_msg
-#: sensor_msgs/Image(header, height, width, encoding, is_bigendian, step, data: array.array('B'))
+#: sensor_msgs/Image(header, height, width, encoding, is_bigendian, step, data): data is an
+#: array.array('B') or a flat memoryview of bytes (kept as is: publishing reads it as a buffer)
 new_image = _fast_image if FAST_BUILDERS else _generated_image
 
 __all__ = ['FAST_BUILDERS', 'new_header', 'new_image', 'new_packet_msg', 'new_time']

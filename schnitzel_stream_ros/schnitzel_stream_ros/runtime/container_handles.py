@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 import rclpy
@@ -29,12 +28,11 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
-from schnitzel_stream_ros.graph.wiring import PACKAGE_NAME, LoadRequest
+from schnitzel_stream_ros.graph.wiring import LoadRequest
 from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC
 from schnitzel_stream_ros.runtime.container import Container, LoadResult
 from schnitzel_stream_ros.runtime.executors import ContainerExecutors
 
-CONTAINER_EXECUTABLE = 'component_container'
 SERVICE_TIMEOUT_SEC = 20.0
 
 
@@ -169,7 +167,15 @@ def container_command(
     drain_timeout: float | None = None,
     diagnostics_period_sec: float | None = None,
 ) -> list[str]:
-    """The installed `component_container` (lib/schnitzel_stream_ros), else the same module via -m."""
+    """The container's module run by this Python (`-m ...container_main`): what the installed
+    `component_container` runs, without its entry-point lookup.
+
+    The installed script is a setuptools entry-point wrapper: before anything else it reads the
+    metadata of installed distributions (importlib.metadata, with email and zipfile) to find the
+    function it already names. That costs every container ~4.7 MB resident for its whole life and
+    start-up time, for nothing the container uses. Launch files keep using the installed executable
+    (`ros2 launch`/`ros2 run` need one); the container is the same either way.
+    """
     args = ['--paused', '--executor', executor]
     if drain_timeout is not None:
         args += ['--drain-timeout', str(drain_timeout)]
@@ -178,14 +184,6 @@ def container_command(
     ros_args = ['--ros-args', '-r', f'__node:={group}', '-r', f'__ns:={namespace}']
     if diagnostics_period_sec is not None:
         ros_args += ['-p', f'diagnostics_period_sec:={float(diagnostics_period_sec)!r}']
-    try:
-        from ament_index_python.packages import get_package_prefix
-
-        exe = Path(get_package_prefix(PACKAGE_NAME)) / 'lib' / PACKAGE_NAME / CONTAINER_EXECUTABLE
-        if os.access(exe, os.X_OK):
-            return [str(exe), *args, *ros_args]
-    except Exception:  # not installed through colcon: run the module itself
-        pass
     return [sys.executable, '-m', 'schnitzel_stream_ros.runtime.container_main', *args, *ros_args]
 
 

@@ -40,6 +40,12 @@ class CostMeter:
     #: a node is "cheap" below this (the executor thread may run it), after enough samples
     INLINE_MAX_NS = 200_000
     MIN_SAMPLES = 16
+    #: one sample counts at most this much: a handle() measured in wall time also holds the time
+    #: the thread was preempted or waited for the GIL (tens of ms on a busy machine); unclamped, one
+    #: such sample made a 10 us node "expensive" for hundreds of packets, and every packet then
+    #: paid a hand-over to its worker thread (more CPU, more waiting: it fed itself). A node that
+    #: really costs more than INLINE_MAX_NS still averages above it.
+    SAMPLE_MAX_NS = 10 * INLINE_MAX_NS
 
     def __init__(self, inline: bool = True) -> None:
         self.ewma_ns = 0.0
@@ -54,6 +60,8 @@ class CostMeter:
         self.cheap = False
 
     def add(self, ns: int) -> None:
+        if ns > self.SAMPLE_MAX_NS:
+            ns = self.SAMPLE_MAX_NS
         self.samples += 1
         self.ewma_ns += (ns - self.ewma_ns) * (0.5 if self.samples < self.MIN_SAMPLES else 0.05)
         self.cheap = self.inline and self.samples >= self.MIN_SAMPLES and self.ewma_ns < self.INLINE_MAX_NS
@@ -155,9 +163,10 @@ class InputWorker:
                         for _, t_more, edge_more in more:
                             edge_more.latency.record(t_start - t_more)
                         host.handle_batch([packet, *(item[0] for item in more)], port)
+                        cost.add((clock() - t_start) // (1 + len(more)))  # per packet, as inline
                     else:
                         handle(packet, port)
-                    cost.add(clock() - t_start)
+                        cost.add(clock() - t_start)
                 else:
                     job()
             except PluginError as exc:

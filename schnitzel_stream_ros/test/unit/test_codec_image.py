@@ -121,29 +121,35 @@ def test_any_layout_round_trips_through_the_wire(frame, layout):
 
 def test_decoded_frames_are_read_only_views_unless_copied():
     frame = _frame(np.uint8, (4, 4, 3))
-    msg = frame_to_image_msg(frame)
+    msg = deserialize_message(serialize_message(frame_to_image_msg(frame)), Image)  # as received
     view = image_msg_to_frame(msg)
     assert not view.flags.writeable
     with pytest.raises(ValueError):
         view[0, 0, 0] = 1
-    assert backing_array(view) is msg.data  # zero-copy
+    assert backing_array(view) is msg.data  # zero-copy: a view of the received message
     private = image_msg_to_frame(msg, copy=True)
     private[0, 0, 0] ^= 0xFF
     assert private.flags.writeable and backing_array(private) is None
     assert np.array_equal(image_msg_to_frame(msg), frame)
 
 
-def test_array_backed_frames_encode_without_a_copy():
-    frame = new_frame((4, 5, 3))
-    frame[:] = 7
+def test_contiguous_frames_encode_without_a_copy_and_strided_ones_are_compacted():
+    frame = _frame(np.uint8, (4, 5, 3))
     msg = frame_to_image_msg(frame)
-    assert msg.data is backing_array(frame)
-    relayed = frame_to_image_msg(image_msg_to_frame(msg))
-    assert relayed.data is msg.data
-    # a slice is not the whole buffer: copied
-    part = frame[1:]
-    assert backing_array(part) is None
-    assert frame_to_image_msg(part).data is not msg.data
+    assert isinstance(msg.data, memoryview) and np.shares_memory(np.asarray(msg.data), frame)
+    assert len(msg.data) == frame.nbytes and bytes(msg.data) == frame.tobytes()
+    relayed = frame_to_image_msg(image_msg_to_frame(msg))  # relaying a decoded frame: still no copy
+    assert np.shares_memory(np.asarray(relayed.data), frame)
+    received = deserialize_message(serialize_message(msg), Image)  # publishing reads the view
+    assert bytes(received.data) == frame.tobytes() and received == msg
+    array_backed = new_frame((4, 5, 3))
+    array_backed[:] = frame
+    assert np.shares_memory(np.asarray(frame_to_image_msg(array_backed).data), array_backed)
+    # a strided frame is made contiguous: one copy, the same bytes as cv_bridge would send
+    part = frame[:, ::2]
+    strided = frame_to_image_msg(part)
+    assert not np.shares_memory(np.asarray(strided.data), frame)
+    assert bytes(strided.data) == np.ascontiguousarray(part).tobytes() and strided.step == 3 * 3
 
 
 def test_padded_rows_from_other_senders_are_read():

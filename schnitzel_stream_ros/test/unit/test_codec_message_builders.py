@@ -78,3 +78,18 @@ def test_codec_round_trip_with_alternating_times_and_meta():
     assert [decode_packet(encode_packet(p)).ts for p in packets] == [
         '2026-01-01T00:00:00Z', '2026-01-01T00:00:00.500000Z', '2026-01-01T00:00:00Z'
     ]
+
+
+def test_both_image_builders_take_a_frame_view_and_send_the_same_bytes():
+    # the codec hands the frame's bytes over as a memoryview; the fallback (generated) builder
+    # copies it into the array.array its checking setter wants, the fast one keeps it
+    from sensor_msgs.msg import Image
+
+    pixels = bytes(range(24))
+    view = memoryview(pixels)
+    header = new_header(new_time(3, 4), 'cam')
+    fast = message_builders._fast_image(header, 2, 4, 'bgr8', 0, 12, view)
+    generated = message_builders._generated_image(header, 2, 4, 'bgr8', 0, 12, view)
+    assert fast.data is view and generated.data.tobytes() == pixels
+    assert serialize_message(fast) == serialize_message(generated)
+    assert deserialize_message(serialize_message(fast), Image) == generated

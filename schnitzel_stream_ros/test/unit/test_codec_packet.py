@@ -164,7 +164,7 @@ def test_image_encoding_from_meta_round_trips():
 
 def test_frames_decode_without_copy_and_copy_frames_gives_private_ones():
     frame = np.ones((4, 4, 3), np.uint8)
-    msg = encode_packet(StreamPacket.new('frame', 'cam01', frame))
+    msg = wire(encode_packet(StreamPacket.new('frame', 'cam01', frame)))
     shared = decode_packet(msg).payload
     assert backing_array(shared) is msg.image[0].data
     private = PacketCodec(copy_frames=True).decode(msg).payload
