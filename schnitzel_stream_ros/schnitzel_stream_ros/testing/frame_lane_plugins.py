@@ -49,6 +49,8 @@ class ChecksummedFrameSource(Plugin):
         p = self.params
         rng = np.random.default_rng(p['seed'])
         self._base = rng.integers(0, 256, (p['height'], p['width'], p['channels']), dtype=np.uint8)
+        # without checksums (benchmarks): 8 ready frames in turn, as the baselines publish them
+        self._ready = [frame_for(self._base, i) for i in range(8)] if not p['checksum'] else []
 
     def produce(self) -> Iterator[StreamPacket]:
         p = self.params
@@ -61,8 +63,9 @@ class ChecksummedFrameSource(Plugin):
                 if delay > 0:
                     time.sleep(delay)
                 due += period
-            frame = frame_for(self._base, seq)
-            meta = {'frame_idx': seq, 'seq': seq}
+            frame = self._ready[seq % 8] if self._ready else frame_for(self._base, seq)
+            # emit_ns: CLOCK_MONOTONIC, the same clock in every process of the host (latency per frame)
+            meta = {'frame_idx': seq, 'seq': seq, 'emit_ns': time.perf_counter_ns()}
             if p['checksum']:
                 meta['crc'] = frame_crc(frame)
             yield StreamPacket.new(Kind.FRAME, self.node_id, frame, meta)
@@ -81,18 +84,20 @@ class FrameCheckSink(Plugin):
         Param('hold', int, 0, 'frames kept referenced after processing (a plugin that keeps frames)',
               min=0, max=64),
         Param('check', bool, True, 'compute the CRC (off: only count)'),
+        Param('line_buffered', bool, True, 'flush every line (off: the file buffer, for benchmarks)'),
     )
 
     def setup(self) -> None:
         Path(self.params['path']).parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.params['path'], 'a', buffering=1)  # noqa: SIM115 - closed in close()
+        buffering = 1 if self.params['line_buffered'] else 1 << 16
+        self._file = open(self.params['path'], 'a', buffering=buffering)  # noqa: SIM115 - closed in close()
         self._held: deque = deque(maxlen=max(self.params['hold'], 1))
 
     def process(self, packet: StreamPacket, port: str = 'in') -> None:
         frame = packet.payload
         shared = isinstance(frame, np.ndarray) and not frame.flags.owndata
         record = {'seq': packet.meta.get('seq'), 'shape': list(getattr(frame, 'shape', ())),
-                  'shared': shared, 'recv_ns': time.perf_counter_ns()}
+                  'shared': shared, 'recv_ns': time.perf_counter_ns(), 'emit_ns': packet.meta.get('emit_ns')}
         if self.params['check'] and 'crc' in packet.meta:
             record['ok'] = frame_crc(frame) == packet.meta['crc']
         if self.params['hold']:
