@@ -308,7 +308,7 @@ def lane_ours(size: str, paced: bool, seconds: float, domain: int, tmp: Path) ->
           - id: det
             plugin: 'schnitzel_stream_ros.testing.frame_lane_plugins:FrameCheckSink'
             container: detector
-            config: {{path: '{checks}', check: false, line_buffered: false}}
+            config: {{path: '{checks}', check: false, line_buffered: {'true' if paced else 'false'}}}
         edges:
           - {{from: cam, to: det, inbox: {{max: 4, overflow: drop_oldest}}}}
     """))

@@ -14,7 +14,8 @@ Rules (each refusal is one line naming the edge, code `frame-transport`):
 - a lane joins two containers on one host; inside one container packets are handed over as
   objects (no transport to choose), across hosts raw frames stay refused unless compressed or
   blob-ref (graph/placement.py, when nodes carry `host:`);
-- edges from one output port agree on the pool; edges into one input port agree on the transport;
+- edges from one output port agree on the pool and feed at most 2 inputs over the lane
+  (`DEFAULT_MAX_READERS`); edges into one input port agree on the transport;
 - `transport: dds` keeps the old refusal for raw frames (`container-boundary`).
 The validator calls `decide` for every edge that crosses containers and `check_agreement` once;
 the wiring turns the decisions into reserved parameters (`lane_params`).
@@ -25,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from schnitzel_stream_ros.shm_lane.lane import DEFAULT_POOL, MAX_POOL
+from schnitzel_stream_ros.shm_lane.lane import DEFAULT_MAX_READERS, DEFAULT_POOL, MAX_POOL
 from schnitzel_stream_ros.shm_lane.ros_glue import SHM, input_param, output_param, pool_param
 
 DDS = 'dds'
@@ -113,12 +114,17 @@ def check_agreement(lanes: Mapping[EdgeKey, FrameLane],
                     edges: Iterable[EdgeKey]) -> list[tuple[EdgeKey, str]]:
     """Problems (edge key, message): pools of one output port, transports of one input port."""
     problems = []
+    readers: dict[tuple[str, str], int] = {}
     pools: dict[tuple[str, str], tuple[int, EdgeKey]] = {}
     transports: dict[tuple[str, str], tuple[bool, EdgeKey]] = {}
     for key in edges:
         src, src_port, dst, dst_port = key
         lane = lanes.get(key)
         if lane is not None:
+            readers[(src, src_port)] = readers.get((src, src_port), 0) + 1
+            if readers[(src, src_port)] > DEFAULT_MAX_READERS:
+                problems.append((key, f'output {src}.{src_port} feeds more than {DEFAULT_MAX_READERS} inputs '
+                                      f'in other containers over its frame lane'))
             first = pools.setdefault((src, src_port), (lane.pool, key))
             if first[0] != lane.pool:
                 problems.append((key, f'lane pool {lane.pool} conflicts with pool {first[0]} of edge '

@@ -55,7 +55,9 @@ from schnitzel_stream_ros.shm_lane.layout import (
 
 DEFAULT_POOL = 4
 MAX_POOL = 64
-DEFAULT_MAX_READERS = 4
+#: Consumers one lane serves (each costs the producer 2 × pool samples of shared memory; fewer samples
+#: also keep the producer's copy in cache: 4 readers made the copy ~2x slower than 2 on the 2-core box).
+DEFAULT_MAX_READERS = 2
 #: How often writers and readers sweep the resources of dead processes.
 CLEANUP_EVERY_SEC = 1.0
 #: How long a reader waits for the lane's event before it looks again (stop, cleanup, releases).
@@ -200,7 +202,7 @@ class FrameLaneWriter:
         except Exception:
             self.loan_failed_total += 1
             return False
-        dst = np.ctypeslib.as_array((ctypes.c_uint8 * total).from_address(sample.payload_ptr))
+        dst = np.frombuffer((ctypes.c_uint8 * total).from_address(sample.payload_ptr), np.uint8)
         dst[:len(meta)] = np.frombuffer(meta, np.uint8)
         # the one copy of the pixels: into the shared sample
         dst[offset:].view(frame.dtype).reshape(frame.shape)[...] = frame
