@@ -346,7 +346,7 @@ class FrameLaneReader:
                 self.on_missed(missed)
         self._last_seq = max(self._last_seq, header.seq)
         dtype = DTYPES[header.dtype]
-        shape = (header.height, header.width) if header.channels == 1 else (
+        shape = (header.height, header.width) if header.channels == 0 else (
             header.height, header.width, header.channels)
         address = base + pixel_offset(header.meta_len)
         t_send = header.t_send_ns

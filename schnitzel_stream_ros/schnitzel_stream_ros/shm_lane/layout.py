@@ -53,9 +53,10 @@ def pixel_offset(meta_len: int) -> int:
 
 
 def frame_shape(frame: np.ndarray) -> tuple[int, int, int]:
-    """(height, width, channels) of a frame the lane can carry; ValueError otherwise."""
+    """(height, width, channels) of a frame the lane can carry, channels 0 for a 2-D frame (so
+    (h, w) and (h, w, 1) arrive as they were sent); ValueError otherwise."""
     if frame.ndim == 2:
-        return frame.shape[0], frame.shape[1], 1
+        return frame.shape[0], frame.shape[1], 0
     if frame.ndim == 3:
         return frame.shape[0], frame.shape[1], frame.shape[2]
     raise ValueError(f'a frame is a 2-D or 3-D array, got {frame.ndim} dimensions')
@@ -82,7 +83,7 @@ def check_header(header: FrameHeader, slice_len: int) -> str:
         return f'meta_len {header.meta_len} over the limit {MAX_META_BYTES}'
     if header.pixel_len > MAX_PIXEL_BYTES:
         return f'pixel_len {header.pixel_len} over the limit {MAX_PIXEL_BYTES}'
-    expected = header.height * header.width * header.channels * DTYPES[header.dtype].itemsize
+    expected = header.height * header.width * max(header.channels, 1) * DTYPES[header.dtype].itemsize
     if expected != header.pixel_len:
         shape = f'{header.height}x{header.width}x{header.channels}'
         return f'shape {shape} does not match pixel_len {header.pixel_len}'

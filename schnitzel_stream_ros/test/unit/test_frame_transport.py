@@ -260,6 +260,24 @@ def test_a_sample_whose_header_lies_is_refused_and_never_read():
         reader.close()
 
 
+def test_two_and_three_dimensional_frames_keep_their_shape():
+    topic, got = _topic(), _Collector()
+    reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit')
+    writer = FrameLaneWriter(topic, LaneSettings(pool=4), domain='unit')
+    try:
+        frames = [np.arange(12, dtype=np.uint16).reshape(3, 4), np.ones((3, 4, 1), np.uint8)]
+        for i, frame in enumerate(frames):
+            assert writer.write(StreamPacket.new('frame', 'cam', frame))
+            got.wait_for(i + 1)
+        for sent, packet in zip(frames, got.packets, strict=True):
+            assert packet.payload.shape == sent.shape and packet.payload.dtype == sent.dtype
+            assert np.array_equal(packet.payload, sent)
+    finally:
+        got.packets.clear()
+        writer.close()
+        reader.close()
+
+
 def test_header_checks():
     header = FrameHeader(magic=MAGIC, version=VERSION, dtype=0, height=2, width=2, channels=3, meta_len=10,
                          pixel_len=12)
