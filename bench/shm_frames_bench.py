@@ -12,7 +12,7 @@ One run, interleaved (round r runs every lane of every size before round r+1), m
 Every lane publishes frames from the same 8 ready frames (no per-frame generation).
 Per lane and size two modes: `flood` (as fast as the sender can; frames/s delivered and the share of
 sent frames delivered) and `paced` (30 frames/s: p50/p99 latency emit -> consumer on CLOCK_MONOTONIC,
-the same clock in both processes). CPU per frame = CPU seconds of the process in the measuring
+the same clock in both processes; every lane stamps a frame before it copies it anywhere). CPU per frame = CPU seconds of the process in the measuring
 window / frames it handled in that window (sender: sent, receiver: delivered).
 
     python bench/shm_frames_bench.py                       # 3 rounds, 6 s windows
@@ -88,8 +88,8 @@ def child_plain_pub(shape: tuple[int, int, int], rate: float, seconds: float) ->
             if delay > 0:
                 time.sleep(delay)
             due += period
+        stamp = time.perf_counter_ns()  # before the frame is copied into the message, as in the other lanes
         msg.data = frames[sent % 8].tobytes()  # as cv2_to_imgmsg fills it
-        stamp = time.perf_counter_ns()
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
         pub.publish(msg)
         sent += 1
@@ -165,10 +165,11 @@ def child_iox_pub(shape: tuple[int, int, int], rate: float, seconds: float, name
             if delay > 0:
                 time.sleep(delay)
             due += period
+        stamp = time.perf_counter_ns()  # before the copy, as our source stamps a frame before it is written
         sample = pub.loan_slice_uninit(size)
         dst = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(sample.payload_ptr))
         dst.reshape(shape)[...] = frames[sent % 8]
-        sample.user_header().contents.value = time.perf_counter_ns()
+        sample.user_header().contents.value = stamp
         sample.assume_init().send()
         notifier.notify()
         sent += 1
