@@ -12,8 +12,9 @@ One run, interleaved (round r runs every lane of every size before round r+1), m
 Every lane publishes frames from the same 8 ready frames (no per-frame generation).
 Per lane and size two modes: `flood` (as fast as the sender can; frames/s delivered and the share of
 sent frames delivered) and `paced` (30 frames/s: p50/p99 latency emit -> consumer on CLOCK_MONOTONIC,
-the same clock in both processes; every lane stamps a frame before it copies it anywhere). CPU per frame = CPU seconds of the process in the measuring
-window / frames it handled in that window (sender: sent, receiver: delivered).
+the same clock in both processes; every lane stamps a frame before it copies it anywhere). CPU per
+frame = CPU seconds of the process in the measuring window / frames it handled in that window
+(sender: sent, receiver: delivered).
 
     python bench/shm_frames_bench.py                       # 3 rounds, 6 s windows
     python bench/shm_frames_bench.py --rounds 3 --seconds 4 --sizes 640x480
