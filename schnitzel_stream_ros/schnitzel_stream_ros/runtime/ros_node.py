@@ -402,8 +402,11 @@ class PluginNode(LifecycleNode):
             def missed(count: int) -> None:  # keep-freshest: the lane overwrote frames not yet taken
                 transport.lane_missed_total += count
 
+            def copied() -> None:  # the reader held its lease limit: this frame was copied out
+                transport.lane_copied_total += 1
+
             return lane_bridge(sub.topic, lane, from_lane, self.on_warning, f'{self.get_name()}.{port}',
-                               missed)
+                               missed, copied)
 
         def switch(on: bool) -> None:
             key = id(sub)

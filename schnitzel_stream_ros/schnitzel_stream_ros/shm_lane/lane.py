@@ -254,12 +254,14 @@ class FrameLaneReader:
 
     def __init__(self, topic: str, on_packet: PacketSink, settings: LaneSettings = LaneSettings(), *,
                  domain: str | None = None, on_refused: Callable[[str], None] | None = None,
-                 on_missed: Callable[[int], None] | None = None, name: str = '') -> None:
+                 on_missed: Callable[[int], None] | None = None,
+                 on_copied: Callable[[], None] | None = None, name: str = '') -> None:
         self.name = lane_service_name(topic, domain)
         self.settings = settings
         self.on_packet = on_packet
         self.on_refused = on_refused
         self.on_missed = on_missed
+        self.on_copied = on_copied
         self._released: collections.deque = collections.deque()
         self._held = 0
         self._stop = threading.Event()
@@ -355,6 +357,8 @@ class FrameLaneReader:
             frame = pixels.view(dtype).reshape(shape).copy()
             sample.delete()
             self.copied_total += 1
+            if self.on_copied is not None:
+                self.on_copied()
         else:
             self._held += 1
             frame = np.asarray(_Lease(sample, address, shape, dtype, self._released))

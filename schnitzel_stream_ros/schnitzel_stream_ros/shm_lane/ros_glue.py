@@ -112,7 +112,8 @@ class LaneOutput:
 
 def lane_bridge(topic: str, settings: LaneSettings, deliver: Callable[[Any, int], None],
                 on_warning: Callable[[str], None], name: str,
-                on_missed: Callable[[int], None] | None = None) -> Callable[[bool], None]:
+                on_missed: Callable[[int], None] | None = None,
+                on_copied: Callable[[], None] | None = None) -> Callable[[bool], None]:
     """A bridge switch (bus.LocalSubscriber.bridge) that reads the lane while switched on."""
     state: dict[str, FrameLaneReader] = {}
 
@@ -120,7 +121,7 @@ def lane_bridge(topic: str, settings: LaneSettings, deliver: Callable[[Any, int]
         reader = state.get('reader')
         if on and reader is None:
             state['reader'] = FrameLaneReader(topic, deliver, settings, on_refused=on_warning,
-                                              on_missed=on_missed, name=name)
+                                              on_missed=on_missed, on_copied=on_copied, name=name)
         elif not on and reader is not None:
             del state['reader']
             reader.close()
