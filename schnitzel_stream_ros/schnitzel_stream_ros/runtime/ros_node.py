@@ -814,6 +814,10 @@ class PluginNode(LifecycleNode):
             topic = topic_of.get(key)
             if topic is not None:
                 out[topic] = max(out.get(topic, 0), subscription.get_publisher_count())
+        for sub in self.subscribers:  # inputs on a frame lane: its producers count as matched publishers
+            reader = getattr(sub.bridge, 'state', {}).get('reader')
+            if reader is not None:
+                out[sub.topic] = max(out.get(sub.topic, 0), reader.publishers())
         return out
 
     def inbox_dropped(self) -> int:

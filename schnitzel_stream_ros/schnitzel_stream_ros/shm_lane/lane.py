@@ -283,11 +283,17 @@ class FrameLaneReader:
     def held(self) -> int:
         return self._held
 
+    def publishers(self) -> int:
+        """Producers attached to the lane now (the supervisor waits for one after a restart)."""
+        frames = getattr(self, '_frames', None)
+        return frames.dynamic_config.number_of_publishers if frames is not None else 0
+
     def _run(self) -> None:
         iox2 = iceoryx2()
         try:
             cleanup_dead_nodes()
             frames, events = _open_services(self.name, self.settings)
+            self._frames = frames
             subscriber = frames.subscriber_builder().create()
             listener = events.listener_builder().create()
         except BaseException as exc:
