@@ -192,8 +192,12 @@ class FrameLaneWriter:
         if not isinstance(frame, np.ndarray) or frame.dtype not in DTYPE_CODES:
             self.refused_total += 1
             return False
-        height, width, channels = frame_shape(frame)
-        meta = encode_meta(packet)
+        try:
+            height, width, channels = frame_shape(frame)
+            meta = encode_meta(packet)
+        except (TypeError, ValueError):
+            self.refused_total += 1
+            raise
         offset = pixel_offset(len(meta))
         total = offset + frame.nbytes
         publisher = self._publisher_for(total)

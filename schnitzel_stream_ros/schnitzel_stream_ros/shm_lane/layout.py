@@ -66,7 +66,7 @@ def encode_meta(packet: Any) -> bytes:
     text = json.dumps(
         {'packet_id': packet.packet_id, 'ts': packet.ts, 'kind': packet.kind, 'source_id': packet.source_id,
          'meta': packet.meta},
-        separators=(',', ':'), default=str,
+        separators=(',', ':'),  # meta is JSON by contract: anything else is refused, not stringified
     ).encode()
     if len(text) > MAX_META_BYTES:
         raise ValueError(f'packet meta is {len(text)} bytes as JSON, over the lane limit {MAX_META_BYTES}')

@@ -289,6 +289,22 @@ def test_header_checks():
     assert 'not a frame-lane sample' in check_header(header, 1000)
 
 
+def test_a_packet_the_lane_cannot_carry_is_refused_and_counted():
+    topic, got = _topic(), _Collector()
+    reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit')
+    writer = FrameLaneWriter(topic, LaneSettings(pool=4), domain='unit')
+    try:
+        with pytest.raises(TypeError):  # meta is JSON by contract
+            writer.write(StreamPacket.new('frame', 'cam', np.zeros((2, 2), np.uint8), {'x': object()}))
+        with pytest.raises(ValueError, match='2-D or 3-D'):
+            writer.write(StreamPacket.new('frame', 'cam', np.zeros(4, np.uint8)))
+        assert not writer.write(StreamPacket.new('frame', 'cam', 'not an array'))
+        assert writer.counters()['refused_total'] == 3 and writer.counters()['written_total'] == 0
+    finally:
+        writer.close()
+        reader.close()
+
+
 def test_a_writer_without_readers_writes_nothing():
     writer = FrameLaneWriter(_topic(), LaneSettings(pool=4), domain='unit')
     try:
