@@ -55,8 +55,8 @@ from schnitzel_stream_ros.shm_lane.layout import (
 
 DEFAULT_POOL = 4
 MAX_POOL = 64
-#: Consumers one lane serves (each costs the producer 2 × pool samples of shared memory; fewer samples
-#: also keep the producer's copy in cache: 4 readers made the copy ~2x slower than 2 on the 2-core box).
+#: Consumers one lane serves. Each costs the producer 2 × pool samples of shared memory (a 4K lane with
+#: pool 4 and 2 readers maps ~19 samples of 25 MB), so the bound is small; the validator refuses more.
 DEFAULT_MAX_READERS = 2
 #: How often writers and readers sweep the resources of dead processes.
 CLEANUP_EVERY_SEC = 1.0
