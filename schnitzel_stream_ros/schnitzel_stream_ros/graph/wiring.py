@@ -54,8 +54,10 @@ def inbox_weights_params(port: str) -> tuple[str, str, str]:
 
 def is_reserved_param(name: str) -> bool:
     """True for wiring parameters (never plugin parameters: those are identifiers without dots)."""
-    families = ('inputs', 'qos', 'inbox', 'restart', 'state', 'blackboard', 'transport')
-    return name == CONTAINER_GROUP_PARAM or name.split('.', 1)[0] in families
+    families = ('inputs', 'qos', 'inbox', 'restart', 'state', 'blackboard')
+    # transport.*: frame lanes (graph/frame_transport.py); dotted only, plugins may have a `transport`
+    # parameter of their own (OpenCvRtspSource: tcp/udp)
+    return name == CONTAINER_GROUP_PARAM or name.split('.', 1)[0] in families or name.startswith('transport.')
 
 
 #: LoadNode extra argument (ours): false loads a node unconfigured, for a lifecycle manager.

@@ -130,6 +130,13 @@ def test_bad_transport_values_are_one_line_at_the_edge(raw, problem):
     assert errors[0].startswith('g.yaml:') and problem in errors[0] and 'cam->check' in errors[0], errors
 
 
+def test_lane_parameters_are_wiring_but_a_plugins_own_transport_parameter_is_not():
+    from schnitzel_stream_ros.graph.wiring import is_reserved_param
+
+    assert is_reserved_param('transport.out.out') and is_reserved_param('transport.in.in.pool')
+    assert not is_reserved_param('transport')  # OpenCvRtspSource's tcp/udp
+
+
 def test_parse_transport_forms():
     assert parse_transport(None) == (None, '')
     assert parse_transport('shm') == (EdgeTransport('shm'), '')
