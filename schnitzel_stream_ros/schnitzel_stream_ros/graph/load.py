@@ -30,6 +30,7 @@ from schnitzel_stream_ros.document_limits import (
 )
 from schnitzel_stream_ros.graph.blackboard_config import BlackboardSpec, parse_blackboard
 from schnitzel_stream_ros.graph.errors import GraphError, node_subject
+from schnitzel_stream_ros.graph.frame_transport import parse_transport
 from schnitzel_stream_ros.graph.interpolate import InterpolationError, interpolate_text
 from schnitzel_stream_ros.graph.model import (
     DEFAULT_CONTAINER,
@@ -60,7 +61,8 @@ SUPPORTED_VERSION = 2
 _TOP_KEYS = ('version', 'nodes', 'edges', 'config', 'namespace')
 _NODE_KEYS = ('id', 'node_id', 'kind', 'plugin', 'config', 'namespace', 'container', 'topics', 'qos', 'ports',
               'description', 'restart', 'state', 'host')
-_EDGE_KEYS = ('from', 'src', 'to', 'dst', 'from_port', 'src_port', 'to_port', 'dst_port', 'qos', 'inbox')
+_EDGE_KEYS = ('from', 'src', 'to', 'dst', 'from_port', 'src_port', 'to_port', 'dst_port', 'qos', 'inbox',
+              'transport')
 _QOS_KEYS = ('reliability', 'depth')
 _INBOX_KEYS = ('max', 'overflow', 'weights', 'weight_key', 'default_weight')
 _RUNTIME_KEYS = ('inbox_max', 'inbox_overflow', 'overflow_weights', 'overflow_weight_key',
@@ -386,7 +388,10 @@ class _Reader:
             drop_weights=self.drop_weights(inbox, inbox_path, label,
                                            ('weights', 'weight_key', 'default_weight')),
         )
-        return EdgeSpec(src, dst, ports[0], ports[1], delivery, self.pos(path))
+        transport, problem = parse_transport(raw.get('transport'))
+        if problem:
+            self.error((*path, 'transport'), problem, label, 'frame-transport')
+        return EdgeSpec(src, dst, ports[0], ports[1], delivery, self.pos(path), transport)
 
 
 def _finite_number(value: Any) -> bool:

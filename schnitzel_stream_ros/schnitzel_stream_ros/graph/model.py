@@ -176,6 +176,7 @@ class EdgeSpec:
     dst_port: str | None = None
     delivery: DeliverySpec = field(default_factory=DeliverySpec)
     position: Position = UNKNOWN_POSITION
+    transport: Any = None  # graph/frame_transport.EdgeTransport when the edge names one
 
     @property
     def label(self) -> str:
@@ -281,6 +282,7 @@ class ResolvedEdge:
     inbox_max: int
     position: Position = UNKNOWN_POSITION
     drop_weights: DropWeights | None = None  # set when overflow is weighted_drop
+    lane: Any = None  # graph/frame_transport.FrameLane: frames on shared memory between containers
 
     @property
     def label(self) -> str:

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from schnitzel_stream_ros.graph import frame_transport
 from schnitzel_stream_ros.graph.aliases import is_upstream_reference
 from schnitzel_stream_ros.graph.errors import GraphError, GraphInvalid, GraphWarning, node_subject
 from schnitzel_stream_ros.graph.interpolate import EnvText
@@ -147,6 +148,7 @@ class _Validator:
         self.incomplete = False
         self.topology: list[EdgeSpec] = []  # edges with known endpoints and a legal direction
         self.hosts: dict[str, str] = {}  # container group -> host
+        self.lanes: dict[tuple[str, str, str, str], frame_transport.FrameLane] = {}  # shm frame edges
 
     # -- reporting --------------------------------------------------------------------------
     def node_error(self, node: NodeSpec, message: str, code: str, position: Position | None = None) -> None:
@@ -627,6 +629,15 @@ class _Validator:
                 continue
             src_group, dst_group = self.nodes[edge.src].container, self.nodes[edge.dst].container
             hosts = (self.hosts.get(src_group, DEFAULT_HOST), self.hosts.get(dst_group, DEFAULT_HOST))
+            lane, lane_problem = frame_transport.decide(
+                edge.transport, out_kinds, crosses_containers=src_group != dst_group,
+                packet_port=src.msg_type == STREAM_PACKET_MSG, hosts=hosts)
+            if lane_problem:
+                self.edge_error(edge, lane_problem, frame_transport.CODE)
+                continue
+            if lane is not None:  # frames across containers on one host: a shared-memory lane
+                self.lanes[(edge.src, end.src_port, edge.dst, end.dst_port)] = lane
+                continue
             plugin_of = (self.plugins.get(edge.src), self.plugins.get(edge.dst))
             classes = tuple(p and p.cls for p in plugin_of)
             params = (self.params.get(edge.src, {}), self.params.get(edge.dst, {}))
@@ -644,6 +655,10 @@ class _Validator:
                     self.edge_error(edge, f'payload profile inproc_any of {where} cannot cross {crossing} '
                                     f'(make it portable first or keep both nodes in one container)',
                                     'container-boundary')
+
+        keys = {(e.edge.src, e.src_port, e.edge.dst, e.dst_port): e.edge for e in ends}
+        for key, problem in frame_transport.check_agreement(self.lanes, keys):
+            self.edge_error(keys[key], problem, frame_transport.CODE)
 
     # -- delivery -----------------------------------------------------------------------------
     def check_delivery(self, ends: list[_EdgeEnds]) -> dict[PortKey, Delivery]:
@@ -747,6 +762,7 @@ class _Validator:
                 src=end.edge.src, src_port=end.src_port, dst=end.edge.dst, dst_port=end.dst_port,
                 topic=self.topics[(end.edge.src, end.src_port)], reliability=reliability, depth=depth,
                 overflow=overflow, inbox_max=inbox_max, position=end.edge.position, drop_weights=weights,
+                lane=self.lanes.get((end.edge.src, end.src_port, end.edge.dst, end.dst_port)),
             ))
         return ValidatedGraph(self.spec, tuple(nodes), tuple(edges), tuple(self.warnings))
 

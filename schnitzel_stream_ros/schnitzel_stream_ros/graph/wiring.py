@@ -14,6 +14,7 @@ from typing import Any
 
 from schnitzel_stream_ros.document_limits import MIB, json_text_limits, load_json
 from schnitzel_stream_ros.graph.blackboard_config import blackboard_params
+from schnitzel_stream_ros.graph.frame_transport import lane_params
 from schnitzel_stream_ros.graph.model import ResolvedNode, ValidatedGraph
 from schnitzel_stream_ros.graph.restart import restart_params
 from schnitzel_stream_ros.graph.state_config import node_state, state_params
@@ -54,7 +55,9 @@ def inbox_weights_params(port: str) -> tuple[str, str, str]:
 def is_reserved_param(name: str) -> bool:
     """True for wiring parameters (never plugin parameters: those are identifiers without dots)."""
     families = ('inputs', 'qos', 'inbox', 'restart', 'state', 'blackboard')
-    return name == CONTAINER_GROUP_PARAM or name.split('.', 1)[0] in families
+    # transport.*: frame lanes (graph/frame_transport.py); dotted only, plugins may have a `transport`
+    # parameter of their own (OpenCvRtspSource: tcp/udp)
+    return name == CONTAINER_GROUP_PARAM or name.split('.', 1)[0] in families or name.startswith('transport.')
 
 
 #: LoadNode extra argument (ours): false loads a node unconfigured, for a lifecycle manager.
@@ -149,6 +152,7 @@ def node_load_request(graph: ValidatedGraph, node: ResolvedNode) -> LoadRequest:
         qos = node.output_qos[port.name]
         params[qos_reliability_param(port.name)] = str(qos.reliability)
         params[qos_depth_param(port.name)] = qos.depth
+    params.update(lane_params(graph.edges, node.id))  # ports on a shared-memory frame lane
     params.update(restart_params(node.spec.restart))
     if node.plugin_cls.STATE_VERSION >= 1:  # stateful: checkpointed when the graph says where
         params.update(state_params(node_state(graph.spec.state, node.spec.state)))

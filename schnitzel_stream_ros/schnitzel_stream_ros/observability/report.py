@@ -104,6 +104,8 @@ def collect_metrics(
         else set()
     )
     shed = 0
+    lane_written: dict[str, int] = {}
+    lane_edges = {e.label for e in graph.edges if getattr(e, 'lane', None)} if graph is not None else set()
     for snap in snapshots:
         for node_id, values in snap.get('nodes', {}).items():
             nodes[node_id] = dict(values)
@@ -114,6 +116,8 @@ def collect_metrics(
             transport[name] = transport.get(name, 0) + int(value)
         for topic, row in snap.get('topics', {}).items():
             published[topic] = published.get(topic, 0) + int(row.get('published', 0))
+            if 'lane' in row:  # a shared-memory frame lane (shm_lane/): what it wrote for its readers
+                lane_written[topic] = lane_written.get(topic, 0) + int(row['lane'].get('written_total', 0))
     metrics: dict[str, Any] = {}
     totals = {'consumed': 0, 'produced': 0, 'source_emitted': 0, 'dropped': 0}
     for node_id in [*order, *sorted(set(nodes) - set(order))]:
@@ -147,7 +151,8 @@ def collect_metrics(
         if label in crossing:
             # every publish reaches each matched subscriber of a reliable edge; what did not arrive was
             # lost between processes (DDS history overrun, best effort): count it, never hide it
-            lost = max(0, published.get(topic_of[label], 0) - row['packets'])
+            sent = lane_written if label in lane_edges else published  # a lane edge: what the lane carried
+            lost = max(0, sent.get(topic_of[label], 0) - row['packets'])
             metrics[f'{prefix}.transport_lost_total'] = lost
             totals['dropped'] += lost
         if label in freshest:

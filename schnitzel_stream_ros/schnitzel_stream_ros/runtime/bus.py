@@ -43,6 +43,9 @@ class TransportCounters:
         'dds_received_total',
         'decode_failed_total',
         'encode_failed_total',
+        'lane_copied_total',
+        'lane_missed_total',
+        'lane_received_total',
         'local_deliveries_total',
     )
 
@@ -52,6 +55,9 @@ class TransportCounters:
         self.dds_received_total = 0  # packets that came in over DDS (from other processes)
         self.encode_failed_total = 0
         self.decode_failed_total = 0
+        self.lane_copied_total = 0  # frames a reader copied out: it held its lease limit already
+        self.lane_missed_total = 0  # frames a slow reader lost to the lane's keep-freshest overflow
+        self.lane_received_total = 0  # frames that came in over a shared-memory frame lane (shm_lane/)
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}

@@ -586,10 +586,14 @@ class Container:
         for node in nodes:
             node.refresh_outputs()  # external subscriber counts as DDS sees them now
             node.host.refresh_state()  # age of the last checkpoint, now
+        lanes = {id(lane.port): lane for node in nodes for lane in node.lanes}  # frame lanes (shm_lane/)
         topics = {
             port.topic.name: {
                 'published': port.dds_published,
-                'external_subscribers': port.external_subscribers,
+                # a frame lane's readers are subscribers in other containers too (the start gate counts them)
+                'external_subscribers': port.external_subscribers + (
+                    lanes[id(port)].writer.readers(refresh=True) if id(port) in lanes else 0),
+                **({'lane': lanes[id(port)].counters()} if id(port) in lanes else {}),
             }
             for node in nodes
             for port in node.outputs

@@ -42,6 +42,7 @@ from schnitzel_stream_ros.graph.wiring import (
     is_reserved_param,
 )
 from schnitzel_stream_ros.plugin import STREAM_PACKET_MSG, ParamError, Plugin, Port, Role, resolve_params
+from schnitzel_stream_ros.shm_lane.ros_glue import check_transport_param
 
 #: Parameters rclpy declares on every node by itself; a launch file may set them.
 ROS_BUILTIN_PARAMS = frozenset({'use_sim_time', 'start_type_description_service'})
@@ -407,6 +408,11 @@ def _input_wiring(
             continue  # not port wiring (checked by restart_from_params, state_from_params)
         parts = name.split('.')
         family, port = parts[0], parts[1] if len(parts) > 1 else ''
+        if family == 'transport':  # a frame lane (shm_lane/ros_glue.py checks name and value)
+            problem = check_transport_param(name, reserved[name], inputs, outputs)
+            if problem:
+                raise LoadError(f'{subject}: {problem}')
+            continue
         known = inputs if family in ('inputs', 'inbox') else {**inputs, **outputs}
         expected = {'inputs': 2, 'qos': 3, 'inbox': 3}[family]
         if len(parts) != expected or port not in known:

@@ -73,6 +73,15 @@ from schnitzel_stream_ros.runtime.workers import (
     Ticker,
     run_inline,
 )
+from schnitzel_stream_ros.shm_lane.lane import LaneSettings
+from schnitzel_stream_ros.shm_lane.ros_glue import (
+    LaneOutput,
+    image_topic,
+    lane_bridge,
+    lane_settings,
+)
+from schnitzel_stream_ros.shm_lane.ros_glue import input_param as lane_input_param
+from schnitzel_stream_ros.shm_lane.ros_glue import output_param as lane_output_param
 
 Notify = Callable[[str], None]
 #: What `deactivate` waits for a plugin call in progress (a source waiting for its next frame).
@@ -160,6 +169,7 @@ class PluginNode(LifecycleNode):
         self.inline = inline
         self.outputs: list[OutputPort] = []
         self.subscribers: list[LocalSubscriber] = []
+        self.lanes: list[LaneOutput] = []  # output ports on a frame lane (shm_lane/)
         self._bridges: dict[int, Any] = {}  # id(LocalSubscriber) -> rclpy Subscription while bridged
         self._decode_warned = False
         self._redeclaring = False  # a hot-replace re-declares parameters: checks stand aside
@@ -229,8 +239,24 @@ class PluginNode(LifecycleNode):
                 self.on_warning,
             )
             self.outputs.append(port)
-            self.host.connect(name, port)
+            self.host.connect(name, self._lane_output(name, port, wiring))
             self.bus.attach_publisher(port)
+
+    def _lane_output(self, name: str, port: OutputPort, wiring: Any) -> Any:
+        """The port itself, or the port wrapped by a frame lane when the graph put it on one."""
+        settings = lane_settings(self.spec.ros_params, lane_output_param(name))
+        if settings is None or wiring.msg_cls is not None:
+            return port
+        from sensor_msgs.msg import Image
+
+        from schnitzel_stream_ros.codec.image import frame_to_image_msg
+
+        image_pub = self.create_publisher(Image, image_topic(port.topic.name),
+                                          qos_profile(wiring.reliability, wiring.depth))
+        lane = LaneOutput(port, settings, image_pub, lambda packet: frame_to_image_msg(packet.payload),
+                          self.on_warning)
+        self.lanes.append(lane)
+        return lane
 
     def _wire_inputs(self) -> None:
         for name, wiring in self.spec.inputs.items():
@@ -247,7 +273,8 @@ class PluginNode(LifecycleNode):
         sub = LocalSubscriber(
             resolved, self.mailbox, name, inbox, EdgeMetrics(resolved, self.get_name(), name), rewrap
         )
-        sub.bridge = self._bridge_switch(sub, wiring, topic)
+        sub.bridge = self._bridge_switch(sub, wiring, topic,
+                                         lane_settings(self.spec.ros_params, lane_input_param(name)))
         self.subscribers.append(sub)
         if not self.bus.subscribe(sub):
             sub.bridge(True)
@@ -285,7 +312,8 @@ class PluginNode(LifecycleNode):
                 self._redeclaring = False
         return changes
 
-    def _bridge_switch(self, sub: LocalSubscriber, wiring: Any, topic: str) -> Callable[[bool], None]:
+    def _bridge_switch(self, sub: LocalSubscriber, wiring: Any, topic: str,
+                       lane: LaneSettings | None = None) -> Callable[[bool], None]:
         """Turns the DDS subscription of one (topic, input) on or off (the bus decides when).
 
         The subscription is created with the name as given (`topic`): rcl remaps it to `sub.topic`
@@ -365,6 +393,20 @@ class PluginNode(LifecycleNode):
         # timestamp); the EventsExecutor of rclpy 7.1 cannot call such callbacks (SystemError), so
         # there it counts from the moment the message was received.
         callback = on_message_with_info if self.message_info else on_message
+        if lane is not None and wiring.msg_cls is None:  # frames from another container: shared memory
+
+            def from_lane(packet: StreamPacket, t_emit: int) -> None:
+                transport.lane_received_total += 1
+                deliver(packet, t_emit)
+
+            def missed(count: int) -> None:  # keep-freshest: the lane overwrote frames not yet taken
+                transport.lane_missed_total += count
+
+            def copied() -> None:  # the reader held its lease limit: this frame was copied out
+                transport.lane_copied_total += 1
+
+            return lane_bridge(sub.topic, lane, from_lane, self.on_warning, f'{self.get_name()}.{port}',
+                               missed, copied)
 
         def switch(on: bool) -> None:
             key = id(sub)
@@ -747,10 +789,16 @@ class PluginNode(LifecycleNode):
             self.bus.detach_publisher(port)
         for sub in self.subscribers:
             self.bus.unsubscribe(sub)
+            if getattr(sub.bridge, 'state', None) is not None:
+                sub.bridge(False)  # a frame lane's reader thread ends here
             sub.bridge = None
         for subscription in self._bridges.values():
             self.destroy_subscription(subscription)
         self._bridges.clear()
+        for lane in self.lanes:
+            lane.close()
+            self.destroy_publisher(lane.image_publisher)
+        self.lanes = []
 
     def destroy(self) -> None:
         """Leave the bus and ROS (after close())."""
@@ -766,6 +814,10 @@ class PluginNode(LifecycleNode):
             topic = topic_of.get(key)
             if topic is not None:
                 out[topic] = max(out.get(topic, 0), subscription.get_publisher_count())
+        for sub in self.subscribers:  # inputs on a frame lane: its producers count as matched publishers
+            reader = getattr(sub.bridge, 'state', {}).get('reader')
+            if reader is not None:
+                out[sub.topic] = max(out.get(sub.topic, 0), reader.publishers())
         return out
 
     def inbox_dropped(self) -> int:

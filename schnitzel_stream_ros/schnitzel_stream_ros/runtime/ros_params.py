@@ -28,6 +28,7 @@ _WIRING_DESCRIPTIONS = {
     'inbox': 'inbox of this input (wiring, read-only)',
     'container': 'container group of this node (wiring, read-only)',
     'restart': 'restart policy of this node (graph, read-only)',
+    'transport': 'shared-memory frame lane of this port and its pool (graph, read-only)',
 }
 
 

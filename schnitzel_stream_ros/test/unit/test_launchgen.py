@@ -232,10 +232,11 @@ def test_site_launch_compiles_the_default_site_graph_at_launch_time(monkeypatch)
     assert default.resolve() == (PACKAGE / 'config' / 'site.yaml').resolve()
     context = SimpleNamespace(launch_configurations={'graph': argument.default_value})
     log, description = opaque.function(context)
-    assert 'is valid: 16 nodes in 2 container(s)' in log.msg
-    vision, events, _gate = description.entities  # one container per group, then the start gate
-    assert vision.namespace == events.namespace == '/site'
-    assert [n.name for n in vision.nodes] == ['cam0', 'cam1', 'det0', 'det1', 'trk0', 'trk1', 'annotated0']
+    assert 'is valid: 16 nodes in 3 container(s)' in log.msg
+    camera, vision, events, _gate = description.entities  # one container per group, then the start gate
+    assert camera.namespace == vision.namespace == events.namespace == '/site'
+    assert [n.name for n in camera.nodes] == ['cam0', 'cam1']
+    assert [n.name for n in vision.nodes] == ['det0', 'det1', 'trk0', 'trk1', 'annotated0']
     assert [n.name for n in events.nodes][:3] == ['events0', 'events1', 'zones']
     assert len(events.nodes) == 9
 

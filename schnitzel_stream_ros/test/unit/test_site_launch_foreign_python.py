@@ -96,20 +96,21 @@ def test_the_launch_interpreter_has_none_of_the_suite_packages(foreign_python):
 def test_site_graph_validates_compiles_and_yields_its_containers(foreign_python):
     out = foreign_python()
     assert Path(out['default_graph']).name == 'site.yaml'
-    assert 'is valid: 16 nodes in 2 container(s)' in out['log']
-    vision, events = out['containers']
-    assert (vision['name'], events['name']) == ('vision', 'events')
-    assert vision['namespace'] == events['namespace'] == '/site'
+    assert 'is valid: 16 nodes in 3 container(s)' in out['log']
+    camera, vision, events = out['containers']
+    assert (camera['name'], vision['name'], events['name']) == ('camera', 'vision', 'events')
+    assert camera['namespace'] == vision['namespace'] == events['namespace'] == '/site'
     # the containers it starts are ours: launch_ros runs lib/schnitzel_stream_ros/component_container
     assert vision['kwargs'] == {'package': 'schnitzel_stream_ros', 'executable': 'component_container',
                                 'arguments': ['--paused'], 'respawn': True, 'output': 'screen'}
     assert out['gate'] == {'executable': 'start_gate', 'namespace': '/site'}  # opens them once wired
-    assert [n for n, _ in vision['nodes']] == ['cam0', 'cam1', 'det0', 'det1', 'trk0', 'trk1', 'annotated0']
-    assert dict(vision['nodes'])['cam0'] == (
+    assert [n for n, _ in camera['nodes']] == ['cam0', 'cam1']
+    assert [n for n, _ in vision['nodes']] == ['det0', 'det1', 'trk0', 'trk1', 'annotated0']
+    assert dict(camera['nodes'])['cam0'] == (
         'schnitzel_stream_ros.nodes.vision.video_file:OpenCvVideoFileSource')
     assert dict(events['nodes'])['distance'] == (
         'schnitzel_stream_ros.nodes.sensors.serial_line:SerialLineSensorSource')
-    assert out['created'] == ['vision', 'events']
+    assert out['created'] == ['camera', 'vision', 'events']
 
 
 def test_an_invalid_graph_is_refused_before_any_container_exists(foreign_python):

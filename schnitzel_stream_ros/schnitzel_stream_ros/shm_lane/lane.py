@@ -1,0 +1,386 @@
+"""One frame lane: a writer in the producing container, readers in consuming containers (iceoryx2).
+
+Why iceoryx2 (README, dependencies): it owns what makes shared memory safe between processes that
+may die at any moment — a bounded pool per publisher whose samples are reused only once every
+subscriber has released them, keep-freshest overflow that never blocks the publisher, and the
+cleanup of a dead process's segments and ports. Our part is the frame layout (`layout.py`), the
+leases and the counters.
+
+Lifetime of a frame:
+- the writer loans a sample from its pool (size from the edge's `pool`), writes the packet JSON and
+  the pixels once, sends it and rings the lane's event; it never waits: with no reader it writes
+  nothing, a full pool (`LoanError`) drops the frame and counts it;
+- each reader's queue holds `pool` samples; a slow reader loses the oldest (iceoryx2's safe
+  overflow: keep-freshest), which it sees as a gap in `seq` and counts as `missed_total`;
+- a reader turns a sample into a numpy view of the shared memory with a *lease*: the sample goes
+  back to the pool when the last reference to the array is gone. A reader holds at most `pool - 1`
+  leases; past that it copies the frame into its own memory and releases the sample at once
+  (`copied_total`), so a plugin that hoards frames can never exhaust the producer's pool;
+- a frame is never overwritten while a lease on it is held: iceoryx2 does not hand a borrowed
+  sample to the publisher again (the integration test hashes every frame to check it).
+
+A process killed with SIGKILL leaves its node, ports and segments behind; every writer and reader
+removes the stale resources of dead nodes when it opens the lane and then once a second
+(`Node.try_cleanup_dead_nodes`), so a restarted container finds the lane clean and /dev/shm does
+not grow. Samples whose header does not match their slice are refused and counted, never read
+(`layout.check_header`); a restarted producer is a new epoch, so its seq numbers are not gaps.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from schnitzel_stream_ros.packet import StreamPacket
+from schnitzel_stream_ros.shm_lane.layout import (
+    DTYPE_CODES,
+    DTYPES,
+    MAGIC,
+    VERSION,
+    FrameHeader,
+    check_header,
+    decode_meta,
+    encode_meta,
+    frame_shape,
+    pixel_offset,
+)
+
+DEFAULT_POOL = 4
+MAX_POOL = 64
+#: Consumers one lane serves. Each costs the producer 2 × pool samples of shared memory (a 4K lane with
+#: pool 4 and 2 readers maps ~19 samples of 25 MB), so the bound is small; the validator refuses more.
+DEFAULT_MAX_READERS = 2
+#: How often writers and readers sweep the resources of dead processes.
+CLEANUP_EVERY_SEC = 1.0
+#: How long a reader waits for the lane's event before it looks again (stop, cleanup, releases).
+READER_WAIT_MS = 100
+#: How often a writer asks how many readers the lane has (when none: nothing is written).
+READER_CHECK_NS = 20_000_000
+
+_iox2: Any = None
+_node: Any = None
+_node_lock = threading.Lock()
+
+
+def iceoryx2() -> Any:
+    """The iceoryx2 module, imported on first use (only containers with a lane load it)."""
+    global _iox2
+    if _iox2 is None:
+        import iceoryx2
+
+        iceoryx2.set_log_level_from_env_or(iceoryx2.LogLevel.Error)
+        _iox2 = iceoryx2
+    return _iox2
+
+
+def process_node() -> Any:
+    """The one iceoryx2 node of this process (ports of every lane hang on it)."""
+    global _node
+    with _node_lock:
+        if _node is None:
+            iox2 = iceoryx2()
+            _node = iox2.NodeBuilder.new().name(iox2.NodeName.new(f'schnitzel_stream_{os.getpid()}')).create(
+                iox2.ServiceType.Ipc)
+        return _node
+
+
+def cleanup_dead_nodes() -> None:
+    """Remove what processes killed without a goodbye left behind (ports, segments in /dev/shm)."""
+    with contextlib.suppress(Exception):  # a sweep that fails now is retried in a second
+        process_node().try_cleanup_dead_nodes()
+
+
+def lane_service_name(topic: str, domain: str | None = None) -> str:
+    """iceoryx2 service of the lane of one ROS topic; the ROS domain keeps domains apart."""
+    domain = domain if domain is not None else os.environ.get('ROS_DOMAIN_ID', '0')
+    return f'schnitzel_stream/d{domain}{topic}'
+
+
+@dataclass(frozen=True)
+class LaneSettings:
+    """What both ends of a lane must agree on (iceoryx2 refuses to open a service that differs)."""
+
+    pool: int = DEFAULT_POOL
+    max_readers: int = DEFAULT_MAX_READERS
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.pool <= MAX_POOL:
+            raise ValueError(f'lane pool must be 2..{MAX_POOL}, got {self.pool}')
+
+
+def _open_services(name: str, settings: LaneSettings) -> tuple[Any, Any]:
+    iox2 = iceoryx2()
+    node = process_node()
+    service_name = iox2.ServiceName.new(name)
+    frames = (
+        node.service_builder(service_name)
+        .publish_subscribe(iox2.Slice[ctypes.c_uint8])
+        .user_header(FrameHeader)
+        .enable_safe_overflow(True)
+        .subscriber_max_buffer_size(settings.pool)
+        .subscriber_max_borrowed_samples(settings.pool)
+        .max_subscribers(settings.max_readers)
+        .max_publishers(2)  # a restarted producer may open before the dead one is swept
+        .open_or_create()
+    )
+    events = node.service_builder(service_name).event().open_or_create()
+    return frames, events
+
+
+class FrameLaneWriter:
+    """The producing end: frames of one output port into shared memory."""
+
+    def __init__(self, topic: str, settings: LaneSettings = LaneSettings(), *,
+                 domain: str | None = None) -> None:
+        cleanup_dead_nodes()
+        self.name = lane_service_name(topic, domain)
+        self.settings = settings
+        self._frames, self._events = _open_services(self.name, settings)
+        self._publisher: Any = None
+        self._max_len = 0
+        self._notifier = self._events.notifier_builder().create()
+        self._epoch = int.from_bytes(os.urandom(8), 'little') or 1
+        self._seq = 0
+        self._readers = 0
+        self._next_reader_check = 0
+        self._next_cleanup = time.monotonic() + CLEANUP_EVERY_SEC
+        self.written_total = 0
+        self.no_reader_total = 0  # frames not written: nobody was reading
+        self.loan_failed_total = 0  # frames dropped: the pool was exhausted
+        self.refused_total = 0  # packets that are no frame (payload not an array)
+
+    def readers(self, refresh: bool = False) -> int:
+        """Readers attached to the lane (asked of iceoryx2 at most every READER_CHECK_NS)."""
+        now = time.perf_counter_ns()
+        if refresh or now >= self._next_reader_check:
+            self._readers = self._frames.dynamic_config.number_of_subscribers
+            self._next_reader_check = now + READER_CHECK_NS
+        return self._readers
+
+    def _publisher_for(self, size: int) -> Any:
+        if self._publisher is None or size > self._max_len:
+            iox2 = iceoryx2()
+            if self._publisher is not None:
+                self._publisher.delete()
+            self._max_len = max(size, self._max_len)
+            self._publisher = (
+                self._frames.publisher_builder()
+                .initial_max_slice_len(self._max_len)
+                .allocation_strategy(iox2.AllocationStrategy.PowerOfTwo)
+                .max_loaned_samples(2)
+                .create()
+            )
+        return self._publisher
+
+    def write(self, packet: Any) -> bool:
+        """Put one frame packet on the lane; False when it was not written (counted why)."""
+        if time.monotonic() >= self._next_cleanup:
+            self._next_cleanup = time.monotonic() + CLEANUP_EVERY_SEC
+            cleanup_dead_nodes()
+        if not self.readers():
+            self.no_reader_total += 1
+            return False
+        frame = packet.payload
+        if not isinstance(frame, np.ndarray) or frame.dtype not in DTYPE_CODES:
+            self.refused_total += 1
+            return False
+        try:
+            height, width, channels = frame_shape(frame)
+            meta = encode_meta(packet)
+        except (TypeError, ValueError):
+            self.refused_total += 1
+            raise
+        offset = pixel_offset(len(meta))
+        total = offset + frame.nbytes
+        publisher = self._publisher_for(total)
+        try:
+            sample = publisher.loan_slice_uninit(total)
+        except Exception:
+            self.loan_failed_total += 1
+            return False
+        dst = np.frombuffer((ctypes.c_uint8 * total).from_address(sample.payload_ptr), np.uint8)
+        dst[:len(meta)] = np.frombuffer(meta, np.uint8)
+        # the one copy of the pixels: into the shared sample
+        dst[offset:].view(frame.dtype).reshape(frame.shape)[...] = frame
+        header = sample.user_header().contents
+        header.magic, header.version = MAGIC, VERSION
+        header.dtype = DTYPE_CODES[frame.dtype]
+        header.height, header.width, header.channels = height, width, channels
+        header.meta_len, header.pixel_len = len(meta), frame.nbytes
+        header.seq, header.epoch = self._seq, self._epoch
+        header.t_send_ns = time.perf_counter_ns()
+        sample.assume_init().send()
+        self._notifier.notify()
+        self._seq += 1
+        self.written_total += 1
+        return True
+
+    def counters(self) -> dict[str, int]:
+        return {'written_total': self.written_total, 'no_reader_total': self.no_reader_total,
+                'loan_failed_total': self.loan_failed_total, 'refused_total': self.refused_total}
+
+    def close(self) -> None:
+        for port in (self._publisher, self._notifier):
+            if port is not None:
+                port.delete()
+        self._publisher = self._notifier = None
+
+
+class _Lease:
+    """Keeps one sample borrowed while a numpy array (or a view of it) refers to its pixels."""
+
+    __slots__ = ('__array_interface__', '_released', '_sample')
+
+    def __init__(self, sample: Any, address: int, shape: tuple[int, ...], dtype: np.dtype,
+                 released: collections.deque) -> None:
+        self._sample = sample
+        self._released = released
+        self.__array_interface__ = {'version': 3, 'shape': shape, 'typestr': dtype.str,
+                                    'data': (address, True)}  # read-only: a frame is shared
+
+    def __del__(self) -> None:
+        self._released.append(self._sample)  # returned by the reader thread (one owner of the port)
+
+
+PacketSink = Callable[[Any, int], None]
+
+
+class FrameLaneReader:
+    """The consuming end: a thread that turns samples into packets (numpy views under a lease)."""
+
+    def __init__(self, topic: str, on_packet: PacketSink, settings: LaneSettings = LaneSettings(), *,
+                 domain: str | None = None, on_refused: Callable[[str], None] | None = None,
+                 on_missed: Callable[[int], None] | None = None,
+                 on_copied: Callable[[], None] | None = None, name: str = '') -> None:
+        self.name = lane_service_name(topic, domain)
+        self.settings = settings
+        self.on_packet = on_packet
+        self.on_refused = on_refused
+        self.on_missed = on_missed
+        self.on_copied = on_copied
+        self._released: collections.deque = collections.deque()
+        self._held = 0
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.received_total = 0
+        self.missed_total = 0  # frames the lane overwrote before this reader took them (keep-freshest)
+        self.refused_total = 0  # samples whose header or JSON failed the checks: never read
+        self.copied_total = 0  # frames copied out because the lease limit was reached
+        self._epoch = 0
+        self._last_seq = -1
+        self._thread = threading.Thread(target=self._run, name=f'frame-lane {name or topic}', daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def held(self) -> int:
+        return self._held
+
+    def publishers(self) -> int:
+        """Producers attached to the lane now (the supervisor waits for one after a restart)."""
+        frames = getattr(self, '_frames', None)
+        return frames.dynamic_config.number_of_publishers if frames is not None else 0
+
+    def _run(self) -> None:
+        iox2 = iceoryx2()
+        try:
+            cleanup_dead_nodes()
+            frames, events = _open_services(self.name, self.settings)
+            self._frames = frames
+            subscriber = frames.subscriber_builder().create()
+            listener = events.listener_builder().create()
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        wait = iox2.Duration.from_millis(READER_WAIT_MS)
+        next_cleanup = time.monotonic() + CLEANUP_EVERY_SEC
+        try:
+            while not self._stop.is_set():
+                self._return_leases()
+                with contextlib.suppress(Exception):  # an interrupted wait: look again
+                    listener.timed_wait(wait)
+                if time.monotonic() >= next_cleanup:
+                    next_cleanup = time.monotonic() + CLEANUP_EVERY_SEC
+                    cleanup_dead_nodes()
+                while not self._stop.is_set():
+                    self._return_leases()
+                    sample = subscriber.receive()
+                    if sample is None:
+                        break
+                    self._take(sample)
+        finally:
+            self._return_leases()
+
+    def _return_leases(self) -> None:
+        released = self._released
+        while released:
+            released.popleft().delete()
+            self._held -= 1
+
+    def _refuse(self, sample: Any, why: str) -> None:
+        sample.delete()
+        self.refused_total += 1
+        if self.on_refused is not None and self.refused_total == 1:
+            self.on_refused(f'frame lane {self.name}: sample refused: {why}')
+
+    def _take(self, sample: Any) -> None:
+        header = sample.user_header().contents
+        slice_len = sample.header.number_of_elements
+        why = check_header(header, slice_len)
+        if why:
+            self._refuse(sample, why)
+            return
+        base = sample.payload_ptr
+        try:
+            meta = decode_meta(ctypes.string_at(base, header.meta_len))
+        except ValueError as exc:
+            self._refuse(sample, str(exc))
+            return
+        if header.epoch != self._epoch:  # a new producer (first, or restarted): a new sequence
+            self._epoch, self._last_seq = header.epoch, header.seq - 1
+        if header.seq > self._last_seq + 1:
+            missed = header.seq - self._last_seq - 1
+            self.missed_total += missed
+            if self.on_missed is not None:
+                self.on_missed(missed)
+        self._last_seq = max(self._last_seq, header.seq)
+        dtype = DTYPES[header.dtype]
+        shape = (header.height, header.width) if header.channels == 0 else (
+            header.height, header.width, header.channels)
+        address = base + pixel_offset(header.meta_len)
+        t_send = header.t_send_ns
+        if self._held >= self.settings.pool - 1:
+            pixels = np.ctypeslib.as_array((ctypes.c_uint8 * header.pixel_len).from_address(address))
+            frame = pixels.view(dtype).reshape(shape).copy()
+            sample.delete()
+            self.copied_total += 1
+            if self.on_copied is not None:
+                self.on_copied()
+        else:
+            self._held += 1
+            frame = np.asarray(_Lease(sample, address, shape, dtype, self._released))
+        self.received_total += 1
+        packet = StreamPacket(meta['packet_id'], meta['ts'], meta['kind'], meta['source_id'], frame,
+                              meta.get('meta') or {})
+        self.on_packet(packet, t_send)
+
+    def counters(self) -> dict[str, int]:
+        return {'received_total': self.received_total, 'missed_total': self.missed_total,
+                'refused_total': self.refused_total, 'copied_total': self.copied_total, 'held': self._held}
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)

@@ -1,0 +1,105 @@
+"""What one frame-lane sample holds, and the checks a reader makes before it trusts one.
+
+A sample is one iceoryx2 `Slice[c_uint8]` plus a fixed user header (`FrameHeader`):
+
+    [ packet JSON (meta_len bytes) | padding to 64 | pixels (pixel_len bytes) ]
+
+The packet JSON carries what the StreamPacket message would carry besides the pixels (packet_id,
+ts, kind, source_id, meta). Everything in a sample is hostile input to the reader: the header is
+checked against the slice it came with (magic, version, sizes, shape × dtype = pixel_len), the JSON
+is bounded (`MAX_META_BYTES`), and a sample failing any check is refused and counted, never read.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+from typing import Any
+
+import numpy as np
+
+MAGIC = 0x53534C31  # 'SSL1'
+VERSION = 1
+#: Bound of a sample's packet JSON (the StreamPacket meta limit is 64 KiB; ids and ts fit beside it).
+MAX_META_BYTES = 80 * 1024
+PIXEL_ALIGN = 64
+#: Largest frame a lane accepts (8K RGB is 99.5 MB): a bound for the hostile-header check.
+MAX_PIXEL_BYTES = 256 * 1024 * 1024
+
+DTYPES: tuple[np.dtype, ...] = tuple(np.dtype(t) for t in ('uint8', 'uint16', 'int16', 'float32', 'int8',
+                                                           'int32', 'float64'))
+DTYPE_CODES = {dt: code for code, dt in enumerate(DTYPES)}
+
+
+class FrameHeader(ctypes.Structure):
+    """iceoryx2 user header of one frame sample (fixed size, shared-memory compatible)."""
+
+    _fields_ = [
+        ('magic', ctypes.c_uint32),
+        ('version', ctypes.c_uint16),
+        ('dtype', ctypes.c_uint16),
+        ('height', ctypes.c_uint32),
+        ('width', ctypes.c_uint32),
+        ('channels', ctypes.c_uint32),
+        ('meta_len', ctypes.c_uint32),
+        ('pixel_len', ctypes.c_uint64),
+        ('seq', ctypes.c_uint64),  # per writer incarnation, from 0; gaps at a reader = frames it missed
+        ('epoch', ctypes.c_uint64),  # random per writer incarnation: a restarted producer is a new one
+        ('t_send_ns', ctypes.c_uint64),  # CLOCK_MONOTONIC when the sample was sent (latency on one host)
+    ]
+
+
+def pixel_offset(meta_len: int) -> int:
+    return (meta_len + PIXEL_ALIGN - 1) // PIXEL_ALIGN * PIXEL_ALIGN
+
+
+def frame_shape(frame: np.ndarray) -> tuple[int, int, int]:
+    """(height, width, channels) of a frame the lane can carry, channels 0 for a 2-D frame (so
+    (h, w) and (h, w, 1) arrive as they were sent); ValueError otherwise."""
+    if frame.ndim == 2:
+        return frame.shape[0], frame.shape[1], 0
+    if frame.ndim == 3:
+        return frame.shape[0], frame.shape[1], frame.shape[2]
+    raise ValueError(f'a frame is a 2-D or 3-D array, got {frame.ndim} dimensions')
+
+
+def encode_meta(packet: Any) -> bytes:
+    text = json.dumps(
+        {'packet_id': packet.packet_id, 'ts': packet.ts, 'kind': packet.kind, 'source_id': packet.source_id,
+         'meta': packet.meta},
+        separators=(',', ':'),  # meta is JSON by contract: anything else is refused, not stringified
+    ).encode()
+    if len(text) > MAX_META_BYTES:
+        raise ValueError(f'packet meta is {len(text)} bytes as JSON, over the lane limit {MAX_META_BYTES}')
+    return text
+
+
+def check_header(header: FrameHeader, slice_len: int) -> str:
+    """'' when the header describes a sample that fits its slice; else why it is refused."""
+    if header.magic != MAGIC or header.version != VERSION:
+        return 'not a frame-lane sample (magic/version)'
+    if header.dtype >= len(DTYPES):
+        return f'unknown dtype code {header.dtype}'
+    if header.meta_len > MAX_META_BYTES:
+        return f'meta_len {header.meta_len} over the limit {MAX_META_BYTES}'
+    if header.pixel_len > MAX_PIXEL_BYTES:
+        return f'pixel_len {header.pixel_len} over the limit {MAX_PIXEL_BYTES}'
+    expected = header.height * header.width * max(header.channels, 1) * DTYPES[header.dtype].itemsize
+    if expected != header.pixel_len:
+        shape = f'{header.height}x{header.width}x{header.channels}'
+        return f'shape {shape} does not match pixel_len {header.pixel_len}'
+    if pixel_offset(header.meta_len) + header.pixel_len > slice_len:
+        return f'sample of {slice_len} bytes is shorter than its header says'
+    return ''
+
+
+def decode_meta(raw: bytes) -> dict[str, Any]:
+    """The packet fields of a sample; ValueError for anything but the expected object."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError('packet JSON is not an object')
+    for key in ('packet_id', 'ts', 'kind', 'source_id'):
+        if not isinstance(data.get(key), str):
+            raise ValueError(f'packet JSON: {key} is not a string')
+    if not isinstance(data.get('meta', {}), dict):
+        raise ValueError('packet JSON: meta is not an object')
+    return data

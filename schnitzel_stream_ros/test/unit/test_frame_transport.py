@@ -1,0 +1,318 @@
+"""Frame edges between containers: the graph rule (graph/frame_transport.py), the wiring it produces,
+the load-time checks of its parameters, and the lane itself in one process (shm_lane/, real iceoryx2
+shared memory: writer, reader, leases, hostile samples). Processes: test/integration/test_frame_lane.py.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from schnitzel_stream_ros.graph.allowlist import Allowlist
+from schnitzel_stream_ros.graph.frame_transport import EdgeTransport, FrameLane, decide, parse_transport
+from schnitzel_stream_ros.graph.load import load_graph_text
+from schnitzel_stream_ros.graph.registry import PluginRegistry
+from schnitzel_stream_ros.graph.validate import validate
+from schnitzel_stream_ros.graph.wiring import load_requests
+from schnitzel_stream_ros.packet import StreamPacket
+from schnitzel_stream_ros.shm_lane import lane as lane_mod
+from schnitzel_stream_ros.shm_lane.lane import FrameLaneReader, FrameLaneWriter, LaneSettings
+from schnitzel_stream_ros.shm_lane.layout import MAGIC, VERSION, FrameHeader, check_header
+from schnitzel_stream_ros.shm_lane.ros_glue import check_transport_param
+
+REGISTRY = PluginRegistry(Allowlist())
+SRC = 'schnitzel_stream_ros.testing.frame_lane_plugins:ChecksummedFrameSource'
+SINK = 'schnitzel_stream_ros.testing.frame_lane_plugins:FrameCheckSink'
+
+
+def _graph(edge: str = '', *, sink_container: str = 'detector', extra: str = '') -> str:
+    return f"""
+version: 2
+nodes:
+  - {{id: cam, plugin: '{SRC}', container: camera}}
+  - {{id: check, plugin: '{SINK}', container: {sink_container}, config: {{path: /tmp/x.jsonl}}}}
+{extra}
+edges:
+  - {{from: cam, to: check{edge}}}
+"""
+
+
+def _errors(text: str) -> list[str]:
+    return _check(text)[1]
+
+
+def _check(text: str):
+    loaded = load_graph_text(text, 'g.yaml', env={})
+    if loaded.errors:
+        return None, [str(e) for e in loaded.errors]
+    result = validate(loaded.graph, REGISTRY)
+    return result.graph, [str(e) for e in result.errors]
+
+
+def test_a_frame_edge_across_containers_runs_on_a_lane_by_default():
+    graph, errors = _check(_graph())
+    assert errors == []
+    (edge,) = graph.edges
+    assert edge.lane == FrameLane(pool=lane_mod.DEFAULT_POOL)
+    requests = {r.node_name: r for r in load_requests(graph)}
+    assert requests['cam'].parameters['transport.out.out'] == 'shm'
+    assert requests['cam'].parameters['transport.out.out.pool'] == lane_mod.DEFAULT_POOL
+    assert requests['check'].parameters['transport.in.in'] == 'shm'
+
+
+def test_the_pool_comes_from_the_edge():
+    graph, errors = _check(_graph(', transport: {kind: shm, pool: 8}'))
+    assert errors == []
+    assert graph.edges[0].lane == FrameLane(pool=8)
+
+
+def test_transport_dds_keeps_the_old_refusal_of_raw_frames():
+    errors = _errors(_graph(', transport: dds'))
+    assert len(errors) == 1 and "raw kind 'frame' cannot cross" in errors[0], errors
+
+
+def test_transport_shm_inside_one_container_is_refused():
+    errors = _errors(_graph(', transport: shm', sink_container='camera'))
+    assert len(errors) == 1 and 'transport shm joins two containers' in errors[0], errors
+
+
+def test_an_edge_inside_one_container_has_no_lane():
+    graph, errors = _check(_graph(sink_container='camera'))
+    assert errors == [] and graph.edges[0].lane is None
+    assert not any(k.startswith('transport.') for r in load_requests(graph) for k in r.parameters)
+
+
+def test_transport_shm_on_a_non_frame_edge_is_refused():
+    text = """
+version: 2
+nodes:
+  - {id: src, plugin: SyntheticSource, container: a}
+  - {id: out, plugin: PrintSink, container: b}
+edges:
+  - {from: src, to: out, transport: shm}
+"""
+    errors = _errors(text)
+    assert len(errors) == 1 and 'transport shm carries frames only' in errors[0], errors
+
+
+def test_more_lane_readers_than_a_lane_serves_are_refused():
+    extra = "\n".join(f"  - {{id: c{i}, plugin: '{SINK}', container: d{i}, config: {{path: /tmp/{i}.jsonl}}}}"
+                      for i in range(2))
+    more = '  - {from: cam, to: c0}\n  - {from: cam, to: c1}\n'
+    text = _graph(extra=extra).replace('edges:\n', 'edges:\n' + more)
+    errors = _errors(text)
+    assert len(errors) == 1 and 'feeds more than 2 inputs' in errors[0], errors
+
+
+def test_pools_of_one_output_must_agree():
+    extra = f"  - {{id: c0, plugin: '{SINK}', container: d0, config: {{path: /tmp/0.jsonl}}}}"
+    text = _graph(', transport: {kind: shm, pool: 8}', extra=extra).replace(
+        'edges:\n', 'edges:\n  - {from: cam, to: c0, transport: {kind: shm, pool: 4}}\n')
+    errors = _errors(text)
+    assert len(errors) == 1 and 'conflicts with pool' in errors[0], errors
+
+
+@pytest.mark.parametrize(('raw', 'problem'), [
+    ('tcp', 'transport kind must be one of shm, dds'),
+    ('{kind: shm, pool: 1}', 'transport pool must be an integer 2..64'),
+    ('{kind: shm, pool: true}', 'transport pool must be an integer'),
+    ('{kind: dds, pool: 4}', 'transport pool applies to kind shm only'),
+    ('{kind: shm, size: 4}', "unknown transport key 'size'"),
+    ('[shm]', 'transport must be'),
+])
+def test_bad_transport_values_are_one_line_at_the_edge(raw, problem):
+    errors = _errors(_graph(f', transport: {raw}'))
+    assert len(errors) == 1, errors
+    assert errors[0].startswith('g.yaml:') and problem in errors[0] and 'cam->check' in errors[0], errors
+
+
+def test_lane_parameters_are_wiring_but_a_plugins_own_transport_parameter_is_not():
+    from schnitzel_stream_ros.graph.wiring import is_reserved_param
+
+    assert is_reserved_param('transport.out.out') and is_reserved_param('transport.in.in.pool')
+    assert not is_reserved_param('transport')  # OpenCvRtspSource's tcp/udp
+
+
+def test_parse_transport_forms():
+    assert parse_transport(None) == (None, '')
+    assert parse_transport('shm') == (EdgeTransport('shm'), '')
+    assert parse_transport({'kind': 'shm', 'pool': 6}) == (EdgeTransport('shm', 6), '')
+
+
+def test_across_hosts_only_an_explicit_shm_is_refused_here():
+    """Nodes on two hosts (graph/placement.py's `host:`): a lane is impossible; the default leaves
+    the edge to the placement rule (compressed or blob-ref)."""
+    frames = frozenset({'frame'})
+    lane, problem = decide(EdgeTransport('shm'), frames, crosses_containers=True, packet_port=True,
+                           hosts=('edge1', 'edge2'))
+    assert lane is None and 'needs one host' in problem
+    default = decide(None, frames, crosses_containers=True, packet_port=True, hosts=('edge1', 'edge2'))
+    assert default == (None, '')
+    assert decide(None, frames, crosses_containers=True, packet_port=True, hosts=('edge1', 'edge1'))[0]
+
+
+@pytest.mark.parametrize(('name', 'value', 'problem'), [
+    ('transport.out.out', 'shm', ''),
+    ('transport.in.in.pool', 8, ''),
+    ('transport.out.nope', 'shm', 'names no output port'),
+    ('transport.in.in', 'dds', "must be 'shm'"),
+    ('transport.in.in.pool', 1000, 'lane pool must be 2..64'),
+    ('transport.sideways.in', 'shm', 'unknown wiring parameter'),
+])
+def test_load_time_check_of_transport_parameters(name, value, problem):
+    found = check_transport_param(name, value, {'in': object()}, {'out': object()})
+    assert (problem in found) if problem else found == ''
+
+
+# -- the lane in one process (real iceoryx2 shared memory) ------------------------------------------
+def _frame_packet(seq: int, shape=(48, 64, 3)) -> StreamPacket:
+    frame = np.full(shape, seq % 256, np.uint8)
+    return StreamPacket.new('frame', 'cam', frame, {'seq': seq})
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.packets: list[StreamPacket] = []
+        self.cond = threading.Condition()
+
+    def __call__(self, packet: StreamPacket, _t: int) -> None:
+        with self.cond:
+            self.packets.append(packet)
+            self.cond.notify_all()
+
+    def wait_for(self, n: int, timeout: float = 20.0) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.packets) >= n, timeout), len(self.packets)
+
+
+def _topic() -> str:
+    return f'/unit/lane/{time.monotonic_ns()}'
+
+
+def test_frames_and_packet_fields_arrive_as_shared_views():
+    topic, got = _topic(), _Collector()
+    reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit')
+    writer = FrameLaneWriter(topic, LaneSettings(pool=4), domain='unit')
+    try:
+        sent = [_frame_packet(i) for i in range(3)]
+        for packet in sent:
+            assert writer.write(packet)
+            got.wait_for(sent.index(packet) + 1)
+        for a, b in zip(sent, got.packets, strict=True):
+            assert (b.packet_id, b.ts, b.kind, b.source_id, dict(b.meta)) == (
+                a.packet_id, a.ts, a.kind, a.source_id, dict(a.meta))
+            assert np.array_equal(a.payload, b.payload)
+            assert not b.payload.flags.owndata and not b.payload.flags.writeable  # a shared, read-only view
+    finally:
+        got.packets.clear()
+        writer.close()
+        reader.close()
+
+
+def test_leases_are_bounded_then_frames_are_copied_and_released_leases_return():
+    topic, got = _topic(), _Collector()
+    reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit')
+    writer = FrameLaneWriter(topic, LaneSettings(pool=4), domain='unit')
+    try:
+        for i in range(6):
+            writer.write(_frame_packet(i))
+            got.wait_for(i + 1)
+        shared = [not p.payload.flags.owndata for p in got.packets]
+        assert shared == [True, True, True, False, False, False]  # pool - 1 leases, then copies
+        assert reader.counters()['copied_total'] == 3 and reader.held == 3
+        assert all(int(p.payload[0, 0, 0]) == i for i, p in enumerate(got.packets))
+        got.packets.clear()  # the plugin lets go of its frames: the leases go back to the pool
+        writer.write(_frame_packet(6))
+        got.wait_for(1)
+        assert not got.packets[0].payload.flags.owndata
+        assert reader.held == 1
+    finally:
+        got.packets.clear()
+        writer.close()
+        reader.close()
+
+
+def test_a_sample_whose_header_lies_is_refused_and_never_read():
+    topic, got = _topic(), _Collector()
+    refusals: list[str] = []
+    reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit', on_refused=refusals.append)
+    writer = FrameLaneWriter(topic, LaneSettings(pool=4), domain='unit')
+    try:
+        assert writer.write(_frame_packet(0))
+        got.wait_for(1)
+        # a hostile (or stale) sample on the same lane: its header claims more pixels than it carries
+        publisher = writer._publisher_for(64)
+        sample = publisher.loan_slice_uninit(64)
+        header = sample.user_header().contents
+        header.magic, header.version, header.dtype = MAGIC, VERSION, 0
+        header.height, header.width, header.channels = 480, 640, 3
+        header.meta_len, header.pixel_len = 2, 480 * 640 * 3
+        ctypes.memmove(sample.payload_ptr, b'{}', 2)
+        sample.assume_init().send()
+        writer._notifier.notify()
+        assert writer.write(_frame_packet(1))
+        got.wait_for(2)
+        assert [p.meta['seq'] for p in got.packets] == [0, 1]
+        assert reader.counters()['refused_total'] == 1
+        assert 'shorter than its header says' in refusals[0]
+    finally:
+        got.packets.clear()
+        writer.close()
+        reader.close()
+
+
+def test_two_and_three_dimensional_frames_keep_their_shape():
+    topic, got = _topic(), _Collector()
+    reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit')
+    writer = FrameLaneWriter(topic, LaneSettings(pool=4), domain='unit')
+    try:
+        frames = [np.arange(12, dtype=np.uint16).reshape(3, 4), np.ones((3, 4, 1), np.uint8)]
+        for i, frame in enumerate(frames):
+            assert writer.write(StreamPacket.new('frame', 'cam', frame))
+            got.wait_for(i + 1)
+        for sent, packet in zip(frames, got.packets, strict=True):
+            assert packet.payload.shape == sent.shape and packet.payload.dtype == sent.dtype
+            assert np.array_equal(packet.payload, sent)
+    finally:
+        got.packets.clear()
+        writer.close()
+        reader.close()
+
+
+def test_header_checks():
+    header = FrameHeader(magic=MAGIC, version=VERSION, dtype=0, height=2, width=2, channels=3, meta_len=10,
+                         pixel_len=12)
+    assert check_header(header, 64 + 12) == ''
+    assert 'shorter' in check_header(header, 64 + 11)
+    header.pixel_len = 13
+    assert 'does not match' in check_header(header, 1000)
+    header.magic = 0
+    assert 'not a frame-lane sample' in check_header(header, 1000)
+
+
+def test_a_packet_the_lane_cannot_carry_is_refused_and_counted():
+    topic, got = _topic(), _Collector()
+    reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit')
+    writer = FrameLaneWriter(topic, LaneSettings(pool=4), domain='unit')
+    try:
+        with pytest.raises(TypeError):  # meta is JSON by contract
+            writer.write(StreamPacket.new('frame', 'cam', np.zeros((2, 2), np.uint8), {'x': object()}))
+        with pytest.raises(ValueError, match='2-D or 3-D'):
+            writer.write(StreamPacket.new('frame', 'cam', np.zeros(4, np.uint8)))
+        assert not writer.write(StreamPacket.new('frame', 'cam', 'not an array'))
+        assert writer.counters()['refused_total'] == 3 and writer.counters()['written_total'] == 0
+    finally:
+        writer.close()
+        reader.close()
+
+
+def test_a_writer_without_readers_writes_nothing():
+    writer = FrameLaneWriter(_topic(), LaneSettings(pool=4), domain='unit')
+    try:
+        assert not writer.write(_frame_packet(0))
+        assert writer.counters()['no_reader_total'] == 1
+    finally:
+        writer.close()
