@@ -1,0 +1,109 @@
+"""Run `schnitzel-stream` under tracemalloc and write where the runner's memory went.
+
+    python bench/memory_trace_runner.py OUT.json --at 60,170 -- run graph.json --duration 180 ...
+
+Used by `bench/soak_bench.py --trace-memory`: the runner's RSS slope alone does not say whether
+Python objects pile up (a leak: tracemalloc shows the lines that allocate them) or C memory fills
+to a limit (SQLite's page caches, allocator arenas: invisible to tracemalloc, bounded). So this
+samples, every 5 s, the RSS, the Python heap tracemalloc sees and SQLite's own allocator
+(`sqlite3_memory_used` of the library the sqlite3 module is linked to), takes a snapshot at each
+`--at` second and writes the top differences between consecutive snapshots (by line) to OUT.json
+at each snapshot and at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import json
+import os
+import sys
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'schnitzel_stream_ros'))
+
+TOP = 25
+
+
+def _sqlite_memory_used() -> int | None:
+    """Bytes SQLite's allocator holds now (page caches, statements), or None if not reachable."""
+    import _sqlite3  # noqa: F401  (loads the library the sqlite3 module uses)
+
+    for name in (ctypes.util.find_library('sqlite3'), 'libsqlite3.so.0'):
+        if not name:
+            continue
+        try:
+            lib = ctypes.CDLL(name)
+            lib.sqlite3_memory_used.restype = ctypes.c_int64
+            return int(lib.sqlite3_memory_used())
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def _rss_kb() -> int:
+    for line in Path('/proc/self/status').read_text().splitlines():
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1])
+    return 0
+
+
+def _watch(out: Path, marks: list[float], stop: threading.Event) -> None:
+    t0 = time.monotonic()
+    samples: list[dict] = []
+    diffs: list[dict] = []
+    previous: tracemalloc.Snapshot | None = None
+    previous_at = 0.0
+    pending = sorted(marks)
+    while not stop.wait(5.0):
+        t = time.monotonic() - t0
+        traced, _peak = tracemalloc.get_traced_memory()
+        samples.append({'t': round(t, 1), 'rss_kb': _rss_kb(), 'traced_kb': traced // 1024,
+                        'sqlite_kb': (_sqlite_memory_used() or 0) // 1024})  # fmt: skip
+        if pending and t >= pending[0]:
+            pending.pop(0)
+            snap = tracemalloc.take_snapshot().filter_traces(
+                (tracemalloc.Filter(False, tracemalloc.__file__),)
+            )
+            if previous is not None:
+                stats = snap.compare_to(previous, 'lineno')
+                top = [
+                    {'where': str(s.traceback[0]), 'size_diff_kb': round(s.size_diff / 1024, 1),
+                     'count_diff': s.count_diff}
+                    for s in stats[:TOP]
+                ]  # fmt: skip
+                diffs.append({'from_sec': round(previous_at, 1), 'to_sec': round(t, 1), 'top': top})
+            previous, previous_at = snap, t
+        out.write_text(json.dumps({'samples': samples, 'diffs': diffs}, indent=1))
+
+
+def main() -> int:
+    argv = sys.argv[1:]
+    split = argv.index('--') if '--' in argv else len(argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('out', type=Path)
+    parser.add_argument('--at', default='', help='seconds at which to snapshot, comma-separated')
+    args = parser.parse_args(argv[:split])
+    marks = [float(x) for x in args.at.split(',') if x.strip()]
+    tracemalloc.start(1)
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(args.out, marks, stop), daemon=True)
+    watcher.start()
+    from schnitzel_stream_ros.cli import main as cli_main
+
+    sys.argv = ['schnitzel-stream', *argv[split + 1 :]]
+    try:
+        return cli_main()
+    finally:
+        stop.set()
+        watcher.join(10.0)
+        os.environ.pop('PYTHONTRACEMALLOC', None)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
