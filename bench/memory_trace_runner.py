@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import importlib.util  # noqa: F401  (cli.py expects it loaded, as `python -m` does)
 import json
 import os
 import sys

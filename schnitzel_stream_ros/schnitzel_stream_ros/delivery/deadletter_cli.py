@@ -39,9 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
         which = verb.add_mutually_exclusive_group(required=True)
         which.add_argument('--all', action='store_true')
         which.add_argument('--seq', type=int, action='append', help='a dead letter seq (repeatable)')
-    drops = verbs.add_parser('drops', help='drop notes of a drop_oldest/drop_newest sink (oldest first)')
-    drops.add_argument('queue')
-    drops.add_argument('--limit', type=int, default=50, help='the newest this many notes')
     stats = verbs.add_parser('stats', help='queue depth, dead letters and the lifetime ledger as JSON')
     stats.add_argument('queue')
     rescue = verbs.add_parser(
@@ -51,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     rescue.add_argument(
         '--into', dest='queue', required=True, help='queue file to copy into (created if absent)'
     )
+    drops = verbs.add_parser('drops', help='drop notes of a drop_oldest/drop_newest sink (oldest first)')
+    drops.add_argument('queue')
+    drops.add_argument('--limit', type=int, default=50, help='the newest this many notes')
     return parser
 
 
