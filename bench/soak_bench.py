@@ -193,7 +193,7 @@ def soak(
     report_path = out / 'report.json'
     runner = [sys.executable, '-m', 'schnitzel_stream_ros']
     if trace is not None:  # the runner under tracemalloc: snapshots before, after the outage, at the end
-        at = (duration / 3 - 5, 2 * duration / 3 + duration / 12, duration - 8)
+        at = (duration / 3 - 5, 2 * duration / 3, 5 * duration / 6, duration - 12)
         marks = ','.join(f'{t:.0f}' for t in at)
         tracer = REPO / 'bench' / 'memory_trace_runner.py'
         runner = [sys.executable, str(tracer), str(trace), '--at', marks, '--']
@@ -268,6 +268,7 @@ def _trace_figures(traced: dict, duration: float) -> dict:
             for name in ('rss_kb', 'traced_kb', 'sqlite_kb')
         },
         'end': traced['samples'][-1] if traced['samples'] else None,
+        'samples_every_30s': traced['samples'][::6],
         'diffs': [{**d, 'top': d['top'][:8]} for d in traced['diffs']],
     }
 
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         '--trace-memory',
         action='store_true',
         help='run the site lane\'s runner under tracemalloc (bench/memory_trace_runner.py): RSS vs Python '
-        'heap vs SQLite allocator after the outage, and the lines that grew (a diagnosis, slower)',
+        'heap vs SQLite allocator after the outage, and the lines that grew (a diagnosis: no baseline run)',
     )
     args = parser.parse_args(argv)
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
@@ -291,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         env = localhost_env(lease.domain_id)
         base_out = Path(tmp) / 'baseline'
         base_out.mkdir()
-        result['baseline'] = soak(baseline_graph(args.rate), base_out, env, args.duration, args.interval)
+        if not args.trace_memory:  # a diagnosis run: no figures to compare with a baseline
+            result['baseline'] = soak(baseline_graph(args.rate), base_out, env, args.duration, args.interval)
         backend = serve_in_thread()
         try:
             site_out = Path(tmp) / 'site'
