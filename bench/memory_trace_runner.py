@@ -47,6 +47,23 @@ def _sqlite_memory_used() -> int | None:
     return None
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        'arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks', 'fsmblks', 'uordblks', 'fordblks',
+        'keepcost')]  # fmt: skip
+
+
+def _malloc_kb() -> tuple[int, int] | None:
+    """glibc malloc: (bytes held in its arenas, of which free) in kB, or None without mallinfo2."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+        libc.mallinfo2.restype = _MallInfo2
+        info = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return None
+    return (info.arena + info.hblkhd) // 1024, info.fordblks // 1024
+
+
 def _rss_kb() -> int:
     for line in Path('/proc/self/status').read_text().splitlines():
         if line.startswith('VmRSS:'):
@@ -58,14 +75,17 @@ def _watch(out: Path, marks: list[float], stop: threading.Event) -> None:
     t0 = time.monotonic()
     samples: list[dict] = []
     diffs: list[dict] = []
+    trims: list[dict] = []
     previous: tracemalloc.Snapshot | None = None
     previous_at = 0.0
     pending = sorted(marks)
     while not stop.wait(5.0):
         t = time.monotonic() - t0
         traced, _peak = tracemalloc.get_traced_memory()
+        held, free = _malloc_kb() or (0, 0)
         samples.append({'t': round(t, 1), 'rss_kb': _rss_kb(), 'traced_kb': traced // 1024,
-                        'sqlite_kb': (_sqlite_memory_used() or 0) // 1024})  # fmt: skip
+                        'sqlite_kb': (_sqlite_memory_used() or 0) // 1024,
+                        'malloc_held_kb': held, 'malloc_free_kb': free})  # fmt: skip
         if pending and t >= pending[0]:
             pending.pop(0)
             snap = tracemalloc.take_snapshot().filter_traces(
@@ -80,7 +100,13 @@ def _watch(out: Path, marks: list[float], stop: threading.Event) -> None:
                 ]  # fmt: skip
                 diffs.append({'from_sec': round(previous_at, 1), 'to_sec': round(t, 1), 'top': top})
             previous, previous_at = snap, t
-        out.write_text(json.dumps({'samples': samples, 'diffs': diffs}, indent=1))
+            if not pending:  # the last mark: how much of the RSS is free heap glibc kept?
+                before = _rss_kb()
+                from schnitzel_stream_ros.memory import release_free_heap
+
+                release_free_heap()
+                trims.append({'t': round(t, 1), 'rss_before_kb': before, 'rss_after_kb': _rss_kb()})
+        out.write_text(json.dumps({'samples': samples, 'diffs': diffs, 'trims': trims}, indent=1))
 
 
 def main() -> int:

@@ -265,10 +265,11 @@ def _trace_figures(traced: dict, duration: float) -> dict:
     return {
         'after_outage_slope_kb_per_min': {
             name: slope_per_min([(s['t'], s[name]) for s in after], warmup=0.0)
-            for name in ('rss_kb', 'traced_kb', 'sqlite_kb')
+            for name in ('rss_kb', 'traced_kb', 'sqlite_kb', 'malloc_held_kb', 'malloc_free_kb')
         },
         'end': traced['samples'][-1] if traced['samples'] else None,
         'samples_every_30s': traced['samples'][::6],
+        'trim_at_the_end': traced.get('trims'),
         'diffs': [{**d, 'top': d['top'][:8]} for d in traced['diffs']],
     }
 

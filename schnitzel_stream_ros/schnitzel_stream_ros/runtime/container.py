@@ -50,7 +50,7 @@ from std_srvs.srv import Trigger
 from schnitzel_stream_ros.graph.allowlist import Allowlist
 from schnitzel_stream_ros.graph.registry import PluginRegistry
 from schnitzel_stream_ros.graph.wiring import AUTOSTART_ARG, PACKAGE_NAME, LoadRequest
-from schnitzel_stream_ros.memory import release_free_heap
+from schnitzel_stream_ros.memory import PeriodicTrim, release_free_heap
 from schnitzel_stream_ros.observability.bounded import MAX_MESSAGES, BoundedMessages
 from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC, HealthRules
 from schnitzel_stream_ros.observability.snapshot import runtime_snapshot
@@ -209,6 +209,9 @@ class Container:
         self.warnings = BoundedMessages(_MAX_WARNINGS)
         self._nodes: dict[int, PluginNode] = {}
         self._next_id = 1
+        # glibc keeps the heap a busy phase freed (a drained backlog): given back once a minute
+        self.heap_trim = PeriodicTrim()
+        self._heap_timer = node.create_timer(self.heap_trim.every_sec, self.heap_trim.maybe)
         self._lock = threading.RLock()
         self.log = node.get_logger()
 
@@ -615,6 +618,8 @@ class Container:
                 'fatal': list(self.fatal),
                 'warnings': list(self.warnings),
                 'messages_dropped': self.fatal.dropped + self.warnings.dropped,
+                'heap_trims': self.heap_trim.trims,
+                'heap_released_bytes': self.heap_trim.released_bytes,
                 # DDS publishers each input topic from outside this container has matched (what a
                 # restarted container waits for: the other side's counts still include the dead one)
                 'inputs_matched': {t: c for node in nodes for t, c in node.bridged_publishers().items()},
