@@ -167,3 +167,42 @@ def test_budget_drops_degrade_the_run_and_warn_on_diagnostics(tmp_path, capsys):
     assert deadletter_main(['drops', str(tmp_path / 'queue.db')]) == 0
     out = capsys.readouterr().out
     assert 'drop_newest' in out and 'rows=2' in out
+
+
+def test_drop_oldest_at_the_free_space_reserve_keeps_taking_the_newest(tmp_path):
+    """On a real 4 MB tmpfs with a 1 MB reserve: the sink never holds, drops the oldest rows (their
+    freed pages are reused), keeps every newest event, and the file stays intact."""
+    from schnitzel_stream_ros.testing.small_fs import SmallFsUnavailable, small_tmpfs
+
+    try:
+        fs = small_tmpfs(tmp_path / 'fs', 4 * 1024 * 1024)
+        where = fs.__enter__()
+    except SmallFsUnavailable as exc:
+        pytest.skip(f'needs a real small filesystem: {exc}')
+    try:
+        config = {'path': str(where / 'queue.db'), 'min_free_bytes': 1024 * 1024,
+                  'full_policy': 'drop_oldest', 'wal_limit_bytes': 128 * 1024}  # fmt: skip
+        ctx = SimpleContext('q', resolve_params(SqliteQueueSink, config))
+        node = SqliteQueueSink(ctx)
+        node.setup()
+        try:
+            for i in range(3000):
+                payload = {'i': i, 'pad': 'z' * 1000}
+                node.process(StreamPacket(f'p{i}', '2026-01-01T00:00:00Z', 'event', 'cam1', payload,
+                                          {'idempotency_key': f'ev-{i}'}))  # fmt: skip
+        finally:
+            node.close()
+        keys = queued_keys(where / 'queue.db')
+        assert ctx.counters['budget_dropped_oldest_total'] > 0
+        assert ctx.counters['enqueued_total'] == 3000 and 'storage_blocked_total' not in ctx.counters
+        assert len(keys) + ctx.counters['budget_dropped_oldest_total'] == 3000
+        assert keys == [f'ev-{i}' for i in range(3000 - len(keys), 3000)]  # the newest, no gap
+        conn = sqlite3.connect(where / 'queue.db')
+        try:
+            assert conn.execute('PRAGMA integrity_check').fetchone()[0] == 'ok'
+            [reason] = conn.execute('SELECT DISTINCT reason FROM drop_notes').fetchone()
+        finally:
+            conn.close()
+        assert 'reserve' in reason
+    finally:
+        fs.__exit__(None, None, None)

@@ -16,7 +16,9 @@ the new ones. Either way what was dropped is never silent:
   `schnitzel-stream deadletter drops FILE` lists them.
 
 The drops run as write ops of the queue's group committer, so the deletes, the ledger and the
-note commit in one transaction: a crash cannot leave rows gone without their note.
+note commit in one transaction: a crash cannot leave rows gone without their note. Rows a consumer
+has claimed (leased) are in flight and never dropped; a row claimed in the very instant of a drop
+may still reach the backend — then it is counted as dropped and delivered, never lost unnoticed.
 """
 
 from __future__ import annotations
@@ -116,11 +118,11 @@ def drop_oldest(queue: Any, need_rows: int, need_bytes: int, *, reserve: bool, r
     the row/byte limits (`reserve=False`), or until they free the disk room those rows take
     (`reserve=True`: the free-space reserve refused them; freed pages count as usable at once).
     One transaction with the ledger and the drop note. Returns what was dropped."""
-    with queue._lease_lock:
-        in_flight = set(queue._leases)
 
     def op(txn: Txn) -> Dropped:
         conn = txn.conn
+        with queue._lease_lock:  # rows a consumer holds now are in flight: never dropped
+            in_flight = set(queue._leases)
         if reserve:
             want_rows, want_disk = 0, need_bytes * ROW_DISK_FACTOR + need_rows * ROW_DISK_OVERHEAD
             want_bytes = 0
