@@ -42,7 +42,7 @@ QUEUE_PARAMS = (
         'block_timeout_sec',
         float,
         10.0,
-        'longest wait for room with full_policy block (the durable forwarder: of one attempt)',
+        'longest wait for room with full_policy block (queue sinks: per attempt; they hold until room)',
         min=0.0,
     ),
     Param(
