@@ -179,12 +179,26 @@ def series(points: list[tuple[float, float]], duration: float) -> dict:
     }
 
 
-def soak(graph: dict, out: Path, env: dict, duration: float, interval: float, backend=None) -> dict:
+def soak(
+    graph: dict,
+    out: Path,
+    env: dict,
+    duration: float,
+    interval: float,
+    backend=None,
+    trace: Path | None = None,
+) -> dict:
     graph_path = out / 'graph.json'
     graph_path.write_text(json.dumps(graph))
     report_path = out / 'report.json'
+    runner = [sys.executable, '-m', 'schnitzel_stream_ros']
+    if trace is not None:  # the runner under tracemalloc: snapshots before, after the outage, at the end
+        at = (duration / 3 - 5, 2 * duration / 3, 5 * duration / 6, duration - 12)
+        marks = ','.join(f'{t:.0f}' for t in at)
+        tracer = REPO / 'bench' / 'memory_trace_runner.py'
+        runner = [sys.executable, str(tracer), str(trace), '--at', marks, '--']
     cmd = [
-        sys.executable, '-m', 'schnitzel_stream_ros', 'run', str(graph_path), '--quiet',
+        *runner, 'run', str(graph_path), '--quiet',
         '--duration', str(duration), '--report-json', str(report_path),
         '--timeline', str(out / 'timeline.jsonl'), '--drain-timeout', '10',
     ]  # fmt: skip
@@ -230,7 +244,9 @@ def soak(graph: dict, out: Path, env: dict, duration: float, interval: float, ba
         processes.stop(proc)
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     m = report.get('metrics', {})
+    traced = json.loads(trace.read_text()) if trace is not None and trace.exists() else None
     return {
+        **({'memory_trace': _trace_figures(traced, duration)} if traced else {}),
         'exit_code': proc.returncode,
         'status': report.get('status'),
         'outcome': report.get('outcome'),
@@ -242,19 +258,43 @@ def soak(graph: dict, out: Path, env: dict, duration: float, interval: float, ba
     }
 
 
+def _trace_figures(traced: dict, duration: float) -> dict:
+    """Slopes of RSS, the Python heap (tracemalloc) and SQLite's allocator after the outage, and
+    the lines whose allocations grew most between the snapshots."""
+    after = [s for s in traced['samples'] if s['t'] >= 2 * duration / 3]
+    return {
+        'after_outage_slope_kb_per_min': {
+            name: slope_per_min([(s['t'], s[name]) for s in after], warmup=0.0)
+            for name in ('rss_kb', 'traced_kb', 'sqlite_kb', 'malloc_held_kb', 'malloc_free_kb')
+        },
+        'end': traced['samples'][-1] if traced['samples'] else None,
+        'samples_every_30s': traced['samples'][::6],
+        'trim_at_the_end': traced.get('trims'),
+        'diffs': [{**d, 'top': d['top'][:8]} for d in traced['diffs']],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--duration', type=float, default=300.0, help='seconds of each run (default 300)')
     parser.add_argument('--rate', type=float, default=200.0, help='events per second (default 200)')
     parser.add_argument('--interval', type=float, default=2.0, help='seconds between samples (default 2)')
+    parser.add_argument(
+        '--trace-memory',
+        action='store_true',
+        help='run the site lane\'s runner under tracemalloc (bench/memory_trace_runner.py): RSS vs Python '
+        'heap vs SQLite allocator after the outage, and the lines that grew (a diagnosis: no baseline run)',
+    )
     args = parser.parse_args(argv)
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    result: dict = {'duration_sec': args.duration, 'rate_hz': args.rate, 'interval_sec': args.interval}
+    result: dict = {'duration_sec': args.duration, 'rate_hz': args.rate, 'interval_sec': args.interval,
+                    'loadavg': Path('/proc/loadavg').read_text().split()[:3]}  # fmt: skip
     with lease_domain() as lease, tempfile.TemporaryDirectory(prefix='soak-') as tmp:
         env = localhost_env(lease.domain_id)
         base_out = Path(tmp) / 'baseline'
         base_out.mkdir()
-        result['baseline'] = soak(baseline_graph(args.rate), base_out, env, args.duration, args.interval)
+        if not args.trace_memory:  # a diagnosis run: no figures to compare with a baseline
+            result['baseline'] = soak(baseline_graph(args.rate), base_out, env, args.duration, args.interval)
         backend = serve_in_thread()
         try:
             site_out = Path(tmp) / 'site'
@@ -266,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.duration,
                 args.interval,
                 backend,
+                trace=Path(tmp) / 'memory_trace.json' if args.trace_memory else None,
             )
             stats = backend.stats()
             result['site']['backend'] = {'unique': stats['unique'], 'duplicates': stats['duplicates']}
@@ -277,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             'timeline_bytes': TIMELINE_MAX_BYTES * (TIMELINE_KEEP + 1),
             'queue_wal_bytes': DEFAULT_WAL_LIMIT_BYTES,
         }
+    result['loadavg_end'] = Path('/proc/loadavg').read_text().split()[:3]
     print(json.dumps(result, indent=2))
     return 0
 

@@ -51,6 +51,12 @@ class AuditLog:
             self._lines.write(json.dumps(line, ensure_ascii=False, separators=(',', ':')))
             self.written += 1
 
+    def counts(self) -> dict[str, int]:
+        """Lines written, rotations and old files deleted (the audit file is bounded, counted)."""
+        with self._lock:
+            lines = self._lines
+            return {'written': self.written, 'rotations': lines.rotations, 'deleted_files': lines.deleted}
+
     def close(self) -> None:
         with self._lock:
             self._lines.close()

@@ -1,4 +1,4 @@
-"""`schnitzel-stream deadletter list|redrive|purge|stats|salvage`: the operator's view of dead letters.
+"""`schnitzel-stream deadletter list|redrive|purge|stats|salvage|drops`: the operator's view of dead letters.
 
 Dead letters are events the backend refused for good (a 4xx other than the retry statuses) or that
 ran out of their attempt/age budget. They are kept, not dropped: an operator looks at them, fixes
@@ -6,6 +6,8 @@ the cause (backend schema, auth, a bug in a node) and re-drives them, or purges 
 The queue may be in use by a running node: every command is a normal, short SQLite transaction.
 `salvage DAMAGED --into QUEUE` copies every readable row of a damaged (e.g. quarantined) queue file
 into a queue, keys kept: the same salvage a queue runs by itself when it quarantines its file.
+`drops QUEUE` lists the drop notes a sink with `full_policy: drop_oldest|drop_newest` left at its
+budget (delivery/queue/budget_drops.py): what was dropped, how much, and why.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from schnitzel_stream_ros.delivery.errors import DeliveryError
 from schnitzel_stream_ros.delivery.queue import DurableQueue
+from schnitzel_stream_ros.delivery.queue.budget_drops import list_drop_notes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     rescue.add_argument(
         '--into', dest='queue', required=True, help='queue file to copy into (created if absent)'
     )
+    drops = verbs.add_parser('drops', help='drop notes of a drop_oldest/drop_newest sink (oldest first)')
+    drops.add_argument('queue')
+    drops.add_argument('--limit', type=int, default=50, help='the newest this many notes')
     return parser
 
 
@@ -102,6 +108,20 @@ def _run(args: argparse.Namespace, queue: DurableQueue) -> int:
                 )
         if not args.json:
             print(f'# {len(rows)} shown, {queue.dead_count()} dead letters in {queue.path}', file=sys.stderr)
+        return 0
+    if args.verb == 'drops':
+        notes = list_drop_notes(queue, args.limit)
+        for n in notes:
+            print(
+                f'{n.first_at}..{n.last_at}\t{n.policy}\tnode={n.node_id}\trows={n.rows}\tbytes={n.bytes}\t'
+                f'seq={n.first_seq}..{n.last_seq}\tkeys={n.first_key}..{n.last_key}\t{n.reason}'
+            )
+        ledger = queue.ledger()
+        print(
+            f"# {len(notes)} notes shown; dropped_oldest_total={ledger.get('dropped_oldest_total', 0)} "
+            f"dropped_newest_total={ledger.get('dropped_newest_total', 0)} in {queue.path}",
+            file=sys.stderr,
+        )
         return 0
     if args.verb == 'redrive':
         result = queue.redrive(None if args.all else args.seq)

@@ -34,8 +34,9 @@ OK, WARN, ERROR, STALE = 0, 1, 2, 3
 LEVEL_NAMES = {OK: 'OK', WARN: 'WARN', ERROR: 'ERROR', STALE: 'STALE'}
 
 #: Plugin counters whose increase is a WARN besides the failure counters of the run report
-#: (`restarts_total`: the node's restart policy gave it a fresh plugin instance, graph/restart.py).
-WARN_COUNTERS = ('stalls_total', 'restarts_total')
+#: (`restarts_total`: the node's restart policy gave it a fresh plugin instance, graph/restart.py;
+#: `budget_dropped_total`: a queue sink dropped events at its budget, as the graph chose).
+WARN_COUNTERS = ('stalls_total', 'restarts_total', 'budget_dropped_total')
 #: Gauge set to 1 when a node's restart policy isolated it (runtime/node_restart.py).
 ISOLATED_GAUGE = 'isolated'
 #: Breaker gauge of the durable forwarder (delivery/breaker.py STATE_CODE): 1 open, 2 half-open.

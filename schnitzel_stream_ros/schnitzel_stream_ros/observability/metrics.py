@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from schnitzel_stream_ros.observability.bounded import COUNTER_NAMES_REFUSED, MAX_COUNTER_NAMES
+
 # Histogram buckets: 8 sub-buckets per power of two (~9 % resolution), like HdrHistogram with 3
 # significant bits. Bucket index from integer bit operations only: no float math per packet.
 _SUB_BITS = 3
@@ -149,10 +151,18 @@ class NodeMetrics:
         self.counters: dict[str, float] = {}  # plugin counters and gauges, by name
 
     def count(self, name: str, n: float = 1) -> None:
-        self.counters[name] = self.counters.get(name, 0) + n
+        counters = self.counters
+        if name in counters or len(counters) < MAX_COUNTER_NAMES:
+            counters[name] = counters.get(name, 0) + n
+        else:  # a name made of input (observability/bounded.py): counted, not kept
+            counters[COUNTER_NAMES_REFUSED] = counters.get(COUNTER_NAMES_REFUSED, 0) + 1
 
     def gauge(self, name: str, value: float) -> None:
-        self.counters[name] = value
+        counters = self.counters
+        if name in counters or len(counters) < MAX_COUNTER_NAMES:
+            counters[name] = value
+        else:
+            counters[COUNTER_NAMES_REFUSED] = counters.get(COUNTER_NAMES_REFUSED, 0) + 1
 
     def snapshot(self, inbox_dropped: int) -> dict[str, Any]:
         return {

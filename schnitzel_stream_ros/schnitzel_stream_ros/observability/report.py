@@ -35,7 +35,9 @@ supervisor or CI has — did this run lose data? — on top of the status:
   (`refused_total`), a packet that failed to encode/decode. `lost` counts each kind;
 - `degraded` (exit 3): the run finished and lost nothing, but something needs a look (warnings, a
   backlog left queued for the next start, dead letters kept in the queue file, a restart, a queue
-  that had to hold its producers back for room: `storage_blocked_total`);
+  that had to hold its producers back for room: `storage_blocked_total`; events a queue sink dropped
+  at its budget because the graph chose `full_policy: drop_oldest|drop_newest`: `budget_dropped_total`,
+  counted, noted in the queue file);
 - `ok` (exit 0). An invalid graph exits 2 before anything runs.
 """
 
@@ -176,7 +178,7 @@ def collect_metrics(
 
 
 #: Plugin counters that need a look but lose nothing (degraded, never failed).
-ATTENTION_COUNTERS = ('storage_blocked_total',)
+ATTENTION_COUNTERS = ('storage_blocked_total', 'budget_dropped_total')
 #: Exit codes of `schnitzel-stream run` per outcome (docs/runtime.md).
 OUTCOME_EXIT_CODES = {'ok': 0, 'failed': 1, 'degraded': 3}
 
@@ -242,6 +244,11 @@ def build_report(
         state = snap.get('state', {})
         errors += [e for e in state.get('fatal', []) if e not in errors]
         warnings += [w for w in state.get('warnings', []) if w not in warnings]
+        if state.get('messages_dropped'):  # the container's lines are capped (observability/bounded.py)
+            warnings.append(
+                f"container {snap.get('container', '?')}: {state['messages_dropped']} more distinct "
+                'warning/fatal lines were not kept (cap per container); the log has them'
+            )
     metrics = collect_metrics(snapshots, graph)
     status = decide_status(metrics, errors, warnings)
     lost = lost_counts(metrics)

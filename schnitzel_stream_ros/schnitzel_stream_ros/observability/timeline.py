@@ -86,11 +86,20 @@ class TimelineWriter:
                 key = (row['topic'], row['dst'], row['dst_port'])
                 label = self.labels.get(key, f'{row["topic"]}->{row["dst"]}.{row["dst_port"]}')
                 edges[label] = self._edge_interval(label, row, dt)
+        # nodes and edges that went (hot-replace, an unloaded node): forget them, the memory stays bounded
+        for gone in set(self._last_counts) - set(nodes):
+            del self._last_counts[gone]
+        for gone in set(self._last_edges) - set(edges):
+            del self._last_edges[gone]
         line = {'t': round(now - self._t0, 3), 'nodes': nodes, 'edges': edges}
         self._out.write(json.dumps(line, separators=(',', ':')))
 
     def close(self) -> None:
         self._out.close()
+
+    def counts(self) -> dict[str, int]:
+        """Rotations of the timeline file and old files deleted by its retention (run report `files`)."""
+        return {'rotations': self._out.rotations, 'deleted_files': self._out.deleted}
 
     def _edge_interval(self, label: str, row: Mapping[str, Any], dt: float) -> dict[str, Any]:
         packets = int(row.get('packets', 0))

@@ -50,7 +50,8 @@ from std_srvs.srv import Trigger
 from schnitzel_stream_ros.graph.allowlist import Allowlist
 from schnitzel_stream_ros.graph.registry import PluginRegistry
 from schnitzel_stream_ros.graph.wiring import AUTOSTART_ARG, PACKAGE_NAME, LoadRequest
-from schnitzel_stream_ros.memory import release_free_heap
+from schnitzel_stream_ros.memory import PeriodicTrim, release_free_heap
+from schnitzel_stream_ros.observability.bounded import MAX_MESSAGES, BoundedMessages
 from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC, HealthRules
 from schnitzel_stream_ros.observability.snapshot import runtime_snapshot
 from schnitzel_stream_ros.runtime.bus import Bus
@@ -70,7 +71,7 @@ from schnitzel_stream_ros.runtime.workers import DrainPacer, EmissionBudget
 SERVICE_PREFIX = '~/_container/'
 CONTROL_PREFIX = '~/_schnitzel/'
 DEFAULT_DRAIN_TIMEOUT_SEC = 2.0
-_MAX_WARNINGS = 100
+_MAX_WARNINGS = MAX_MESSAGES
 
 
 def _answer(response: Any, result: LoadResult) -> Any:
@@ -203,10 +204,14 @@ class Container:
         self.pacer = DrainPacer(lambda: list(self._nodes.values())) if pace_sources else None
         self.started = autostart
         self.stopped = False
-        self.fatal: list[str] = []
-        self.warnings: list[str] = []
+        # bounded, overflow counted (observability/bounded.py): a month of warnings fits
+        self.fatal = BoundedMessages()
+        self.warnings = BoundedMessages(_MAX_WARNINGS)
         self._nodes: dict[int, PluginNode] = {}
         self._next_id = 1
+        # glibc keeps the heap a busy phase freed (a drained backlog): given back once a minute
+        self.heap_trim = PeriodicTrim()
+        self._heap_timer = node.create_timer(self.heap_trim.every_sec, self.heap_trim.maybe)
         self._lock = threading.RLock()
         self.log = node.get_logger()
 
@@ -572,13 +577,11 @@ class Container:
 
     # -- reporting ------------------------------------------------------------------------------
     def _on_fatal(self, message: str) -> None:
-        if message not in self.fatal:
-            self.fatal.append(message)
+        if self.fatal.add(message):
             self.log.error(message)
 
     def _on_warning(self, message: str) -> None:
-        if len(self.warnings) < _MAX_WARNINGS and message not in self.warnings:
-            self.warnings.append(message)
+        if self.warnings.add(message):
             self.log.warning(message)
 
     def snapshot(self) -> dict[str, Any]:
@@ -618,6 +621,9 @@ class Container:
                 'budget_used': self.budget.used,
                 'fatal': list(self.fatal),
                 'warnings': list(self.warnings),
+                'messages_dropped': self.fatal.dropped + self.warnings.dropped,
+                'heap_trims': self.heap_trim.trims,
+                'heap_released_bytes': self.heap_trim.released_bytes,
                 # DDS publishers each input topic from outside this container has matched (what a
                 # restarted container waits for: the other side's counts still include the dead one)
                 'inputs_matched': {t: c for node in nodes for t, c in node.bridged_publishers().items()},

@@ -30,6 +30,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from schnitzel_stream_ros.graph.wiring import LoadRequest
 from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC
+from schnitzel_stream_ros.runtime import ros_log_files
 from schnitzel_stream_ros.runtime.container import Container, LoadResult
 from schnitzel_stream_ros.runtime.executors import ContainerExecutors
 
@@ -58,6 +59,7 @@ class ContainerHandle(Protocol):
 def init_context(args: list[str] | None = None) -> Context:
     """A private rclpy context whose signals stay ours (the runner handles SIGINT/SIGTERM).
     `args`: a command line whose `--ros-args` (remaps of __node/__ns) apply."""
+    ros_log_files.prepare()  # rcl's log file: our own directory, pruned, bounded (before the first init)
     context = Context()
     rclpy.init(args=args or [], context=context, signal_handler_options=SignalHandlerOptions.NO)
     return context

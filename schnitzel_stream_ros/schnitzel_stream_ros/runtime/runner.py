@@ -35,6 +35,7 @@ from schnitzel_stream_ros.graph.validate import compile_graph
 from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC
 from schnitzel_stream_ros.observability.progress import ProgressLine
 from schnitzel_stream_ros.observability.report import OUTCOME_EXIT_CODES, build_report, write_report
+from schnitzel_stream_ros.runtime import ros_log_files
 from schnitzel_stream_ros.runtime.executors import DEFAULT_EXECUTOR, EXECUTOR_KINDS
 from schnitzel_stream_ros.runtime.start_gate import parse_await
 
@@ -291,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
             outcome.stop_reason = f'signal {signal.Signals(stopper.signum).name}'
     progress.update(outcome.snapshots, force=True)
     progress.finish()
+    # what the run's own files did (docs/files.md): rotations and deletions, counted
+    extra['files'] = {'ros_log': ros_log_files.counts()}
+    if args.timeline:
+        extra['files']['timeline'] = timeline.counts()
     report = build_report(
         graph_path=graph_path,
         engine=engine_name,

@@ -227,3 +227,58 @@ def test_a_stop_during_the_hold_ends_the_run_within_its_drain_timeout(tmp_path, 
         assert conn.execute('SELECT COUNT(*) FROM packets').fetchone()[0] == accepted
     finally:
         conn.close()
+
+
+def test_the_queue_sink_holds_on_a_full_disk_the_same_way(tmp_path, small_fs, ros_env):
+    """SqliteQueueSink (the upstream producer node, no delivery of its own) shares the hold with the
+    durable forwarder (nodes/delivery/storage_hold.py): on ENOSPC it holds its packet, the blocking
+    edge holds the source back, ERROR is logged; freed space lets it resume by itself, and every
+    event the source emitted is in the intact queue file exactly once."""
+    n_events = 4000
+    ballast = fill(small_fs, leave_free_bytes=MB // 2, name='recordings.bin')
+    queue = small_fs / 'queue.db'
+    graph = {
+        'version': 2,
+        'nodes': [
+            {'id': 'src', 'kind': 'source', 'plugin': 'SyntheticSource',
+             'config': {'rate_hz': RATE_HZ, 'count': n_events, 'payload_bytes': 100, 'kind': 'event'}},
+            {'id': 'q', 'kind': 'sink', 'plugin': 'schnitzel_stream.nodes.durable_sqlite:SqliteQueueSink',
+             'config': {'path': str(queue), 'full_policy': 'block', 'min_free_bytes': 0,
+                        'wal_limit_bytes': 128 * 1024}},
+        ],
+        'edges': [{'from': 'src', 'to': 'q', 'inbox': {'max': 64, 'overflow': 'block'}}],
+    }  # fmt: skip
+    graph_path = tmp_path / 'graph.json'
+    graph_path.write_text(json.dumps(graph))
+    report_path = tmp_path / 'report.json'
+    cmd = [
+        sys.executable, '-m', 'schnitzel_stream_ros', 'run', str(graph_path),
+        '--report-json', str(report_path), '--drain-timeout', '60',
+    ]  # fmt: skip
+    t_start = time.monotonic()
+    proc = processes.start(cmd, ros_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        stderr = _Lines(proc.stderr)
+        assert stderr.wait_for('holding', 90), f'the disk never filled:\n{stderr.tail()}'
+        assert 'is full' in stderr.tail() and 'nothing of it was accepted' in stderr.tail()
+        time.sleep(max(2.0, t_start + n_events / RATE_HZ + 3.0 - time.monotonic()))
+        assert proc.poll() is None, f'the run ended while the disk was full:\n{stderr.tail()}'
+        ballast.unlink()  # the operator frees space: the sink resumes by itself
+        proc.wait(timeout=180)
+    finally:
+        processes.stop(proc)
+    report = json.loads(report_path.read_text())
+    m = report['metrics']
+    assert proc.returncode == 3, stderr.tail()
+    assert (report['status'], report['outcome']) == ('degraded', 'degraded'), report['warnings']
+    assert not any(report['lost'].values()), report['lost']
+    assert m['node.q.storage_blocked_total'] >= 1 and m['node.q.storage_blocked_code'] == 0
+    assert m['node.src.produced'] == m['node.q.enqueued_total'] == n_events
+    assert m['packets.dropped_total'] == 0
+    assert _integrity(queue) == 'ok'
+    conn = sqlite3.connect(queue)
+    try:
+        keys = {row[0] for row in conn.execute('SELECT idempotency_key FROM packets')}
+    finally:
+        conn.close()
+    assert keys == {wire_key(f'synthetic:src:{i}') for i in range(n_events)}

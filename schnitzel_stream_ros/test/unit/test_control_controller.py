@@ -187,3 +187,16 @@ def test_latency_probe_measures_packet_age_over_its_window():
     first, metrics = ctx.outputs['metrics']  # at the first packet, then when due again
     assert first.payload['age_p99_ms'] < 100  # only the first packet (10 ms old) was seen then
     assert metrics.kind == 'metrics' and metrics.payload['age_p99_ms'] == p99
+
+
+def test_the_decision_log_rotates_at_its_bound_and_the_rotations_are_counted(tmp_path):
+    bound = '      decision_log: LOG\n      decision_log_max_bytes: 1024\n      decision_log_keep: 1'
+    text = GRAPH.replace('      decision_log: LOG', bound)
+    graph = compile_graph(_graph(tmp_path, text))
+    outcome = DeterministicEngine(graph).run()
+    assert outcome.errors == []
+    [counters] = [s['nodes']['ctl']['counters'] for s in outcome.snapshots if 'ctl' in s.get('nodes', {})]
+    log = tmp_path / 'decisions.jsonl'
+    assert counters['decision_log_rotations_total'] >= 1
+    assert log.stat().st_size <= 1024 and log.with_name('decisions.jsonl.1').exists()
+    assert not log.with_name('decisions.jsonl.2').exists()  # keep: 1

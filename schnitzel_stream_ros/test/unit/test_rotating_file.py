@@ -91,3 +91,31 @@ def test_timeline_rotates_past_its_size_limit(tmp_path):
     rows = [json.loads(line) for f in (path.with_name('timeline.jsonl.1'), path) for line in lines_of(f)]
     assert 5 <= len(rows) < 50 and [r['t'] for r in rows] == sorted(r['t'] for r in rows)
     assert path.stat().st_size <= 1000 and not path.with_name('timeline.jsonl.2').exists()
+
+
+def test_timeline_counts_its_rotations_and_forgets_nodes_that_went(tmp_path):
+    path = tmp_path / 'timeline.jsonl'
+    timeline = TimelineWriter(path, max_bytes=2000, keep=1)
+    for step in range(300):  # node churn (hot-replace under new ids): memory stays at the live set
+        snap = {'nodes': {f'n{step}': {'produced': step, 'consumed': 0}},
+                'edges': [{'topic': f'/t{step}', 'dst': f'n{step}', 'dst_port': 'in', 'packets': step}]}
+        timeline.record([snap], force=True)
+    timeline.close()
+    assert len(timeline._last_counts) == 1 and len(timeline._last_edges) == 1
+    counts = timeline.counts()
+    assert counts['rotations'] >= 5 and counts['deleted_files'] == counts['rotations'] - 1
+
+
+def test_audit_log_is_bounded_and_counts_its_rotations(tmp_path):
+    from schnitzel_stream_ros.control.audit import AuditLog
+
+    audit = AuditLog(tmp_path / 'audit.jsonl', max_bytes=2000, keep=2)
+    for i in range(100):
+        audit.write(who='op', authenticated=True, method='PUT', path=f'/api/nodes/n{i}', what='x',
+                    started=0.0, finished=0.1, status=200, result='ok')  # fmt: skip
+    audit.close()
+    counts = audit.counts()
+    assert counts['written'] == 100 and counts['rotations'] >= 3
+    assert counts['deleted_files'] == counts['rotations'] - 2
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ['audit.jsonl', 'audit.jsonl.1', 'audit.jsonl.2']

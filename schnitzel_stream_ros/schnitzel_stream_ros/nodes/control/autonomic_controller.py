@@ -247,7 +247,10 @@ class AutonomicController(Plugin):
         self.gauge('repeats_total', self.policy.repeats)
         text = json.dumps(record, sort_keys=True, allow_nan=False)
         if self._decision_file is not None:
+            rotations = self._decision_file.rotations
             self._decision_file.write(text)
+            if self._decision_file.rotations != rotations:  # bounded file: rotations counted
+                self.count('decision_log_rotations_total')
         self.emit(StreamPacket.new(Kind.CONTROL, self.node_id, String(data=text)), 'decisions')
 
 

@@ -3,13 +3,16 @@
 Raw bytes cannot leave their process (profile inproc_any); a `bytes_ref` packet can go anywhere
 (ref_portable). The file handling — atomic writes, containment under the directory, size and
 sha256 checks on read — is the codec's FileBlobStore (codec/blob_ref.py); these nodes adapt it
-to the upstream node configs.
+to the upstream node configs. The writer keeps its directory bounded (`max_files`, `max_bytes`:
+the oldest blobs deleted first, counted as `files_deleted_total`; observability/file_retention.py):
+a reference older than that retention points at nothing, as a rotated-away log line would.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from schnitzel_stream_ros.codec.blob_ref import BlobRef, FileBlobStore
+from schnitzel_stream_ros.observability.file_retention import FileRetention
 from schnitzel_stream_ros.packet import Kind, PayloadProfile, StreamPacket
 from schnitzel_stream_ros.plugin import Param, Plugin, Port
 
@@ -39,11 +42,19 @@ class BytesToFileRefNode(Plugin):
               'upstream key; the v1 ref always carries sha256 (readers verify it), so false is ignored'),
         Param('content_type', str, None,
               'content type recorded in the ref (default application/octet-stream)'),
+        Param('max_files', int, 10_000, 'blobs kept under dir, the oldest deleted first (0: no limit)',
+              min=0),
+        Param('max_bytes', int, 1 << 30, 'bytes kept under dir, the oldest blobs deleted first (0: no limit)',
+              min=0),
     )
 
     def setup(self) -> None:
         Path(self.params['dir']).mkdir(parents=True, exist_ok=True)
         self._store = FileBlobStore(self.params['dir'])
+        self._retention = FileRetention(self._store.root, max_files=self.params['max_files'],
+                                        max_bytes=self.params['max_bytes'])
+        if self._retention.deleted:
+            self.count('files_deleted_total', self._retention.deleted)
 
     def process(self, packet: StreamPacket, port: str = 'in') -> StreamPacket:
         data = _as_bytes(self.node_id, packet)
@@ -54,6 +65,9 @@ class BytesToFileRefNode(Plugin):
         except ValueError as exc:
             raise ValueError(f'node {self.node_id!r}: blob path {name!r} refused: {exc}') from exc
         self.count('written_total')
+        deleted = self._retention.added(self._store.root / ref.path, ref.size_bytes)
+        if deleted:
+            self.count('files_deleted_total', deleted)
         return packet.derive(kind=Kind.BYTES_REF, payload=ref.to_payload())
 
 

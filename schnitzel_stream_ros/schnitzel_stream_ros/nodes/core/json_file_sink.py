@@ -2,6 +2,9 @@
 
 File names come from a template; the values put into it (source_id, kind, ts...) are made safe
 for a file name first, so a rendered name can never leave the directory (contract rule).
+
+Bounded: at most `max_files` files (and `max_bytes`) stay in the directory, the oldest deleted first
+(observability/file_retention.py), counted as `files_deleted_total`.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from schnitzel_stream_ros.nodes.core.packet_record import BODY_CHOICES, packet_record, strict_json
+from schnitzel_stream_ros.observability.file_retention import FileRetention
 from schnitzel_stream_ros.packet import PayloadProfile, StreamPacket
 from schnitzel_stream_ros.plugin import Param, Plugin, Port, Role
 
@@ -48,6 +52,8 @@ class JsonFileSink(Plugin):
         Param('ensure_ascii', bool, False, 'escape non-ASCII characters'),
         Param('indent', int, 2, 'JSON indentation', min=0, max=16),
         Param('meta_key', str, 'file', 'meta key that records the written file when forwarding'),
+        Param('max_files', int, 10_000, 'files kept in dir, the oldest deleted first (0: no limit)', min=0),
+        Param('max_bytes', int, 0, 'bytes kept in dir, the oldest files deleted first (0: no limit)', min=0),
     )
 
     @classmethod
@@ -63,6 +69,10 @@ class JsonFileSink(Plugin):
         self._dir = Path(self.params['dir'])
         self._dir.mkdir(parents=True, exist_ok=True)
         self._seq = 0
+        self._retention = FileRetention(self._dir, max_files=self.params['max_files'],
+                                        max_bytes=self.params['max_bytes'])
+        if self._retention.deleted:
+            self.count('files_deleted_total', self._retention.deleted)
 
     def process(self, packet: StreamPacket, port: str = 'in') -> StreamPacket | None:
         name = render_filename(
@@ -73,9 +83,13 @@ class JsonFileSink(Plugin):
         text = strict_json(self.node_id, packet, record, ensure_ascii=self.params['ensure_ascii'],
                            indent=self.params['indent'])
         path = self._dir / name
-        path.write_text(text + '\n', encoding='utf-8')
+        data = (text + '\n').encode('utf-8')
+        path.write_bytes(data)
         self._seq += 1
         self.count('written_total')
+        deleted = self._retention.added(path, len(data))
+        if deleted:
+            self.count('files_deleted_total', deleted)
         if not self.params['forward']:
             return None
         return packet.with_meta(**{self.params['meta_key']: {'path': str(path), 'node_id': self.node_id}})

@@ -11,30 +11,19 @@ accepted event can be in flight on a topic when a process dies. A backlog left b
 outage is delivered automatically when the node starts again.
 
 A queue that cannot take more (a full disk, the free-space reserve, a row/byte limit) is
-back-pressure, never a drop, when `full_policy` is `block`: the sink keeps the packets it holds,
-retries the commit with backoff and takes nothing else from its inbox meanwhile, so the edge's own
-policy applies upstream (a blocking edge holds the producer back; a keep-freshest inbox sheds,
-counted). It resumes by itself when room returns (delivery drained rows, the operator freed space);
-only a stop of the node ends the wait, and what it still held is then counted as refused.
-`full_policy: refuse` refuses at once instead (counted, raised).
+back-pressure, never a drop, when `full_policy` is `block`; `refuse`, `drop_oldest` and
+`drop_newest` are the graph's other choices. The logic is shared with SqliteQueueSink:
+nodes/delivery/storage_hold.py.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from schnitzel_stream_ros.backoff import Backoff
-from schnitzel_stream_ros.delivery.errors import (
-    BatchTooLargeError,
-    DiskFullError,
-    LowDiskSpaceError,
-    NotJsonError,
-    QueueFullError,
-)
+from schnitzel_stream_ros.delivery.errors import BatchTooLargeError, NotJsonError, QueueFullError
 from schnitzel_stream_ros.delivery.forwarder import Forwarder, ForwarderConfig
-from schnitzel_stream_ros.delivery.queue import DurableQueue, FullPolicy
+from schnitzel_stream_ros.delivery.queue import DurableQueue
 from schnitzel_stream_ros.delivery.shared import release_shared
 from schnitzel_stream_ros.nodes.delivery.gauge_reporter import GaugeReporter
 from schnitzel_stream_ros.nodes.delivery.params import (
@@ -43,7 +32,9 @@ from schnitzel_stream_ros.nodes.delivery.params import (
     backoff_from_params,
     durable_meta,
     open_queue,
+    storage_policy,
 )
+from schnitzel_stream_ros.nodes.delivery.storage_hold import StorageHold
 from schnitzel_stream_ros.nodes.delivery.target_params import (
     HTTP_PARAMS_FOR_TARGETS,
     TARGET_PARAMS,
@@ -52,14 +43,6 @@ from schnitzel_stream_ros.nodes.delivery.target_params import (
 )
 from schnitzel_stream_ros.packet import PayloadProfile, StreamPacket
 from schnitzel_stream_ros.plugin import Param, Plugin, Port, Role
-
-#: Retries of a commit the queue could not take: 0.1 s doubling to 2 s, ±20 % (many sinks on one
-#: disk must not retry in lock-step, and a freed disk is noticed within 2 s).
-STORAGE_RETRY_BACKOFF = dict(base_sec=0.1, factor=2.0, cap_sec=2.0, jitter='proportional', spread=0.2)
-#: Longest wait inside one commit attempt for room under a row/byte limit (a stop is seen between).
-ATTEMPT_WAIT_SEC = 0.5
-#: Gauge `storage_blocked_code`: why the sink holds packets (0 = it does not).
-BLOCKED_BY_LIMIT, BLOCKED_BY_RESERVE, BLOCKED_BY_DISK_FULL = 1, 2, 3
 
 
 class DurableForwarderSink(Plugin):
@@ -105,7 +88,7 @@ class DurableForwarderSink(Plugin):
     queue: DurableQueue | None = None
     forwarder: Forwarder | None = None
     _gauges: GaugeReporter | None = None
-    _blocked_since: float | None = None
+    _hold: StorageHold | None = None
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any]) -> list[str]:
@@ -136,8 +119,7 @@ class DurableForwarderSink(Plugin):
         backlog = self.queue.depth()
         if backlog:
             self.log.info(f'node {self.node_id}: {backlog} events from before the start are being delivered')
-        self.gauge('storage_blocked_code', 0)
-        self.gauge('storage_held_packets', 0)
+        self._hold = StorageHold(self, self.queue, storage_policy(p))
         self._gauges = GaugeReporter(self.node_id, self._metrics, self.gauge).start()
 
     def on_params(self, changed: Mapping[str, Any]) -> None:
@@ -146,11 +128,14 @@ class DurableForwarderSink(Plugin):
 
     def process(self, packet: StreamPacket, port: str = 'in') -> StreamPacket | None:
         assert self.queue is not None, 'setup() was not called'
+        assert self._hold is not None
         try:
-            [seq] = self._commit([packet])  # returns after the commit: accepted
+            [seq] = self._hold.commit([packet])  # returns after the commit: accepted
         except (QueueFullError, NotJsonError):
             self.count('refused_total')
             raise
+        if seq is None:  # full_policy drop_newest: not stored (counted and noted by the hold)
+            return None
         self.count('accepted_total')
         if not self.params['forward']:
             return None
@@ -161,87 +146,21 @@ class DurableForwarderSink(Plugin):
         accepted when this returns. A packet that is not JSON, or a batch that can never fit the
         limits together, must not refuse its neighbours: then each is offered alone (nothing of
         the batch was committed)."""
-        assert self.queue is not None, 'setup() was not called'
+        assert self.queue is not None and self._hold is not None, 'setup() was not called'
         try:
-            seqs = self._commit(packets)  # returns after the commit: all accepted
+            seqs = self._hold.commit(packets)  # returns after the commit: all accepted (or dropped)
         except (NotJsonError, BatchTooLargeError):
             return self._one_by_one(packets, port)
         except QueueFullError:
             self.count('refused_total', len(packets))
             raise
-        self.count('accepted_total', len(packets))
+        accepted = [(packet, seq) for packet, seq in zip(packets, seqs, strict=True) if seq is not None]
+        if accepted:
+            self.count('accepted_total', len(accepted))
         if not self.params['forward']:
             return None
         meta_key = self.params['meta_key']
-        return [
-            durable_meta(packet, self.queue, seq, self.node_id, meta_key)
-            for packet, seq in zip(packets, seqs, strict=True)
-        ]
-
-    def _commit(self, packets: Sequence[StreamPacket]) -> list[int]:
-        """Commit `packets` (all or none). With full_policy block, a queue without room is waited
-        out here, on the node's own thread: the packets stay in hand, the inbox fills, the edge's
-        policy holds the producer back. Raises only for what waiting cannot fix, or when stopped."""
-        assert self.queue is not None
-        if self.queue.full_policy is FullPolicy.REFUSE:
-            return self.queue.enqueue_many(packets)
-        backoff = Backoff(**STORAGE_RETRY_BACKOFF)
-        attempt = 0
-        while True:
-            try:
-                seqs = self.queue.enqueue_many(
-                    packets,
-                    timeout=min(self.params['block_timeout_sec'], ATTEMPT_WAIT_SEC),
-                    count_refused=False,
-                )
-            except BatchTooLargeError:
-                raise  # never fits, however long we wait: the caller offers them one by one
-            except QueueFullError as exc:
-                attempt += 1
-                self._hold(exc, len(packets), attempt)
-                if self.wait_for_stop(backoff.delay(attempt)):
-                    raise type(exc)(
-                        f'{exc}; the node was stopped while it held {len(packets)} packets for room'
-                    ) from None
-                continue
-            if attempt:
-                self._resume(len(packets))
-            return seqs
-
-    def _hold(self, exc: QueueFullError, held: int, attempt: int) -> None:
-        code = (
-            BLOCKED_BY_RESERVE
-            if isinstance(exc, LowDiskSpaceError)
-            else BLOCKED_BY_DISK_FULL
-            if isinstance(exc, DiskFullError)
-            else BLOCKED_BY_LIMIT
-        )
-        self.gauge('storage_blocked_code', code)
-        self.gauge('storage_held_packets', held)
-        if self._blocked_since is None:
-            self._blocked_since = time.monotonic()
-            self.count('storage_blocked_total')
-            self.log.error(
-                f'{exc}; holding {held} packets and taking no more from the inbox until there is room '
-                '(retrying with backoff; the edge policy applies upstream)'
-            )
-        elif attempt % 30 == 0:
-            self.log.warning(
-                f"node '{self.node_id}': still no room in the queue after "
-                f'{time.monotonic() - self._blocked_since:.0f} s: {exc}'
-            )
-
-    def _resume(self, held: int) -> None:
-        since, self._blocked_since = self._blocked_since, None
-        self.gauge('storage_blocked_code', 0)
-        self.gauge('storage_held_packets', 0)
-        if since is not None:
-            waited = time.monotonic() - since
-            self.count('storage_blocked_ms_total', int(waited * 1000))
-            self.log.warning(
-                f"node '{self.node_id}': the queue has room again after {waited:.1f} s; "
-                f'the {held} held packets are accepted, the inbox drains'
-            )
+        return [durable_meta(packet, self.queue, seq, self.node_id, meta_key) for packet, seq in accepted]
 
     def _one_by_one(self, packets: Sequence[StreamPacket], port: str) -> list[StreamPacket]:
         outputs: list[StreamPacket] = []

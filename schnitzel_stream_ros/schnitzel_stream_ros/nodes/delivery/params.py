@@ -17,8 +17,8 @@ from schnitzel_stream_ros.delivery.queue import (
     DEFAULT_MIN_FREE_BYTES,
     DEFAULT_WAL_LIMIT_BYTES,
     DurableQueue,
-    FullPolicy,
 )
+from schnitzel_stream_ros.delivery.queue.budget_drops import AtBudget
 from schnitzel_stream_ros.delivery.redact import mask_url
 from schnitzel_stream_ros.delivery.shared import open_shared
 from schnitzel_stream_ros.packet import StreamPacket
@@ -32,17 +32,17 @@ QUEUE_PARAMS = (
     Param(
         'full_policy',
         str,
-        FullPolicy.BLOCK.value,
-        'at a limit, the free-space reserve or a full disk: block (wait for room; the durable '
-        'forwarder holds its packets until there is room, back-pressure on its inbox) or refuse '
-        'at once; never drop',
-        choices=tuple(p.value for p in FullPolicy),
+        AtBudget.BLOCK.value,
+        'at a limit, the free-space reserve or a full disk: block (hold the packets until there is '
+        'room, back-pressure on the inbox), refuse at once, or at the budget (limits, reserve) '
+        'drop_oldest / drop_newest (counted, noted in the queue file; a full disk still holds)',
+        choices=tuple(p.value for p in AtBudget),
     ),
     Param(
         'block_timeout_sec',
         float,
         10.0,
-        'longest wait for room with full_policy block (the durable forwarder: of one attempt)',
+        'longest wait for room with full_policy block (queue sinks: per attempt; they hold until room)',
         min=0.0,
     ),
     Param(
@@ -160,12 +160,17 @@ def open_queue(node_id: str, params: Mapping[str, Any], **extra: Any) -> Durable
         node_id,
         max_rows=params['max_rows'] or None,
         max_bytes=params['max_bytes'] or None,
-        full_policy=params['full_policy'],
+        full_policy=storage_policy(params).queue_policy(),
         block_timeout_sec=params['block_timeout_sec'],
         min_free_bytes=params.get('min_free_bytes', DEFAULT_MIN_FREE_BYTES),
         wal_limit_bytes=params.get('wal_limit_bytes', DEFAULT_WAL_LIMIT_BYTES),
         **extra,
     )
+
+
+def storage_policy(params: Mapping[str, Any]) -> AtBudget:
+    """The graph's choice at the budget (full_policy), as the sinks' StorageHold runs it."""
+    return AtBudget(params.get('full_policy', AtBudget.BLOCK.value))
 
 
 def durable_meta(
