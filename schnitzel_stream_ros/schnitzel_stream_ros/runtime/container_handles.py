@@ -168,9 +168,10 @@ def container_command(
     max_events: int | None,
     drain_timeout: float | None = None,
     diagnostics_period_sec: float | None = None,
+    pace_sources: bool = False,
 ) -> list[str]:
     """The installed `component_container` (lib/schnitzel_stream_ros), else the same module via -m."""
-    args = ['--paused', '--executor', executor]
+    args = ['--paused', '--executor', executor] + ['--pace-sources'] * pace_sources
     if drain_timeout is not None:
         args += ['--drain-timeout', str(drain_timeout)]
     if max_events is not None:
@@ -344,6 +345,7 @@ class RemoteContainerHandle:
         max_events: int | None,
         drain_timeout: float,
         diagnostics_period_sec: float | None = None,
+        pace_sources: bool = False,
     ) -> None:
         self.name = name
         self.full_name = container_full_name(name, namespace)
@@ -354,6 +356,7 @@ class RemoteContainerHandle:
             max_events=max_events,
             drain_timeout=drain_timeout,
             diagnostics_period_sec=diagnostics_period_sec,
+            pace_sources=pace_sources,
         )
         self.proc = self._spawn()
         self.client = ContainerClient(self.full_name, client_node, self._exited)
