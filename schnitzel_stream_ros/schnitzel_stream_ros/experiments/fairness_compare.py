@@ -86,6 +86,8 @@ def compare_cells(runs: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
                 'event_miss_rate': [ours['event_miss_rate'], ok_wall[0]['event_miss_rate']],
                 'harm_ratio': ours['harm_weighted_cost'] / harm if harm else None,
                 'status': [ours.get('status'), ok_wall[0].get('status')],
+                'copies_through_per_event': [ours.get('copies_through_per_event'),
+                                             ok_wall[0].get('copies_through_per_event')],
             }
         row['live'] = live
         rows.append(row)

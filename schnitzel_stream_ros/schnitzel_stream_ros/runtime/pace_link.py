@@ -35,6 +35,8 @@ PACE_TOPIC = '_schnitzel/pace'
 HEARTBEAT_SEC = 0.5
 #: between two looks of the credit reporter (what a credit costs the remote source at most, plus DDS)
 REPORT_POLL_SEC = 0.0003
+#: between two looks while no input of the container comes from another process
+IDLE_POLL_SEC = 0.05
 FIRST_CREDIT_GRACE_SEC = 2.0
 REMOTE_TIMEOUT_SEC = 5.0
 MAX_CREDIT_VALUES = 256
@@ -101,9 +103,12 @@ class PaceLink(DrainPacer):
     def _report_loop(self) -> None:
         last: dict[str, int] = {}
         last_sent = 0.0
-        while not self._stop.wait(REPORT_POLL_SEC):
+        poll = REPORT_POLL_SEC
+        while not self._stop.wait(poll):
             nodes = self.nodes()
             received = self._received(nodes)  # read before the drain check: what it counts is done
+            # a container without inputs from other processes (one-container graphs) looks rarely
+            poll = REPORT_POLL_SEC if received else IDLE_POLL_SEC
             if not received:
                 continue
             now = time.monotonic()
