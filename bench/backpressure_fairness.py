@@ -35,8 +35,13 @@ same plan, the burst copies, JSON std_msgs/String, reliable, depth 10 as one wri
 subscriber whose callback applies the same inbox policy to a deque drained by a worker thread with
 the same scoring delay and the same sink lines. What DDS loses there counts as missed, not dropped.
 
-Output: one run file per run in upstream's run schema (`<out>/<placement>/runs/<run_id>.json`) and one
-JSON object on stdout: per placement, the summary table (means per policy x workload) and the checks.
+Output: one run file per run in upstream's run schema (`<out>/<placement>/runs/<run_id>.json`, plus
+`copies_through_per_event`: how many copies of each planned event reached the sink, where the miss
+rate comes from) and one JSON object on stdout: per placement, the summary table (means per policy x
+workload) and the checks; with `--upstream`, the per-cell `comparison`. A live run's status is that of
+its report's errors (the runner's exit code also counts the inbox policy's drops, which here are the
+experiment). Cheap run: `--policies drop_new --workloads balanced --placements deterministic_vclock,
+live_2c_paced --no-baseline`.
 Metrics are defined in schnitzel_stream_ros/experiments/fairness_metrics.py (and bench/README.md).
 """
 from __future__ import annotations
