@@ -101,6 +101,13 @@ class PaceLink(DrainPacer):
         return counts
 
     def _report_loop(self) -> None:
+        try:
+            self._report()
+        except Exception as exc:  # a dead reporter would hold the other containers' sources: say so
+            if not self._stop.is_set() and self.node.context.ok():  # not merely the process ending
+                self.node.get_logger().error(f'pace credits stopped: {type(exc).__name__}: {exc}')
+
+    def _report(self) -> None:
         last: dict[str, int] = {}
         last_sent = 0.0
         poll = REPORT_POLL_SEC
@@ -118,10 +125,9 @@ class PaceLink(DrainPacer):
                 continue
             msg = DiagnosticStatus(name=self.name, values=[KeyValue(key=t, value=str(c))
                                                            for t, c in sorted(received.items())])
-            try:
-                self.publisher.publish(msg)
-            except Exception:  # the context is shutting down
+            if self._stop.is_set():
                 return
+            self.publisher.publish(msg)
             self.counters['pace_credits_published_total'] += 1
             last, last_sent = received, now
 
