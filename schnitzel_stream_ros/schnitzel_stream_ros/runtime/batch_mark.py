@@ -9,10 +9,12 @@ holds the packets of a batch until all `count` have arrived, then puts them in w
 Marks come from other processes: hostile input. A mark that does not parse (wrong shape or types,
 index outside the batch, count outside 2..MAX_BATCH_COUNT, stream id over MAX_STREAM_CHARS) or that
 contradicts the batch held for its stream (another count, an index seen already) is counted
-(`transport.batch_marks_invalid_total`) and its packet goes in on its own. Holding is bounded: at most
-MAX_STREAMS batches (one per sending port) and MAX_HELD_PACKETS packets; a batch not complete within
-TIMEOUT_SEC, pushed out by those bounds, or followed by the next batch of its stream (a packet was
-lost) goes in with what arrived and is counted (`transport.batches_incomplete_total`). Nothing that
+(`transport.batch_marks_invalid_total`) and its packet goes in on its own. Holding is bounded: at
+most MAX_STREAMS batches (one per sending port) and MAX_HELD_PACKETS packets; a batch whose next
+packet does not come within TIMEOUT_SEC, pushed out by those bounds, or followed by the next batch of
+its stream (a packet was lost) goes in with what arrived and is counted
+(`transport.batches_incomplete_total`); packets of it that come later go in at once, each on its own
+(its stream remembers the batch), as does a packet of an older call than the one held. Nothing that
 arrived is dropped here; only the inbox's overflow policy drops. The mark is removed before a plugin
 sees the packet. Packets without a mark pay one dict lookup.
 """
@@ -36,8 +38,9 @@ MAX_SEQ = 2**53
 #: batches held at once (one per sending port), and packets held in them together
 MAX_STREAMS = 64
 MAX_HELD_PACKETS = 4096
-#: how long an incomplete batch is held (the packets of one call are published back to back)
-TIMEOUT_SEC = 0.05
+#: how long an incomplete batch is held after its last packet came (the packets of one call are
+#: published back to back; on a loaded machine a thread may still stall for tens of ms between two)
+TIMEOUT_SEC = 0.1
 
 #: (stream, seq, index, count) of a valid mark
 Mark = tuple[str, int, int, int]
@@ -114,7 +117,8 @@ class BatchAssembler:
         self.counters = counters  # batches_incomplete_total, batch_marks_invalid_total
         self.timeout_sec = timeout_sec
         self.clock = clock
-        self._held: dict[str, _Held] = {}  # stream -> its batch; insertion order = deadline order
+        self._held: dict[str, _Held] = {}  # stream -> its batch, oldest first
+        self._gone: dict[str, int] = {}  # stream -> seq of its last batch put in incomplete (bounded)
         self._held_packets = 0
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -134,9 +138,13 @@ class BatchAssembler:
                 self.deliver([item])
                 return
             held = self._held.get(stream)
-            if held is not None and held.seq != seq:  # the stream's next call: the held one is short
+            if held is not None and held.seq < seq:  # the stream's next call: the held one is short
                 self._put_in(stream, complete=False)
                 held = None
+            late = self._gone.get(stream, -1) >= seq if held is None else seq < held.seq
+            if late:  # a packet of a batch already put in (or hostile order): it goes in on its own
+                self.deliver([item])
+                return
             if held is None:
                 while self._held and (len(self._held) >= MAX_STREAMS
                                       or self._held_packets + count > MAX_HELD_PACKETS):
@@ -149,6 +157,7 @@ class BatchAssembler:
                 return
             held.slots[index] = item
             held.got += 1
+            held.deadline = self.clock() + self.timeout_sec  # held while its packets keep coming
             self._held_packets += 1
             if held.got == held.count:
                 self._put_in(stream, complete=True)
@@ -160,12 +169,11 @@ class BatchAssembler:
 
     def _expire(self) -> float | None:
         now = self.clock()
-        while self._held:
-            stream, held = next(iter(self._held.items()))
-            if held.deadline > now:
-                return held.deadline - now
+        for stream in [s for s, held in self._held.items() if held.deadline <= now]:
             self._put_in(stream, complete=False)
-        return None
+        if not self._held:
+            return None
+        return min(held.deadline for held in self._held.values()) - now
 
     def flush(self) -> None:
         """Put in everything held now (the input is switched off or closes)."""
@@ -184,6 +192,10 @@ class BatchAssembler:
         self._held_packets -= held.got
         if not complete:
             self.counters.batches_incomplete_total += 1
+            self._gone.pop(stream, None)
+            if len(self._gone) >= MAX_STREAMS:
+                del self._gone[next(iter(self._gone))]
+            self._gone[stream] = held.seq
         self.deliver([item for item in held.slots if item is not None])
 
     def _start_reaper(self) -> None:

@@ -198,12 +198,25 @@ class OutputPort:
         if self.external_subscribers:
             marker = self.marker
             marked = marker.mark(packets) if marker is not None else packets
-            for packet in marked:
-                self._publish(packet)
+            # encoded first, then published back to back: the receiver holds the batch meanwhile
+            msgs = [msg for msg in map(self._encode, marked) if msg is not None]
+            for msg in msgs:
+                self.publisher.publish(msg)
+            self.dds_published += len(msgs)
+            self.transport.dds_published_total += len(msgs)
 
     def _publish(self, packet: StreamPacket) -> None:
+        msg = self._encode(packet)
+        if msg is None:
+            return
+        self.publisher.publish(msg)
+        self.dds_published += 1
+        self.transport.dds_published_total += 1
+
+    def _encode(self, packet: StreamPacket) -> Any:
+        """The message for `packet`, or None when it cannot be encoded (counted, reported once)."""
         try:
-            msg = self.encode(packet)
+            return self.encode(packet)
         except (TypeError, ValueError) as exc:
             self.transport.encode_failed_total += 1
             self._encode_errors += 1
@@ -213,10 +226,7 @@ class OutputPort:
                     f'(kind {packet.kind}) cannot be published on {self.topic.name} '
                     f'for outside listeners: {exc}'
                 )
-            return
-        self.publisher.publish(msg)
-        self.dds_published += 1
-        self.transport.dds_published_total += 1
+            return None
 
 
 class Bus:

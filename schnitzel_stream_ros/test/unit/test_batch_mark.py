@@ -70,11 +70,25 @@ def test_an_incomplete_batch_goes_in_at_its_timeout_or_when_its_stream_moves_on(
     clock.now += 0.02
     assert assembler.expire() is None
     assert delivered == [['a0', 'a2']] and counters.batches_incomplete_total == 1
+    assembler.add('a1', ('s1', 1, 1, 3))  # late for a batch already put in: in at once, on its own
+    assert delivered[-1] == ['a1'] and assembler.held_packets == 0
     assembler.add('b0', ('s1', 2, 0, 2))
     assembler.add('c0', ('s1', 3, 0, 2))  # the next call of the stream: b lost its second packet
     assert delivered[-1] == ['b0'] and counters.batches_incomplete_total == 2
+    assembler.add('old', ('s1', 2, 1, 2))  # an older call while call 3 is held: on its own
+    assert delivered[-1] == ['old'] and assembler.held_packets == 1
     assembler.add('c1', ('s1', 3, 1, 2))
     assert delivered[-1] == ['c0', 'c1']
+
+
+def test_a_batch_is_held_while_its_packets_keep_coming():
+    assembler, delivered, _, clock = _assembler(timeout=0.05)
+    for index in range(3):  # each packet 40 ms after the one before: slow, but coming
+        assembler.add(index, ('s', 1, index, 4))
+        clock.now += 0.04
+        assert assembler.expire() is not None and delivered == []
+    assembler.add(3, ('s', 1, 3, 4))
+    assert delivered == [[0, 1, 2, 3]]
 
 
 def test_batches_of_several_streams_are_held_apart():
