@@ -300,8 +300,10 @@ def copies_through(record: dict[str, Any]) -> dict[str, int]:
     """{copies of one planned event that reached the sink: events}: where the miss rate comes from.
 
     Upstream's runner puts all the burst's copies of an event into the processor's inbox before the
-    processor takes one, so with drop_new exactly min(copies, inbox_max) get through, every event; a
-    live processor takes the first copy as it arrives, so up to inbox_max + 1 may."""
+    processor takes one, so with drop_new exactly min(copies, inbox_max) get through, every event. The
+    live runtime delivers the outputs of one call together (docs/runtime.md; across containers the
+    receiver holds a call's packets until all arrived), so a paced live run gives the same histogram;
+    an incomplete batch (`transport.batches_incomplete_total` in the run's report) shows here."""
     path = (record.get('paths') or {}).get('events_path')
     per_event: dict[int, int] = {}
     for line in read_lines(Path(path)) if path else []:
