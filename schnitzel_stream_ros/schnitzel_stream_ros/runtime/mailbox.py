@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable
 
 from schnitzel_stream_ros.graph.model import Overflow
-from schnitzel_stream_ros.runtime.inbox import Inbox, Item, Offer
+from schnitzel_stream_ros.runtime.inbox import Inbox, InboxOverflowError, Item, Offer
 
 Control = Callable[[], None]
 #: What a producer appends to the arrival order: (input port name, its inbox), built once per input.
@@ -98,27 +98,29 @@ class Mailbox:
 
     def put_many(self, token: Token, items: list[Item]) -> None:
         """All outputs of one plugin call for this inbox, as one operation (module docstring)."""
+        self._put_many(token, items, self._offer_under_policy)
+
+    def put_many_nowait(self, token: Token, items: list[Item]) -> None:
+        """put_many() for DDS callbacks: never waits (a full `block` inbox spills, see above)."""
+        self._put_many(token, items, self._put_nowait)
+
+    def _put_many(self, token: Token, items: list[Item], put: Callable[..., None]) -> None:
         inbox = token[1]
         with self._lock:
+            done = 0
             try:
                 for item in items:
-                    self._offer_under_policy(token, inbox, item, notify=False)
+                    put(token, inbox, item, notify=False)
+                    done += 1
+            except InboxOverflowError:  # policy `error`: the rest of the call's batch is counted too
+                for item in items[done + 1:]:
+                    self._discard(inbox, item)
+                raise
             finally:  # also when policy `error` raised half-way: what got in is worked on
                 if self._worker_waiting and self._order:
                     self._has_work.notify()
 
-    def put_many_nowait(self, token: Token, items: list[Item]) -> None:
-        """put_many() for DDS callbacks: never waits (a full `block` inbox spills, see above)."""
-        inbox = token[1]
-        with self._lock:
-            try:
-                for item in items:
-                    self._put_nowait(token, inbox, item)
-            finally:
-                if self._worker_waiting and self._order:
-                    self._has_work.notify()
-
-    def _put_nowait(self, token: Token, inbox: Inbox, item: Item) -> None:
+    def _put_nowait(self, token: Token, inbox: Inbox, item: Item, notify: bool = False) -> None:
         """One packet under the lock, never waiting; the caller wakes the worker."""
         if inbox.overflow is not Overflow.BLOCK or self._closed:
             self._offer_under_policy(token, inbox, item, notify=False)  # these policies never wait
