@@ -9,9 +9,10 @@ marked packets until all have arrived (runtime/batch_mark.py). So the benchmark'
 and across two real container processes over DDS — must give upstream's reference miss exactly
 (test/graphs/upstream_exp/reference_inproc_seed12000.json), with two copies through for every event.
 The runs go through the benchmark's own live placement (bench/backpressure_fairness.py). Across
-containers exactness holds for every batch DDS delivers complete within the receiver's hold; a batch
-whose last packet DDS delivered only later (a retransmission; rare, seen on the loaded 2-core
-machine) is counted in `transport.batches_incomplete_total`, and only such events may then differ.
+containers exactness holds for every batch whose packets reach the receiving input within the hold
+(100 ms after the one before); one that takes longer (rare: seen once in ~16,000 batches on the
+loaded 2-core machine) goes in as it came, counted in `transport.batches_incomplete_total`, and only
+such events may then differ.
 """
 from __future__ import annotations
 
@@ -68,6 +69,6 @@ def test_a_paced_live_cell_misses_exactly_what_upstreams_runner_misses(tmp_path,
         assert record['event_miss_rate'] == reference['event_miss_rate']
         assert record['drop_rate'] == reference['drop_rate']
     else:
-        # DDS delivered a batch's last packet only after the hold (a retransmission on a loaded
-        # machine): that batch went in as it came, counted; only such events may differ
+        # a packet of a batch came after the hold (a stall on a loaded machine): that batch went
+        # in as it came, counted; only such events may differ
         assert sum(n for copies, n in histogram.items() if copies != '2') <= incomplete, histogram
