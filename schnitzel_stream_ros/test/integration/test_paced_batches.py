@@ -10,7 +10,7 @@ and across two real container processes over DDS — must give upstream's refere
 (test/graphs/upstream_exp/reference_inproc_seed12000.json), with two copies through for every event.
 The runs go through the benchmark's own live placement (bench/backpressure_fairness.py). Across
 containers exactness holds for every batch whose packets reach the receiving input within the hold
-(100 ms after the one before); one that takes longer (rare: seen once in ~16,000 batches on the
+(100 ms after the one before); one that takes longer (rare: seen once in ~10,000 batches on the
 loaded 2-core machine) goes in as it came, counted in `transport.batches_incomplete_total`, and only
 such events may then differ.
 """
