@@ -11,12 +11,12 @@ index outside the batch, count outside 2..MAX_BATCH_COUNT, stream id over MAX_ST
 contradicts the batch held for its stream (another count, an index seen already) is counted
 (`transport.batch_marks_invalid_total`) and its packet goes in on its own. Holding is bounded: at
 most MAX_STREAMS batches (one per sending port) and MAX_HELD_PACKETS packets; a batch whose next
-packet does not come within TIMEOUT_SEC, pushed out by those bounds, or followed by the next batch of
-its stream (a packet was lost) goes in with what arrived and is counted
-(`transport.batches_incomplete_total`); packets of it that come later go in at once, each on its own
-(its stream remembers the batch), as does a packet of an older call than the one held. Nothing that
-arrived is dropped here; only the inbox's overflow policy drops. The mark is removed before a plugin
-sees the packet. Packets without a mark pay one dict lookup.
+packet does not come within TIMEOUT_SEC (time the whole process stood still does not count), pushed
+out by those bounds, or followed by the next batch of its stream (a packet was lost) goes in with
+what arrived and is counted (`transport.batches_incomplete_total`); packets of it that come later go
+in at once, each on its own (its stream remembers the batch), as does a packet of an older call than
+the one held. Nothing that arrived is dropped here; only the inbox's overflow policy drops. The mark
+is removed before a plugin sees the packet. Packets without a mark pay one dict lookup.
 """
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ MAX_HELD_PACKETS = 4096
 #: how long an incomplete batch is held after its last packet came (the packets of one call are
 #: published back to back; on a loaded machine a thread may still stall for tens of ms between two)
 TIMEOUT_SEC = 0.1
+#: a reaper that wakes this much later than it meant to saw the process stalled (descheduled on a
+#: loaded machine): packets could not be received meanwhile, so the hold starts afresh
+STALL_SEC = 0.02
 
 #: (stream, seq, index, count) of a valid mark
 Mark = tuple[str, int, int, int]
@@ -207,11 +210,24 @@ class BatchAssembler:
         else:
             self._wake.notify()
 
+    def wake(self, planned: float | None) -> float | None:
+        """One look of the reaper, which meant to wake at `planned`: after a stall of the whole process
+        (it woke over STALL_SEC late) the held batches get their hold afresh — their packets may be
+        waiting in DDS for the receiving thread, which stalled too — then expire(). Under the lock."""
+        if planned is not None:
+            now = self.clock()
+            if now - planned > STALL_SEC:  # the hold starts again now that the process runs again
+                for held in self._held.values():
+                    held.deadline = max(held.deadline, now + self.timeout_sec)
+        return self._expire()
+
     def _reap(self) -> None:
         with self._lock:
+            planned = None
             while not self._closed:
                 try:
-                    due = self._expire()
+                    due = self.wake(planned)
                 except Exception:  # deliver() failed (reported by it): the next batch is tried anew
                     due = self.timeout_sec
+                planned = None if due is None else self.clock() + due
                 self._wake.wait(due)

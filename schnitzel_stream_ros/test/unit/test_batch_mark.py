@@ -121,6 +121,23 @@ def test_contradicting_marks_go_in_alone_and_are_counted():
     assert delivered[-1] == ['p0', 'p1', 'p2']  # the batch itself is unharmed
 
 
+def test_time_the_whole_process_stood_still_does_not_count_against_a_held_batch():
+    """The reaper meant to wake at the deadline but woke 0.4 s late: the process was descheduled, the
+    batch's other packets may be waiting in DDS for the receiving thread, so it is held on."""
+    assembler, delivered, counters, clock = _assembler(timeout=0.1)
+    assembler.add('p0', ('s', 1, 0, 2))
+    planned = clock.now + 0.1
+    clock.now = planned + 0.4
+    assert assembler.wake(planned) == pytest.approx(0.1) and delivered == []
+    assembler.add('p1', ('s', 1, 1, 2))
+    assert delivered == [['p0', 'p1']] and counters.batches_incomplete_total == 0
+    assembler.add('q0', ('s', 2, 0, 2))  # a reaper on time (5 ms late): the batch is short
+    planned = clock.now + 0.1
+    clock.now = planned + 0.005
+    assert assembler.wake(planned) is None
+    assert delivered[-1] == ['q0'] and counters.batches_incomplete_total == 1
+
+
 def test_holding_is_bounded_by_streams_and_packets_and_loses_nothing(monkeypatch):
     monkeypatch.setattr(batch_mark, 'MAX_STREAMS', 4)
     monkeypatch.setattr(batch_mark, 'MAX_HELD_PACKETS', 10)
