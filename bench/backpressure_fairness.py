@@ -1,18 +1,27 @@
 """Upstream's backpressure-fairness benchmark through this runtime, placements side by side.
 
     python bench/backpressure_fairness.py [--repeats 1] [--seed-base 12000] [--policies drop_new,...]
-        [--workloads balanced,...] [--placements deterministic,live_paced,live,live_2c] [--no-baseline]
-        [--out DIR]
+        [--workloads balanced,...] [--placements deterministic,deterministic_vclock,live_paced,...]
+        [--no-baseline] [--upstream DIR [--upstream-python PY] [--upstream-runs 2]] [--out DIR]
 
 Upstream's experiment files (schnitzel-stream-platform, exp/backpressure-paper-submission; copies in
 schnitzel_stream_ros/test/graphs/upstream_exp/) are composed into one graph per run exactly as
 upstream's runner does (schnitzel_stream_ros/experiments/fairness_configs.py), then run in:
 - `deterministic`: one thread, upstream's in-process order (drain after every emission);
+- `deterministic_vclock`: the same on the virtual clock (nodes/experiments/clock.py): latency is the
+  sum of the seeded delays a packet waited for, exactly, so harm is a function of the seeds alone;
 - `live_paced`: `schnitzel-stream run`, every node on its own thread, one container, with the graph
   option `config.pace_sources: true` — the source emits its next packet once the graph has drained
   the previous one, upstream's in-process pacing (docs/runtime.md);
 - `live`: the same, unpaced;
-- `live_2c`: the same with processor and sink in a second container, the burst -> processor edge over DDS.
+- `live_2c`: the same with processor and sink in a second container, the burst -> processor edge over DDS;
+- `live_2c_paced`: `live_2c` with `config.pace_sources`: the source waits for the second container's
+  credit (runtime/pace_link.py) as well as for its own container's graph.
+With `--upstream DIR` (a checkout of upstream's branch) upstream's own runner runs every cell right
+after ours, on the same seed (experiments/upstream_runner.py): `upstream` on the machine's clock
+(`--upstream-runs` times, to show its own spread), `upstream_vclock` on the virtual clock. The output's
+`comparison` then holds, per cell, drop/miss equality and harm of ours against upstream's on each
+clock, and the live placements' p95, miss and harm against upstream's wall-clock figures.
 Unpaced, the source emits its plan as fast as it can (plus upstream's outage pause), so the
 processor's inbox policy decides what gets through. Upstream leaves the other inboxes
 unbounded; here they are bounded at the run's packet count, and both ends of the DDS edge keep that
@@ -26,8 +35,13 @@ same plan, the burst copies, JSON std_msgs/String, reliable, depth 10 as one wri
 subscriber whose callback applies the same inbox policy to a deque drained by a worker thread with
 the same scoring delay and the same sink lines. What DDS loses there counts as missed, not dropped.
 
-Output: one run file per run in upstream's run schema (`<out>/<placement>/runs/<run_id>.json`) and one
-JSON object on stdout: per placement, the summary table (means per policy x workload) and the checks.
+Output: one run file per run in upstream's run schema (`<out>/<placement>/runs/<run_id>.json`, plus
+`copies_through_per_event`: how many copies of each planned event reached the sink, where the miss
+rate comes from) and one JSON object on stdout: per placement, the summary table (means per policy x
+workload) and the checks; with `--upstream`, the per-cell `comparison`. A live run's status is that of
+its report's errors (the runner's exit code also counts the inbox policy's drops, which here are the
+experiment). Cheap run: `--policies drop_new --workloads balanced --placements deterministic_vclock,
+live_2c_paced --no-baseline`.
 Metrics are defined in schnitzel_stream_ros/experiments/fairness_metrics.py (and bench/README.md).
 """
 from __future__ import annotations
@@ -45,14 +59,17 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'schnitzel_stream_ros'))
 
+from schnitzel_stream_ros.experiments.fairness_compare import compare_cells  # noqa: E402
 from schnitzel_stream_ros.experiments.fairness_configs import Experiment, RunPlan, compose  # noqa: E402
 from schnitzel_stream_ros.experiments.fairness_metrics import run_metrics, run_record  # noqa: E402
 from schnitzel_stream_ros.experiments.placements import read_lines, run_deterministic  # noqa: E402
+from schnitzel_stream_ros.experiments.upstream_runner import run_upstream_cell  # noqa: E402
+from schnitzel_stream_ros.nodes.experiments.clock import VirtualClock, use  # noqa: E402
 from schnitzel_stream_ros.testing import processes  # noqa: E402
 from schnitzel_stream_ros.testing.dds import lease_domain, localhost_env  # noqa: E402
 
 EXPERIMENT_DIR = REPO / 'schnitzel_stream_ros' / 'test' / 'graphs' / 'upstream_exp'
-PLACEMENTS = ('deterministic', 'live_paced', 'live', 'live_2c')
+PLACEMENTS = ('deterministic', 'deterministic_vclock', 'live_paced', 'live', 'live_2c', 'live_2c_paced')
 RUN_TIMEOUT_SEC = 300
 #: DDS history of the baseline's topic: what a plain rclpy user writes (create_publisher(..., 10))
 BASELINE_DEPTH = 10
@@ -173,7 +190,7 @@ def live_graph(plan: RunPlan, two_containers: bool, paced: bool = False) -> dict
 
 
 def run_live(plan: RunPlan, run_dir: Path, placement: str) -> dict[str, Any]:
-    graph = live_graph(plan, placement == 'live_2c', placement == 'live_paced')
+    graph = live_graph(plan, placement.startswith('live_2c'), placement.endswith('_paced'))
     graph_path = run_dir / 'graphs' / f'{plan.run_id}.yaml'
     graph_path.parent.mkdir(parents=True, exist_ok=True)
     graph_path.write_text(json.dumps(graph))  # JSON is YAML: the loader reads it
@@ -195,7 +212,9 @@ def run_live(plan: RunPlan, run_dir: Path, placement: str) -> dict[str, Any]:
     taken = int(metrics_in.get(f"node.{ids['processor']}.consumed", 0))
     dropped = int(metrics_in.get(f"node.{ids['processor']}.inbox_dropped_total", 0))
     other_drops = int(metrics_in.get('packets.dropped_total', 0)) - dropped
-    errors = report.get('errors') or ([] if done.returncode == 0 else [done.stderr.strip()[-300:]])
+    # the run's exit code says `failed` when packets were dropped: here the inbox policy's drops are the
+    # experiment, so only the report's errors (upstream's `error` policy, a plugin failing) fail a run
+    errors = report.get('errors', []) if report else [done.stderr.strip()[-300:] or f'exit {done.returncode}']
     ok = not errors
     metrics, breakdown = run_metrics(
         read_lines(events_path), expected_total=plan.expected_total,
@@ -277,6 +296,34 @@ def summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def copies_through(record: dict[str, Any]) -> dict[str, int]:
+    """{copies of one planned event that reached the sink: events}: where the miss rate comes from.
+
+    Upstream's runner puts all the burst's copies of an event into the processor's inbox before the
+    processor takes one, so with drop_new exactly min(copies, inbox_max) get through, every event. The
+    live runtime delivers the outputs of one call together (docs/runtime.md; across containers the
+    receiver holds a call's packets until all arrived), so a paced live run gives the same histogram;
+    an incomplete batch (`transport.batches_incomplete_total` in the run's report) shows here."""
+    path = (record.get('paths') or {}).get('events_path')
+    per_event: dict[int, int] = {}
+    for line in read_lines(Path(path)) if path else []:
+        seq = line.get('seq')
+        if isinstance(seq, int):
+            per_event[seq] = per_event.get(seq, 0) + 1
+    histogram: dict[str, int] = {}
+    for count in per_event.values():
+        histogram[str(count)] = histogram.get(str(count), 0) + 1
+    return dict(sorted(histogram.items()))
+
+
+def run_virtual(plan: RunPlan, run_dir: Path) -> dict[str, Any]:
+    """The deterministic placement on the virtual clock (exact latencies, see the module docstring)."""
+    with use(VirtualClock()):
+        record = run_deterministic(plan, run_dir)
+    record['placement'] = 'deterministic_vclock'
+    return record
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--experiment-dir', type=Path, default=EXPERIMENT_DIR)
@@ -286,25 +333,38 @@ def main() -> int:
     parser.add_argument('--workloads', default='', help='workload ids, comma-separated (default: all)')
     parser.add_argument('--placements', default=','.join(PLACEMENTS))
     parser.add_argument('--no-baseline', action='store_true')
+    parser.add_argument('--upstream', type=Path, default=None,
+                        help="a checkout of upstream's exp/backpressure-paper-submission: its runner runs "
+                             'every cell too (placements upstream, upstream_vclock)')
+    parser.add_argument('--upstream-python', default=sys.executable,
+                        help="interpreter with upstream's requirements (omegaconf)")
+    parser.add_argument('--upstream-runs', type=int, default=2,
+                        help="upstream's runner on the machine's clock, runs per cell (its own spread)")
     parser.add_argument('--out', type=Path, default=None)
     args = parser.parse_args()
     directory = args.experiment_dir
-    exp = Experiment.load(directory / 'bench_base.yaml', sorted(directory.glob('policy_*.yaml')),
-                          sorted(directory.glob('workloads_*.yaml')))
+    policy_files = sorted(directory.glob('policy_*.yaml'))
+    workload_files = sorted(directory.glob('workloads_*.yaml'))
+    exp = Experiment.load(directory / 'bench_base.yaml', policy_files, workload_files)
     wanted_p = {p for p in args.policies.split(',') if p}
     wanted_w = {w for w in args.workloads.split(',') if w}
     placements = [p for p in args.placements.split(',') if p]
     unknown = sorted(set(placements) - set(PLACEMENTS))
     if unknown:
         parser.error(f'--placements: unknown {unknown} (known: {list(PLACEMENTS)})')
+    upstream_script = 'scripts/experiments/run_backpressure_bench.py'
+    if args.upstream is not None and not (args.upstream / upstream_script).exists():
+        parser.error(f"--upstream {args.upstream}: no scripts/experiments/run_backpressure_bench.py there")
     if not args.no_baseline:
         placements.append('rclpy')
     out = args.out or Path(tempfile.mkdtemp(prefix='backpressure_fairness_'))
     runners = {'deterministic': lambda plan, d: run_deterministic(plan, d),
-               'live_paced': lambda plan, d: run_live(plan, d, 'live_paced'),
-               'live': lambda plan, d: run_live(plan, d, 'live'),
-               'live_2c': lambda plan, d: run_live(plan, d, 'live_2c'), 'rclpy': run_baseline}
-    runs: dict[str, list[dict[str, Any]]] = {p: [] for p in placements}
+               'deterministic_vclock': run_virtual,
+               'rclpy': run_baseline}
+    for live in ('live_paced', 'live', 'live_2c', 'live_2c_paced'):
+        runners[live] = lambda plan, d, live=live: run_live(plan, d, live)
+    upstream_placements = ['upstream', 'upstream_vclock'] if args.upstream is not None else []
+    runs: dict[str, list[dict[str, Any]]] = {p: [] for p in placements + upstream_placements}
     for repeat in range(args.repeats):
         for pi, policy in enumerate(exp.policies):
             for wi, workload in enumerate(exp.workloads):
@@ -317,13 +377,26 @@ def main() -> int:
                     plan = compose(exp, pi, wi, repeat, seed, run_dir / 'events' / f'{policy["policy_id"]}_'
                                    f'{workload["workload_id"]}_r{repeat:02d}_s{seed}.jsonl')
                     record = runners[placement](plan, run_dir)
+                    record['copies_through_per_event'] = copies_through(record)
                     (run_dir / 'runs').mkdir(parents=True, exist_ok=True)
                     (run_dir / 'runs' / f'{plan.run_id}.json').write_text(json.dumps(record, indent=1))
                     runs[placement].append(record)
-                    print(f"{placement:13} {plan.run_id}: {record['status']} "
-                          f"miss {record['event_miss_rate']:.3f} p95 {record['p95_latency_ms']:.1f} ms "
-                          f"harm {record['harm_weighted_cost']:.2f}",
-                          file=sys.stderr, flush=True)
+                    _progress(placement, plan.run_id, record)
+                upstream_jobs = [('upstream_vclock', 'virtual')] * bool(upstream_placements) + [
+                    ('upstream', 'wall')] * (args.upstream_runs if upstream_placements else 0)
+                for index, (placement, clock) in enumerate(upstream_jobs):
+                    record = run_upstream_cell(
+                        upstream_dir=args.upstream, python=args.upstream_python,
+                        base=directory / 'bench_base.yaml', policy=policy_files[pi],
+                        workload=workload_files[wi],
+                        seed=seed, out_dir=out / placement / f'session_{seed}_{index}', clock=clock)
+                    record.update(placement=placement, repeat=repeat, seed=seed,
+                                  policy_id=policy['policy_id'],
+                                  workload_id=workload['workload_id'])
+                    record['copies_through_per_event'] = copies_through(record)
+                    runs[placement].append(record)
+                    cell = f'run_{policy["policy_id"]}_{workload["workload_id"]}_s{seed}'
+                    _progress(placement, cell, record)
     result = {'out': str(out), 'repeats': args.repeats, 'seed_base': args.seed_base, 'placements': {}}
     for placement, records in runs.items():
         entry: dict[str, Any] = {'summary': summary(records)}
@@ -333,8 +406,20 @@ def main() -> int:
         if placement == 'rclpy':
             entry['lost_in_dds_total'] = sum(r['runtime_metrics']['lost_in_dds'] for r in records)
         result['placements'][placement] = entry
+    if upstream_placements:
+        result['comparison'] = compare_cells(runs)
     print(json.dumps(result, indent=1))
     return 0
+
+
+def _progress(placement: str, run_id: str, record: dict[str, Any]) -> None:
+    if record.get('status') not in ('ok', 'error') or 'event_miss_rate' not in record:
+        print(f"{placement:13} {run_id}: {record.get('status')} {record.get('error', '')}", file=sys.stderr,
+              flush=True)
+        return
+    print(f"{placement:13} {run_id}: {record['status']} miss {record['event_miss_rate']:.3f} "
+          f"p95 {record['p95_latency_ms']:.2f} ms harm {record['harm_weighted_cost']:.4f}", file=sys.stderr,
+          flush=True)
 
 
 if __name__ == '__main__':

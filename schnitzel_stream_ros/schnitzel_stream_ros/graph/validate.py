@@ -392,13 +392,6 @@ class _Validator:
         return topic
 
     def check_containers(self) -> None:
-        if self.spec.pace_sources and len(self.spec.containers) > 1:
-            names = ', '.join(repr(g.name) for g in self.spec.containers)
-            self.errors.append(GraphError(
-                self.spec.pace_position,
-                f'config.pace_sources: pacing works within one container; this graph has '
-                f'{len(self.spec.containers)} ({names}): put every node in one container or drop the '
-                'option', '', 'pacing'))
         for group in self.spec.containers:
             first = self.nodes.get(group.node_ids[0])
             position = first.position if first else self.spec.position

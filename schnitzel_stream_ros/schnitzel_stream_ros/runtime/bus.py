@@ -14,6 +14,11 @@ is the number of outside listeners. It is polled at most every `EXTERNAL_CHECK_N
 call is ~1 µs; packets may come at 100 kHz), so a new listener gets packets within 50 ms of matching —
 like any late-joining volatile subscriber.
 
+Outputs of one call arrive together (docs/runtime.md): `OutputPort.many` hands all packets one
+plugin call returned to each local inbox with one Mailbox.put_many, and publishes them for outside
+listeners with a batch mark in meta (runtime/batch_mark.py) so the receiving container can put
+them into its inbox together as well. One packet per call costs nothing extra.
+
 Limitation (documented in docs/runtime.md): a topic has one publishing node per graph. If a process
 outside the container also published on a topic that has a publisher inside, in-container
 subscribers would only see the local one.
@@ -28,6 +33,7 @@ from typing import Any
 
 from schnitzel_stream_ros.observability.metrics import EdgeMetrics
 from schnitzel_stream_ros.packet import StreamPacket
+from schnitzel_stream_ros.runtime.batch_mark import BatchMarker
 from schnitzel_stream_ros.runtime.inbox import Inbox, Item
 from schnitzel_stream_ros.runtime.mailbox import Mailbox, Token
 
@@ -39,6 +45,8 @@ class TransportCounters:
     """What crossed the container boundary (the evidence for "no serialisation in-container")."""
 
     __slots__ = (
+        'batch_marks_invalid_total',
+        'batches_incomplete_total',
         'dds_published_total',
         'dds_received_total',
         'decode_failed_total',
@@ -58,6 +66,9 @@ class TransportCounters:
         self.lane_copied_total = 0  # frames a reader copied out: it held its lease limit already
         self.lane_missed_total = 0  # frames a slow reader lost to the lane's keep-freshest overflow
         self.lane_received_total = 0  # frames that came in over a shared-memory frame lane (shm_lane/)
+        # batches of one call that came in over DDS (runtime/batch_mark.py)
+        self.batches_incomplete_total = 0  # held to the timeout, then put in with what arrived
+        self.batch_marks_invalid_total = 0  # a malformed or contradictory mark: put in on its own
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -66,7 +77,8 @@ class TransportCounters:
 class LocalSubscriber:
     """One input port of one node listening to one topic inside the container."""
 
-    __slots__ = ('bridge', 'edge', 'inbox', 'mailbox', 'offer', 'port', 'rewrap_kind', 'token', 'topic')
+    __slots__ = ('bridge', 'edge', 'inbox', 'mailbox', 'offer', 'offer_many', 'port', 'rewrap_kind', 'token',
+                 'topic')
 
     def __init__(
         self,
@@ -87,6 +99,10 @@ class LocalSubscriber:
         self.rewrap_kind = rewrap_kind
         #: what the output port calls per packet: the mailbox itself, or a re-wrapping step first
         self.offer: Callable[[Token, Item], None] = mailbox.offer if rewrap_kind is None else self._rewrap
+        #: what the output port calls with all outputs of one plugin call (one inbox operation)
+        self.offer_many: Callable[[Token, list[Item]], None] = (
+            mailbox.put_many if rewrap_kind is None else self._rewrap_many
+        )
         # set by the node: switches its DDS subscription for this topic on (True) or off (False)
         self.bridge: Callable[[bool], None] | None = None
 
@@ -94,15 +110,22 @@ class LocalSubscriber:
         packet = StreamPacket.new(self.rewrap_kind or 'raw', self.topic, item[0].payload)
         self.mailbox.offer(token, (packet, item[1], item[2]))
 
+    def _rewrap_many(self, token: Token, items: list[Item]) -> None:
+        kind = self.rewrap_kind or 'raw'
+        self.mailbox.put_many(token, [(StreamPacket.new(kind, self.topic, item[0].payload), item[1], item[2])
+                                      for item in items])
+
 
 #: (offer, token, edge) of one local subscriber, as the output port's loop wants it
 Target = tuple[Callable[[Token, Item], None], Token, EdgeMetrics]
+#: (offer_many, token, edge): the same for all outputs of one call
+BatchTarget = tuple[Callable[[Token, list[Item]], None], Token, EdgeMetrics]
 
 
 class Topic:
     """A topic as the container sees it: its local publishers and local subscribers."""
 
-    __slots__ = ('name', 'publishers', 'subscribers', 'targets')
+    __slots__ = ('batch_targets', 'name', 'publishers', 'subscribers', 'targets')
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -110,10 +133,12 @@ class Topic:
         # replaced, never mutated: output ports read them without a lock
         self.subscribers: tuple[LocalSubscriber, ...] = ()
         self.targets: tuple[Target, ...] = ()
+        self.batch_targets: tuple[BatchTarget, ...] = ()
 
     def set_subscribers(self, subscribers: tuple[LocalSubscriber, ...]) -> None:
         self.subscribers = subscribers
         self.targets = tuple((s.offer, s.token, s.edge) for s in subscribers)
+        self.batch_targets = tuple((s.offer_many, s.token, s.edge) for s in subscribers)
 
 
 class OutputPort:
@@ -128,8 +153,12 @@ class OutputPort:
         encode: Callable[[StreamPacket], Any],
         transport: TransportCounters,
         on_encode_error: Callable[[str], None],
+        marks_batches: bool = True,
     ) -> None:
         self.node_id = node_id
+        # packets published with a batch mark in meta (StreamPacket messages only: other ROS types
+        # carry no meta, their batches arrive packet by packet)
+        self.marker = BatchMarker() if marks_batches else None
         self.port = port
         self.topic = topic
         self.publisher = publisher
@@ -160,9 +189,40 @@ class OutputPort:
         if self.external_subscribers:
             self._publish(packet)
 
+    def many(self, packets: list[StreamPacket]) -> None:
+        """All outputs of one plugin call (two or more): one inbox operation per local edge, and a
+        batch mark on each for outside listeners (module docstring)."""
+        t = time.perf_counter_ns()
+        targets = self.topic.batch_targets
+        for offer_many, token, edge in targets:
+            offer_many(token, [(packet, t, edge) for packet in packets])
+        if targets:
+            self.transport.local_deliveries_total += len(targets) * len(packets)
+        if t >= self._next_check_ns:
+            self.external_subscribers = self.publisher.get_subscription_count()
+            self._next_check_ns = t + EXTERNAL_CHECK_NS
+        if self.external_subscribers:
+            marker = self.marker
+            marked = marker.mark(packets) if marker is not None else packets
+            # encoded first, then published back to back: the receiver holds the batch meanwhile
+            msgs = [msg for msg in map(self._encode, marked) if msg is not None]
+            for msg in msgs:
+                self.publisher.publish(msg)
+            self.dds_published += len(msgs)
+            self.transport.dds_published_total += len(msgs)
+
     def _publish(self, packet: StreamPacket) -> None:
+        msg = self._encode(packet)
+        if msg is None:
+            return
+        self.publisher.publish(msg)
+        self.dds_published += 1
+        self.transport.dds_published_total += 1
+
+    def _encode(self, packet: StreamPacket) -> Any:
+        """The message for `packet`, or None when it cannot be encoded (counted, reported once)."""
         try:
-            msg = self.encode(packet)
+            return self.encode(packet)
         except (TypeError, ValueError) as exc:
             self.transport.encode_failed_total += 1
             self._encode_errors += 1
@@ -172,10 +232,7 @@ class OutputPort:
                     f'(kind {packet.kind}) cannot be published on {self.topic.name} '
                     f'for outside listeners: {exc}'
                 )
-            return
-        self.publisher.publish(msg)
-        self.dds_published += 1
-        self.transport.dds_published_total += 1
+            return None
 
 
 class Bus:

@@ -64,9 +64,10 @@ from schnitzel_stream_ros.runtime.load_spec import (
     LoadError,
     parse_load_request,
 )
+from schnitzel_stream_ros.runtime.pace_link import PaceLink
 from schnitzel_stream_ros.runtime.plugin_host import PluginError
 from schnitzel_stream_ros.runtime.ros_node import PluginNode
-from schnitzel_stream_ros.runtime.workers import DrainPacer, EmissionBudget
+from schnitzel_stream_ros.runtime.workers import EmissionBudget
 
 SERVICE_PREFIX = '~/_container/'
 CONTROL_PREFIX = '~/_schnitzel/'
@@ -200,8 +201,9 @@ class Container:
         self.diagnostics: DiagnosticsPublisher | None = None
         self.bus = Bus()
         self.budget = EmissionBudget(max_events)
-        # config.pace_sources: sources wait for this container's graph to drain (workers.DrainPacer)
-        self.pacer = DrainPacer(lambda: list(self._nodes.values())) if pace_sources else None
+        # config.pace_sources: sources wait for the graph to drain — this container's (workers.DrainPacer)
+        # and, through the credits of runtime/pace_link.py, the containers its packets went to
+        self.pacer = PaceLink(node, self.bus, lambda: list(self._nodes.values())) if pace_sources else None
         self.started = autostart
         self.stopped = False
         # bounded, overflow counted (observability/bounded.py): a month of warnings fits
@@ -567,6 +569,8 @@ class Container:
 
     def destroy_nodes(self) -> None:
         """Destroy every plugin node (call after the executor stopped spinning)."""
+        if self.pacer is not None:
+            self.pacer.close()  # its credit thread publishes through the container's node
         with self._lock:
             nodes = list(self._nodes.values())
             self._nodes.clear()
@@ -605,7 +609,7 @@ class Container:
             self.name,
             ((node.host.metrics, node.inbox_dropped()) for node in nodes),
             (row for node in nodes for row in node.edge_rows()),
-            transport=self.bus.transport.as_dict(),
+            transport={**self.bus.transport.as_dict(), **(self.pacer.counters if self.pacer else {})},
             topics=topics,
             state={
                 'started': self.started,

@@ -168,6 +168,7 @@ def container_command(
     max_events: int | None,
     drain_timeout: float | None = None,
     diagnostics_period_sec: float | None = None,
+    pace_sources: bool = False,
 ) -> list[str]:
     """The container's module run by this Python (`-m ...container_main`): what the installed
     `component_container` runs, without its entry-point lookup.
@@ -178,7 +179,7 @@ def container_command(
     start-up time, for nothing the container uses. Launch files keep using the installed executable
     (`ros2 launch`/`ros2 run` need one); the container is the same either way.
     """
-    args = ['--paused', '--executor', executor]
+    args = ['--paused', '--executor', executor] + ['--pace-sources'] * pace_sources
     if drain_timeout is not None:
         args += ['--drain-timeout', str(drain_timeout)]
     if max_events is not None:
@@ -344,6 +345,7 @@ class RemoteContainerHandle:
         max_events: int | None,
         drain_timeout: float,
         diagnostics_period_sec: float | None = None,
+        pace_sources: bool = False,
     ) -> None:
         self.name = name
         self.full_name = container_full_name(name, namespace)
@@ -354,6 +356,7 @@ class RemoteContainerHandle:
             max_events=max_events,
             drain_timeout=drain_timeout,
             diagnostics_period_sec=diagnostics_period_sec,
+            pace_sources=pace_sources,
         )
         self.proc = self._spawn()
         self.client = ContainerClient(self.full_name, client_node, self._exited)

@@ -141,6 +141,7 @@ class LiveRun:
                 max_events=shares[name],
                 drain_timeout=self.drain_timeout,
                 diagnostics_period_sec=self.diagnostics_period_sec,
+                pace_sources=self.graph.spec.pace_sources,
             )
             for name in groups
         ]

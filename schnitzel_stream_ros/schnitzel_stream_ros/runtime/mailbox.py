@@ -14,6 +14,13 @@ as the worker makes room; beyond that it is dropped and counted (`dropped_new`).
 when someone waits, so the common case — room in the inbox, worker busy — is one lock acquisition
 and a few appends (`offer` inlines Inbox.offer's accepting branch for that reason; every other
 case goes through Inbox.offer, the one place that applies policies).
+
+Outputs of one call arrive together (docs/runtime.md): `put_many` / `put_many_nowait` put all
+packets one plugin call returned for this inbox under one lock hold, applying the overflow policy
+to each in order (so with drop_new and an inbox of m, exactly min(count, free room) of them get
+in, as upstream's single-threaded runner), and wake the worker once after. `block` with a batch
+larger than the free room: the packets that fit go in, the worker is woken, and the rest wait per
+packet as with offer() — the batch is then not atomic, but nothing deadlocks.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from collections import deque
 from collections.abc import Callable
 
 from schnitzel_stream_ros.graph.model import Overflow
-from schnitzel_stream_ros.runtime.inbox import Inbox, Item, Offer
+from schnitzel_stream_ros.runtime.inbox import Inbox, InboxOverflowError, Item, Offer
 
 Control = Callable[[], None]
 #: What a producer appends to the arrival order: (input port name, its inbox), built once per input.
@@ -84,27 +91,54 @@ class Mailbox:
 
     def offer_nowait(self, token: Token, item: Item) -> None:
         """Like offer(), but never waits (DDS callbacks): a full `block` inbox spills (see above)."""
+        with self._lock:
+            self._put_nowait(token, token[1], item)
+            if self._worker_waiting and self._order:
+                self._has_work.notify()
+
+    def put_many(self, token: Token, items: list[Item]) -> None:
+        """All outputs of one plugin call for this inbox, as one operation (module docstring)."""
+        self._put_many(token, items, self._offer_under_policy)
+
+    def put_many_nowait(self, token: Token, items: list[Item]) -> None:
+        """put_many() for DDS callbacks: never waits (a full `block` inbox spills, see above)."""
+        self._put_many(token, items, self._put_nowait)
+
+    def _put_many(self, token: Token, items: list[Item], put: Callable[..., None]) -> None:
         inbox = token[1]
         with self._lock:
-            if inbox.overflow is not Overflow.BLOCK or self._closed:
-                self._offer_under_policy(token, inbox, item)  # these policies never wait
-                return
-            items = inbox.items
-            if len(items) < inbox.maxsize and not inbox.spill:
-                items.append(item)
-                item[2].packets += 1
-                if len(items) > inbox.depth_max:
-                    inbox.depth_max = len(items)
-                self._order.append(token)
-                if self._worker_waiting:
+            done = 0
+            try:
+                for item in items:
+                    put(token, inbox, item, notify=False)
+                    done += 1
+            except InboxOverflowError:  # policy `error`: the rest of the call's batch is counted too
+                for item in items[done + 1:]:
+                    self._discard(inbox, item)
+                raise
+            finally:  # also when policy `error` raised half-way: what got in is worked on
+                if self._worker_waiting and self._order:
                     self._has_work.notify()
-                return
+
+    def _put_nowait(self, token: Token, inbox: Inbox, item: Item, notify: bool = False) -> None:
+        """One packet under the lock, never waiting; the caller wakes the worker."""
+        if inbox.overflow is not Overflow.BLOCK or self._closed:
+            self._offer_under_policy(token, inbox, item, notify=False)  # these policies never wait
+            return
+        items = inbox.items
+        if len(items) < inbox.maxsize and not inbox.spill:
+            items.append(item)
             item[2].packets += 1
-            if len(inbox.spill) < inbox.maxsize:
-                inbox.spill.append(item)
-                return
-            inbox.dropped_new += 1
-            item[2].dropped += 1
+            if len(items) > inbox.depth_max:
+                inbox.depth_max = len(items)
+            self._order.append(token)
+            return
+        item[2].packets += 1
+        if len(inbox.spill) < inbox.maxsize:
+            inbox.spill.append(item)
+            return
+        inbox.dropped_new += 1
+        item[2].dropped += 1
 
     def _refill_from_spill(self, port: str, inbox: Inbox) -> None:
         """Move spilled packets into the room the worker just made (under the lock)."""
@@ -112,12 +146,14 @@ class Mailbox:
             inbox.items.append(inbox.spill.popleft())
             self._order.append((port, inbox))
 
-    def _offer_under_policy(self, token: Token, inbox: Inbox, item: Item) -> None:
+    def _offer_under_policy(self, token: Token, inbox: Inbox, item: Item, notify: bool = True) -> None:
         if self._closed:
             self._discard(inbox, item)
             return
         result = inbox.offer(item)
         while result is Offer.FULL:
+            if self._worker_waiting and self._order:  # a batch's first packets: the worker makes room
+                self._has_work.notify()
             self._producers_waiting += 1
             self._has_room.wait(0.2)
             self._producers_waiting -= 1
@@ -127,7 +163,7 @@ class Mailbox:
             result = inbox.offer(item)
         if result is Offer.ACCEPTED:
             self._order.append(token)
-            if self._worker_waiting:
+            if notify and self._worker_waiting:
                 self._has_work.notify()
 
     @staticmethod

@@ -29,6 +29,10 @@ from schnitzel_stream_ros.state.store import StateStoreError
 
 #: Where an output port's packets go (set by the run mode: engine router or in-container topic).
 Route = Callable[[StreamPacket], None]
+#: The same for all outputs of one call at once (a route's optional `many` attribute).
+BatchRoute = Callable[[list[StreamPacket]], None]
+#: Most outputs of one call delivered as one batch; a call returning more is delivered in such chunks.
+MAX_CALL_BATCH = 1024
 
 
 class PluginError(RuntimeError):
@@ -119,6 +123,7 @@ class PluginHost:
         self.parameters: Any = None
         _inputs, outputs = plugin_cls.ports_for(params)  # a router's ports depend on its routes
         self._routes: dict[str, Route] = {port.name: _unconnected for port in outputs}
+        self._batch_routes: dict[str, BatchRoute | None] = {}
         self.ctx = NodeContext(
             self, dict(params), logger or logging.getLogger(f'schnitzel_stream.{node_id}'), self.stop_event
         )
@@ -143,6 +148,9 @@ class PluginHost:
                 f"node '{self.node_id}': no output port '{port}' (ports: {sorted(self._routes)})"
             )
         self._routes[port] = route
+        # a route that can take all outputs of one call at once (bus.OutputPort.many); the others get
+        # them one by one (the deterministic engine: single-threaded, nothing runs in between anyway)
+        self._batch_routes[port] = getattr(route, 'many', None)
 
     # -- life cycle ----------------------------------------------------------------------------
     def setup(self) -> None:
@@ -341,8 +349,42 @@ class PluginHost:
                 f"node '{self.node_id}': {what} returned {type(out).__name__}; expected None, a "
                 'StreamPacket or an iterable of them'
             ) from None
-        for item in packets:
-            self.emit(item)
+        # Outputs of one call arrive together (docs/runtime.md): collected, then routed as one batch,
+        # so no downstream worker takes the first before the last is in its inbox (upstream's runner
+        # hands them over the same way). What was collected is routed also when the iteration raises.
+        batch: list[StreamPacket] = []
+        try:
+            for item in packets:
+                if type(item) is not StreamPacket and not isinstance(item, StreamPacket):
+                    raise PluginError(
+                        f"node '{self.node_id}': emitted {type(item).__name__} on port "
+                        f"'{DEFAULT_OUTPUT}', expected a StreamPacket"
+                    )
+                batch.append(item)
+                if len(batch) == MAX_CALL_BATCH:
+                    full, batch = batch, []
+                    self.emit_many(full)
+        finally:
+            if batch:
+                self.emit_many(batch)
+
+    def emit_many(self, packets: list[StreamPacket], port: str = DEFAULT_OUTPUT) -> None:
+        """Count and route the packets of one call (StreamPackets, checked) as one batch."""
+        if len(packets) == 1:
+            self.emit(packets[0], port)
+            return
+        route = self._routes.get(port)
+        if route is None:
+            raise PluginError(
+                f"node '{self.node_id}': emit on unknown output port '{port}' (ports: {sorted(self._routes)})"
+            )
+        self.metrics.produced += len(packets)
+        many = self._batch_routes.get(port)
+        if many is not None:
+            many(packets)
+            return
+        for packet in packets:
+            route(packet)
 
     def tick(self) -> None:
         """The plugin's on_tick() (live mode timer); what it returns goes to the default output."""

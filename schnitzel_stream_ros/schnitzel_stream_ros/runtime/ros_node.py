@@ -48,6 +48,8 @@ from schnitzel_stream_ros.graph.wiring import is_reserved_param, ros_param_value
 from schnitzel_stream_ros.observability.metrics import EdgeMetrics
 from schnitzel_stream_ros.packet import Kind, StreamPacket
 from schnitzel_stream_ros.plugin import Role
+from schnitzel_stream_ros.runtime.batch_mark import META_KEY as BATCH_KEY
+from schnitzel_stream_ros.runtime.batch_mark import BatchAssembler, parse_mark, strip_mark
 from schnitzel_stream_ros.runtime.bus import Bus, LocalSubscriber, OutputPort
 from schnitzel_stream_ros.runtime.hot_replace import ReplaceRefused, run_swap, wiring_problems
 from schnitzel_stream_ros.runtime.inbox import Inbox
@@ -171,6 +173,7 @@ class PluginNode(LifecycleNode):
         self.subscribers: list[LocalSubscriber] = []
         self.lanes: list[LaneOutput] = []  # output ports on a frame lane (shm_lane/)
         self._bridges: dict[int, Any] = {}  # id(LocalSubscriber) -> rclpy Subscription while bridged
+        self._assemblers: dict[int, BatchAssembler] = {}  # id(LocalSubscriber) -> its DDS batches
         self._decode_warned = False
         self._redeclaring = False  # a hot-replace re-declares parameters: checks stand aside
         self.replaced_total = 0
@@ -237,6 +240,7 @@ class PluginNode(LifecycleNode):
                 encode_packet if wiring.msg_cls is None else _payload_as(wiring.msg_cls),
                 self.bus.transport,
                 self.on_warning,
+                marks_batches=wiring.msg_cls is None,
             )
             self.outputs.append(port)
             self.host.connect(name, self._lane_output(name, port, wiring))
@@ -284,6 +288,9 @@ class PluginNode(LifecycleNode):
         if sub.bridge is not None:
             sub.bridge(False)
         sub.bridge = None
+        assembler = self._assemblers.pop(id(sub), None)
+        if assembler is not None:
+            assembler.close()
         self.subscribers.remove(sub)
 
     def rewire(self, spec: NodeLoadSpec) -> list[str]:
@@ -367,6 +374,25 @@ class PluginNode(LifecycleNode):
             except DeliveryError as exc:
                 self.on_fatal(str(exc))
 
+        put_many_nowait = mailbox.put_many_nowait
+
+        def deliver_batch(items: list[Any]) -> None:  # outputs of one remote call, together
+            try:
+                put_many_nowait(token, items)
+            except DeliveryError as exc:
+                self.on_fatal(str(exc))
+
+        assembler = self._assemblers[id(sub)] = BatchAssembler(deliver_batch, transport)
+
+        def deliver_marked(packet: StreamPacket, t_emit: int) -> None:
+            mark = parse_mark(packet.meta[BATCH_KEY])
+            packet = strip_mark(packet)
+            if mark is None:
+                transport.batch_marks_invalid_total += 1
+                deliver(packet, t_emit)
+            else:
+                assembler.add((packet, t_emit, edge), mark)
+
         def on_message(msg: Any) -> None:
             # decoding inlined (no to_packet call): this runs for every packet that comes in from
             # another process, on the one thread that serves them all
@@ -376,6 +402,9 @@ class PluginNode(LifecycleNode):
                     packet = decode(msg)
                 except (TypeError, ValueError) as exc:
                     undecodable(exc)
+                    return
+                if BATCH_KEY in packet.meta:
+                    deliver_marked(packet, clock())
                     return
             else:
                 packet = StreamPacket.new(sub.rewrap_kind or Kind.RAW, sub.topic, msg)
@@ -387,7 +416,11 @@ class PluginNode(LifecycleNode):
             if packet is not None:
                 t = clock()
                 sent = info.get('source_timestamp') if info else None
-                deliver(packet, t - max(now_ns() - sent, 0) if sent else t)
+                t_emit = t - max(now_ns() - sent, 0) if sent else t
+                if is_packet and BATCH_KEY in packet.meta:
+                    deliver_marked(packet, t_emit)
+                else:
+                    deliver(packet, t_emit)
 
         # With message info the latency of a cross-process edge includes the DDS transit (source
         # timestamp); the EventsExecutor of rclpy 7.1 cannot call such callbacks (SystemError), so
@@ -416,6 +449,7 @@ class PluginNode(LifecycleNode):
             elif not on and current is not None:
                 del self._bridges[key]
                 self.destroy_subscription(current)
+                assembler.flush()  # what was held goes in: those packets had arrived
 
         return switch
 
@@ -799,6 +833,9 @@ class PluginNode(LifecycleNode):
             lane.close()
             self.destroy_publisher(lane.image_publisher)
         self.lanes = []
+        for assembler in self._assemblers.values():
+            assembler.close()
+        self._assemblers.clear()
 
     def destroy(self) -> None:
         """Leave the bus and ROS (after close())."""

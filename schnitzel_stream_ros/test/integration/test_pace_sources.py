@@ -5,6 +5,11 @@ The graph (SyntheticRiskEventSource -> BurstNode x3 -> SlowScoringNode with an i
 graph has drained each event, so the processor's inbox never holds more than one event's 3 copies
 and nothing may be dropped. Unpaced, the source emits all 60 events at once into a processor that
 needs 2 ms per packet: its inbox overflows. Both runs account for every packet the burst published.
+
+Across two containers (two real container processes, the burst -> processor edge over DDS), the
+source's container learns from the second container's credits (runtime/pace_link.py) when the
+packets it sent there have been taken in and drained: paced, nothing is dropped and no credit had to
+be written off; the same two-container run unpaced overflows.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ EVENTS = 60
 COPIES = 3
 
 
-def graph(tmp_path: Path, paced: bool) -> Path:
+def graph(tmp_path: Path, paced: bool, two_containers: bool = False) -> Path:
     doc = {
         'version': 2,
         'config': {'pace_sources': paced},
@@ -38,14 +43,21 @@ def graph(tmp_path: Path, paced: bool) -> Path:
         'edges': [{'from': 'src', 'to': 'burst'}, {'from': 'burst', 'to': 'processor'},
                   {'from': 'processor', 'to': 'sink'}],
     }
-    path = tmp_path / f'paced_{paced}.yaml'
+    if two_containers:  # processor and sink in a second process; DDS keeps every packet of the run
+        depth = EVENTS * COPIES
+        doc['nodes'][1]['qos'] = {'out': {'reliability': 'reliable', 'depth': depth}}
+        doc['edges'][1]['qos'] = {'reliability': 'reliable', 'depth': depth}
+        for node in doc['nodes'][2:]:
+            node['container'] = 'second'
+    path = tmp_path / f'paced_{paced}_{two_containers}.yaml'
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
 
-def run(tmp_path: Path, env: dict, paced: bool) -> dict:
-    report = tmp_path / f'report_{paced}.json'
-    cmd = [sys.executable, '-m', 'schnitzel_stream_ros.cli', 'run', str(graph(tmp_path, paced)),
+def run(tmp_path: Path, env: dict, paced: bool, two_containers: bool = False) -> dict:
+    report = tmp_path / f'report_{paced}_{two_containers}.json'
+    path = graph(tmp_path, paced, two_containers)
+    cmd = [sys.executable, '-m', 'schnitzel_stream_ros.cli', 'run', str(path),
            '--report-json', str(report)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode in (0, 1), done.stderr  # 1: degraded (drops) is a finished run too
@@ -63,12 +75,16 @@ def test_paced_sources_drop_nothing_where_the_same_run_unpaced_overflows(tmp_pat
     assert unpaced['node.processor.inbox_dropped_total'] > 0
 
 
-def test_pacing_across_containers_is_refused_at_the_option(tmp_path):
-    path = graph(tmp_path, True)
-    doc = yaml.safe_load(path.read_text())
-    doc['nodes'][2]['container'] = 'second'
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    done = subprocess.run([sys.executable, '-m', 'schnitzel_stream_ros.cli', 'validate', str(path)],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode != 0
-    assert f'{path}:3: config.pace_sources: pacing works within one container' in done.stderr
+def test_paced_sources_across_two_container_processes_wait_for_the_second_containers_credit(
+        tmp_path, ros_env):
+    paced, unpaced = run(tmp_path, ros_env, True, True), run(tmp_path, ros_env, False, True)
+    for metrics in (paced, unpaced):
+        assert metrics['node.burst.produced'] == EVENTS * COPIES
+        assert metrics['transport.dds_received_total'] == EVENTS * COPIES  # the edge really crossed
+        assert metrics['node.burst.produced'] == (metrics['node.processor.consumed']
+                                                  + metrics['node.processor.inbox_dropped_total'])
+    assert paced['packets.dropped_total'] == 0
+    assert paced['node.sink.written_total'] == EVENTS * COPIES
+    assert paced['transport.pace_credits_published_total'] > 0
+    assert paced['transport.pace_credit_timeouts_total'] == 0
+    assert unpaced['node.processor.inbox_dropped_total'] > 0

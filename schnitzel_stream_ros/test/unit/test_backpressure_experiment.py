@@ -21,6 +21,7 @@ from schnitzel_stream_ros.graph.model import DropWeights, Overflow
 from schnitzel_stream_ros.graph.registry import PluginRegistry
 from schnitzel_stream_ros.graph.validate import load_and_validate
 from schnitzel_stream_ros.graph.wiring import node_load_request
+from schnitzel_stream_ros.nodes.experiments.clock import VirtualClock, use
 from schnitzel_stream_ros.nodes.experiments.event_plan import planned_count
 from schnitzel_stream_ros.nodes.experiments.risk_source import SyntheticRiskEventSource
 from schnitzel_stream_ros.nodes.experiments.slow_scoring import SlowScoringNode
@@ -30,6 +31,10 @@ from schnitzel_stream_ros.runtime.load_spec import parse_load_request
 UPSTREAM = Path(__file__).resolve().parents[1] / 'graphs' / 'upstream_exp'
 REFERENCE = {(r['policy_id'], r['workload_id']): r
              for r in json.loads((UPSTREAM / 'reference_inproc_seed12000.json').read_text())['runs']}
+#: upstream's runner on the virtual clock (SOURCE.md): every figure, harm included, follows from the seeds
+REFERENCE_VCLOCK = {(r['policy_id'], r['workload_id']): r
+                    for r in json.loads((UPSTREAM / 'reference_inproc_vclock_seed12000.json').read_text())[
+                        'runs']}
 
 
 def experiment() -> Experiment:
@@ -101,6 +106,44 @@ def test_one_cell_with_upstreams_timing_unchanged(tmp_path):
     assert all(line['latency_ms'] > 0 for line in lines)
     assert sum(line['recovery_marker'] for line in lines) == 2  # 2 of the marker's 3 copies got in
     assert run['recovery_time_ms'] is not None and run['recovery_time_ms'] > 0
+
+
+def test_on_the_virtual_clock_every_cell_gives_upstreams_latencies_and_harm(tmp_path):
+    """Upstream's timing unchanged (delays, jitter, outage), time on the virtual clock for both runners:
+    our deterministic placement's latencies and harm equal upstream's runner's (SOURCE.md), per cell."""
+    exp = experiment()
+    for pi, policy in enumerate(exp.policies):
+        for wi, workload in enumerate(exp.workloads):
+            plan = compose(exp, pi, wi, 0, exp.seed(12000, 0, pi, wi), tmp_path / f'{pi}{wi}.jsonl')
+            with use(VirtualClock()):
+                run = run_deterministic(plan, tmp_path)
+            ref = REFERENCE_VCLOCK[(policy['policy_id'], workload['workload_id'])]
+            where = f"{policy['policy_id']}/{workload['workload_id']}"
+            counts = (run['status'], run['metrics']['observed_total'], run['metrics']['drop_total_runtime'])
+            assert counts == (ref['status'], ref['observed_total'], ref['drop_total_runtime']), where
+            for key in ('p50_latency_ms', 'p95_latency_ms', 'p99_latency_ms', 'recovery_time_ms',
+                        'weighted_latency_ratio', 'harm_weighted_cost'):
+                expected = ref[key] if ref[key] is None else pytest.approx(ref[key], rel=1e-9, abs=1e-9)
+                assert run[key] == expected, (where, key)
+            assert run['group_metrics']['group_latency_p95_ms'] == pytest.approx(ref['group_latency_p95_ms'])
+            if ref['status'] == 'ok':
+                assert ref['p95_latency_ms'] > 1.0  # the delays count: not a run of zero latencies
+
+
+def test_virtual_clock_moves_only_by_what_plugins_sleep():
+    stop = __import__('threading').Event()
+    clock = VirtualClock()
+    with use(clock):
+        scorer, _ = make(SlowScoringNode, delay_ms=2.0, jitter_ms=0.0, group_delay_ms={'group_b': 1.5})
+        source, _ = make(SyntheticRiskEventSource, total_events=2, recovery_marker_seq=1,
+                         outage_sleep_ms=100.0, group_probs={'group_a': 0.0, 'group_b': 1.0})
+        packets = list(source.produce())
+        assert packets[1].meta['emitted_mono_ns'] - packets[0].meta['emitted_mono_ns'] == 100_000_000
+        start = clock.now
+        scorer.process(packets[0])
+        assert clock.now - start == 3_500_000
+    stop.set()
+    assert clock.wait(stop, 5.0) is True and clock.now - start == 3_500_000  # a set stop waits nothing
 
 
 # -- plugins ------------------------------------------------------------------------------------

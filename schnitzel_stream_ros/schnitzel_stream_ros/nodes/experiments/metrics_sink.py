@@ -2,9 +2,10 @@
 
 Each line, as upstream's: {node_id, packet_id, seq, group_id, source_id, kind, logical_ts_ms,
 latency_ms, observed_mono_ns, emitted_mono_ns, recovery_marker}; latency_ms = observed - emitted
-(CLOCK_MONOTONIC, shared by every process of the machine), null when the packet carries no
-emission time. The benchmark (bench/backpressure_fairness.py) computes every metric from these
-lines and the run's counters. `group_weights` is read by the benchmark's harm metric, not here.
+(CLOCK_MONOTONIC, shared by every process of the machine, or the bench's virtual clock: clock.py),
+null when the packet carries no emission time. The benchmark (bench/backpressure_fairness.py)
+computes every metric from these lines and the run's counters. `group_weights` is read by the
+benchmark's harm metric, not here.
 
 Bounded: the file is truncated at start (one file per run, as upstream) and stops growing at
 `max_bytes`; lines beyond are counted (`lines_dropped_total`), never written half.
@@ -13,11 +14,11 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from schnitzel_stream_ros.nodes.experiments import clock
 from schnitzel_stream_ros.packet import Kind, StreamPacket
 from schnitzel_stream_ros.plugin import Outputs, Param, Plugin, Port, Role
 
@@ -60,7 +61,7 @@ class BackpressureMetricsSink(Plugin):
         self.size = 0
 
     def process(self, packet: StreamPacket, port: str = 'in') -> Outputs:
-        now = time.monotonic_ns()
+        now = clock.now_ns()
         payload = packet.payload if isinstance(packet.payload, Mapping) else {}
         meta = packet.meta
         emitted = max(0, _int(meta.get('emitted_mono_ns'), 0))

@@ -6,14 +6,15 @@ meta {seq, group_id, recovery_marker, emitted_mono_ns, expected_total}. `emitted
 CLOCK_MONOTONIC at emission, which every process of the machine shares, so a sink in another
 container measures end-to-end latency against it. Before the recovery-marker event the source
 sleeps `outage_sleep_ms` (an outage the graph must recover from), after each event
-`emit_sleep_ms`; both waits end early when the node is asked to stop.
+`emit_sleep_ms`; both waits end early when the node is asked to stop. Time comes from clock.py
+(the machine's; the bench's virtual clock for exact comparisons).
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from schnitzel_stream_ros.nodes.experiments import clock
 from schnitzel_stream_ros.nodes.experiments.event_plan import (
     DEFAULT_GROUPS,
     MAX_PLANNED_EVENTS,
@@ -78,7 +79,7 @@ class SyntheticRiskEventSource(Plugin):
         pause = self.params['emit_sleep_ms'] / 1000.0
         scale = self.params['signal_scale']
         for item in self.plan:
-            if item.recovery_marker and outage > 0 and stop.wait(outage):
+            if item.recovery_marker and outage > 0 and clock.wait(stop, outage):
                 return
             payload = {
                 'event_id': f'{self.source_id}:{item.seq:08d}', 'seq': item.seq, 'group_id': item.group_id,
@@ -86,9 +87,9 @@ class SyntheticRiskEventSource(Plugin):
             }
             meta = {
                 'seq': item.seq, 'group_id': item.group_id, 'recovery_marker': item.recovery_marker,
-                'emitted_mono_ns': time.monotonic_ns(), 'expected_total': len(self.plan),
+                'emitted_mono_ns': clock.now_ns(), 'expected_total': len(self.plan),
             }
             self.count('emitted_total')
             yield StreamPacket.new(Kind.EVENT, self.source_id, payload, meta)
-            if pause > 0 and stop.wait(pause):
+            if pause > 0 and clock.wait(stop, pause):
                 return

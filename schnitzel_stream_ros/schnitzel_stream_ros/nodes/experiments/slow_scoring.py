@@ -4,16 +4,17 @@ Per packet, as upstream: delay = delay_ms + group_delay_ms[group] + uniform(-jit
 from `random.Random(seed)` (drawn only when jitter_ms > 0, one draw per packet in arrival order),
 slept when positive; then payload.risk_score = round(signal x 0.75 + (seq mod 5) x 0.05, 6),
 payload.policy_group = group, meta.processed_mono_ns. The group is payload.group_id, else
-meta.group_id, else group_a. The packet keeps its id (upstream replaces payload and meta).
+meta.group_id, else group_a. The packet keeps its id (upstream replaces payload and meta). The
+sleep and the time stamp go through clock.py (the bench's virtual clock makes latencies exact).
 """
 from __future__ import annotations
 
 import math
 import random
-import time
 from collections.abc import Mapping
 from typing import Any
 
+from schnitzel_stream_ros.nodes.experiments import clock
 from schnitzel_stream_ros.packet import Kind, StreamPacket
 from schnitzel_stream_ros.plugin import Outputs, Param, Plugin, Port
 
@@ -62,10 +63,10 @@ class SlowScoringNode(Plugin):
         if jitter > 0.0:
             delay_ms += self.rng.uniform(-jitter, jitter)
         if delay_ms > 0.0:
-            time.sleep(min(delay_ms, MAX_DELAY_MS) / 1000.0)
+            clock.sleep(min(delay_ms, MAX_DELAY_MS) / 1000.0)
         seq = payload.get('seq', 0)
         seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else 0
         payload['risk_score'] = round(_number(payload.get('signal'), 0.0) * 0.75 + (seq % 5) * 0.05, 6)
         payload['policy_group'] = group
         self.count('processed_total')
-        return packet.derive(payload=payload).with_meta(processed_mono_ns=time.monotonic_ns())
+        return packet.derive(payload=payload).with_meta(processed_mono_ns=clock.now_ns())

@@ -1,0 +1,201 @@
+"""`config.pace_sources` across containers: each container publishes what it has taken in and drained.
+
+One container's DrainPacer (workers.py) sees its own nodes only. When the graph spans containers, a
+packet published over DDS to another container has not "left the graph" until that container has
+received it and drained it too. So with pacing on, every container:
+- counts, per input topic that reaches it over DDS, the packets its inputs were offered (accepted
+  or dropped by the inbox policy: a dropped packet has left the graph as well);
+- whenever those counts moved and the container is drained — its own nodes idle with nothing offered
+  while looking, and its own DDS outputs credited by their receivers in turn — publishes them as a
+  *credit* on `<graph namespace>/_schnitzel/pace` (diagnostic_msgs/DiagnosticStatus: name = the
+  container, values = [topic, count]); again every HEARTBEAT_SEC, so a late listener learns them;
+- its source waits before each pull until its own container is drained in that sense, i.e. every
+  topic it published over DDS is credited, by every container that reported the topic, up to the
+  count published.
+A topic no container reports (only outside listeners, `ros2 topic echo`) is waited for once, at its
+first packet, for FIRST_CREDIT_GRACE_SEC, then not. A credit that stays short — a packet lost in
+DDS, a container that died — holds the source REMOTE_TIMEOUT_SEC at most; the shortfall is then
+written off (counted in `transport.pace_credit_timeouts_total` and `transport.pace_credit_written_off_total`)
+so the next packets are paced again against the live count. Credits are hostile input: bounded
+(MAX_CREDIT_VALUES topics, MAX_REPORTERS containers), parsed as non-negative integers, others ignored.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from schnitzel_stream_ros.runtime.workers import DrainPacer
+
+PACE_TOPIC = '_schnitzel/pace'
+HEARTBEAT_SEC = 0.5
+#: between two looks of the credit reporter (what a credit costs the remote source at most, plus DDS)
+REPORT_POLL_SEC = 0.0003
+#: between two looks while no input of the container comes from another process
+IDLE_POLL_SEC = 0.05
+FIRST_CREDIT_GRACE_SEC = 2.0
+REMOTE_TIMEOUT_SEC = 5.0
+MAX_CREDIT_VALUES = 256
+MAX_REPORTERS = 64
+MAX_NAME_CHARS = 512
+MAX_COUNT = 2**63 - 1
+QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=64, reliability=ReliabilityPolicy.RELIABLE,
+                 durability=DurabilityPolicy.VOLATILE)
+
+
+def parse_credit(msg: Any) -> tuple[str, dict[str, int]] | None:
+    """(container, {topic: count}) of one credit message, or None when it is not one of ours."""
+    name = getattr(msg, 'name', None)
+    values = getattr(msg, 'values', None)
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS or values is None:
+        return None
+    counts: dict[str, int] = {}
+    for item in list(values)[:MAX_CREDIT_VALUES]:
+        key, value = getattr(item, 'key', None), getattr(item, 'value', None)
+        if not isinstance(key, str) or not key.startswith('/') or len(key) > MAX_NAME_CHARS:
+            continue
+        if not isinstance(value, str) or not value.isdigit() or len(value) > 19 or int(value) > MAX_COUNT:
+            continue
+        counts[key] = int(value)
+    return name, counts
+
+
+class PaceLink(DrainPacer):
+    """A container's pacer when its graph may span containers (see the module docstring).
+
+    `nodes()` gives the container's PluginNodes: their `subscribers` (LocalSubscribers: `topic`,
+    `edge.packets`) and `outputs` (OutputPorts: `topic.name`, `dds_published`); `bus` is the
+    container's Bus (a topic without a publisher in the container comes in over DDS)."""
+
+    def __init__(self, node: Any, bus: Any, nodes: Callable[[], list[Any]]) -> None:
+        super().__init__(nodes)
+        self.node = node
+        self.bus = bus
+        self.name = node.get_fully_qualified_name()
+        self.counters = {'pace_credits_published_total': 0, 'pace_credit_timeouts_total': 0,
+                         'pace_credit_written_off_total': 0, 'pace_credits_ignored_total': 0}
+        self._credits: dict[str, dict[str, int]] = {}  # reporting container -> {topic: count}
+        self._written_off: dict[str, int] = {}  # topic -> packets given up on (lost in DDS, dead peer)
+        self._first_seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.publisher = node.create_publisher(DiagnosticStatus, PACE_TOPIC, QOS)
+        self.subscription = node.create_subscription(DiagnosticStatus, PACE_TOPIC, self._on_credit, QOS)
+        self.thread = threading.Thread(target=self._report_loop, name='pace-credit', daemon=True)
+        self.thread.start()
+
+    # -- what this container took in and drained --------------------------------------------------
+    def _received(self, nodes: list[Any]) -> dict[str, int]:
+        """Per topic that comes in over DDS: the fewest packets any of its local inputs was offered."""
+        counts: dict[str, int] = {}
+        remote = {topic.name for topic in self.bus.topics() if not topic.publishers}
+        for node in nodes:
+            for sub in node.subscribers:
+                if sub.topic in remote:
+                    seen = counts.get(sub.topic)
+                    counts[sub.topic] = sub.edge.packets if seen is None else min(seen, sub.edge.packets)
+        return counts
+
+    def _report_loop(self) -> None:
+        try:
+            self._report()
+        except Exception as exc:  # a dead reporter would hold the other containers' sources: say so
+            if not self._stop.is_set() and self.node.context.ok():  # not merely the process ending
+                self.node.get_logger().error(f'pace credits stopped: {type(exc).__name__}: {exc}')
+
+    def _report(self) -> None:
+        last: dict[str, int] = {}
+        last_sent = 0.0
+        poll = REPORT_POLL_SEC
+        while not self._stop.wait(poll):
+            nodes = self.nodes()
+            received = self._received(nodes)  # read before the drain check: what it counts is done
+            # a container without inputs from other processes (one-container graphs) looks rarely
+            poll = REPORT_POLL_SEC if received else IDLE_POLL_SEC
+            if not received:
+                continue
+            now = time.monotonic()
+            if received == last and now - last_sent < HEARTBEAT_SEC:
+                continue
+            if not self.drained(nodes):
+                continue
+            msg = DiagnosticStatus(name=self.name, values=[KeyValue(key=t, value=str(c))
+                                                           for t, c in sorted(received.items())])
+            if self._stop.is_set():
+                return
+            self.publisher.publish(msg)
+            self.counters['pace_credits_published_total'] += 1
+            last, last_sent = received, now
+
+    def _on_credit(self, msg: Any) -> None:
+        credit = parse_credit(msg)
+        if credit is None:
+            self.counters['pace_credits_ignored_total'] += 1
+            return
+        name, counts = credit
+        if name == self.name:
+            return
+        with self._lock:
+            if name not in self._credits and len(self._credits) >= MAX_REPORTERS:
+                self.counters['pace_credits_ignored_total'] += 1
+                return
+            self._credits[name] = counts
+
+    # -- what the source waits for ------------------------------------------------------------------
+    def _published(self, nodes: list[Any]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for node in nodes:
+            for port in node.outputs:
+                if port.dds_published:
+                    counts[port.topic.name] = counts.get(port.topic.name, 0) + port.dds_published
+        return counts
+
+    def _shortfall(self, nodes: list[Any]) -> dict[str, int]:
+        """topic -> packets published over DDS that a reporting container has not credited yet."""
+        now = time.monotonic()
+        short: dict[str, int] = {}
+        with self._lock:
+            credits = list(self._credits.values())
+        for topic, published in self._published(nodes).items():
+            target = published - self._written_off.get(topic, 0)
+            reported = [c[topic] for c in credits if topic in c]
+            if not reported:
+                first = self._first_seen.setdefault(topic, now)
+                if now - first < FIRST_CREDIT_GRACE_SEC:
+                    short[topic] = target
+                continue
+            missing = target - min(reported)
+            if missing > 0:
+                short[topic] = missing
+        return short
+
+    def drained(self, nodes: list[Any]) -> bool:
+        before = self._offered(nodes)
+        if not all(node.idle for node in nodes) or self._offered(nodes) != before:
+            return False
+        return not self._shortfall(nodes)
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Until this container and the containers its packets went to are drained (True), or stop."""
+        deadline = time.monotonic() + REMOTE_TIMEOUT_SEC
+        while not stop.is_set():
+            nodes = self.nodes()
+            if self.drained(nodes):
+                return True
+            if time.monotonic() >= deadline and all(node.idle for node in nodes):
+                short = self._shortfall(nodes)
+                self.counters['pace_credit_timeouts_total'] += 1
+                for topic, missing in short.items():
+                    self._written_off[topic] = self._written_off.get(topic, 0) + missing
+                    self.counters['pace_credit_written_off_total'] += missing
+                return True
+            stop.wait(self.POLL_SEC)
+        return False
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=2.0)
