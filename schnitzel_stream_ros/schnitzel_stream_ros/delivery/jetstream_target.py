@@ -46,6 +46,7 @@ from schnitzel_stream_ros.delivery.bus_route import check_nats_prefix, nats_subj
 from schnitzel_stream_ros.delivery.http_client import PostResult, Verdict
 from schnitzel_stream_ros.delivery.idempotency_key import header_key
 from schnitzel_stream_ros.delivery.redact import mask_url
+from schnitzel_stream_ros.delivery.target import SharedLink
 
 _LOG = logging.getLogger('schnitzel_stream.delivery.jetstream')
 
@@ -99,8 +100,7 @@ class JetStreamTarget:
                 raise ValueError(
                     f'auth_token_env: environment variable {self.token_env!r} is not set or empty'
                 )
-        object.__setattr__(self, '_link_box', [])
-        object.__setattr__(self, '_link_lock', threading.Lock())
+        object.__setattr__(self, '_shared', SharedLink(lambda: _Link(self)))
 
     @property
     def masked_url(self) -> str:
@@ -108,24 +108,14 @@ class JetStreamTarget:
         return f'{where} stream {self.stream or "(any)"}'
 
     def link(self) -> _Link:
-        """The shared connection of this target's clients (made on first use; after close() a
-        closed one, whose publishes answer UNSENDABLE, so a late worker cannot open another)."""
-        with self._link_lock:  # type: ignore[attr-defined]
-            box: list[_Link] = self._link_box  # type: ignore[attr-defined]
-            if not box:
-                box.append(_Link(self))
-            return box[0]
+        """The connection this target's clients share (delivery/target.SharedLink)."""
+        return self._shared.get()  # type: ignore[attr-defined]
 
     def new_client(self) -> JetStreamClient:
         return JetStreamClient(self)
 
     def close(self) -> None:
-        with self._link_lock:  # type: ignore[attr-defined]
-            box: list[_Link] = self._link_box  # type: ignore[attr-defined]
-            if not box:
-                return
-            link = box[0]
-        link.close()
+        self._shared.close()  # type: ignore[attr-defined]
 
     def connect_options(self) -> dict[str, Any]:
         options: dict[str, Any] = dict(

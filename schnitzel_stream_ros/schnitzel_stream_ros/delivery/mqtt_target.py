@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 from schnitzel_stream_ros.delivery.bus_route import check_mqtt_prefix, mqtt_topic, token
 from schnitzel_stream_ros.delivery.http_client import PostResult, Verdict
 from schnitzel_stream_ros.delivery.redact import mask_url
+from schnitzel_stream_ros.delivery.target import SharedLink
 
 _LOG = logging.getLogger('schnitzel_stream.delivery.mqtt')
 
@@ -65,8 +66,7 @@ class MqttTarget:
             )
         if self.timeout_sec <= 0:
             raise ValueError(f'mqtt_timeout_sec: must be > 0, got {self.timeout_sec}')
-        object.__setattr__(self, '_link_box', [])
-        object.__setattr__(self, '_link_lock', threading.Lock())
+        object.__setattr__(self, '_shared', SharedLink(lambda: _Link(self)))
 
     @property
     def masked_url(self) -> str:
@@ -77,24 +77,14 @@ class MqttTarget:
         return f'{self.topic_prefix}/status/{token(self.client_id)}'
 
     def link(self) -> _Link:
-        """The shared connection of this target's clients (made on first use; after close() a
-        closed one, whose publishes answer UNSENDABLE, so a late worker cannot open another)."""
-        with self._link_lock:  # type: ignore[attr-defined]
-            box: list[_Link] = self._link_box  # type: ignore[attr-defined]
-            if not box:
-                box.append(_Link(self))
-            return box[0]
+        """The connection this target's clients share (delivery/target.SharedLink)."""
+        return self._shared.get()  # type: ignore[attr-defined]
 
     def new_client(self) -> MqttClient:
         return MqttClient(self)
 
     def close(self) -> None:
-        with self._link_lock:  # type: ignore[attr-defined]
-            box: list[_Link] = self._link_box  # type: ignore[attr-defined]
-            if not box:
-                return
-            link = box[0]
-        link.close()
+        self._shared.close()  # type: ignore[attr-defined]
 
 
 class _Link:

@@ -25,11 +25,13 @@ so that is all a target provides:
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import threading
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from schnitzel_stream_ros.delivery.http_client import PostResult, Verdict
 
-__all__ = ['DeliveryClient', 'DeliveryTarget', 'PostResult', 'Verdict']
+__all__ = ['DeliveryClient', 'DeliveryTarget', 'PostResult', 'SharedLink', 'Verdict']
 
 
 @runtime_checkable
@@ -51,3 +53,33 @@ class DeliveryTarget(Protocol):
     def new_client(self) -> DeliveryClient: ...
 
     def close(self) -> None: ...
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+LinkT = TypeVar('LinkT', bound=_Closable)
+
+
+class SharedLink(Generic[LinkT]):
+    """The one connection a bus target's clients share: made on first use, closed once by the
+    target's close(). After that, `get()` keeps answering the closed link (whose sends answer
+    UNSENDABLE), so a late worker can never open another connection behind its owner's back."""
+
+    def __init__(self, make: Callable[[], LinkT]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self._link: LinkT | None = None
+
+    def get(self) -> LinkT:
+        with self._lock:
+            if self._link is None:
+                self._link = self._make()
+            return self._link
+
+    def close(self) -> None:
+        with self._lock:
+            link = self._link
+        if link is not None:
+            link.close()
