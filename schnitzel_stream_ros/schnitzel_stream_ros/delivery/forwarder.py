@@ -164,9 +164,8 @@ class Forwarder:
     def _spawn(self) -> None:
         with self._lock:
             while len(self._threads) < self.config.concurrency:
-                thread = threading.Thread(
-                    target=self._worker, name=f'{self.queue.node_id}-forwarder-{len(self._threads)}', daemon=True
-                )
+                name = f'{self.queue.node_id}-forwarder-{len(self._threads)}'
+                thread = threading.Thread(target=self._worker, name=name, daemon=True)
                 self._threads.append(thread)
                 thread.start()
 

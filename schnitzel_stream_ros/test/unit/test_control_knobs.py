@@ -129,7 +129,8 @@ def test_detector_input_side_changes_live():
         def person_score() -> float:
             seen.clear()
             host.handle(StreamPacket.new(Kind.FRAME, 'cam', frame, meta={'frame_idx': 0}), 'in')
-            return max((d['confidence'] for d in seen[0].payload if d['object_type'] == 'PERSON'), default=0.0)
+            people = [d['confidence'] for d in seen[0].payload if d['object_type'] == 'PERSON']
+            return max(people, default=0.0)
 
         full = person_score()
         assert full >= 0.8  # at the model's 300 x 300
@@ -144,7 +145,12 @@ def test_detector_input_side_changes_live():
 
 
 def _forwarder_workers(node_id: str) -> int:
-    return sum(1 for t in threading.enumerate() if t.name.startswith(f'{node_id}-forwarder-') and t.is_alive())
+    return sum(1 for t in threading.enumerate()
+               if t.name.startswith(f'{node_id}-forwarder-') and t.is_alive())
+
+
+def _event(i: int) -> StreamPacket:
+    return StreamPacket.new(Kind.EVENT, 'cam0', {'i': i}, meta={'idempotency_key': f'k{i}'})
 
 
 def test_delivery_concurrency_changes_live(tmp_path):
@@ -157,14 +163,15 @@ def test_delivery_concurrency_changes_live(tmp_path):
         _wait_until(lambda: _forwarder_workers('deliver_knob') == 4, '4 workers')
         host.apply_params({'concurrency': 1})
         _wait_until(lambda: _forwarder_workers('deliver_knob') == 1, 'the surplus workers to end')
-        assert host.plugin.forwarder.config.concurrency == 1 and host.plugin.forwarder.config.batch_size == 128
+        config = host.plugin.forwarder.config
+        assert config.concurrency == 1 and config.batch_size == 128  # the rest stays
         for i in range(20):  # the one worker left delivers
-            host.handle(StreamPacket.new(Kind.EVENT, 'cam0', {'i': i}, meta={'idempotency_key': f'k{i}'}), 'in')
+            host.handle(_event(i), 'in')
         _wait_until(lambda: host.plugin.queue.depth() == 0, 'delivery with one worker')
         host.apply_params({'concurrency': 3})
         _wait_until(lambda: _forwarder_workers('deliver_knob') == 3, '3 workers')
         for i in range(20, 40):
-            host.handle(StreamPacket.new(Kind.EVENT, 'cam0', {'i': i}, meta={'idempotency_key': f'k{i}'}), 'in')
+            host.handle(_event(i), 'in')
         _wait_until(lambda: host.plugin.queue.depth() == 0, 'delivery with three workers')
         assert backend.stats()['unique'] == 40
     finally:

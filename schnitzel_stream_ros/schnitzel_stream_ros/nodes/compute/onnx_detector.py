@@ -191,7 +191,8 @@ class OnnxDetectorNode(Plugin):
         if self.detector.unmapped_total != self._unmapped_seen:
             self.count('unmapped_total', self.detector.unmapped_total - self._unmapped_seen)
             self._unmapped_seen = self.detector.unmapped_total
-        self.emit(detection_packet(packet, detections, frame_w, frame_h, self.model_name), self.DETECTIONS_PORT)
+        self.emit(detection_packet(packet, detections, frame_w, frame_h, self.model_name),
+                  self.DETECTIONS_PORT)
         self.emit(packet.with_meta(**{DETECTIONS_META: detections}), self.FRAMES_PORT)
 
 

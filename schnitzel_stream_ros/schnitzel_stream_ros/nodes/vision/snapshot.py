@@ -70,8 +70,8 @@ class DetectionSnapshotNode(Plugin):
     def _write(self, packet: StreamPacket, frame) -> str | None:
         scale = self.params['max_side'] / max(frame.shape[:2])
         if scale < 1.0:
-            frame = cv2.resize(frame, (max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale))),
-                               interpolation=cv2.INTER_AREA)
+            size = (max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale)))
+            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         name = _UNSAFE.sub('_', f'{packet.source_id}_{packet.packet_id}')[:200] + '.jpg'
         path = self.directory / name
         ok, data = cv2.imencode('.jpg', frame, [cv2.IMWRITE_JPEG_QUALITY, self.params['quality']])
