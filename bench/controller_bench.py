@@ -1,10 +1,14 @@
 """The controller against fixed manual policies, on the site's camera lane, under a changing load.
 
-The lane is config/site.yaml's cam0 lane as it runs on a site: the pedestrian clip as a 10 frames/s
-camera -> the bundled ONNX person detector (one thread; inbox `--detector-inbox` frames deep,
-drop_oldest; the site's setting is 1) -> IoU tracker -> protocol-v0.2 events -> LatencyProbe -> JSON
-events on a ROS topic. Each run is its own process on its own leased DDS domain and follows one load
-profile, the same for every variant:
+The lane is config/site.yaml's cam0 lane: the pedestrian clip as a 10 frames/s camera -> the
+bundled ONNX person detector (one thread) -> IoU tracker -> protocol-v0.2 events -> LatencyProbe ->
+JSON events on a ROS topic. The detector's inbox holds `--detector-inbox` frames (drop_oldest beyond):
+default 4, a lane that buffers a few frames to analyse them all rather than only the freshest. The
+site keeps 1 (keep-freshest): there the inbox itself bounds the latency, and a lower camera rate
+does not lower the p99 (measured with `--detector-inbox 1`; docs/autonomic.md).
+
+Each run is its own process on its own leased DDS domain and follows one load profile, the same
+for every variant:
 
     warm-up (not measured) | light | heavy: --burners busy processes (default 2 per core) | light again
 
@@ -13,12 +17,13 @@ machine within minutes of the others):
 - manual: today's settings, every frame the camera gives (10/s), nothing adapts;
 - manual_low: a fixed conservative rate (`--low-fps`, default 3/s) that a careful operator would set
   to survive the heavy phase;
-- controller: the lane plus an AutonomicController reading /diagnostics (the probe's event latency
-  p99 and the detector's shed frames) and setting the camera's `fps` knob within [2, 10].
+- controller: the lane plus an AutonomicController reading /diagnostics (the detector's inbox depth,
+  the probe's event latency p50/p99) and setting the camera's `fps` knob within [2, 10]: frames
+  piling up or latency near the target -> fewer; latency well under it for 4 s -> more.
 
 The goal (printed with the result): end-to-end event latency p99 <= target in every phase, and as
 many frames processed by the detector as that allows. A fixed rate fails one way or the other:
-10/s is too slow in the heavy phase (latency over target, frames shed at the detector's inbox);
+10/s is too slow in the heavy phase (latency over target, frames lost at the detector's inbox);
 3/s meets the target but wastes the light phases (fewer frames processed than the machine allows).
 The controller should meet the target in the heavy phase and process about as many frames as
 `manual` in the light ones (it returns to 10/s).
@@ -27,12 +32,14 @@ The target is `--target-p99-ms`, or, when 0 (default), `--target-factor` x the p
 calibration run of `manual` without burners made at the start (the machine's own light-load p99).
 
 Measured from outside, as a robot would see it: every event's latency (arrival on the JSON topic
-minus the frame's capture time `ts`), per phase; frames processed by the detector, shed at its inbox,
-and produced by the camera (from /diagnostics), per phase. Medians over rounds per variant and phase,
-and per round the controller's comparison with the two manual runs of that same round. One JSON
-object on stdout, with /proc/loadavg before and after each run, and the controller's decisions.
+minus the frame's capture time `ts`), per phase; frames processed by the detector, lost at its inbox
+(dropped or shed), and produced by the camera (from /diagnostics), per phase. Medians over rounds
+per variant and phase, and per round the controller's comparison with the two manual runs of that
+same round. One JSON object on stdout, with /proc/loadavg before and after each run, and the
+controller's decisions.
 
     python bench/controller_bench.py [--rounds 3] [--seconds 40] [--burners N] [--target-p99-ms 0]
+        [--detector-inbox 4] [--variants manual,manual_low,controller]   # ~15 min with the defaults
 
 Figures depend on the machine and its load; nothing here is asserted.
 """
