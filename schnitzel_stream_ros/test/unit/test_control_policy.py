@@ -1,6 +1,6 @@
 """The controller's guardrails, decision by decision, with injected metrics and times.
 
-The policy is pure (control/policy.py): every test feeds metric values at given seconds and reads
+The policy is pure (autonomic/policy.py): every test feeds metric values at given seconds and reads
 the decisions back, so each guardrail — bounds, step limit, cooldown, hysteresis, rollback, safe
 mode — and the operator's pins are checked with exact values.
 """
