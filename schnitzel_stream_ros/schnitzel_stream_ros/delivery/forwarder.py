@@ -153,15 +153,36 @@ class Forwarder:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def set_concurrency(self, concurrency: int) -> None:
+        """A new number of workers (a live knob): more start now; the surplus ones end after
+        their current round (its rows settled), so nothing claimed is left leased."""
+        if concurrency < 1:
+            raise ValueError(f'concurrency: must be >= 1, got {concurrency}')
+        self.config = dataclasses.replace(self.config, concurrency=concurrency)
+        if self._threads and not self._stop.is_set():
+            self._spawn()
+
+    def _spawn(self) -> None:
+        with self._lock:
+            while len(self._threads) < self.config.concurrency:
+                name = f'{self.queue.node_id}-forwarder-{len(self._threads)}'
+                thread = threading.Thread(target=self._worker, name=name, daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    def _surplus(self) -> bool:
+        """This worker's place is beyond `concurrency` (lowered live): it ends; its place is freed."""
+        with self._lock:
+            me = threading.current_thread()
+            if me in self._threads and self._threads.index(me) >= self.config.concurrency:
+                self._threads.remove(me)
+                return True
+            return False
+
     def start(self) -> Forwarder:
         if self._threads:
             return self
-        for index in range(self.config.concurrency):
-            thread = threading.Thread(
-                target=self._worker, name=f'{self.queue.node_id}-forwarder-{index}', daemon=True
-            )
-            self._threads.append(thread)
-            thread.start()
+        self._spawn()
         _LOG.info(
             'node %s: forwarding %s to %s (concurrency %d, batch %d)',
             self.queue.node_id,
@@ -177,7 +198,7 @@ class Forwarder:
         self._stop.set()
         self.queue.release([])  # wakes workers that wait for rows
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        for thread in list(self._threads):  # a surplus worker may leave meanwhile
             thread.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
 
@@ -249,7 +270,7 @@ class Forwarder:
     def _worker(self) -> None:
         client = self._client_factory()
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not self._surplus():
                 try:
                     self._one_round(client)
                 except DeliveryError as exc:

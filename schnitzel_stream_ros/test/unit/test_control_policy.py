@@ -1,6 +1,6 @@
 """The controller's guardrails, decision by decision, with injected metrics and times.
 
-The policy is pure (control/policy.py): every test feeds metric values at given seconds and reads
+The policy is pure (autonomic/policy.py): every test feeds metric values at given seconds and reads
 the decisions back, so each guardrail — bounds, step limit, cooldown, hysteresis, rollback, safe
 mode — and the operator's pins are checked with exact values.
 """
@@ -222,6 +222,41 @@ def test_rate_metric_and_mode_switch_with_restore():
         ('set', 'low_bandwidth', 'snapshot', 1.0),
         ('set', 'low_bandwidth', 'batch', 10.0),
         ('enter', 'normal', None, None),
+    ]
+
+
+def test_low_power_mode_by_a_cpu_rule_and_the_first_active_mode_rule_wins():
+    knobs = {
+        'fps': {'node': 'cam', 'param': 'fps', 'min': 2, 'max': 30},
+        'batch': {'node': 'queue', 'param': 'batch_size', 'min': 1, 'max': 500, 'integer': True},
+    }
+    rules = [
+        {'id': 'hot', 'do': {'mode': 'low_power'},
+         'when': {'metric': 'vision.cpu_percent', 'above': 180, 'clear_below': 120, 'for_sec': 5}},
+        {'id': 'backlog', 'when': {'metric': 'rate(queue.queue_depth)', 'above': 1.0, 'clear_below': 0.0,
+                                   'for_sec': 2}, 'do': {'mode': 'low_bandwidth'}},
+    ]
+    policy = _policy(rules, knobs=knobs, values={'fps': 30.0, 'batch': 10.0},
+                     modes={'low_power': {'fps': 5}, 'low_bandwidth': {'batch': 500}})
+    out = []
+    for t in range(0, 12):  # the process runs hot from t=2 on; the queue grows from t=5 on
+        out += _step(policy, float(t), vision__cpu_percent=190.0 if t >= 2 else 100.0,
+                     queue__queue_depth=float(max(0, t - 5) * 3))
+    modes = [(d['t'], d['rule'], d['action'], d['mode'], d['knob'], d['new']) for d in out
+             if d['rule'] != 'safe_mode']
+    assert modes == [
+        (7.0, 'hot', 'leave', 'normal', None, None),  # hot for 5 s (2..7): low power
+        (7.0, 'hot', 'enter', 'low_power', None, None),
+        (7.0, 'hot', 'set', 'low_power', 'fps', 5.0),
+    ]  # the backlog rule is active from t=8 on too, but the first active mode rule (hot) wins
+    back = []
+    for t in range(12, 20):  # cool again: the growing backlog's mode takes over, fps comes back
+        back += _step(policy, float(t), vision__cpu_percent=100.0, queue__queue_depth=float((t - 5) * 3))
+    assert [(d['rule'], d['action'], d['mode'], d['knob'], d['new']) for d in back] == [
+        ('backlog', 'leave', 'low_power', None, None),
+        ('backlog', 'set', 'low_power', 'fps', 30.0),
+        ('backlog', 'enter', 'low_bandwidth', None, None),
+        ('backlog', 'set', 'low_bandwidth', 'batch', 500.0),
     ]
 
 

@@ -118,8 +118,8 @@ class OnnxDetector:
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.size = (self.input_size or self._size_from_model(model_input.shape)
-                     or DEFAULT_INPUT_SIZE[self.decoder])
+        self.fixed_size = self._size_from_model(model_input.shape)  # None: the model takes any size
+        self.size = self.input_size or self.fixed_size or DEFAULT_INPUT_SIZE[self.decoder]
         if self.decoder == 'ssd':
             self.ssd_roles = ssd_outputs(self.output_names)
 

@@ -54,6 +54,17 @@ def _changed(params: tuple[Param, ...], name: str, **changes: Any) -> tuple[Para
     return tuple(dataclasses.replace(p, **changes) if p.name == name else p for p in params)
 
 
+def detection_packet(frame: StreamPacket, detections: list[dict[str, Any]], frame_w: int, frame_h: int,
+                     model: str) -> StreamPacket:
+    """The `kind=detection` child of a frame (what a detector emits; the snapshot node rebuilds it)."""
+    meta = {key: frame.meta[key] for key in _CARRIED_META if key in frame.meta}
+    meta.update({
+        'frame_width': frame_w, 'frame_height': frame_h, 'detection_count': len(detections),
+        'model': model, MetaKey.IDEMPOTENCY_KEY: f'{frame.idempotency_key}:detections',
+    })
+    return frame.child(kind=Kind.DETECTION, payload=detections, meta=meta)
+
+
 def as_bgr(frame: np.ndarray) -> np.ndarray:
     """3-channel BGR view of a gray, gray+1 or BGRA frame (no copy for BGR)."""
     if frame.ndim == 2 or frame.shape[2] == 1:
@@ -79,6 +90,9 @@ class OnnxDetectorNode(Plugin):
         Param('decoder', str, 'ssd', choices=DECODERS, description='output format: ssd | yolov8'),
         Param('input_size', list, None, description='model input [width, height] or [size] '
               '(default: from the model, else 300 for ssd and 640 for yolov8)'),
+        Param('input_side', int, None, min=32, max=2048, dynamic=True,
+              description='a knob: the model input as a square of this many pixels from the next frame on '
+                          '(unset: input_size); only for models whose input size is not fixed'),
         Param('conf', float, None, min=0.0, max=1.0, dynamic=True,
               description='score threshold (default 0.5 for ssd, 0.25 for yolov8); a knob: settable live'),
         Param('iou', float, 0.45, min=0.0, max=1.0, description='NMS IoU threshold (yolov8)'),
@@ -115,6 +129,20 @@ class OnnxDetectorNode(Plugin):
                              f'{self.detector.missing_providers}')
         self.model_name = model.name
         self._unmapped_seen = 0
+        self._default_size = self.detector.size
+        if p['input_side'] is not None:
+            self._set_input_side(p['input_side'])
+
+    def _set_input_side(self, side: int | None) -> None:
+        """The size the next frame is fed at; a model with a fixed input keeps its own (logged)."""
+        if self.detector.fixed_size is not None:
+            if side is not None:
+                self.count('input_side_refused_total')
+                self.log.warning(f"node '{self.node_id}': parameter 'input_side' {side} ignored: the model's "
+                                 f'input is fixed at {self.detector.fixed_size}')
+            return
+        self.detector.size = (side, side) if side is not None else self._default_size
+        self.gauge('input_side', self.detector.size[0])
 
     def _input_size(self, where: str) -> tuple[int, int] | None:
         raw = self.params['input_size']
@@ -144,6 +172,8 @@ class OnnxDetectorNode(Plugin):
         return frozenset(raw)
 
     def on_params(self, changed: Mapping[str, Any]) -> None:
+        if 'input_side' in changed:
+            self._set_input_side(changed['input_side'])
         if 'conf' in changed:  # the next frame is scored with it; None: the decoder's default again
             conf = changed['conf']
             self.detector.conf = conf if conf is not None else _DEFAULT_CONF[self.params['decoder']]
@@ -161,12 +191,8 @@ class OnnxDetectorNode(Plugin):
         if self.detector.unmapped_total != self._unmapped_seen:
             self.count('unmapped_total', self.detector.unmapped_total - self._unmapped_seen)
             self._unmapped_seen = self.detector.unmapped_total
-        meta = {key: packet.meta[key] for key in _CARRIED_META if key in packet.meta}
-        meta.update({
-            'frame_width': frame_w, 'frame_height': frame_h, 'detection_count': len(detections),
-            'model': self.model_name, MetaKey.IDEMPOTENCY_KEY: f'{packet.idempotency_key}:detections',
-        })
-        self.emit(packet.child(kind=Kind.DETECTION, payload=detections, meta=meta), self.DETECTIONS_PORT)
+        self.emit(detection_packet(packet, detections, frame_w, frame_h, self.model_name),
+                  self.DETECTIONS_PORT)
         self.emit(packet.with_meta(**{DETECTIONS_META: detections}), self.FRAMES_PORT)
 
 

@@ -9,7 +9,7 @@ It lives in the graph like any plugin and never reaches into the runtime:
 - it acts through the parameter services of the target nodes (plugin.RemoteParameters: what
   `ros2 param set` uses, so a knob may live in any container), and the node's own bounds and checks
   still apply;
-- it decides with control/policy.py (bounds, step limit, cooldown, hysteresis, rollback, safe mode,
+- it decides with autonomic/policy.py (bounds, step limit, cooldown, hysteresis, rollback, safe mode,
   modes), and logs each decision and rejection: JSONL file (rotated), `~/decisions` (std_msgs/String
   JSON), counters in the run report;
 - the operator pins a knob with `ros2 param set <controller> pin.<knob> <value>` (empty string: lift)

@@ -59,7 +59,8 @@ class DurableForwarderSink(Plugin):
         *HTTP_PARAMS_FOR_TARGETS,
         *TARGET_PARAMS,
         *BACKOFF_PARAMS,
-        Param('concurrency', int, 4, 'parallel connections to the backend', min=1, max=64),
+        Param('concurrency', int, 4, 'parallel connections to the backend; a knob: settable live (surplus '
+              'workers end after their round)', min=1, max=64, dynamic=True),
         Param('batch_size', int, 128, 'rows claimed (and settled in one transaction) at a time; a knob: '
               'settable live', min=1, max=100_000, dynamic=True),
         Param('lease_sec', float, 60.0, 'a claimed row not settled within this is sent again', min=1.0),
@@ -123,8 +124,12 @@ class DurableForwarderSink(Plugin):
         self._gauges = GaugeReporter(self.node_id, self._metrics, self.gauge).start()
 
     def on_params(self, changed: Mapping[str, Any]) -> None:
-        if 'batch_size' in changed and self.forwarder is not None:
+        if self.forwarder is None:
+            return
+        if 'batch_size' in changed:
             self.forwarder.set_batch_size(changed['batch_size'])
+        if 'concurrency' in changed:
+            self.forwarder.set_concurrency(changed['concurrency'])
 
     def process(self, packet: StreamPacket, port: str = 'in') -> StreamPacket | None:
         assert self.queue is not None, 'setup() was not called'
