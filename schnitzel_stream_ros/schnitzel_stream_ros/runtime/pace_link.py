@@ -210,9 +210,7 @@ class PaceLink(DrainPacer):
                 first = self._first_seen.setdefault(topic, now)
                 if now - first < FIRST_CREDIT_GRACE_SEC:
                     short[topic] = target
-                elif topic not in self._grace_expired:
-                    self._grace_expired.add(topic)
-                    self.counters['pace_credit_grace_expired_total'] += 1
+                elif self._first_grace_expiry(topic):  # the source's thread and the reporter's look
                     self.on_warning(
                         f'container {self.name}: pace: no container credited topic {topic} within '
                         f'{FIRST_CREDIT_GRACE_SEC:g} s of its first packet: packets on it go unpaced until '
@@ -223,6 +221,15 @@ class PaceLink(DrainPacer):
             if missing > 0:
                 short[topic] = missing
         return short
+
+    def _first_grace_expiry(self, topic: str) -> bool:
+        """Count a topic's grace expiry once; True the first time."""
+        with self._lock:
+            if topic in self._grace_expired:
+                return False
+            self._grace_expired.add(topic)
+            self.counters['pace_credit_grace_expired_total'] += 1
+            return True
 
     def drained(self, nodes: list[Any]) -> bool:
         before = self._offered(nodes)
