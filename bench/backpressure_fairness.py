@@ -38,7 +38,9 @@ the same scoring delay and the same sink lines. What DDS loses there counts as m
 Output: one run file per run in upstream's run schema (`<out>/<placement>/runs/<run_id>.json`, plus
 `copies_through_per_event`: how many copies of each planned event reached the sink, where the miss
 rate comes from) and one JSON object on stdout: per placement, the summary table (means per policy x
-workload) and the checks; with `--upstream`, the per-cell `comparison`. A live run's status is that of
+workload) and the checks (`unaccounted_runs`; `pace_trouble_runs`: live runs whose pace credits had to
+be waited out or written off, whose credit reporter erred, or with an incomplete batch); with
+`--upstream`, the per-cell `comparison`. A live run's status is that of
 its report's errors (the runner's exit code also counts the inbox policy's drops, which here are the
 experiment). Cheap run: `--policies drop_new --workloads balanced --placements deterministic_vclock,
 live_2c_paced --no-baseline`.
@@ -71,6 +73,10 @@ from schnitzel_stream_ros.testing.dds import lease_domain, localhost_env  # noqa
 EXPERIMENT_DIR = REPO / 'schnitzel_stream_ros' / 'test' / 'graphs' / 'upstream_exp'
 PLACEMENTS = ('deterministic', 'deterministic_vclock', 'live_paced', 'live', 'live_2c', 'live_2c_paced')
 RUN_TIMEOUT_SEC = 300
+#: a live run's transport counters that say its pacing or batching did not hold (runtime/pace_link.py,
+#: runtime/batch_mark.py); a run with any of them non-zero is listed in the output's `pace_trouble_runs`
+PACE_TROUBLE = ('pace_credit_grace_expired_total', 'pace_credit_written_off_total',
+                'pace_credit_report_errors_total', 'batches_incomplete_total')
 #: DDS history of the baseline's topic: what a plain rclpy user writes (create_publisher(..., 10))
 BASELINE_DEPTH = 10
 
@@ -224,7 +230,9 @@ def run_live(plan: RunPlan, run_dir: Path, placement: str) -> dict[str, Any]:
     )
     counters = {'packets.dropped_total': dropped, 'packets.dropped_elsewhere': other_drops,
                 'burst_published': published, 'processor_taken': taken,
-                'accounted': published == taken + dropped and other_drops == 0}
+                'accounted': published == taken + dropped and other_drops == 0,
+                # what may leave a paced run (partly) unpaced or a batch split: each names its cause
+                **{key: int(metrics_in.get(f'transport.{key}', 0)) for key in PACE_TROUBLE}}
     return run_record(plan, metrics, breakdown, status='ok' if ok else 'error', error='; '.join(errors),
                       duration_sec=duration, placement=placement, counters=counters,
                       paths={'events_path': str(events_path), 'graph_path': str(graph_path),
@@ -403,6 +411,10 @@ def main() -> int:
         if placement.startswith('live'):
             entry['unaccounted_runs'] = [r['run_id'] for r in records
                                          if not r['runtime_metrics']['accounted']]
+            entry['pace_trouble_runs'] = {r['run_id']: {k: r['runtime_metrics'][k] for k in PACE_TROUBLE
+                                                        if r['runtime_metrics'].get(k)}
+                                          for r in records
+                                          if any(r['runtime_metrics'].get(k) for k in PACE_TROUBLE)}
         if placement == 'rclpy':
             entry['lost_in_dds_total'] = sum(r['runtime_metrics']['lost_in_dds'] for r in records)
         result['placements'][placement] = entry

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 ERROR_PENALTY = 5.0
@@ -125,7 +126,8 @@ def run_record(plan: Any, metrics: Mapping[str, Any], breakdown: Mapping[str, An
                paths: Mapping[str, str]) -> dict[str, Any]:
     """One run file in upstream's run schema (plus `placement` and the run's own counters)."""
     return {
-        'schema_version': 1, 'status': status, 'error': error, 'experiment_id': 'backpressure_fairness',
+        'schema_version': 1, 'ts': datetime.now(UTC).isoformat(), 'status': status, 'error': error,
+        'experiment_id': 'backpressure_fairness',
         'placement': placement, 'policy': plan.policy_id, 'policy_id': plan.policy_id,
         'workload_id': plan.workload_id, 'seed': plan.seed, 'repeat': plan.repeat, 'run_id': plan.run_id,
         'duration_sec': duration_sec,

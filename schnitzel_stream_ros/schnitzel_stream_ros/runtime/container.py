@@ -201,9 +201,6 @@ class Container:
         self.diagnostics: DiagnosticsPublisher | None = None
         self.bus = Bus()
         self.budget = EmissionBudget(max_events)
-        # config.pace_sources: sources wait for the graph to drain — this container's (workers.DrainPacer)
-        # and, through the credits of runtime/pace_link.py, the containers its packets went to
-        self.pacer = PaceLink(node, self.bus, lambda: list(self._nodes.values())) if pace_sources else None
         self.started = autostart
         self.stopped = False
         # bounded, overflow counted (observability/bounded.py): a month of warnings fits
@@ -216,6 +213,14 @@ class Container:
         self._heap_timer = node.create_timer(self.heap_trim.every_sec, self.heap_trim.maybe)
         self._lock = threading.RLock()
         self.log = node.get_logger()
+        # config.pace_sources: sources wait for the graph to drain — this container's (workers.DrainPacer)
+        # and, through the credits of runtime/pace_link.py, the containers its packets went to. Its
+        # reporter thread starts last, once everything it reads exists (started before, it once died on a
+        # missing attribute under load and left a run unpaced)
+        self.pacer = PaceLink(node, self.bus, lambda: list(self._nodes.values()),
+                              on_warning=self._on_warning) if pace_sources else None
+        if self.pacer is not None:
+            self.pacer.start()
 
     def _seconds_parameter(self, name: str, default: float, description: str) -> float:
         """A read-only container parameter in seconds, >= 0 (`-p name:=2` and `:=2.0` both work)."""
@@ -594,9 +599,12 @@ class Container:
             node.refresh_outputs()  # external subscriber counts as DDS sees them now
             node.host.refresh_state()  # age of the last checkpoint, now
         lanes = {id(lane.port): lane for node in nodes for lane in node.lanes}  # frame lanes (shm_lane/)
+        reporters = self.pacer.reporters() if self.pacer is not None else None
         topics = {
             port.topic.name: {
                 'published': port.dds_published,
+                # containers heard crediting it (config.pace_sources; the start gate waits for them)
+                **({'pace_reporters': reporters.get(port.topic.name, 0)} if reporters is not None else {}),
                 # a frame lane's readers are subscribers in other containers too (the start gate counts them)
                 'external_subscribers': port.external_subscribers + (
                     lanes[id(port)].writer.readers(refresh=True) if id(port) in lanes else 0),

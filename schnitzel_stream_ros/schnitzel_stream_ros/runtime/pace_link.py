@@ -8,16 +8,25 @@ received it and drained it too. So with pacing on, every container:
 - whenever those counts moved and the container is drained — its own nodes idle with nothing offered
   while looking, and its own DDS outputs credited by their receivers in turn — publishes them as a
   *credit* on `<graph namespace>/_schnitzel/pace` (diagnostic_msgs/DiagnosticStatus: name = the
-  container, values = [topic, count]); again every HEARTBEAT_SEC, so a late listener learns them;
+  container, values = [topic, count]); again every HEARTBEAT_SEC. Counts are cumulative, so a credit
+  lost in DDS is made good by the next one, and the writer keeps its last credit for late joiners
+  (transient local): a container whose subscription matched late learns the count at once;
 - its source waits before each pull until its own container is drained in that sense, i.e. every
   topic it published over DDS is credited, by every container that reported the topic, up to the
   count published.
-A topic no container reports (only outside listeners, `ros2 topic echo`) is waited for once, at its
-first packet, for FIRST_CREDIT_GRACE_SEC, then not. A credit that stays short — a packet lost in
-DDS, a container that died — holds the source REMOTE_TIMEOUT_SEC at most; the shortfall is then
-written off (counted in `transport.pace_credit_timeouts_total` and `transport.pace_credit_written_off_total`)
-so the next packets are paced again against the live count. Credits are hostile input: bounded
-(MAX_CREDIT_VALUES topics, MAX_REPORTERS containers), parsed as non-negative integers, others ignored.
+The start gate (runtime/start_gate.py) opens a paced graph only once every container that takes a
+crossing topic in has been heard crediting it (`pace_reporters` in the container's snapshot), so a
+source does not start before its pace link works. A topic no container reports (only outside
+listeners, `ros2 topic echo`; or a gate that timed out) is waited for once, at its first packet, for
+FIRST_CREDIT_GRACE_SEC, then not: counted in `transport.pace_credit_grace_expired_total` and said
+in the run's warnings, as the packets on that topic then go unpaced until a credit comes. A credit
+that stays short — a packet lost in DDS, a container that died — holds the source REMOTE_TIMEOUT_SEC
+at most; the shortfall is then written off (counted in `transport.pace_credit_timeouts_total` and
+`transport.pace_credit_written_off_total`, and a warning) so the next packets are paced again
+against the live count. The credit reporter survives its own errors (counted in
+`transport.pace_credit_report_errors_total`, a warning): a reporter that died silently once left a
+run unpaced with nothing said. Credits are hostile input: bounded (MAX_CREDIT_VALUES topics,
+MAX_REPORTERS containers), parsed as non-negative integers, others ignored.
 """
 from __future__ import annotations
 
@@ -43,8 +52,14 @@ MAX_CREDIT_VALUES = 256
 MAX_REPORTERS = 64
 MAX_NAME_CHARS = 512
 MAX_COUNT = 2**63 - 1
-QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=64, reliability=ReliabilityPolicy.RELIABLE,
-                 durability=DurabilityPolicy.VOLATILE)
+#: after an error of the credit reporter, before it looks again
+REPORT_ERROR_PAUSE_SEC = 0.05
+#: a writer keeps only its newest credit (cumulative counts: older ones say nothing more); transient
+#: local, so a subscription that matches later gets it at once instead of at the next heartbeat
+WRITER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
+READER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=64, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def parse_credit(msg: Any) -> tuple[str, dict[str, int]] | None:
@@ -69,24 +84,43 @@ class PaceLink(DrainPacer):
 
     `nodes()` gives the container's PluginNodes: their `subscribers` (LocalSubscribers: `topic`,
     `edge.packets`) and `outputs` (OutputPorts: `topic.name`, `dds_published`); `bus` is the
-    container's Bus (a topic without a publisher in the container comes in over DDS)."""
+    container's Bus (a topic without a publisher in the container comes in over DDS); `on_warning`
+    takes the warnings a run report must show (once each). The credit reporter runs from `start()`,
+    which the container calls once `nodes()` can answer."""
 
-    def __init__(self, node: Any, bus: Any, nodes: Callable[[], list[Any]]) -> None:
+    def __init__(self, node: Any, bus: Any, nodes: Callable[[], list[Any]],
+                 on_warning: Callable[[str], None] | None = None) -> None:
         super().__init__(nodes)
         self.node = node
         self.bus = bus
         self.name = node.get_fully_qualified_name()
+        self.on_warning = on_warning or (lambda message: node.get_logger().warning(message))
         self.counters = {'pace_credits_published_total': 0, 'pace_credit_timeouts_total': 0,
-                         'pace_credit_written_off_total': 0, 'pace_credits_ignored_total': 0}
+                         'pace_credit_written_off_total': 0, 'pace_credits_ignored_total': 0,
+                         'pace_credit_grace_expired_total': 0, 'pace_credit_report_errors_total': 0}
         self._credits: dict[str, dict[str, int]] = {}  # reporting container -> {topic: count}
         self._written_off: dict[str, int] = {}  # topic -> packets given up on (lost in DDS, dead peer)
         self._first_seen: dict[str, float] = {}
+        self._grace_expired: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.publisher = node.create_publisher(DiagnosticStatus, PACE_TOPIC, QOS)
-        self.subscription = node.create_subscription(DiagnosticStatus, PACE_TOPIC, self._on_credit, QOS)
+        self.publisher = node.create_publisher(DiagnosticStatus, PACE_TOPIC, WRITER_QOS)
+        self.subscription = node.create_subscription(DiagnosticStatus, PACE_TOPIC, self._on_credit,
+                                                     READER_QOS)
         self.thread = threading.Thread(target=self._report_loop, name='pace-credit', daemon=True)
-        self.thread.start()
+
+    def start(self) -> None:
+        if not self.thread.is_alive() and not self._stop.is_set():
+            self.thread.start()
+
+    def reporters(self) -> dict[str, int]:
+        """topic -> containers heard crediting it (what the start gate waits for)."""
+        out: dict[str, int] = {}
+        with self._lock:
+            for counts in self._credits.values():
+                for topic in counts:
+                    out[topic] = out.get(topic, 0) + 1
+        return out
 
     # -- what this container took in and drained --------------------------------------------------
     def _received(self, nodes: list[Any]) -> dict[str, int]:
@@ -101,11 +135,20 @@ class PaceLink(DrainPacer):
         return counts
 
     def _report_loop(self) -> None:
-        try:
-            self._report()
-        except Exception as exc:  # a dead reporter would hold the other containers' sources: say so
-            if not self._stop.is_set() and self.node.context.ok():  # not merely the process ending
-                self.node.get_logger().error(f'pace credits stopped: {type(exc).__name__}: {exc}')
+        """Report until closed. An error of one look is counted and said, and the next look comes:
+        a reporter that ends leaves the sources of other containers unpaced (or held), and that once
+        happened with nothing in the run's report."""
+        while not self._stop.is_set():
+            try:
+                self._report()
+                return
+            except Exception as exc:
+                if self._stop.is_set() or not self.node.context.ok():  # the process is ending
+                    return
+                self.counters['pace_credit_report_errors_total'] += 1
+                self.on_warning(f'container {self.name}: pace credit reporter: {type(exc).__name__}: {exc} '
+                                '(counted in transport.pace_credit_report_errors_total; reporting goes on)')
+                self._stop.wait(REPORT_ERROR_PAUSE_SEC)
 
     def _report(self) -> None:
         last: dict[str, int] = {}
@@ -167,11 +210,26 @@ class PaceLink(DrainPacer):
                 first = self._first_seen.setdefault(topic, now)
                 if now - first < FIRST_CREDIT_GRACE_SEC:
                     short[topic] = target
+                elif self._first_grace_expiry(topic):  # the source's thread and the reporter's look
+                    self.on_warning(
+                        f'container {self.name}: pace: no container credited topic {topic} within '
+                        f'{FIRST_CREDIT_GRACE_SEC:g} s of its first packet: packets on it go unpaced until '
+                        'one does (fine for outside listeners only; a container that consumes it is not '
+                        'reporting)')
                 continue
             missing = target - min(reported)
             if missing > 0:
                 short[topic] = missing
         return short
+
+    def _first_grace_expiry(self, topic: str) -> bool:
+        """Count a topic's grace expiry once; True the first time."""
+        with self._lock:
+            if topic in self._grace_expired:
+                return False
+            self._grace_expired.add(topic)
+            self.counters['pace_credit_grace_expired_total'] += 1
+            return True
 
     def drained(self, nodes: list[Any]) -> bool:
         before = self._offered(nodes)
@@ -192,10 +250,15 @@ class PaceLink(DrainPacer):
                 for topic, missing in short.items():
                     self._written_off[topic] = self._written_off.get(topic, 0) + missing
                     self.counters['pace_credit_written_off_total'] += missing
+                    self.on_warning(
+                        f'container {self.name}: pace: topic {topic}: credits stayed short for '
+                        f'{REMOTE_TIMEOUT_SEC:g} s; the packets not credited were written off (counted in '
+                        'transport.pace_credit_written_off_total) and the source went on')
                 return True
             stop.wait(self.POLL_SEC)
         return False
 
     def close(self) -> None:
         self._stop.set()
-        self.thread.join(timeout=2.0)
+        if self.thread.is_alive():
+            self.thread.join(timeout=2.0)

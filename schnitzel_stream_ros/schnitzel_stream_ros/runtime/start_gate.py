@@ -10,7 +10,10 @@ the rule for every way of starting a graph is the same (docs/wiring.md, "Start g
 2. the gate waits until each container lists every node the graph puts in it, and every topic
    that crosses containers has as many matched subscriptions on its publisher as the graph has
    consumers of it in other containers;
-3. then it calls `~/_schnitzel/start` on every container, once. Later loads start at once.
+3. with `config.pace_sources`, it also waits until the container publishing each crossing topic has
+   heard a pace credit for it from every container that takes it in (runtime/pace_link.py): a source
+   that started before its pace link worked would run unpaced;
+4. then it calls `~/_schnitzel/start` on every container, once. Later loads start at once.
 
 `schnitzel-stream run` opens the gate itself after its loads; a generated launch file starts the
 `start_gate` executable next to its containers, which waits for launch_ros' loads and opens it;
@@ -24,7 +27,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from schnitzel_stream_ros.graph.model import ValidatedGraph
@@ -49,12 +52,27 @@ def cross_topics(graph: ValidatedGraph) -> dict[str, int]:
     return {topic: len(ends) for topic, ends in sorted(needed.items())}
 
 
+def pace_topics(graph: ValidatedGraph) -> dict[str, int]:
+    """With config.pace_sources: topic -> containers (other than its publisher's) whose pace credit for
+    it the publishing container must have heard before the graph starts. Empty when not paced."""
+    if not graph.spec.pace_sources:
+        return {}
+    container_of = {n.id: n.container for n in graph.nodes}
+    needed: dict[str, set[str]] = {}
+    for edge in graph.edges:
+        if container_of[edge.src] != container_of[edge.dst]:
+            needed.setdefault(edge.topic, set()).add(container_of[edge.dst])
+    return {topic: len(containers) for topic, containers in sorted(needed.items())}
+
+
 @dataclass(frozen=True)
 class GatePlan:
     """What must be there before a graph starts: nodes per container, subscriptions per crossing topic."""
 
     containers: Mapping[str, tuple[str, ...]]  # container node full name -> node full names in it
     cross_topics: Mapping[str, int]  # topic -> matched subscriptions its publisher needs
+    # config.pace_sources: topic -> containers its publishing container must have heard credit it
+    pace_topics: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_graph(cls, graph: ValidatedGraph) -> GatePlan:
@@ -63,7 +81,8 @@ class GatePlan:
             for group, requests in load_requests_by_container(graph).items()
         }
         # nodes that load unconfigured are wired when their manager configures them: it waits then
-        return cls(containers, cross_topics(graph) if graph.spec.autostart else {})
+        auto = graph.spec.autostart
+        return cls(containers, cross_topics(graph) if auto else {}, pace_topics(graph) if auto else {})
 
     def awaiting(self, subscribers: Mapping[str, int]) -> GatePlan:
         """This plan, also waiting for `n` more matched subscriptions on each topic — outside
@@ -71,11 +90,13 @@ class GatePlan:
         topics = dict(self.cross_topics)
         for topic, n in subscribers.items():
             topics[topic] = topics.get(topic, 0) + n
-        return GatePlan(self.containers, topics)
+        return GatePlan(self.containers, topics, self.pace_topics)
 
     def to_json(self) -> str:
         containers = {k: list(v) for k, v in self.containers.items()}
         plan = {'containers': containers, 'cross_topics': dict(self.cross_topics)}
+        if self.pace_topics:  # only paced graphs carry it (plans of older launch files stay valid)
+            plan['pace_topics'] = dict(self.pace_topics)
         return json.dumps(plan, separators=(',', ':'))
 
     @classmethod
@@ -87,9 +108,11 @@ class GatePlan:
             data = json.loads(text)
         except (json.JSONDecodeError, RecursionError) as exc:
             raise ValueError(f'start gate plan: not JSON: {exc}') from None
-        if not isinstance(data, dict) or set(data) != {'containers', 'cross_topics'}:
-            raise ValueError("start gate plan: expected an object with 'containers' and 'cross_topics'")
-        containers, topics = data['containers'], data['cross_topics']
+        if not isinstance(data, dict) or not {'containers', 'cross_topics'} <= set(data) <= {
+                'containers', 'cross_topics', 'pace_topics'}:
+            raise ValueError("start gate plan: expected an object with 'containers' and 'cross_topics' "
+                             "(and optionally 'pace_topics')")
+        containers, topics, paced = data['containers'], data['cross_topics'], data.get('pace_topics', {})
         if not isinstance(containers, dict) or not all(
             isinstance(k, str) and k.startswith('/') and isinstance(v, list)
             and all(isinstance(n, str) and n.startswith('/') for n in v)
@@ -100,15 +123,21 @@ class GatePlan:
             isinstance(k, str) and k.startswith('/') and type(v) is int and v > 0 for k, v in topics.items()
         ):
             raise ValueError("start gate plan: 'cross_topics' must map topic names to positive counts")
-        if sum(len(v) for v in containers.values()) + len(topics) > MAX_PLAN_ENTRIES:
+        if not isinstance(paced, dict) or not all(
+            isinstance(k, str) and k.startswith('/') and type(v) is int and v > 0 for k, v in paced.items()
+        ):
+            raise ValueError("start gate plan: 'pace_topics' must map topic names to positive counts")
+        if sum(len(v) for v in containers.values()) + len(topics) + len(paced) > MAX_PLAN_ENTRIES:
             raise ValueError(f'start gate plan: more than {MAX_PLAN_ENTRIES} nodes and topics')
-        return cls({k: tuple(v) for k, v in containers.items()}, dict(topics))
+        return cls({k: tuple(v) for k, v in containers.items()}, dict(topics), dict(paced))
 
-    def missing(self, loaded: Mapping[str, Iterable[str]], matched: Mapping[str, int]) -> list[str]:
+    def missing(self, loaded: Mapping[str, Iterable[str]], matched: Mapping[str, int],
+                heard: Mapping[str, int] | None = None) -> list[str]:
         """What still keeps the gate closed, one phrase each; empty when the graph may start.
 
         `loaded`: container full name -> node full names it lists now; `matched`: topic -> matched
-        subscriptions of its publisher outside its container, as the containers report them.
+        subscriptions of its publisher outside its container, as the containers report them;
+        `heard`: topic -> containers its publishing container has heard a pace credit for it from.
         """
         out = []
         for container, nodes in self.containers.items():
@@ -120,6 +149,11 @@ class GatePlan:
         for topic, needed in self.cross_topics.items():
             if matched.get(topic, 0) < needed:
                 out.append(f'topic {topic}: {matched.get(topic, 0)}/{needed} subscriptions matched')
+        heard = heard or {}
+        for topic, needed in self.pace_topics.items():
+            have = heard.get(topic, 0)
+            if have < needed:
+                out.append(f'topic {topic}: pace credits heard from {have}/{needed} containers')
         return out
 
 
@@ -130,6 +164,15 @@ def matched_subscriptions(snapshots: Iterable[Mapping]) -> dict[str, int]:
         for topic, row in snap.get('topics', {}).items():
             matched[topic] = max(matched.get(topic, 0), int(row.get('external_subscribers', 0)))
     return matched
+
+
+def pace_reporters(snapshots: Iterable[Mapping]) -> dict[str, int]:
+    """topic -> containers its publishing container heard a pace credit for it from (snapshots)."""
+    heard: dict[str, int] = {}
+    for snap in snapshots:
+        for topic, row in snap.get('topics', {}).items():
+            heard[topic] = max(heard.get(topic, 0), int(row.get('pace_reporters', 0)))
+    return heard
 
 
 class GateTarget(Protocol):
@@ -143,9 +186,12 @@ class GateTarget(Protocol):
     def start(self) -> None: ...
 
 
-def observe(targets: Sequence[GateTarget]) -> tuple[dict[str, list[str]], dict[str, int]]:
-    """(loaded nodes per reachable container, matched subscriptions per topic). A container that
-    does not answer yet is left out: the plan then reports it as not reachable."""
+def observe(
+    targets: Sequence[GateTarget],
+) -> tuple[dict[str, list[str]], dict[str, int], dict[str, int]]:
+    """(loaded nodes per reachable container, matched subscriptions per topic, pace credits heard per
+    topic). A container that does not answer yet is left out: the plan then reports it as not
+    reachable."""
     loaded: dict[str, list[str]] = {}
     snapshots = []
     for target in targets:
@@ -156,7 +202,7 @@ def observe(targets: Sequence[GateTarget]) -> tuple[dict[str, list[str]], dict[s
             snapshots.append(target.snapshot())
         except Exception:  # not up yet, or busy: asked again at the next poll
             loaded.pop(target.full_name, None)
-    return loaded, matched_subscriptions(snapshots)
+    return loaded, matched_subscriptions(snapshots), pace_reporters(snapshots)
 
 
 def wait_until_wired(

@@ -9,7 +9,9 @@ needs 2 ms per packet: its inbox overflows. Both runs account for every packet t
 Across two containers (two real container processes, the burst -> processor edge over DDS), the
 source's container learns from the second container's credits (runtime/pace_link.py) when the
 packets it sent there have been taken in and drained: paced, nothing is dropped and no credit had to
-be written off; the same two-container run unpaced overflows.
+be written off; the same two-container run unpaced overflows. The start gate opened only once the
+source's container had heard the second container's credit (no gate warning, no first packet that
+waited out the grace for a credit), and the credit reporters ran without an error.
 """
 from __future__ import annotations
 
@@ -61,7 +63,9 @@ def run(tmp_path: Path, env: dict, paced: bool, two_containers: bool = False) ->
            '--report-json', str(report)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode in (0, 1), done.stderr  # 1: failed (inbox drops count as lost)
-    return json.loads(report.read_text())['metrics']
+    data = json.loads(report.read_text())
+    assert not any('start gate' in w or 'pace' in w for w in data['warnings']), data['warnings']
+    return data['metrics']
 
 
 def test_paced_sources_drop_nothing_where_the_same_run_unpaced_overflows(tmp_path, ros_env):
@@ -87,4 +91,6 @@ def test_paced_sources_across_two_container_processes_wait_for_the_second_contai
     assert paced['node.sink.written_total'] == EVENTS * COPIES
     assert paced['transport.pace_credits_published_total'] > 0
     assert paced['transport.pace_credit_timeouts_total'] == 0
+    assert paced['transport.pace_credit_grace_expired_total'] == 0  # the gate waited for the credit
+    assert paced['transport.pace_credit_report_errors_total'] == 0
     assert unpaced['node.processor.inbox_dropped_total'] > 0

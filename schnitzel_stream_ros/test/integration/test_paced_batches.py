@@ -54,6 +54,9 @@ def test_a_paced_live_cell_misses_exactly_what_upstreams_runner_misses(tmp_path,
     reference = REFERENCE[CELL]
     assert record['status'] == 'ok', record.get('error')
     assert record['runtime_metrics']['accounted'], record['runtime_metrics']  # nothing lost elsewhere
+    for key in ('pace_credit_grace_expired_total', 'pace_credit_written_off_total',
+                'pace_credit_report_errors_total'):  # paced throughout: no credit waited out or missing
+        assert record['runtime_metrics'][key] == 0, (key, record['runtime_metrics'])
     assert plan.expected_total == reference['expected_total']
     events = reference['expected_total'] // 3
     metrics = json.loads(Path(record['paths']['report_path']).read_text())['metrics']

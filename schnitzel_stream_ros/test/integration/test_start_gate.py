@@ -203,3 +203,44 @@ def test_the_gate_says_what_it_waits_for_and_gives_up_on_timeout(procs, tmp_path
     text = log.read_text()
     missing = 'container /gate2/a not reachable; container /gate2/b not reachable'
     assert f'gave up after 1.5 s; still missing: {missing}' in text, text
+
+
+PACED_TWO_CONTAINERS = TWO_CONTAINERS.replace('namespace: /gate2\n',
+                                              'namespace: /gate3\nconfig: {pace_sources: true}\n')
+
+
+@pytest.mark.parametrize('consumer_reports', [True, False], ids=['consumer-credits', 'consumer-silent'])
+def test_a_paced_graph_starts_only_once_its_source_container_has_heard_the_consumers_credit(
+        consumer_reports, client, procs, tmp_path):
+    """config.pace_sources across processes (runtime/pace_link.py): a source that starts before its
+    container hears the consuming container's pace credits runs unpaced. The gate waits for that credit
+    as well as for the DDS match: with a consumer container that reports (started last, its nodes loaded
+    last) the graph starts and delivers; with one that never reports (started without --pace-sources)
+    the gate does not open and says why — before, it opened on the DDS match alone."""
+    graph_path = tmp_path / 'paced.yaml'
+    graph_path.write_text(PACED_TWO_CONTAINERS)
+    graph = compile_graph(graph_path)
+    timeout = '60' if consumer_reports else '6'
+    gate_proc, gate_log = procs.start('gate', [executable('start_gate'), '--graph', str(graph_path),
+                                               '--timeout', timeout])
+    logs = {'a': procs.start('a', node_command('component_container', ['--paused', '--pace-sources'],
+                                               'a', '/gate3'))[1]}
+    targets = {'a': client.container('/gate3/a')}
+    for request in load_requests(graph):
+        if request.container_group == 'a':
+            assert targets['a'].load(request).success
+    time.sleep(LOAD_DELAY_SEC)  # the consumer's container comes late
+    flags = ['--paused'] + ['--pace-sources'] * consumer_reports
+    logs['b'] = procs.start('b', node_command('component_container', flags, 'b', '/gate3'))[1]
+    targets['b'] = client.container('/gate3/b')
+    for request in load_requests(graph):
+        if request.container_group == 'b':
+            assert targets['b'].load(request).success
+    if consumer_reports:
+        wait_for(lambda: logs['b'].read_text().count('GOT ') == 2, 40, 'both packets in the other container')
+        assert gate_proc.wait(20) == 0, gate_log.read_text()
+    else:
+        assert gate_proc.wait(40) == 1, gate_log.read_text()
+        text = gate_log.read_text()
+        assert 'topic /gate3/src/out: pace credits heard from 0/1 containers' in text, text
+        assert 'GOT ' not in logs['b'].read_text()

@@ -35,6 +35,9 @@ REFERENCE = {(r['policy_id'], r['workload_id']): r
 REFERENCE_VCLOCK = {(r['policy_id'], r['workload_id']): r
                     for r in json.loads((UPSTREAM / 'reference_inproc_vclock_seed12000.json').read_text())[
                         'runs']}
+#: upstream's own run files of the four `error` cells (SOURCE.md), without ts, duration and paths
+REFERENCE_ERROR_RUNS = {r['workload_id']: r for r in json.loads(
+    (UPSTREAM / 'reference_error_runs_seed12000.json').read_text())['runs']}
 
 
 def experiment() -> Experiment:
@@ -89,6 +92,35 @@ def test_deterministic_placement_reproduces_upstreams_drops_and_misses_for_every
             if run['status'] == 'error':  # upstream raised at the first overflow: nothing reached the sink
                 assert "overflow policy is 'error'" in run['error']
                 assert run['runtime_metrics']['packets.refused_by_error_policy'] == 1
+
+
+def test_error_runs_fail_as_upstreams_do_run_file_for_run_file(tmp_path):
+    """Upstream's runner raises at the first packet an `error` inbox cannot take — the (max+1)-th burst
+    copy of the first event, before the processor has taken one — and writes a run file with status
+    `error`, no sink line and nothing counted (its runtime_metrics stay empty: the exception leaves
+    before they are read). Ours, timing as upstream wrote it: the same run file, field for field, but
+    the error's wording and the counters we add (the refused packet and the queued copies are
+    counted apart from policy drops: policy_drops in experiments/placements.py)."""
+    exp = experiment()
+    pi = [p['policy_id'] for p in exp.policies].index('error')
+    assert len(REFERENCE_ERROR_RUNS) == len(exp.workloads) == 4
+    for wi, workload in enumerate(exp.workloads):
+        plan = compose(exp, pi, wi, 0, exp.seed(12000, 0, pi, wi), tmp_path / f'{wi}.jsonl')
+        run = run_deterministic(plan, tmp_path)
+        ref = REFERENCE_ERROR_RUNS[workload['workload_id']]
+        inbox_max = plan.node_config('processor')['__runtime__']['inbox_max']
+        for key, value in ref.items():
+            if key not in ('error', 'runtime_metrics'):
+                assert run[key] == value, (workload['workload_id'], key)
+        assert run['status'] == 'error' and run['metrics']['observed_total'] == 0
+        assert f'node=processor max={inbox_max} policy=error (src=burst)' in ref['error']
+        assert run['error'] == (f"inbox 'processor.in' is full ({inbox_max} packets) and its overflow "
+                                "policy is 'error'")
+        assert ref['runtime_metrics'] == {}  # upstream counted nothing; ours: no policy drop either
+        assert run['runtime_metrics'] == {'packets.dropped_total': 0, 'packets.refused_by_error_policy': 1,
+                                          'packets.discarded_at_end': inbox_max,
+                                          'packets.source_emitted_total': 1}
+        assert run['ts'].endswith('+00:00')
 
 
 def test_one_cell_with_upstreams_timing_unchanged(tmp_path):

@@ -14,6 +14,7 @@ from schnitzel_stream_ros.runtime.start_gate import (
     MAX_PLAN_BYTES,
     GatePlan,
     matched_subscriptions,
+    pace_reporters,
     parse_await,
 )
 
@@ -47,6 +48,25 @@ def test_missing_names_every_absent_node_container_and_unmatched_topic():
     everything = {'/camera': ['/grabber', '/to_ref'],
                   '/storage': ['/from_ref', '/files', '/sampled_out', '/x']}
     assert plan.missing(everything, {'/to_ref/out': 2}) == []
+
+
+def test_a_paced_graph_also_waits_until_each_crossing_topic_is_credited_by_its_consumer_containers(tmp_path):
+    text = (PACKAGE / 'test/graphs/valid/two_containers.yaml').read_text()
+    assert text.count('\nconfig: {}\n') == 1
+    paced = tmp_path / 'paced.yaml'
+    paced.write_text(text.replace('\nconfig: {}\n', '\nconfig: {pace_sources: true}\n'))
+    plan = GatePlan.from_graph(compile_graph(paced, PluginRegistry(Allowlist())))
+    assert plan.pace_topics == {'/to_ref/out': 1}  # two consumer nodes, one consumer container
+    assert plan_of('two_containers.yaml').pace_topics == {}  # unpaced: nothing more to wait for
+    assert GatePlan.from_json(plan.to_json()) == plan
+    assert 'pace_topics' not in plan_of('two_containers.yaml').to_json()  # older plans stay as they were
+    everything = {'/camera': ['/grabber', '/to_ref'], '/storage': ['/from_ref', '/files', '/sampled_out']}
+    assert plan.missing(everything, {'/to_ref/out': 2}) == [
+        'topic /to_ref/out: pace credits heard from 0/1 containers']
+    heard = pace_reporters([{'topics': {'/to_ref/out': {'external_subscribers': 2, 'pace_reporters': 1}}}])
+    assert plan.missing(everything, {'/to_ref/out': 2}, heard) == []
+    with pytest.raises(ValueError, match="'pace_topics' must map topic names to positive counts"):
+        GatePlan.from_json('{"containers": {}, "cross_topics": {}, "pace_topics": {"/t": 0}}')
 
 
 def test_matched_counts_come_from_the_publishing_containers_snapshot():
