@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from types import SimpleNamespace
+from typing import ClassVar
 
 from schnitzel_stream_ros.observability.metrics import EdgeMetrics
 from schnitzel_stream_ros.packet import StreamPacket
@@ -81,7 +82,7 @@ def _until(condition, what: str) -> None:
         time.sleep(0.001)
 
 
-def _run(overflow: str) -> tuple[list, Inbox, EdgeMetrics, PluginHost]:
+def _run(overflow: str, new_cls: type[Plugin] = Counting) -> tuple[list, Inbox, EdgeMetrics, PluginHost]:
     Counting.entered.clear()
     Counting.release.clear()
     host = PluginHost('policy', Counting, resolve_params(Counting, {'tag': 'old', 'hold_at': HOLD_AT}),
@@ -116,7 +117,7 @@ def _run(overflow: str) -> tuple[list, Inbox, EdgeMetrics, PluginHost]:
         assert offered.wait(WAIT_SEC)  # everything offered while the worker is held
     else:
         assert not offered.is_set()  # the producer waits for room (block)
-    replacement = host.prepare_replacement(Counting, resolve_params(Counting, {'tag': 'new'}))
+    replacement = host.prepare_replacement(new_cls, resolve_params(new_cls, {'tag': 'new'}))
     node = SimpleNamespace(host=host, mailbox=mailbox, source_worker=None, input_worker=worker,
                            get_name=lambda: 'policy')
     jobs: list = []
@@ -151,3 +152,23 @@ def test_a_swap_behind_a_held_packet_with_drop_new_counts_what_did_not_fit():
     assert [tag for _seq, tag, _seen in out] == ['old'] * (HOLD_AT + 1) + ['new'] * INBOX
     assert inbox.dropped_new == edge.dropped == TOTAL - kept  # counted, not silent
     assert host.metrics.consumed + inbox.dropped_total == edge.packets == TOTAL
+
+
+class BatchCounting(Counting):
+    """Counting that takes what waits on its input at once (Plugin.process_batch); records the sizes."""
+
+    sizes: ClassVar[list[int]] = []
+
+    def process_batch(self, packets, port: str = 'in') -> list[StreamPacket]:
+        type(self).sizes.append(len(packets))
+        return [self.process(packet, port) for packet in packets]
+
+
+def test_a_replacement_that_handles_batches_gets_batches_from_the_running_worker():
+    BatchCounting.sizes = []
+    out, _inbox, _edge, host = _run('block', new_cls=BatchCounting)
+    assert [seq for seq, _tag, _seen in out] == list(range(TOTAL))
+    assert host.handles_batches
+    # the packets that waited behind the swap came as one call (the worker decides per packet,
+    # not once when it started: it started with a class that does not batch)
+    assert BatchCounting.sizes and BatchCounting.sizes[0] >= INBOX
