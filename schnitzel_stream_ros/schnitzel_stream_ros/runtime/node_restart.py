@@ -111,6 +111,7 @@ class NodeRestarts:
         )
         stand_in = _Isolated(host.ctx)
         old, host.plugin = host.plugin, stand_in
+        host.handles_batches = False  # the stand-in takes packets one by one
         _close(host, old)
 
 

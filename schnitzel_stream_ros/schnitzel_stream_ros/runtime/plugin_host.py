@@ -44,6 +44,10 @@ class DeliveryError(RuntimeError):
     fault, so it passes through the plugin's frames unchanged instead of being blamed on it."""
 
 
+def _overrides_process_batch(plugin: Plugin) -> bool:
+    return type(plugin).process_batch is not Plugin.process_batch
+
+
 def _unconnected(_packet: StreamPacket) -> None:
     """An output port without edges: packets are counted as produced and go nowhere."""
 
@@ -128,6 +132,9 @@ class PluginHost:
             self, dict(params), logger or logging.getLogger(f'schnitzel_stream.{node_id}'), self.stop_event
         )
         self.plugin: Plugin | None = None
+        #: the plugin overrides Plugin.process_batch (the live worker then hands it batches); set
+        #: with each instance (setup, take_over), read by the worker for every packet it takes
+        self.handles_batches = False
         self._packets: Iterator[StreamPacket | None] | None = None
         self.closed = False
         # Held while plugin code runs (process, process_batch, produce): close() never runs the
@@ -161,6 +168,7 @@ class PluginHost:
             self.ctx.params.update(resolve_secrets(self.ctx.params))
             self.ctx.parameters = self.parameters
             self.plugin = self.plugin_cls(self.ctx)
+            self.handles_batches = _overrides_process_batch(self.plugin)
             self.plugin.setup()
         except Exception as exc:
             raise PluginError(f"node '{self.node_id}': setup() failed: {type(exc).__name__}: {exc}") from exc
@@ -406,12 +414,6 @@ class PluginHost:
             if self.close_deferred:
                 self._close_if_deferred()
 
-    @property
-    def handles_batches(self) -> bool:
-        """The plugin overrides Plugin.process_batch (the live runtime then hands it batches)."""
-        plugin = self.plugin
-        return plugin is not None and type(plugin).process_batch is not Plugin.process_batch
-
     def handle_batch(self, packets: list[StreamPacket], port: str) -> None:
         """Give several packets of one port to process_batch() and route what it returns."""
         try:
@@ -553,6 +555,7 @@ class PluginHost:
                 ) from exc
         self.discard_source()
         self.plugin = new
+        self.handles_batches = _overrides_process_batch(new)
         self.plugin_cls = replacement.plugin_cls
         self.ctx = replacement.ctx
         try:

@@ -141,7 +141,6 @@ class InputWorker:
         take = self.mailbox.take
         take_more = self.mailbox.take_more
         handle = host.handle
-        batches = host.handles_batches
         cost = self.cost
         gate = self.gate
         while True:
@@ -156,7 +155,8 @@ class InputWorker:
             try:
                 if type(job) is tuple:
                     port, (packet, t_emit, edge) = job
-                    more = take_more(port, MAX_BATCH - 1) if batches else None
+                    # read per packet: a hot-replace may swap in a class that batches (or not)
+                    more = take_more(port, MAX_BATCH - 1) if host.handles_batches else None
                     t_start = clock()
                     edge.latency.record(t_start - t_emit)
                     if more:

@@ -34,7 +34,6 @@ from schnitzel_stream_ros.testing import processes
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-COUNT = 8000
 RATE = 400.0
 
 BASE = """
@@ -42,7 +41,7 @@ BASE = """
     namespace: /ap
     nodes:
       - {id: src, plugin: SyntheticSource, container: front,
-         config: {rate_hz: RATE, count: COUNT, payload_bytes: 4, kind: event}}
+         config: {rate_hz: RATE, count: 0, payload_bytes: 4, kind: event}}
       - {id: tap, kind: sink, plugin: JsonlSink, container: front,
          config: {path: TMP/tap.jsonl, body: payload}}
       - {id: zones, plugin: ZonePolicyNode, container: front,
@@ -62,7 +61,6 @@ def _text(tmp_path: Path, *, polygon='[[0, 0], [10, 0], [10, 10]]', dedup='Dedup
     text = (
         textwrap.dedent(BASE)
         .replace('RATE', str(RATE))
-        .replace('COUNT', str(COUNT))
         .replace('TMP', str(tmp_path))
         .replace('POLYGON', polygon)
         .replace('DEDUP', dedup)
@@ -231,17 +229,21 @@ def test_apply_inserts_removes_reconfigures_and_swaps_nodes_of_a_running_graph(t
         assert json.loads(observer.param('/ap/zones', 'zones'))[0]['polygon'][1] == [20, 0]
         assert _children(run.pid) == pids  # no container was restarted by any edit
 
-        # the finite source ends the run; exit 3 (degraded) when an edit left a note, never 1 (lost)
+        # the source runs until stopped here, after the last edit (a fixed count of 8,000 ended the run
+        # before the second edit on a loaded machine: 'no running graph answers'); the run then ends
+        # as with a finite source: drained. Exit 3 (degraded) when an edit left a note, never 1 (lost)
+        observer.front.trigger('stop_sources')
         assert run.wait(timeout=60) in (0, 3)
     finally:
         observer.close()
         processes.stop(run, sig=signal.SIGTERM)
     tap, sink = _seqs(tmp_path / 'tap.jsonl'), _seqs(tmp_path / 'sink.jsonl')
-    assert tap == list(range(COUNT))  # the untouched edge: exactly once, in order
-    counts = Counter(sink)
-    lost = sorted(set(range(COUNT)) - set(counts))
-    assert not lost, f'{len(lost)} lost at the sink, first {lost[:20]}'
     result = json.loads(report.read_text())
+    count = result['metrics']['node.src.produced']
+    assert count >= 300 and tap == list(range(count))  # the untouched edge: exactly once, in order
+    counts = Counter(sink)
+    lost = sorted(set(range(count)) - set(counts))
+    assert not lost, f'{len(lost)} lost at the sink, first {lost[:20]}'
     assert result['supervision']['restarts_total'] == 0
     assert result['outcome'] != 'failed' and not any(result['lost'].values()), result['lost']
     assert result['metrics']['edge.dedup.out->sink.in.transport_lost_total'] == 0
@@ -295,7 +297,9 @@ def test_removing_a_node_that_cannot_drain_is_refused_unless_forced(tmp_path, ro
         assert 'packets still waiting after the drain were dropped' in done.stdout  # said, counted
         assert (tmp_path / 'closed.txt').read_text().startswith('consumed=')  # unloaded: close() ran
         before = len(_seqs(tmp_path / 'keep.jsonl'))
-        time.sleep(1.0)
-        assert len(_seqs(tmp_path / 'keep.jsonl')) > before + 100  # the rest of the graph runs on
+        deadline = time.monotonic() + 30  # the rest of the graph runs on (0.5 s at 200/s when idle)
+        while len(_seqs(tmp_path / 'keep.jsonl')) <= before + 100:
+            assert run.poll() is None and time.monotonic() < deadline, err.read_text()[-3000:]
+            time.sleep(0.1)
     finally:
         processes.stop(run, sig=signal.SIGTERM)

@@ -131,10 +131,27 @@ class Operator(RosPeer):
             time.sleep(0.05)
         raise AssertionError(f'no decision {what} within {timeout} s: {self.decisions[-10:]}')
 
+    def wait_param(self, node: str, name: str, predicate, what: str, timeout: float = 10.0) -> ParameterValue:
+        """The parameter's value once `predicate` holds (a decision is logged as its set call goes out;
+        the value is read back until it shows, not after a fixed time)."""
+        deadline = time.monotonic() + timeout
+        while not predicate(value := self.get(node, name)):
+            assert time.monotonic() < deadline, f'{node} {name}: not {what} within {timeout} s: {value}'
+            time.sleep(0.05)
+        return value
+
+    def wait_subscribers(self, topic: str, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.node.count_subscribers(topic) < count:
+            assert time.monotonic() < deadline, f'{topic}: fewer than {count} subscribers after {timeout} s'
+            time.sleep(0.05)
+
 
 def _control(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-m', 'schnitzel_stream_ros', 'controller', *args], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    # --timeout: how long the CLI waits to discover the controller (default 10 s; at load 20+ a fresh
+    # process took longer: 'no node /ctl_live/ctl answers')
+    command = [sys.executable, '-m', 'schnitzel_stream_ros', 'controller', *args, '--timeout', '60']
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def _double(value: float) -> ParameterValue:
@@ -154,21 +171,19 @@ def test_controller_tunes_over_ros_and_honours_operator_pins(tmp_path, ros_env, 
     try:
         # the rules shed load through the gate's parameter service (another node: a real ROS call)
         operator.wait_for(lambda d: d['rule'] == 'shed' and d['action'] == 'set', 25, 'shed')
-        time.sleep(0.5)
-        assert operator.get('/ctl_live/gate', 'fps').double_value < 30.0
+        operator.wait_param('/ctl_live/gate', 'fps', lambda v: v.double_value < 30.0, 'shed below 30')
 
         # pin the knob: honoured (the gate gets the value), logged, rules refused while pinned
         follow = processes.start([sys.executable, '-m', 'schnitzel_stream_ros', 'controller', 'decisions',
                                   '/ctl_live/ctl', '--count', '1', '--duration', '30'], ros_env,
                                  stdout=subprocess.PIPE, text=True)
-        time.sleep(3.0)  # the follower's subscription matches
+        operator.wait_subscribers('/ctl_live/ctl/decisions', 2)  # ours and the follower's
         assert operator.set('/ctl_live/ctl', 'pin.fps', _double(7.0)).successful
         pin = operator.wait_for(lambda d: d['action'] == 'pin' and d['knob'] == 'fps', 10, 'pin')
         followed, _ = follow.communicate(timeout=40)
         assert follow.returncode == 0 and json.loads(followed.splitlines()[0])['controller'] == 'ctl'
         assert pin['rule'] == 'operator' and pin['new'] == 7.0
-        time.sleep(0.5)
-        assert operator.get('/ctl_live/gate', 'fps').double_value == 7.0
+        operator.wait_param('/ctl_live/gate', 'fps', lambda v: v.double_value == 7.0, 'the pinned 7.0')
         refused = operator.set('/ctl_live/ctl', 'pin.fps', _double(99.0))  # outside the knob's bounds
         assert not refused.successful and 'out of range' in refused.reason
         operator.wait_for(lambda d: d['guardrail'] == 'pinned' and d['knob'] == 'fps', 15, 'pinned refusal')
@@ -184,14 +199,13 @@ def test_controller_tunes_over_ros_and_honours_operator_pins(tmp_path, ros_env, 
         done = _control(ros_env, 'mode', '/ctl_live/ctl', 'low_power')
         assert done.returncode == 0 and "pin_mode = 'low_power'" in done.stdout, done.stderr
         operator.wait_for(lambda d: d['action'] == 'enter' and d['mode'] == 'low_power', 10, 'low_power')
-        time.sleep(0.5)
-        assert operator.get('/ctl_live/gate', 'fps').double_value == 4.0
+        operator.wait_param('/ctl_live/gate', 'fps', lambda v: v.double_value == 4.0, "low_power's 4.0")
         refused = _control(ros_env, 'pin', '/ctl_live/ctl', 'fps', '99')
         assert refused.returncode == 1 and 'refused pin.fps=99.0' in refused.stderr
         assert _control(ros_env, 'mode', '/ctl_live/ctl', '--lift').returncode == 0
         operator.wait_for(lambda d: d['action'] == 'enter' and d['mode'] == 'normal', 10, 'back to normal')
-        time.sleep(0.5)
-        restored = operator.get('/ctl_live/gate', 'fps').double_value
+        restored = operator.wait_param('/ctl_live/gate', 'fps', lambda v: v.double_value != 4.0,
+                                       'restored').double_value
         assert restored != 4.0 and abs(restored - before) <= 5.0  # restored, then maybe one rule step
         assert run.wait(timeout=90) == 0, log.read_text()[-3000:]
     finally:

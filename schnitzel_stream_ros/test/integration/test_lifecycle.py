@@ -153,13 +153,21 @@ def test_deactivate_pauses_and_activate_resumes_with_nothing_lost(container, cli
     # the node after the source pauses: its output stops, the source goes on, its inbox keeps all
     assert client.change('mid', 'deactivate')
     assert client.state('mid') == 'inactive'
-    time.sleep(0.5)  # what was already on the wire arrives
+    # exact once deactivate answered (it waits for the call in progress): what mid published over
+    # DDS while this reliable subscription was matched; wait until all of it has arrived rather
+    # than for a time long enough for the wire on a loaded machine
+    published = client.report()['topics']['/t/mid/out']['published']
+    _wait_for(lambda: len(seqs) >= published, what="mid's packets published before the pause")
     seen = len(seqs)
+    assert seen == published  # this subscription is the topic's one outside listener
     produced = client.report()['nodes']['src']['produced']
-    time.sleep(1.5)
-    assert len(seqs) == seen, 'an inactive node emitted'
+    time.sleep(1.5)  # a window in which the inactive node must emit nothing
     report = client.report()
-    assert report['nodes']['src']['produced'] >= produced + 10, 'the source stopped too'
+    now = (len(seqs), report['topics']['/t/mid/out']['published'])
+    assert now == (seen, published), 'an inactive node emitted'
+    _wait_for(lambda: client.report()['nodes']['src']['produced'] >= produced + 10,
+              what='the source going on while mid pauses')
+    report = client.report()
     assert report['state']['lifecycle'] == {'src': 'active', 'mid': 'inactive'}
     waiting = report['nodes']['src']['produced'] - report['nodes']['mid']['consumed']
     assert waiting >= 10, 'nothing waited in the inactive node'

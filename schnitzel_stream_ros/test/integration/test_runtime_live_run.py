@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -164,7 +165,12 @@ def test_sigterm_mid_run_writes_a_truthful_report_and_leaves_no_process(tmp_path
             assert proc.poll() is None, err_path.read_text()[-3000:]
             assert time.monotonic() < deadline, 'the run did not start'
             time.sleep(0.1)
-        time.sleep(1.0)  # packets flowing
+        # packets flowing: the runner's progress line (a full line every 5 s off a terminal) counts
+        # them, so the stop lands mid-stream however long the start gate took on a loaded machine
+        while not re.search(r'consumed [1-9]', err_path.read_text()):
+            assert proc.poll() is None, err_path.read_text()[-3000:]
+            assert time.monotonic() < deadline + 30, 'no packet was consumed'
+            time.sleep(0.1)
         children = _children(proc.pid)
         assert len(children) == (0 if groups[0] == groups[1] else 2)
         os.kill(proc.pid, signal.SIGTERM)

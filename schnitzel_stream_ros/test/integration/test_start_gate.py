@@ -148,8 +148,15 @@ def test_chain_delivers_its_packet_through_the_launch_load_sequence(gate, client
         gate_proc, gate_log = procs.start('gate', node_command(
             gate_action.executable, gate_action.kwargs['arguments'], gate_action.name, gate_action.namespace))
     target = client.container(container_full_name(container.name, container.namespace))
+    early = []
     for description in container.nodes:  # launch_ros: one request after the previous answer
-        assert target.load(as_load_request(container.name, description)).success
+        request = as_load_request(container.name, description)
+        assert target.load(request).success
+        if not gate and request.node_name == 'src':
+            # without the gate the source runs at once: its one packet is out before the next load
+            # (waited for, so a source thread slowed by a loaded machine cannot make it late enough)
+            wait_for(lambda: target.snapshot()['nodes']['src']['produced'] == 1, 20, 'the early packet')
+            early.append(request.node_name)
         time.sleep(LOAD_DELAY_SEC)
     if gate:
         wait_for(lambda: 'DEV ' in log.read_text(), 20, 'the packet at the sink')
@@ -157,7 +164,8 @@ def test_chain_delivers_its_packet_through_the_launch_load_sequence(gate, client
         assert gate_proc.poll() is None, gate_log.read_text()  # it stays: the graph's supervisor
         assert log.read_text().count('DEV ') == 1
     else:
-        time.sleep(2.0)
+        assert early == ['src']  # loaded first, and its packet was out before the others came
+        wait_for(lambda: target.snapshot()['state']['idle'], 20, 'the container idle')
         assert 'DEV ' not in log.read_text()  # the problem the gate solves: the packet was emitted too early
 
 
