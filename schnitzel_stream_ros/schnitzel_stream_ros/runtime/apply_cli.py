@@ -28,7 +28,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help='remove nodes even if their inbox still holds packets (those are dropped)')
     parser.add_argument('--namespace', default=None,
                         help="the running graph's namespace (default: the file's)")
-    parser.add_argument('--timeout', type=float, default=60.0, help='seconds to wait for the answer')
+    parser.add_argument('--timeout', type=float, default=60.0,
+                        help='seconds to wait for the running graph to be found and to answer')
     return parser.parse_args(argv)
 
 
@@ -70,14 +71,17 @@ def _call(service: str, text: str, label: str, args: argparse.Namespace) -> int:
     spinner = Spinner(executor, context, 'apply-client').start()
     try:
         client = node.create_client(ApplyGraph, service)
-        if not client.wait_for_service(timeout_sec=min(args.timeout, 15.0)):
-            print(f'apply: no running graph answers on {service}', file=sys.stderr)
+        # one budget for finding the service and for its answer: on a loaded site DDS discovery of
+        # the runner's service can itself take seconds, and the operator's --timeout is what they meant
+        deadline = time.monotonic() + args.timeout
+        if not client.wait_for_service(timeout_sec=args.timeout):
+            print(f'apply: no running graph answers on {service} within {args.timeout:.0f} s',
+                  file=sys.stderr)
             return EXIT_REFUSED
         request = ApplyGraph.Request(
             graph_text=text, source_label=label, dry_run=args.dry_run, force=args.force
         )
         future = client.call_async(request)
-        deadline = time.monotonic() + args.timeout
         while not future.done():
             if time.monotonic() > deadline:
                 print(f'apply: {service} did not answer in {args.timeout:.0f} s', file=sys.stderr)
