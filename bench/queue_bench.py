@@ -162,7 +162,14 @@ class TimedSinkCheckpointsInline(TimedSink):
 
 
 def bench_runtime_producer(
-    workdir: Path, url: str, count: int, sink: str, rate_hz: float = 0.0, deliver: bool = True, tag: str = ''
+    workdir: Path,
+    url: str,
+    count: int,
+    sink: str,
+    rate_hz: float = 0.0,
+    deliver: bool = True,
+    tag: str = '',
+    extra_params: dict | None = None,
 ) -> dict:
     import importlib
 
@@ -192,6 +199,7 @@ def bench_runtime_producer(
             'inputs.in': ['/qb/src/out'],
             'inbox.in.max': 4096,
             'inbox.in.overflow': 'block',
+            **(extra_params or {}),
         }
         sink_request = LoadRequest(
             'schnitzel_stream_ros', f'{BENCH_MODULE}:{sink}', 'deliver', '/qb', (), params, 'qb'
@@ -211,6 +219,7 @@ def bench_runtime_producer(
     calls = [ns / 1e9 for ns in sink_cls.calls_ns]
     result = {
         'sink': SINK_NAMES.get(sink, 'per_packet'),
+        'delivery': 'own process' if (extra_params or {}).get('delivery_process') else 'threads',
         'offered_per_sec': rate_hz or 'unthrottled',
         'forwarder_delivering_meanwhile': deliver,
         'events': count,
