@@ -102,10 +102,23 @@ class TimedSink(DurableForwarderSink):
     queue_stats: ClassVar[dict] = {}
     first_ns = 0
     last_ns = 0
+    closed_ns = 0
+    cpu_first = 0.0
+    cpu_last = 0.0
+    delivery_cpu_sec = 0.0
+
+    def setup(self) -> None:
+        super().setup()
+        wait_ready = getattr(self.forwarder, 'wait_ready', None)
+        if wait_ready is not None:  # delivery in its own process: measure once it runs
+            assert wait_ready(30.0), 'the delivery process did not start'
 
     def close(self) -> None:
         if self.queue is not None:
             type(self).queue_stats = self.queue.stats()
+            type(self).closed_ns = time.perf_counter_ns()
+            pid = getattr(self.forwarder, 'pid', None)
+            type(self).delivery_cpu_sec = process_cpu_sec(pid) if pid else 0.0
         super().close()
 
     def _timed(self, packets, call):
@@ -115,8 +128,11 @@ class TimedSink(DurableForwarderSink):
         cls = type(self)
         cls.calls_ns.append(t1 - t0)
         cls.accept_ns.extend(t1 - p.meta['bench_t_ns'] for p in packets)
-        cls.first_ns = cls.first_ns or t0
+        if not cls.first_ns:
+            cls.first_ns = t0
+            cls.cpu_first = time.process_time()  # this process: runtime, producer, committer (+ threads)
         cls.last_ns = t1
+        cls.cpu_last = time.process_time()
         return out
 
     def process(self, packet, port='in'):
@@ -179,7 +195,7 @@ def bench_runtime_producer(
     # the container imports this file as the module BENCH_MODULE (not __main__): read its classes
     sink_cls = getattr(importlib.import_module(BENCH_MODULE), sink)
     sink_cls.calls_ns, sink_cls.accept_ns, sink_cls.first_ns, sink_cls.last_ns = [], [], 0, 0
-    sink_cls.queue_stats = {}
+    sink_cls.queue_stats, sink_cls.closed_ns, sink_cls.delivery_cpu_sec = {}, 0, 0.0
     handle = LocalContainerHandle('queue_bench', '/qb', executor='events', max_events=None, drain_timeout=5.0)
     try:
         source = LoadRequest(
@@ -234,6 +250,24 @@ def bench_runtime_producer(
         'checkpoints': sink_cls.queue_stats.get('checkpoints_total'),
         'housekeeping_blocked_writers': sink_cls.queue_stats.get('housekeeping_blocked_writers_total'),
         'wal_bounded_between_commits': sink_cls.queue_stats.get('wal_bounded_between_commits_total'),
+        # delivered from the producer's first commit until the node closed (the producer ran
+        # meanwhile for `count` / offered seconds): what delivery keeps up with while producing
+        'delivered_meanwhile_per_sec': round(
+            (sink_cls.queue_stats.get('acked_total') or 0) / ((sink_cls.closed_ns - sink_cls.first_ns) / 1e9)
+        )
+        if deliver and accepted and sink_cls.closed_ns > sink_cls.first_ns
+        else 0,
+        # CPU, a figure the machine's load disturbs less than a p99: cores the producer's process
+        # used while producing (runtime, producer, committer, and delivery threads if delivering
+        # in-process), and a delivery process's CPU per delivered event
+        'producer_process_cores': round((sink_cls.cpu_last - sink_cls.cpu_first) / elapsed, 2)
+        if elapsed
+        else None,
+        'delivery_process_cpu_us_per_event': round(
+            sink_cls.delivery_cpu_sec / max(1, sink_cls.queue_stats.get('acked_total') or 0) * 1e6, 1
+        )
+        if sink_cls.delivery_cpu_sec
+        else None,
     }
     if accepted:
         result.update({f'commit_{k}': v for k, v in percentiles(calls).items()})
@@ -242,12 +276,19 @@ def bench_runtime_producer(
     return result
 
 
-#: The one producer at an offered 10,000/s: runtime result name -> (sink class, forwarder delivering)
+#: The one producer at an offered 10,000/s: runtime result name -> (sink class, forwarder
+#: delivering, extra node parameters)
 LATENCY_CASES = {
-    'batched_offered_10000_per_sec': ('TimedSink', True),
-    'info_batched_offered_10000_per_sec_no_delivery': ('TimedSink', False),
-    'baseline_batched_offered_10000_per_sec_settle_alone': ('TimedSinkSettleAlone', True),
-    'baseline_offered_10000_per_sec_checkpoints_inline': ('TimedSinkCheckpointsInline', True),
+    'batched_offered_10000_per_sec': ('TimedSink', True, {}),
+    'batched_offered_10000_per_sec_delivery_process': ('TimedSink', True, {'delivery_process': True}),
+    'info_batched_offered_10000_per_sec_no_delivery': ('TimedSink', False, {}),
+    'info_offered_10000_per_sec_delivery_process_nice_0': (
+        'TimedSink',
+        True,
+        {'delivery_process': True, 'delivery_process_nice': 0},
+    ),
+    'baseline_batched_offered_10000_per_sec_settle_alone': ('TimedSinkSettleAlone', True, {}),
+    'baseline_offered_10000_per_sec_checkpoints_inline': ('TimedSinkCheckpointsInline', True, {}),
 }
 LATENCY_KEYS = (
     'accepted_per_sec',
@@ -261,26 +302,37 @@ LATENCY_KEYS = (
     'checkpoints',
     'housekeeping_blocked_writers',
     'wal_bounded_between_commits',
+    'delivered_meanwhile_per_sec',
+    'producer_process_cores',
+    'delivery_process_cpu_us_per_event',
 )
 
 
 def bench_producer_latency(workdir: Path, url: str, count: int, rounds: int) -> dict:
-    """The three cases in alternating rounds (a shared machine's load then falls on each alike);
+    """The cases in alternating rounds (a shared machine's load then falls on each alike);
     each case's figures are the median over the rounds, its rounds listed too."""
     results: dict[str, list[dict]] = {name: [] for name in LATENCY_CASES}
     for index in range(rounds):
-        for name, (sink, deliver) in LATENCY_CASES.items():
+        for name, (sink, deliver, extra) in LATENCY_CASES.items():
             results[name].append(
                 bench_runtime_producer(
-                    workdir, url, count, sink, GOALS['enqueue_per_sec'], deliver, tag=str(index)
+                    workdir,
+                    url,
+                    count,
+                    sink,
+                    GOALS['enqueue_per_sec'],
+                    deliver,
+                    tag=f'{name}-{index}',
+                    extra_params=extra,
                 )
             )
+            results[name][-1]['loadavg_1m'] = round(os.getloadavg()[0], 2)
     merged = {}
     for name, runs in results.items():
         merged[name] = {
             **runs[0],
             **{k: _median([r.get(k) for r in runs]) for k in LATENCY_KEYS},
-            'rounds': [{k: r.get(k) for k in LATENCY_KEYS} for r in runs],
+            'rounds': [{k: r.get(k) for k in (*LATENCY_KEYS, 'loadavg_1m')} for r in runs],
         }
     return merged
 
@@ -299,6 +351,8 @@ def producer_latency(runtime: dict) -> dict:
     cases = {
         'without_delivery': 'info_batched_offered_10000_per_sec_no_delivery',
         'with_concurrent_delivery': 'batched_offered_10000_per_sec',
+        'with_concurrent_delivery_from_own_process': 'batched_offered_10000_per_sec_delivery_process',
+        'info_with_delivery_from_own_process_nice_0': 'info_offered_10000_per_sec_delivery_process_nice_0',
         'baseline_with_delivery_settle_alone': 'baseline_batched_offered_10000_per_sec_settle_alone',
         'baseline_with_delivery_checkpoints_inline': 'baseline_offered_10000_per_sec_checkpoints_inline',
     }
@@ -520,6 +574,7 @@ def bench_delivery_two_segments(workdir: Path, events: list[StreamPacket]) -> di
         )
         http_wire._TCP_QUICKACK = shipped
         ours = bench_delivery(workdir, url, events, 'twoseg', ForwarderConfig())
+        from_process = bench_delivery(workdir, url, events, 'twoseg-process', ForwarderConfig(), process=True)
         library = bench_delivery(
             workdir,
             url,
@@ -532,7 +587,12 @@ def bench_delivery_two_segments(workdir: Path, events: list[StreamPacket]) -> di
         http_wire._TCP_QUICKACK = shipped
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
-    return {'baseline_without_quickack': baseline, 'default_with_quickack': ours, 'urllib3_client': library}
+    return {
+        'baseline_without_quickack': baseline,
+        'default_with_quickack': ours,
+        'delivery_process': from_process,
+        'urllib3_client': library,
+    }
 
 
 class Urllib3JsonClient:
@@ -584,7 +644,10 @@ def bench_delivery(
     config: ForwarderConfig,
     client: str = 'ours',
     backend_pid: int | None = None,
+    process: bool = False,
 ) -> dict:
+    """Drain a pre-filled queue; `process`: from a delivery process (DurableForwarderSink's
+    `delivery_process`), the clock starting once it runs."""
     path = workdir / f'deliver-{name}.db'
     queue = DurableQueue(path)
     for i in range(0, len(events), 1000):
@@ -593,10 +656,29 @@ def bench_delivery(
         )
     target = HttpTarget(url + '/events')
     factory = (lambda: Urllib3JsonClient(target)) if client == 'urllib3' else None
-    forwarder = Forwarder(queue, target, config, client_factory=factory)
+    if process:
+        from schnitzel_stream_ros.delivery.delivery_process import DeliveryProcess
+        from schnitzel_stream_ros.plugin import resolve_params
+
+        params = resolve_params(
+            DurableForwarderSink,
+            {
+                'path': str(path),
+                'url': url + '/events',
+                'concurrency': config.concurrency,
+                'batch_size': config.batch_size,
+                'delivery_process': True,
+            },
+        )
+        forwarder = DeliveryProcess(queue, target, config, params)
+    else:
+        forwarder = Forwarder(queue, target, config, client_factory=factory)
     cpu_before = process_cpu_sec(backend_pid) if backend_pid else 0.0
     started = time.perf_counter()
     forwarder.start()
+    if process:
+        assert forwarder.wait_ready(30.0), 'the delivery process did not start'
+        started = time.perf_counter()
     drained = forwarder.wait_idle(600, poll_sec=0.005)
     elapsed = time.perf_counter() - started
     forwarder.stop()
@@ -604,6 +686,7 @@ def bench_delivery(
     queue.close()
     result = {
         'name': name,
+        'delivery': 'own process' if process else 'threads',
         'client': client,
         'concurrency': config.concurrency,
         'batch_size': config.batch_size,
@@ -722,6 +805,9 @@ def main(argv: list[str] | None = None) -> int:
                 ForwarderConfig(concurrency=1, batch_size=1),
             )
             delivery_default = bench_delivery(workdir, url, deliver_events, 'default', ForwarderConfig())
+            delivery_process = bench_delivery(
+                workdir, url, deliver_events, 'process', ForwarderConfig(), process=True
+            )
             delivery_urllib3 = bench_delivery(
                 workdir, url, deliver_events, 'urllib3', ForwarderConfig(), client='urllib3'
             )
@@ -765,6 +851,7 @@ def main(argv: list[str] | None = None) -> int:
             'backend': 'reference backend, uvicorn + httptools + uvloop (own process)',
             'baseline_1_worker_1_row': delivery_baseline,
             'default': delivery_default,
+            'delivery_process': delivery_process,
             'default_with_urllib3_client': delivery_urllib3,
             'default_again_after_urllib3': delivery_ours_again,
             'concurrency_8_batch_256': delivery_wide,
@@ -793,6 +880,25 @@ def main(argv: list[str] | None = None) -> int:
             ),
             'deliver_two_segment_per_sec': two_segments['default_with_quickack']['events_per_sec']
             >= GOALS['deliver_two_segment_per_sec'],
+            # delivery from its own process (DurableForwarderSink `delivery_process: true`)
+            'enqueue_p99_with_concurrent_delivery_from_own_process': bool(
+                runtime
+                and runtime['batched_offered_10000_per_sec_delivery_process'].get('commit_p99_ms', 1e9)
+                <= GOALS['enqueue_p99_ms']
+            ),
+            'one_producer_sustains_10000_per_sec_with_commit_p99_delivery_from_own_process': bool(
+                runtime
+                and runtime['batched_offered_10000_per_sec_delivery_process']['accepted_per_sec']
+                >= 0.97 * GOALS['enqueue_per_sec']
+                and runtime['batched_offered_10000_per_sec_delivery_process'].get('commit_p99_ms', 1e9)
+                <= GOALS['enqueue_p99_ms']
+            ),
+            'deliver_per_sec_from_own_process': (
+                delivery_process['events_per_sec'] >= GOALS['deliver_per_sec']
+            ),
+            'deliver_two_segment_per_sec_from_own_process': (
+                two_segments['delivery_process']['events_per_sec'] >= GOALS['deliver_two_segment_per_sec']
+            ),
             'one_producer_runtime_per_sec': bool(
                 runtime and runtime['batched_unthrottled']['accepted_per_sec'] >= GOALS['enqueue_per_sec']
             ),
@@ -805,37 +911,69 @@ def main(argv: list[str] | None = None) -> int:
             ),
         },
     }
-    result['summary'] = summary(result, runtime, best_delivery, two_segments, backends)
+    result['summary'] = summary(result, runtime, best_delivery, two_segments, backends, delivery_process)
     print(json.dumps(result, indent=2))
     return 0
 
 
-def summary(result: dict, runtime: dict, best_delivery: dict, two_segments: dict, backends: dict) -> dict:
+def summary(
+    result: dict, runtime: dict, best_delivery: dict, two_segments: dict, backends: dict, from_process: dict
+) -> dict:
     """The decisive figures next to their goals (the last key of the output, read first)."""
     latency = result['producer_enqueue_latency_one_producer']
     shipped = latency.get('with_concurrent_delivery', {})
+    own = latency.get('with_concurrent_delivery_from_own_process', {})
+    met = result['goals_met']
+    shown = (
+        'accepted_per_sec',
+        'commit_p50_ms',
+        'commit_p99_ms',
+        'accept_p99_ms',
+        'delivered_meanwhile_per_sec',
+        'producer_process_cores',
+    )
     return {
+        'verdict_commit_p99_while_delivering': _verdict(met, shipped, own) if runtime else 'not measured',
         'loadavg_1m_at_end': round(os.getloadavg()[0], 2),
         'one_producer_accepted_per_sec_unthrottled': runtime.get('batched_unthrottled', {}).get(
             'accepted_per_sec'
         ),
-        'one_producer_at_10000_per_sec_with_delivery': {
-            k: shipped.get(k) for k in ('accepted_per_sec', 'commit_p50_ms', 'commit_p99_ms', 'accept_p99_ms')
-        },
-        'same_run_baselines_commit_p99_ms': {
+        'one_producer_at_10000_per_sec_with_delivery_threads': {k: shipped.get(k) for k in shown},
+        'one_producer_at_10000_per_sec_with_delivery_from_own_process': {k: own.get(k) for k in shown},
+        'same_run_other_cases_commit_p99_ms': {
             case: figures.get('commit_p99_ms')
             for case, figures in latency.items()
-            if case != 'with_concurrent_delivery'
+            if case not in ('with_concurrent_delivery', 'with_concurrent_delivery_from_own_process')
         },
         'delivery_per_sec_reference_backend': best_delivery['events_per_sec'],
+        'delivery_per_sec_reference_backend_from_own_process': from_process['events_per_sec'],
         'delivery_into_backend_setups_per_sec_and_backend_cpu_us_per_event': {
             name: [figures['median_events_per_sec'], figures['median_backend_cpu_us_per_event']]
             for name, figures in backends.items()
         },
         'delivery_per_sec_two_segment_backend': two_segments['default_with_quickack']['events_per_sec'],
+        'delivery_per_sec_two_segment_backend_from_own_process': two_segments['delivery_process'][
+            'events_per_sec'
+        ],
         'goals': GOALS,
         'goals_met': result['goals_met'],
     }
+
+
+def _verdict(met: dict, threads: dict, own: dict) -> str:
+    """One sentence: is the commit p99 goal met while delivering, in which variant, under what load."""
+    load = round(os.getloadavg()[0], 1)
+    goal = GOALS['enqueue_p99_ms']
+    figures = (
+        f"commit p99 {threads.get('commit_p99_ms')} ms with delivery threads in the producer's process, "
+        f"{own.get('commit_p99_ms')} ms with delivery from its own process (goal <= {goal:g} ms; "
+        f'medians of the rounds; 1-minute load average {load} at the end)'
+    )
+    if met['one_producer_sustains_10000_per_sec_with_commit_p99_delivery_from_own_process']:
+        return 'MET with delivery from its own process: ' + figures
+    if met['one_producer_runtime_sustains_10000_per_sec_with_commit_p99']:
+        return 'MET with delivery threads: ' + figures
+    return 'NOT MET in this run: ' + figures
 
 
 if __name__ == '__main__':

@@ -62,6 +62,7 @@ class _Child:
         self.channel = LineChannel(self.proc.stdout, self.proc.stdin, f'delivery process {self.proc.pid}')
         self.started = time.monotonic()
         self.last_metrics: dict[str, Any] = {}
+        self.ready = threading.Event()  # its forwarder runs (its first report arrived)
         self._answers: queue_mod.SimpleQueue[tuple[Any, Callable[[], Any]] | None] = queue_mod.SimpleQueue()
         self.channel.send(start)
         name = owner.queue.node_id
@@ -91,6 +92,7 @@ class _Child:
                     queue.record_expired([int(s) for s in message.get('seqs', [])])
                 elif kind == 'metrics' and isinstance(message.get('values'), dict):
                     self.last_metrics = message['values']
+                    self.ready.set()
         except ChannelError as exc:
             _LOG.error('node %s: %s', queue.node_id, exc)
         except Exception:
@@ -249,6 +251,15 @@ class DeliveryProcess:
             if self.queue.depth() == 0:
                 return True
             time.sleep(poll_sec)
+        return False
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once the delivery process runs its forwarder (benchmarks start their clock here)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            child = self._child
+            if child is not None and child.ready.wait(0.05):
+                return True
         return False
 
     # -- knobs -----------------------------------------------------------------------------------

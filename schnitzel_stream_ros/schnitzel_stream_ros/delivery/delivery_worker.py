@@ -129,6 +129,7 @@ def run(channel: LineChannel) -> int:
 
     threading.Thread(target=read_owner, name=f'{node_id}-owner', daemon=True).start()
     forwarder.start()
+    link.send({'type': 'metrics', 'values': _metrics(forwarder, queue)})  # running: the first report
     try:
         while not stop.wait(METRICS_INTERVAL_SEC):
             link.send({'type': 'metrics', 'values': _metrics(forwarder, queue)})
