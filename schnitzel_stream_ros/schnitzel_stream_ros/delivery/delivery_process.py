@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import queue as queue_mod
 import subprocess
 import sys
@@ -52,11 +53,14 @@ class _Child:
 
     def __init__(self, owner: DeliveryProcess, start: dict[str, Any]) -> None:
         self.owner = owner
+        # the container's own import path (it may have been set up without PYTHONPATH)
+        path = os.pathsep.join(p for p in sys.path if p)
         self.proc = subprocess.Popen(
             [sys.executable, '-m', WORKER_MODULE],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
+            env={**os.environ, 'PYTHONPATH': path},
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.channel = LineChannel(self.proc.stdout, self.proc.stdin, f'delivery process {self.proc.pid}')
