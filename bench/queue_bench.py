@@ -177,6 +177,54 @@ class TimedSinkCheckpointsInline(TimedSink):
         self.queue.housekeeping_quiet_sec = 0.0
 
 
+class GilProbe:
+    """How long a thread of the producer's process waits for the GIL (where the time goes): a
+    thread wakes every millisecond; how late it is back running Python, minus its own time waiting
+    for a CPU on the run queue (the kernel's schedstat for that thread) and minus the smallest
+    lateness seen (timer slack), is time spent waiting for the GIL while other threads of the
+    process held it. Reported as the mean per wake-up. On a loaded machine it also counts a GIL
+    holder that the kernel preempted (measured at load 13: 140-880 us even without delivery), so
+    like the p99 it is meaningful on a quiet machine."""
+
+    PERIOD_SEC = 0.001
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._late_ns: list[int] = []
+        self._runq_ns = 0
+        self._thread = threading.Thread(target=self._run, name='gil-probe', daemon=True)
+
+    @staticmethod
+    def _runqueue_ns() -> int:
+        """Nanoseconds this thread waited on a run queue so far (Linux schedstat, field 2)."""
+        tid = threading.get_native_id()
+        return int(Path(f'/proc/self/task/{tid}/schedstat').read_text().split()[1])
+
+    def _run(self) -> None:
+        runq_before = self._runqueue_ns()
+        period_ns = int(self.PERIOD_SEC * 1e9)
+        while not self._stop.is_set():
+            t0 = time.perf_counter_ns()
+            time.sleep(self.PERIOD_SEC)
+            self._late_ns.append(time.perf_counter_ns() - t0 - period_ns)
+        self._runq_ns = self._runqueue_ns() - runq_before
+
+    def __enter__(self) -> GilProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def gil_wait_us_per_wake(self) -> float | None:
+        if len(self._late_ns) < 10:
+            return None
+        floor = min(self._late_ns)
+        waited = sum(late - floor for late in self._late_ns) - self._runq_ns
+        return round(max(0.0, waited / len(self._late_ns) / 1000), 1)
+
+
 def bench_runtime_producer(
     workdir: Path,
     url: str,
@@ -224,9 +272,10 @@ def bench_runtime_producer(
             result = handle.load(request)
             assert result.success, result.error_message
         deadline = time.monotonic() + RUNTIME_TIMEOUT_SEC
-        handle.start()
-        while len(sink_cls.accept_ns) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
+        with GilProbe() as probe:
+            handle.start()
+            while len(sink_cls.accept_ns) < count and time.monotonic() < deadline:
+                time.sleep(0.01)
         handle.shutdown(5.0)
     finally:
         handle.close()
@@ -263,6 +312,7 @@ def bench_runtime_producer(
         'producer_process_cores': round((sink_cls.cpu_last - sink_cls.cpu_first) / elapsed, 2)
         if elapsed
         else None,
+        'gil_wait_us_per_wake': probe.gil_wait_us_per_wake(),
         'delivery_process_cpu_us_per_event': round(
             sink_cls.delivery_cpu_sec / max(1, sink_cls.queue_stats.get('acked_total') or 0) * 1e6, 1
         )
@@ -304,6 +354,7 @@ LATENCY_KEYS = (
     'wal_bounded_between_commits',
     'delivered_meanwhile_per_sec',
     'producer_process_cores',
+    'gil_wait_us_per_wake',
     'delivery_process_cpu_us_per_event',
 )
 
@@ -356,9 +407,32 @@ def producer_latency(runtime: dict) -> dict:
         'baseline_with_delivery_settle_alone': 'baseline_batched_offered_10000_per_sec_settle_alone',
         'baseline_with_delivery_checkpoints_inline': 'baseline_offered_10000_per_sec_checkpoints_inline',
     }
-    return {
+    result = {
         case: {**{k: runtime[name].get(k) for k in LATENCY_KEYS}, 'rounds': runtime[name]['rounds']}
         for case, name in cases.items()
+    }
+    result['paired_rounds_own_process_vs_threads'] = paired(
+        result['with_concurrent_delivery_from_own_process']['rounds'],
+        result['with_concurrent_delivery']['rounds'],
+    )
+    result['paired_rounds_own_process_vs_threads_gil_wait'] = paired(
+        result['with_concurrent_delivery_from_own_process']['rounds'],
+        result['with_concurrent_delivery']['rounds'],
+        'gil_wait_us_per_wake',
+    )
+    return result
+
+
+def paired(ours: list[dict], theirs: list[dict], key: str = 'commit_p99_ms') -> dict:
+    """Round by round (each pair ran back to back, under about the same load): in how many rounds
+    `ours` had the lower figure, and the median of the ratios -- steadier on a shared machine than
+    comparing two medians."""
+    pairs = [(a.get(key), b.get(key)) for a, b in zip(ours, theirs, strict=False)]
+    pairs = [(a, b) for a, b in pairs if a is not None and b]
+    return {
+        'figure': key,
+        'rounds_lower': f'{sum(a < b for a, b in pairs)} of {len(pairs)}',
+        'median_ratio': round(statistics.median(a / b for a, b in pairs), 2) if pairs else None,
     }
 
 
@@ -931,6 +1005,7 @@ def summary(
         'accept_p99_ms',
         'delivered_meanwhile_per_sec',
         'producer_process_cores',
+        'gil_wait_us_per_wake',
     )
     return {
         'verdict_commit_p99_while_delivering': _verdict(met, shipped, own) if runtime else 'not measured',
@@ -944,7 +1019,12 @@ def summary(
             case: figures.get('commit_p99_ms')
             for case, figures in latency.items()
             if case not in ('with_concurrent_delivery', 'with_concurrent_delivery_from_own_process')
+            and 'rounds' in figures
         },
+        'commit_p99_own_process_vs_threads_paired': latency.get('paired_rounds_own_process_vs_threads'),
+        'gil_wait_own_process_vs_threads_paired': latency.get(
+            'paired_rounds_own_process_vs_threads_gil_wait'
+        ),
         'delivery_per_sec_reference_backend': best_delivery['events_per_sec'],
         'delivery_per_sec_reference_backend_from_own_process': from_process['events_per_sec'],
         'delivery_into_backend_setups_per_sec_and_backend_cpu_us_per_event': {
