@@ -2,7 +2,8 @@
 """Benchmark of the durable queue and the forwarder. Prints one JSON object.
 
     python bench/queue_bench.py [--events 40000] [--producers 1,16,32,64] [--deliver-events 20000]
-                                [--runtime-events 40000]
+                                [--runtime-events 40000] [--latency-rounds 2] [--quick]
+    python bench/queue_bench.py --only-latency --runtime-events 20000 --latency-rounds 5
 
 Enqueue, all at synchronous=FULL on this machine's disk, in the same run:
   baseline            one row per transaction, one thread, plain sqlite3 (what a naive queue does)
@@ -19,14 +20,20 @@ Latency p50/p99 are per call (= until the event is accepted).
                       from its emission to its commit.
   producer latency    the same one producer at an offered 10,000/s without delivery, with the
                       forwarder delivering meanwhile (as shipped: a settle lingers up to 20 ms to
-                      share an enqueue's commit), and the baseline with delivery where every settle
-                      is a commit of its own (the producer then waits behind it).
+                      share an enqueue's commit), with delivery from a process of its own
+                      (DurableForwarderSink `delivery_process: true`, nice +5; nice 0 as info), and
+                      the baselines with delivery where every settle is a commit of its own (the
+                      producer then waits behind it) and with the former WAL housekeeping. Cases
+                      alternate round by round; per round: load average, cores of the producer's
+                      process, its threads' GIL wait (GilProbe), the delivery process's CPU per
+                      event; `paired_rounds_*` compares own process vs threads round by round.
 Delivery: a pre-filled queue drained by the Forwarder to the reference backend (uvicorn, httptools,
 uvloop) running in its own process (as in production), default settings vs a baseline of one worker
 claiming one row at a time (one claim + one ack transaction per event); our HTTP client vs urllib3's;
-a two-segment backend; and the same backlog into the reference backend as shipped (uvicorn with
-httptools on uvloop) vs httptools on asyncio vs h11 on asyncio (alternating rounds, with the backend
-process's CPU per event, the figure a shared machine's load disturbs least).
+delivery from its own process; a two-segment backend (threads and own process); and the same
+backlog into the reference backend as shipped (uvicorn with httptools on uvloop) vs httptools on
+asyncio vs h11 on asyncio (alternating rounds, with the backend process's CPU per event, the figure
+a shared machine's load disturbs least).
 Goals from issues 6 and 11: enqueue >= 10,000/s with p99 <= 5 ms (also while delivering);
 delivery >= 5,000/s; two-segment backend >= 2,000/s.
 """
@@ -828,6 +835,12 @@ def main(argv: list[str] | None = None) -> int:
         action='store_true',
         help='a short run (fewer events, 1 round each, producers 1,32): for a loaded machine or a smoke test',
     )
+    parser.add_argument(
+        '--only-latency',
+        action='store_true',
+        help='only the one producer at an offered 10,000/s in its cases (alternating rounds): the '
+        'decisive comparison of delivery threads vs delivery from its own process, cheaply',
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.deliver_events, args.runtime_events = 10_000, 10_000, 20_000
@@ -844,6 +857,8 @@ def main(argv: list[str] | None = None) -> int:
         lease = lease_domain()
         env = localhost_env(lease.domain_id)
         os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE')})
+    if args.only_latency:
+        return latency_only(args)
     producers = [int(p) for p in args.producers.split(',')]
     events = [sample_event(i) for i in range(max(args.events, args.deliver_events))]
 
@@ -1038,6 +1053,55 @@ def summary(
         'goals': GOALS,
         'goals_met': result['goals_met'],
     }
+
+
+def latency_only(args: argparse.Namespace) -> int:
+    """`--only-latency`: the producer latency cases alone, with their verdict."""
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix='queue-bench-') as tmp:
+        workdir = Path(tmp)
+        load_start = round(os.getloadavg()[0], 2)
+        backend, url = start_backend(workdir)
+        try:
+            runtime = bench_producer_latency(workdir, url, args.runtime_events, args.latency_rounds)
+        finally:
+            os.killpg(backend.pid, signal.SIGTERM)
+            backend.wait(10)
+    latency = producer_latency(runtime)
+    threads = runtime['batched_offered_10000_per_sec']
+    own = runtime['batched_offered_10000_per_sec_delivery_process']
+
+    def sustains(case: dict) -> bool:
+        return (
+            case['accepted_per_sec'] >= 0.97 * GOALS['enqueue_per_sec']
+            and case.get('commit_p99_ms', 1e9) <= GOALS['enqueue_p99_ms']
+        )
+
+    met = {
+        'one_producer_runtime_sustains_10000_per_sec_with_commit_p99': sustains(threads),
+        'one_producer_sustains_10000_per_sec_with_commit_p99_delivery_from_own_process': sustains(own),
+    }
+    result = {
+        'bench': 'queue_bench --only-latency',
+        'machine': {
+            'cpus': os.cpu_count(),
+            'python': platform.python_version(),
+            'loadavg_1m_at_start': load_start,
+        },
+        'events_per_case': args.runtime_events,
+        'rounds': args.latency_rounds,
+        'producer_enqueue_latency_one_producer': latency,
+        'summary': {
+            'verdict_commit_p99_while_delivering': _verdict(met, threads, own),
+            'commit_p99_own_process_vs_threads_paired': latency['paired_rounds_own_process_vs_threads'],
+            'gil_wait_own_process_vs_threads_paired': latency[
+                'paired_rounds_own_process_vs_threads_gil_wait'
+            ],
+            'loadavg_1m_at_end': round(os.getloadavg()[0], 2),
+            'goals_met': met,
+        },
+    }
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 def _verdict(met: dict, threads: dict, own: dict) -> str:
