@@ -422,6 +422,11 @@ def producer_latency(runtime: dict) -> dict:
         result['with_concurrent_delivery_from_own_process']['rounds'],
         result['with_concurrent_delivery']['rounds'],
     )
+    result['paired_rounds_own_process_vs_threads_p50'] = paired(
+        result['with_concurrent_delivery_from_own_process']['rounds'],
+        result['with_concurrent_delivery']['rounds'],
+        'commit_p50_ms',
+    )
     result['paired_rounds_own_process_vs_threads_gil_wait'] = paired(
         result['with_concurrent_delivery_from_own_process']['rounds'],
         result['with_concurrent_delivery']['rounds'],
@@ -1037,6 +1042,7 @@ def summary(
             and 'rounds' in figures
         },
         'commit_p99_own_process_vs_threads_paired': latency.get('paired_rounds_own_process_vs_threads'),
+        'commit_p50_own_process_vs_threads_paired': latency.get('paired_rounds_own_process_vs_threads_p50'),
         'gil_wait_own_process_vs_threads_paired': latency.get(
             'paired_rounds_own_process_vs_threads_gil_wait'
         ),
@@ -1093,6 +1099,7 @@ def latency_only(args: argparse.Namespace) -> int:
         'summary': {
             'verdict_commit_p99_while_delivering': _verdict(met, threads, own),
             'commit_p99_own_process_vs_threads_paired': latency['paired_rounds_own_process_vs_threads'],
+            'commit_p50_own_process_vs_threads_paired': latency['paired_rounds_own_process_vs_threads_p50'],
             'gil_wait_own_process_vs_threads_paired': latency[
                 'paired_rounds_own_process_vs_threads_gil_wait'
             ],
