@@ -98,7 +98,8 @@ class DurableForwarderSink(Plugin):
             bool,
             False,
             'deliver from a process of its own (restarted if it dies, stopped with the node) instead '
-            'of threads of the container: the producer keeps its commit latency while delivering',
+            "of threads of the container: delivery's Python work then shares neither the producer's "
+            'GIL nor, reniced, its CPU priority (docs/delivery.md)',
         ),
         Param(
             'delivery_process_nice',
