@@ -81,28 +81,31 @@ class _Child:
         queue = self.owner.queue
         try:
             while (message := self.channel.receive()) is not None:
-                kind = message['type']
-                if kind == 'settle':
-                    try:
-                        acks, nacks, deads, linger = settle_request_parts(message)
-                    except (TypeError, ValueError) as exc:
-                        self._answers.put((message.get('id'), _raiser(ValueError(f'bad settle: {exc}'))))
-                        continue
-                    op = queue.submit_settle(acks, nacks, deads, linger)
-                    self._answers.put((message.get('id'), lambda op=op: dataclasses.astuple(op.wait())))
-                elif kind == 'release_backoff':
-                    self._answers.put((message.get('id'), queue.release_backoff))
-                elif kind == 'expired':
-                    queue.record_expired([int(s) for s in message.get('seqs', [])])
-                elif kind == 'metrics' and isinstance(message.get('values'), dict):
-                    self.last_metrics = message['values']
-                    self.ready.set()
+                try:
+                    self._serve(message)
+                except Exception as exc:  # one bad request is refused, the pipe stays served
+                    _LOG.error('node %s: bad request from the delivery process: %s', queue.node_id, exc)
+                    if 'id' in message:
+                        self._answers.put((message['id'], _raiser(ValueError(f'bad request: {exc}'))))
         except ChannelError as exc:
             _LOG.error('node %s: %s', queue.node_id, exc)
-        except Exception:
-            _LOG.exception('node %s: serving the delivery process failed', queue.node_id)
         finally:
             self._answers.put(None)
+
+    def _serve(self, message: dict[str, Any]) -> None:
+        queue = self.owner.queue
+        kind = message['type']
+        if kind == 'settle':
+            acks, nacks, deads, linger = settle_request_parts(message)
+            op = queue.submit_settle(acks, nacks, deads, linger)
+            self._answers.put((message.get('id'), lambda: dataclasses.astuple(op.wait())))
+        elif kind == 'release_backoff':
+            self._answers.put((message.get('id'), queue.release_backoff))
+        elif kind == 'expired':
+            queue.record_expired([int(s) for s in message.get('seqs', [])])
+        elif kind == 'metrics' and isinstance(message.get('values'), dict):
+            self.last_metrics = message['values']
+            self.ready.set()
 
     def _answer(self) -> None:
         while (item := self._answers.get()) is not None:

@@ -38,8 +38,11 @@ def _die_with_parent() -> None:
 class OwnerLink:
     """Calls to the owner (answered by id) and the messages the owner sends."""
 
-    def __init__(self, channel: LineChannel) -> None:
+    def __init__(self, channel: LineChannel, timeout_sec: float = 60.0) -> None:
         self.channel = channel
+        # an unanswered write is an error of the round (its rows are given back, sent again),
+        # never a worker blocked for good
+        self.timeout_sec = timeout_sec
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._waiting: dict[int, list[Any]] = {}  # id -> [event, ok, value]
@@ -58,7 +61,10 @@ class OwnerLink:
             with self._lock:
                 self._waiting.pop(call_id, None)
             raise DeliveryError(str(exc)) from exc
-        slot[0].wait()
+        if not slot[0].wait(self.timeout_sec):
+            with self._lock:
+                self._waiting.pop(call_id, None)
+            raise DeliveryError(f'the queue owner did not answer in {self.timeout_sec:g} s')
         if not slot[1]:
             raise DeliveryError(f'the queue owner could not record it: {slot[2]}')
         return slot[2]
@@ -101,7 +107,7 @@ def run(channel: LineChannel) -> int:
     node_id, params = str(start['node_id']), dict(start['params'])
     if start.get('nice'):
         os.nice(int(start['nice']))
-    link = OwnerLink(channel)
+    link = OwnerLink(channel, timeout_sec=max(60.0, float(params.get('lease_sec', 60.0))))
     queue = ConsumerQueue(
         start['path'], node_id, link.call, link.send, max_retry_delay_sec=float(start['max_retry_delay_sec'])
     )
