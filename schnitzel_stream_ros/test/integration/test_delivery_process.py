@@ -120,6 +120,28 @@ def test_a_killed_delivery_process_is_restarted_and_loses_nothing(tmp_path, back
         host.close()
 
 
+def test_live_knobs_reach_the_delivery_process(tmp_path, backend):
+    backend.set_control(mode='slow', delay_ms=30)
+    host = _sink(tmp_path, backend.url + '/events')  # 4 workers x 128 rows: 40 rows all in flight
+    try:
+        sink = host.plugin
+        sink.on_params({'concurrency': 1, 'batch_size': 1})
+        # the surplus workers end at their next idle poll (0.25 s); nothing to observe until then
+        time.sleep(1.5)
+        host.handle_batch([_event(i) for i in range(40)], 'in')
+        seen: list[int] = []
+
+        def drained() -> bool:
+            seen.append(sink._metrics()['in_flight'])  # the delivery process's leases
+            return sink.queue.depth() == 0
+
+        _wait(drained, 'the queue to empty')
+        assert backend.keys() == {f'ev-{i}' for i in range(40)}
+        assert max(seen) == 1  # one worker, one row per claim (the defaults would lease all 40)
+    finally:
+        host.close()
+
+
 CONTAINER = textwrap.dedent(
     """
     import sys, time
