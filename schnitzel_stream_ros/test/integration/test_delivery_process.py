@@ -9,6 +9,7 @@ when that dies by kill -9.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,9 @@ import pytest
 
 from schnitzel_stream_ros.delivery.backend import serve_in_thread
 from schnitzel_stream_ros.delivery.consumer_queue import settle_request_parts
-from schnitzel_stream_ros.nodes.delivery.durable_forwarder_sink import DurableForwarderSink
+from schnitzel_stream_ros.delivery.http_client import HttpTarget
+from schnitzel_stream_ros.delivery.queue import DurableQueue
+from schnitzel_stream_ros.nodes.delivery.durable_forwarder_sink import DurableForwarderSink, forwarder_config
 from schnitzel_stream_ros.packet import StreamPacket
 from schnitzel_stream_ros.plugin import resolve_params
 from schnitzel_stream_ros.runtime.plugin_host import PluginHost
@@ -140,6 +143,30 @@ def test_live_knobs_reach_the_delivery_process(tmp_path, backend):
         assert max(seen) == 1  # one worker, one row per claim (the defaults would lease all 40)
     finally:
         host.close()
+
+
+def test_bad_requests_on_the_pipe_are_refused_and_the_next_one_is_served(tmp_path, monkeypatch):
+    from schnitzel_stream_ros.delivery import delivery_process
+
+    monkeypatch.setattr(delivery_process, 'WORKER_MODULE', 'scripted_delivery_worker')
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # the child gets this import path
+    url = 'http://127.0.0.1:9/e'
+    params = resolve_params(DurableForwarderSink, {'path': str(tmp_path / 'q.db'), 'url': url})
+    queue = DurableQueue(tmp_path / 'q.db', node_id='deliver')
+    queue.enqueue(_event(0))  # seq 1
+    target = HttpTarget(url)
+    process = delivery_process.DeliveryProcess(queue, target, forwarder_config(params), params)
+    try:
+        process.start()
+        answers_path = tmp_path / 'q.db.answers'
+        _wait(answers_path.exists, 'the scripted delivery process to write the answers')
+        refused, done = json.loads(answers_path.read_text())
+        assert refused['type'] == 'failed' and refused['id'] == 1 and 'not a row seq' in refused['error']
+        assert done == {'type': 'done', 'id': 2, 'result': [1, 0, 0]}
+        assert queue.depth() == 0  # the good settle was committed by this process
+    finally:
+        process.stop()
+        queue.close()
 
 
 CONTAINER = textwrap.dedent(
