@@ -21,7 +21,8 @@ Latency p50/p99 are per call (= until the event is accepted).
   producer latency    the same one producer at an offered 10,000/s without delivery, with the
                       forwarder delivering meanwhile (as shipped: a settle lingers up to 20 ms to
                       share an enqueue's commit), with delivery from a process of its own
-                      (DurableForwarderSink `delivery_process: true`, nice +5; nice 0 as info), and
+                      (DurableForwarderSink `delivery_process: true`, nice +5; nice 0 as info), with
+                      the forwarder's threads reniced in the producer's process (info), and
                       the baselines with delivery where every settle is a commit of its own (the
                       producer then waits behind it) and with the former WAL housekeeping. Cases
                       alternate round by round; per round: load average, cores of the producer's
@@ -159,6 +160,7 @@ SINK_NAMES = {
     'TimedSink': 'batched',
     'TimedSinkSettleAlone': 'batched_settle_alone',
     'TimedSinkCheckpointsInline': 'batched_checkpoints_inline',
+    'TimedSinkThreadsNiced': 'batched_delivery_threads_niced',
 }
 
 
@@ -170,6 +172,19 @@ class TimedSinkSettleAlone(TimedSink):
         super().setup()
         assert self.forwarder is not None
         self.forwarder.config.settle_linger_sec = 0.0
+
+
+class TimedSinkThreadsNiced(TimedSink):
+    """Candidate fix (b), for comparison only: the forwarder's threads stay in the producer's
+    process but are reniced (+5, Linux: setpriority on each thread's id) so the kernel prefers
+    the producer and the committer. They still share the GIL, and a niced thread that the kernel
+    preempts while holding the GIL makes the producer wait for it (priority inversion)."""
+
+    def setup(self) -> None:
+        super().setup()
+        assert self.forwarder is not None
+        for thread in self.forwarder._threads:
+            os.setpriority(os.PRIO_PROCESS, thread.native_id, 5)
 
 
 class TimedSinkCheckpointsInline(TimedSink):
@@ -339,6 +354,7 @@ LATENCY_CASES = {
     'batched_offered_10000_per_sec': ('TimedSink', True, {}),
     'batched_offered_10000_per_sec_delivery_process': ('TimedSink', True, {'delivery_process': True}),
     'info_batched_offered_10000_per_sec_no_delivery': ('TimedSink', False, {}),
+    'info_offered_10000_per_sec_delivery_threads_niced': ('TimedSinkThreadsNiced', True, {}),
     'info_offered_10000_per_sec_delivery_process_nice_0': (
         'TimedSink',
         True,
@@ -411,6 +427,7 @@ def producer_latency(runtime: dict) -> dict:
         'with_concurrent_delivery': 'batched_offered_10000_per_sec',
         'with_concurrent_delivery_from_own_process': 'batched_offered_10000_per_sec_delivery_process',
         'info_with_delivery_from_own_process_nice_0': 'info_offered_10000_per_sec_delivery_process_nice_0',
+        'info_with_delivery_threads_niced': 'info_offered_10000_per_sec_delivery_threads_niced',
         'baseline_with_delivery_settle_alone': 'baseline_batched_offered_10000_per_sec_settle_alone',
         'baseline_with_delivery_checkpoints_inline': 'baseline_offered_10000_per_sec_checkpoints_inline',
     }
