@@ -219,20 +219,27 @@ class Forwarder:
     def metrics(self) -> dict[str, Any]:
         """Queue gauges + delivery counters (upstream names where upstream had them)."""
         stats = self.queue.stats()
-        with self._lock:
-            counters = dict(self._counters)
         self._enqueue_rate.observe(stats['enqueued_total'])
         self._deliver_rate.observe(stats['acked_total'])
-        state = self.breaker.state
         return {
             **stats,
+            **self.delivery_metrics(),
+            'enqueue_rate_per_sec': round(self._enqueue_rate.rate(), 1),
+            'deliver_rate_per_sec': round(self._deliver_rate.rate(), 1),
+        }
+
+    def delivery_metrics(self) -> dict[str, Any]:
+        """The delivery side alone (counters, breaker, errors), without the queue's stats: what a
+        forwarder in its own process reports to the node (delivery/delivery_process.py)."""
+        with self._lock:
+            counters = dict(self._counters)
+        state = self.breaker.state
+        return {
             **counters,
             'breaker_state': state.value,
             'breaker_state_code': STATE_CODE[state],
             'breaker_opened_total': self.breaker.opened_total,
             'breaker_probes_total': self.breaker.probes_total,
-            'enqueue_rate_per_sec': round(self._enqueue_rate.rate(), 1),
-            'deliver_rate_per_sec': round(self._deliver_rate.rate(), 1),
             'last_outage_sec': round(self.last_outage_sec, 3),
             'delivery_parked': 1 if self.parked_reason else 0,
             'parked_reason': self.parked_reason,

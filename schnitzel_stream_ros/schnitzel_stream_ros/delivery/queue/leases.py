@@ -91,7 +91,7 @@ class Leasing:
             if expired:
                 self._count('lease_expired_total', len(expired))
                 _LOG.warning('node %s: %d leases expired; the rows are due again', self.node_id, len(expired))
-                self._committer.submit(WriteOp(partial(self._note_expired, expired), weight=len(expired)))
+                self._record_expired(expired)
             now_w = self._wall()
             # Leased rows are skipped inside SQLite (one JSON parameter, any number of leases):
             # reading them into Python only to drop them held the GIL that the producer's commit
@@ -109,6 +109,15 @@ class Leasing:
                 for row in rows:
                     self._leases[row.seq] = deadline
             return rows
+
+    def _record_expired(self, seqs: list[int]) -> None:
+        """Count an attempt for rows whose lease ran out (nobody waits for the commit)."""
+        self._committer.submit(WriteOp(partial(self._note_expired, seqs), weight=len(seqs)))
+
+    def record_expired(self, seqs: list[int]) -> None:
+        """The same for a consumer in another process (delivery/delivery_process.py)."""
+        if seqs:
+            self._record_expired(list(seqs))
 
     def _note_expired(self, seqs: list[int], txn: Txn) -> int:
         txn.conn.executemany(
@@ -160,9 +169,17 @@ class Leasing:
         acks, nacks, deads = list(acks), list(nacks), list(deads)
         if not (acks or nacks or deads):
             return SettleResult(0, 0, 0)
-        weight = len(acks) + len(nacks) + len(deads)
+        return self.submit_settle(acks, nacks, deads, linger_sec).wait()
+
+    def submit_settle(
+        self, acks: list[int], nacks: list[Nack], deads: list[DeadLetter], linger_sec: float = 0.0
+    ) -> WriteOp:
+        """settle() without waiting: the pending write; its wait() returns the SettleResult once
+        committed. For a consumer in another process, whose outcomes this process commits
+        (delivery/delivery_process.py), so its settles share the producer's commits."""
+        weight = max(1, len(acks) + len(nacks) + len(deads))
         settle = partial(self._settle_op, acks, nacks, deads)
-        return self._committer.run(settle, weight=weight, background=True, linger_sec=linger_sec)
+        return self._committer.submit(WriteOp(settle, weight=weight, background=True, linger_sec=linger_sec))
 
     def _settle_op(
         self, acks: list[int], nacks: list[Nack], deads: list[DeadLetter], txn: Txn

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from schnitzel_stream_ros.delivery.delivery_process import DEFAULT_NICE, DeliveryProcess
 from schnitzel_stream_ros.delivery.errors import BatchTooLargeError, NotJsonError, QueueFullError
 from schnitzel_stream_ros.delivery.forwarder import Forwarder, ForwarderConfig
 from schnitzel_stream_ros.delivery.queue import DurableQueue
@@ -43,6 +44,21 @@ from schnitzel_stream_ros.nodes.delivery.target_params import (
 )
 from schnitzel_stream_ros.packet import PayloadProfile, StreamPacket
 from schnitzel_stream_ros.plugin import Param, Plugin, Port, Role
+
+
+def forwarder_config(p: Mapping[str, Any]) -> ForwarderConfig:
+    """The delivery policy from the node's parameters (also read by a delivery process)."""
+    return ForwarderConfig(
+        concurrency=p['concurrency'],
+        batch_size=p['batch_size'],
+        lease_sec=p['lease_sec'],
+        body=p['body'],
+        max_attempts=p['max_attempts'] or None,
+        max_age_sec=p['max_age_sec'] or None,
+        backoff=backoff_from_params(p),
+        breaker_failure_threshold=p['breaker_failure_threshold'],
+        breaker_open_sec=p['breaker_open_sec'],
+    )
 
 
 class DurableForwarderSink(Plugin):
@@ -78,6 +94,22 @@ class DurableForwarderSink(Plugin):
         Param('breaker_open_sec', float, 1.0, 'how long the circuit stays open before a probe', min=0.01),
         Param('forward', bool, False, 'emit accepted packets with meta[meta_key] = {queue, path, seq}'),
         Param(
+            'delivery_process',
+            bool,
+            False,
+            'deliver from a process of its own (restarted if it dies, stopped with the node) instead '
+            "of threads of the container: delivery's Python work then shares neither the producer's "
+            'GIL nor, reniced, its CPU priority (docs/delivery.md)',
+        ),
+        Param(
+            'delivery_process_nice',
+            int,
+            DEFAULT_NICE,
+            'niceness added to the delivery process: the producer wins the CPU when both want it',
+            min=0,
+            max=19,
+        ),
+        Param(
             'drain_on_close_sec',
             float,
             0.0,
@@ -87,7 +119,7 @@ class DurableForwarderSink(Plugin):
     )
 
     queue: DurableQueue | None = None
-    forwarder: Forwarder | None = None
+    forwarder: Forwarder | DeliveryProcess | None = None
     _gauges: GaugeReporter | None = None
     _hold: StorageHold | None = None
 
@@ -98,20 +130,15 @@ class DurableForwarderSink(Plugin):
     def setup(self) -> None:
         p = self.params
         target = delivery_target_from_params(p, self.node_id)  # HTTP, NATS JetStream or MQTT
-        config = ForwarderConfig(
-            concurrency=p['concurrency'],
-            batch_size=p['batch_size'],
-            lease_sec=p['lease_sec'],
-            body=p['body'],
-            max_attempts=p['max_attempts'] or None,
-            max_age_sec=p['max_age_sec'] or None,
-            backoff=backoff_from_params(p),
-            breaker_failure_threshold=p['breaker_failure_threshold'],
-            breaker_open_sec=p['breaker_open_sec'],
-        )
+        config = forwarder_config(p)
         self.queue = open_queue(self.node_id, p, max_retry_delay_sec=max(60.0, p['retry_backoff_max_sec']))
         try:
-            self.forwarder = Forwarder(self.queue, target, config).start()
+            if p['delivery_process']:
+                self.forwarder = DeliveryProcess(
+                    self.queue, target, config, dict(p), nice=p['delivery_process_nice']
+                ).start()
+            else:
+                self.forwarder = Forwarder(self.queue, target, config).start()
         except BaseException:
             target.close()
             release_shared(self.queue)
