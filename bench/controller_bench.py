@@ -76,6 +76,7 @@ VARIANTS = ('manual', 'controller')
 #: per-node diagnostics the bench reads (camera and detector nodes are matched by prefix)
 DET_KEYS = ('frames_total', 'inbox_shed_total', 'inbox_dropped_total', 'inference_ms')
 CAM_KEYS = ('produced', 'frames_skipped_total')
+HOST_KEYS = ('others_cores',)  # HostCpuSource (controller variant): what the other processes took
 DECISIONS_SHOWN = 80
 CONTROL_PLUGINS = ('AutonomicController', 'HostCpuSource')
 
@@ -163,7 +164,8 @@ class Listener:
         values: dict[str, float] = {}
         for status in msg.status:
             node = status.name.split(': ', 1)[1] if ': ' in status.name else ''
-            keys = DET_KEYS if node.startswith('det') else CAM_KEYS if node.startswith('cam') else ()
+            keys = (DET_KEYS if node.startswith('det') else CAM_KEYS if node.startswith('cam')
+                    else HOST_KEYS if node == 'host' else ())
             for item in status.values:
                 if item.key in keys:
                     with contextlib.suppress(ValueError):  # empty in the first sample
@@ -203,6 +205,8 @@ def phase(listener: Listener, cams: list[str], start: float, end: float) -> dict
     latencies = [lat for t, lat in listener.latencies if start <= t <= end]
     inference = [v[f'{d}.inference_ms'] for t, v in listener.samples if start <= t <= end
                  for d in dets if f'{d}.inference_ms' in v]
+    others = [v['host.others_cores'] for t, v in listener.samples
+              if start <= t <= end and 'host.others_cores' in v]
     return {
         'seconds': round(end - start, 1),
         'events': len(latencies),
@@ -216,6 +220,7 @@ def phase(listener: Listener, cams: list[str], start: float, end: float) -> dict
                                                 start, end),
         'frames_from_cameras': _sum_delta(listener.samples, cams, ('produced',), start, end),
         'inference_ms_median': round(statistics.median(inference), 1) if inference else None,
+        'host_others_cores_median': round(statistics.median(others), 2) if others else None,
     }
 
 
@@ -332,7 +337,8 @@ def _median(values: list[float | None]) -> float | None:
 
 def summarize(rounds: list[dict], target_ms: float) -> dict:
     keys = ('latency_p99_ms', 'latency_p95_ms', 'latency_p50_ms', 'frames_processed',
-            'frames_lost_at_detectors', 'frames_skipped_at_cameras', 'events', 'inference_ms_median')
+            'frames_lost_at_detectors', 'frames_skipped_at_cameras', 'events', 'inference_ms_median',
+            'host_others_cores_median')
     medians = {v: {ph: {key: _median([r[v][ph][key] for r in rounds if ph in r[v]]) for key in keys}
                    for ph in MEASURED} for v in VARIANTS}
     per_round = []
