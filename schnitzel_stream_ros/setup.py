@@ -33,6 +33,7 @@ PLUGINS = [
     'SimulatedLoadNode = schnitzel_stream_ros.nodes.control.simulated_load:SimulatedLoadNode',
     'AutonomicController = schnitzel_stream_ros.nodes.control.autonomic_controller:AutonomicController',
     'LatencyProbe = schnitzel_stream_ros.nodes.control.latency_probe:LatencyProbe',
+    'HostCpuSource = schnitzel_stream_ros.nodes.control.host_cpu:HostCpuSource',
     'DetectionSnapshotNode = schnitzel_stream_ros.nodes.vision.snapshot:DetectionSnapshotNode',
     # vision sources and models
     'OpenCvVideoFileSource = schnitzel_stream_ros.nodes.vision.video_file:OpenCvVideoFileSource',

@@ -6,7 +6,8 @@ the file (plus the length of the passes before it when looping), and its idempot
 `start_ts` the ts is the wall clock at read time (upstream behaviour).
 
 `realtime: true` paces frames at the file's own rate, so a file can stand in for a camera in a
-site graph (decoding as fast as possible would burn a core for frames nobody can use).
+site graph (decoding as fast as possible would burn a core for frames nobody can use); `phase_ms`
+shifts that pacing, so several such cameras do not all deliver at the same instant.
 """
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ class OpenCvVideoFileSource(Plugin):
         Param('max_frames', int, 0, min=0, description='stop after this many frames (0: no limit)'),
         Param('start_ts', str, None, description='ISO-8601 time of the first frame: deterministic ts'),
         Param('realtime', bool, False, description="pace frames at the file's frame rate"),
+        Param('phase_ms', float, 0.0, min=0.0, max=10000.0,
+              description='with realtime: start pacing this much later, so clips standing in for several '
+                          'cameras do not deliver in lock-step (real cameras have their own clocks)'),
         *FRAME_KNOB_PARAMS,  # fps (skipping by the file's own time: a replay skips the same frames), scale
     )
 
@@ -86,7 +90,7 @@ class OpenCvVideoFileSource(Plugin):
         frames_this_pass = 0
         pass_offset_ms = 0.0  # length of the passes already played (loop)
         last_pos_ms = 0.0
-        t0 = time.monotonic()
+        t0 = time.monotonic() + (self.params['phase_ms'] / 1000.0 if self.params['realtime'] else 0.0)
         throttle = FrameThrottle()
         while not self.stopping:
             ok, frame = self._cap.read()
