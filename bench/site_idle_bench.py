@@ -8,8 +8,13 @@ pointed at a closed loopback port. Goal: <= 5 % of one core and <= 150 MB RSS pe
     python bench/site_idle_bench.py [--seconds 20] [--diagnostics-period S]   # prints one JSON object
 
 CPU is read from /proc/<pid>/stat (utime+stime) over the measuring window after a warm-up; RSS
-from /proc/<pid>/status. The baseline is a plain rclpy node spinning on the same executor kind with
-one subscription, measured the same way in the same run.
+from /proc/<pid>/status, and its parts from /proc/<pid>/smaps_rollup: anonymous (the process's own
+heap, stacks, model weights) and file-backed (mapped library code and data; these pages are shared
+with every process mapping the same files and how many of them are resident moves with the machine's
+page cache, so two runs can differ by a few MB there while the anonymous part stays put), and Pss.
+The warm-up starts once every node is loaded (the run's first --timeline line), so a slow start on a
+busy machine is not measured half-loaded. The baseline is a plain rclpy node spinning on the same
+executor kind with one subscription, measured the same way in the same run.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import argparse
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -82,6 +88,31 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def memory_parts_mb(pid: int) -> dict[str, float]:
+    """Anonymous and file-backed parts of the RSS, and the Pss, from /proc/<pid>/smaps_rollup."""
+    fields: dict[str, int] = {}
+    try:
+        for line in Path(f'/proc/{pid}/smaps_rollup').read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == 'kB':
+                fields[parts[0].rstrip(':')] = int(parts[1])
+    except OSError:
+        return {}
+    rss, anonymous = fields.get('Rss', 0), fields.get('Anonymous', 0)
+    return {'anonymous_mb': round(anonymous / 1024, 1), 'file_backed_mb': round((rss - anonymous) / 1024, 1),
+            'pss_mb': round(fields.get('Pss', 0) / 1024, 1)}
+
+
+def wait_for_first_line(path: Path, run: subprocess.Popen, timeout: float) -> bool:
+    """True once the run wrote its first timeline line (all nodes loaded, the graph started)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and run.poll() is None:
+        if path.exists() and path.stat().st_size > 0:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def cmdline(pid: int) -> str:
     return Path(f'/proc/{pid}/cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace').strip()
 
@@ -93,7 +124,7 @@ def measure(pids: list[int], seconds: float) -> dict[int, dict[str, float]]:
     elapsed = time.monotonic() - t0
     return {
         pid: {'cpu_percent_of_core': round(100 * (cpu_seconds(pid) - before[pid]) / elapsed, 2),
-              'rss_mb': round(rss_mb(pid), 1)}
+              'rss_mb': round(rss_mb(pid), 1), **memory_parts_mb(pid)}
         for pid in pids
     }
 
@@ -113,7 +144,10 @@ def idle_site_graph(folder: Path) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--seconds', type=float, default=20.0, help='measuring window')
-    parser.add_argument('--warmup', type=float, default=12.0, help='seconds before measuring')
+    parser.add_argument('--warmup', type=float, default=8.0,
+                        help='seconds between the graph having started (all nodes loaded) and measuring')
+    parser.add_argument('--start-timeout', type=float, default=180.0,
+                        help='seconds the graph may take to load and start')
     parser.add_argument('--diagnostics-period', type=float, default=None,
                         help='passed to the run (default: the runner default, 1 s; 0 = no /diagnostics)')
     args = parser.parse_args()
@@ -124,17 +158,19 @@ def main() -> int:
         env.update({'SITE_SERIAL_PORT': str(folder / 'no-sensor'), 'SITE_OUT': str(folder),
                     'SITE_BACKEND_URL': f'http://127.0.0.1:{closed_port()}/events'})
         graph = idle_site_graph(folder)
-        duration = str(args.warmup + args.seconds + 30)
+        timeline = folder / 'timeline.jsonl'
+        duration = str(args.start_timeout + args.warmup + args.seconds + 30)
         diagnostics = [] if args.diagnostics_period is None else ['--diagnostics-period',
                                                                   str(args.diagnostics_period)]
         run = processes.start(
             processes.python_cmd('-m', 'schnitzel_stream_ros', 'run', str(graph), '--quiet',
-                                 '--duration', duration, *diagnostics), env)
+                                 '--duration', duration, '--timeline', str(timeline), *diagnostics), env)
         baseline = processes.start(processes.python_cmd('-c', BASELINE), env)
         try:
+            started = wait_for_first_line(timeline, run, args.start_timeout)
             time.sleep(args.warmup)
-            if run.poll() is not None:
-                print(json.dumps({'error': f'the site run ended early (exit {run.returncode})'}))
+            if not started or run.poll() is not None:
+                print(json.dumps({'error': f'the site run did not start or ended early (exit {run.poll()})'}))
                 return 1
             names = {p: cmdline(p) for p in descendants(run.pid)}
             site_pids = [p for p, name in names.items() if 'python' in name]
