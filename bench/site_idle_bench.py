@@ -6,6 +6,10 @@ line, the backend lane waiting. The graph is config/site.yaml with only the two 
 pointed at a closed loopback port. Goal: <= 5 % of one core and <= 150 MB RSS per container.
 
     python bench/site_idle_bench.py [--seconds 20] [--diagnostics-period S]   # prints one JSON object
+    python bench/site_idle_bench.py --frames      # not idle: cam0 plays the pedestrian clip at 10 fps
+
+`--frames` shows what the containers hold once frames flow (cam0 as in config/site.yaml, cam1 still
+unreachable): what an idle container does not load (OpenCV in the vision container) is loaded then.
 
 CPU is read from /proc/<pid>/stat (utime+stime) over the measuring window after a warm-up; RSS
 from /proc/<pid>/status, and its parts from /proc/<pid>/smaps_rollup: anonymous (the process's own
@@ -34,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'schnitzel_stream_ros'))
 
 from schnitzel_stream_ros.testing import processes  # noqa: E402
+from schnitzel_stream_ros.testing.assets import PEDESTRIAN_CLIP, asset  # noqa: E402
 from schnitzel_stream_ros.testing.dds import lease_domain, localhost_env  # noqa: E402
 
 CLK_TCK = os.sysconf('SC_CLK_TCK')
@@ -129,10 +134,13 @@ def measure(pids: list[int], seconds: float) -> dict[int, dict[str, float]]:
     }
 
 
-def idle_site_graph(folder: Path) -> Path:
+def idle_site_graph(folder: Path, video: Path | None = None) -> Path:
+    """The site graph with its cameras unreachable; with `video`, cam0 plays it (as in the site)."""
     graph = yaml.safe_load((REPO / 'schnitzel_stream_ros' / 'config' / 'site.yaml').read_text())
     for node in graph['nodes']:
-        if node['id'] in ('cam0', 'cam1'):
+        if node['id'] == 'cam0' and video is not None:
+            node['config']['path'] = str(video)
+        elif node['id'] in ('cam0', 'cam1'):
             node['plugin'] = 'OpenCvRtspSource'
             node['config'] = {'url': f'rtsp://127.0.0.1:{closed_port()}/{node["id"]}',
                               'source_id': node['id'], 'transport': 'tcp'}
@@ -150,14 +158,20 @@ def main() -> int:
                         help='seconds the graph may take to load and start')
     parser.add_argument('--diagnostics-period', type=float, default=None,
                         help='passed to the run (default: the runner default, 1 s; 0 = no /diagnostics)')
+    parser.add_argument('--frames', action='store_true',
+                        help='cam0 plays the pedestrian clip at 10 fps: the containers with frames flowing')
     args = parser.parse_args()
+    video = asset(PEDESTRIAN_CLIP) if args.frames else None
+    if args.frames and video is None:
+        print(json.dumps({'skipped': f'{PEDESTRIAN_CLIP} missing (scripts/fetch-test-assets)'}))
+        return 0
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp, lease_domain() as lease:
         folder = Path(tmp)
         env = localhost_env(lease.domain_id)
         env.update({'SITE_SERIAL_PORT': str(folder / 'no-sensor'), 'SITE_OUT': str(folder),
                     'SITE_BACKEND_URL': f'http://127.0.0.1:{closed_port()}/events'})
-        graph = idle_site_graph(folder)
+        graph = idle_site_graph(folder, video)
         timeline = folder / 'timeline.jsonl'
         duration = str(args.start_timeout + args.warmup + args.seconds + 30)
         diagnostics = [] if args.diagnostics_period is None else ['--diagnostics-period',
@@ -186,7 +200,8 @@ def main() -> int:
     result = {
         'bench': 'site_idle',
         'window_sec': args.seconds,
-        'graph': 'config/site.yaml, cameras unreachable, no sensor, backend down',
+        'graph': 'config/site.yaml, ' + ('cam0 playing the pedestrian clip, cam1 unreachable' if args.frames
+                                          else 'cameras unreachable') + ', no sensor, backend down',
         'executor': 'runner default',
         'machine': {'cpus': os.cpu_count(), 'load_average_at_start': load_at_start,
                     'load_average_at_end': [round(x, 2) for x in os.getloadavg()]},
