@@ -34,8 +34,9 @@ WORKING_DIRECTORY_PROFILES = ('DEFAULT_FASTRTPS_PROFILES.xml', 'DEFAULT_FASTDDS_
 FAST_DDS_RMWS = ('', 'rmw_fastrtps_cpp', 'rmw_fastrtps_dynamic_cpp')
 
 
-def operator_choice(env: os._Environ[str] | dict[str, str], cwd: Path) -> str | None:
-    """Why our profile is not used here (the operator's own choice), or None when it may be."""
+def operator_choice(env: os._Environ[str] | dict[str, str], cwd: Path | None) -> str | None:
+    """Why our profile is not used here (the operator's own choice), or None when it may be.
+    `cwd` None: the working directory is gone, so Fast DDS finds no profile there either."""
     if env.get(SWITCH, '1').strip() == '0':
         return f'{SWITCH}=0'
     if env.get('RMW_IMPLEMENTATION', '') not in FAST_DDS_RMWS:
@@ -46,14 +47,19 @@ def operator_choice(env: os._Environ[str] | dict[str, str], cwd: Path) -> str | 
     if env.get('SKIP_DEFAULT_XML'):
         return 'SKIP_DEFAULT_XML is set'
     for name in WORKING_DIRECTORY_PROFILES:
-        if (cwd / name).is_file():
+        if cwd is not None and (cwd / name).is_file():
             return f'{name} in the working directory'
     return None
 
 
 def prepare(env: os._Environ[str] | dict[str, str] = os.environ, cwd: Path | None = None) -> Path | None:
     """Call before the process's first rclpy.init. Returns the profile now in use, None when left alone."""
-    if operator_choice(env, cwd or Path.cwd()) is not None or not PROFILE.is_file():
+    if cwd is None:
+        try:
+            cwd = Path.cwd()
+        except OSError:  # the working directory was removed under the process
+            cwd = None
+    if operator_choice(env, cwd) is not None or not PROFILE.is_file():
         return None
     env[PROFILE_VARIABLES[0]] = str(PROFILE)
     return PROFILE
