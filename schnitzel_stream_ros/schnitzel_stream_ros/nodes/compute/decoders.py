@@ -10,17 +10,13 @@
 
 Pure numpy + cv2 and no onnxruntime here, so the decoding is testable on planted outputs.
 Boxes come back in pixels of the original frame, clipped to it.
-
-OpenCV is imported by the first resize, not with this module: importing it maps ~24 MB (its own
-libraries: FFmpeg, OpenBLAS, codecs) into a vision container that waits for its first frame, e.g.
-while its cameras are down (bench/README.md, idle vision container). Once a frame comes it is the
-same cv2.resize as before, so the model sees the same pixels.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 DECODERS = ('ssd', 'yolov8')
@@ -50,18 +46,11 @@ class Letterbox:
 
 # -- SSD (TF Object Detection API) ---------------------------------------------------------------
 
-def _resize(frame_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """cv2.resize with bilinear interpolation to `size` (w, h); OpenCV is imported here, on first use."""
-    import cv2
-
-    return cv2.resize(frame_bgr, size, interpolation=cv2.INTER_LINEAR)
-
-
 def prepare_ssd(frame_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """uint8 [1, h, w, 3] RGB, stretched to `size` (w, h) as the graph's own resizer would."""
     width, height = size
     if frame_bgr.shape[1] != width or frame_bgr.shape[0] != height:
-        frame_bgr = _resize(frame_bgr, (width, height))
+        frame_bgr = cv2.resize(frame_bgr, (width, height), interpolation=cv2.INTER_LINEAR)
     return np.ascontiguousarray(frame_bgr[:, :, ::-1])[np.newaxis]
 
 
@@ -111,7 +100,8 @@ def letterbox(frame_bgr: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray,
     scale = min(width / frame_w, height / frame_h)
     new_w, new_h = round(frame_w * scale), round(frame_h * scale)
     pad_x, pad_y = (width - new_w) / 2.0, (height - new_h) / 2.0
-    resized = frame_bgr if (new_w, new_h) == (frame_w, frame_h) else _resize(frame_bgr, (new_w, new_h))
+    resized = frame_bgr if (new_w, new_h) == (frame_w, frame_h) else cv2.resize(
+        frame_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     left, top = round(pad_x - 0.1), round(pad_y - 0.1)
     canvas = np.full((height, width, 3), LETTERBOX_FILL, dtype=np.uint8)
     canvas[top:top + new_h, left:left + new_w] = resized

@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import cv2
 import numpy as np
 
 from schnitzel_stream_ros.nodes.compute.decoders import DECODERS
@@ -66,10 +67,6 @@ def detection_packet(frame: StreamPacket, detections: list[dict[str, Any]], fram
 
 def as_bgr(frame: np.ndarray) -> np.ndarray:
     """3-channel BGR view of a gray, gray+1 or BGRA frame (no copy for BGR)."""
-    if frame.ndim == 3 and frame.shape[2] == 3:
-        return frame
-    import cv2  # on first use: an idle detector does not map OpenCV (decoders.py)
-
     if frame.ndim == 2 or frame.shape[2] == 1:
         return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     if frame.shape[2] == 4:

@@ -5,15 +5,13 @@ YOLO overlay window) show the same thing, so they draw it with the same function
 detection with its label (class, track id, confidence), zone outlines in the alarm colour when an
 object is inside, and optionally a caption line in the top-left corner. The frame given is never
 changed (frames are shared between nodes): drawing works on a copy.
-
-OpenCV is imported by the first drawing, not with this module, so a container whose image sink has
-not drawn yet (cameras down) does not map its ~24 MB of libraries (see nodes/compute/decoders.py).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+import cv2
 import numpy as np
 
 from schnitzel_stream_ros.nodes.policy.zones import Zone
@@ -63,8 +61,6 @@ def box_label(det: Mapping[str, Any]) -> str:
 
 
 def _text(image: np.ndarray, text: str, origin: tuple[int, int], colour: BgrColour, scale: float) -> None:
-    import cv2
-
     cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
 
 
@@ -74,8 +70,6 @@ def draw(
     box_colour: BgrColour = BOX_COLOUR, caption: str | None = None,
 ) -> np.ndarray:
     """A copy of `frame` (H x W x 3 uint8, or H x W mono) with zones, boxes and a caption drawn on."""
-    import cv2  # on first use (module docstring)
-
     image = np.array(frame, copy=True)
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
