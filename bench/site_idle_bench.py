@@ -6,10 +6,19 @@ line, the backend lane waiting. The graph is config/site.yaml with only the two 
 pointed at a closed loopback port. Goal: <= 5 % of one core and <= 150 MB RSS per container.
 
     python bench/site_idle_bench.py [--seconds 20] [--diagnostics-period S]   # prints one JSON object
+    python bench/site_idle_bench.py --frames      # not idle: cam0 plays the pedestrian clip at 10 fps
+
+`--frames` shows what the containers hold once frames flow (cam0 as in config/site.yaml, cam1 still
+unreachable): what an idle container does not load (OpenCV in the vision container) is loaded then.
 
 CPU is read from /proc/<pid>/stat (utime+stime) over the measuring window after a warm-up; RSS
-from /proc/<pid>/status. The baseline is a plain rclpy node spinning on the same executor kind with
-one subscription, measured the same way in the same run.
+from /proc/<pid>/status, and its parts from /proc/<pid>/smaps_rollup: anonymous (the process's own
+heap, stacks, model weights) and file-backed (mapped library code and data; these pages are shared
+with every process mapping the same files and how many of them are resident moves with the machine's
+page cache, so two runs can differ by a few MB there while the anonymous part stays put), and Pss.
+The warm-up starts once every node is loaded (the run's first --timeline line), so a slow start on a
+busy machine is not measured half-loaded. The baseline is a plain rclpy node spinning on the same
+executor kind with one subscription, measured the same way in the same run.
 """
 from __future__ import annotations
 
@@ -17,6 +26,7 @@ import argparse
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'schnitzel_stream_ros'))
 
 from schnitzel_stream_ros.testing import processes  # noqa: E402
+from schnitzel_stream_ros.testing.assets import PEDESTRIAN_CLIP, asset  # noqa: E402
 from schnitzel_stream_ros.testing.dds import lease_domain, localhost_env  # noqa: E402
 
 CLK_TCK = os.sysconf('SC_CLK_TCK')
@@ -82,6 +93,31 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def memory_parts_mb(pid: int) -> dict[str, float]:
+    """Anonymous and file-backed parts of the RSS, and the Pss, from /proc/<pid>/smaps_rollup."""
+    fields: dict[str, int] = {}
+    try:
+        for line in Path(f'/proc/{pid}/smaps_rollup').read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == 'kB':
+                fields[parts[0].rstrip(':')] = int(parts[1])
+    except OSError:
+        return {}
+    rss, anonymous = fields.get('Rss', 0), fields.get('Anonymous', 0)
+    return {'anonymous_mb': round(anonymous / 1024, 1), 'file_backed_mb': round((rss - anonymous) / 1024, 1),
+            'pss_mb': round(fields.get('Pss', 0) / 1024, 1)}
+
+
+def wait_for_first_line(path: Path, run: subprocess.Popen, timeout: float) -> bool:
+    """True once the run wrote its first timeline line (all nodes loaded, the graph started)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and run.poll() is None:
+        if path.exists() and path.stat().st_size > 0:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def cmdline(pid: int) -> str:
     return Path(f'/proc/{pid}/cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace').strip()
 
@@ -93,15 +129,18 @@ def measure(pids: list[int], seconds: float) -> dict[int, dict[str, float]]:
     elapsed = time.monotonic() - t0
     return {
         pid: {'cpu_percent_of_core': round(100 * (cpu_seconds(pid) - before[pid]) / elapsed, 2),
-              'rss_mb': round(rss_mb(pid), 1)}
+              'rss_mb': round(rss_mb(pid), 1), **memory_parts_mb(pid)}
         for pid in pids
     }
 
 
-def idle_site_graph(folder: Path) -> Path:
+def idle_site_graph(folder: Path, video: Path | None = None) -> Path:
+    """The site graph with its cameras unreachable; with `video`, cam0 plays it (as in the site)."""
     graph = yaml.safe_load((REPO / 'schnitzel_stream_ros' / 'config' / 'site.yaml').read_text())
     for node in graph['nodes']:
-        if node['id'] in ('cam0', 'cam1'):
+        if node['id'] == 'cam0' and video is not None:
+            node['config']['path'] = str(video)
+        elif node['id'] in ('cam0', 'cam1'):
             node['plugin'] = 'OpenCvRtspSource'
             node['config'] = {'url': f'rtsp://127.0.0.1:{closed_port()}/{node["id"]}',
                               'source_id': node['id'], 'transport': 'tcp'}
@@ -113,28 +152,39 @@ def idle_site_graph(folder: Path) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--seconds', type=float, default=20.0, help='measuring window')
-    parser.add_argument('--warmup', type=float, default=12.0, help='seconds before measuring')
+    parser.add_argument('--warmup', type=float, default=8.0,
+                        help='seconds between the graph having started (all nodes loaded) and measuring')
+    parser.add_argument('--start-timeout', type=float, default=180.0,
+                        help='seconds the graph may take to load and start')
     parser.add_argument('--diagnostics-period', type=float, default=None,
                         help='passed to the run (default: the runner default, 1 s; 0 = no /diagnostics)')
+    parser.add_argument('--frames', action='store_true',
+                        help='cam0 plays the pedestrian clip at 10 fps: the containers with frames flowing')
     args = parser.parse_args()
+    video = asset(PEDESTRIAN_CLIP) if args.frames else None
+    if args.frames and video is None:
+        print(json.dumps({'skipped': f'{PEDESTRIAN_CLIP} missing (scripts/fetch-test-assets)'}))
+        return 0
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp, lease_domain() as lease:
         folder = Path(tmp)
         env = localhost_env(lease.domain_id)
         env.update({'SITE_SERIAL_PORT': str(folder / 'no-sensor'), 'SITE_OUT': str(folder),
                     'SITE_BACKEND_URL': f'http://127.0.0.1:{closed_port()}/events'})
-        graph = idle_site_graph(folder)
-        duration = str(args.warmup + args.seconds + 30)
+        graph = idle_site_graph(folder, video)
+        timeline = folder / 'timeline.jsonl'
+        duration = str(args.start_timeout + args.warmup + args.seconds + 30)
         diagnostics = [] if args.diagnostics_period is None else ['--diagnostics-period',
                                                                   str(args.diagnostics_period)]
         run = processes.start(
             processes.python_cmd('-m', 'schnitzel_stream_ros', 'run', str(graph), '--quiet',
-                                 '--duration', duration, *diagnostics), env)
+                                 '--duration', duration, '--timeline', str(timeline), *diagnostics), env)
         baseline = processes.start(processes.python_cmd('-c', BASELINE), env)
         try:
+            started = wait_for_first_line(timeline, run, args.start_timeout)
             time.sleep(args.warmup)
-            if run.poll() is not None:
-                print(json.dumps({'error': f'the site run ended early (exit {run.returncode})'}))
+            if not started or run.poll() is not None:
+                print(json.dumps({'error': f'the site run did not start or ended early (exit {run.poll()})'}))
                 return 1
             names = {p: cmdline(p) for p in descendants(run.pid)}
             site_pids = [p for p, name in names.items() if 'python' in name]
@@ -150,7 +200,8 @@ def main() -> int:
     result = {
         'bench': 'site_idle',
         'window_sec': args.seconds,
-        'graph': 'config/site.yaml, cameras unreachable, no sensor, backend down',
+        'graph': 'config/site.yaml, ' + ('cam0 playing the pedestrian clip, cam1 unreachable' if args.frames
+                                          else 'cameras unreachable') + ', no sensor, backend down',
         'executor': 'runner default',
         'machine': {'cpus': os.cpu_count(), 'load_average_at_start': load_at_start,
                     'load_average_at_end': [round(x, 2) for x in os.getloadavg()]},

@@ -117,8 +117,9 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*']),
-    # the operator page (control/static): served by the runner from the installed package
-    package_data={'schnitzel_stream_ros.control': ['static/*']},
+    # the operator page (control/static): served by the runner from the installed package;
+    # the Fast DDS profile the containers start with (runtime/fastdds_profile.py)
+    package_data={'schnitzel_stream_ros.control': ['static/*'], 'schnitzel_stream_ros.runtime': ['*.xml']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         # `ros2 component types` reads this resource (lines `TypeName;library`): our plugins, named as

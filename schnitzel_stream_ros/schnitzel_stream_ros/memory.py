@@ -20,7 +20,6 @@ and malloc holds that much free (counted in the container state: `heap_trims`, `
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import threading
 import time
@@ -35,11 +34,17 @@ _lock = threading.Lock()
 _trim: object = None  # None: not looked up yet; False: not available
 
 
+def _libc() -> ctypes.CDLL:
+    """The C library's symbols, as this process already has them loaded (dlopen(NULL)): no
+    `ctypes.util.find_library`, whose import brings subprocess and tempfile into every container."""
+    return ctypes.CDLL(None)
+
+
 def _malloc_trim() -> object:
     global _trim
     if _trim is None:
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+            libc = _libc()
             trim = libc.malloc_trim
             trim.argtypes = [ctypes.c_size_t]
             trim.restype = ctypes.c_int
@@ -76,7 +81,7 @@ def free_heap_bytes() -> int | None:
     global _mallinfo2
     if _mallinfo2 is None:
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+            libc = _libc()
             function = libc.mallinfo2
             function.restype = _MallInfo2
             _mallinfo2 = function

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -274,6 +273,8 @@ def write_report(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Non
     """Write atomically (temp file + rename): a reader never sees half a report, even on a crash."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # here: the runner writes reports, containers only import this module
+
     fd, tmp = tempfile.mkstemp(prefix=f'.{target.name}.', dir=target.parent)
     try:
         with os.fdopen(fd, 'w', encoding='utf-8') as f:

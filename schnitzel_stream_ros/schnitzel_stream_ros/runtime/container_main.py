@@ -51,7 +51,7 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import remove_ros_args
 
-from schnitzel_stream_ros.runtime import ros_log_files
+from schnitzel_stream_ros.runtime import fastdds_profile, ros_log_files, type_support_import
 from schnitzel_stream_ros.runtime.container import DEFAULT_DRAIN_TIMEOUT_SEC, Container
 from schnitzel_stream_ros.runtime.executors import DEFAULT_EXECUTOR, EXECUTOR_KINDS, ContainerExecutors
 
@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None, flavour: str = 'component_container') ->
     args, unknown = parse_args(remove_ros_args(args=argv)[1:], flavour)
     context = rclpy.Context()
     ros_log_files.prepare()  # rcl's log file: our own directory, pruned, bounded (before the first init)
+    fastdds_profile.prepare()  # DDS history pools start small (before the first init)
+    type_support_import.prepare()  # message type support without the code generator (before the first node)
     rclpy.init(args=argv, context=context, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
 

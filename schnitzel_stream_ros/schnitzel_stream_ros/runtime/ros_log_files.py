@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import threading
 from pathlib import Path
 
@@ -104,6 +103,8 @@ def bound_live_file(directory: Path, pid: int, max_bytes: int = MAX_LIVE_BYTES) 
                 continue
             if entry.stat().st_size <= max_bytes:
                 continue
+            import shutil  # here: its import (with bz2, lzma) is not worth it in every process
+
             shutil.copyfile(entry.path, entry.path + '.1')
             os.truncate(entry.path, 0)
             _counts['live_truncations'] += 1
