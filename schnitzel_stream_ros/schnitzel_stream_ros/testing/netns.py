@@ -6,7 +6,8 @@ addresses and links live inside the namespaces: the machine's own interfaces, ro
 are never touched, and DDS in a host sees only `lo` and `veth0`:
 
 - `ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET` — inside the namespace the subnet *is* the veth link;
-- a Fast DDS profile per host (`FASTDDS_DEFAULT_PROFILES_FILE`): UDPv4 only, whitelisted to the
+- a Fast DDS profile per host (`FASTRTPS_DEFAULT_PROFILES_FILE`, the name Jazzy's Fast DDS 2.14
+  reads; `FASTDDS_DEFAULT_PROFILES_FILE` too, Fast DDS 3's name): UDPv4 only, whitelisted to the
   host's veth address (no shared-memory transport, which would cross namespaces through /dev/shm
   and make a partition invisible), short participant leases so a partition is noticed within
   seconds and a returning link is rediscovered within about a second.
@@ -133,7 +134,9 @@ class HostLab:
         env.pop('ROS_LOCALHOST_ONLY', None)
         env['ROS_DOMAIN_ID'] = str(self.domain_id)
         env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'SUBNET'  # inside the namespace: the veth subnet
-        env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(self.workdir / f'fastdds_{host}.xml')
+        profile = str(self.workdir / f'fastdds_{host}.xml')
+        env['FASTRTPS_DEFAULT_PROFILES_FILE'] = profile  # what Fast DDS 2.x (Jazzy) reads
+        env['FASTDDS_DEFAULT_PROFILES_FILE'] = profile  # Fast DDS 3.x
         env['RMW_IMPLEMENTATION'] = 'rmw_fastrtps_cpp'
         return env
 
