@@ -179,15 +179,22 @@ class OutputPort:
     def __call__(self, packet: StreamPacket) -> None:
         t = time.perf_counter_ns()
         targets = self.topic.targets
-        for offer, token, edge in targets:
-            offer(token, (packet, t, edge))
         if targets:
+            for offer, token, edge in targets:
+                offer(token, (packet, t, edge))
             self.transport.local_deliveries_total += len(targets)
         if t >= self._next_check_ns:
             self.external_subscribers = self.publisher.get_subscription_count()
             self._next_check_ns = t + EXTERNAL_CHECK_NS
-        if self.external_subscribers:
-            self._publish(packet)
+        if self.external_subscribers:  # _publish, inlined: this runs for every packet that leaves
+            try:
+                msg = self.encode(packet)
+            except (TypeError, ValueError) as exc:
+                self._encode_failed(packet, exc)
+                return
+            self.publisher.publish(msg)
+            self.dds_published += 1
+            self.transport.dds_published_total += 1
 
     def many(self, packets: list[StreamPacket]) -> None:
         """All outputs of one plugin call (two or more): one inbox operation per local edge, and a
@@ -211,28 +218,23 @@ class OutputPort:
             self.dds_published += len(msgs)
             self.transport.dds_published_total += len(msgs)
 
-    def _publish(self, packet: StreamPacket) -> None:
-        msg = self._encode(packet)
-        if msg is None:
-            return
-        self.publisher.publish(msg)
-        self.dds_published += 1
-        self.transport.dds_published_total += 1
-
     def _encode(self, packet: StreamPacket) -> Any:
         """The message for `packet`, or None when it cannot be encoded (counted, reported once)."""
         try:
             return self.encode(packet)
         except (TypeError, ValueError) as exc:
-            self.transport.encode_failed_total += 1
-            self._encode_errors += 1
-            if self._encode_errors == 1:
-                self.on_encode_error(
-                    f"node '{self.node_id}': port '{self.port}': packet {packet.packet_id} "
-                    f'(kind {packet.kind}) cannot be published on {self.topic.name} '
-                    f'for outside listeners: {exc}'
-                )
+            self._encode_failed(packet, exc)
             return None
+
+    def _encode_failed(self, packet: StreamPacket, exc: Exception) -> None:
+        self.transport.encode_failed_total += 1
+        self._encode_errors += 1
+        if self._encode_errors == 1:
+            self.on_encode_error(
+                f"node '{self.node_id}': port '{self.port}': packet {packet.packet_id} "
+                f'(kind {packet.kind}) cannot be published on {self.topic.name} '
+                f'for outside listeners: {exc}'
+            )
 
 
 class Bus:

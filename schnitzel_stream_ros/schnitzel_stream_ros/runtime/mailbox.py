@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 from schnitzel_stream_ros.graph.model import Overflow
 from schnitzel_stream_ros.runtime.inbox import Inbox, InboxOverflowError, Item, Offer
+from schnitzel_stream_ros.runtime.run_gate import RunGate
 
 Control = Callable[[], None]
 #: What a producer appends to the arrival order: (input port name, its inbox), built once per input.
@@ -42,7 +43,7 @@ class Mailbox:
 
     def __init__(self, label: str) -> None:
         self.label = label
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # also the node's RunGate's (try_claim)
         self._has_work = threading.Condition(self._lock)
         self._has_room = threading.Condition(self._lock)
         self._order: deque[Token] = deque()
@@ -233,23 +234,35 @@ class Mailbox:
                 self._has_room.notify_all()
         return taken
 
-    def try_claim(self) -> bool:
+    @property
+    def lock(self) -> threading.Lock:
+        """This mailbox's lock, for the node's RunGate to share (see try_claim)."""
+        return self._lock
+
+    def try_claim(self, gate: RunGate | None = None) -> bool:
         """Let the calling thread run the plugin now, inline, if the node is idle with nothing waiting.
 
         Used by DDS callbacks for cheap nodes (runtime/ros_node.py): handing a packet to the worker
         thread costs two GIL hand-overs, more than a cheap plugin's whole work. Mutual exclusion with
         the worker holds (the worker waits while claimed), and arrival order holds (only when nothing
-        waits). Every claim must be followed by release().
+        waits). Every claim must be followed by release() with the same `gate`.
+
+        `gate`: the node's RunGate, built on this mailbox's lock (RunGate(mailbox.lock)): the claim
+        then also enters the gate (refused unless the node is active), in the same lock round trip.
         """
         with self._lock:
             if self.busy or self._claimed or self._order or self._controls or self._closed:
                 return False
+            if gate is not None and not gate.enter_held():
+                return False
             self._claimed = True
             return True
 
-    def release(self) -> None:
+    def release(self, gate: RunGate | None = None) -> None:
         with self._lock:
             self._claimed = False
+            if gate is not None:
+                gate.leave_held()
             if self._worker_waiting and (self._order or self._controls):  # only wake it for work
                 self._has_work.notify()
 

@@ -324,7 +324,8 @@ class PluginHost:
         try:
             with self._call_lock:
                 self._handle(packet, port)
-                self._checkpoint_if_due()
+                if self.checkpoints is not None:  # checked here: one call less per packet without state
+                    self._checkpoint_if_due()
         finally:
             if self.close_deferred:
                 self._close_if_deferred()
@@ -342,7 +343,8 @@ class PluginHost:
                 f"node '{self.node_id}': process() failed on port '{port}' (packet {packet.packet_id}): "
                 f'{type(exc).__name__}: {exc}'
             ) from exc
-        self._route_outputs(out, 'process()')
+        if out is not None:  # a sink's usual answer: no call to route nothing
+            self._route_outputs(out, 'process()')
 
     def _route_outputs(self, out: Any, what: str) -> None:
         if out is None:
@@ -447,24 +449,26 @@ class PluginHost:
         try:
             with self._call_lock:
                 more = self._pull()
-                self._checkpoint_if_due()
+                if self.checkpoints is not None:
+                    self._checkpoint_if_due()
                 return more
         finally:
             if self.close_deferred:
                 self._close_if_deferred()
 
     def _pull(self) -> bool:
-        if self._packets is None:
+        packets = self._packets
+        if packets is None:
             plugin = self.plugin
             assert plugin is not None, 'setup() first'
             try:
-                self._packets = iter(plugin.produce())
+                packets = self._packets = iter(plugin.produce())
             except Exception as exc:
                 raise PluginError(
                     f"node '{self.node_id}': produce() failed: {type(exc).__name__}: {exc}"
                 ) from exc
         try:
-            packet = next(self._packets)
+            packet = next(packets)
         except StopIteration:
             return False
         except (PluginError, DeliveryError):
@@ -473,8 +477,16 @@ class PluginHost:
             raise PluginError(
                 f"node '{self.node_id}': produce() failed: {type(exc).__name__}: {exc}"
             ) from exc
-        if packet is not None:
+        if packet is None:
+            return True
+        # emit() on the default port, inlined for the common case (a source's every packet);
+        # emit() itself for the rest, and for its errors
+        route = self._routes.get(DEFAULT_OUTPUT) if type(packet) is StreamPacket else None
+        if route is None:
             self.emit(packet)
+        else:
+            self.metrics.produced += 1
+            route(packet)
         return True
 
     def discard_source(self) -> None:

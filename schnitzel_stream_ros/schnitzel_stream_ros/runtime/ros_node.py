@@ -36,13 +36,14 @@ from typing import Any
 from rcl_interfaces.msg import SetParametersResult
 from rclpy._rclpy_pybind11 import RCLInvalidROSArgsError
 from rclpy.context import Context
+from rclpy.exceptions import InvalidHandle
 from rclpy.lifecycle import LifecycleNode, LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.logging import LoggingSeverity
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
-from schnitzel_stream_ros.codec.packet_codec import decode_packet, encode_packet
+from schnitzel_stream_ros.codec.packet_codec import DEFAULT_CODEC
 from schnitzel_stream_ros.graph.model import Reliability
 from schnitzel_stream_ros.graph.wiring import is_reserved_param, ros_param_value
 from schnitzel_stream_ros.observability.metrics import EdgeMetrics
@@ -112,6 +113,34 @@ def qos_profile(reliability: Reliability, depth: int) -> QoSProfile:
         else ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.VOLATILE,
     )
+
+
+#: Most messages one callback of a Python executor takes from its subscription (take_waiting):
+#: bounded, so that one busy input never keeps the executor from the others and from services
+#: for long (a small packet costs ~10 us here, a wake-up of the `single` executor ~150 us).
+TAKES_PER_CALLBACK = 32
+
+
+def take_waiting(subscription: Any, receive: Callable[[Any, Any], None]) -> int:
+    """Take the messages that already wait in `subscription` (at most TAKES_PER_CALLBACK - 1) and
+    give each with its message info to `receive`, as the executor would have one by one.
+
+    Called from the subscription's own callback, so the executor takes nothing from it meanwhile
+    (its callback group is busy); what is left is taken at the next wake-up. Returns how many."""
+    handle = subscription.handle
+    msg_type, raw = subscription.msg_type, subscription.raw
+    taken = 0
+    while taken < TAKES_PER_CALLBACK - 1:
+        try:
+            with handle:
+                msg_info = handle.take_message(msg_type, raw)
+        except InvalidHandle:  # destroyed meanwhile by another thread (an unload, a rewire)
+            return taken
+        if msg_info is None:
+            return taken
+        taken += 1
+        receive(msg_info[0], msg_info[1])
+    return taken
 
 
 def _payload_as(msg_cls: type) -> Callable[[StreamPacket], Any]:
@@ -218,7 +247,7 @@ class PluginNode(LifecycleNode):
         self.mailbox = Mailbox(spec.node_name)
         self.restarts = NodeRestarts(self.host, self.mailbox, spec.restart)
         self.cost = CostMeter(self.inline)  # cheap nodes may run inline in DDS callbacks (unless isolated)
-        self.gate = RunGate()
+        self.gate = RunGate(self.mailbox.lock)  # shared: see Mailbox.try_claim
         self.input_worker: InputWorker | None = None
         self.source_worker: SourceWorker | None = None
         self.ticker: Ticker | None = None
@@ -237,7 +266,7 @@ class PluginNode(LifecycleNode):
                 name,
                 topic,
                 publisher,
-                encode_packet if wiring.msg_cls is None else _payload_as(wiring.msg_cls),
+                DEFAULT_CODEC.encode if wiring.msg_cls is None else _payload_as(wiring.msg_cls),
                 self.bus.transport,
                 self.on_warning,
                 marks_batches=wiring.msg_cls is None,
@@ -332,7 +361,7 @@ class PluginNode(LifecycleNode):
         now_ns = time.time_ns
         clock = time.perf_counter_ns
         is_packet = wiring.msg_cls is None
-        decode = decode_packet
+        decode = DEFAULT_CODEC.decode  # decode_packet without the wrapper's call
 
         mailbox, token, edge, port = sub.mailbox, sub.token, sub.edge, sub.port
         cost = self.cost
@@ -355,24 +384,22 @@ class PluginNode(LifecycleNode):
                 undecodable(exc)
                 return None
 
-        host, gate = self.host, self.gate
+        host, gate, on_fatal = self.host, self.gate, self.on_fatal
         try_claim, release, offer_nowait = mailbox.try_claim, mailbox.release, mailbox.offer_nowait
 
         def deliver(packet: StreamPacket, t_emit: int) -> None:
-            if cost.cheap and self.input_worker is not None and gate.try_enter():
+            # a cheap idle active node runs right here: no hand-over (Mailbox.try_claim enters the
+            # gate too, which shares the mailbox's lock: one lock round trip each way)
+            if cost.cheap and self.input_worker is not None and try_claim(gate):
                 try:
-                    if try_claim():
-                        try:  # a cheap idle active node runs right here: no hand-over (Mailbox.try_claim)
-                            run_inline(host, cost, packet, port, t_emit, edge, self.on_fatal, on_error)
-                        finally:
-                            release()
-                        return
+                    run_inline(host, cost, packet, port, t_emit, edge, on_fatal, on_error)
                 finally:
-                    gate.leave()
+                    release(gate)
+                return
             try:  # never waits: this thread serves every cross-process input of the container
                 offer_nowait(token, (packet, t_emit, edge))
             except DeliveryError as exc:
-                self.on_fatal(str(exc))
+                on_fatal(str(exc))
 
         put_many_nowait = mailbox.put_many_nowait
 
@@ -410,7 +437,7 @@ class PluginNode(LifecycleNode):
                 packet = StreamPacket.new(sub.rewrap_kind or Kind.RAW, sub.topic, msg)
             deliver(packet, clock())
 
-        def on_message_with_info(msg: Any, info: Any) -> None:
+        def receive_with_info(msg: Any, info: Any) -> None:
             transport.dds_received_total += 1
             packet = to_packet(msg)
             if packet is not None:
@@ -422,9 +449,19 @@ class PluginNode(LifecycleNode):
                 else:
                     deliver(packet, t_emit)
 
+        bridged: list[Any] = [None]  # the rclpy subscription while the bridge is on
+
+        def on_message_with_info(msg: Any, info: Any) -> None:
+            receive_with_info(msg, info)
+            subscription = bridged[0]
+            if subscription is not None:
+                take_waiting(subscription, receive_with_info)
+
         # With message info the latency of a cross-process edge includes the DDS transit (source
         # timestamp); the EventsExecutor of rclpy 7.1 cannot call such callbacks (SystemError), so
-        # there it counts from the moment the message was received.
+        # there it counts from the moment the message was received. With message info means a
+        # Python executor (single, multi), whose every wake-up costs far more than a message:
+        # the callback takes what else waits in the subscription right away (take_waiting).
         callback = on_message_with_info if self.message_info else on_message
         if lane is not None and wiring.msg_cls is None:  # frames from another container: shared memory
 
@@ -445,8 +482,9 @@ class PluginNode(LifecycleNode):
             key = id(sub)
             current = self._bridges.get(key)
             if on and current is None:
-                self._bridges[key] = self.create_subscription(msg_cls, topic, callback, qos)
+                bridged[0] = self._bridges[key] = self.create_subscription(msg_cls, topic, callback, qos)
             elif not on and current is not None:
+                bridged[0] = None
                 del self._bridges[key]
                 self.destroy_subscription(current)
                 assembler.flush()  # what was held goes in: those packets had arrived

@@ -26,8 +26,10 @@ class RunGate:
     only the rare waits — at a paused gate, in `pause` — poll.
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    def __init__(self, lock: threading.Lock | None = None) -> None:
+        # a node's gate may share its mailbox's lock: a DDS callback that runs a cheap node inline
+        # then enters the gate and claims the mailbox in one lock round trip (Mailbox.try_claim)
+        self._lock = lock if lock is not None else threading.Lock()
         self._wakeup = threading.Event()  # set while open or closed: waiting threads look again
         self._open = False
         self._closed = False
@@ -62,6 +64,21 @@ class RunGate:
     def leave(self) -> None:
         with self._lock:
             self._inside -= 1
+
+    @property
+    def lock(self) -> threading.Lock:
+        return self._lock
+
+    def enter_held(self) -> bool:
+        """try_enter() for a caller that holds this gate's lock already (a mailbox sharing it)."""
+        if not self._open or self._closed:
+            return False
+        self._inside += 1
+        return True
+
+    def leave_held(self) -> None:
+        """leave() for a caller that holds this gate's lock already."""
+        self._inside -= 1
 
     def open(self) -> None:
         with self._lock:
