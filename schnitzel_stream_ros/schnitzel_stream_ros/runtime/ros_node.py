@@ -357,14 +357,9 @@ class PluginNode(LifecycleNode):
 
         host, gate = self.host, self.gate
         try_claim, release, offer_nowait = mailbox.try_claim, mailbox.release, mailbox.offer_nowait
-        # A frame lane's reader thread serves this one input alone (the executor thread serves every DDS
-        # input of the container): it runs the plugin itself whenever the node is idle, whatever the
-        # plugin costs, sparing each frame the hand-over to the worker (a wake-up and two GIL hand-offs).
-        # Meanwhile new frames wait in the lane (pool deep, keep-freshest; what it overwrites is counted).
-        any_cost = lane is not None and is_packet and cost.inline
 
         def deliver(packet: StreamPacket, t_emit: int) -> None:
-            if (any_cost or cost.cheap) and self.input_worker is not None and gate.try_enter():
+            if cost.cheap and self.input_worker is not None and gate.try_enter():
                 try:
                     if try_claim():
                         try:  # a cheap idle active node runs right here: no hand-over (Mailbox.try_claim)
