@@ -238,7 +238,8 @@ class FrameLaneWriter:
 
     @property
     def loans_open(self) -> int:
-        return sum(1 for ref in self._loans.values() if ref() is not None)
+        """Samples lent now (read by snapshots on another thread: a tuple taken at once)."""
+        return sum(1 for ref in tuple(self._loans.values()) if ref() is not None)
 
     def loan_frame(self, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray | None:
         """A writable array of `shape` × `dtype` in a sample of this lane, for a source to write one
