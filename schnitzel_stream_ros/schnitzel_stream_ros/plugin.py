@@ -181,10 +181,11 @@ class PluginContext(Protocol):
     @property
     def parameters(self) -> RemoteParameters | None: ...
 
-    # optional (a context without them: no checkpoints, DEFAULT_STATE_MAX_KEYS)
+    # optional (a context without them: no checkpoints, DEFAULT_STATE_MAX_KEYS, plain frame buffers)
     # def checkpoint(self) -> None: ...   make the plugin's state durable now (Plugin.checkpoint)
     # state_max_keys: int                  bound of the plugin's keyed state (Plugin.state_max_keys)
     # blackboard: Blackboard | None        the graph's blackboard (Plugin.blackboard)
+    # def frame_buffer(self, shape, dtype, port) -> ndarray: ...   memory for one frame (Plugin.frame_buffer)
 
 
 Outputs = StreamPacket | Iterable[StreamPacket] | None
@@ -354,6 +355,23 @@ class Plugin:
     # -- what authors call -----------------------------------------------------------------
     def emit(self, packet: StreamPacket, port: str = DEFAULT_OUTPUT) -> None:
         self.ctx.emit(packet, port)
+
+    def frame_buffer(self, shape: Sequence[int], dtype: Any = 'uint8', port: str = DEFAULT_OUTPUT) -> Any:
+        """A writable, C-contiguous numpy array of `shape` for one frame you emit on `port`.
+
+        Where the port's frames go to another container over a shared-memory frame lane, the array
+        *is* the shared memory the frame is sent from: write the pixels into it (decode, draw,
+        `np.copyto(buf, x)`, `cv2.VideoCapture.read(buf)`) and emit it as a packet's payload — no
+        copy follows. Anywhere else it is a plain `numpy.empty` array; the plugin does not care.
+        Rules: emit it at most once, and do not write into it after emitting (it turns read-only);
+        a buffer never emitted is simply dropped (its memory goes back by itself).
+        """
+        make = getattr(self.ctx, 'frame_buffer', None)
+        if make is not None:
+            return make(tuple(shape), dtype, port)
+        import numpy as np
+
+        return np.empty(tuple(shape), dtype)
 
     def count(self, name: str, n: int = 1) -> None:
         """Add to a node counter (reported as node.<id>.<name> in the run report)."""

@@ -12,7 +12,8 @@ Shape (upstream: `{ts, status, engine, graph_version, graph, metrics}`; the othe
                  "edge.<src>.<port>-><dst>.<port>.packets|dropped_total|inbox_depth|inbox_depth_max": ...,
                  "edge.<...>.latency_p50_ms|latency_p99_ms": ...,
                  "edge.<...>.transport_lost_total": ...,         # edges between processes
-                 "transport.<counter>": ...},
+                 "transport.<counter>": ...,
+                 "lane.<topic>.<counter>": ...},                # shared-memory frame lanes (shm_lane/)
      "stop_reason": "...", "duration_sec": ..., "errors": [...], "warnings": [...],
      "executor": "...", "containers": [...]}
 
@@ -106,6 +107,7 @@ def collect_metrics(
     )
     shed = 0
     lane_written: dict[str, int] = {}
+    lane_counters: dict[str, int] = {}  # lane.<topic>.<counter>: what each frame lane's writer counted
     lane_edges = {e.label for e in graph.edges if getattr(e, 'lane', None)} if graph is not None else set()
     for snap in snapshots:
         for node_id, values in snap.get('nodes', {}).items():
@@ -119,6 +121,9 @@ def collect_metrics(
             published[topic] = published.get(topic, 0) + int(row.get('published', 0))
             if 'lane' in row:  # a shared-memory frame lane (shm_lane/): what it wrote for its readers
                 lane_written[topic] = lane_written.get(topic, 0) + int(row['lane'].get('written_total', 0))
+                for name, value in row['lane'].items():
+                    key = f'lane.{topic}.{name}'
+                    lane_counters[key] = lane_counters.get(key, 0) + int(value)
     metrics: dict[str, Any] = {}
     totals = {'consumed': 0, 'produced': 0, 'source_emitted': 0, 'dropped': 0}
     for node_id in [*order, *sorted(set(nodes) - set(order))]:
@@ -166,6 +171,7 @@ def collect_metrics(
         metrics[f'{prefix}.latency_p99_ms'] = hist.percentile_ms(0.99)
     for name, value in sorted(transport.items()):
         metrics[f'transport.{name}'] = value
+    metrics.update(sorted(lane_counters.items()))
     head = {
         'packets.consumed_total': totals['consumed'],
         'packets.produced_total': totals['produced'],

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from schnitzel_stream_ros.graph.blackboard_config import BlackboardSpec
 from schnitzel_stream_ros.graph.secrets import resolve_secrets
 from schnitzel_stream_ros.graph.state_config import StateSpec
@@ -77,6 +79,9 @@ class NodeContext:
 
     def emit(self, packet: StreamPacket, port: str = DEFAULT_OUTPUT) -> None:
         self._host.emit(packet, port)
+
+    def frame_buffer(self, shape: tuple[int, ...], dtype: Any, port: str = DEFAULT_OUTPUT) -> Any:
+        return self._host.frame_buffer(shape, dtype, port)
 
     def count(self, name: str, n: int = 1) -> None:
         self._host.metrics.count(name, n)
@@ -304,6 +309,19 @@ class PluginHost:
             return 0
 
     # -- data path -----------------------------------------------------------------------------
+    def frame_buffer(self, shape: tuple[int, ...], dtype: Any, port: str = DEFAULT_OUTPUT) -> Any:
+        """Plugin.frame_buffer: memory the route of `port` lends (a frame lane's shared-memory
+        sample, shm_lane/), else a plain numpy array. The plugin never learns which."""
+        route = self._routes.get(port)
+        if route is None:
+            raise PluginError(
+                f"node '{self.node_id}': frame_buffer for unknown output port '{port}' "
+                f'(ports: {sorted(self._routes)})'
+            )
+        lend = getattr(route, 'frame_buffer', None)
+        buffer = lend(shape, dtype) if lend is not None else None
+        return buffer if buffer is not None else np.empty(shape, dtype)
+
     def emit(self, packet: StreamPacket, port: str = DEFAULT_OUTPUT) -> None:
         """Count and route one packet the plugin produced."""
         if type(packet) is not StreamPacket and not isinstance(packet, StreamPacket):

@@ -10,6 +10,11 @@ Lifetime of a frame:
 - the writer loans a sample from its pool (size from the edge's `pool`), writes the packet JSON and
   the pixels once, sends it and rings the lane's event; it never waits: with no reader it writes
   nothing, a full pool (`LoanError`) drops the frame and counts it;
+- or the source wrote the frame straight into a sample it was lent (`loan_frame`, offered to plugins as
+  `Plugin.frame_buffer`): then the writer only adds the JSON in front and sends it — no copy at all.
+  A lent sample that is never sent goes back to the pool once its array is gone (`loans_returned_total`);
+  at most `MAX_OPEN_LOANS` are out at once, past that (or with no reader, or a full pool) the source
+  gets plain memory and the frame is copied as before. A sent frame's array turns read-only;
 - each reader's queue holds `pool` samples; a slow reader loses the oldest (iceoryx2's safe
   overflow: keep-freshest), which it sees as a gap in `seq` and counts as `missed_total`;
 - a reader turns a sample into a numpy view of the shared memory with a *lease*: the sample goes
@@ -21,8 +26,9 @@ Lifetime of a frame:
 
 A process killed with SIGKILL leaves its node, ports and segments behind; every writer and reader
 removes the stale resources of dead nodes when it opens the lane and then once a second
-(`Node.try_cleanup_dead_nodes`), so a restarted container finds the lane clean and /dev/shm does
-not grow. Samples whose header does not match their slice are refused and counted, never read
+(`Node.try_cleanup_dead_nodes`, 0.1-0.3 ms: after a frame was handled, never in front of one), so a
+restarted container finds the lane clean and /dev/shm does not grow. Samples whose header does not
+match their slice are refused and counted, never read
 (`layout.check_header`); a restarted producer is a new epoch, so its seq numbers are not gaps.
 """
 from __future__ import annotations
@@ -33,6 +39,7 @@ import ctypes
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +50,7 @@ from schnitzel_stream_ros.packet import StreamPacket
 from schnitzel_stream_ros.shm_lane.layout import (
     DTYPE_CODES,
     DTYPES,
+    LOAN_META_RESERVE,
     MAGIC,
     VERSION,
     FrameHeader,
@@ -64,6 +72,8 @@ CLEANUP_EVERY_SEC = 1.0
 READER_WAIT_MS = 100
 #: How often a writer asks how many readers the lane has (when none: nothing is written).
 READER_CHECK_NS = 20_000_000
+#: Samples a writer lends to its source at once (`loan_frame`); one more stays for the copying path.
+MAX_OPEN_LOANS = 2
 
 _iox2: Any = None
 _node: Any = None
@@ -135,6 +145,34 @@ def _open_services(name: str, settings: LaneSettings) -> tuple[Any, Any]:
     return frames, events
 
 
+class _Loan:
+    """One sample lent to a source: a writable numpy array over its pixel area (`loan_frame`).
+
+    The array's base is this object, so it lives as long as the array or any view of it. Sent, it
+    hands the sample to iceoryx2 (`take`); dropped unsent, it queues the sample for the writer to
+    return to the pool — on the writer's own thread, the one that uses the publisher.
+    """
+
+    __slots__ = ('__array_interface__', '__weakref__', '_returned', '_sample', 'address', 'capacity')
+
+    def __init__(self, sample: Any, address: int, capacity: int, shape: tuple[int, ...], dtype: np.dtype,
+                 returned: collections.deque) -> None:
+        self._sample = sample
+        self._returned = returned
+        self.address = address
+        self.capacity = capacity
+        self.__array_interface__ = {'version': 3, 'shape': shape, 'typestr': dtype.str,
+                                    'data': (address, False)}
+
+    def take(self) -> Any:
+        sample, self._sample = self._sample, None
+        return sample
+
+    def __del__(self) -> None:
+        if self._sample is not None:
+            self._returned.append(self._sample)
+
+
 class FrameLaneWriter:
     """The producing end: frames of one output port into shared memory."""
 
@@ -152,10 +190,16 @@ class FrameLaneWriter:
         self._readers = 0
         self._next_reader_check = 0
         self._next_cleanup = time.monotonic() + CLEANUP_EVERY_SEC
+        self._loans: dict[int, weakref.ref[_Loan]] = {}  # pixel address -> a sample lent to the source
+        self._returned: collections.deque = collections.deque()  # lent samples dropped unsent
         self.written_total = 0
         self.no_reader_total = 0  # frames not written: nobody was reading
         self.loan_failed_total = 0  # frames dropped: the pool was exhausted
         self.refused_total = 0  # packets that are no frame (payload not an array)
+        self.loaned_total = 0  # samples lent to the source to write a frame into (loan_frame)
+        self.zero_copy_total = 0  # frames sent from such a sample: no copy
+        self.loans_returned_total = 0  # lent samples dropped unsent, back in the pool
+        self.loan_declined_total = 0  # loan_frame answered None (no reader, loans or pool exhausted)
 
     def readers(self, refresh: bool = False) -> int:
         """Readers attached to the lane (asked of iceoryx2 at most every READER_CHECK_NS)."""
@@ -167,6 +211,10 @@ class FrameLaneWriter:
 
     def _publisher_for(self, size: int) -> Any:
         if self._publisher is None or size > self._max_len:
+            if self._publisher is not None and self._loans:
+                # samples are lent out of this publisher: it stays, and grows its memory by itself
+                # (AllocationStrategy.PowerOfTwo)
+                return self._publisher
             iox2 = iceoryx2()
             if self._publisher is not None:
                 self._publisher.delete()
@@ -175,16 +223,72 @@ class FrameLaneWriter:
                 self._frames.publisher_builder()
                 .initial_max_slice_len(self._max_len)
                 .allocation_strategy(iox2.AllocationStrategy.PowerOfTwo)
-                .max_loaned_samples(2)
+                .max_loaned_samples(MAX_OPEN_LOANS + 1)
                 .create()
             )
         return self._publisher
 
+    def _return_loans(self) -> None:
+        returned = self._returned
+        while returned:
+            returned.popleft().delete()
+            self.loans_returned_total += 1
+        if self._loans:  # forget the addresses of loans that are gone (sent ones are removed at once)
+            self._loans = {address: ref for address, ref in self._loans.items() if ref() is not None}
+
+    @property
+    def loans_open(self) -> int:
+        """Samples lent now (read by snapshots on another thread: a tuple taken at once)."""
+        return sum(1 for ref in tuple(self._loans.values()) if ref() is not None)
+
+    def loan_frame(self, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray | None:
+        """A writable array of `shape` × `dtype` in a sample of this lane, for a source to write one
+        frame into and emit; None when it cannot be lent (no reader, a dtype or shape the lane does
+        not carry, MAX_OPEN_LOANS out, pool exhausted): the caller then uses plain memory."""
+        self._return_loans()
+        dtype = np.dtype(dtype)
+        shape = tuple(int(n) for n in shape)
+        if dtype not in DTYPE_CODES or len(shape) not in (2, 3) or min(shape) < 1 or not self.readers():
+            self.loan_declined_total += 1
+            return None
+        if len(self._loans) >= MAX_OPEN_LOANS:
+            self.loan_declined_total += 1
+            return None
+        nbytes = dtype.itemsize
+        for n in shape:
+            nbytes *= n
+        total = LOAN_META_RESERVE + nbytes
+        try:
+            sample = self._publisher_for(total).loan_slice_uninit(total)
+        except Exception:
+            sample = None
+        if sample is None:
+            self.loan_declined_total += 1
+            return None
+        address = sample.payload_ptr + LOAN_META_RESERVE
+        loan = _Loan(sample, address, nbytes, shape, dtype, self._returned)
+        self._loans[address] = weakref.ref(loan)
+        self.loaned_total += 1
+        return np.asarray(loan)
+
+    def is_lent(self, payload: Any) -> bool:
+        """True when `payload` is an array written into a sample this writer lent (not sent yet)."""
+        return bool(self._loans) and isinstance(payload, np.ndarray) and self._lent(payload) is not None
+
+    def _lent(self, frame: np.ndarray) -> _Loan | None:
+        """The loan `frame` was written into, when it starts at one and fits it (C-contiguous)."""
+        if not self._loans:
+            return None
+        ref = self._loans.get(frame.__array_interface__['data'][0])
+        loan = ref() if ref is not None else None
+        if loan is None or not frame.flags.c_contiguous or frame.nbytes > loan.capacity:
+            return None
+        return loan
+
     def write(self, packet: Any) -> bool:
         """Put one frame packet on the lane; False when it was not written (counted why)."""
-        if time.monotonic() >= self._next_cleanup:
-            self._next_cleanup = time.monotonic() + CLEANUP_EVERY_SEC
-            cleanup_dead_nodes()
+        if self._returned:
+            self._return_loans()
         if not self.readers():
             self.no_reader_total += 1
             return False
@@ -198,36 +302,58 @@ class FrameLaneWriter:
         except (TypeError, ValueError):
             self.refused_total += 1
             raise
-        offset = pixel_offset(len(meta))
-        total = offset + frame.nbytes
-        publisher = self._publisher_for(total)
-        try:
-            sample = publisher.loan_slice_uninit(total)
-        except Exception:
-            self.loan_failed_total += 1
-            return False
-        dst = np.frombuffer((ctypes.c_uint8 * total).from_address(sample.payload_ptr), np.uint8)
-        dst[:len(meta)] = np.frombuffer(meta, np.uint8)
-        # the one copy of the pixels: into the shared sample
-        dst[offset:].view(frame.dtype).reshape(frame.shape)[...] = frame
+        loan = self._lent(frame)
+        zero_copy = loan is not None and len(meta) <= LOAN_META_RESERVE
+        if zero_copy:
+            # written in place by the source: only the JSON goes in front of it
+            sample = loan.take()  # type: ignore[union-attr]
+            del self._loans[loan.address]  # type: ignore[union-attr]
+            offset = LOAN_META_RESERVE
+            ctypes.memmove(sample.payload_ptr, meta, len(meta))
+            self.zero_copy_total += 1
+        else:
+            offset = pixel_offset(len(meta))
+            total = offset + frame.nbytes
+            publisher = self._publisher_for(total)
+            try:
+                sample = publisher.loan_slice_uninit(total)
+            except Exception:
+                self.loan_failed_total += 1
+                return False
+            dst = np.frombuffer((ctypes.c_uint8 * total).from_address(sample.payload_ptr), np.uint8)
+            dst[:len(meta)] = np.frombuffer(meta, np.uint8)
+            # the one copy of the pixels: into the shared sample
+            dst[offset:].view(frame.dtype).reshape(frame.shape)[...] = frame
         header = sample.user_header().contents
         header.magic, header.version = MAGIC, VERSION
         header.dtype = DTYPE_CODES[frame.dtype]
         header.height, header.width, header.channels = height, width, channels
-        header.meta_len, header.pixel_len = len(meta), frame.nbytes
+        header.meta_len, header.pixel_len, header.pixel_off = len(meta), frame.nbytes, offset
         header.seq, header.epoch = self._seq, self._epoch
         header.t_send_ns = time.perf_counter_ns()
         sample.assume_init().send()
         self._notifier.notify()
+        if zero_copy:
+            frame.flags.writeable = False  # sent: the source must not write into it any more
         self._seq += 1
         self.written_total += 1
+        if time.monotonic() >= self._next_cleanup:  # after the send: the frame never waits for it
+            self._next_cleanup = time.monotonic() + CLEANUP_EVERY_SEC
+            cleanup_dead_nodes()
         return True
 
     def counters(self) -> dict[str, int]:
         return {'written_total': self.written_total, 'no_reader_total': self.no_reader_total,
-                'loan_failed_total': self.loan_failed_total, 'refused_total': self.refused_total}
+                'loan_failed_total': self.loan_failed_total, 'refused_total': self.refused_total,
+                'loaned_total': self.loaned_total, 'zero_copy_total': self.zero_copy_total,
+                'loans_returned_total': self.loans_returned_total, 'loans_open': self.loans_open,
+                'loan_declined_total': self.loan_declined_total}
 
     def close(self) -> None:
+        self._return_loans()
+        # a sample still lent now stays valid for its array (it keeps the shared memory mapped) and
+        # goes back when that array is gone
+        self._loans.clear()
         for port in (self._publisher, self._notifier):
             if port is not None:
                 port.delete()
@@ -307,20 +433,23 @@ class FrameLaneReader:
         self._ready.set()
         wait = iox2.Duration.from_millis(READER_WAIT_MS)
         next_cleanup = time.monotonic() + CLEANUP_EVERY_SEC
+        stop, released, receive, take = self._stop, self._released, subscriber.receive, self._take
         try:
-            while not self._stop.is_set():
-                self._return_leases()
+            while not stop.is_set():
+                if released:
+                    self._return_leases()
                 with contextlib.suppress(Exception):  # an interrupted wait: look again
                     listener.timed_wait(wait)
-                if time.monotonic() >= next_cleanup:
-                    next_cleanup = time.monotonic() + CLEANUP_EVERY_SEC
-                    cleanup_dead_nodes()
-                while not self._stop.is_set():
-                    self._return_leases()
-                    sample = subscriber.receive()
+                while not stop.is_set():
+                    if released:
+                        self._return_leases()
+                    sample = receive()
                     if sample is None:
                         break
-                    self._take(sample)
+                    take(sample)
+                if time.monotonic() >= next_cleanup:  # after the frames: none waits for the sweep
+                    next_cleanup = time.monotonic() + CLEANUP_EVERY_SEC
+                    cleanup_dead_nodes()
         finally:
             self._return_leases()
 
@@ -345,7 +474,8 @@ class FrameLaneReader:
             return
         base = sample.payload_ptr
         try:
-            meta = decode_meta(ctypes.string_at(base, header.meta_len))
+            # .raw copies without a foreign call (ctypes.string_at would let go of the GIL and wait for it)
+            meta = decode_meta((ctypes.c_char * header.meta_len).from_address(base).raw)
         except ValueError as exc:
             self._refuse(sample, str(exc))
             return
@@ -360,7 +490,7 @@ class FrameLaneReader:
         dtype = DTYPES[header.dtype]
         shape = (header.height, header.width) if header.channels == 0 else (
             header.height, header.width, header.channels)
-        address = base + pixel_offset(header.meta_len)
+        address = base + header.pixel_off
         t_send = header.t_send_ns
         if self._held >= self.settings.pool - 1:
             pixels = np.ctypeslib.as_array((ctypes.c_uint8 * header.pixel_len).from_address(address))

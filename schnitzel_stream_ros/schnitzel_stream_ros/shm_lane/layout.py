@@ -2,12 +2,15 @@
 
 A sample is one iceoryx2 `Slice[c_uint8]` plus a fixed user header (`FrameHeader`):
 
-    [ packet JSON (meta_len bytes) | padding to 64 | pixels (pixel_len bytes) ]
+    [ packet JSON (meta_len bytes) | padding | pixels (pixel_len bytes, at pixel_off) ]
 
-The packet JSON carries what the StreamPacket message would carry besides the pixels (packet_id,
-ts, kind, source_id, meta). Everything in a sample is hostile input to the reader: the header is
-checked against the slice it came with (magic, version, sizes, shape × dtype = pixel_len), the JSON
-is bounded (`MAX_META_BYTES`), and a sample failing any check is refused and counted, never read.
+A frame the writer copies in starts at the next multiple of 64 after the JSON; a frame a source wrote
+straight into a loaned sample (lane.FrameLaneWriter.loan_frame) starts at `LOAN_META_RESERVE`, the
+room kept in front of it for the JSON. The packet JSON carries what the StreamPacket message would
+carry besides the pixels (packet_id, ts, kind, source_id, meta). Everything in a sample is hostile
+input to the reader: the header is checked against the slice it came with (magic, version, sizes,
+shape × dtype = pixel_len, pixel_off), the JSON is bounded (`MAX_META_BYTES`), and a sample failing
+any check is refused and counted, never read.
 """
 from __future__ import annotations
 
@@ -18,10 +21,12 @@ from typing import Any
 import numpy as np
 
 MAGIC = 0x53534C31  # 'SSL1'
-VERSION = 1
+VERSION = 2  # 2: pixel_off in the header (frames written in place by their source)
 #: Bound of a sample's packet JSON (the StreamPacket meta limit is 64 KiB; ids and ts fit beside it).
 MAX_META_BYTES = 80 * 1024
 PIXEL_ALIGN = 64
+#: Room for the packet JSON in front of a frame written in place (a larger JSON: the frame is copied).
+LOAN_META_RESERVE = 4096
 #: Largest frame a lane accepts (8K RGB is 99.5 MB): a bound for the hostile-header check.
 MAX_PIXEL_BYTES = 256 * 1024 * 1024
 
@@ -41,6 +46,8 @@ class FrameHeader(ctypes.Structure):
         ('width', ctypes.c_uint32),
         ('channels', ctypes.c_uint32),
         ('meta_len', ctypes.c_uint32),
+        ('pixel_off', ctypes.c_uint32),  # where the pixels start in the slice (>= meta_len, aligned)
+        ('_reserved', ctypes.c_uint32),
         ('pixel_len', ctypes.c_uint64),
         ('seq', ctypes.c_uint64),  # per writer incarnation, from 0; gaps at a reader = frames it missed
         ('epoch', ctypes.c_uint64),  # random per writer incarnation: a restarted producer is a new one
@@ -87,7 +94,9 @@ def check_header(header: FrameHeader, slice_len: int) -> str:
     if expected != header.pixel_len:
         shape = f'{header.height}x{header.width}x{header.channels}'
         return f'shape {shape} does not match pixel_len {header.pixel_len}'
-    if pixel_offset(header.meta_len) + header.pixel_len > slice_len:
+    if header.pixel_off < header.meta_len or header.pixel_off % PIXEL_ALIGN:
+        return f'pixel_off {header.pixel_off} overlaps the JSON or is not aligned'
+    if header.pixel_off + header.pixel_len > slice_len:
         return f'sample of {slice_len} bytes is shorter than its header says'
     return ''
 

@@ -12,9 +12,15 @@ ROS stays first-class on a lane's edge:
 - `<topic>/image` carries `sensor_msgs/Image` for plain ROS subscribers (rviz, image_view, a
   C++ node), published only while such a subscription is matched (polled every 50 ms, as the bus
   polls its outside listeners).
+
+A source on a lane's port may write its frames straight into shared memory: `LaneOutput.frame_buffer`
+is what `Plugin.frame_buffer` asks for on such a port (a sample lent by the writer, sent without a
+copy). In-container consumers of the same port get a private copy of such a frame, since the
+lane reuses the sample once its readers let go of it.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -82,8 +88,16 @@ class LaneOutput:
         self._next_image_check = 0
         self._warned = False
 
+    def frame_buffer(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """An array in a sample of the lane to write one frame into, or None (plain memory then)."""
+        return self.writer.loan_frame(shape, dtype)
+
     def __call__(self, packet: Any) -> None:
-        self.port(packet)
+        if self.port.topic.targets and self.writer.is_lent(packet.payload):
+            # in-container consumers keep their frame as long as they like: not in a sample the lane reuses
+            self.port(dataclasses.replace(packet, payload=packet.payload.copy()))
+        else:
+            self.port(packet)
         try:
             self.writer.write(packet)
         except (TypeError, ValueError) as exc:

@@ -5,6 +5,10 @@ A frame is a fixed random base plus `seq` (mod 256) added to every byte, so two 
 different seq differ everywhere: a frame overwritten while a consumer reads it (a torn frame) does
 not match the CRC32 its producer wrote into `meta.crc` (zlib's CRC, ~1 GB/s, so checking a 4K frame
 costs ~25 ms, not the consumer's whole budget).
+
+The source writes each frame into `Plugin.frame_buffer` (on a frame lane: a shared-memory sample it
+was lent, sent without a copy) unless `frame_buffer: false` (its own array: the lane copies it);
+`drop_every: n` fills every n-th buffer and drops it unsent (a loan that must go back to the pool).
 """
 from __future__ import annotations
 
@@ -43,6 +47,10 @@ class ChecksummedFrameSource(Plugin):
         Param('count', int, 100, 'frames to emit; 0 = until stopped', min=0),
         Param('checksum', bool, True, 'write meta.crc (CRC32 of the pixels)'),
         Param('seed', int, 7, 'seed of the random base frame', min=0),
+        Param('frame_buffer', bool, True, 'write frames into Plugin.frame_buffer (off: own arrays)'),
+        Param('fill', str, 'full', "'row': write only the first row into the buffer (transport benchmarks, "
+              "checksum off)", choices=('full', 'row')),
+        Param('drop_every', int, 0, 'fill every n-th buffer and drop it unsent (0: never)', min=0),
     )
 
     def setup(self) -> None:
@@ -52,18 +60,35 @@ class ChecksummedFrameSource(Plugin):
         # without checksums (benchmarks): 8 ready frames in turn, as the baselines publish them
         self._ready = [frame_for(self._base, i) for i in range(8)] if not p['checksum'] else []
 
+    def _frame(self, seq: int) -> np.ndarray:
+        if not self.params['frame_buffer']:
+            return self._ready[seq % 8] if self._ready else frame_for(self._base, seq)
+        frame = self.frame_buffer(self._base.shape, np.uint8)
+        if self._ready and self.params['fill'] == 'row':
+            frame[0] = self._ready[seq % 8][0]  # the rest of the buffer: whatever the sample held
+        elif self._ready:
+            np.copyto(frame, self._ready[seq % 8])
+        else:
+            np.add(self._base, np.uint8(seq % 256), out=frame, dtype=np.uint8)
+        return frame
+
     def produce(self) -> Iterator[StreamPacket]:
         p = self.params
         period = 1.0 / p['rate_hz'] if p['rate_hz'] > 0 else 0.0
         due = time.monotonic()
-        seq = 0
+        seq = taken = 0
         while p['count'] == 0 or seq < p['count']:
             if period:
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
                 due += period
-            frame = self._ready[seq % 8] if self._ready else frame_for(self._base, seq)
+            taken += 1
+            if p['drop_every'] and taken % p['drop_every'] == 0:
+                self._frame(seq)  # filled, never emitted: its buffer must go back by itself
+                self.count('buffers_dropped_total')
+                continue
+            frame = self._frame(seq)
             # emit_ns: CLOCK_MONOTONIC, the same clock in every process of the host (latency per frame)
             meta = {'frame_idx': seq, 'seq': seq, 'emit_ns': time.perf_counter_ns()}
             if p['checksum']:

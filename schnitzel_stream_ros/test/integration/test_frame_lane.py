@@ -5,6 +5,8 @@ Every test runs `schnitzel-stream run` of a two-container graph: ChecksummedFram
 across containers on one host). The source writes each frame's CRC32 into its meta, the sink
 recomputes it over the frame it got — a numpy view of the shared memory — and writes one line per
 frame: a torn or overwritten frame would not match. Nothing here asserts a rate or a latency.
+The source writes its frames into `Plugin.frame_buffer` — on the lane a shared-memory sample it was
+lent, sent without a copy — unless a test says `frame_buffer: false` (its own arrays, copied in).
 """
 
 from __future__ import annotations
@@ -34,19 +36,19 @@ SINK = 'schnitzel_stream_ros.testing.frame_lane_plugins:FrameCheckSink'
 
 
 def _graph(tmp: Path, *, width: int, height: int, rate: float, count: int, sink: str = '',
-           edge: str = '') -> Path:
+           edge: str = '', source: str = '', more_nodes: str = '', more_edges: str = '') -> Path:
     path = tmp / 'graph.yaml'
     path.write_text(textwrap.dedent(f"""
         version: 2
         namespace: /fl
         nodes:
           - {{id: cam, plugin: '{SOURCE}', container: camera,
-             config: {{width: {width}, height: {height}, rate_hz: {rate}, count: {count}}}}}
+             config: {{width: {width}, height: {height}, rate_hz: {rate}, count: {count}{source}}}}}
           - {{id: check, plugin: '{SINK}', container: detector,
              config: {{path: '{tmp / "checks.jsonl"}'{sink}}}}}
         edges:
           - {{from: cam, to: check{edge}}}
-    """))
+    """).replace('\nedges:\n', f'\n{more_nodes}edges:\n') + more_edges)
     return path
 
 
@@ -91,12 +93,13 @@ def _wait(predicate, timeout: float, what: str, proc=None):
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize(('width', 'height', 'count'), [(640, 480, 120), (3840, 2160, 30)],
-                         ids=['640x480x3', '3840x2160x3'])
-def test_every_frame_crosses_containers_intact(tmp_path, ros_env, width, height, count):
+@pytest.mark.parametrize(('width', 'height', 'count', 'lent'),
+                         [(640, 480, 120, True), (3840, 2160, 30, True), (640, 480, 120, False)],
+                         ids=['640x480x3', '3840x2160x3', '640x480x3-copied-in'])
+def test_every_frame_crosses_containers_intact(tmp_path, ros_env, width, height, count, lent):
     before = _iox2_files()
     graph = _graph(tmp_path, width=width, height=height, rate=15.0, count=count,
-                   edge=', transport: {kind: shm, pool: 8}')
+                   edge=', transport: {kind: shm, pool: 8}', source=f', frame_buffer: {str(lent).lower()}')
     done = _run(graph, ros_env, tmp_path, 120)
     lines = _lines(tmp_path / 'checks.jsonl')
     metrics = _metrics(tmp_path)
@@ -117,7 +120,38 @@ def test_every_frame_crosses_containers_intact(tmp_path, ros_env, width, height,
     assert len(lines) + metrics[f'{edge}.transport_lost_total'] == count
     assert len(lines) >= count // 2
     assert metrics['transport.dds_published_total'] == 0  # nothing went through DDS
+    # written in place by the source (no copy at all), or copied in once by the lane
+    assert metrics['lane./fl/cam/out.zero_copy_total'] == (count if lent else 0)
+    assert metrics['lane./fl/cam/out.written_total'] == count
     # nothing left behind in /dev/shm once both containers are gone
+    _wait(lambda: _iox2_files() <= before, 20, 'the lane to leave /dev/shm')
+
+
+def test_lent_samples_unsent_go_back_and_local_consumers_get_their_own_copy(tmp_path, ros_env):
+    """The source fills every third lent sample and drops it unsent: were those leaked, the writer
+    would run out of samples to lend after MAX_OPEN_LOANS and copy every frame from then on. A slow
+    consumer in the source's own container holds frames far longer than the lane keeps a sample:
+    it must still see each frame intact (it gets a private copy, the lane reuses the sample)."""
+    before = _iox2_files()
+    count = 120
+    local = tmp_path / 'local.jsonl'
+    graph = _graph(tmp_path, width=640, height=480, rate=30.0, count=count, source=', drop_every: 3',
+                   more_nodes=f"  - {{id: near, plugin: '{SINK}', container: camera,\n"
+                              f"     config: {{path: '{local}', delay_sec: 0.1}}}}\n",
+                   more_edges='  - {from: cam, to: near, inbox: {max: 64, overflow: block}}\n')
+    done = _run(graph, ros_env, tmp_path, 120)
+    lines, near = _lines(tmp_path / 'checks.jsonl'), _lines(local)
+    metrics = _metrics(tmp_path)
+    assert lines and near, done.stderr[-3000:]
+    assert all(r['ok'] for r in lines), [r['seq'] for r in lines if not r['ok']][:10]
+    assert all(r['ok'] for r in near), [r['seq'] for r in near if not r['ok']][:10]
+    assert len(near) == count and not any(r['shared'] for r in near)  # the local copy is its own memory
+    dropped = metrics['node.cam.buffers_dropped_total']
+    assert dropped == count // 2 - 1  # every third buffer: 59 of the 179 filled for 120 frames
+    assert metrics['lane./fl/cam/out.loans_returned_total'] == dropped  # every unsent loan came back
+    assert metrics['lane./fl/cam/out.loans_open'] == 0
+    # no leak ran the writer dry: every frame on the lane went out of a lent sample, none copied in
+    assert metrics['lane./fl/cam/out.zero_copy_total'] == metrics['lane./fl/cam/out.written_total'] == count
     _wait(lambda: _iox2_files() <= before, 20, 'the lane to leave /dev/shm')
 
 

@@ -20,7 +20,7 @@ from schnitzel_stream_ros.graph.wiring import load_requests
 from schnitzel_stream_ros.packet import StreamPacket
 from schnitzel_stream_ros.shm_lane import lane as lane_mod
 from schnitzel_stream_ros.shm_lane.lane import FrameLaneReader, FrameLaneWriter, LaneSettings
-from schnitzel_stream_ros.shm_lane.layout import MAGIC, VERSION, FrameHeader, check_header
+from schnitzel_stream_ros.shm_lane.layout import LOAN_META_RESERVE, MAGIC, VERSION, FrameHeader, check_header
 from schnitzel_stream_ros.shm_lane.ros_glue import check_transport_param
 
 REGISTRY = PluginRegistry(Allowlist())
@@ -249,7 +249,7 @@ def test_a_sample_whose_header_lies_is_refused_and_never_read():
         header = sample.user_header().contents
         header.magic, header.version, header.dtype = MAGIC, VERSION, 0
         header.height, header.width, header.channels = 480, 640, 3
-        header.meta_len, header.pixel_len = 2, 480 * 640 * 3
+        header.meta_len, header.pixel_len, header.pixel_off = 2, 480 * 640 * 3, 64
         ctypes.memmove(sample.payload_ptr, b'{}', 2)
         sample.assume_init().send()
         writer._notifier.notify()
@@ -284,9 +284,14 @@ def test_two_and_three_dimensional_frames_keep_their_shape():
 
 def test_header_checks():
     header = FrameHeader(magic=MAGIC, version=VERSION, dtype=0, height=2, width=2, channels=3, meta_len=10,
-                         pixel_len=12)
+                         pixel_len=12, pixel_off=64)
     assert check_header(header, 64 + 12) == ''
     assert 'shorter' in check_header(header, 64 + 11)
+    header.pixel_off = 8  # pixels over the JSON
+    assert 'overlaps the JSON' in check_header(header, 1000)
+    header.pixel_off = 65
+    assert 'not aligned' in check_header(header, 1000)
+    header.pixel_off = 64
     header.pixel_len = 13
     assert 'does not match' in check_header(header, 1000)
     header.magic = 0
@@ -316,3 +321,122 @@ def test_a_writer_without_readers_writes_nothing():
         assert writer.counters()['no_reader_total'] == 1
     finally:
         writer.close()
+
+
+# -- frames written in place: samples lent to the source (FrameLaneWriter.loan_frame) ---------------
+def test_a_frame_written_into_a_lent_sample_is_sent_without_a_copy():
+    topic, got = _topic(), _Collector()
+    reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit')
+    writer = FrameLaneWriter(topic, LaneSettings(pool=4), domain='unit')
+    try:
+        for i in range(3):
+            buf = writer.loan_frame((48, 64, 3), np.uint8)
+            assert buf is not None and buf.flags.writeable and buf.flags.c_contiguous
+            assert writer.is_lent(buf)
+            buf[...] = np.arange(48 * 64 * 3, dtype=np.uint32).reshape(48, 64, 3) % 251 + i
+            expected = buf.copy()
+            assert writer.write(StreamPacket.new('frame', 'cam', buf, {'seq': i}))
+            assert not buf.flags.writeable  # sent: the source cannot write into it any more
+            got.wait_for(i + 1)
+            assert np.array_equal(got.packets[i].payload, expected)
+            assert got.packets[i].meta['seq'] == i
+        counters = writer.counters()
+        assert counters['zero_copy_total'] == 3 and counters['written_total'] == 3
+        assert counters['loans_open'] == 0
+    finally:
+        got.packets.clear()
+        writer.close()
+        reader.close()
+
+
+def test_a_lent_sample_never_sent_goes_back_to_the_pool():
+    topic, got = _topic(), _Collector()
+    reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit')
+    writer = FrameLaneWriter(topic, LaneSettings(pool=4), domain='unit')
+    try:
+        for _ in range(20):  # far more than the pool: every dropped loan must have come back
+            buf = writer.loan_frame((48, 64), np.uint16)
+            assert buf is not None
+            buf[...] = 1
+            del buf
+        buf = writer.loan_frame((48, 64), np.uint16)
+        assert buf is not None
+        buf[...] = 9
+        assert writer.write(StreamPacket.new('frame', 'cam', buf))
+        got.wait_for(1)
+        assert int(got.packets[0].payload[5, 5]) == 9 and got.packets[0].payload.dtype == np.uint16
+        counters = writer.counters()
+        assert counters['loaned_total'] == 21 and counters['loans_returned_total'] == 20
+        assert counters['zero_copy_total'] == 1 and counters['loans_open'] == 0
+    finally:
+        got.packets.clear()
+        writer.close()
+        reader.close()
+
+
+def test_lent_samples_are_bounded_and_plain_memory_is_used_beyond():
+    topic, got = _topic(), _Collector()
+    reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit')
+    writer = FrameLaneWriter(topic, LaneSettings(pool=4), domain='unit')
+    try:
+        held = [writer.loan_frame((8, 8, 3)) for _ in range(lane_mod.MAX_OPEN_LOANS)]
+        assert all(b is not None for b in held)
+        assert writer.loan_frame((8, 8, 3)) is None  # the source then gets plain memory (Plugin.frame_buffer)
+        assert writer.counters()['loan_declined_total'] == 1
+        # a frame in plain memory still goes out (copied), beside the lent samples
+        assert writer.write(_frame_packet(0, (8, 8, 3)))
+        held.pop()
+        assert writer.loan_frame((8, 8, 3)) is not None
+        assert writer.counters()['loans_returned_total'] >= 1
+    finally:
+        writer.close()
+        reader.close()
+
+
+def test_lending_needs_a_reader_and_a_frame_shape():
+    topic = _topic()
+    writer = FrameLaneWriter(topic, LaneSettings(pool=4), domain='unit')
+    try:
+        assert writer.loan_frame((8, 8, 3)) is None  # nobody reads: no shared memory spent
+        reader = FrameLaneReader(topic, _Collector(), LaneSettings(pool=4), domain='unit')
+        try:
+            assert writer.readers(refresh=True) == 1
+            assert writer.loan_frame((8,)) is None and writer.loan_frame((8, 8), np.complex64) is None
+            assert writer.loan_frame((8, 8)) is not None
+        finally:
+            reader.close()
+    finally:
+        writer.close()
+
+
+def test_a_lent_frame_whose_json_does_not_fit_in_front_is_copied():
+    topic, got = _topic(), _Collector()
+    reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit')
+    writer = FrameLaneWriter(topic, LaneSettings(pool=4), domain='unit')
+    try:
+        buf = writer.loan_frame((16, 16, 3))
+        buf[...] = 3
+        big = {'note': 'x' * (LOAN_META_RESERVE + 10)}
+        assert writer.write(StreamPacket.new('frame', 'cam', buf, big))
+        got.wait_for(1)
+        assert got.packets[0].meta['note'] == big['note']
+        assert int(got.packets[0].payload.sum()) == 3 * 16 * 16 * 3
+        assert writer.counters()['zero_copy_total'] == 0 and writer.counters()['written_total'] == 1
+    finally:
+        got.packets.clear()
+        writer.close()
+        reader.close()
+
+
+def test_plugin_frame_buffer_is_plain_memory_outside_a_lane():
+    from schnitzel_stream_ros.plugin import Plugin, SimpleContext
+    from schnitzel_stream_ros.runtime.plugin_host import PluginError, PluginHost
+
+    plugin = Plugin(SimpleContext())  # a context without frame_buffer (a unit test of a plugin)
+    buf = plugin.frame_buffer((4, 5, 3))
+    assert buf.shape == (4, 5, 3) and buf.dtype == np.uint8 and buf.flags.writeable and buf.flags.owndata
+    host = PluginHost('n', Plugin, {}, is_source=True, is_sink=False)  # an ordinary route: plain memory
+    buf = host.ctx.frame_buffer((2, 3), 'uint16', 'out')
+    assert buf.shape == (2, 3) and buf.dtype == np.uint16 and buf.flags.owndata
+    with pytest.raises(PluginError, match="unknown output port 'nope'"):
+        host.ctx.frame_buffer((2, 3), 'uint8', 'nope')

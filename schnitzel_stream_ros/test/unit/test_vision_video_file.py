@@ -135,3 +135,33 @@ def test_rate_and_resolution_knobs_skip_and_shrink_by_file_time(clip):
     assert ctx.counters['frames_skipped_total'] == 3
     assert packets[0].payload.shape == (24, 32, 3)
     assert [p.meta['idempotency_key'] for p in packets] == ['frame:cam0:0', 'frame:cam0:2', 'frame:cam0:4']
+
+
+class _LendingContext(SimpleContext):
+    """A context that lends frame buffers, as a frame lane's output port does (records each one)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lent: list[np.ndarray] = []
+
+    def frame_buffer(self, shape, dtype, port='out'):
+        assert port == 'out'
+        buf = np.full(shape, 255, dtype)
+        self.lent.append(buf)
+        return buf
+
+
+def test_frames_are_decoded_straight_into_lent_frame_buffers(clip):
+    ctx = _LendingContext('cam0', resolve_params(OpenCvVideoFileSource, {'path': str(clip)}))
+    node = OpenCvVideoFileSource(ctx)
+    node.setup()
+    try:
+        packets = list(node.produce())
+    finally:
+        node.close()
+    assert len(packets) == FRAMES
+    # every payload is the very buffer the context lent (decoded into it, no copy), grey level per frame
+    assert all(p.payload is buf for p, buf in zip(packets, ctx.lent, strict=False))
+    levels = [int(np.median(p.payload)) for p in packets]
+    assert all(abs(level - (20 + 40 * i)) <= 4 for i, level in enumerate(levels)), levels  # MJPG is lossy
+    assert len(ctx.lent) == FRAMES + 1  # and one more for the read that found the end of the file

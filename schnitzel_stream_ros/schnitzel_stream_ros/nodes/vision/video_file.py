@@ -8,6 +8,10 @@ the file (plus the length of the passes before it when looping), and its idempot
 `realtime: true` paces frames at the file's own rate, so a file can stand in for a camera in a
 site graph (decoding as fast as possible would burn a core for frames nobody can use); `phase_ms`
 shifts that pacing, so several such cameras do not all deliver at the same instant.
+
+Frames are decoded straight into `Plugin.frame_buffer` (`VideoCapture.read(image)` fills a given
+array of the right size): when the output goes to another container over a shared-memory frame lane,
+that is the shared memory the frame is sent from, so a decoded frame is never copied.
 """
 from __future__ import annotations
 
@@ -78,6 +82,16 @@ class OpenCvVideoFileSource(Plugin):
             cap.release()
             raise ValueError(f"node {self.node_id!r}: parameter 'path': OpenCV cannot open {self.path}")
         self._cap = cap
+        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+        self._shape = (height, width, 3) if height > 0 and width > 0 else None
+
+    def _read(self) -> tuple[bool, Any]:
+        """The next frame, decoded into a frame buffer when it keeps its size (a frame of another
+        size than the file announced: OpenCV allocates its own array, which works as well)."""
+        if self._shape is None or self.params['resolution_scale'] < 1.0:
+            return self._cap.read()
+        return self._cap.read(self.frame_buffer(self._shape))
 
     def _release(self) -> None:
         if self._cap is not None:
@@ -93,7 +107,7 @@ class OpenCvVideoFileSource(Plugin):
         t0 = time.monotonic() + (self.params['phase_ms'] / 1000.0 if self.params['realtime'] else 0.0)
         throttle = FrameThrottle()
         while not self.stopping:
-            ok, frame = self._cap.read()
+            ok, frame = self._read()
             if not ok or frame is None:
                 if not self.params['loop'] or frames_this_pass == 0:
                     return
