@@ -66,13 +66,7 @@ class ConsumerQueue(Leasing):
         self._wall = time.time
         self._mono = time.monotonic
         self._closed = False
-        self._leases: dict[int, float] = {}
-        self._lease_lock = threading.Lock()
-        self._claim_lock = threading.Lock()
-        self._consumer_fd: int | None = None
-        self._warned_consumer = False
-        self._rows_cond = threading.Condition()
-        self._rows_generation = 0
+        self._init_leasing()
         self._counts = {'lease_expired_total': 0}
         self._counts_lock = threading.Lock()
         try:
@@ -150,13 +144,6 @@ class ConsumerQueue(Leasing):
     def _data_version(self) -> int:
         with self._reader_lock:
             return int(self._reader.execute('PRAGMA data_version').fetchone()[0])
-
-    def depth(self) -> int:
-        with self._reader_lock:
-            row = self._reader.execute(
-                "SELECT value FROM queue_counters WHERE name = 'depth_rows'"
-            ).fetchone()
-        return int(row[0]) if row else 0
 
     def close(self) -> None:
         if self._closed:

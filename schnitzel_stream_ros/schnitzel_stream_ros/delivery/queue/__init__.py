@@ -152,13 +152,7 @@ class DurableQueue(Producing, Leasing, DeadLetterOps, Housekeeping, DiskSpace, C
         )
         self._run_lock = threading.Lock()
 
-        self._leases: dict[int, float] = {}  # seq -> monotonic deadline
-        self._lease_lock = threading.Lock()
-        self._claim_lock = threading.Lock()
-        self._consumer_fd: int | None = None
-        self._warned_consumer = False
-        self._rows_cond = threading.Condition()
-        self._rows_generation = 0
+        self._init_leasing()
         self._space_cond = threading.Condition()
         self._space_generation = 0
         self.quarantined: list[quarantine.Quarantined] = []

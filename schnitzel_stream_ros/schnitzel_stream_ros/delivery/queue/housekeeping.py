@@ -225,13 +225,6 @@ class Housekeeping:
                 for name, value in self._reader.execute('SELECT name, value FROM queue_counters')
             }
 
-    def depth(self) -> int:
-        with self._reader_lock:
-            row = self._reader.execute(
-                "SELECT value FROM queue_counters WHERE name = 'depth_rows'"
-            ).fetchone()
-        return int(row[0]) if row else 0
-
     def incidents(self) -> list[dict[str, Any]]:
         with self._reader_lock:
             found = self._reader.execute(

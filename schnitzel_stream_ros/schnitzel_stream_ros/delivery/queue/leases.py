@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable
 from functools import partial
 
@@ -49,7 +50,28 @@ def _delete_rows(conn: sqlite3.Connection, seqs: list[int]) -> tuple[int, int]:
 
 
 class Leasing:
-    """Consuming: the consumer lock, claims under a lease, settling outcomes (ack / nack / dead letter)"""
+    """Consuming: the consumer lock, claims under a lease, settling outcomes (ack / nack / dead letter)
+
+    Used by DurableQueue (in the queue's own process) and by ConsumerQueue (a delivery process of
+    its own); both call _init_leasing() and give it `path`, `_reader` and `_reader_lock`."""
+
+    def _init_leasing(self) -> None:
+        """The consumer's state: leases in memory, the consumer lock's descriptor, the rows signal."""
+        self._leases: dict[int, float] = {}  # seq -> monotonic deadline
+        self._lease_lock = threading.Lock()
+        self._claim_lock = threading.Lock()
+        self._consumer_fd: int | None = None
+        self._warned_consumer = False
+        self._rows_cond = threading.Condition()
+        self._rows_generation = 0
+
+    def depth(self) -> int:
+        """Rows waiting in the queue (leased ones included), from the queue's own counter."""
+        with self._reader_lock:
+            row = self._reader.execute(
+                "SELECT value FROM queue_counters WHERE name = 'depth_rows'"
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     # -- consuming ---------------------------------------------------------------------------
     def _hold_consumer_lock(self) -> bool:
