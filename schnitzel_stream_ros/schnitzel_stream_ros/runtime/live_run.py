@@ -13,8 +13,12 @@ backlog timeout passes or --duration is reached; what is left is reported (it is
 start). A stop signal ends the drain at once; the rows stay in the queue file, nothing is lost.
 
 End of a run: every source has ended (exhausted, budget spent) and every container is idle, and the
-counters have not moved for a few polls — the last condition covers packets in flight between
-processes, which no single container can see.
+counters have not moved for a few polls. Then, after the sources are stopped, the end waits until
+every packet one container published has been taken in by its receivers in the others
+(`packets_in_flight`: what the report would otherwise count as lost between processes — on a loaded
+machine a receive thread can be starved for longer than a few polls). A lossy edge (best effort, a
+keep-last history overrun) never catches up: after IN_FLIGHT_PATIENCE_SEC without progress the run
+ends anyway and the report counts the loss.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 from schnitzel_stream_ros.graph.model import NodeKind, ValidatedGraph
 from schnitzel_stream_ros.graph.wiring import load_requests_by_container
 from schnitzel_stream_ros.observability.health import DEFAULT_PERIOD_SEC
+from schnitzel_stream_ros.observability.report import collect_metrics
 from schnitzel_stream_ros.runtime.container import DEFAULT_DRAIN_TIMEOUT_SEC
 from schnitzel_stream_ros.runtime.container_handles import (
     ContainerHandle,
@@ -48,6 +53,8 @@ POLL_SEC = 0.2
 MATCH_TIMEOUT_SEC = 15.0
 #: How long a finite run keeps delivering accepted work (durable sinks' backlog) after its sources end.
 DEFAULT_BACKLOG_DRAIN_SEC = 30.0
+#: How long the end of a run waits for packets in flight between containers while nothing moves.
+IN_FLIGHT_PATIENCE_SEC = 3.0
 
 
 def budget_shares(graph: ValidatedGraph, max_events: int | None) -> dict[str, int | None]:
@@ -320,7 +327,7 @@ class LiveRun:
             except Exception as exc:
                 errors.append(f'container {handle.name!r}: stop failed: {exc}')
         if len(alive) > 1:
-            self._settle(alive, self.drain_timeout)
+            self._settle(alive)
         for handle in alive:
             try:
                 snapshots.append(handle.shutdown(self.drain_timeout))
@@ -328,19 +335,31 @@ class LiveRun:
                 errors.append(f'container {handle.name!r}: final report failed: {exc}')
         return snapshots
 
-    @staticmethod
-    def _settle(handles: list[ContainerHandle], timeout: float) -> None:
-        """Wait (bounded) until no container works and the counters stop moving."""
-        deadline = time.monotonic() + timeout
+    def packets_in_flight(self, snapshots: list[dict[str, Any]]) -> int:
+        """Packets a container published that their receivers in other containers have not taken in
+        yet (still in DDS, or a starved receive thread): the report's `transport_lost_total`, now."""
+        metrics = collect_metrics(snapshots, self.graph)
+        return sum(v for k, v in metrics.items() if k.endswith('.transport_lost_total'))
+
+    def _settle(self, handles: list[ContainerHandle]) -> None:
+        """Wait until no container works, the counters stop moving and nothing is in flight between
+        containers: at most IN_FLIGHT_PATIENCE_SEC without progress (a lossy edge never catches up),
+        and the run's drain timeout in all."""
+        patience = min(self.drain_timeout, IN_FLIGHT_PATIENCE_SEC)
+        cap = time.monotonic() + self.drain_timeout
+        deadline = time.monotonic() + patience
         last = None
-        while time.monotonic() < deadline:
+        while time.monotonic() < min(deadline, cap):
             try:
                 snapshots = [h.snapshot() for h in handles]
             except Exception:
                 return
-            counts = tuple(s['transport'].get('dds_received_total', 0) for s in snapshots)
+            counts = tuple(s['transport'].get('dds_received_total', 0) for s in snapshots) + tuple(
+                n.get('consumed', 0) for s in snapshots for n in s['nodes'].values())
             idle = all(s['state'].get('idle') for s in snapshots)
-            if idle and counts == last:
+            if idle and counts == last and not self.packets_in_flight(snapshots):
                 return
+            if counts != last:
+                deadline = time.monotonic() + patience  # still moving: a loaded machine, not a lost packet
             last = counts
             time.sleep(POLL_SEC)

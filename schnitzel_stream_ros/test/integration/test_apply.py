@@ -91,6 +91,13 @@ def _apply(path: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:
     )
 
 
+def _why(code: int, err: Path, report: Path) -> str:
+    """What a failed run said: the end of its output and the report's `lost`."""
+    lost = json.loads(report.read_text()).get('lost') if report.exists() else 'no report'
+    tail = '\n'.join(err.read_text(errors='replace').splitlines()[-25:]) if err.exists() else ''
+    return f'exit {code}, lost {lost}:\n{tail}'
+
+
 def _children(pid: int) -> dict[str, int]:
     out = {}
     for entry in Path('/proc').iterdir():
@@ -233,7 +240,8 @@ def test_apply_inserts_removes_reconfigures_and_swaps_nodes_of_a_running_graph(t
         # before the second edit on a loaded machine: 'no running graph answers'); the run then ends
         # as with a finite source: drained. Exit 3 (degraded) when an edit left a note, never 1 (lost)
         observer.front.trigger('stop_sources')
-        assert run.wait(timeout=60) in (0, 3)
+        code = run.wait(timeout=60)
+        assert code in (0, 3), _why(code, err, report)
     finally:
         observer.close()
         processes.stop(run, sig=signal.SIGTERM)

@@ -142,3 +142,63 @@ def test_budget_is_split_over_container_groups_by_round_robin_share(tmp_path):
     # 7 emissions over a, b, c round robin: a 3, b 2, c 2 -> group one (a, c) 5, group two (b) 2
     assert budget_shares(graph, 7) == {'one': 5, 'two': 2}
     assert budget_shares(graph, None) == {'one': None, 'two': None}
+
+
+CROSSING = """
+    version: 2
+    nodes:
+      - {id: src, kind: source, plugin: StaticSource, container: front, config: {packets: [{payload: 1}]}}
+      - {id: s, kind: sink, plugin: PrintSink, container: back}
+    edges:
+      - {from: src, to: s}
+"""
+
+
+class _ScriptedContainers:
+    """Two containers' snapshots at the end of a run, poll by poll: `front` published 100 packets, `back`
+    took in the counts given (a receive thread starved on a loaded machine catches up late)."""
+
+    def __init__(self, graph, received: list[int]) -> None:
+        self.topic = graph.edges[0].topic
+        self.received = received
+        self.polls = 0
+
+    def handles(self):
+        return [self._Handle(self, 'front'), self._Handle(self, 'back')]
+
+    class _Handle:
+        def __init__(self, script, name) -> None:
+            self.script, self.name = script, name
+
+        def snapshot(self):
+            script = self.script
+            if self.name == 'front':
+                return {'container': 'front', 'nodes': {}, 'edges': [], 'transport': {},
+                        'topics': {script.topic: {'published': 100}}, 'state': {'idle': True}}
+            got = script.received[min(script.polls, len(script.received) - 1)]
+            script.polls += 1
+            row = {'topic': script.topic, 'dst': 's', 'dst_port': 'in', 'packets': got, 'dropped_total': 0,
+                   'inbox_depth': 0, 'inbox_depth_max': 1, 'latency_counts': [], 'latency_max_ns': 0}
+            return {'container': 'back', 'nodes': {'s': {'consumed': got}}, 'edges': [row],
+                    'transport': {'dds_received_total': got}, 'topics': {}, 'state': {'idle': True}}
+
+
+def test_the_end_of_a_run_waits_for_packets_still_in_flight_between_containers(tmp_path, monkeypatch):
+    from schnitzel_stream_ros.runtime import live_run
+
+    monkeypatch.setattr(live_run, 'POLL_SEC', 0.01)
+    monkeypatch.setattr(live_run, 'IN_FLIGHT_PATIENCE_SEC', 0.5)
+    graph = compile_graph(_write(tmp_path, text=CROSSING))
+    run = live_run.LiveRun(graph, drain_timeout=30.0)
+    # both containers idle, counters still for 20 polls (0.2 s), 40 of 100 packets taken in: in flight
+    script = _ScriptedContainers(graph, [40] * 20 + [100])
+    run._settle(script.handles())
+    assert script.polls >= 22  # it waited past the stall, up to the poll after the last packet came in
+    assert run.packets_in_flight([h.snapshot() for h in script.handles()]) == 0
+
+    # a lossy edge never catches up: the wait ends after IN_FLIGHT_PATIENCE_SEC without progress
+    script = _ScriptedContainers(graph, [40])
+    started = live_run.time.monotonic()
+    run._settle(script.handles())
+    assert 0.5 <= live_run.time.monotonic() - started < run.drain_timeout
+    assert run.packets_in_flight([h.snapshot() for h in script.handles()]) == 60
