@@ -9,7 +9,10 @@ the durability promise per call is unchanged — but concurrent callers share th
 Writes are small functions `op(txn) -> result` run on the committer thread. An op that refuses
 (raises a non-SQLite error) must do so before it writes anything: only SQLite errors roll back. If the shared
 transaction fails at the SQLite level (SQLITE_FULL, I/O error), it is rolled back and every op is
-retried alone, so one op that cannot fit does not take its neighbours down with it.
+retried alone, so one op that cannot fit does not take its neighbours down with it. Before that
+retry the owner may make room (`make_room`: on a full disk, the queue truncates its WAL — frames
+already copied into the main file that only a lagging checkpoint still held): an ack, which frees
+room, must not fail because the checkpointer thread was late on a loaded machine.
 
 A *background* write (nobody waits for it urgently: the forwarder recording delivery outcomes) may
 *linger*: it waits up to `linger_sec` for another write to share its commit instead of starting one
@@ -104,12 +107,14 @@ class GroupCommitter:
         max_batch_weight: int = 4096,
         map_error: Callable[[sqlite3.Error], BaseException] | None = None,
         active_window_sec: float = ACTIVE_WINDOW_SEC,
+        make_room: Callable[[sqlite3.Connection, sqlite3.Error], bool] | None = None,
     ) -> None:
         self._conn = conn
         self._active_window_sec = active_window_sec
         self._begin = begin
         self._finish = finish
         self._map_error = map_error or (lambda exc: exc)
+        self._make_room = make_room
         self._max_batch_weight = max_batch_weight
         self._cond = threading.Condition()
         self._pending: list[WriteOp] = []
@@ -221,7 +226,8 @@ class GroupCommitter:
             try:
                 self._commit_together(batch)
             except sqlite3.Error as exc:
-                if len(batch) == 1:
+                made_room = self._made_room(exc)
+                if len(batch) == 1 and not made_room:
                     batch[0].finish(error=self._map_error(exc))
                     continue
                 _LOG.warning('group commit of %d writes failed (%s); retrying each alone', len(batch), exc)
@@ -234,6 +240,16 @@ class GroupCommitter:
                 _LOG.exception('group commit crashed')
                 for op in batch:
                     op.finish(error=exc)
+
+    def _made_room(self, exc: sqlite3.Error) -> bool:
+        """Ask the owner to make room after a failed commit (see the module docstring)."""
+        if self._make_room is None:
+            return False
+        try:
+            return bool(self._make_room(self._conn, exc))
+        except sqlite3.Error as room_exc:
+            _LOG.debug('making room after %s failed: %s', exc, room_exc)
+            return False
 
     def _run_maintenance(self) -> None:
         with self._cond:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from schnitzel_stream_ros.delivery.errors import LowDiskSpaceError, QueueFullError
+from schnitzel_stream_ros.delivery.errors import DiskFullError, LowDiskSpaceError, QueueFullError
 from schnitzel_stream_ros.delivery.queue import DurableQueue
 from schnitzel_stream_ros.delivery.queue.disk_space import filesystem_free_bytes
 from schnitzel_stream_ros.packet import StreamPacket
@@ -98,6 +98,34 @@ def test_acks_are_never_refused_by_the_reserve(small_fs):
         rows = queue.claim(200)
         assert queue.ack([r.seq for r in rows]) == 200  # what frees room must always work
         assert queue.depth() == 0
+    assert _integrity(path) == 'ok'
+
+
+def test_acks_go_on_as_soon_as_a_reader_that_pinned_the_wal_lets_go(small_fs):
+    # A long reader (a backup, an inspection) keeps the WAL from restarting: acks append to it until
+    # the disk is full and an ack fails (the reserve cannot foresee a pinned WAL). Once the reader is
+    # gone, the next ack that meets the full disk truncates the WAL on the writer (group_commit.py's
+    # make_room) and goes through, without waiting for the checkpointer's next round (here: never).
+    path = small_fs / 'queue.db'
+    with DurableQueue(path, node_id='q', full_policy='refuse', min_free_bytes=1 * MB,
+                      wal_limit_bytes=256 * 1024, checkpoint_interval_sec=3600) as queue:
+        with pytest.raises(LowDiskSpaceError):
+            for start in range(0, 100_000, 20):
+                queue.enqueue_many([event(i) for i in range(start, start + 20)])
+        reader = sqlite3.connect(path)
+        reader.execute('BEGIN')
+        reader.execute('SELECT count(*) FROM packets').fetchone()  # the snapshot pins the WAL
+        with pytest.raises(DiskFullError):
+            while rows := queue.claim(100):
+                queue.ack([r.seq for r in rows])
+        failed = len(rows)  # their ack was rolled back: still leased, due again after the lease
+        assert queue.space()['wal_bytes'] > 256 * 1024
+        reader.execute('COMMIT')
+        reader.close()
+        while rows := queue.claim(100):
+            queue.ack([r.seq for r in rows])
+        assert queue.stats()['disk_full_wal_truncated_total'] >= 1
+        assert queue.depth() == failed
     assert _integrity(path) == 'ok'
 
 

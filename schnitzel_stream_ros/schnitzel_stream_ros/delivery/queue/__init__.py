@@ -137,6 +137,7 @@ class DurableQueue(Producing, Leasing, DeadLetterOps, Housekeeping, DiskSpace, C
                 'dead_letter_total',
                 'refused_total',
                 'disk_full_total',
+                'disk_full_wal_truncated_total',
                 'low_space_total',
                 'space_returned_bytes_total',
                 'quarantined_total',
@@ -175,6 +176,7 @@ class DurableQueue(Producing, Leasing, DeadLetterOps, Housekeeping, DiskSpace, C
             name=f'{node_id}-committer',
             max_batch_weight=max_batch_rows,
             map_error=self._map_sqlite_error,
+            make_room=self._make_room,
         )
         self._checkpoint_stop = threading.Event()
         self._checkpointer = threading.Thread(

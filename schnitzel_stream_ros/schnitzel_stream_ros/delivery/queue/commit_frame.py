@@ -13,9 +13,7 @@ from schnitzel_stream_ros.delivery.errors import (
     QueueStorageError,
 )
 from schnitzel_stream_ros.delivery.group_commit import Txn
-from schnitzel_stream_ros.delivery.queue.schema import (
-    _SQLITE_FULL,
-)
+from schnitzel_stream_ros.delivery.queue.schema import is_disk_full
 
 _LOG = logging.getLogger('schnitzel_stream.delivery.queue')
 
@@ -79,8 +77,7 @@ class CommitFrame:
         delta[name] = delta.get(name, 0) + n
 
     def _map_sqlite_error(self, exc: sqlite3.Error) -> BaseException:
-        code = getattr(exc, 'sqlite_errorcode', 0) or 0
-        if (code & 0xFF) == _SQLITE_FULL or 'full' in str(exc).lower():
+        if is_disk_full(exc):
             self._count('disk_full_total')
             return DiskFullError(
                 f'node {self.node_id!r}: queue file {self.path} is full ({exc}); '

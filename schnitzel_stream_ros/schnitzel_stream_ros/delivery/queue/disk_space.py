@@ -24,6 +24,7 @@ from typing import Any
 
 from schnitzel_stream_ros.delivery.group_commit import Txn
 from schnitzel_stream_ros.delivery.queue.rows import _NoRoom
+from schnitzel_stream_ros.delivery.queue.schema import is_disk_full
 
 _LOG = logging.getLogger('schnitzel_stream.delivery.queue')
 
@@ -103,6 +104,20 @@ class DiskSpace:
             'file_free_bytes': free_pages * page_size,
             'min_free_bytes': self.min_free_bytes,
         }
+
+    def _make_room(self, conn: sqlite3.Connection, exc: sqlite3.Error) -> bool:
+        """On the writer's connection, after a commit met a full disk (group_commit.py retries it
+        once): truncate the WAL, whose frames a lagging checkpointer had not given back yet.
+        True if the WAL shrank (worth a retry); counted in `disk_full_wal_truncated_total`."""
+        if not is_disk_full(exc):
+            return False
+        wal = self.path.with_name(self.path.name + '-wal')
+        before = _size(wal)
+        conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchall()
+        if _size(wal) >= before:
+            return False
+        self._count('disk_full_wal_truncated_total')
+        return True
 
     def _bound_wal(self, conn: sqlite3.Connection) -> None:
         """On the checkpointer's connection, after its checkpoint: SQLite trims the WAL to

@@ -14,6 +14,11 @@ _LOG = logging.getLogger('schnitzel_stream.delivery.queue')
 SCHEMA_VERSION = 1
 _SQLITE_FULL = 13
 
+
+def is_disk_full(exc: sqlite3.Error) -> bool:
+    """SQLITE_FULL: the disk (or max_page_count) has no room for the write."""
+    return ((getattr(exc, 'sqlite_errorcode', 0) or 0) & 0xFF) == _SQLITE_FULL or 'full' in str(exc).lower()
+
 _CREATE_PACKETS = """
 CREATE TABLE IF NOT EXISTS packets (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
