@@ -5,7 +5,12 @@ Every file of the corpus goes through the three ways a graph enters: `schnitzel-
 and launch_ros are not installable here). Each runs as its own process so that its CPU time and
 peak memory can be read from the kernel (os.wait4). CPU time is compared with the same command on
 a tiny invalid graph (interpreter start and imports), so "within 1 s" means: refusing a hostile file
-costs less than one second more than refusing a trivial one. Guards (RLIMIT_CPU, RLIMIT_AS) stop a
+costs less than one second more than refusing a trivial one — on a machine where the trivial one costs
+REFERENCE_TINY_CPU_S, the speed this machine had when the goal was set. The same machine has days
+when it runs ~1.7x slower (a shared host: `bench/validate_bench.py` 0.139 s against 0.078-0.082 s for
+the same 500-node graph), and a libyaml parse of the 400 kB file alone then takes 0.7 s; so the second
+is scaled by how much slower than that the tiny graph ran here, in the same run (never below 1 s).
+Guards (RLIMIT_CPU, RLIMIT_AS) stop a
 regression from taking the machine down instead of failing.
 
 Large files (100 MB, a million edges) are written at run time into a temporary directory.
@@ -31,6 +36,9 @@ UNIT_DIR = Path(__file__).resolve().parent
 LAUNCH_FILE = PACKAGE / 'launch' / 'site.launch.py'
 
 MAX_EXTRA_CPU_S = 1.0
+#: CPU time of refusing the tiny graph on this machine at its usual speed (interpreter and imports):
+#: about 0.24 s (0.41 s on a 1.7x slower day); 0.30 taken, the side that scales the budget less.
+REFERENCE_TINY_CPU_S = 0.30
 MAX_RSS_BYTES = 200 * 1024 * 1024
 _GUARD_CPU_S = 30
 _GUARD_ADDRESS_SPACE = 4 * 1024 ** 3
@@ -289,6 +297,11 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
+def extra_cpu_budget(baseline: Refusal) -> float:
+    """MAX_EXTRA_CPU_S at the machine's speed of the moment (module docstring), never below it."""
+    return MAX_EXTRA_CPU_S * max(1.0, baseline.cpu_s / REFERENCE_TINY_CPU_S)
+
+
 @pytest.fixture(scope='module')
 def baselines(tmp_path_factory) -> dict[str, Refusal]:
     """Each command refusing a tiny invalid graph: what interpreter start and imports cost."""
@@ -327,7 +340,7 @@ def test_hostile_graph_is_refused_quickly_with_one_line(command, corpus, baselin
             assert f'{path}: invalid ({hostile.listed} error{plural})' in refusal.stderr, context
         assert re.fullmatch(rf'{re.escape(str(path))}:{hostile.line}: {hostile.message}', errors[-1]), context
         assert max(map(len, errors)) < 1000, context  # one line is a line, not a dump
-        assert refusal.cpu_s < baseline.cpu_s + MAX_EXTRA_CPU_S, (
+        assert refusal.cpu_s < baseline.cpu_s + extra_cpu_budget(baseline), (
             f'{context}: {refusal.cpu_s:.2f} s CPU, tiny graph {baseline.cpu_s:.2f} s')
         assert refusal.max_rss_bytes < MAX_RSS_BYTES, f'{context}: peak RSS {refusal.max_rss_bytes:,} bytes'
 
@@ -340,5 +353,5 @@ def test_a_maximal_valid_graph_validates_within_the_same_bounds(tmp_path, baseli
     path.write_text(growing_kinds(), encoding='utf-8')
     done = measured(COMMANDS['validate'](path), tmp_path)
     assert done.status == 0, done.stderr
-    assert done.cpu_s < baselines['validate'].cpu_s + MAX_EXTRA_CPU_S, done.cpu_s
+    assert done.cpu_s < baselines['validate'].cpu_s + extra_cpu_budget(baselines['validate']), done.cpu_s
     assert done.max_rss_bytes < MAX_RSS_BYTES, done.max_rss_bytes
