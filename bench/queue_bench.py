@@ -21,7 +21,8 @@ Latency p50/p99 are per call (= until the event is accepted).
   producer latency    the same one producer at an offered 10,000/s without delivery, with the
                       forwarder delivering meanwhile (as shipped: a settle lingers up to 20 ms to
                       share an enqueue's commit), with delivery from a process of its own
-                      (DurableForwarderSink `delivery_process: true`, nice +5; nice 0 as info), with
+                      (DurableForwarderSink `delivery_process: true`, nice +5; nice 0 as info; as info
+                      also with the backend at SCHED_IDLE, standing for a backend on another host), with
                       the forwarder's threads reniced in the producer's process (info), and
                       the baselines with delivery where every settle is a commit of its own (the
                       producer then waits behind it) and with the former WAL housekeeping. Cases
