@@ -10,9 +10,9 @@ Writes are small functions `op(txn) -> result` run on the committer thread. An o
 (raises a non-SQLite error) must do so before it writes anything: only SQLite errors roll back. If the shared
 transaction fails at the SQLite level (SQLITE_FULL, I/O error), it is rolled back and every op is
 retried alone, so one op that cannot fit does not take its neighbours down with it. Before that
-retry the owner may make room (`make_room`: on a full disk, the queue truncates its WAL — frames
-already copied into the main file that only a lagging checkpoint still held): an ack, which frees
-room, must not fail because the checkpointer thread was late on a loaded machine.
+retry the owner may make room (`make_room`: on a full disk, the queue truncates its WAL, which a
+long reader had kept from restarting or the checkpointer had not yet given back): an ack, which
+frees room, must not keep failing until the checkpointer's next round.
 
 A *background* write (nobody waits for it urgently: the forwarder recording delivery outcomes) may
 *linger*: it waits up to `linger_sec` for another write to share its commit instead of starting one
