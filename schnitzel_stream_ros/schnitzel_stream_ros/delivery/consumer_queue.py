@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -151,11 +150,7 @@ class ConsumerQueue(Leasing):
         self._closed = True
         with self._reader_lock, contextlib.suppress(Exception):
             self._reader.close()
-        if self._consumer_fd is not None:
-            os.close(self._consumer_fd)  # also drops the flock
-            self._consumer_fd = None
-        with self._rows_cond:
-            self._rows_cond.notify_all()
+        self._end_leasing()
 
 
 def settle_request_parts(message: dict[str, Any]) -> tuple[list[int], list[Nack], list[DeadLetter], float]:

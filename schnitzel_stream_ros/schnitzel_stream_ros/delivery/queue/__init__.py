@@ -200,11 +200,7 @@ class DurableQueue(Producing, Leasing, DeadLetterOps, Housekeeping, DiskSpace, C
         with self._reader_lock:
             self._reader.close()
         self._writer.close()
-        if self._consumer_fd is not None:
-            os.close(self._consumer_fd)  # also drops the flock
-            self._consumer_fd = None
-        with self._rows_cond:
-            self._rows_cond.notify_all()
+        self._end_leasing()
 
     def __enter__(self) -> DurableQueue:
         return self

@@ -65,6 +65,15 @@ class Leasing:
         self._rows_cond = threading.Condition()
         self._rows_generation = 0
 
+    def _end_leasing(self) -> None:
+        """At close: let another process consume (the flock goes with its descriptor) and wake
+        every wait_for_rows()."""
+        if self._consumer_fd is not None:
+            os.close(self._consumer_fd)
+            self._consumer_fd = None
+        with self._rows_cond:
+            self._rows_cond.notify_all()
+
     def depth(self) -> int:
         """Rows waiting in the queue (leased ones included), from the queue's own counter."""
         with self._reader_lock:
