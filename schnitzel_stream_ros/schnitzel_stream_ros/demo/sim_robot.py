@@ -177,18 +177,20 @@ def run(args: argparse.Namespace) -> dict:
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import TwistStamped
     from nav_msgs.msg import Odometry
+    from rclpy.duration import Duration
     from sensor_msgs.msg import BatteryState, NavSatFix
 
     samples = plan(args)  # finite: main() refuses an endless loop
     rclpy.init()
     node = rclpy.create_node(args.robot_id.replace('/', '_') + '_sim')
     ns = args.ns.rstrip('/')
+    depth = args.qos_depth  # reliable KEEP_LAST: a catch-up burst longer than this loses samples
     pubs = {
-        'odom': node.create_publisher(Odometry, f'{ns}/odom', 10),
-        'cmd_vel': node.create_publisher(TwistStamped, f'{ns}/cmd_vel', 10),
-        'battery': node.create_publisher(BatteryState, f'{ns}/battery', 10),
-        'fix': node.create_publisher(NavSatFix, f'{ns}/fix', 10),
-        'diagnostics': node.create_publisher(DiagnosticArray, '/diagnostics', 10),
+        'odom': node.create_publisher(Odometry, f'{ns}/odom', depth),
+        'cmd_vel': node.create_publisher(TwistStamped, f'{ns}/cmd_vel', depth),
+        'battery': node.create_publisher(BatteryState, f'{ns}/battery', depth),
+        'fix': node.create_publisher(NavSatFix, f'{ns}/fix', depth),
+        'diagnostics': node.create_publisher(DiagnosticArray, '/diagnostics', depth),
     }
     waited = True
     if args.wait_subscribers:
@@ -200,7 +202,7 @@ def run(args: argparse.Namespace) -> dict:
                 break
             rclpy.spin_once(node, timeout_sec=0.05)
         time.sleep(args.settle_sec)
-    published = 0
+    published, all_acked = 0, False
     start, origin_ns = time.monotonic(), time.time_ns()
     try:
         for sample in samples:
@@ -218,7 +220,14 @@ def run(args: argparse.Namespace) -> dict:
             if sample.i % args.diag_every == 0:
                 pubs['diagnostics'].publish(_diagnostics(sample, args.robot_id, stamp_ns))
             published += 1
-        time.sleep(args.linger_sec)  # let reliable DDS deliver the last samples before we go away
+        # every sample acknowledged by every reliable reader before we go away: a starved reader
+        # that still owes acks would lose what a destroyed writer can no longer resend
+        deadline = time.monotonic() + args.ack_timeout_sec
+        all_acked = all(
+            pub.wait_for_all_acked(Duration(seconds=max(deadline - time.monotonic(), 0.0)))
+            for pub in pubs.values()
+        )
+        time.sleep(args.linger_sec)
     except KeyboardInterrupt:
         pass
     except Exception:
@@ -228,7 +237,8 @@ def run(args: argparse.Namespace) -> dict:
         node.destroy_node()
         rclpy.try_shutdown()
     seconds = round(time.monotonic() - start, 3)
-    return {'published': published, 'subscribers_matched': waited, 'seconds': seconds}
+    return {'published': published, 'subscribers_matched': waited, 'all_acked': all_acked,
+            'seconds': seconds}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,7 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--wait-topics', default='odom,battery,cmd_vel,diagnostics')
     p.add_argument('--wait-timeout', type=float, default=30.0)
     p.add_argument('--settle-sec', type=float, default=0.5, help='after the subscribers matched')
-    p.add_argument('--linger-sec', type=float, default=1.0)
+    p.add_argument('--linger-sec', type=float, default=1.0, help='after the last sample was acknowledged')
+    p.add_argument('--ack-timeout-sec', type=float, default=30.0,
+                   help='at most this long for every reliable reader to acknowledge the last sample')
+    p.add_argument('--qos-depth', type=int, default=100,
+                   help='publisher history (reliable, keep last): a late process publishes the samples '
+                        'it owes in one burst, and a reliable writer drops what its history cannot hold')
     p.add_argument('--print-plan', action='store_true', help='print the samples as JSON lines and exit')
     return p
 
@@ -264,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.rate_hz <= 0 or args.speed < 0 or args.diag_every < 1:
-            raise ValueError('--rate-hz must be > 0, --speed >= 0, --diag-every >= 1')
+        if args.rate_hz <= 0 or args.speed < 0 or args.diag_every < 1 or args.qos_depth < 1:
+            raise ValueError('--rate-hz must be > 0, --speed >= 0, --diag-every >= 1, --qos-depth >= 1')
         if args.loop and not (args.duration or args.max_samples):
             raise ValueError('--loop needs --duration or --max-samples (the robot must stop by itself)')
         if args.print_plan:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from schnitzel_stream_ros.packet import PayloadProfile
-from schnitzel_stream_ros.plugin import Plugin, Port, Role
+from schnitzel_stream_ros.plugin import STREAM_PACKET_MSG, Plugin, Port, Role
 
 #: Portability order: a value can travel at most as far as its least portable part.
 _PORTABILITY = {PayloadProfile.INPROC_ANY: 0, PayloadProfile.JSON_PORTABLE: 1, PayloadProfile.REF_PORTABLE: 2}
@@ -31,6 +31,14 @@ def declared_ports(cls: type[Plugin], params: Mapping[str, Any] | None
     if Role(cls.ROLE) is Role.SOURCE:
         inputs = ()
     return tuple(inputs), tuple(outputs)
+
+
+def topic_inputs(cls: type[Plugin], params: Mapping[str, Any] | None) -> dict[str, Port]:
+    """The inputs that subscribe to a ROS topic of their own (a ROS type, not StreamPacket: a topic
+    source's `in`, an e-stop input), a source's included. No edge comes into them, so their
+    subscription QoS is written on the node (`qos: {<port>: ...}`)."""
+    inputs = cls.ports_for(params)[0] if params is not None else cls.INPUTS
+    return {p.name: p for p in inputs if p.msg_type != STREAM_PACKET_MSG}
 
 
 def is_passthrough(cls: type[Plugin]) -> bool:

@@ -58,7 +58,13 @@ from schnitzel_stream_ros.graph.names import (
     topic_problem,
 )
 from schnitzel_stream_ros.graph.placement import WIRE_ENCODINGS, container_hosts, crossing_problem
-from schnitzel_stream_ros.graph.ports import declared_ports, is_passthrough, least_portable, narrow_kinds
+from schnitzel_stream_ros.graph.ports import (
+    declared_ports,
+    is_passthrough,
+    least_portable,
+    narrow_kinds,
+    topic_inputs,
+)
 from schnitzel_stream_ros.graph.registry import PluginError, PluginInfo, PluginRegistry
 from schnitzel_stream_ros.graph.secrets import literal_credential
 from schnitzel_stream_ros.graph.suggest import did_you_mean
@@ -357,11 +363,17 @@ class _Validator:
 
     def check_outputs_extensions(self, node: NodeSpec, info: PluginInfo, namespace: str) -> None:
         outputs = self.outputs[node.id]
-        for what, keys in (('topics', node.topics), ('qos', node.qos)):
-            for name in keys:
-                if name not in outputs:
-                    self.node_error(node, f'{what}: plugin {info.display_name} has no output port {name!r}'
-                                    f'{self.hint(name, outputs)}', 'unknown-port')
+        for name in node.topics:
+            if name not in outputs:
+                self.node_error(node, f'topics: plugin {info.display_name} has no output port {name!r}'
+                                f'{self.hint(name, outputs)}', 'unknown-port')
+        # qos names outputs (publisher QoS) or inputs on a ROS topic of their own (ports.topic_inputs)
+        own_topics = topic_inputs(info.cls, self.params.get(node.id)) if node.qos else {}
+        for name in node.qos:
+            if name not in outputs and name not in own_topics:
+                known = [*outputs, *own_topics]
+                self.node_error(node, f'qos: plugin {info.display_name} has no output port or ROS-topic '
+                                f'input {name!r}{self.hint(name, known)}', 'unknown-port')
         for name in outputs:
             topic = node.topics.get(name)
             if topic is not None:

@@ -8,14 +8,22 @@ started by `ros2 launch` and by `schnitzel-stream run` is wired identically.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from schnitzel_stream_ros.document_limits import MIB, json_text_limits, load_json
 from schnitzel_stream_ros.graph.blackboard_config import blackboard_params
 from schnitzel_stream_ros.graph.frame_transport import lane_params
-from schnitzel_stream_ros.graph.model import ResolvedNode, ValidatedGraph
+from schnitzel_stream_ros.graph.model import (
+    DEFAULT_QOS_DEPTH,
+    DropWeights,
+    Overflow,
+    Reliability,
+    ResolvedNode,
+    ValidatedGraph,
+)
+from schnitzel_stream_ros.graph.ports import topic_inputs
 from schnitzel_stream_ros.graph.restart import restart_params
 from schnitzel_stream_ros.graph.state_config import node_state, state_params
 
@@ -130,10 +138,41 @@ def _plugin_parameters(node: ResolvedNode) -> dict[str, Any]:
     return out
 
 
+def _drop_weight_params(port: str, drop_weights: DropWeights | None) -> dict[str, Any]:
+    if drop_weights is None:
+        return {}
+    weights, key, default = inbox_weights_params(port)
+    return {weights: json.dumps(drop_weights.table(), sort_keys=True, separators=(',', ':')),
+            key: drop_weights.key, default: drop_weights.default}
+
+
+def _own_topic_input_params(node: ResolvedNode, fed_by_edges: Collection[str]) -> dict[str, Any]:
+    """Wiring of the inputs on a ROS topic of their own (a topic source's `in`; graph/ports.py
+    topic_inputs): no edge decides their QoS and inbox, so the node's `qos: {<port>: ...}` and its
+    `config.__runtime__` inbox settings do, where the graph sets them (else the runtime's defaults)."""
+    params: dict[str, Any] = {}
+    runtime = node.spec.runtime
+    for name in topic_inputs(node.plugin_cls, node.params):
+        if name in fed_by_edges:
+            continue
+        qos = node.spec.qos.get(name)
+        if qos is not None:
+            params[qos_reliability_param(name)] = str(qos.reliability or Reliability.RELIABLE)
+            params[qos_depth_param(name)] = qos.depth or DEFAULT_QOS_DEPTH
+        if runtime.inbox_max is not None:
+            params[inbox_max_param(name)] = runtime.inbox_max
+        if runtime.inbox_overflow is not None:
+            params[inbox_overflow_param(name)] = str(runtime.inbox_overflow)
+            if runtime.inbox_overflow is Overflow.WEIGHTED_DROP:
+                params.update(_drop_weight_params(name, runtime.drop_weights or DropWeights()))
+    return params
+
+
 def node_load_request(graph: ValidatedGraph, node: ResolvedNode) -> LoadRequest:
     """The load request of one node (see docs/wiring.md for every field)."""
     params = _plugin_parameters(node)
     inputs = {spec.port: spec for spec in graph.inputs_of(node.id)}
+    params.update(_own_topic_input_params(node, inputs.keys()))
     for port in node.inputs:
         spec = inputs.get(port.name)
         if spec is None:
@@ -143,11 +182,7 @@ def node_load_request(graph: ValidatedGraph, node: ResolvedNode) -> LoadRequest:
         params[qos_depth_param(port.name)] = spec.depth
         params[inbox_max_param(port.name)] = spec.inbox_max
         params[inbox_overflow_param(port.name)] = str(spec.overflow)
-        if spec.drop_weights is not None:
-            weights, key, default = inbox_weights_params(port.name)
-            params[weights] = json.dumps(spec.drop_weights.table(), sort_keys=True, separators=(',', ':'))
-            params[key] = spec.drop_weights.key
-            params[default] = spec.drop_weights.default
+        params.update(_drop_weight_params(port.name, spec.drop_weights))
     for port in node.outputs:
         qos = node.output_qos[port.name]
         params[qos_reliability_param(port.name)] = str(qos.reliability)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 
 import numpy as np
 import pytest
@@ -244,8 +245,7 @@ def test_stall_when_commanded_but_the_pose_does_not_move():
         node.process(command(0.5, t), 'command')
         x = min(i, 10) * 0.05 if i < 30 else 0.5 + (i - 30) * 0.05  # stuck at 0.5 m from t=1.0 to 3.0
         # wheels keep reporting the commanded speed: only the pose shows the stall
-        det = node.process(pose(x, 0.0, t, speed_mps=0.5), 'odometry')
-        if det is not None:
+        for det in node.process(pose(x, 0.0, t, speed_mps=0.5), 'odometry') or ():
             out.append((i, det))
     assert len(out) == 1
     i, det = out[0]
@@ -259,7 +259,7 @@ def test_stall_when_commanded_but_the_pose_does_not_move():
     stalls = 0
     for i in range(30):
         twist.process(command(0.5, i / 10), 'command')
-        stalls += twist.process(pose(0.5, 0.0, i / 10, speed_mps=0.5), 'odometry') is not None
+        stalls += len(twist.process(pose(0.5, 0.0, i / 10, speed_mps=0.5), 'odometry') or ())
     assert stalls == 0
 
 
@@ -272,7 +272,7 @@ def test_stall_matches_commands_by_stamp_when_the_command_lane_runs_ahead():
     out = []
     for i in range(40):
         x = min(i, 10) * 0.05 if i < 30 else 0.5 + (i - 30) * 0.05  # stuck from t=1.0 to 3.0
-        if (det := node.process(pose(x, 0.0, i / 10), 'odometry')) is not None:
+        for det in node.process(pose(x, 0.0, i / 10), 'odometry') or ():
             out.append((i, det.payload['sensor']['command']['speed_mps']))
     assert out == [(21, 0.5)]
     assert ctx.counters.get('commands_evicted_total', 0) == 0
@@ -283,11 +283,49 @@ def test_stall_matches_commands_by_stamp_when_the_command_lane_runs_ahead():
     assert bounded_ctx.counters['commands_evicted_total'] == 12
 
 
-def test_no_stall_without_a_fresh_command():
-    node, _ = make(StallPolicyNode, stall_sec=0.5, command_timeout_sec=0.5)
-    node.process(command(0.5, 0.0), 'command')
+def test_stall_waits_for_the_command_lane_when_the_odometry_runs_ahead():
+    """The reverse skew: a loaded machine took the odometry backlog first, the commands of the
+    same seconds come after it. Judged at once, every pose would find only stale commands and the
+    stall would be missed (command_wait_sec 0 shows that); waiting for the command lane finds it."""
+    xs = [min(i, 10) * 0.05 if i < 30 else 0.5 + (i - 30) * 0.05 for i in range(40)]  # stuck t=1..3
+    for wait, expected in ((2.0, [(21, 0.5)]), (0.0, [])):
+        node, ctx = make(StallPolicyNode, stall_sec=1.0, command_wait_sec=wait)
+        out = [node.process(pose(x, 0.0, i / 10), 'odometry') for i, x in enumerate(xs)]
+        assert out == [None] * 40  # nothing can be judged yet (or, without waiting: no command in force)
+        for i in range(40):
+            for det in node.process(command(0.5, i / 10), 'command') or ():
+                out.append((i, det.payload['sensor']['command']['speed_mps']))
+        assert out[40:] == expected
+        assert ctx.counters.get('poses_waited_out_total', 0) == 0
+
+
+def test_waiting_poses_are_judged_when_the_commands_stop_or_too_many_wait():
+    node, ctx = make(StallPolicyNode, stall_sec=0.5, command_timeout_sec=0.5, command_wait_sec=0.05)
+    assert StallPolicyNode.tick_period(node.params) == 0.05
+    node.process(command(0.5, 0.0), 'command')  # the controller's last command
     results = [node.process(pose(0.0, 0.0, i / 10), 'odometry') for i in range(30)]
-    assert all(r is None for r in results)  # the command went stale after 0.5 s, before stall_sec
+    assert results[0] is None and all(r is None for r in results)
+    assert node.on_tick() is None and ctx.counters.get('poses_waited_out_total', 0) == 0  # still waiting
+    time.sleep(0.06)
+    assert node.on_tick() is None  # judged now: the command went stale after 0.5 s, before stall_sec
+    assert ctx.counters['poses_waited_out_total'] == 29
+    assert not any(r.waiting for r in node.robots.values())
+
+    # a stall found by a waited-out reading comes out of on_tick
+    node, ctx = make(StallPolicyNode, stall_sec=0.5, command_timeout_sec=1.0, command_wait_sec=0.05)
+    node.process(command(0.5, 0.0), 'command')
+    for i in range(10):
+        node.process(pose(0.0, 0.0, i / 10), 'odometry')
+    time.sleep(0.06)
+    (det,) = node.on_tick()
+    assert det.payload['event_type'] == 'ROBOT_STALLED' and det.payload['sensor']['stalled_sec'] == 0.5
+
+    bounded, bounded_ctx = make(StallPolicyNode, max_waiting_poses=4, command_wait_sec=60.0)
+    for i in range(10):
+        bounded.process(pose(0.0, 0.0, i / 10), 'odometry')
+    (robot,) = bounded.robots.values()
+    assert [t for t, _, _ in robot.waiting] == [bounded._time_us(pose(0, 0, i / 10)) for i in range(6, 10)]
+    assert bounded_ctx.counters['poses_waited_out_total'] == 6
 
 
 def diag(level, t, name='robot1/motors', robot='robot1'):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
 from schnitzel_stream_ros.graph.allowlist import Allowlist
+from schnitzel_stream_ros.graph.errors import GraphInvalid
 from schnitzel_stream_ros.graph.model import Overflow, Reliability
 from schnitzel_stream_ros.graph.registry import PluginRegistry
 from schnitzel_stream_ros.graph.validate import compile_graph
@@ -196,3 +198,42 @@ def test_ros2_param_set_with_hostile_json_is_refused_with_the_limit():
     assert result.reason == 'nested more than 64 levels deep: over the limit max_depth = 64'
     result, changed = check_change(schema, [Parameter('zones', value='[[1, 2]]')])
     assert result.successful and changed == {'zones': [[1, 2]]}
+
+
+def test_a_topic_source_takes_its_subscription_qos_from_the_node(tmp_path):
+    """No edge comes into a topic source's `in`: its subscription QoS is written on the node
+    (`qos: {in: ...}`), its inbox in `config.__runtime__`, and both reach the subscription and inbox
+    the runtime makes; `qos` on a StreamPacket input is refused (its QoS is the edge's), naming the
+    node and the port."""
+    source = {'id': 'odom', 'plugin': 'RosSensorTopicSource',
+              'config': {'topic': '/robot/odom', 'message_type': 'nav_msgs/msg/Odometry',
+                         '__runtime__': {'inbox_max': 500, 'inbox_overflow': 'drop_oldest'}},
+              'qos': {'in': {'depth': 100, 'reliability': 'best_effort'}, 'out': {'depth': 3}}}
+    graph_file = tmp_path / 'g.yaml'
+    graph_file.write_text(json.dumps({'version': 2, 'nodes': [source, {'id': 'out', 'plugin': 'PrintSink'}],
+                                      'edges': [{'from': 'odom', 'to': 'out'}]}))
+    graph = compile_graph(graph_file)
+    (request,) = [r for r in load_requests(graph) if r.node_name == 'odom']
+    assert {k: v for k, v in request.parameters.items() if k.endswith(('.in.depth', '.in.reliability'))} == {
+        'qos.in.depth': 100, 'qos.in.reliability': 'best_effort'}
+    spec = parse_load_request(
+        package_name=request.package_name, plugin_name=request.plugin_name, node_name=request.node_name,
+        node_namespace=request.node_namespace, remap_rules=request.remap_rules,
+        parameters=request.parameters, registry=PluginRegistry(),
+    )
+    wiring = spec.inputs['in']
+    assert (wiring.topics, wiring.depth, wiring.reliability) == (('/robot/odom',), 100,
+                                                                  Reliability.BEST_EFFORT)
+    assert (wiring.inbox_max, wiring.overflow) == (500, Overflow.DROP_OLDEST)
+    default = dict(source, qos={}, config={k: v for k, v in source['config'].items() if k != '__runtime__'})
+    graph_file.write_text(json.dumps({'version': 2, 'nodes': [default, {'id': 'out', 'plugin': 'PrintSink'}],
+                                      'edges': [{'from': 'odom', 'to': 'out'}]}))
+    (request,) = [r for r in load_requests(compile_graph(graph_file)) if r.node_name == 'odom']
+    assert not {'qos.in.depth', 'inbox.in.max'} & request.parameters.keys()  # the runtime's defaults apply
+
+    sink = {'id': 'out', 'plugin': 'PrintSink', 'qos': {'in': {'depth': 5}}}
+    graph_file.write_text(json.dumps({'version': 2, 'nodes': [default, sink],
+                                      'edges': [{'from': 'odom', 'to': 'out'}]}))
+    refused = r"node 'out'.*qos: plugin .* has no output port or ROS-topic input 'in'"
+    with pytest.raises(GraphInvalid, match=refused):
+        compile_graph(graph_file)

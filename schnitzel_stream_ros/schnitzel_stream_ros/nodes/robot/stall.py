@@ -5,10 +5,20 @@ Inputs: `command` — velocity command readings (geometry_msgs/Twist or TwistSta
 at time t the command in force at t counts — the latest command stamped at or before t — when it is at
 most `command_timeout_sec` older than t (a controller that stopped publishing commands nothing).
 Commands are matched by their stamps, not by the order the two ports deliver them: the two inputs
-arrive through separate topics and inboxes, and a command lane running seconds ahead of a backed-up
-odometry lane must not make a stuck robot look stopped (its later "stop" command is not yet in force).
-Commands wait for their odometry in a bounded history per robot (`max_commands`, oldest dropped and
-counted as `commands_evicted_total`). The robot is *stalling* while the command
+arrive through separate topics and inboxes, and either lane can run seconds ahead of the other (a
+loaded machine takes a topic's backlog in bursts, one topic after the other).
+- A command lane ahead of the odometry must not make a stuck robot look stopped (its later "stop"
+  command is not yet in force): commands wait for their odometry in a bounded history per robot
+  (`max_commands`, oldest dropped and counted as `commands_evicted_total`).
+- An odometry lane ahead of the commands must not make a commanded robot look uncommanded (the
+  command in force at t has not arrived yet): a reading stamped after the newest command waits
+  until a command stamped at or after it arrives, at most `command_wait_sec` of wall-clock time (a
+  controller that stopped publishing; the reading is then judged with the commands known, counted
+  `poses_waited_out_total`) and at most `max_waiting_poses` per robot (the oldest is judged first).
+  Live mode checks the wait on a tick; the deterministic engine never ticks, so there a waiting
+  reading goes on only with a command or the bound. `command_wait_sec: 0` judges every reading at
+  once, as it arrives.
+The robot is *stalling* while the command
 asks for at least `min_command_mps` and the measured speed is at most `max_measured_mps`; after
 `stall_sec` of that, one ROBOT_STALLED event (the odometry reading as `sensor`, plus the command and
 how long it has been stalling). Moving again, or no longer being commanded, re-arms it.
@@ -22,6 +32,8 @@ from __future__ import annotations
 
 import bisect
 import math
+import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +53,9 @@ class _Robot:
     pose: tuple[float, float] | None = None
     stalling_since_us: int | None = None
     alerted: bool = False
+    newest_command_us: int | None = None  # how far the command lane has come (its newest stamp)
+    #: odometry readings newer than every command: (t_us, reading, monotonic time it began to wait)
+    waiting: deque[tuple[int, StreamPacket, float]] = field(default_factory=deque)
 
 
 def _number(value: Any) -> float | None:
@@ -67,7 +82,17 @@ class StallPolicyNode(Plugin):
         Param('severity', str, 'HIGH', 'severity of ROBOT_STALLED', choices=tuple(Severity)),
         Param('max_robots', int, 1024, 'robots remembered (least recently heard forgotten first)', min=1),
         Param('max_commands', int, 1024, 'commands per robot kept until odometry reaches their time', min=1),
+        Param('command_wait_sec', float, 5.0,
+              'how long an odometry reading newer than every command waits for the command lane '
+              '(wall clock; 0 = judge each reading as it arrives)', min=0.0),
+        Param('max_waiting_poses', int, 256, 'odometry readings per robot waiting for the command lane',
+              min=1),
     )
+
+    @classmethod
+    def tick_period(cls, params: Mapping[str, Any]) -> float | None:
+        wait = params.get('command_wait_sec', 5.0)
+        return min(max(wait / 4, 0.05), 0.5) if wait and wait > 0 else None
 
     def setup(self) -> None:
         self.robots = RobotStates(self.params.get('max_robots', 1024))
@@ -89,7 +114,6 @@ class StallPolicyNode(Plugin):
             return None
 
     def process(self, packet: StreamPacket, port: str = 'odometry') -> Outputs:
-        payload = packet.payload if isinstance(packet.payload, Mapping) else {}
         t_us = self._time_us(packet)
         if t_us is None:
             self.count('bad_ts_total')
@@ -97,9 +121,51 @@ class StallPolicyNode(Plugin):
         robot = self._robot(packet)
         if port == 'command':
             self.count('commands_total')
+            payload = packet.payload if isinstance(packet.payload, Mapping) else {}
             self._remember_command(robot, t_us, dict(payload))
-            return None
+            if robot.newest_command_us is None or t_us > robot.newest_command_us:
+                robot.newest_command_us = t_us
+            return self._judge_waiting(robot, time.monotonic())
         self.count('poses_total')
+        if self.params.get('command_wait_sec', 5.0) <= 0:
+            return self._judge(robot, t_us, packet)
+        robot.waiting.append((t_us, packet, time.monotonic()))
+        excess = len(robot.waiting) - self.params.get('max_waiting_poses', 256)
+        if excess > 0:
+            self.count('poses_waited_out_total', excess)
+        return self._judge_waiting(robot, time.monotonic(), force=max(excess, 0))
+
+    def on_tick(self) -> Outputs:
+        """Readings that waited command_wait_sec for the command lane are judged with what is known."""
+        now = time.monotonic()
+        out: list[StreamPacket] = []
+        for robot in self.robots.values():
+            if robot is not None and robot.waiting:
+                out += self._judge_waiting(robot, now) or ()
+        return out or None
+
+    def _judge_waiting(self, robot: _Robot, now: float, force: int = 0) -> list[StreamPacket] | None:
+        """Judge, in stamp order, the waiting readings the command lane has reached, the first
+        `force` ones, and those that waited command_wait_sec."""
+        deadline = now - self.params.get('command_wait_sec', 5.0)
+        newest = robot.newest_command_us
+        out: list[StreamPacket] = []
+        while robot.waiting:
+            t_us, packet, since = robot.waiting[0]
+            reached = newest is not None and newest >= t_us
+            if not (reached or force > 0 or since <= deadline):
+                break
+            if not reached and force <= 0:
+                self.count('poses_waited_out_total')
+            force -= 1
+            robot.waiting.popleft()
+            if (det := self._judge(robot, t_us, packet)) is not None:
+                out.append(det)
+        return out or None
+
+    def _judge(self, robot: _Robot, t_us: int, packet: StreamPacket) -> StreamPacket | None:
+        """One odometry reading against the command in force at its time."""
+        payload = packet.payload if isinstance(packet.payload, Mapping) else {}
         measured = self._measured_speed(robot, payload, t_us)
         if measured is None:
             return None
