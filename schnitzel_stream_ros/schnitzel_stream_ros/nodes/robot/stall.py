@@ -13,8 +13,8 @@ loaded machine takes a topic's backlog in bursts, one topic after the other).
 - An odometry lane ahead of the commands must not make a commanded robot look uncommanded (the
   command in force at t has not arrived yet): a reading stamped after the newest command waits
   until a command stamped at or after it arrives, at most `command_wait_sec` of wall-clock time (a
-  controller that stopped publishing; the reading is then judged with the commands known, counted
-  `poses_waited_out_total`) and at most `max_waiting_poses` per robot (the oldest is judged first).
+  controller that stopped publishing) and at most `max_waiting_poses` per robot (the oldest goes
+  first); a reading let go either way is judged with the commands known, counted `poses_waited_out_total`.
   Live mode checks the wait on a tick; the deterministic engine never ticks, so there a waiting
   reading goes on only with a command or the bound. `command_wait_sec: 0` judges every reading at
   once, as it arrives.
@@ -131,8 +131,6 @@ class StallPolicyNode(Plugin):
             return self._judge(robot, t_us, packet)
         robot.waiting.append((t_us, packet, time.monotonic()))
         excess = len(robot.waiting) - self.params.get('max_waiting_poses', 256)
-        if excess > 0:
-            self.count('poses_waited_out_total', excess)
         return self._judge_waiting(robot, time.monotonic(), force=max(excess, 0))
 
     def on_tick(self) -> Outputs:
@@ -155,7 +153,7 @@ class StallPolicyNode(Plugin):
             reached = newest is not None and newest >= t_us
             if not (reached or force > 0 or since <= deadline):
                 break
-            if not reached and force <= 0:
+            if not reached:  # judged without the command lane having caught up
                 self.count('poses_waited_out_total')
             force -= 1
             robot.waiting.popleft()
