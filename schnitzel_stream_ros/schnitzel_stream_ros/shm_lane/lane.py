@@ -51,14 +51,14 @@ from schnitzel_stream_ros.shm_lane.layout import (
     DTYPE_CODES,
     DTYPES,
     LOAN_META_RESERVE,
-    MAGIC,
-    VERSION,
     FrameHeader,
     check_header,
     decode_meta,
     encode_meta,
     frame_shape,
     pixel_offset,
+    read_header,
+    write_header,
 )
 
 DEFAULT_POOL = 4
@@ -74,6 +74,9 @@ READER_WAIT_MS = 100
 READER_CHECK_NS = 20_000_000
 #: Samples a writer lends to its source at once (`loan_frame`); one more stays for the copying path.
 MAX_OPEN_LOANS = 2
+
+#: The room in front of a lent frame, as a ctypes view (writing through it is no foreign call).
+_META_AREA = ctypes.c_char * LOAN_META_RESERVE
 
 _iox2: Any = None
 _node: Any = None
@@ -309,7 +312,7 @@ class FrameLaneWriter:
             sample = loan.take()  # type: ignore[union-attr]
             del self._loans[loan.address]  # type: ignore[union-attr]
             offset = LOAN_META_RESERVE
-            ctypes.memmove(sample.payload_ptr, meta, len(meta))
+            _META_AREA.from_address(sample.payload_ptr).raw = meta  # a copy that keeps the GIL held
             self.zero_copy_total += 1
         else:
             offset = pixel_offset(len(meta))
@@ -324,13 +327,8 @@ class FrameLaneWriter:
             dst[:len(meta)] = np.frombuffer(meta, np.uint8)
             # the one copy of the pixels: into the shared sample
             dst[offset:].view(frame.dtype).reshape(frame.shape)[...] = frame
-        header = sample.user_header().contents
-        header.magic, header.version = MAGIC, VERSION
-        header.dtype = DTYPE_CODES[frame.dtype]
-        header.height, header.width, header.channels = height, width, channels
-        header.meta_len, header.pixel_len, header.pixel_off = len(meta), frame.nbytes, offset
-        header.seq, header.epoch = self._seq, self._epoch
-        header.t_send_ns = time.perf_counter_ns()
+        write_header(sample.user_header_ptr, DTYPE_CODES[frame.dtype], height, width, channels, len(meta), offset,
+                     frame.nbytes, self._seq, self._epoch, time.perf_counter_ns())
         sample.assume_init().send()
         self._notifier.notify()
         if zero_copy:
@@ -466,7 +464,7 @@ class FrameLaneReader:
             self.on_refused(f'frame lane {self.name}: sample refused: {why}')
 
     def _take(self, sample: Any) -> None:
-        header = sample.user_header().contents
+        header = read_header(sample.user_header_ptr)
         slice_len = sample.header.number_of_elements
         why = check_header(header, slice_len)
         if why:

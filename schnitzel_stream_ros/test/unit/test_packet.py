@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -18,6 +20,7 @@ from schnitzel_stream_ros.packet import (
     PayloadProfile,
     StreamPacket,
     format_ts,
+    new_packet_id,
     now_ts,
     parse_ts,
     profile_compatible,
@@ -170,3 +173,57 @@ def test_time_text_round_trips_at_microseconds(naive, offset_minutes):
 def test_now_ts_is_canonical():
     text = now_ts()
     assert format_ts(parse_ts(text)) == text
+
+
+def test_packet_ids_are_rfc4122_uuid4_text_and_unique_across_pool_refills():
+    ids = [new_packet_id() for _ in range(3 * 256 + 7)]  # several refills of the pool
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert str(parsed) == text  # the canonical lower-case 8-4-4-4-12 spelling
+
+
+def test_packet_ids_from_many_threads_are_unique():
+    out: list[list[str]] = [[] for _ in range(4)]
+
+    def take(bucket: list[str]) -> None:
+        bucket.extend(new_packet_id() for _ in range(2000))
+
+    threads = [threading.Thread(target=take, args=(bucket,)) for bucket in out]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [i for bucket in out for i in bucket]
+    assert len(set(ids)) == len(ids) == 8000
+
+
+def test_a_forked_child_never_hands_out_ids_its_parent_still_holds():
+    new_packet_id()  # the parent's pool now holds the rest of a batch
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first ids, to the parent
+        try:
+            os.write(write, ','.join(new_packet_id() for _ in range(50)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child_ids = set(pipe.read().split(','))
+    os.waitpid(pid, 0)
+    parent_ids = {new_packet_id() for _ in range(255)}
+    assert len(child_ids) == 50
+    assert not child_ids & parent_ids
+
+
+def test_now_ts_matches_format_ts_of_the_same_instant(monkeypatch):
+    import schnitzel_stream_ros.packet as packet_module
+
+    for micros in (0, 1, 999_999, 123_456):
+        ns = (1_780_000_000 * 1_000_000 + micros) * 1000
+        monkeypatch.setattr(packet_module.time, 'time_ns', lambda ns=ns: ns)
+        expected = format_ts(datetime.fromtimestamp(ns / 1e9, UTC).replace(microsecond=micros))
+        assert now_ts() == expected
+    monkeypatch.undo()
+    assert abs(parse_ts(now_ts()) - datetime.now(UTC)) < timedelta(seconds=5)
