@@ -133,6 +133,7 @@ class PluginHost:
         _inputs, outputs = plugin_cls.ports_for(params)  # a router's ports depend on its routes
         self._routes: dict[str, Route] = {port.name: _unconnected for port in outputs}
         self._batch_routes: dict[str, BatchRoute | None] = {}
+        self._lenders: dict[str, Callable[[tuple[int, ...], Any], Any] | None] = {}
         self.ctx = NodeContext(
             self, dict(params), logger or logging.getLogger(f'schnitzel_stream.{node_id}'), self.stop_event
         )
@@ -163,6 +164,7 @@ class PluginHost:
         # a route that can take all outputs of one call at once (bus.OutputPort.many); the others get
         # them one by one (the deterministic engine: single-threaded, nothing runs in between anyway)
         self._batch_routes[port] = getattr(route, 'many', None)
+        self._lenders[port] = getattr(route, 'frame_buffer', None)  # a frame lane lends shared memory
 
     # -- life cycle ----------------------------------------------------------------------------
     def setup(self) -> None:
@@ -318,7 +320,7 @@ class PluginHost:
                 f"node '{self.node_id}': frame_buffer for unknown output port '{port}' "
                 f'(ports: {sorted(self._routes)})'
             )
-        lend = getattr(route, 'frame_buffer', None)
+        lend = self._lenders.get(port)
         buffer = lend(shape, dtype) if lend is not None else None
         return buffer if buffer is not None else np.empty(shape, dtype)
 

@@ -156,7 +156,7 @@ class _Loan:
     return to the pool — on the writer's own thread, the one that uses the publisher.
     """
 
-    __slots__ = ('__array_interface__', '__weakref__', '_returned', '_sample', 'address', 'capacity')
+    __slots__ = ('__array_interface__', '__weakref__', '_returned', '_sample', 'address', 'array', 'capacity')
 
     def __init__(self, sample: Any, address: int, capacity: int, shape: tuple[int, ...], dtype: np.dtype,
                  returned: collections.deque) -> None:
@@ -164,6 +164,7 @@ class _Loan:
         self._returned = returned
         self.address = address
         self.capacity = capacity
+        self.array: weakref.ref[np.ndarray] | None = None  # the array lent (set by loan_frame)
         self.__array_interface__ = {'version': 3, 'shape': shape, 'typestr': dtype.str,
                                     'data': (address, False)}
 
@@ -272,7 +273,9 @@ class FrameLaneWriter:
         loan = _Loan(sample, address, nbytes, shape, dtype, self._returned)
         self._loans[address] = weakref.ref(loan)
         self.loaned_total += 1
-        return np.asarray(loan)
+        array = np.asarray(loan)
+        loan.array = weakref.ref(array)
+        return array
 
     def is_lent(self, payload: Any) -> bool:
         """True when `payload` is an array written into a sample this writer lent (not sent yet)."""
@@ -282,6 +285,12 @@ class FrameLaneWriter:
         """The loan `frame` was written into, when it starts at one and fits it (C-contiguous)."""
         if not self._loans:
             return None
+        loan = frame.base
+        if type(loan) is _Loan and loan.array is not None and loan.array() is frame:
+            # the very array lent (the usual case): it starts at the loan and fits it; lent still
+            # unless it was sent already (then its address may belong to a newer loan)
+            ref = self._loans.get(loan.address)
+            return loan if ref is not None and ref() is loan else None
         ref = self._loans.get(frame.__array_interface__['data'][0])
         loan = ref() if ref is not None else None
         if loan is None or not frame.flags.c_contiguous or frame.nbytes > loan.capacity:

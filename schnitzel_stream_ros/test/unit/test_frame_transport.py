@@ -349,6 +349,38 @@ def test_a_frame_written_into_a_lent_sample_is_sent_without_a_copy():
         reader.close()
 
 
+def test_only_a_frame_that_starts_at_its_lent_sample_is_sent_in_place():
+    """The array lent is found by identity; a view is judged by where it starts: one starting at the
+    sample (a reshape) is still sent in place, one starting inside it (a crop) is copied."""
+    topic, got = _topic(), _Collector()
+    reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit')
+    writer = FrameLaneWriter(topic, LaneSettings(pool=4), domain='unit')
+    try:
+        buf = writer.loan_frame((8, 8, 3), np.uint8)
+        buf[...] = 7
+        assert writer.write(StreamPacket.new('frame', 'cam', buf))
+        assert writer.counters()['zero_copy_total'] == 1
+        buf = writer.loan_frame((8, 8, 3), np.uint8)
+        buf[...] = 8
+        assert writer.write(StreamPacket.new('frame', 'cam', buf.reshape(8, 24)))  # same start: in place
+        assert writer.counters()['zero_copy_total'] == 2
+        buf = writer.loan_frame((8, 8, 3), np.uint8)
+        buf[...] = np.arange(8, dtype=np.uint8)[:, None, None]
+        assert writer.write(StreamPacket.new('frame', 'cam', buf[2:]))  # a crop: copied, the loan goes back
+        del buf
+        got.wait_for(3)
+        assert writer.counters()['zero_copy_total'] == 2 and writer.counters()['written_total'] == 3
+        assert np.array_equal(got.packets[0].payload, np.full((8, 8, 3), 7, np.uint8))
+        assert np.array_equal(got.packets[1].payload, np.full((8, 24), 8, np.uint8))
+        assert np.array_equal(got.packets[2].payload[:, 0, 0], np.arange(2, 8, dtype=np.uint8))
+        assert writer.loan_frame((8, 8, 3), np.uint8) is not None  # the cropped loan came back
+        assert writer.counters()['loans_returned_total'] == 1
+    finally:
+        got.packets.clear()
+        writer.close()
+        reader.close()
+
+
 def test_a_lent_sample_never_sent_goes_back_to_the_pool():
     topic, got = _topic(), _Collector()
     reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit')
