@@ -6,7 +6,8 @@ answers are final. Here the verdict is returned instead of acted on: the forward
 backoff, breaker and dead letters, so one client stays a small, testable thing.
 
 One keep-alive connection per client (per forwarder worker), on the small stdlib-socket HTTP/1.1
-client in `http_wire` (see there why not http.client); no dependency on the edge box. Secrets: the
+client in `http_wire` (see there why not http.client); no dependency on the edge box. A claimed
+batch is pipelined on it (`begin`): many requests per write, many answers per read. Secrets: the
 auth token comes from an environment variable named in the config (never from the graph file), URL
 credentials become a Basic auth header, and every text this module produces masks the URL.
 """
@@ -14,12 +15,13 @@ credentials become a Basic auth header, and every text this module produces mask
 from __future__ import annotations
 
 import base64
+import collections
 import logging
 import os
 import re
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import unquote, urlsplit
@@ -78,6 +80,11 @@ class HttpTarget:
     auth_scheme: str = 'Bearer'
     verify_tls: bool = True
     ca_file: str | None = None
+    #: Requests in flight on one connection while the forwarder posts a claimed batch (begin()):
+    #: one write carries many requests and one read many answers, instead of a round trip each.
+    #: Only with an idempotency header (a request sent ahead that is not settled -- a stop, the
+    #: circuit opening -- is sent again and must be deduplicated); 1 turns it off.
+    pipeline_depth: int = 32
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -85,6 +92,8 @@ class HttpTarget:
             raise ValueError(f'url: expected http(s)://host[:port]/path, got {mask_url(self.url)!r}')
         if self.timeout_sec <= 0:
             raise ValueError(f'timeout_sec: must be > 0, got {self.timeout_sec}')
+        if not 1 <= self.pipeline_depth <= 256:
+            raise ValueError(f'pipeline_depth: must be 1..256, got {self.pipeline_depth}')
         object.__setattr__(self, 'retry_on_status', frozenset(int(s) for s in self.retry_on_status))
         object.__setattr__(self, 'park_on_status', frozenset(int(s) for s in self.park_on_status))
         for name, value in self.headers.items():
@@ -148,20 +157,100 @@ class HttpJsonClient:
                 context.verify_mode = ssl.CERT_NONE
             self._ssl_context = context
         self._wire = WireConnection(self._host, self._port, target.timeout_sec, self._ssl_context)
+        self._depth = target.pipeline_depth if target.idempotency_header else 1
+        self._ahead: collections.deque[tuple[str | None, bytes]] = collections.deque()  # sent, unanswered
+        self._queued: collections.deque[tuple[tuple[str | None, bytes], bytes]] = collections.deque()
+        self._window = 1  # requests the pipeline may have on the wire now (slow start, see begin())
+        self.pipelined_total = 0  # answers read for requests sent ahead
 
     @property
     def connects_total(self) -> int:
         return self._wire.connects_total
 
     def close(self) -> None:
+        self._drop_ahead()
         self._wire.close()
+
+    def _headers(self, idempotency_key: str | None) -> dict[str, str]:
+        if idempotency_key and self.target.idempotency_header:
+            return {**self._base_headers, self.target.idempotency_header: header_key(idempotency_key)}
+        return self._base_headers
+
+    # -- pipelining (the forwarder's optional begin() hook, target.py) ---------------------------
+    def begin(self, batch: Sequence[tuple[bytes, str | None]]) -> None:
+        """Take a claimed batch to send ahead: each post() then reads its own answer while up to
+        `pipeline_depth` requests are on the wire. The window starts at one request per batch and
+        doubles with every delivered answer (slow start): a backend that refuses (a rotated token,
+        an outage) sees one request, not a burst, before the forwarder stops the round. A row
+        whose request cannot be encoded ends the pipelined part (its post() reports it; the rows
+        after it go one at a time)."""
+        self._drop_ahead()
+        self._window = 1
+        if self._depth < 2 or len(batch) < 2:
+            return
+        target = self.target
+        for body, key in batch:
+            try:
+                data = self._wire.encode(target.method, self._path, self._headers(key), body)
+            except UnsendableRequest:
+                break
+            self._queued.append(((key, body), data))
+
+    def _send_ahead(self) -> None:
+        room = min(self._window - len(self._ahead), len(self._queued))
+        if room <= 0:
+            return
+        items = [self._queued.popleft() for _ in range(room)]
+        try:
+            self._wire.send_ahead([data for _, data in items])
+        except OSError:  # not sent: the rows go one at a time (each on a fresh connection)
+            self._drop_ahead()
+            return
+        self._ahead.extend(ident for ident, _ in items)
+
+    def _drop_ahead(self) -> None:
+        """Forget what was sent ahead; answers still on the way go with the connection."""
+        if self._ahead or self._wire.ahead:
+            self._wire.close()
+        self._ahead.clear()
+        self._queued.clear()
+
+    def _post_ahead(self, ident: tuple[str | None, bytes], started: float) -> PostResult | None:
+        """The answer for `ident` through the pipeline; None when it is not the request due (the
+        forwarder skipped a row) or the server closed the connection before answering it: the
+        caller then sends it alone (a request that did arrive is deduplicated by its key)."""
+        if not self._ahead:
+            self._send_ahead()
+        if not self._ahead or self._ahead[0] != ident or not self._wire.ahead:
+            self._drop_ahead()
+            return None
+        self._ahead.popleft()
+        try:
+            response = self._wire.read_ahead(self.target.method)
+        except (ClosedBeforeResponse, ConnectionResetError, BrokenPipeError):
+            self._drop_ahead()
+            return None
+        except OSError as exc:  # timeout, garbage answer: the connection is gone with the others
+            self._drop_ahead()
+            return self._failed(exc, started)
+        self.pipelined_total += 1
+        result = self._judge(response, started)
+        if not self._wire.is_open:  # `Connection: close`: the other answers will never come
+            self._drop_ahead()
+        else:
+            delivered = result.verdict is Verdict.DELIVERED
+            self._window = min(self._window * 2, self._depth) if delivered else 1
+            self._send_ahead()
+        return result
 
     def post(self, body: bytes, idempotency_key: str | None) -> PostResult:
         """Send one event. Never raises for network or HTTP trouble: the verdict says what to do."""
-        headers = self._base_headers
-        if idempotency_key and self.target.idempotency_header:
-            headers = {**headers, self.target.idempotency_header: header_key(idempotency_key)}
         started = time.monotonic()
+        if self._ahead or self._queued:
+            result = self._post_ahead((idempotency_key, body), started)
+            if result is not None:
+                return result
+        headers = self._headers(idempotency_key)
         for second_try in (False, True):
             reused = self._wire.reused
             try:

@@ -1,4 +1,5 @@
-"""A minimal HTTP/1.1 client connection: one request out in one write, one response back.
+"""A minimal HTTP/1.1 client connection: one request out in one write, one response back -- or
+several requests out in one write and their responses read back in order (pipelining).
 
 Why not http.client: on the two cores of an edge box, http.client spends ~130 µs of CPU per POST
 (the email-package header parser, a separate send() for headers and body) and the forwarder then
@@ -8,6 +9,7 @@ implements exactly that slice, on the stdlib `socket` and `ssl` modules:
   request : method, path, headers, Content-Length body, sent with one sendall()
   response: status line, headers, body by Content-Length, chunked, or read-to-close; 1xx skipped
   keep-alive per HTTP/1.1 rules (`Connection: close`, HTTP/1.0 without keep-alive)
+  pipelining: `send_ahead()` writes encoded requests, `read_ahead()` reads their answers in order
 Everything else a server may send is handled by closing the connection after the exchange.
 The same-run measurement behind this choice (urllib3 vs this client) is in bench/queue_bench.py and
 docs/delivery.md; the parser is fuzzed in test/unit/test_http_wire_fuzz.py.
@@ -66,6 +68,7 @@ class WireConnection:
         self._sock: socket.socket | None = None
         self._buffer = bytearray()
         self.reused = False  # True once a full exchange completed on the current socket
+        self.ahead = 0  # requests sent ahead (send_ahead) whose responses are not read yet
         self.connects_total = 0
         default_port = 443 if ssl_context is not None else 80
         host_text = f'[{host}]' if ':' in host else host
@@ -83,6 +86,7 @@ class WireConnection:
                 self._sock = None
                 self._buffer.clear()
                 self.reused = False
+                self.ahead = 0  # their answers went with the socket
 
     def _connect(self) -> socket.socket:
         sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
@@ -97,10 +101,8 @@ class WireConnection:
         self.reused = False
         return sock
 
-    def request(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Response:
-        """Send one request and read its response. Raises OSError on any transport problem
-        (the connection is closed then); ClosedBeforeResponse when a kept-alive connection
-        turned out to be closed by the server before it answered."""
+    def encode(self, method: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
+        """The bytes of one request; UnsendableRequest for a head that cannot be written safely."""
         head = [f'{method} {path} HTTP/1.1', f'Host: {self._host_header}', f'Content-Length: {len(body)}']
         for name, value in headers.items():
             if ':' in name or _UNSENDABLE.search(name) or _UNSENDABLE.search(value):
@@ -108,7 +110,15 @@ class WireConnection:
             head.append(f'{name}: {value}')
         if _UNSENDABLE.search(method) or _UNSENDABLE.search(path) or ' ' in path:
             raise UnsendableRequest(f'request line {method[:10]!r} {path[:60]!r}: refused')
-        data = ('\r\n'.join(head) + '\r\n\r\n').encode('ascii') + body
+        return ('\r\n'.join(head) + '\r\n\r\n').encode('ascii') + body
+
+    def request(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Response:
+        """Send one request and read its response. Raises OSError on any transport problem
+        (the connection is closed then); ClosedBeforeResponse when a kept-alive connection
+        turned out to be closed by the server before it answered."""
+        data = self.encode(method, path, headers, body)
+        if self.ahead:  # answers of requests sent ahead would come first: not this one's
+            self.close()
         if self._sock is None:
             self._sock = self._connect()
         try:
@@ -117,6 +127,36 @@ class WireConnection:
         except BaseException:
             self.close()
             raise
+        if keep_alive:
+            self.reused = True
+        else:
+            self.close()
+        return response
+
+    def send_ahead(self, requests: list[bytes]) -> None:
+        """Write encoded requests (`encode`) in one go; their answers are read with read_ahead(),
+        in order. Raises OSError on a transport problem (the connection is closed then)."""
+        if self._sock is None:
+            self._sock = self._connect()
+        try:
+            self._sock.sendall(b''.join(requests))
+        except BaseException:
+            self.close()
+            raise
+        self.ahead += len(requests)
+
+    def read_ahead(self, method: str) -> Response:
+        """The answer to the oldest request sent ahead. Raises like request(); a server that
+        closes the connection (an error, `Connection: close`) takes the other answers with it:
+        `ahead` is 0 then and those requests must be sent again."""
+        if not self.ahead or self._sock is None:
+            raise ClosedBeforeResponse('no request is waiting for an answer on this connection')
+        try:
+            response, keep_alive = self._read_response(method)
+        except BaseException:
+            self.close()
+            raise
+        self.ahead -= 1
         if keep_alive:
             self.reused = True
         else:

@@ -61,16 +61,15 @@ def queue(tmp_path):
 
 
 def run_forwarder(queue, url, **config):
-    return Forwarder(
-        queue,
-        HttpTarget(url, timeout_sec=config.pop('timeout_sec', 1.0)),
-        ForwarderConfig(**{**FAST, **config}),
-    ).start()
+    target = HttpTarget(url, timeout_sec=config.pop('timeout_sec', 1.0),
+                        pipeline_depth=config.pop('pipeline_depth', 32))
+    return Forwarder(queue, target, ForwarderConfig(**{**FAST, **config})).start()
 
 
-def test_5xx_is_retried_until_delivered(backend, queue):
+@pytest.mark.parametrize('pipeline_depth', [1, 32])
+def test_5xx_is_retried_until_delivered(backend, queue, pipeline_depth):
     backend.set_control(mode='5xx', status=502, count=12)
-    forwarder = run_forwarder(queue, backend.url + '/events', concurrency=2)
+    forwarder = run_forwarder(queue, backend.url + '/events', concurrency=2, pipeline_depth=pipeline_depth)
     try:
         queue.enqueue_many(events(50))
         assert forwarder.wait_idle(20)
@@ -79,7 +78,12 @@ def test_5xx_is_retried_until_delivered(backend, queue):
     stats = backend.stats()
     metrics = forwarder.metrics()
     assert stats['unique'] == 50 and stats['faulted_posts'] == 12
-    assert metrics['retry_total'] == 12 and metrics['posted_total'] == 50
+    assert metrics['posted_total'] == 50
+    if pipeline_depth == 1:  # one at a time: every answer is read and judged
+        assert metrics['retry_total'] == 12
+    else:  # an answer to a request sent ahead may go unread when the circuit opens: that row is
+        # given back untouched (no attempt counted) and sent again
+        assert 1 <= metrics['retry_total'] <= 12
     assert metrics['dead_letter_total'] == 0 and queue.dead_count() == 0
 
 
