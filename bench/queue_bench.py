@@ -1070,6 +1070,7 @@ def summary(
     latency = result['producer_enqueue_latency_one_producer']
     shipped = latency.get('with_concurrent_delivery', {})
     own = latency.get('with_concurrent_delivery_from_own_process', {})
+    away = latency.get('info_with_delivery_from_own_process_backend_sched_idle', {})
     met = result['goals_met']
     shown = (
         'accepted_per_sec',
@@ -1081,7 +1082,7 @@ def summary(
         'gil_wait_us_per_wake',
     )
     return {
-        'verdict_commit_p99_while_delivering': _verdict(met, shipped, own) if runtime else 'not measured',
+        'verdict_commit_p99_while_delivering': _verdict(met, shipped, own, away) if runtime else 'not measured',
         'loadavg_1m_at_end': round(os.getloadavg()[0], 2),
         'one_producer_accepted_per_sec_unthrottled': runtime.get('batched_unthrottled', {}).get(
             'accepted_per_sec'
