@@ -237,10 +237,11 @@ class HttpJsonClient:
         result = self._judge(response, started)
         if not self._wire.is_open:  # `Connection: close`: the other answers will never come
             self._drop_ahead()
-        else:
-            delivered = result.verdict is Verdict.DELIVERED
-            self._window = min(self._window * 2, self._depth) if delivered else 1
+        elif result.verdict is Verdict.DELIVERED:
+            self._window = min(self._window * 2, self._depth)
             self._send_ahead()
+        else:  # nothing more goes ahead: the next row is sent when it is posted, and alone
+            self._window = 1
         return result
 
     def post(self, body: bytes, idempotency_key: str | None) -> PostResult:

@@ -138,3 +138,22 @@ def test_a_server_that_closes_with_requests_unanswered_loses_none_of_them():
     assert [r.verdict for r in results] == [Verdict.DELIVERED] * 20
     assert set(server.answered) == {key for _, key in batch}  # each answered at least once
     assert server.connections >= 20 // 3
+
+
+def test_the_node_parameters_set_the_depth_and_no_idempotency_header_turns_it_off(backend):
+    from schnitzel_stream_ros.nodes.delivery.durable_forwarder_sink import DurableForwarderSink
+    from schnitzel_stream_ros.nodes.delivery.params import target_from_params
+
+    defaults = {p.name: p.default for p in DurableForwarderSink.PARAMS}
+    params = {**defaults, 'url': backend.url + '/events', 'pipeline_depth': 4}
+    assert target_from_params(params).pipeline_depth == 4
+    for header, pipelined in (('Idempotency-Key', 10), ('', 0)):
+        client = HttpJsonClient(target_from_params({**params, 'idempotency_header': header}))
+        batch = _batch(10, f'h{header}')
+        try:
+            client.begin(batch)
+            assert all(client.post(body, key).verdict is Verdict.DELIVERED for body, key in batch)
+        finally:
+            client.close()
+        # without a key to deduplicate by, a request sent ahead and not settled would be a duplicate
+        assert client.pipelined_total == pipelined

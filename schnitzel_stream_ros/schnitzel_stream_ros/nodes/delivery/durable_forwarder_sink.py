@@ -77,6 +77,8 @@ class DurableForwarderSink(Plugin):
         *BACKOFF_PARAMS,
         Param('concurrency', int, 4, 'parallel connections to the backend; a knob: settable live (surplus '
               'workers end after their round)', min=1, max=64, dynamic=True),
+        Param('pipeline_depth', int, 32, 'HTTP requests in flight per connection while a claimed batch '
+              'is posted (pipelining; only with an idempotency_header; 1 = one at a time)', min=1, max=256),
         Param('batch_size', int, 128, 'rows claimed (and settled in one transaction) at a time; a knob: '
               'settable live', min=1, max=100_000, dynamic=True),
         Param('lease_sec', float, 60.0, 'a claimed row not settled within this is sent again', min=1.0),

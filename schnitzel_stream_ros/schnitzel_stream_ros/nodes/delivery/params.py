@@ -96,8 +96,6 @@ HTTP_PARAMS = (
     Param('auth_scheme', str, 'Bearer', 'prefix of the token in that header ("" = the bare token)'),
     Param('verify_tls', bool, True, 'verify the server certificate (https)'),
     Param('ca_file', str, '', 'CA bundle for a private backend certificate ("" = system CAs)'),
-    Param('pipeline_depth', int, 32, 'requests in flight per connection while a batch is posted '
-          '(HTTP/1.1 pipelining, only with an idempotency_header; 1 = one at a time)', min=1, max=256),
 )
 
 BACKOFF_PARAMS = (
@@ -148,7 +146,7 @@ def target_from_params(params: Mapping[str, Any]) -> HttpTarget:
         auth_scheme=params['auth_scheme'],
         verify_tls=params['verify_tls'],
         ca_file=params['ca_file'] or None,
-        pipeline_depth=params.get('pipeline_depth', 32),
+        pipeline_depth=params.get('pipeline_depth', HttpTarget.pipeline_depth),  # the forwarder's
     )
 
 
