@@ -158,7 +158,8 @@ class HttpJsonClient:
             self._ssl_context = context
         self._wire = WireConnection(self._host, self._port, target.timeout_sec, self._ssl_context)
         self._depth = target.pipeline_depth if target.idempotency_header else 1
-        self._ahead: collections.deque[tuple[str | None, bytes]] = collections.deque()  # sent, unanswered
+        # (row, request bytes) of a batch: sent and not answered yet / not sent yet; a row is (key, body)
+        self._ahead: collections.deque[tuple[tuple[str | None, bytes], bytes]] = collections.deque()
         self._queued: collections.deque[tuple[tuple[str | None, bytes], bytes]] = collections.deque()
         self._window = 1  # requests the pipeline may have on the wire now (slow start, see begin())
         self.pipelined_total = 0  # answers read for requests sent ahead
@@ -196,17 +197,21 @@ class HttpJsonClient:
                 break
             self._queued.append(((key, body), data))
 
-    def _send_ahead(self) -> None:
+    def _send_ahead(self, retry: bool = True) -> None:
         room = min(self._window - len(self._ahead), len(self._queued))
         if room <= 0:
             return
         items = [self._queued.popleft() for _ in range(room)]
         try:
             self._wire.send_ahead([data for _, data in items])
-        except OSError:  # not sent: the rows go one at a time (each on a fresh connection)
-            self._drop_ahead()
+        except OSError:  # a kept-alive connection the server had closed: once more on a fresh one
+            self._queued.extendleft(reversed(items))
+            if retry and not self._ahead:
+                self._send_ahead(retry=False)
+            else:  # the rows go one at a time
+                self._drop_ahead()
             return
-        self._ahead.extend(ident for ident, _ in items)
+        self._ahead.extend(items)
 
     def _drop_ahead(self) -> None:
         """Forget what was sent ahead; answers still on the way go with the connection."""
@@ -215,19 +220,28 @@ class HttpJsonClient:
         self._ahead.clear()
         self._queued.clear()
 
-    def _post_ahead(self, ident: tuple[str | None, bytes], started: float) -> PostResult | None:
+    def _post_ahead(
+        self, ident: tuple[str | None, bytes], started: float, retry: bool = True
+    ) -> PostResult | None:
         """The answer for `ident` through the pipeline; None when it is not the request due (the
-        forwarder skipped a row) or the server closed the connection before answering it: the
-        caller then sends it alone (a request that did arrive is deduplicated by its key)."""
+        forwarder skipped a row) or the server closed the connection twice before answering it:
+        the caller then sends it alone. A server that closed the connection (a stale keep-alive, a
+        restart) gets what it did not answer again, once, on a fresh connection; a request that
+        did arrive is deduplicated by its key."""
         if not self._ahead:
             self._send_ahead()
-        if not self._ahead or self._ahead[0] != ident or not self._wire.ahead:
+        if not self._ahead or self._ahead[0][0] != ident or not self._wire.ahead:
             self._drop_ahead()
             return None
-        self._ahead.popleft()
+        entry = self._ahead.popleft()
         try:
             response = self._wire.read_ahead(self.target.method)
         except (ClosedBeforeResponse, ConnectionResetError, BrokenPipeError):
+            self._queued.extendleft(reversed([entry, *self._ahead]))  # the wire is closed: resend these
+            self._ahead.clear()
+            self._window = 1
+            if retry:
+                return self._post_ahead(ident, started, retry=False)
             self._drop_ahead()
             return None
         except OSError as exc:  # timeout, garbage answer: the connection is gone with the others

@@ -75,11 +75,13 @@ def test_rows_posted_out_of_order_go_one_at_a_time_and_all_arrive(backend):
 
 
 class _ClosingServer:
-    """Answers `per_connection` requests of a connection (the last with `Connection: close`), then
-    closes it with whatever else was sent still unanswered. Records every key it answered."""
+    """Answers `per_connection` requests of a connection (the last with `Connection: close`, or with
+    nothing said when `silent`: a keep-alive that goes stale), then closes it with whatever else was
+    sent still unanswered. Records every key it answered."""
 
-    def __init__(self, per_connection: int) -> None:
+    def __init__(self, per_connection: int, silent: bool = False) -> None:
         self.per_connection = per_connection
+        self.silent = silent
         self.answered: list[str] = []
         self.connections = 0
         self._sock = socket.create_server(('127.0.0.1', 0))
@@ -115,7 +117,7 @@ class _ClosingServer:
                 buffer += conn.recv(65536)
             buffer = buffer[length:]
             self.answered.append(fields['Idempotency-Key'])
-            last = n == self.per_connection
+            last = n == self.per_connection and not self.silent
             conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n'
                          + (b'Connection: close\r\n' if last else b'') + b'\r\n{}')
 
@@ -157,3 +159,20 @@ def test_the_node_parameters_set_the_depth_and_no_idempotency_header_turns_it_of
             client.close()
         # without a key to deduplicate by, a request sent ahead and not settled would be a duplicate
         assert client.pipelined_total == pipelined
+
+
+def test_a_keep_alive_gone_stale_between_batches_keeps_the_next_batch_pipelined():
+    """The server closes each connection after 5 answers without saying so: the next batch's first
+    request finds it closed, and what was not answered goes again on a fresh connection, pipelined."""
+    server = _ClosingServer(per_connection=5, silent=True)
+    client = HttpJsonClient(HttpTarget(f'http://127.0.0.1:{server.port}/events', pipeline_depth=8))
+    try:
+        for number in range(3):
+            batch = _batch(5, f's{number}-')
+            client.begin(batch)
+            assert [client.post(body, key).verdict for body, key in batch] == [Verdict.DELIVERED] * 5
+    finally:
+        client.close()
+        server.stop()
+    assert client.pipelined_total == 15  # no batch fell back to one request at a time
+    assert len(server.answered) == 15 and server.connections == 3
