@@ -327,7 +327,8 @@ class Forwarder:
         outcomes = _Outcomes()
         last_settle = time.monotonic()
         recovered = False
-        if len(rows) > 1 and hasattr(client, 'begin'):  # a pipelining target sends ahead (target.py)
+        if hasattr(client, 'begin'):  # a pipelining target sends ahead (target.py); every round, so
+            # nothing an earlier round left unsent goes out with this one
             client.begin([(body_for(row, self.config.body), row.idempotency_key) for row in rows])
         try:
             for index, row in enumerate(rows):

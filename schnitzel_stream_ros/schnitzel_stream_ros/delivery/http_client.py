@@ -162,6 +162,7 @@ class HttpJsonClient:
         self._ahead: collections.deque[tuple[tuple[str | None, bytes], bytes]] = collections.deque()
         self._queued: collections.deque[tuple[tuple[str | None, bytes], bytes]] = collections.deque()
         self._window = 1  # requests the pipeline may have on the wire now (slow start, see begin())
+        self._write_failed = False  # a send on the open connection failed: only its answers are read
         self.pipelined_total = 0  # answers read for requests sent ahead
 
     @property
@@ -197,21 +198,34 @@ class HttpJsonClient:
                 break
             self._queued.append(((key, body), data))
 
-    def _send_ahead(self, retry: bool = True) -> None:
+    def _send_ahead(self) -> OSError | None:
+        """Send the next requests of the window; the error when they could not be sent (the
+        connection is closed then and they stay queued)."""
         room = min(self._window - len(self._ahead), len(self._queued))
         if room <= 0:
-            return
+            return None
+        if self._write_failed:
+            if self._ahead and self._wire.is_open:
+                return None  # its answers first; what waits goes out on the next connection
+            self._wire.close()
+            self._write_failed = False
         items = [self._queued.popleft() for _ in range(room)]
         try:
             self._wire.send_ahead([data for _, data in items])
-        except OSError:  # a kept-alive connection the server had closed: once more on a fresh one
+        except OSError as exc:
             self._queued.extendleft(reversed(items))
-            if retry and not self._ahead:
-                self._send_ahead(retry=False)
-            else:  # the rows go one at a time
-                self._drop_ahead()
-            return
+            if self._wire.is_open:  # answers sent before the server closed can still be read
+                self._write_failed = True
+            else:
+                self._resend_ahead()
+            return exc
         self._ahead.extend(items)
+        return None
+
+    def _resend_ahead(self) -> None:
+        """The connection is gone: what it did not answer goes first again, on the next one."""
+        self._queued.extendleft(reversed(self._ahead))
+        self._ahead.clear()
 
     def _drop_ahead(self) -> None:
         """Forget what was sent ahead; answers still on the way go with the connection."""
@@ -219,41 +233,51 @@ class HttpJsonClient:
             self._wire.close()
         self._ahead.clear()
         self._queued.clear()
+        self._write_failed = False
 
     def _post_ahead(
         self, ident: tuple[str | None, bytes], started: float, retry: bool = True
     ) -> PostResult | None:
-        """The answer for `ident` through the pipeline; None when it is not the request due (the
-        forwarder skipped a row) or the server closed the connection twice before answering it:
-        the caller then sends it alone. A server that closed the connection (a stale keep-alive, a
-        restart) gets what it did not answer again, once, on a fresh connection; a request that
-        did arrive is deduplicated by its key."""
-        if not self._ahead:
-            self._send_ahead()
-        if not self._ahead or self._ahead[0][0] != ident or not self._wire.ahead:
+        """The answer for `ident` through the pipeline; None when `ident` is not the request due
+        (a row of an earlier batch, a skipped row): the pipeline is dropped and the caller sends
+        it alone. A transport failure is this row's failed attempt, as one at a time; only a
+        kept-alive connection the server had closed (stale, restarted) is tried once more on a
+        fresh one, with what it did not answer (a request that did arrive is deduplicated by its key)."""
+        queue = self._ahead or self._queued
+        if not queue or queue[0][0] != ident:
             self._drop_ahead()
             return None
+        reused = self._wire.reused and self._wire.is_open  # before anything is sent on it
+        if not self._ahead:
+            error = self._send_ahead()
+            if error is not None:
+                if retry and reused:
+                    return self._post_ahead(ident, started, retry=False)
+                self._drop_ahead()
+                return self._failed(error, started)
         entry = self._ahead.popleft()
+        reused = reused or self._wire.reused
         try:
             response = self._wire.read_ahead(self.target.method)
-        except (ClosedBeforeResponse, ConnectionResetError, BrokenPipeError):
-            self._queued.extendleft(reversed([entry, *self._ahead]))  # the wire is closed: resend these
-            self._ahead.clear()
+        except (ClosedBeforeResponse, ConnectionResetError, BrokenPipeError) as exc:
+            self._ahead.appendleft(entry)
+            self._resend_ahead()
             self._window = 1
-            if retry:
+            if retry and reused:
                 return self._post_ahead(ident, started, retry=False)
             self._drop_ahead()
-            return None
+            return self._failed(exc, started)
         except OSError as exc:  # timeout, garbage answer: the connection is gone with the others
             self._drop_ahead()
             return self._failed(exc, started)
         self.pipelined_total += 1
         result = self._judge(response, started)
-        if not self._wire.is_open:  # `Connection: close`: the other answers will never come
-            self._drop_ahead()
-        elif result.verdict is Verdict.DELIVERED:
+        if not self._wire.is_open:  # `Connection: close`: the rest go again, on a fresh connection
+            self._resend_ahead()
+        if result.verdict is Verdict.DELIVERED:
             self._window = min(self._window * 2, self._depth)
-            self._send_ahead()
+            if self._wire.is_open:
+                self._send_ahead()  # a failure here is met by the next row's post()
         else:  # nothing more goes ahead: the next row is sent when it is posted, and alone
             self._window = 1
         return result

@@ -135,13 +135,16 @@ class WireConnection:
 
     def send_ahead(self, requests: list[bytes]) -> None:
         """Write encoded requests (`encode`) in one go; their answers are read with read_ahead(),
-        in order. Raises OSError on a transport problem (the connection is closed then)."""
+        in order. Raises OSError on a transport problem; the connection is closed then unless
+        answers to earlier requests are still due (a server that closed after answering them:
+        they can still be read, but nothing more may be sent on it)."""
         if self._sock is None:
             self._sock = self._connect()
         try:
             self._sock.sendall(b''.join(requests))
         except BaseException:
-            self.close()
+            if not self.ahead:
+                self.close()
             raise
         self.ahead += len(requests)
 

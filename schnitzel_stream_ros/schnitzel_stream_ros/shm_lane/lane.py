@@ -336,8 +336,8 @@ class FrameLaneWriter:
             dst[:len(meta)] = np.frombuffer(meta, np.uint8)
             # the one copy of the pixels: into the shared sample
             dst[offset:].view(frame.dtype).reshape(frame.shape)[...] = frame
-        write_header(sample.user_header_ptr, DTYPE_CODES[frame.dtype], height, width, channels, len(meta), offset,
-                     frame.nbytes, self._seq, self._epoch, time.perf_counter_ns())
+        write_header(sample.user_header_ptr, DTYPE_CODES[frame.dtype], height, width, channels, len(meta),
+                     offset, frame.nbytes, self._seq, self._epoch, time.perf_counter_ns())
         sample.assume_init().send()
         self._notifier.notify()
         if zero_copy:

@@ -6,6 +6,7 @@ import dataclasses
 import os
 import pickle
 import threading
+import types
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -200,7 +201,10 @@ def test_packet_ids_from_many_threads_are_unique():
 
 
 def test_a_forked_child_never_hands_out_ids_its_parent_still_holds():
-    new_packet_id()  # the parent's pool now holds the rest of a batch
+    import schnitzel_stream_ros.packet as packet_module
+
+    packet_module._ids.clear()
+    new_packet_id()  # the parent's pool now holds the other 255 of a fresh batch
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: its first ids, to the parent
@@ -222,7 +226,7 @@ def test_now_ts_matches_format_ts_of_the_same_instant(monkeypatch):
 
     for micros in (0, 1, 999_999, 123_456):
         ns = (1_780_000_000 * 1_000_000 + micros) * 1000
-        monkeypatch.setattr(packet_module.time, 'time_ns', lambda ns=ns: ns)
+        monkeypatch.setattr(packet_module, 'time', types.SimpleNamespace(time_ns=lambda ns=ns: ns))
         expected = format_ts(datetime.fromtimestamp(ns / 1e9, UTC).replace(microsecond=micros))
         assert now_ts() == expected
     monkeypatch.undo()
