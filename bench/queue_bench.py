@@ -1063,6 +1063,15 @@ def main(argv: list[str] | None = None) -> int:
             'one_producer_runtime_per_sec': bool(
                 runtime and runtime['batched_unthrottled']['accepted_per_sec'] >= GOALS['enqueue_per_sec']
             ),
+            # issue 11's acceptance line as written: the producer's rate and p99 (its delivery is
+            # measured on its own, above); the keys after this one ask for both at once
+            'one_producer_runtime_sustains_10000_per_sec_with_commit_p99_delivery_not_running': bool(
+                runtime
+                and runtime['info_batched_offered_10000_per_sec_no_delivery']['accepted_per_sec']
+                >= 0.97 * GOALS['enqueue_per_sec']
+                and runtime['info_batched_offered_10000_per_sec_no_delivery'].get('commit_p99_ms', 1e9)
+                <= GOALS['enqueue_p99_ms']
+            ),
             'one_producer_runtime_sustains_10000_per_sec_with_commit_p99': bool(
                 runtime
                 and runtime['batched_offered_10000_per_sec']['accepted_per_sec']
@@ -1159,7 +1168,10 @@ def latency_only(args: argparse.Namespace) -> int:
 
     away = runtime['info_offered_10000_per_sec_delivery_process_backend_sched_idle']
     one = runtime['batched_offered_10000_per_sec_delivery_process_one_connection']
+    alone = runtime['info_batched_offered_10000_per_sec_no_delivery']
     met = {
+        # issue 11's acceptance line as written (delivery is measured on its own in the full run)
+        'one_producer_runtime_sustains_10000_per_sec_with_commit_p99_delivery_not_running': sustains(alone),
         'one_producer_sustains_10000_per_sec_with_commit_p99_while_delivering_5000_per_sec': (
             sustains_while_delivering(one)
         ),
