@@ -130,16 +130,21 @@ class _ClosingServer:
         self._sock.close()
 
 
-def test_a_server_that_closes_with_requests_unanswered_loses_none_of_them():
-    server = _ClosingServer(per_connection=3)
+def _post_batch(server: _ClosingServer, batch: list[tuple[bytes, str]]) -> tuple[HttpJsonClient, list]:
+    """One pipelined batch (depth 8) to `server`, every row posted in order; the server is stopped."""
     client = HttpJsonClient(HttpTarget(f'http://127.0.0.1:{server.port}/events', pipeline_depth=8))
-    batch = _batch(20, 'c')
     try:
         client.begin(batch)
-        results = [client.post(body, key) for body, key in batch]
+        return client, [client.post(body, key) for body, key in batch]
     finally:
         client.close()
         server.stop()
+
+
+def test_a_server_that_closes_with_requests_unanswered_loses_none_of_them():
+    server = _ClosingServer(per_connection=3)
+    batch = _batch(20, 'c')
+    client, results = _post_batch(server, batch)
     assert [r.verdict for r in results] == [Verdict.DELIVERED] * 20
     assert sorted(server.answered) == sorted(key for _, key in batch)  # each answered once
     assert server.connections == 7  # 3 answers each: what a closed connection did not answer went again
@@ -185,14 +190,8 @@ def test_a_keep_alive_gone_stale_between_batches_keeps_the_next_batch_pipelined(
 def test_each_answer_in_a_full_window_is_its_own_rows():
     """A refusal in the middle of a window of requests in flight lands on its own row only."""
     server = _ClosingServer(per_connection=1000, status_for=lambda key: 400 if key == 'w9' else 200)
-    client = HttpJsonClient(HttpTarget(f'http://127.0.0.1:{server.port}/events', pipeline_depth=8))
     batch = _batch(20, 'w')
-    try:
-        client.begin(batch)
-        results = [client.post(body, key) for body, key in batch]
-    finally:
-        client.close()
-        server.stop()
+    client, results = _post_batch(server, batch)
     # rows 0..8 ramp the window up, so several rows were on the wire together when row 9 was refused
     expected = [Verdict.DELIVERED] * 9 + [Verdict.REJECTED] + [Verdict.DELIVERED] * 10
     assert [r.verdict for r in results] == expected
