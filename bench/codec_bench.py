@@ -17,6 +17,11 @@
   stdlib json.dumps + json.loads round trip (a more telling floor for JSON work).
 - For information: rclpy's CDR serialisation of the same messages (what publishing adds; not part
   of the codec).
+- Serialized packets (what a container's DDS inputs receive): `info_serialized_decode` reads a
+  small packet, the event packet and the frame packet straight from their bytes
+  (`PacketCodec.decode_serialized`) against rclpy's deserialize_message + decode; `info_cdr_readers`
+  the fields alone, by rclpy, by rosbags (the well-kept pure-Python CDR library) and by the suite's
+  reader (codec/serialized_packet.py) — the same-run measurement behind the hand-written reader.
 
 Baseline and codec run interleaved, round after round, so a busy machine slows both alike; each
 figure is the median (and min) of the per-round means, in CPU time of the measuring thread
@@ -34,8 +39,10 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+from ament_index_python.packages import get_package_share_directory
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
 
@@ -44,6 +51,7 @@ from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
 from schnitzel_stream_ros.codec.event_protocol import build_event, event_to_msg, event_to_packet, msg_to_event
 from schnitzel_stream_ros.codec.image import default_converter
 from schnitzel_stream_ros.codec.packet_codec import PacketCodec, decode_packet, encode_packet
+from schnitzel_stream_ros.codec.serialized_packet import read_packet_fields
 from schnitzel_stream_ros.packet import StreamPacket
 
 
@@ -122,6 +130,30 @@ def one_kb_event() -> dict:
     return event
 
 
+def _cdr_readers(wires: dict[str, bytes]) -> dict[str, Callable[[], object]]:
+    """rclpy, rosbags and our reader on the same bytes (rosbags: a test dependency; left out where
+    it is not installed)."""
+    cases: dict[str, Callable[[], object]] = {}
+    try:
+        from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+    except ImportError:
+        get_typestore = None
+    if get_typestore is not None:
+        store = get_typestore(Stores.ROS2_JAZZY)
+        share = Path(get_package_share_directory('schnitzel_stream_msgs')) / 'msg'
+        for name in ('BlobRef', 'StreamPacket'):
+            store.register(get_types_from_msg((share / f'{name}.msg').read_text(),
+                                              f'schnitzel_stream_msgs/msg/{name}'))
+    for name, wire in wires.items():
+        cases[f'{name}_rclpy_deserialize_message'] = lambda w=wire: deserialize_message(w, StreamPacketMsg)
+        if get_typestore is not None:
+            cases[f'{name}_rosbags_deserialize_cdr'] = lambda w=wire: store.deserialize_cdr(
+                w, 'schnitzel_stream_msgs/msg/StreamPacket'
+            )
+        cases[f'{name}_read_packet_fields'] = lambda w=wire: read_packet_fields(w)
+    return cases
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--rounds', type=int, default=15)
@@ -149,17 +181,17 @@ def main() -> None:
         frame,
     )
 
+    codec = PacketCodec()
     event = one_kb_event()
     event_json = json.dumps(event, ensure_ascii=False).encode('utf-8')
     event_bytes = np.frombuffer(event_json, dtype=np.uint8)
     event_packet = event_to_packet(event)
     event_packet_msg = encode_packet(event_packet)
     event_msg = event_to_msg(event)
-    assert decode_packet(event_packet_msg).payload == event
-    assert msg_to_event(event_msg) == event
-
     frame_wire = serialize_message(frame_msg)
     event_wire = serialize_message(event_packet_msg)
+    assert decode_packet(event_packet_msg).payload == event
+    assert msg_to_event(event_msg) == event
 
     frame_result = measure(
         {
@@ -181,6 +213,10 @@ def main() -> None:
             'packet_codec_through_cdr': lambda: decode_packet(
                 deserialize_message(serialize_message(encode_packet(frame_packet)), StreamPacketMsg)
             ),
+            # what a container's DDS input does: the serialized bytes read straight into a packet
+            'packet_codec_through_cdr_serialized': lambda: codec.decode_serialized(
+                serialize_message(encode_packet(frame_packet))
+            ),
         },
         args.rounds,
         max(10, args.iterations // 4),
@@ -195,6 +231,30 @@ def main() -> None:
         args.rounds,
         args.iterations * 5,
     )
+    # the hand-written CDR reader (codec/serialized_packet.py) against rclpy's deserialisation
+    # followed by the message decode, for the packets a container receives from other processes
+    small_packet = StreamPacket.new('raw', 'src', {'seq': 1})
+    small_wire = serialize_message(encode_packet(small_packet))
+    assert codec.decode_serialized(small_wire) == decode_packet(
+        deserialize_message(small_wire, StreamPacketMsg)
+    )
+    assert codec.decode_serialized(event_wire).payload == event
+    assert np.array_equal(codec.decode_serialized(frame_wire).payload, frame)
+    serialized_result = measure(
+        {
+            f'{name}_{way}': fn
+            for name, wire in (('small', small_wire), ('event', event_wire), ('frame', frame_wire))
+            for way, fn in (
+                ('rclpy_deserialize_then_decode',
+                 lambda w=wire: decode_packet(deserialize_message(w, StreamPacketMsg))),
+                ('decode_serialized', lambda w=wire: codec.decode_serialized(w)),
+            )
+        },
+        args.rounds,
+        args.iterations,
+    )
+    readers = _cdr_readers({'small': small_wire, 'event': event_wire})
+    readers_result = measure(readers, args.rounds, args.iterations)
     wire_result = measure(
         {
             'frame_serialize': lambda: serialize_message(frame_msg),
@@ -234,6 +294,9 @@ def main() -> None:
                 'baseline': "plain sensor_msgs/Image as cv_bridge makes and reads it, same CDR calls",
                 'results': cdr_result,
                 'ratio_ours_to_plain': cdr_ratio,
+                'ratio_ours_serialized_to_plain': _ratio(
+                    cdr_result, 'packet_codec_through_cdr_serialized', 'plain_image_through_cdr'
+                ),
             },
             'info_jpeg_wire_bytes': len(jpeg_wire),
             'info_ratio_jpeg_codec_to_copy': _ratio(
@@ -250,6 +313,23 @@ def main() -> None:
                 event_result, 'packet_codec_encode_decode', 'json_dumps_loads'
             ),
             'ratio_event_msg_to_json': _ratio(event_result, 'event_msg_encode_decode', 'json_dumps_loads'),
+        },
+        'info_serialized_decode': {
+            'what': 'a received serialized StreamPacket -> packet: rclpy deserialize_message + decode '
+                    '(a message object in between) vs PacketCodec.decode_serialized (what a container does)',
+            'results': serialized_result,
+            'ratio_serialized_to_rclpy': {
+                name: _ratio(
+                    serialized_result, f'{name}_decode_serialized', f'{name}_rclpy_deserialize_then_decode'
+                )
+                for name in ('small', 'event', 'frame')
+            },
+        },
+        'info_cdr_readers': {
+            'what': 'the fields of a serialized StreamPacket read by rclpy (deserialize_message: a message '
+                    'object), by rosbags (a well-kept pure-Python CDR library: deserialize_cdr) and by the '
+                    "suite's reader (read_packet_fields), without the packet's decode that follows",
+            'results': readers_result,
         },
         'wire_serialization_info': {
             'frame_wire_bytes': len(frame_wire),

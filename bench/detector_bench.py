@@ -301,10 +301,14 @@ def main() -> int:
     lease.release()
 
     fps = {name: round(statistics.median(v), 2) for name, v in samples.items()}
-    ratios = {}
+    ratios, per_round = {}, {}
     for lane in [n for n in fps if n.startswith('lane_')]:
         bare = lane.replace('lane_', 'bare_', 1)
         ratios[lane.removeprefix('lane_')] = round(fps[lane] / fps[bare], 3) if fps.get(bare) else None
+        # lane and bare of one round ran back to back under the same load (for information)
+        per_round[lane.removeprefix('lane_')] = [
+            round(a / b, 3) for a, b in zip(samples[lane], samples.get(bare, []), strict=False) if b
+        ]
     report = {
         'bench': 'detector_lane',
         'clip': clip.name,
@@ -317,6 +321,7 @@ def main() -> int:
         'fps_median': fps,
         'fps_rounds': samples,
         'ratio_lane_vs_bare': ratios,
+        'info_ratio_per_round': per_round,
         'goal_ratio': 0.9,
         'goal_met': all(r is not None and r >= 0.9 for r in ratios.values()),
         'machine': {'cpus': os.cpu_count(), 'python': platform.python_version(),

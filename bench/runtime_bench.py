@@ -613,9 +613,13 @@ def run_p3_python_cost(executor: str, count: int, rounds: int) -> dict[str, Any]
     container's source pull (packet, emit, output port, encode, publish); plain: decode_packet
     alone, encode_packet + publish. Both publishers publish to one matched subscription that is
     never taken from (publishing to a matched reader costs more than to nobody); the receiving
-    sink listens on a topic nobody publishes (its callback's drain finds nothing, as after a burst)."""
+    sink listens on a topic nobody publishes (its callback's drain finds nothing, as after a burst).
+    Receiving starts from the serialized message on both sides: ours takes it as bytes (a raw
+    subscription) and reads it, plain has rclpy make the message object (deserialize_message, the
+    conversion its take does) and decodes that."""
     from rclpy.node import Node
     from rclpy.qos import QoSProfile
+    from rclpy.serialization import deserialize_message, serialize_message
 
     from schnitzel_stream_msgs.msg import StreamPacket as StreamPacketMsg
     from schnitzel_stream_ros.codec.packet_codec import decode_packet, encode_packet
@@ -630,8 +634,8 @@ def run_p3_python_cost(executor: str, count: int, rounds: int) -> dict[str, Any]
         callback = next(iter(sink._bridges.values())).callback
         with_info = sink.message_info
         prefix, ts = str(uuid.uuid4())[:24], now_ts()
-        msgs = [encode_packet(StreamPacket(f'{prefix}{i:012x}', ts, Kind.RAW, 'src', {'seq': i}))
-                for i in range(count)]
+        packets = [StreamPacket(f'{prefix}{i:012x}', ts, Kind.RAW, 'src', {'seq': i}) for i in range(count)]
+        wire = [serialize_message(encode_packet(packet)) for packet in packets]
         port = src.outputs[0]
         port.external_subscribers, port._next_check_ns = 1, 1 << 62  # publish, as for a listener
         plain_node = Node('plain_cost', context=sender.context)
@@ -647,12 +651,12 @@ def run_p3_python_cost(executor: str, count: int, rounds: int) -> dict[str, Any]
             time.sleep(0.02)
 
         def ours_receive() -> None:
-            for msg in msgs:
-                callback(msg, None) if with_info else callback(msg)
+            for data in wire:
+                callback(data, None) if with_info else callback(data)
 
         def plain_receive() -> None:
-            for msg in msgs:
-                decode_packet(msg)
+            for data in wire:
+                decode_packet(deserialize_message(data, StreamPacketMsg))
 
         def ours_send() -> None:
             pull = src.host.pull

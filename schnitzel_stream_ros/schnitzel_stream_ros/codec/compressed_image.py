@@ -52,6 +52,12 @@ COMPRESSION_FORMATS: dict[str, frozenset[str]] = {
     ),
 }
 _EXTENSION = {'jpeg': '.jpg', 'png': '.png'}
+#: Most pixels a received JPEG/PNG may declare (8192 x 8192): its header is read before decoding,
+#: so a small message that claims a huge image never makes OpenCV allocate it
+MAX_DECODED_PIXELS = 1 << 26
+#: JPEG segments looked through for the frame header (real files have a few dozen)
+_MAX_JPEG_SEGMENTS = 1024
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 _FORMAT_ALIASES = {'jpeg': 'jpeg', 'jpg': 'jpeg', 'png': 'png'}
 
 
@@ -173,13 +179,50 @@ def _parse_format(text: str, field: str) -> tuple[str | None, str | None]:
     )
 
 
+def declared_size(data: bytes | memoryview) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR or a JPEG's frame header (SOFn), without decoding; None
+    when the bytes are neither (OpenCV then decides). ValueError for a JPEG without a frame header
+    in its first _MAX_JPEG_SEGMENTS segments."""
+    head = bytes(data[:24])
+    if head.startswith(_PNG_SIGNATURE) and head[12:16] == b'IHDR':
+        return int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big')
+    if not head.startswith(b'\xff\xd8'):
+        return None
+    view, i, end = memoryview(data).cast('B'), 2, len(data)
+    for _ in range(_MAX_JPEG_SEGMENTS):
+        if i + 4 > end or view[i] != 0xFF:
+            return None  # truncated or not a marker: OpenCV refuses it
+        marker = view[i + 1]
+        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD8:  # fill byte, standalone markers
+            i += 1 if marker == 0xFF else 2
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn: P, Y, X
+            if i + 9 > end:
+                return None
+            return (view[i + 7] << 8) | view[i + 8], (view[i + 5] << 8) | view[i + 6]
+        i += 2 + ((view[i + 2] << 8) | view[i + 3])  # a segment: its length counts itself (>= 2)
+    raise ValueError(f'no frame header in the first {_MAX_JPEG_SEGMENTS} JPEG segments')
+
+
 def decompress(format_text: str, data: bytes | array.array | memoryview, field: str) -> np.ndarray:
     """JPEG/PNG bytes -> read-only frame in the original encoding's channel order."""
     source, target = _parse_format(format_text, field)
     if len(data) == 0:
         raise ValueError(f'{field}.data: empty compressed image')
+    try:
+        size = declared_size(data)
+    except ValueError as exc:
+        raise ValueError(f'{field}.data: {exc}') from None
+    if size is not None and size[0] * size[1] > MAX_DECODED_PIXELS:
+        raise ValueError(
+            f'{field}.data: declares {size[0]} x {size[1]} pixels, more than the {MAX_DECODED_PIXELS:,} '
+            'a received image may hold'
+        )
     cv2 = _cv2()
-    frame = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        frame = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. a header that claims more pixels than OpenCV allows
+        raise ValueError(f'{field}.data: not a decodable JPEG/PNG image: {str(exc).strip()[-160:]}') from None
     if frame is None:
         raise ValueError(f'{field}.data: not a decodable JPEG/PNG image ({len(data)} bytes)')
     if source is not None and target is not None:

@@ -101,8 +101,9 @@ def new_frame(shape: tuple[int, ...], dtype: np.dtype | type = np.uint8) -> np.n
 def backing_array(frame: np.ndarray) -> array.array | None:
     """The array.array('B') that holds exactly this frame's bytes, if there is one.
 
-    True for frames made by `new_frame` and for frames decoded from a message rclpy received (its
-    `data` is an array.array): such a frame is a view of the message, not a copy of it.
+    True for frames made by `new_frame` and for frames decoded from a message object rclpy made
+    (its `data` is an array.array): such a frame is a view of the message, not a copy of it. Frames
+    a container's DDS input decodes are views of the received bytes instead (no array.array).
     """
     base: object = frame
     while isinstance(base, np.ndarray):
@@ -302,6 +303,10 @@ def image_msg_to_frame(
     """
     fmt = check_image_msg(msg, field)
     frame = (converter or default_converter()).to_array(msg, fmt)
+    if not frame.flags.aligned:
+        # 8-byte values at a 4-aligned offset of received bytes (codec/serialized_packet.py): one
+        # aligned copy, as numpy and OpenCV expect; 1-, 2- and 4-byte values are always aligned there
+        frame = np.array(frame)
     if copy:
         return np.array(frame, copy=True)
     if frame.flags.writeable:

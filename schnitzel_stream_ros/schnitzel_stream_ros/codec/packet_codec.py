@@ -42,7 +42,9 @@ from schnitzel_stream_ros.codec.compressed_image import (
     compressed_msg_to_frame,
 )
 from schnitzel_stream_ros.codec.image import (
+    BuiltinImageConverter,
     ImageConverter,
+    default_converter,
     frame_to_image_msg,
     image_msg_to_frame,
 )
@@ -57,6 +59,7 @@ from schnitzel_stream_ros.codec.json_values import (
     loads_json,
 )
 from schnitzel_stream_ros.codec.message_builders import new_header, new_packet_msg
+from schnitzel_stream_ros.codec.serialized_packet import PacketFields, read_packet_fields
 from schnitzel_stream_ros.codec.timestamps import stamp_to_ts, ts_to_stamp
 from schnitzel_stream_ros.document_limits import PAYLOAD_JSON_LIMITS, DocumentLimits
 from schnitzel_stream_ros.packet import Kind, MetaKey, StreamPacket
@@ -184,6 +187,32 @@ class PacketCodec:
         """Message -> StreamPacket; refuses inconsistent or unknown content, naming the field."""
         if not isinstance(msg, StreamPacketMsg):
             raise TypeError(f'msg: expected schnitzel_stream_msgs/StreamPacket, got {type(msg).__name__}')
+        return self._decode_fields(msg)
+
+    def decode_serialized(self, data: bytes) -> StreamPacket:
+        """The bytes of a serialized message (what a `raw=True` subscription takes) -> StreamPacket,
+        without a Python message in between (codec/serialized_packet.py: why); the same checks."""
+        if type(data) is not bytes:
+            if not isinstance(data, bytearray | memoryview):
+                raise TypeError(f'data: expected a serialized message, got {type(data).__name__}')
+            data = bytes(data)
+        fields = read_packet_fields(data)
+        if fields is None or (fields.image and not self._reads_image_fields()):
+            from rclpy.serialization import deserialize_message  # another encapsulation, cv_bridge
+
+            try:
+                msg = deserialize_message(data, StreamPacketMsg)
+            except RuntimeError as exc:  # rclpy's RMWError: bytes that are no StreamPacket
+                raise ValueError(f'serialized message: {exc}') from None
+            return self.decode(msg)
+        return self._decode_fields(fields)
+
+    def _reads_image_fields(self) -> bool:
+        """Whether the converter takes an image's fields as read from the bytes (the built-in one
+        does; cv_bridge wants a sensor_msgs/Image)."""
+        return isinstance(self.image_converter or default_converter(), BuiltinImageConverter)
+
+    def _decode_fields(self, msg: StreamPacketMsg | PacketFields) -> StreamPacket:
         if not msg.packet_id:
             raise ValueError('packet_id: must not be empty')
         if not msg.kind:
@@ -274,7 +303,7 @@ def _single(items: list, field: str) -> Any:
     return items[0]
 
 
-def _check_unused_payload_fields(msg: StreamPacketMsg, encoding: str) -> None:
+def _check_unused_payload_fields(msg: StreamPacketMsg | PacketFields, encoding: str) -> None:
     """Exactly one payload field is used; data in another one means a confused sender."""
     if msg.payload_json and encoding != 'json':
         raise ValueError(f'payload_json: holds data, but payload_encoding is {encoding!r}')

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage
 
+from schnitzel_stream_ros.codec import compressed_image
 from schnitzel_stream_ros.codec.compressed_image import (
     CompressedFrame,
     compress_frame,
     compressed_msg_to_frame,
+    declared_size,
     decompress,
 )
 
@@ -137,3 +139,38 @@ def test_compressed_frame_checks_its_fields():
         CompressedFrame('', b'x')
     with pytest.raises(TypeError, match=r'payload.data: expected bytes'):
         CompressedFrame('jpeg', bytearray(b'x'))  # type: ignore[arg-type]
+
+
+def _with_declared_size(ext: str, width: int, height: int) -> bytes:
+    """A small real image whose header claims width x height (a decompression bomb's shape)."""
+    data = bytearray(cv2.imencode(ext, np.zeros((4, 4, 3), np.uint8))[1].tobytes())
+    if ext == '.png':
+        data[16:24] = width.to_bytes(4, 'big') + height.to_bytes(4, 'big')
+    else:
+        at = bytes(data).index(b'\xff\xc0')  # baseline frame header: P, Y (height), X (width)
+        data[at + 5:at + 9] = height.to_bytes(2, 'big') + width.to_bytes(2, 'big')
+    return bytes(data)
+
+
+@pytest.mark.parametrize('ext', ['.png', '.jpg'])
+def test_the_declared_size_is_read_before_decoding_and_a_huge_one_refused(ext):
+    real = cv2.imencode(ext, np.zeros((37, 53, 3), np.uint8))[1].tobytes()
+    assert declared_size(real) == (53, 37)
+    assert decompress(ext[1:], real, 'image').shape == (37, 53, 3)
+    side = 32767 if ext == '.jpg' else 40000  # JPEG sizes are 16-bit
+    bomb = _with_declared_size(ext, side, side)
+    with pytest.raises(ValueError, match=rf'compressed_image\[0\].data: declares {side} x {side} pixels'):
+        decompress(ext[1:], bomb, 'compressed_image[0]')
+    assert declared_size(b'GIF89a....') is None  # neither: OpenCV decides (and refuses it)
+
+
+def test_opencv_errors_are_refusals_by_name(monkeypatch):
+    monkeypatch.setattr(compressed_image, 'MAX_DECODED_PIXELS', 1 << 40)  # past our check: OpenCV's own
+    with pytest.raises(ValueError, match=r'compressed_image\[0\].data: not a decodable JPEG/PNG image'):
+        decompress('png', _with_declared_size('.png', 40000, 40000), 'compressed_image[0]')
+
+
+def test_a_jpeg_without_a_frame_header_in_its_first_segments_is_refused():
+    comments = b''.join(b'\xff\xfe\x00\x02' for _ in range(2000))  # 2,000 empty comment segments
+    with pytest.raises(ValueError, match=r'image.data: no frame header in the first 1024 JPEG segments'):
+        decompress('jpeg', b'\xff\xd8' + comments + b'\xff\xd9', 'image')

@@ -38,8 +38,27 @@ def wire(msg: StreamPacketMsg) -> StreamPacketMsg:
 
 
 def round_trip(packet: StreamPacket, codec: PacketCodec | None = None) -> StreamPacket:
+    """Through CDR bytes and back, both ways a receiver decodes: from rclpy's message object and
+    straight from the bytes (what a container's DDS input does); both must give the same packet."""
     codec = codec or PacketCodec()
-    return codec.decode(wire(codec.encode(packet)))
+    data = serialize_message(codec.encode(packet))
+    back = codec.decode(deserialize_message(data, StreamPacketMsg))
+    assert_same_packet(codec.decode_serialized(data), back)
+    return back
+
+
+def assert_same_packet(a: StreamPacket, b: StreamPacket) -> None:
+    """Equal in every field; frames equal in dtype, shape, values and writability."""
+    envelope = ('packet_id', 'ts', 'kind', 'source_id', 'meta')
+    assert [getattr(a, name) for name in envelope] == [getattr(b, name) for name in envelope]
+    if isinstance(b.payload, np.ndarray):
+        assert isinstance(a.payload, np.ndarray)
+        assert (a.payload.dtype, a.payload.shape) == (b.payload.dtype, b.payload.shape)
+        assert a.payload.tobytes() == b.payload.tobytes()  # exactly the same values, NaNs included
+        assert a.payload.flags.writeable == b.payload.flags.writeable
+    else:
+        assert type(a.payload) is type(b.payload)
+        assert a.payload == b.payload
 
 
 def assert_same_envelope(back: StreamPacket, packet: StreamPacket) -> None:
@@ -169,6 +188,10 @@ def test_frames_decode_without_copy_and_copy_frames_gives_private_ones():
     assert backing_array(shared) is msg.image[0].data
     private = PacketCodec(copy_frames=True).decode(msg).payload
     assert private.flags.writeable and backing_array(private) is None
+    data = serialize_message(msg)  # straight from the received bytes: a read-only view of them
+    assert not PacketCodec().decode_serialized(data).payload.flags.writeable
+    private = PacketCodec(copy_frames=True).decode_serialized(data).payload
+    assert private.flags.writeable and backing_array(private) is None
 
 
 @FAST
@@ -191,8 +214,11 @@ def test_png_compressed_image_payload_round_trips_exactly(packet):
     back = codec.decode(wire(msg))
     assert_same_envelope(back, packet)
     assert back.payload.dtype == packet.payload.dtype and np.array_equal(back.payload, packet.payload)
+    assert_same_packet(codec.decode_serialized(serialize_message(msg)), back)
     passthrough = PacketCodec(decompress_images=False).decode(wire(msg))
     assert passthrough.payload == CompressedFrame.from_msg(msg.compressed_image[0])
+    kept = PacketCodec(decompress_images=False).decode_serialized(serialize_message(msg))
+    assert_same_packet(kept, passthrough)
 
 
 def test_payload_encodings_are_the_message_constants():
@@ -486,6 +512,8 @@ def test_inconsistent_messages_are_refused_by_name(changes, message):
         msg.meta_json = '{"idempotency_key":"mine"}'
     with pytest.raises(ValueError, match=message):
         decode_packet(msg)
+    with pytest.raises(ValueError, match=message):  # the same refusal straight from the bytes
+        PacketCodec().decode_serialized(serialize_message(msg))
 
 
 def test_json_over_the_receivers_limits_is_refused_when_sent():
@@ -509,13 +537,19 @@ def test_image_message_errors_name_the_image_field():
     msg.image[0].step = 8
     with pytest.raises(ValueError, match=r'image\[0\].step: 8 is less than'):
         decode_packet(msg)
+    with pytest.raises(ValueError, match=r'image\[0\].step: 8 is less than'):
+        PacketCodec().decode_serialized(serialize_message(msg))
     msg.image = []
     with pytest.raises(ValueError, match='image: expected exactly one element'):
         decode_packet(msg)
+    with pytest.raises(ValueError, match='image: expected exactly one element'):
+        PacketCodec().decode_serialized(serialize_message(msg))
     bad_time = encode_packet(StreamPacket.new('raw', 'c', 1))
     bad_time.header.stamp.nanosec = 2_000_000_000
     with pytest.raises(ValueError, match=r'header.stamp.nanosec'):
         decode_packet(bad_time)
+    with pytest.raises(ValueError, match=r'header.stamp.nanosec'):
+        PacketCodec().decode_serialized(serialize_message(bad_time))
 
 
 def test_codec_settings_are_checked():
