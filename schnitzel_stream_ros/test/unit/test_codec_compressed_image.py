@@ -174,3 +174,28 @@ def test_a_jpeg_without_a_frame_header_in_its_first_segments_is_refused():
     comments = b''.join(b'\xff\xfe\x00\x02' for _ in range(2000))  # 2,000 empty comment segments
     with pytest.raises(ValueError, match=r'image.data: no frame header in the first 1024 JPEG segments'):
         decompress('jpeg', b'\xff\xd8' + comments + b'\xff\xd9', 'image')
+
+
+@pytest.mark.parametrize('ext', ['.png', '.jpg'])
+def test_mutated_images_decode_or_are_refused_by_name(ext):
+    """Seeded random mutations and truncations of real JPEG/PNG bytes (the header scan included): a
+    frame or a ValueError naming the field, nothing else, and never more pixels than the bound."""
+    rng = np.random.default_rng(7 if ext == '.png' else 8)
+    real = cv2.imencode(ext, _smooth_frame(24, 32))[1].tobytes()
+    outcomes = {'frame': 0, 'refused': 0}
+    for _ in range(300):
+        data = bytearray(real)
+        span = 64 if rng.random() < 0.7 else len(data)  # mostly the headers, where the sizes are
+        for at in rng.integers(0, min(len(data), span), rng.integers(1, 4)):
+            data[at] = rng.integers(0, 256)
+        if rng.random() < 0.3:  # cut short, often inside a header
+            del data[rng.integers(1, min(len(data), 200)):]
+        try:
+            frame = decompress(ext[1:], bytes(data), 'compressed_image[0]')
+        except ValueError as exc:
+            assert str(exc).startswith('compressed_image[0].'), exc
+            outcomes['refused'] += 1
+        else:
+            assert frame.shape[0] * frame.shape[1] <= compressed_image.MAX_DECODED_PIXELS
+            outcomes['frame'] += 1
+    assert outcomes['frame'] and outcomes['refused'], outcomes  # both ways exercised
