@@ -1044,11 +1044,7 @@ def main(argv: list[str] | None = None) -> int:
                 <= GOALS['enqueue_p99_ms']
             ),
             'one_producer_sustains_10000_per_sec_with_commit_p99_delivery_from_own_process': bool(
-                runtime
-                and runtime['batched_offered_10000_per_sec_delivery_process']['accepted_per_sec']
-                >= 0.97 * GOALS['enqueue_per_sec']
-                and runtime['batched_offered_10000_per_sec_delivery_process'].get('commit_p99_ms', 1e9)
-                <= GOALS['enqueue_p99_ms']
+                runtime and sustains(runtime['batched_offered_10000_per_sec_delivery_process'])
             ),
             'one_producer_sustains_10000_per_sec_with_commit_p99_while_delivering_5000_per_sec': bool(
                 runtime and sustains_while_delivering(
@@ -1066,18 +1062,10 @@ def main(argv: list[str] | None = None) -> int:
             # issue 11's acceptance line as written: the producer's rate and p99 (its delivery is
             # measured on its own, above); the keys after this one ask for both at once
             'one_producer_runtime_sustains_10000_per_sec_with_commit_p99_delivery_not_running': bool(
-                runtime
-                and runtime['info_batched_offered_10000_per_sec_no_delivery']['accepted_per_sec']
-                >= 0.97 * GOALS['enqueue_per_sec']
-                and runtime['info_batched_offered_10000_per_sec_no_delivery'].get('commit_p99_ms', 1e9)
-                <= GOALS['enqueue_p99_ms']
+                runtime and sustains(runtime['info_batched_offered_10000_per_sec_no_delivery'])
             ),
             'one_producer_runtime_sustains_10000_per_sec_with_commit_p99': bool(
-                runtime
-                and runtime['batched_offered_10000_per_sec']['accepted_per_sec']
-                >= 0.97 * GOALS['enqueue_per_sec']
-                and runtime['batched_offered_10000_per_sec'].get('commit_p99_ms', 1e9)
-                <= GOALS['enqueue_p99_ms']
+                runtime and sustains(runtime['batched_offered_10000_per_sec'])
             ),
         },
     }
@@ -1159,13 +1147,6 @@ def latency_only(args: argparse.Namespace) -> int:
     latency = producer_latency(runtime)
     threads = runtime['batched_offered_10000_per_sec']
     own = runtime['batched_offered_10000_per_sec_delivery_process']
-
-    def sustains(case: dict) -> bool:
-        return (
-            case['accepted_per_sec'] >= 0.97 * GOALS['enqueue_per_sec']
-            and case.get('commit_p99_ms', 1e9) <= GOALS['enqueue_p99_ms']
-        )
-
     away = runtime['info_offered_10000_per_sec_delivery_process_backend_sched_idle']
     one = runtime['batched_offered_10000_per_sec_delivery_process_one_connection']
     alone = runtime['info_batched_offered_10000_per_sec_no_delivery']
@@ -1205,12 +1186,16 @@ def latency_only(args: argparse.Namespace) -> int:
     return 0
 
 
-def _all_three(row: dict) -> bool:
-    return bool(
-        row.get('accepted_per_sec', 0) >= 0.97 * GOALS['enqueue_per_sec']
-        and row.get('commit_p99_ms', 1e9) <= GOALS['enqueue_p99_ms']
-        and (row.get('delivered_meanwhile_per_sec') or 0) >= GOALS['deliver_per_sec']
+def sustains(case: dict) -> bool:
+    """The producer's goals: >= 97 % of the offered 10,000 accepted/s, commit p99 <= 5 ms."""
+    return (
+        case.get('accepted_per_sec', 0) >= 0.97 * GOALS['enqueue_per_sec']
+        and case.get('commit_p99_ms', 1e9) <= GOALS['enqueue_p99_ms']
     )
+
+
+def _all_three(row: dict) -> bool:
+    return sustains(row) and (row.get('delivered_meanwhile_per_sec') or 0) >= GOALS['deliver_per_sec']
 
 
 def rounds_at_once(case: dict) -> str:

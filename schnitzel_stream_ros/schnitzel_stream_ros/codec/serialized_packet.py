@@ -173,9 +173,8 @@ class _Reader:
 def read_packet_fields(data: bytes) -> PacketFields | None:
     """The fields of a serialized StreamPacket; None for an encapsulation other than plain CDR.
 
-    ValueError (naming the field) for bytes that are not a StreamPacket of that encoding."""
-    if type(data) is not bytes:
-        raise TypeError(f'data: expected bytes, got {type(data).__name__}')
+    ValueError (naming the field) for bytes that are not a StreamPacket of that encoding. `data` is
+    bytes (PacketCodec.decode_serialized turns other bytes-likes into bytes before it calls this)."""
     if data[:2] != _CDR_LE:
         return None
     end = len(data)
