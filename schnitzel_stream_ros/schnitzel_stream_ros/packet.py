@@ -92,15 +92,15 @@ class FrozenMeta(dict):
         return (FrozenMeta, (dict(self),))
 
 
-_EMPTY_META = FrozenMeta()
+EMPTY_META = FrozenMeta()
 
 
 def _freeze(meta: Mapping[str, Any] | None) -> FrozenMeta:
     if not meta:
-        return _EMPTY_META
-    if isinstance(meta, FrozenMeta):
+        return EMPTY_META
+    if type(meta) is FrozenMeta:
         return meta
-    if not isinstance(meta, Mapping):
+    if type(meta) is not dict and not isinstance(meta, Mapping):  # a plain dict skips the ABC check
         raise TypeError(f'meta must be a mapping, got {type(meta).__name__}')
     return FrozenMeta(meta)
 
@@ -188,7 +188,7 @@ class StreamPacket:
     kind: str
     source_id: str
     payload: Any = None
-    meta: Mapping[str, Any] = dataclasses.field(default_factory=lambda: _EMPTY_META)
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=lambda: EMPTY_META)
 
     def __post_init__(self) -> None:
         if (  # the common case in one expression: this runs for every packet made anywhere

@@ -42,15 +42,16 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from schnitzel_stream_ros.packet import StreamPacket
+from schnitzel_stream_ros.packet import EMPTY_META, FrozenMeta, StreamPacket
 from schnitzel_stream_ros.shm_lane.layout import (
     DTYPE_CODES,
     DTYPES,
     LOAN_META_RESERVE,
+    TYPESTRS,
     FrameHeader,
     check_header,
     decode_meta,
@@ -70,6 +71,10 @@ DEFAULT_MAX_READERS = 2
 CLEANUP_EVERY_SEC = 1.0
 #: How long a reader waits for the lane's event before it looks again (stop, cleanup, releases).
 READER_WAIT_MS = 100
+#: A reader whose frames come at most this far apart polls for the next one this long before it sleeps:
+#: a producer that rings a sleeping reader pays the wake-up (~6 µs of its CPU per frame on this VM,
+#: measured: issue 23), an awake one ~0.2 µs. Frames further apart (30 fps) never make it poll.
+SPIN_NS = 100_000
 #: How often a writer asks how many readers the lane has (when none: nothing is written).
 READER_CHECK_NS = 20_000_000
 #: Samples a writer lends to its source at once (`loan_frame`); one more stays for the copying path.
@@ -81,15 +86,24 @@ _META_AREA = ctypes.c_char * LOAN_META_RESERVE
 _iox2: Any = None
 _node: Any = None
 _node_lock = threading.Lock()
+#: Publisher.loan_slice_uninit and SampleMutUninit.assume_init as iceoryx2's native methods: its Python
+#: wrappers of both check the payload type with typing.get_origin on every call (~1 µs of a frame on
+#: the producer, measured: issue 23). iceoryx2 is pinned (requirements/python.txt); a version without
+#: them gets the wrappers.
+_loan_slice: Callable[[Any, int], Any] = None  # type: ignore[assignment]
+_assume_init: Callable[[Any], Any] = None  # type: ignore[assignment]
 
 
 def iceoryx2() -> Any:
     """The iceoryx2 module, imported on first use (only containers with a lane load it)."""
-    global _iox2
+    global _iox2, _loan_slice, _assume_init
     if _iox2 is None:
         import iceoryx2
 
         iceoryx2.set_log_level_from_env_or(iceoryx2.LogLevel.Error)
+        publisher, uninit = iceoryx2.Publisher, iceoryx2.SampleMutUninit
+        _loan_slice = getattr(publisher, '__loan_slice_uninit', publisher.loan_slice_uninit)
+        _assume_init = getattr(uninit, '__assume_init', uninit.assume_init)
         _iox2 = iceoryx2
     return _iox2
 
@@ -148,6 +162,33 @@ def _open_services(name: str, settings: LaneSettings) -> tuple[Any, Any]:
     return frames, events
 
 
+class _LoanSpec(NamedTuple):
+    """What loan_frame works out once per shape and dtype a source asks for."""
+
+    shape: tuple[int, ...]
+    typestr: str
+    nbytes: int
+    total: int  # the sample: JSON room + pixels
+    header: tuple[int, int, int, int]  # dtype code, height, width, channels (0: a 2-D frame)
+
+
+def _loan_spec(shape: Any, dtype: Any) -> _LoanSpec | None:
+    """The spec of a frame of `shape` × `dtype`, or None when the lane does not carry such frames."""
+    dtype = np.dtype(dtype)
+    shape = tuple(int(n) for n in shape)
+    if dtype not in DTYPE_CODES or len(shape) not in (2, 3) or min(shape) < 1:
+        return None
+    nbytes = dtype.itemsize
+    for n in shape:
+        nbytes *= n
+    return _LoanSpec(shape, dtype.str, nbytes, LOAN_META_RESERVE + nbytes,
+                     (DTYPE_CODES[dtype], shape[0], shape[1], shape[2] if len(shape) == 3 else 0))
+
+
+#: Specs a writer keeps (a source asks for one or two shapes; a bound all the same).
+MAX_LOAN_SPECS = 16
+
+
 class _Loan:
     """One sample lent to a source: a writable numpy array over its pixel area (`loan_frame`).
 
@@ -156,16 +197,17 @@ class _Loan:
     return to the pool — on the writer's own thread, the one that uses the publisher.
     """
 
-    __slots__ = ('__array_interface__', '__weakref__', '_returned', '_sample', 'address', 'array', 'capacity')
+    __slots__ = ('__array_interface__', '__weakref__', '_returned', '_sample', 'address', 'array', 'capacity',
+                 'spec')
 
-    def __init__(self, sample: Any, address: int, capacity: int, shape: tuple[int, ...], dtype: np.dtype,
-                 returned: collections.deque) -> None:
+    def __init__(self, sample: Any, address: int, spec: _LoanSpec, returned: collections.deque) -> None:
         self._sample = sample
         self._returned = returned
         self.address = address
-        self.capacity = capacity
+        self.spec = spec
+        self.capacity = spec.nbytes
         self.array: weakref.ref[np.ndarray] | None = None  # the array lent (set by loan_frame)
-        self.__array_interface__ = {'version': 3, 'shape': shape, 'typestr': dtype.str,
+        self.__array_interface__ = {'version': 3, 'shape': spec.shape, 'typestr': spec.typestr,
                                     'data': (address, False)}
 
     def take(self) -> Any:
@@ -195,6 +237,7 @@ class FrameLaneWriter:
         self._next_reader_check = 0
         self._next_cleanup = time.monotonic() + CLEANUP_EVERY_SEC
         self._loans: dict[int, weakref.ref[_Loan]] = {}  # pixel address -> a sample lent to the source
+        self._specs: dict[tuple[Any, Any], _LoanSpec | None] = {}  # (shape, dtype) asked -> its spec
         self._returned: collections.deque = collections.deque()  # lent samples dropped unsent
         self.written_total = 0
         self.no_reader_total = 0  # frames not written: nobody was reading
@@ -234,11 +277,13 @@ class FrameLaneWriter:
 
     def _return_loans(self) -> None:
         returned = self._returned
+        if not returned:
+            return
         while returned:
             returned.popleft().delete()
             self.loans_returned_total += 1
-        if self._loans:  # forget the addresses of loans that are gone (sent ones are removed at once)
-            self._loans = {address: ref for address, ref in self._loans.items() if ref() is not None}
+        # forget the addresses of the loans that were dropped (sent ones are removed at once)
+        self._loans = {address: ref for address, ref in self._loans.items() if ref() is not None}
 
     @property
     def loans_open(self) -> int:
@@ -249,28 +294,29 @@ class FrameLaneWriter:
         """A writable array of `shape` × `dtype` in a sample of this lane, for a source to write one
         frame into and emit; None when it cannot be lent (no reader, a dtype or shape the lane does
         not carry, MAX_OPEN_LOANS out, pool exhausted): the caller then uses plain memory."""
-        self._return_loans()
-        dtype = np.dtype(dtype)
-        shape = tuple(int(n) for n in shape)
-        if dtype not in DTYPE_CODES or len(shape) not in (2, 3) or min(shape) < 1 or not self.readers():
-            self.loan_declined_total += 1
-            return None
-        if len(self._loans) >= MAX_OPEN_LOANS:
-            self.loan_declined_total += 1
-            return None
-        nbytes = dtype.itemsize
-        for n in shape:
-            nbytes *= n
-        total = LOAN_META_RESERVE + nbytes
+        if self._returned:
+            self._return_loans()
         try:
-            sample = self._publisher_for(total).loan_slice_uninit(total)
+            key = (shape, dtype)
+            spec = self._specs[key]
+        except (KeyError, TypeError):  # a new request, or a shape given as a list
+            spec = _loan_spec(shape, dtype)
+            if len(self._specs) < MAX_LOAN_SPECS:
+                with contextlib.suppress(TypeError):
+                    self._specs[key] = spec
+        if spec is None or len(self._loans) >= MAX_OPEN_LOANS or not self.readers():
+            self.loan_declined_total += 1
+            return None
+        total = spec.total
+        try:
+            sample = _loan_slice(self._publisher_for(total), total)
         except Exception:
             sample = None
         if sample is None:
             self.loan_declined_total += 1
             return None
         address = sample.payload_ptr + LOAN_META_RESERVE
-        loan = _Loan(sample, address, nbytes, shape, dtype, self._returned)
+        loan = _Loan(sample, address, spec, self._returned)
         self._loans[address] = weakref.ref(loan)
         self.loaned_total += 1
         array = np.asarray(loan)
@@ -301,21 +347,23 @@ class FrameLaneWriter:
         """Put one frame packet on the lane; False when it was not written (counted why)."""
         if self._returned:
             self._return_loans()
-        if not self.readers():
+        frame = packet.payload
+        loan = self._lent(frame) if self._loans and type(frame) is np.ndarray else None
+        if loan is None and not self.readers():  # a lent frame had a reader when it was lent: not asked again
             self.no_reader_total += 1
             return False
-        frame = packet.payload
-        if not isinstance(frame, np.ndarray) or frame.dtype not in DTYPE_CODES:
+        whole_loan = loan is not None and loan.array() is frame  # type: ignore[misc]  # the very array lent
+        if not whole_loan and (not isinstance(frame, np.ndarray) or frame.dtype not in DTYPE_CODES):
             self.refused_total += 1
             return False
         try:
-            height, width, channels = frame_shape(frame)
             meta = encode_meta(packet)
+            header = loan.spec.header if whole_loan else (DTYPE_CODES[frame.dtype], *frame_shape(frame))
         except (TypeError, ValueError):
             self.refused_total += 1
             raise
-        loan = self._lent(frame)
-        zero_copy = loan is not None and len(meta) <= LOAN_META_RESERVE
+        meta_len = len(meta)
+        zero_copy = loan is not None and meta_len <= LOAN_META_RESERVE
         if zero_copy:
             # written in place by the source: only the JSON goes in front of it
             sample = loan.take()  # type: ignore[union-attr]
@@ -324,21 +372,21 @@ class FrameLaneWriter:
             _META_AREA.from_address(sample.payload_ptr).raw = meta  # a copy that keeps the GIL held
             self.zero_copy_total += 1
         else:
-            offset = pixel_offset(len(meta))
+            offset = pixel_offset(meta_len)
             total = offset + frame.nbytes
             publisher = self._publisher_for(total)
             try:
-                sample = publisher.loan_slice_uninit(total)
+                sample = _loan_slice(publisher, total)
             except Exception:
                 self.loan_failed_total += 1
                 return False
             dst = np.frombuffer((ctypes.c_uint8 * total).from_address(sample.payload_ptr), np.uint8)
-            dst[:len(meta)] = np.frombuffer(meta, np.uint8)
+            dst[:meta_len] = np.frombuffer(meta, np.uint8)
             # the one copy of the pixels: into the shared sample
             dst[offset:].view(frame.dtype).reshape(frame.shape)[...] = frame
-        write_header(sample.user_header_ptr, DTYPE_CODES[frame.dtype], height, width, channels, len(meta),
-                     offset, frame.nbytes, self._seq, self._epoch, time.perf_counter_ns())
-        sample.assume_init().send()
+        write_header(sample.user_header_ptr, *header, meta_len, offset, frame.nbytes, self._seq, self._epoch,
+                     time.perf_counter_ns())
+        _assume_init(sample).send()
         self._notifier.notify()
         if zero_copy:
             frame.flags.writeable = False  # sent: the source must not write into it any more
@@ -372,11 +420,11 @@ class _Lease:
 
     __slots__ = ('__array_interface__', '_released', '_sample')
 
-    def __init__(self, sample: Any, address: int, shape: tuple[int, ...], dtype: np.dtype,
+    def __init__(self, sample: Any, address: int, shape: tuple[int, ...], typestr: str,
                  released: collections.deque) -> None:
         self._sample = sample
         self._released = released
-        self.__array_interface__ = {'version': 3, 'shape': shape, 'typestr': dtype.str,
+        self.__array_interface__ = {'version': 3, 'shape': shape, 'typestr': typestr,
                                     'data': (address, True)}  # read-only: a frame is shared
 
     def __del__(self) -> None:
@@ -441,19 +489,28 @@ class FrameLaneReader:
         wait = iox2.Duration.from_millis(READER_WAIT_MS)
         next_cleanup = time.monotonic() + CLEANUP_EVERY_SEC
         stop, released, receive, take = self._stop, self._released, subscriber.receive, self._take
+        clock, yield_cpu = time.perf_counter_ns, os.sched_yield
+        last_arrival = gap = 1 << 62  # no frame yet: nothing to stay awake for
         try:
             while not stop.is_set():
                 if released:
                     self._return_leases()
                 with contextlib.suppress(Exception):  # an interrupted wait: look again
                     listener.timed_wait(wait)
+                # take what is there; while frames come back to back, stay awake (polling, the GIL let go
+                # between polls) for up to SPIN_NS after the last one before sleeping again
                 while not stop.is_set():
                     if released:
                         self._return_leases()
                     sample = receive()
-                    if sample is None:
+                    if sample is not None:
+                        now = clock()
+                        gap, last_arrival = now - last_arrival, now
+                        take(sample)
+                    elif gap > SPIN_NS or clock() - last_arrival >= SPIN_NS:
                         break
-                    take(sample)
+                    else:
+                        yield_cpu()
                 if time.monotonic() >= next_cleanup:  # after the frames: none waits for the sweep
                     next_cleanup = time.monotonic() + CLEANUP_EVERY_SEC
                     cleanup_dead_nodes()
@@ -494,24 +551,24 @@ class FrameLaneReader:
             if self.on_missed is not None:
                 self.on_missed(missed)
         self._last_seq = max(self._last_seq, header.seq)
-        dtype = DTYPES[header.dtype]
         shape = (header.height, header.width) if header.channels == 0 else (
             header.height, header.width, header.channels)
         address = base + header.pixel_off
         t_send = header.t_send_ns
         if self._held >= self.settings.pool - 1:
             pixels = np.ctypeslib.as_array((ctypes.c_uint8 * header.pixel_len).from_address(address))
-            frame = pixels.view(dtype).reshape(shape).copy()
+            frame = pixels.view(DTYPES[header.dtype]).reshape(shape).copy()
             sample.delete()
             self.copied_total += 1
             if self.on_copied is not None:
                 self.on_copied()
         else:
             self._held += 1
-            frame = np.asarray(_Lease(sample, address, shape, dtype, self._released))
+            frame = np.asarray(_Lease(sample, address, shape, TYPESTRS[header.dtype], self._released))
         self.received_total += 1
+        fields = meta.get('meta')  # decode_meta checked it is a dict: frozen here, not looked at again
         packet = StreamPacket(meta['packet_id'], meta['ts'], meta['kind'], meta['source_id'], frame,
-                              meta.get('meta') or {})
+                              FrozenMeta(fields) if fields else EMPTY_META)
         self.on_packet(packet, t_send)
 
     def counters(self) -> dict[str, int]:

@@ -80,6 +80,9 @@ class LaneOutput:
                  to_image: Callable[[Any], Any], on_warning: Callable[[str], None]) -> None:
         self.port = port
         self.writer = FrameLaneWriter(port.topic.name, settings)
+        #: what Plugin.frame_buffer asks for on this port: an array in a sample of the lane to write one
+        #: frame into, or None (plain memory then) — the writer's own method, one call less per frame
+        self.frame_buffer: Callable[[tuple[int, ...], Any], Any] = self.writer.loan_frame
         self.image_publisher = image_publisher
         self.to_image = to_image
         self.on_warning = on_warning
@@ -87,10 +90,6 @@ class LaneOutput:
         self._image_wanted = 0
         self._next_image_check = 0
         self._warned = False
-
-    def frame_buffer(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        """An array in a sample of the lane to write one frame into, or None (plain memory then)."""
-        return self.writer.loan_frame(shape, dtype)
 
     def __call__(self, packet: Any) -> None:
         if self.port.topic.targets and self.writer.is_lent(packet.payload):

@@ -98,7 +98,8 @@ class ChecksummedFrameSource(Plugin):
 
 
 class FrameCheckSink(Plugin):
-    """Check each frame's CRC against meta.crc; one JSON line per frame (seq, ok, shared, ...)."""
+    """Check each frame's CRC against meta.crc; one JSON line per frame (seq, ok, shared, ...), or a line
+    of running counts every `summary_every_sec`."""
 
     ROLE = Role.SINK
     INPUTS = (Port('in', frozenset({Kind.FRAME}), PayloadProfile.INPROC_ANY),)
@@ -110,6 +111,9 @@ class FrameCheckSink(Plugin):
               min=0, max=64),
         Param('check', bool, True, 'compute the CRC (off: only count)'),
         Param('line_buffered', bool, True, 'flush every line (off: at most every 0.2 s, for benchmarks)'),
+        Param('summary_every_sec', float, 0.0, 'instead of a line per frame, one line of running counts '
+              '(frames, shared, last seq, recv_ns) this often: a flood benchmark measures the lane, not JSON '
+              'lines (0: a line per frame)', min=0.0),
     )
 
     def setup(self) -> None:
@@ -118,10 +122,22 @@ class FrameCheckSink(Plugin):
         self._file = open(self.params['path'], 'a', buffering=buffering)  # noqa: SIM115 - closed in close()
         self._held: deque = deque(maxlen=max(self.params['hold'], 1))
         self._next_flush = 0.0
+        self._frames = self._shared = 0
+        self._next_summary = time.monotonic() + self.params['summary_every_sec']
 
     def process(self, packet: StreamPacket, port: str = 'in') -> None:
         frame = packet.payload
         shared = isinstance(frame, np.ndarray) and not frame.flags.owndata
+        if self.params['summary_every_sec']:
+            self._frames += 1
+            self._shared += shared
+            if time.monotonic() >= self._next_summary:
+                self._next_summary = time.monotonic() + self.params['summary_every_sec']
+                counts = {'frames': self._frames, 'shared': self._shared, 'seq': packet.meta.get('seq'),
+                          'recv_ns': time.perf_counter_ns()}
+                self._file.write(json.dumps(counts) + '\n')
+                self._file.flush()
+            return
         record = {'seq': packet.meta.get('seq'), 'shape': list(getattr(frame, 'shape', ())),
                   'shared': shared, 'recv_ns': time.perf_counter_ns(), 'emit_ns': packet.meta.get('emit_ns')}
         if self.params['check'] and 'crc' in packet.meta:

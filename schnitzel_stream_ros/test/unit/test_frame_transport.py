@@ -20,7 +20,14 @@ from schnitzel_stream_ros.graph.wiring import load_requests
 from schnitzel_stream_ros.packet import StreamPacket
 from schnitzel_stream_ros.shm_lane import lane as lane_mod
 from schnitzel_stream_ros.shm_lane.lane import FrameLaneReader, FrameLaneWriter, LaneSettings
-from schnitzel_stream_ros.shm_lane.layout import LOAN_META_RESERVE, MAGIC, VERSION, FrameHeader, check_header
+from schnitzel_stream_ros.shm_lane.layout import (
+    LOAN_META_RESERVE,
+    MAGIC,
+    VERSION,
+    FrameHeader,
+    check_header,
+    pixel_offset,
+)
 from schnitzel_stream_ros.shm_lane.ros_glue import check_transport_param
 
 REGISTRY = PluginRegistry(Allowlist())
@@ -264,6 +271,53 @@ def test_a_sample_whose_header_lies_is_refused_and_never_read():
         reader.close()
 
 
+_FIELDS = b'"packet_id":"p","ts":"2026-01-01T00:00:00Z","kind":"frame","source_id":"cam"'
+
+
+@pytest.mark.parametrize(('meta_json', 'refusal'), [
+    (b'[' * 50_000, 'nested too deeply'),  # the interpreter's stack, not a ValueError: killed the reader once
+    (b'{' + _FIELDS + b',"meta":{"a":' + b'[' * 5_000 + b']' * 5_000 + b'}}', 'nested too deeply'),
+    (b'{"\xff":1}', "'utf-8' codec"),
+    (b'[1,2]', 'not an object'),
+    (b'{"packet_id":1,"ts":"t","kind":"frame","source_id":"cam"}', 'packet_id is not a string'),
+    (b'{' + _FIELDS + b',"meta":[1]}', 'meta is not an object'),
+    (b'{' + _FIELDS + b'} trailing', 'Extra data'),
+    (b' {' + _FIELDS + b',"meta":{"seq":-1}} ', ''),  # whitespace around: json's own rules accept it
+])
+def test_a_sample_whose_packet_json_is_hostile_is_refused_and_the_reader_goes_on(meta_json, refusal):
+    topic, got = _topic(), _Collector()
+    refusals: list[str] = []
+    reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit', on_refused=refusals.append)
+    writer = FrameLaneWriter(topic, LaneSettings(pool=4), domain='unit')
+    try:
+        assert writer.write(_frame_packet(0))
+        got.wait_for(1)
+        # a sample whose header is right and whose JSON is not what a writer writes
+        pixel_off = pixel_offset(len(meta_json))
+        publisher = writer._publisher_for(pixel_off + 12)
+        sample = publisher.loan_slice_uninit(pixel_off + 12)
+        header = sample.user_header().contents
+        header.magic, header.version, header.dtype = MAGIC, VERSION, 0
+        header.height, header.width, header.channels = 2, 2, 3
+        header.meta_len, header.pixel_len, header.pixel_off = len(meta_json), 12, pixel_off
+        header.epoch, header.seq = writer._epoch, 1  # in sequence
+        ctypes.memmove(sample.payload_ptr, meta_json, len(meta_json))
+        sample.assume_init().send()
+        writer._notifier.notify()
+        writer._seq = 2
+        assert writer.write(_frame_packet(2))
+        got.wait_for(3 if not refusal else 2)
+        assert [p.meta['seq'] for p in got.packets] == ([0, -1, 2] if not refusal else [0, 2])
+        assert reader.counters()['refused_total'] == (1 if refusal else 0)
+        assert reader.counters()['missed_total'] == (1 if refusal else 0)  # a refused seq is a gap as well
+        if refusal:
+            assert len(refusals) == 1 and refusal in refusals[0], refusals
+    finally:
+        got.packets.clear()
+        writer.close()
+        reader.close()
+
+
 def test_two_and_three_dimensional_frames_keep_their_shape():
     topic, got = _topic(), _Collector()
     reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit')
@@ -472,3 +526,25 @@ def test_plugin_frame_buffer_is_plain_memory_outside_a_lane():
     assert buf.shape == (2, 3) and buf.dtype == np.uint16 and buf.flags.owndata
     with pytest.raises(PluginError, match="unknown output port 'nope'"):
         host.ctx.frame_buffer((2, 3), 'uint8', 'nope')
+
+
+def test_the_check_sink_can_write_running_counts_instead_of_a_line_per_frame(tmp_path):
+    """The flood benchmark counts frames from these lines (bench/shm_frames_bench.py)."""
+    import json
+
+    from schnitzel_stream_ros.plugin import SimpleContext, resolve_params
+    from schnitzel_stream_ros.testing.frame_lane_plugins import FrameCheckSink
+
+    path = tmp_path / 'checks.jsonl'
+    params = resolve_params(FrameCheckSink, {'path': str(path), 'check': False, 'summary_every_sec': 1e-9})
+    sink = FrameCheckSink(SimpleContext(params=params))
+    sink.setup()
+    view = np.frombuffer(bytearray(12), np.uint8).reshape(2, 2, 3)  # a shared view: owns no memory
+    for seq in range(5):
+        sink.process(StreamPacket.new('frame', 'cam', view if seq % 2 else np.zeros((2, 2, 3), np.uint8),
+                                      {'seq': seq * 10}))
+    sink.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(n['frames'], n['shared'], n['seq']) for n in lines] == [
+        (1, 0, 0), (2, 1, 10), (3, 1, 20), (4, 2, 30), (5, 2, 40)]
+    assert lines == sorted(lines, key=lambda n: n['recv_ns'])
