@@ -2,7 +2,8 @@
 run, plus checkpoint time and size. Two lanes, each named in the JSON:
 
 - `site_live` (the figure the acceptance asks for): the site graph, config/site.yaml, live through
-  `schnitzel-stream run` (its two container processes, DDS between them) with the site's outside
+  `schnitzel-stream run` (its three container processes: cameras -> detectors over the frame lane,
+  DDS to the events container) with the site's outside
   world made local as the site demo makes it (schnitzel_stream_ros.demo.site_demo.local_site):
   camera cam0 the pedestrian clip at 10 fps, camera cam1 the same clip over RTSP, the person
   detector, trackers, event builders, zones, dedup, fusion with a serial distance sensor on a pty,
@@ -44,6 +45,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +64,18 @@ RTSP_CLIP = 'vtest_h264.mp4'  # camera cam1, as the site demo serves it
 DETECTORS = ('det0', 'det1')
 STATEFUL = ('trk0', 'trk1', 'dedup', 'fusion')
 CLK_TCK = os.sysconf('SC_CLK_TCK')
+PAGE_BYTES = os.sysconf('SC_PAGE_SIZE')
 RUN_GRACE_SEC = 120.0  # start-up, drain and report on top of --seconds
 
 
 # -- the site lane, live ---------------------------------------------------------------------------
-def site_graph_file(folder: Path, state: Path | None, checkpoint_sec: float) -> Path:
-    """config/site.yaml as it is, with `config.state` added when `state` is given (JSON: same graph)."""
+def site_graph_file(folder: Path, state: Path | None, checkpoint_sec: float,
+                    edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """config/site.yaml as it is, with `config.state` added when `state` is given (JSON: same graph);
+    `edit` may change the graph first (site_split_bench.py moves the cameras)."""
     graph = yaml.safe_load(site_graph().read_text())
+    if edit is not None:
+        edit(graph)
     config = dict(graph.get('config') or {})
     if state is not None:
         config['state'] = {'path': str(state), 'checkpoint_sec': checkpoint_sec}
@@ -105,6 +112,27 @@ def tree_cpu(root: int) -> float:
     return total
 
 
+def tree_rss_mb(root: int) -> float:
+    """Resident memory (MB) of the descendants of `root` now (a run's containers, not the runner)."""
+    parent: dict[int, int] = {}
+    for entry in Path('/proc').iterdir():
+        if entry.name.isdigit():
+            try:
+                parent[int(entry.name)] = int((entry / 'stat').read_text().rsplit(')', 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+    total, todo = 0.0, [child for child, ppid in parent.items() if ppid == root]
+    while todo:
+        pid = todo.pop()
+        try:
+            rss_pages = int(Path(f'/proc/{pid}/statm').read_text().split()[1])
+        except (OSError, IndexError):
+            continue
+        total += rss_pages * PAGE_BYTES / 1e6
+        todo.extend(child for child, ppid in parent.items() if ppid == pid)
+    return total
+
+
 def _detectors_work(row: dict[str, Any] | None) -> bool:
     return row is not None and all(row['nodes'].get(d, {}).get('consumed', 0) > 0 for d in DETECTORS)
 
@@ -123,14 +151,14 @@ def _delta(start: dict[str, Any], end: dict[str, Any], node: str, what: str) -> 
 
 
 def run_site(folder: Path, env: dict[str, str], seconds: float, state: Path | None,
-             checkpoint_sec: float) -> dict[str, Any]:
-    """One `schnitzel-stream run` of the site graph for `seconds`; its rates, CPU and checkpoints.
+             checkpoint_sec: float, edit: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """One `schnitzel-stream run` of the site graph for `seconds`; its rates, CPU, memory and checkpoints.
 
     CPU of the steady part: the process tree is sampled once both detectors work (from the
-    timeline) and again a second before the run's duration ends.
+    timeline) and again a second before the run's duration ends (the containers' RSS then too).
     """
     folder.mkdir(parents=True)
-    graph = site_graph_file(folder, state, checkpoint_sec)
+    graph = site_graph_file(folder, state, checkpoint_sec, edit)
     timeline, report_path = folder / 'timeline.jsonl', folder / 'report.json'
     cmd = [sys.executable, '-m', 'schnitzel_stream_ros', 'run', str(graph), '--duration', str(seconds),
            '--quiet', '--report-json', str(report_path), '--timeline', str(timeline)]
@@ -140,6 +168,7 @@ def run_site(folder: Path, env: dict[str, str], seconds: float, state: Path | No
                                   stderr=err)
     launched = time.monotonic()
     samples: list[tuple[float, float]] = []  # (monotonic, CPU seconds of the tree): steady start, end
+    rss_mb = 0.0  # the containers', at the end sample
     try:
         while runner.poll() is None:
             time.sleep(0.25)
@@ -149,6 +178,8 @@ def run_site(folder: Path, env: dict[str, str], seconds: float, state: Path | No
             if (not samples and _detectors_work(last_complete_line(timeline))) or (
                     len(samples) == 1 and now - launched >= seconds - 1.0):
                 samples.append((time.monotonic(), tree_cpu(runner.pid)))
+                if len(samples) == 2:
+                    rss_mb = tree_rss_mb(runner.pid)
     finally:
         if runner.poll() is None:
             runner.kill()
@@ -176,6 +207,7 @@ def run_site(folder: Path, env: dict[str, str], seconds: float, state: Path | No
         'cpu_percent_of_a_core': round(100.0 * steady_cpu, 1),
         'cpu_ms_per_detector_frame': round(1e3 * steady_cpu / detector_fps, 2) if detector_fps else None,
         'cpu_seconds_whole_run': round(cpu, 2),
+        'rss_mb_containers': round(rss_mb, 1),
         'events_accepted_by_queue': metrics.get('node.backend.accepted_total', 0),
     }
     if state is not None:
@@ -242,8 +274,9 @@ def site_lane(seconds: float, rounds: int, checkpoint_sec: float) -> dict[str, A
         for node in STATEFUL
     }
     return {
-        'lane': 'site_live: config/site.yaml through `schnitzel-stream run` (containers vision + events, '
-                'DDS between them), cameras at their real rate, the local outside world of the site demo',
+        'lane': 'site_live: config/site.yaml through `schnitzel-stream run` (containers camera -> vision '
+                'over the frame lane -> events over DDS), cameras at their real rate, the local outside '
+                'world of the site demo',
         'baseline': 'the same graph without config.state (checkpointing off), interleaved in the same run; '
                     'plain rclpy is not a meaningful baseline here',
         'seconds_per_run': seconds, 'rounds': rounds, 'checkpoint_sec': checkpoint_sec,

@@ -15,6 +15,8 @@ Lifetime of a frame:
   A lent sample that is never sent goes back to the pool once its array is gone (`loans_returned_total`);
   at most `MAX_OPEN_LOANS` are out at once, past that (or with no reader, or a full pool) the source
   gets plain memory and the frame is copied as before. A sent frame's array turns read-only;
+- a reader sleeps on the lane's event, except while frames come back to back or at a steady period:
+  then it is awake (polling) when the next one comes (arrivals.py says when and why);
 - each reader's queue holds `pool` samples; a slow reader loses the oldest (iceoryx2's safe
   overflow: keep-freshest), which it sees as a gap in `seq` and counts as `missed_total`;
 - a reader turns a sample into a numpy view of the shared memory with a *lease*: the sample goes
@@ -47,6 +49,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from schnitzel_stream_ros.packet import EMPTY_META, FrozenMeta, StreamPacket
+from schnitzel_stream_ros.shm_lane.arrivals import COARSE_MARGIN_NS, SLICE_NS, WAKE_AHEAD_NS, ArrivalClock
 from schnitzel_stream_ros.shm_lane.layout import (
     DTYPE_CODES,
     DTYPES,
@@ -71,10 +74,6 @@ DEFAULT_MAX_READERS = 2
 CLEANUP_EVERY_SEC = 1.0
 #: How long a reader waits for the lane's event before it looks again (stop, cleanup, releases).
 READER_WAIT_MS = 100
-#: A reader whose frames come at most this far apart polls for the next one this long before it sleeps:
-#: a producer that rings a sleeping reader pays the wake-up (~6 µs of its CPU per frame on this VM,
-#: measured: issue 23), an awake one ~0.2 µs. Frames further apart (30 fps) never make it poll.
-SPIN_NS = 100_000
 #: How often a writer asks how many readers the lane has (when none: nothing is written).
 READER_CHECK_NS = 20_000_000
 #: Samples a writer lends to its source at once (`loan_frame`); one more stays for the copying path.
@@ -456,6 +455,8 @@ class FrameLaneReader:
         self.missed_total = 0  # frames the lane overwrote before this reader took them (keep-freshest)
         self.refused_total = 0  # samples whose header or JSON failed the checks: never read
         self.copied_total = 0  # frames copied out because the lease limit was reached
+        self.polled_total = 0  # frames of a steady stream found by polling in their window (arrivals.py)
+        self._arrivals = ArrivalClock()
         self._epoch = 0
         self._last_seq = -1
         self._thread = threading.Thread(target=self._run, name=f'frame-lane {name or topic}', daemon=True)
@@ -489,33 +490,55 @@ class FrameLaneReader:
         wait = iox2.Duration.from_millis(READER_WAIT_MS)
         next_cleanup = time.monotonic() + CLEANUP_EVERY_SEC
         stop, released, receive, take = self._stop, self._released, subscriber.receive, self._take
-        clock, yield_cpu = time.perf_counter_ns, os.sched_yield
-        last_arrival = gap = 1 << 62  # no frame yet: nothing to stay awake for
+        clock, arrivals = time.perf_counter_ns, self._arrivals
         try:
             while not stop.is_set():
                 if released:
                     self._return_leases()
-                with contextlib.suppress(Exception):  # an interrupted wait: look again
-                    listener.timed_wait(wait)
-                # take what is there; while frames come back to back, stay awake (polling, the GIL let go
-                # between polls) for up to SPIN_NS after the last one before sleeping again
+                self._await_frame(listener, subscriber.has_samples, wait)
+                # take what is there; while frames come back to back, poll on (arrivals.py)
                 while not stop.is_set():
                     if released:
                         self._return_leases()
                     sample = receive()
                     if sample is not None:
-                        now = clock()
-                        gap, last_arrival = now - last_arrival, now
+                        arrivals.arrived(clock())
                         take(sample)
-                    elif gap > SPIN_NS or clock() - last_arrival >= SPIN_NS:
-                        break
+                    elif arrivals.back_to_back(clock()):
+                        os.sched_yield()  # lets go of the GIL
                     else:
-                        yield_cpu()
+                        break
                 if time.monotonic() >= next_cleanup:  # after the frames: none waits for the sweep
                     next_cleanup = time.monotonic() + CLEANUP_EVERY_SEC
                     cleanup_dead_nodes()
         finally:
             self._return_leases()
+
+    def _await_frame(self, listener: Any, has_samples: Callable[[], bool], wait: Any) -> None:
+        """Return when a frame may be there: on the event, or — for a steady stream — after polling
+        through the window its next frame is due in (arrivals.py)."""
+        clock, stop = time.perf_counter_ns, self._stop
+        due = self._arrivals.due(clock())
+        if not due:
+            with contextlib.suppress(Exception):  # an interrupted wait: look again
+                listener.timed_wait(wait)
+            return
+        window, polling = due - WAKE_AHEAD_NS, False
+        while not has_samples() and not stop.is_set():
+            now = clock()
+            if now >= due + WAKE_AHEAD_NS:  # no frame in its window: wait on the event as for any other
+                with contextlib.suppress(Exception):
+                    listener.timed_wait(wait)
+                return
+            if now >= window:
+                polling = True
+                os.sched_yield()  # lets go of the GIL
+            elif window - now > COARSE_MARGIN_NS:  # far: the event's wait (an early frame rings it)
+                with contextlib.suppress(Exception):
+                    listener.timed_wait(iceoryx2().Duration.from_nanos(window - now - COARSE_MARGIN_NS))
+            else:
+                time.sleep(min(window - now, SLICE_NS) / 1e9)
+        self.polled_total += polling
 
     def _return_leases(self) -> None:
         released = self._released
@@ -573,7 +596,8 @@ class FrameLaneReader:
 
     def counters(self) -> dict[str, int]:
         return {'received_total': self.received_total, 'missed_total': self.missed_total,
-                'refused_total': self.refused_total, 'copied_total': self.copied_total, 'held': self._held}
+                'refused_total': self.refused_total, 'copied_total': self.copied_total, 'held': self._held,
+                'polled_total': self.polled_total}
 
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()
