@@ -90,46 +90,41 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def tree_cpu(root: int) -> float:
-    """utime + stime (s) of `root` and all its descendants now (the runner and its containers)."""
-    parent: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    for entry in Path('/proc').iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / 'stat').read_text().rsplit(')', 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-        pid = int(entry.name)
-        parent[pid] = int(fields[1])
-        cpu[pid] = (int(fields[11]) + int(fields[12])) / CLK_TCK
-    total, todo = 0.0, [root]
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name ([] when the process is gone)."""
+    try:
+        return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def descendants(root: int) -> list[int]:
+    """The processes below `root` now (its children, theirs, ...), from /proc."""
+    parent = {int(e.name): int(f[1]) for e in Path('/proc').iterdir()
+              if e.name.isdigit() and (f := _stat_fields(int(e.name)))}
+    found, todo = [], [root]
     while todo:
         pid = todo.pop()
-        total += cpu.get(pid, 0.0)
-        todo.extend(child for child, ppid in parent.items() if ppid == pid)
-    return total
+        children = [child for child, ppid in parent.items() if ppid == pid]
+        found.extend(children)
+        todo.extend(children)
+    return found
+
+
+def tree_cpu(root: int) -> float:
+    """utime + stime (s) of `root` and all its descendants now (the runner and its containers)."""
+    return sum((int(f[11]) + int(f[12])) / CLK_TCK
+               for pid in (root, *descendants(root)) if (f := _stat_fields(pid)))
 
 
 def tree_rss_mb(root: int) -> float:
     """Resident memory (MB) of the descendants of `root` now (a run's containers, not the runner)."""
-    parent: dict[int, int] = {}
-    for entry in Path('/proc').iterdir():
-        if entry.name.isdigit():
-            try:
-                parent[int(entry.name)] = int((entry / 'stat').read_text().rsplit(')', 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-    total, todo = 0.0, [child for child, ppid in parent.items() if ppid == root]
-    while todo:
-        pid = todo.pop()
+    total = 0.0
+    for pid in descendants(root):
         try:
-            rss_pages = int(Path(f'/proc/{pid}/statm').read_text().split()[1])
+            total += int(Path(f'/proc/{pid}/statm').read_text().split()[1]) * PAGE_BYTES / 1e6
         except (OSError, IndexError):
-            continue
-        total += rss_pages * PAGE_BYTES / 1e6
-        todo.extend(child for child, ppid in parent.items() if ppid == pid)
+            continue  # gone meanwhile
     return total
 
 

@@ -10,7 +10,8 @@ processes, 30 frames/s), while a reader that polls sees the frame 26 / 193 µs a
   learnt): the reader sleeps until `WAKE_AHEAD_NS` before the next frame is due, then polls until
   `WAKE_AHEAD_NS` after it. A frame outside that window is taken on the event's wake-up as before;
   an early one waits at most `SLICE_NS` (the reader looks every `SLICE_NS` while it sleeps close to
-  the window). It costs the polling, ~0.6 ms per frame (1.7 % of a core at 30 frames/s, measured);
+  the window). It costs the polling, ~0.8 ms of CPU per frame (2.4 % of a core at 30 frames/s,
+  measured) and takes ~0.1 ms off p50 and p99 at 30 frames/s (bench/README.md);
 - anything else (irregular frames, none yet, a window missed): the reader sleeps on the event.
 The producer rings the event for every frame in every case, so a reader never misses a wake-up.
 Polling lets go of the GIL between polls (`os.sched_yield`): the container's other threads run.

@@ -109,18 +109,26 @@ def frame_shape(frame: np.ndarray) -> tuple[int, int, int]:
 
 
 #: json's C encoder, made once: `JSONEncoder.encode` builds a new one on every call (~1 µs of a frame's
-#: budget, measured: issue 23). Same output as json.dumps(..., separators=(',', ':')); meta is JSON by
-#: contract (else TypeError, and a circular value ValueError: both a refusal).
-_ENCODER = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
-    {}, None, json.encoder.encode_basestring_ascii, None, ':', ',', False, False, True) if getattr(
-    json.encoder, 'c_make_encoder', None) else None
-_ENCODE = json.JSONEncoder(separators=(',', ':')).encode
+#: budget, measured: issue 23). Same output as json.dumps(..., separators=(',', ':')), and the same
+#: TypeError for a value JSON cannot hold (meta is JSON by contract). Without a markers dict: the C
+#: encoder leaves the ids of an encoding that failed in it, and a later object at a reused address
+#: would be refused as circular; a circular value hits the recursion limit instead (a refusal too).
+_MAKE_ENCODER = getattr(json.encoder, 'c_make_encoder', None)
+_ENCODE = (
+    _MAKE_ENCODER(None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, ':', ',',
+                  False, False, True)
+    if _MAKE_ENCODER is not None
+    else json.JSONEncoder(separators=(',', ':')).iterencode
+)
 
 
 def encode_meta(packet: Any) -> bytes:
     fields = {'packet_id': packet.packet_id, 'ts': packet.ts, 'kind': packet.kind,
               'source_id': packet.source_id, 'meta': packet.meta}
-    text = (''.join(_ENCODER(fields, 0)) if _ENCODER is not None else _ENCODE(fields)).encode()
+    try:
+        text = ''.join(_ENCODE(fields, 0)).encode()
+    except RecursionError as exc:
+        raise ValueError('packet meta is circular or nested too deeply for JSON') from exc
     if len(text) > MAX_META_BYTES:
         raise ValueError(f'packet meta is {len(text)} bytes as JSON, over the lane limit {MAX_META_BYTES}')
     return text

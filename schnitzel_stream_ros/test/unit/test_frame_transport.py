@@ -4,9 +4,11 @@ shared memory: writer, reader, leases, hostile samples). Processes: test/integra
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -242,7 +244,23 @@ def test_leases_are_bounded_then_frames_are_copied_and_released_leases_return():
         reader.close()
 
 
-def test_a_sample_whose_header_lies_is_refused_and_never_read():
+def _send_raw_sample(writer: FrameLaneWriter, slice_len: int, meta_json: bytes, *, height: int, width: int,
+                     pixel_len: int, pixel_off: int, seq: int = 0) -> None:
+    """Put a sample on the writer's lane by hand (3 channels of uint8, the writer's epoch), and ring."""
+    sample = writer._publisher_for(slice_len).loan_slice_uninit(slice_len)
+    header = sample.user_header().contents
+    header.magic, header.version, header.dtype = MAGIC, VERSION, 0
+    header.height, header.width, header.channels = height, width, 3
+    header.meta_len, header.pixel_len, header.pixel_off = len(meta_json), pixel_len, pixel_off
+    header.epoch, header.seq = writer._epoch, seq
+    ctypes.memmove(sample.payload_ptr, meta_json, len(meta_json))
+    sample.assume_init().send()
+    writer._notifier.notify()
+
+
+@contextlib.contextmanager
+def _lane_after_one_frame() -> Iterator[tuple[FrameLaneWriter, FrameLaneReader, _Collector, list[str]]]:
+    """A writer and a reader on a fresh lane, one good frame (seq 0) through; the refusals it warns."""
     topic, got = _topic(), _Collector()
     refusals: list[str] = []
     reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit', on_refused=refusals.append)
@@ -250,25 +268,22 @@ def test_a_sample_whose_header_lies_is_refused_and_never_read():
     try:
         assert writer.write(_frame_packet(0))
         got.wait_for(1)
+        yield writer, reader, got, refusals
+    finally:
+        got.packets.clear()
+        writer.close()
+        reader.close()
+
+
+def test_a_sample_whose_header_lies_is_refused_and_never_read():
+    with _lane_after_one_frame() as (writer, reader, got, refusals):
         # a hostile (or stale) sample on the same lane: its header claims more pixels than it carries
-        publisher = writer._publisher_for(64)
-        sample = publisher.loan_slice_uninit(64)
-        header = sample.user_header().contents
-        header.magic, header.version, header.dtype = MAGIC, VERSION, 0
-        header.height, header.width, header.channels = 480, 640, 3
-        header.meta_len, header.pixel_len, header.pixel_off = 2, 480 * 640 * 3, 64
-        ctypes.memmove(sample.payload_ptr, b'{}', 2)
-        sample.assume_init().send()
-        writer._notifier.notify()
+        _send_raw_sample(writer, 64, b'{}', height=480, width=640, pixel_len=480 * 640 * 3, pixel_off=64)
         assert writer.write(_frame_packet(1))
         got.wait_for(2)
         assert [p.meta['seq'] for p in got.packets] == [0, 1]
         assert reader.counters()['refused_total'] == 1
         assert 'shorter than its header says' in refusals[0]
-    finally:
-        got.packets.clear()
-        writer.close()
-        reader.close()
 
 
 _FIELDS = b'"packet_id":"p","ts":"2026-01-01T00:00:00Z","kind":"frame","source_id":"cam"'
@@ -285,25 +300,11 @@ _FIELDS = b'"packet_id":"p","ts":"2026-01-01T00:00:00Z","kind":"frame","source_i
     (b' {' + _FIELDS + b',"meta":{"seq":-1}} ', ''),  # whitespace around: json's own rules accept it
 ])
 def test_a_sample_whose_packet_json_is_hostile_is_refused_and_the_reader_goes_on(meta_json, refusal):
-    topic, got = _topic(), _Collector()
-    refusals: list[str] = []
-    reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit', on_refused=refusals.append)
-    writer = FrameLaneWriter(topic, LaneSettings(pool=4), domain='unit')
-    try:
-        assert writer.write(_frame_packet(0))
-        got.wait_for(1)
-        # a sample whose header is right and whose JSON is not what a writer writes
+    with _lane_after_one_frame() as (writer, reader, got, refusals):
+        # a sample whose header is right (and in sequence) and whose JSON is not what a writer writes
         pixel_off = pixel_offset(len(meta_json))
-        publisher = writer._publisher_for(pixel_off + 12)
-        sample = publisher.loan_slice_uninit(pixel_off + 12)
-        header = sample.user_header().contents
-        header.magic, header.version, header.dtype = MAGIC, VERSION, 0
-        header.height, header.width, header.channels = 2, 2, 3
-        header.meta_len, header.pixel_len, header.pixel_off = len(meta_json), 12, pixel_off
-        header.epoch, header.seq = writer._epoch, 1  # in sequence
-        ctypes.memmove(sample.payload_ptr, meta_json, len(meta_json))
-        sample.assume_init().send()
-        writer._notifier.notify()
+        _send_raw_sample(writer, pixel_off + 12, meta_json, height=2, width=2, pixel_len=12,
+                         pixel_off=pixel_off, seq=1)
         writer._seq = 2
         assert writer.write(_frame_packet(2))
         got.wait_for(3 if not refusal else 2)
@@ -312,10 +313,6 @@ def test_a_sample_whose_packet_json_is_hostile_is_refused_and_the_reader_goes_on
         assert reader.counters()['missed_total'] == (1 if refusal else 0)  # a refused seq is a gap as well
         if refusal:
             assert len(refusals) == 1 and refusal in refusals[0], refusals
-    finally:
-        got.packets.clear()
-        writer.close()
-        reader.close()
 
 
 def test_two_and_three_dimensional_frames_keep_their_shape():
@@ -357,13 +354,22 @@ def test_a_packet_the_lane_cannot_carry_is_refused_and_counted():
     reader = FrameLaneReader(topic, got, LaneSettings(pool=4), domain='unit')
     writer = FrameLaneWriter(topic, LaneSettings(pool=4), domain='unit')
     try:
-        with pytest.raises(TypeError):  # meta is JSON by contract
-            writer.write(StreamPacket.new('frame', 'cam', np.zeros((2, 2), np.uint8), {'x': object()}))
+        with pytest.raises(TypeError, match='not JSON serializable'):  # meta is JSON by contract
+            writer.write(StreamPacket.new('frame', 'cam', np.zeros((2, 2), np.uint8), {'x': {'y': object()}}))
+        circular: list = []
+        circular.append(circular)
+        with pytest.raises(ValueError, match='circular'):
+            writer.write(StreamPacket.new('frame', 'cam', np.zeros((2, 2), np.uint8), {'x': circular}))
         with pytest.raises(ValueError, match='2-D or 3-D'):
             writer.write(StreamPacket.new('frame', 'cam', np.zeros(4, np.uint8)))
         assert not writer.write(StreamPacket.new('frame', 'cam', 'not an array'))
-        assert writer.counters()['refused_total'] == 3 and writer.counters()['written_total'] == 0
+        assert writer.counters()['refused_total'] == 4 and writer.counters()['written_total'] == 0
+        # the encoder keeps nothing of the encodings that failed: the same meta, JSON this time, goes
+        assert writer.write(StreamPacket.new('frame', 'cam', np.zeros((2, 2), np.uint8), {'x': {'y': 1}}))
+        got.wait_for(1)
+        assert got.packets[0].meta == {'x': {'y': 1}}
     finally:
+        got.packets.clear()
         writer.close()
         reader.close()
 
