@@ -11,8 +11,8 @@ Figures from the steady part (from the first second both detectors work): frames
 detectors, events/s, CPU of the run's process tree as % of a core and per detector frame, the
 containers' resident memory at the end, and the camera -> detector edge's latency (the runtime's
 edge histogram: send -> the detector's call; the lane's send stamp, or the in-process hand-off).
-The split buys isolation (a crashing detector does not stop camera ingestion, docs/supervision.md);
-this bench is what it costs. The baseline is the two-container layout; plain rclpy is not a
+The split buys isolation (a crashing detector does not stop camera ingestion: docs/runtime.md,
+"Live operation"); this bench is what it costs. The baseline is the two-container layout; plain rclpy is not a
 meaningful baseline for a whole site.
 
     python bench/site_split_bench.py [--seconds 25] [--rounds 2]

@@ -99,12 +99,15 @@ def wait_for(predicate, timeout: float, what) -> None:
 
 @pytest.mark.parametrize('how', ['SIGTERM', 'SIGKILL'])
 def test_broker_restarted_mid_stream_loses_nothing_it_did_not_acknowledge(tmp_path, monkeypatch, how):
-    """The forwarder's promise ends at the broker's PUBACK. Restarted cleanly (SIGTERM: mosquitto saves
-    its state on the way out), the subscriber must see every event. Crashed (SIGKILL), mosquitto keeps
-    only its last autosave: what it had acknowledged but not saved (messages still on their way to a
-    subscriber that a loaded machine slowed down) may be gone -- the broker's durability, not ours.
-    So after a crash every event the broker had *not* acknowledged before the kill must arrive, and
-    whatever is missing must be among those it had (counted, printed)."""
+    """The forwarder's promise ends at the broker's PUBACK. Crashed (SIGKILL), mosquitto keeps only its
+    last autosave: what it had acknowledged but not saved (messages still on their way to a subscriber
+    that a loaded machine slowed down) may be gone -- the broker's durability, not ours. Stopped
+    cleanly (SIGTERM) it saves its state on the way out, and yet under load Debian's mosquitto 2.0 lost
+    10 of 2,000 events it had acknowledged before the stop (a fresh-clone CI run; reproduced with two
+    CPU burners beside it in 2 of 3 runs; mosquitto's open eclipse-mosquitto/mosquitto#2811 and #2349
+    describe queued and in-flight QoS 1 messages a persistent subscriber never gets). So in both cases every
+    event the broker had *not* acknowledged before the stop must arrive, and whatever is missing must
+    be among those it had (counted, printed)."""
     total, chunk = 2000, 50
     keys = {f'mq:{i}' for i in range(total)}
     acknowledged: list[tuple[float, str]] = []  # (publish began, key) of every publish the broker acked
@@ -143,7 +146,7 @@ def test_broker_restarted_mid_stream_loses_nothing_it_did_not_acknowledge(tmp_pa
             assert produced.wait(300)
             assert forwarder.wait_idle(300), f'still queued: {queue.depth()}, in flight: {queue.in_flight()}'
             metrics = forwarder.metrics()
-            at_risk = {k for t, k in acknowledged if t < stopped_at} if how == 'SIGKILL' else set()
+            at_risk = {k for t, k in acknowledged if t < stopped_at}  # the broker's from its PUBACK on
             must_arrive = keys - at_risk
 
             def missing() -> list[str]:
@@ -166,7 +169,7 @@ def test_broker_restarted_mid_stream_loses_nothing_it_did_not_acknowledge(tmp_pa
     duplicates = sum(c - 1 for c in counts.values())
     lost_by_broker = sorted(keys - set(counts))
     print(f'MQTT {how}: {total} events, {duplicates} repeats at the subscriber (QoS 1, at least once), '
-          f'{len(lost_by_broker)} acknowledged before the crash and lost by the broker')
+          f'{len(lost_by_broker)} acknowledged before the stop and lost by the broker')
     assert metrics['acked_total'] == total and metrics['dead_letter_depth'] == 0
     assert metrics['acked_total'] > acked_at_kill and metrics['retry_total'] > 0
     assert set(lost_by_broker) <= at_risk  # never one the broker had not acknowledged
